@@ -1,0 +1,163 @@
+"""The ``wayfinder`` command line.
+
+Exit codes: 0 success; 1 the data breaks a constraint (a readable report
+follows); 2 the input cannot be read (syntax, missing file, bad option).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pyoxigraph as ox
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import knowledge
+from .errors import RefusedWrite, SyntaxProblem, WayfinderError
+from .runtime import Runtime
+from .settings import Settings
+
+app = typer.Typer(help="Wayfinder: decides which onboarding steps each new user sees next, and why.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    Optional[str], typer.Option("--store", help="Store folder, ':memory:' or SPARQL server URL [env WAYFINDER_STORE]")
+]
+
+
+def _runtime(store: str | None) -> Runtime:
+    settings = Settings(store=store) if store else Settings()
+    return Runtime(settings=settings)
+
+
+def _fail(exc: WayfinderError) -> None:
+    if isinstance(exc, RefusedWrite):
+        err.print(f"[bold red]refused[/]: {len(exc.violations)} violation(s)")
+        for v in exc.violations:
+            err.print(f"  - [bold]{v.focus}[/]" + (f" ({v.path})" if v.path else ""))
+            err.print(f"    {v.message}")
+            if v.shape:
+                err.print(f"    shape: {v.shape}", style="dim")
+        raise typer.Exit(1)
+    err.print(f"[bold red]error[/]: {exc.message}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(p for p in sorted(path.rglob("*")) if p.suffix.lower() in knowledge.FORMATS)
+        else:
+            files.append(path)
+    return files
+
+
+@app.command()
+def load(
+    files: Annotated[list[Path], typer.Argument(help="Turtle, N-Triples, JSON-LD or RDF/XML files, or folders of them")],
+    store: StoreOption = None,
+    graph: Annotated[Optional[str], typer.Option(help="Target graph: ontology, catalog/NAME or policies/NAME")] = None,
+) -> None:
+    """Validate (SHACL) and load files into the store; an invalid load stores nothing."""
+    runtime = _runtime(store)
+    try:
+        runtime.ensure_ontology()
+        report = knowledge.load_files(_expand(files), store=runtime.store, validator=runtime.validator, graph=graph)
+    except WayfinderError as exc:
+        _fail(exc)
+    runtime.store.flush()
+    for name, count in report.graphs.items():
+        out.print(f"loaded {count} triples into <{name}>")
+    out.print(f"{report.entailed} entailed triples (OWL 2 RL)")
+
+
+@app.command()
+def validate(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to check; none: the whole store")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Check ontology, catalog and shapes files, or the whole store; exit 1 on violations."""
+    runtime = _runtime(store) if not files else Runtime(settings=Settings(store=":memory:"))
+    try:
+        validator = runtime.validator
+        if files:
+            replacing: dict = {}
+            paths = _expand(files)
+            for path in paths:
+                triples = knowledge.read_rdf(path)
+                replacing.setdefault(knowledge.graph_for(path, triples), []).extend(triples)
+            if knowledge.graph_named("ontology") not in replacing:
+                replacing[knowledge.graph_named("ontology")] = knowledge.read_rdf(runtime.ontology_file)
+            _, violations = knowledge.check(runtime.store, validator, replacing)
+            checked = f"{len(paths)} file(s)"
+        else:
+            violations = knowledge.check_store(runtime.store, validator)
+            checked = f"the store at {runtime.settings.store}"
+        if violations:
+            raise RefusedWrite(violations)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(f"[green]valid[/]: {checked} conform to {len(list(runtime.settings.shapes_dir.glob('*.ttl')))} shapes files")
+
+
+@app.command()
+def query(
+    query_or_file: Annotated[str, typer.Argument(help="A SPARQL query, or a .rq file")],
+    store: StoreOption = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Bind a variable: NAME=IRI or NAME=\"literal\"")] = None,
+) -> None:
+    """Run a SPARQL query against the store and print the result."""
+    text = Path(query_or_file).read_text() if query_or_file.endswith(".rq") else query_or_file
+    runtime = _runtime(store)
+    try:
+        bindings = dict(_parse_param(p) for p in param or [])
+        result = runtime.store.query(text, **bindings)
+    except WayfinderError as exc:
+        _fail(exc)
+    if isinstance(result, ox.QueryBoolean):
+        out.print("true" if bool(result) else "false")
+        return
+    if isinstance(result, ox.QueryTriples):
+        sys.stdout.write(ox.serialize(list(result), format=ox.RdfFormat.TURTLE).decode())
+        return
+    names = [v.value for v in result.variables]
+    rows = [[_show(s[n]) for n in names] for s in result]
+    if format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    elif format == "json":
+        sys.stdout.write(json.dumps([dict(zip(names, r)) for r in rows], indent=2) + "\n")
+    else:
+        table = Table(*names)
+        for r in rows:
+            table.add_row(*(v or "" for v in r))
+        out.print(table)
+        out.print(f"{len(rows)} row(s)", style="dim")
+
+
+def _parse_param(text: str) -> tuple[str, ox.NamedNode | ox.Literal]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise SyntaxProblem("--param", f"expected NAME=VALUE, got {text!r}")
+    if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+        return name, ox.Literal(value[1:-1])
+    if "://" in value or value.startswith("urn:"):
+        return name, ox.NamedNode(value)
+    return name, ox.Literal(value)
+
+
+def _show(term) -> str | None:
+    return None if term is None else term.value
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,129 @@
+"""The store: pyoxigraph on disk (one folder) or in memory, named graphs, atomic commits.
+
+Reads see the union of all named graphs as the default graph, so a query can
+walk from a user's graph into the catalog without naming graphs. Writes go
+through :meth:`Store.commit`, which applies removals, graph drops and additions
+as one SPARQL update: either all of it is stored or none of it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import pyoxigraph as ox
+
+from .errors import StoreUnavailable, SyntaxProblem
+
+Term = ox.NamedNode | ox.BlankNode | ox.Literal
+Row = dict[str, Term | None]
+
+
+def _bindings(values: Mapping[str, Term | None]) -> dict[ox.Variable, Term]:
+    return {ox.Variable(name): term for name, term in values.items() if term is not None}
+
+
+class Store:
+    """A Wayfinder store over pyoxigraph."""
+
+    def __init__(self, location: str | Path | None = None) -> None:
+        self.location = None if location in (None, "", ":memory:") else Path(location)
+        try:
+            if self.location is None:
+                self._ox = ox.Store()
+            else:
+                self.location.mkdir(parents=True, exist_ok=True)
+                self._ox = ox.Store(str(self.location))
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open the store at {self.location}: {exc}") from exc
+        # pyoxigraph transactions are atomic but not serialised against each other's
+        # reads; the lock keeps read-then-write sequences (the audit chain) consistent.
+        self.write_lock = threading.RLock()
+
+    @property
+    def oxigraph(self) -> ox.Store:
+        return self._ox
+
+    # -- reads -------------------------------------------------------------
+
+    def query(self, query: str, /, **bindings: Term | None):
+        """Return pyoxigraph's raw result (solutions, boolean or triples)."""
+        try:
+            return self._ox.query(query, substitutions=_bindings(bindings), use_default_graph_as_union=True)
+        except SyntaxError as exc:
+            raise SyntaxProblem("query", str(exc)) from exc
+
+    def select(self, query: str, /, **bindings: Term | None) -> list[Row]:
+        """Return the rows of a SELECT query as dicts keyed by variable name."""
+        solutions = self.query(query, **bindings)
+        names = [v.value for v in solutions.variables]
+        return [{name: solution[name] for name in names} for solution in solutions]
+
+    def ask(self, query: str, /, **bindings: Term | None) -> bool:
+        return bool(self.query(query, **bindings))
+
+    def quads(
+        self,
+        *,
+        subject: Term | None = None,
+        predicate: ox.NamedNode | None = None,
+        object: Term | None = None,
+        graph: ox.NamedNode | None = None,
+    ) -> Iterator[ox.Quad]:
+        return self._ox.quads_for_pattern(subject, predicate, object, graph)
+
+    def graph(self, name: ox.NamedNode) -> list[ox.Quad]:
+        return list(self._ox.quads_for_pattern(None, None, None, name))
+
+    def has_graph(self, name: ox.NamedNode) -> bool:
+        return self._ox.contains_named_graph(name)
+
+    def named_graphs(self) -> list[ox.NamedNode]:
+        return [g for g in self._ox.named_graphs() if isinstance(g, ox.NamedNode)]
+
+    def __len__(self) -> int:
+        return len(self._ox)
+
+    # -- writes ------------------------------------------------------------
+
+    def commit(
+        self,
+        *,
+        add: Iterable[ox.Quad] = (),
+        remove: Iterable[ox.Quad] = (),
+        drop: Iterable[ox.NamedNode] = (),
+    ) -> None:
+        """Apply drops, removals and additions in one transaction."""
+        add, remove, drop = list(add), list(remove), list(drop)
+        if not remove and not drop:
+            if add:
+                self._ox.extend(add)
+            return
+        # Terms serialise themselves in N-Triples syntax, escaping included, so the
+        # update text is built from typed terms, never from caller-supplied strings.
+        parts = [f"DROP SILENT GRAPH {g}" for g in drop]
+        if remove:
+            parts.append("DELETE DATA { " + " ".join(_quad_data(q) for q in remove) + " }")
+        if add:
+            parts.append("INSERT DATA { " + " ".join(_quad_data(q) for q in add) + " }")
+        self._ox.update(" ;\n".join(parts))
+
+    def replace_graph(self, name: ox.NamedNode, triples: Iterable[ox.Quad | ox.Triple]) -> None:
+        """Replace the content of one named graph atomically."""
+        quads = [ox.Quad(t.subject, t.predicate, t.object, name) for t in triples]
+        self.commit(add=quads, drop=[name])
+
+    def flush(self) -> None:
+        if self.location is not None:
+            self._ox.flush()
+
+    def backup(self, target: str | Path) -> None:
+        self._ox.backup(str(target))
+
+
+def _quad_data(quad: ox.Quad) -> str:
+    triple = f"{quad.subject} {quad.predicate} {quad.object} ."
+    if isinstance(quad.graph_name, ox.DefaultGraph):
+        return triple
+    return f"GRAPH {quad.graph_name} {{ {triple} }}"

@@ -1,0 +1,53 @@
+"""Conversion between pyoxigraph terms (the store) and rdflib terms (pyshacl, owlrl)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyoxigraph as ox
+import rdflib
+
+
+def to_rdflib_term(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Node:
+    if isinstance(term, ox.NamedNode):
+        return rdflib.URIRef(term.value)
+    if isinstance(term, ox.BlankNode):
+        return rdflib.BNode(term.value)
+    if term.language:
+        return rdflib.Literal(term.value, lang=term.language)
+    return rdflib.Literal(term.value, datatype=rdflib.URIRef(term.datatype.value))
+
+
+def from_rdflib_term(term: rdflib.term.Node) -> ox.NamedNode | ox.BlankNode | ox.Literal:
+    if isinstance(term, rdflib.URIRef):
+        return ox.NamedNode(str(term))
+    if isinstance(term, rdflib.BNode):
+        return ox.BlankNode(_bnode_id(term))
+    if isinstance(term, rdflib.Literal):
+        if term.language:
+            return ox.Literal(str(term), language=term.language)
+        if term.datatype is not None:
+            return ox.Literal(str(term), datatype=ox.NamedNode(str(term.datatype)))
+        return ox.Literal(str(term))
+    raise TypeError(f"unsupported term {term!r}")
+
+
+def _bnode_id(term: rdflib.BNode) -> str:
+    value = str(term)
+    return value if value.isalnum() else "b" + "".join(c for c in value if c.isalnum())
+
+
+def to_rdflib_graph(triples: Iterable[ox.Quad | ox.Triple], graph: rdflib.Graph | None = None) -> rdflib.Graph:
+    """Return an rdflib graph holding the given triples (graph names dropped)."""
+    graph = graph if graph is not None else rdflib.Graph()
+    add = graph.add
+    for t in triples:
+        add((to_rdflib_term(t.subject), to_rdflib_term(t.predicate), to_rdflib_term(t.object)))
+    return graph
+
+
+def from_rdflib_graph(graph: rdflib.Graph, name: ox.NamedNode) -> list[ox.Quad]:
+    return [
+        ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o), name)
+        for s, p, o in graph
+    ]
