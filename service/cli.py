@@ -60,6 +60,33 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 @app.command()
+def serve(
+    store: StoreOption = None,
+    host: Annotated[Optional[str], typer.Option(help="Interface to bind [env WAYFINDER_HOST]")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port [env WAYFINDER_PORT]")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo catalog, policies and users into the store")] = False,
+) -> None:
+    """Run the service (GraphQL at /graphql)."""
+    import uvicorn
+
+    from .api.app import create_app
+    from .demo import load_demo
+
+    overrides = {k: v for k, v in {"store": store, "host": host, "port": port}.items() if v is not None}
+    runtime = Runtime(settings=Settings(**overrides))
+    try:
+        runtime.ensure_ontology()
+        if demo:
+            added = load_demo(runtime)
+            out.print(f"demo loaded: {added['users']} users, {added['events']} events added")
+    except WayfinderError as exc:
+        _fail(exc)
+    settings = runtime.settings
+    out.print(f"Wayfinder on http://{settings.host}:{settings.port}/graphql (GraphiQL there in a browser)")
+    uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
 def load(
     files: Annotated[list[Path], typer.Argument(help="Turtle, N-Triples, JSON-LD or RDF/XML files, or folders of them")],
     store: StoreOption = None,

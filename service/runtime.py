@@ -1,37 +1,126 @@
-"""The objects one running service shares: settings, store, validator, queries."""
+"""The objects one running service shares: settings, store, validator, queries, and
+views of the knowledge (catalog, policies, API codes) refreshed after each load."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from . import knowledge
+import pyoxigraph as ox
+import rdflib
+
+from . import knowledge, vocab
+from .audit import AuditTrail
+from .catalog import Catalog, read_catalog
+from .policies import PolicyVersion, read_policies
 from .settings import Settings, get_settings
 from .store import Store
+from .terms import to_rdflib_graph
 from .validation import Validator
 
 
 @dataclass
-class Runtime:
-    settings: Settings = field(default_factory=get_settings)
-    store: Store | None = None
+class Codes:
+    """API codes of purposes and event types, read from the ontology."""
 
-    def __post_init__(self) -> None:
-        if self.store is None:
-            self.store = Store(self.settings.store)
+    purposes: dict[str, str] = field(default_factory=dict)  # code -> purpose IRI
+    events: dict[str, str] = field(default_factory=dict)  # code -> event class IRI
+    collected_for: dict[str, list[str]] = field(default_factory=dict)  # event code -> purpose codes
+
+    def purpose_code(self, iri: str) -> str:
+        return next(code for code, value in self.purposes.items() if value == iri)
+
+
+@dataclass
+class Knowledge:
+    catalog: Catalog
+    policies: dict[str, PolicyVersion]
+    codes: Codes
+    graph: rdflib.Graph
+
+
+class Runtime:
+    """Shared state of a running service; cheap views are rebuilt after knowledge changes."""
+
+    def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.store = store if store is not None else Store(self.settings.store)
+        self._knowledge: Knowledge | None = None
+        self._lock = threading.Lock()
 
     @cached_property
     def validator(self) -> Validator:
         return Validator(self.settings.shapes_dir)
+
+    @cached_property
+    def trail(self) -> "AuditTrail":
+        return AuditTrail(self.store, self.queries["audit-head"])
+
+    @cached_property
+    def queries(self) -> dict[str, str]:
+        """Shipped queries the service runs, by file stem (``queries/service/*.rq``)."""
+        folder = self.settings.queries_dir / "service"
+        return {p.stem: p.read_text() for p in sorted(folder.glob("*.rq"))}
 
     @property
     def ontology_file(self) -> Path:
         return self.settings.ontology_dir / "wayfinder.ttl"
 
     def ensure_ontology(self) -> bool:
-        return knowledge.ensure_ontology(self.store, ontology_file=self.ontology_file, validator=self.validator)
+        loaded = knowledge.ensure_ontology(self.store, ontology_file=self.ontology_file, validator=self.validator)
+        if loaded:
+            self.knowledge_changed()
+        return loaded
 
-    def query_text(self, name: str) -> str:
-        """Return the text of a shipped query, ``queries/NAME.rq``."""
-        return (self.settings.queries_dir / f"{name}.rq").read_text()
+    def load(self, paths: list[Path], *, graph: str | None = None) -> knowledge.LoadReport:
+        """Validate and load knowledge files, then refresh the views."""
+        report = knowledge.load_files(paths, store=self.store, validator=self.validator, graph=graph)
+        self.knowledge_changed()
+        return report
+
+    def knowledge_changed(self) -> None:
+        with self._lock:
+            self._knowledge = None
+
+    @property
+    def knowledge(self) -> Knowledge:
+        current = self._knowledge
+        if current is None:
+            with self._lock:
+                if self._knowledge is None:
+                    self._knowledge = self._read_knowledge()
+                current = self._knowledge
+        return current
+
+    def _read_knowledge(self) -> Knowledge:
+        codes = Codes()
+        for row in self.store.select(self.queries["vocabulary-codes"]):
+            code, term = row["code"].value, row["term"].value
+            if row["kind"].value == "purpose":
+                codes.purposes[code] = term
+            else:
+                codes.events[code] = term
+                codes.collected_for.setdefault(code, [])
+                if row["collectedFor"] is not None:
+                    codes.collected_for[code].append(row["collectedFor"].value)
+        for code, purposes in codes.collected_for.items():
+            codes.collected_for[code] = sorted(codes.purpose_code(p) for p in purposes)
+        graph = rdflib.Graph()
+        for name in knowledge.knowledge_graphs(self.store):
+            to_rdflib_graph(self.store.graph(name), graph)
+        return Knowledge(
+            catalog=read_catalog(self.store, self.queries),
+            policies=read_policies(self.store, self.queries),
+            codes=codes,
+            graph=graph,
+        )
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.knowledge.catalog
+
+
+def term(iri: str) -> ox.NamedNode:
+    return ox.NamedNode(iri)

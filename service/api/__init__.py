@@ -1,0 +1,1 @@
+"""The HTTP surface: GraphQL types (thin), the ASGI app and its routes."""

@@ -1,0 +1,283 @@
+"""GraphQL types of the public contract; resolvers translate types and call ``service``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Optional
+
+import strawberry
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.types import Info
+
+from .. import decide, users
+from ..catalog import Catalog, StepInfo
+from ..consent import ConsentState
+from ..errors import NotFound
+from ..policies import Scored
+from ..runtime import Runtime
+from .errors import ErrorCodes
+
+
+@strawberry.enum
+class Channel(Enum):
+    WEB = "WEB"
+    MOBILE = "MOBILE"
+    IN_APP = "IN_APP"
+    EMAIL = "EMAIL"
+
+
+@strawberry.enum
+class Purpose(Enum):
+    PERSONALIZATION = "PERSONALIZATION"
+    ANALYTICS = "ANALYTICS"
+    MARKETING = "MARKETING"
+
+
+@strawberry.enum
+class EventType(Enum):
+    STEP_COMPLETED = "STEP_COMPLETED"
+    STEP_DISMISSED = "STEP_DISMISSED"
+    FEATURE_USED = "FEATURE_USED"
+    ACTIVATED = "ACTIVATED"
+    CONVERTED = "CONVERTED"
+
+
+def _runtime(info: Info) -> Runtime:
+    return info.context["runtime"]
+
+
+@strawberry.type
+class Feature:
+    id: strawberry.ID
+    title: str
+
+
+@strawberry.type
+class Step:
+    id: strawberry.ID
+    title: str
+    channels: list[Channel]
+    iri: strawberry.Private[str]
+
+    @strawberry.field
+    def introduces(self, info: Info) -> list[Feature]:
+        catalog = _runtime(info).catalog
+        return [_feature(catalog, iri) for iri in catalog.step(self.iri).introduces if iri in catalog.entities]
+
+    @strawberry.field
+    def requires(self, info: Info) -> list["Step"]:
+        catalog = _runtime(info).catalog
+        return [_step(catalog.step(iri)) for iri in catalog.step(self.iri).requires if iri in catalog.entities]
+
+
+def _step(step: StepInfo) -> Step:
+    from ..catalog import CHANNEL_OF_IRI
+
+    return Step(id=strawberry.ID(step.id), title=step.title, channels=[Channel(CHANNEL_OF_IRI[c]) for c in step.channels],
+                iri=step.iri)
+
+
+def _feature(catalog: Catalog, iri: str) -> Feature:
+    entity = catalog.entities[iri]
+    return Feature(id=strawberry.ID(entity.id), title=entity.title)
+
+
+@strawberry.type
+class RankedStep:
+    step: Step
+    rank: int
+    score: float
+    reasons: list[str]
+
+
+@strawberry.type
+class Recommendation:
+    decision_id: strawberry.ID
+    steps: list[RankedStep]
+    personalized: bool
+    policy_version: str
+    model_version: Optional[str]
+    variant: Optional[str]
+
+
+@strawberry.type
+class Consent:
+    purpose: Purpose
+    granted: bool
+    at: datetime
+
+
+def _consent(state: ConsentState) -> Consent:
+    return Consent(purpose=Purpose(state.purpose), granted=state.granted, at=state.at)
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    role: Optional[strawberry.ID]
+    industry: Optional[strawberry.ID]
+    plan: Optional[strawberry.ID]
+
+    @strawberry.field
+    def consents(self, info: Info) -> list[Consent]:
+        return [_consent(c) for c in users.consents(_runtime(info), str(self.id))]
+
+    @strawberry.field
+    def completed_steps(self, info: Info) -> list[Step]:
+        runtime = _runtime(info)
+        catalog = runtime.catalog
+        done = [e.step for e in users.events(runtime, str(self.id)) if e.type == "STEP_COMPLETED" and e.step]
+        return [_step(catalog.step(iri)) for iri in dict.fromkeys(done) if iri in catalog.entities]
+
+    @strawberry.field
+    def event_count(self, info: Info) -> int:
+        return len(users.events(_runtime(info), str(self.id)))
+
+
+def _user(profile: users.Profile) -> User:
+    from ..vocab import local_id
+
+    short = lambda iri: strawberry.ID(local_id(iri)) if iri else None  # noqa: E731
+    return User(id=strawberry.ID(profile.id), role=short(profile.role), industry=short(profile.industry),
+                plan=short(profile.plan))
+
+
+@strawberry.type
+class Event:
+    id: strawberry.ID
+    user_id: strawberry.ID
+    type: EventType
+    step_id: Optional[strawberry.ID]
+    feature_id: Optional[strawberry.ID]
+    at: datetime
+
+
+@strawberry.type
+class Decision:
+    id: strawberry.ID
+    at: datetime
+    channel: Channel
+    personalized: bool
+    policy_version: str
+    model_version: Optional[str]
+    variant: Optional[str]
+    steps: list[RankedStep]
+    candidates: list[RankedStep]
+
+
+@strawberry.input
+class RegisterUserInput:
+    id: strawberry.ID
+    role: Optional[strawberry.ID] = None
+    industry: Optional[strawberry.ID] = None
+    plan: Optional[strawberry.ID] = None
+    signup_channel: Optional[Channel] = None
+    consents: list[Purpose] = strawberry.field(default_factory=list)
+    at: Optional[datetime] = None
+
+
+@strawberry.input
+class EventInput:
+    user_id: strawberry.ID
+    type: EventType
+    step_id: Optional[strawberry.ID] = None
+    feature_id: Optional[strawberry.ID] = None
+    at: Optional[datetime] = None
+
+
+def _ranked(catalog: Catalog, scored: list[Scored], ranked: bool = True) -> list[RankedStep]:
+    return [
+        RankedStep(step=_step(catalog.step(s.step)), rank=i, score=s.score, reasons=s.reasons)
+        for i, s in enumerate(scored, start=1)
+        if s.step in catalog.entities
+    ]
+
+
+def _event(event: users.Event) -> Event:
+    from ..vocab import local_id
+
+    return Event(id=strawberry.ID(local_id(event.iri)), user_id=strawberry.ID(event.user_id), type=EventType(event.type),
+                 step_id=strawberry.ID(local_id(event.step)) if event.step else None,
+                 feature_id=strawberry.ID(local_id(event.feature)) if event.feature else None, at=event.at)
+
+
+def _report(item: EventInput) -> users.EventReport:
+    return users.EventReport(user_id=str(item.user_id), type=item.type.value,
+                             step_id=str(item.step_id) if item.step_id is not None else None,
+                             feature_id=str(item.feature_id) if item.feature_id is not None else None, at=item.at)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def next_steps(self, info: Info, user_id: strawberry.ID, channel: Channel = Channel.WEB, limit: int = 5) -> Recommendation:
+        runtime = _runtime(info)
+        rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit,
+                                model=info.context.get("model"))
+        return Recommendation(decision_id=strawberry.ID(rec.decision_id), steps=_ranked(runtime.catalog, rec.steps),
+                              personalized=rec.personalized, policy_version=rec.policy_version,
+                              model_version=rec.model_version, variant=rec.variant)
+
+    @strawberry.field
+    def user(self, info: Info, id: strawberry.ID) -> Optional[User]:
+        profile = users.profile(_runtime(info), str(id))
+        return _user(profile) if profile else None
+
+    @strawberry.field
+    def steps(self, info: Info) -> list[Step]:
+        return [_step(s) for s in _runtime(info).catalog.steps]
+
+    @strawberry.field
+    def decision(self, info: Info, id: strawberry.ID) -> Optional[Decision]:
+        runtime = _runtime(info)
+        rec = decide.read_decision(runtime, str(id))
+        if rec is None:
+            return None
+        return Decision(id=strawberry.ID(rec.decision_id), at=rec.at, channel=Channel(rec.channel),
+                        personalized=rec.personalized, policy_version=rec.policy_version,
+                        model_version=rec.model_version, variant=rec.variant,
+                        steps=_ranked(runtime.catalog, rec.steps), candidates=_ranked(runtime.catalog, rec.candidates))
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    def register_user(self, info: Info, input: RegisterUserInput) -> User:
+        profile = users.register(_runtime(info), users.Registration(
+            id=str(input.id),
+            role=str(input.role) if input.role is not None else None,
+            industry=str(input.industry) if input.industry is not None else None,
+            plan=str(input.plan) if input.plan is not None else None,
+            signup_channel=input.signup_channel.value if input.signup_channel else None,
+            consents=[p.value for p in input.consents],
+            at=input.at,
+        ))
+        return _user(profile)
+
+    @strawberry.mutation
+    def record_event(self, info: Info, input: EventInput) -> Event:
+        return _event(users.record_events(_runtime(info), [_report(input)], field_name="input")[0])
+
+    @strawberry.mutation
+    def record_events(self, info: Info, inputs: list[EventInput]) -> int:
+        return len(users.record_events(_runtime(info), [_report(i) for i in inputs]))
+
+    @strawberry.mutation
+    def grant_consent(self, info: Info, user_id: strawberry.ID, purpose: Purpose) -> Consent:
+        return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=True))
+
+    @strawberry.mutation
+    def withdraw_consent(self, info: Info, user_id: strawberry.ID, purpose: Purpose) -> Consent:
+        return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=False))
+
+
+def build_schema() -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[ErrorCodes, ParserCache(maxsize=256), ValidationCache(maxsize=256)],
+    )
+
+
+__all__ = ["build_schema", "NotFound"]

@@ -1,0 +1,68 @@
+"""Consent as W3C DPV consent records: granted and withdrawn, with their history, never overwritten."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyoxigraph as ox
+
+from . import vocab
+from .store import Store
+from .clock import datetime_literal, parse_datetime
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    """One consent record: for which purpose, granted or not, when."""
+
+    record: str
+    purpose: str  # the API code, e.g. PERSONALIZATION
+    granted: bool
+    at: datetime
+
+
+def consent_history(store: Store, user: ox.NamedNode, query: str) -> list[ConsentState]:
+    """Return every consent record of a user, oldest first."""
+    states = [
+        ConsentState(
+            record=row["record"].value,
+            purpose=row["code"].value,
+            granted=row["status"] == vocab.CONSENT_GIVEN,
+            at=parse_datetime(row["at"].value),
+        )
+        for row in store.select(query, user=user)
+    ]
+    # On equal times a withdrawal wins: the conservative reading.
+    return sorted(states, key=lambda s: (s.at, s.granted is False, s.record))
+
+
+def current_consents(history: list[ConsentState]) -> dict[str, ConsentState]:
+    """Return the latest record per purpose."""
+    latest: dict[str, ConsentState] = {}
+    for state in history:
+        latest[state.purpose] = state
+    return latest
+
+
+def active_purposes(history: list[ConsentState]) -> set[str]:
+    """Return the purposes the user's latest records grant."""
+    return {code for code, state in current_consents(history).items() if state.granted}
+
+
+def consent_record(
+    user: ox.NamedNode, purpose: ox.NamedNode, *, granted: bool, at: datetime
+) -> tuple[ox.NamedNode, list[ox.Quad]]:
+    """Return a new DPV consent record and its quads in the consent graph."""
+    record = ox.NamedNode(vocab.CONSENT_BASE + str(uuid.uuid4()))
+    g = vocab.CONSENT_GRAPH
+    status = vocab.CONSENT_GIVEN if granted else vocab.CONSENT_WITHDRAWN
+    return record, [
+        ox.Quad(record, vocab.RDF_TYPE, vocab.CONSENT_RECORD, g),
+        ox.Quad(record, vocab.HAS_DATA_SUBJECT, user, g),
+        ox.Quad(record, vocab.HAS_PURPOSE, purpose, g),
+        ox.Quad(record, vocab.HAS_CONSENT_STATUS, status, g),
+        ox.Quad(record, vocab.HAS_LEGAL_BASIS, vocab.CONSENT_LEGAL_BASIS, g),
+        ox.Quad(record, vocab.IS_INDICATED_AT_TIME, datetime_literal(at), g),
+    ]
