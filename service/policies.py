@@ -198,15 +198,21 @@ def _matches(rule: Rule, step: StepInfo, context: Context, catalog: Catalog) -> 
 
 
 def _affinity(step: StepInfo, context: Context, catalog: Catalog) -> str | None:
-    """Return the graph path linking the step's feature to a feature the user used, in words."""
+    """Return the graph path from the step's feature to a feature the user used, in words.
+
+    Only the feature itself and its nearest area count, and never a top-level
+    area: everything is part of the product, which explains nothing.
+    """
     for feature in step.introduces:
-        for area in [feature, *catalog.areas(feature)]:
+        if feature in context.used_features:
+            return f"More on {catalog.title(feature)}, which you started using"
+    for feature in step.introduces:
+        for area in catalog.parents.get(feature, []):
+            if not catalog.parents.get(area):
+                continue
             for used in context.used_features:
                 if catalog.under(used, area):
-                    if area == feature:
-                        return f"Goes deeper into {catalog.title(feature)}, which you started using"
-                    return (f"Unlocks {catalog.title(feature)}, part of {catalog.title(area)}, "
-                            f"which you started using")
+                    return f"Unlocks {catalog.title(feature)}, part of {catalog.title(area)}, which you started using"
     return None
 
 

@@ -48,7 +48,11 @@ class Store:
     # -- reads -------------------------------------------------------------
 
     def query(self, query: str, /, **bindings: Term | None):
-        """Return pyoxigraph's raw result (solutions, boolean or triples)."""
+        """Return pyoxigraph's raw result (solutions, boolean or triples).
+
+        A bound variable of a SELECT query must appear in its projection: pyoxigraph
+        substitutes only projected variables.
+        """
         try:
             return self._ox.query(query, substitutions=_bindings(bindings), use_default_graph_as_union=True)
         except SyntaxError as exc:
