@@ -38,3 +38,16 @@ def disk_runtime(knowledge_quads, tmp_path) -> Runtime:
     store = Store(tmp_path / "store")
     store.commit(add=knowledge_quads)
     return Runtime(settings=Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models"), store=store)
+
+
+@pytest.fixture
+def client(runtime):
+    """A GraphQL client over the app through starlette's TestClient."""
+    from starlette.testclient import TestClient
+
+    from service.api.app import create_app
+
+    from .graphql_client import GraphQLClient
+
+    with TestClient(create_app(runtime)) as http:
+        yield GraphQLClient(http)

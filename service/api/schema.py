@@ -11,11 +11,11 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import Info
 
 from .. import decide, users
-from ..catalog import Catalog, StepInfo
+from ..catalog import CHANNEL_OF_IRI, Catalog, StepInfo
 from ..consent import ConsentState
-from ..errors import NotFound
 from ..policies import Scored
 from ..runtime import Runtime
+from ..vocab import local_id
 from .errors import ErrorCodes
 
 
@@ -72,8 +72,6 @@ class Step:
 
 
 def _step(step: StepInfo) -> Step:
-    from ..catalog import CHANNEL_OF_IRI
-
     return Step(id=strawberry.ID(step.id), title=step.title, channels=[Channel(CHANNEL_OF_IRI[c]) for c in step.channels],
                 iri=step.iri)
 
@@ -136,8 +134,6 @@ class User:
 
 
 def _user(profile: users.Profile) -> User:
-    from ..vocab import local_id
-
     short = lambda iri: strawberry.ID(local_id(iri)) if iri else None  # noqa: E731
     return User(id=strawberry.ID(profile.id), role=short(profile.role), industry=short(profile.industry),
                 plan=short(profile.plan))
@@ -186,7 +182,7 @@ class EventInput:
     at: Optional[datetime] = None
 
 
-def _ranked(catalog: Catalog, scored: list[Scored], ranked: bool = True) -> list[RankedStep]:
+def _ranked(catalog: Catalog, scored: list[Scored]) -> list[RankedStep]:
     return [
         RankedStep(step=_step(catalog.step(s.step)), rank=i, score=s.score, reasons=s.reasons)
         for i, s in enumerate(scored, start=1)
@@ -195,8 +191,6 @@ def _ranked(catalog: Catalog, scored: list[Scored], ranked: bool = True) -> list
 
 
 def _event(event: users.Event) -> Event:
-    from ..vocab import local_id
-
     return Event(id=strawberry.ID(local_id(event.iri)), user_id=strawberry.ID(event.user_id), type=EventType(event.type),
                  step_id=strawberry.ID(local_id(event.step)) if event.step else None,
                  feature_id=strawberry.ID(local_id(event.feature)) if event.feature else None, at=event.at)
@@ -276,8 +270,6 @@ def build_schema() -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
-        extensions=[ErrorCodes, ParserCache(maxsize=256), ValidationCache(maxsize=256)],
+        extensions=[ErrorCodes, lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256)],
     )
 
-
-__all__ = ["build_schema", "NotFound"]
