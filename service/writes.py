@@ -20,13 +20,16 @@ from .terms import to_rdflib_graph
 
 
 def neighbourhood(runtime: Runtime, users: Iterable[ox.NamedNode]) -> rdflib.Graph:
-    """Return the knowledge plus everything stored about these users, as one rdflib graph."""
+    """Return the knowledge plus these users' profiles and consent records, as one rdflib graph.
+
+    The users' earlier events are left out: no shape relates a new triple to them.
+    """
     graph = rdflib.Graph()
     graph += runtime.knowledge.graph
     store = runtime.store
     for user in users:
         user_id = user.value.removeprefix(vocab.USER_BASE)
-        to_rdflib_graph(store.graph(vocab.user_graph(user_id)), graph)
+        to_rdflib_graph(store.quads(subject=user, graph=vocab.user_graph(user_id)), graph)
         for record in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH):
             to_rdflib_graph(store.quads(subject=record.subject, graph=vocab.CONSENT_GRAPH), graph)
     return graph
