@@ -11,13 +11,17 @@ the record except the ``wf:contentHash`` triple itself; it covers
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyoxigraph as ox
 
 from . import vocab
+from .clock import now
 from .store import Store
 
 GENESIS = "0" * 64
@@ -34,6 +38,13 @@ def content_hash(triples: Iterable[ox.Triple | ox.Quad]) -> str:
     return hashlib.sha256(canonical_form(hashable).encode()).hexdigest()
 
 
+def stored_form(triples: list[ox.Triple]) -> list[ox.Triple]:
+    """Return the triples as Oxigraph stores them (typed literals in canonical form)."""
+    scratch = ox.Store()
+    scratch.extend(ox.Quad(t.subject, t.predicate, t.object) for t in triples)
+    return [q.triple for q in scratch]
+
+
 @dataclass
 class ChainHead:
     sequence: int
@@ -43,9 +54,12 @@ class ChainHead:
 class AuditTrail:
     """Appends chained records to the audit graph, one at a time."""
 
-    def __init__(self, store: Store, head_query: str) -> None:
+    def __init__(self, store: Store, head_query: str, *, anchor_file: Path | None = None,
+                 checkpoint_every: int = 1000) -> None:
         self.store = store
         self._head_query = head_query
+        self.anchor_file = anchor_file
+        self.checkpoint_every = checkpoint_every
         self._head: ChainHead | None = None
         self._lock = threading.Lock()
 
@@ -55,8 +69,16 @@ class AuditTrail:
             return ChainHead(0, GENESIS)
         return ChainHead(int(rows[0]["sequence"].value), rows[0]["hash"].value)
 
-    def append(self, record: ox.NamedNode, triples: list[ox.Triple], *, extra: list[ox.Quad] = ()) -> ChainHead:
-        """Chain and store one record (plus ``extra`` quads in the same transaction)."""
+    def append(
+        self,
+        record: ox.NamedNode,
+        triples: list[ox.Triple],
+        *,
+        extra: list[ox.Quad] = (),
+        remove: list[ox.Quad] = (),
+        drop: list[ox.NamedNode] = (),
+    ) -> ChainHead:
+        """Chain and store one record, with other changes in the same transaction."""
         with self._lock, self.store.write_lock:
             head = self._head or self.head()
             chained = [
@@ -64,13 +86,93 @@ class AuditTrail:
                 ox.Triple(record, vocab.SEQUENCE, ox.Literal(str(head.sequence + 1), datatype=vocab.XSD_INTEGER)),
                 ox.Triple(record, vocab.PREVIOUS_HASH, ox.Literal(head.hash)),
             ]
+            # Hash the terms as the store will keep them: Oxigraph normalises typed
+            # literals (e.g. "…:55.660450Z" is kept as "…:55.66045Z").
+            chained = stored_form(chained)
             digest = content_hash(chained)
             chained.append(ox.Triple(record, vocab.CONTENT_HASH, ox.Literal(digest)))
             quads = [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in chained]
-            self.store.commit(add=[*quads, *extra])
+            self.store.commit(add=[*quads, *extra], remove=list(remove), drop=list(drop))
             self._head = ChainHead(head.sequence + 1, digest)
+            if self.anchor_file is not None and self._head.sequence % self.checkpoint_every == 0:
+                self.checkpoint()
             return self._head
+
+    def checkpoint(self) -> ChainHead:
+        """Seal the current head in the anchor file outside the store (one JSON line)."""
+        head = self._head or self.head()
+        if self.anchor_file is not None and head.sequence:
+            self.store.flush()
+            self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.anchor_file.open("a") as out:
+                out.write(json.dumps({"sequence": head.sequence, "hash": head.hash, "at": now().isoformat()}) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+        return head
+
+    def anchors(self) -> list[dict]:
+        if self.anchor_file is None or not self.anchor_file.exists():
+            return []
+        return [json.loads(line) for line in self.anchor_file.read_text().splitlines() if line.strip()]
 
     def forget_head(self) -> None:
         """Re-read the chain head from the store on the next append (another writer appended)."""
         self._head = None
+
+
+@dataclass
+class Verification:
+    """The result of checking the whole chain."""
+
+    records: int
+    ok: bool
+    broken_sequence: int | None = None
+    broken_record: str | None = None
+    reason: str | None = None
+    anchors_checked: int = 0
+
+
+def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None) -> Verification:
+    """Recompute every record's hash and link; name the first broken record."""
+    rows = store.select(index_query)
+    expected_previous = GENESIS
+    hashes: dict[int, str] = {}
+    for position, row in enumerate(rows, start=1):
+        record = row["record"]
+        if row["sequence"] is None or row["hash"] is None or row["previous"] is None:
+            missing = [n for n in ("sequence", "hash", "previous") if row[n] is None]
+            return _broken(position - 1, position, record.value, f"{', '.join(missing)} missing")
+        sequence = int(row["sequence"].value)
+        if sequence != position:
+            return _broken(position - 1, position, record.value,
+                           f"sequence {sequence} where {position} was expected (a record was removed or added)")
+        if row["previous"].value != expected_previous:
+            return _broken(position - 1, sequence, record.value, "previous hash does not match the record before")
+        triples = record_triples(store, record)
+        digest = content_hash(triples)
+        if digest != row["hash"].value:
+            return _broken(position - 1, sequence, record.value, "content hash does not match: a triple was added, removed or changed")
+        hashes[sequence] = digest
+        expected_previous = digest
+    checked = 0
+    for anchor in anchors or []:
+        sequence = int(anchor["sequence"])
+        if sequence > len(rows):
+            return _broken(len(rows), sequence, None, f"the chain ends at {len(rows)} but an anchor seals record {sequence}")
+        if hashes.get(sequence) != anchor["hash"]:
+            return _broken(sequence - 1, sequence, None, "the record differs from its external anchor (the chain was rewritten)")
+        checked += 1
+    return Verification(records=len(rows), ok=True, anchors_checked=checked)
+
+
+def _broken(records: int, sequence: int, record: str | None, reason: str) -> Verification:
+    return Verification(records=records, ok=False, broken_sequence=sequence, broken_record=record, reason=reason)
+
+
+def record_triples(store: Store, record: ox.NamedNode) -> list[ox.Quad]:
+    """Return every triple of a record: its own and those of its candidates."""
+    own = list(store.quads(subject=record, graph=vocab.AUDIT_GRAPH))
+    parts = [q.object for q in own if q.predicate == vocab.HAS_CANDIDATE and isinstance(q.object, ox.NamedNode)]
+    for part in parts:
+        own.extend(store.quads(subject=part, graph=vocab.AUDIT_GRAPH))
+    return own

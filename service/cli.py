@@ -23,8 +23,8 @@ from .runtime import Runtime
 from .settings import Settings
 
 app = typer.Typer(help="Wayfinder: decides which onboarding steps each new user sees next, and why.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 StoreOption = Annotated[
     Optional[str], typer.Option("--store", help="Store folder, ':memory:' or SPARQL server URL [env WAYFINDER_STORE]")
@@ -33,7 +33,11 @@ StoreOption = Annotated[
 
 def _runtime(store: str | None) -> Runtime:
     settings = Settings(store=store) if store else Settings()
-    return Runtime(settings=settings)
+    try:
+        return Runtime(settings=settings)
+    except WayfinderError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
 
 
 def _fail(exc: WayfinderError) -> None:
@@ -143,17 +147,23 @@ def query(
 ) -> None:
     """Run a SPARQL query against the store and print the result."""
     text = Path(query_or_file).read_text() if query_or_file.endswith(".rq") else query_or_file
-    runtime = _runtime(store)
+    _run_and_print(_runtime(store), text, param=param, format=format)
+
+
+def _run_and_print(runtime: Runtime, text: str, *, param: list[str] | None, format: str) -> None:
     try:
         bindings = dict(_parse_param(p) for p in param or [])
         result = runtime.store.query(text, **bindings)
     except WayfinderError as exc:
         _fail(exc)
+    except (OSError, RuntimeError) as exc:  # pyoxigraph's evaluation errors
+        err.print(f"[bold red]error[/]: {exc}")
+        raise typer.Exit(2)
     if isinstance(result, ox.QueryBoolean):
         out.print("true" if bool(result) else "false")
         return
     if isinstance(result, ox.QueryTriples):
-        sys.stdout.write(ox.serialize(list(result), format=ox.RdfFormat.TURTLE).decode())
+        sys.stdout.write((ox.serialize(list(result), format=ox.RdfFormat.TURTLE) or b"").decode())
         return
     names = [v.value for v in result.variables]
     rows = [[_show(s[n]) for n in names] for s in result]
@@ -169,6 +179,73 @@ def query(
             table.add_row(*(v or "" for v in r))
         out.print(table)
         out.print(f"{len(rows)} row(s)", style="dim")
+
+
+audit_app = typer.Typer(help="Auditors: lineage of decisions, shipped lineage queries, chain verification.",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("decision")
+def audit_decision(
+    decision_id: Annotated[str, typer.Argument(help="The decision ID (nextSteps' decisionId)")],
+    store: StoreOption = None,
+) -> None:
+    """Print the lineage of one decision: what it used, which versions, what it returned."""
+    from . import vocab
+
+    runtime = _runtime(store)
+    rows = runtime.store.select(runtime.queries["lineage/why-decision"],
+                                decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
+    if not rows:
+        err.print(f"[bold red]error[/]: no decision {decision_id!r}")
+        raise typer.Exit(2)
+    head = rows[0]
+    value = lambda name: head[name].value if head[name] is not None else "-"  # noqa: E731
+    out.print(f"[bold]decision[/] {decision_id}")
+    out.print(f"  at            {value('at')}")
+    out.print(f"  personalised  {value('personalized')}")
+    out.print(f"  policy        {value('policyVersion')} (hash {value('policyHash')[:16]}, approved by {value('approvedBy')})")
+    out.print(f"  model         {value('modelVersion')}")
+    out.print(f"  variant       {value('variant')}")
+    for kind, title in (("consent", "consent read"), ("profile", "profile facts used"), ("event", "events used"),
+                        ("returned", "returned, in rank order")):
+        items = [r for r in rows if r["kind"].value == kind]
+        out.print(f"  [bold]{title}[/] ({len(items)})")
+        for r in items:
+            extra = f"#{r['rank'].value} score {float(r['score'].value):.3f} " if kind == "returned" else ""
+            out.print(f"    {extra}{r['item'].value}  {r['detail'].value}")
+
+
+@audit_app.command("query")
+def audit_query(
+    name: Annotated[str, typer.Argument(help="A query of queries/lineage/, e.g. why-decision")],
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Bind a variable: NAME=IRI or NAME=\"literal\"")] = None,
+    store: StoreOption = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+) -> None:
+    """Run a shipped lineage query with parameters."""
+    runtime = _runtime(store)
+    key = f"lineage/{name.removesuffix('.rq')}"
+    if key not in runtime.queries:
+        names = ", ".join(sorted(k.removeprefix("lineage/") for k in runtime.queries if k.startswith("lineage/")))
+        err.print(f"[bold red]error[/]: no lineage query {name!r}; shipped: {names}")
+        raise typer.Exit(2)
+    _run_and_print(runtime, runtime.queries[key], param=param, format=format)
+
+
+@audit_app.command("verify")
+def audit_verify(store: StoreOption = None) -> None:
+    """Check the whole audit chain; exit 1 naming the first broken record."""
+    from .audit import verify
+
+    runtime = _runtime(store)
+    result = verify(runtime.store, runtime.queries["audit-index"], anchors=runtime.trail.anchors())
+    if not result.ok:
+        err.print(f"[bold red]broken[/] at record {result.broken_sequence}: {result.broken_record or '(no record)'}")
+        err.print(f"  {result.reason}")
+        raise typer.Exit(1)
+    out.print(f"[green]intact[/]: {result.records} records chained, {result.anchors_checked} external anchors match")
 
 
 def _parse_param(text: str) -> tuple[str, ox.NamedNode | ox.Literal]:

@@ -66,3 +66,19 @@ def consent_record(
         ox.Quad(record, vocab.HAS_LEGAL_BASIS, vocab.CONSENT_LEGAL_BASIS, g),
         ox.Quad(record, vocab.IS_INDICATED_AT_TIME, datetime_literal(at), g),
     ]
+
+
+def affected_by(store: Store, user: ox.NamedNode, purpose: ox.NamedNode, queries: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Return the decisions and model versions that used the user's consent records for a purpose."""
+    records = [
+        q.subject for q in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
+        if any(store.quads(subject=q.subject, predicate=vocab.HAS_PURPOSE, object=purpose, graph=vocab.CONSENT_GRAPH))
+    ]
+    decisions: dict[str, None] = {}
+    models: dict[str, None] = {}
+    for record in records:
+        for row in store.select(queries["lineage/decisions-using-consent"], consent=record):
+            decisions[row["decision"].value.removeprefix(vocab.DECISION_BASE)] = None
+        for row in store.select(queries["lineage/models-using-consent"], consent=record):
+            models[row["version"].value] = None
+    return list(decisions), list(models)

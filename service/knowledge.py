@@ -127,6 +127,8 @@ def replace_knowledge(
     source: str | None = None,
 ) -> LoadReport:
     """Validate, reason and commit new content for knowledge graphs, all or nothing."""
+    replacing = {name: seal_policies(triples) if name.value.startswith(vocab.POLICY_GRAPH_BASE) else triples
+                 for name, triples in replacing.items()}
     with store.write_lock:
         graph, violations = check(store, validator, replacing)
         if violations:
@@ -153,3 +155,17 @@ def check_store(store: Store, validator: Validator) -> list:
         if name.value not in (vocab.ENTAILMENTS_GRAPH.value, vocab.AUDIT_GRAPH.value):
             to_rdflib_graph(store.graph(name), graph)
     return validator.validate(graph)
+
+
+def seal_policies(triples: list[ox.Triple]) -> list[ox.Triple]:
+    """Return the triples with a wf:contentHash on each policy version, over it and its rules."""
+    from .audit import content_hash
+
+    kept = [t for t in triples if t.predicate != vocab.CONTENT_HASH]
+    versions = {t.subject for t in kept if t.predicate == vocab.RDF_TYPE and t.object == vocab.POLICY_VERSION}
+    sealed = list(kept)
+    for version in sorted(versions, key=str):
+        rules = {t.object for t in kept if t.subject == version and t.predicate == vocab.HAS_RULE}
+        content = [t for t in kept if t.subject == version or t.subject in rules]
+        sealed.append(ox.Triple(version, vocab.CONTENT_HASH, ox.Literal(content_hash(content))))
+    return sealed

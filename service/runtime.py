@@ -56,13 +56,19 @@ class Runtime:
 
     @cached_property
     def trail(self) -> "AuditTrail":
-        return AuditTrail(self.store, self.queries["audit-head"])
+        anchors = None
+        if self.store.location is not None:
+            anchors = self.store.location.with_name(self.store.location.name + ".anchors.jsonl")
+        return AuditTrail(self.store, self.queries["audit-head"], anchor_file=anchors,
+                          checkpoint_every=self.settings.audit_checkpoint_every)
 
     @cached_property
     def queries(self) -> dict[str, str]:
-        """Shipped queries the service runs, by file stem (``queries/service/*.rq``)."""
-        folder = self.settings.queries_dir / "service"
-        return {p.stem: p.read_text() for p in sorted(folder.glob("*.rq"))}
+        """Shipped queries: ``queries/service/NAME.rq`` as NAME, ``queries/lineage/NAME.rq`` as lineage/NAME."""
+        root = self.settings.queries_dir
+        texts = {p.stem: p.read_text() for p in sorted((root / "service").glob("*.rq"))}
+        texts.update({f"lineage/{p.stem}": p.read_text() for p in sorted((root / "lineage").glob("*.rq"))})
+        return texts
 
     @property
     def ontology_file(self) -> Path:

@@ -122,6 +122,11 @@ class Store:
         if self.location is not None:
             self._ox.flush()
 
+    def close(self) -> None:
+        """Release the store (and its folder's lock); the object is unusable afterwards."""
+        self.flush()
+        del self._ox
+
     def backup(self, target: str | Path) -> None:
         self._ox.backup(str(target))
 

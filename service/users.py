@@ -13,7 +13,7 @@ import pyoxigraph as ox
 from . import vocab
 from .catalog import CHANNEL_CODES
 from .clock import as_utc, datetime_literal, now, parse_datetime
-from .consent import ConsentState, active_purposes, consent_history, consent_record
+from .consent import ConsentState, active_purposes, affected_by, consent_history, consent_record
 from .errors import ConsentRequired, Conflict, InvalidInput, NotFound
 from .runtime import Runtime
 from .writes import commit_validated
@@ -226,6 +226,14 @@ def record_events(runtime: Runtime, reports: list[EventReport], *, field_name: s
     with runtime.store.write_lock:
         commit_validated(runtime, quads, users=users.values(), source="events")
     return stored
+
+
+def affected_by_consent(runtime: Runtime, user_id: str, purpose: str) -> tuple[list[str], list[str]]:
+    """Return the decision IDs and model versions that used data under the user's consent for a purpose."""
+    codes = runtime.knowledge.codes
+    if purpose not in codes.purposes:
+        raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
+    return affected_by(runtime.store, user_node(user_id), ox.NamedNode(codes.purposes[purpose]), runtime.queries)
 
 
 def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) -> ConsentState:

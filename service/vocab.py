@@ -163,6 +163,7 @@ REASON = wf("reason")
 SEQUENCE = wf("sequence")
 PREVIOUS_HASH = wf("previousHash")
 REQUESTED_BY = wf("requestedBy")
+TRIPLES_REMOVED = wf("triplesRemoved")
 
 # PROV-O
 PROV_ACTIVITY = prov("Activity")

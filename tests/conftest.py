@@ -37,7 +37,9 @@ def disk_runtime(knowledge_quads, tmp_path) -> Runtime:
     """A runtime over a store in a temporary folder holding the demo knowledge."""
     store = Store(tmp_path / "store")
     store.commit(add=knowledge_quads)
-    return Runtime(settings=Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models"), store=store)
+    settings = Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models", sparql_timeout_s=3,
+                        sparql_max_rows=100, sparql_snapshot_max_age_s=0)
+    return Runtime(settings=settings, store=store)
 
 
 @pytest.fixture
@@ -51,3 +53,30 @@ def client(runtime):
 
     with TestClient(create_app(runtime)) as http:
         yield GraphQLClient(http)
+
+
+@pytest.fixture
+def live_server(disk_runtime):
+    """The app served by a real uvicorn server on a free loopback port; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from service.api.app import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(disk_runtime), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

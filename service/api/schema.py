@@ -10,7 +10,7 @@ import strawberry
 from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import Info
 
-from .. import decide, users
+from .. import decide, erasure, users
 from ..catalog import CHANNEL_OF_IRI, Catalog, StepInfo
 from ..consent import ConsentState
 from ..policies import Scored
@@ -104,10 +104,28 @@ class Consent:
     purpose: Purpose
     granted: bool
     at: datetime
+    user_id: strawberry.Private[str]
+
+    @strawberry.field(description="Decisions that read this user's consent for this purpose (act on them after a withdrawal)")
+    def affected_decisions(self, info: Info) -> list[strawberry.ID]:
+        return [strawberry.ID(d) for d in users.affected_by_consent(_runtime(info), self.user_id, self.purpose.value)[0]]
+
+    @strawberry.field(description="Model versions trained on data collected under this user's consent for this purpose")
+    def affected_model_versions(self, info: Info) -> list[str]:
+        return users.affected_by_consent(_runtime(info), self.user_id, self.purpose.value)[1]
 
 
-def _consent(state: ConsentState) -> Consent:
-    return Consent(purpose=Purpose(state.purpose), granted=state.granted, at=state.at)
+def _consent(state: ConsentState, user_id: str) -> Consent:
+    return Consent(purpose=Purpose(state.purpose), granted=state.granted, at=state.at, user_id=user_id)
+
+
+@strawberry.type
+class ErasureReceipt:
+    user_id: strawberry.ID
+    erasure_id: strawberry.ID
+    erased_at: datetime
+    triples_removed: int
+    decisions_kept: int
 
 
 @strawberry.type
@@ -119,7 +137,7 @@ class User:
 
     @strawberry.field
     def consents(self, info: Info) -> list[Consent]:
-        return [_consent(c) for c in users.consents(_runtime(info), str(self.id))]
+        return [_consent(c, str(self.id)) for c in users.consents(_runtime(info), str(self.id))]
 
     @strawberry.field
     def completed_steps(self, info: Info) -> list[Step]:
@@ -259,11 +277,18 @@ class Mutation:
 
     @strawberry.mutation
     def grant_consent(self, info: Info, user_id: strawberry.ID, purpose: Purpose) -> Consent:
-        return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=True))
+        return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=True), str(user_id))
 
     @strawberry.mutation
     def withdraw_consent(self, info: Info, user_id: strawberry.ID, purpose: Purpose) -> Consent:
-        return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=False))
+        return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=False), str(user_id))
+
+    @strawberry.mutation(description="Erase the user's profile, events and consent records; decision records stay, pseudonymous")
+    def erase_user(self, info: Info, user_id: strawberry.ID) -> ErasureReceipt:
+        receipt = erasure.erase(_runtime(info), str(user_id), requested_by=info.context.get("principal", "api"))
+        return ErasureReceipt(user_id=strawberry.ID(receipt.user_id), erasure_id=strawberry.ID(receipt.erasure_id),
+                              erased_at=receipt.erased_at, triples_removed=receipt.triples_removed,
+                              decisions_kept=receipt.decisions_kept)
 
 
 def build_schema() -> strawberry.Schema:
