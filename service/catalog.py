@@ -42,6 +42,7 @@ class Catalog:
     entities: dict[str, Entity] = field(default_factory=dict)
     by_id: dict[str, dict[str, Entity]] = field(default_factory=lambda: defaultdict(dict))
     parents: dict[str, list[str]] = field(default_factory=dict)
+    includes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def steps(self) -> list[StepInfo]:
@@ -72,6 +73,16 @@ class Catalog:
             if parent not in seen:
                 seen.append(parent)
                 frontier.extend(self.parents.get(parent, []))
+        return seen
+
+    def plans_included(self, plan_iri: str) -> list[str]:
+        """Return the plan and every plan it includes, transitively."""
+        seen, frontier = [plan_iri], [plan_iri]
+        while frontier:
+            for lower in self.includes.get(frontier.pop(), []):
+                if lower not in seen:
+                    seen.append(lower)
+                    frontier.append(lower)
         return seen
 
     def under(self, feature_iri: str, area_iri: str) -> bool:
@@ -108,6 +119,8 @@ def read_catalog(store: Store, queries: dict[str, str]) -> Catalog:
         subject = catalog.entities.get(s)
         if link == "partOf":
             catalog.parents.setdefault(s, []).append(o)
+        elif link == "includesPlan":
+            catalog.includes.setdefault(s, []).append(o)
         elif isinstance(subject, StepInfo):
             target = {"requires": subject.requires, "introduces": subject.introduces,
                       "forRole": subject.roles, "requiresPlan": subject.plans}.get(link)

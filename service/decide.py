@@ -74,6 +74,8 @@ def next_steps(
         plan=stored.plan if personalized else None,
         used_features=[e.feature for e in history if personalized and e.type == "FEATURE_USED" and e.feature],
         completed=[e.step for e in history if e.type == "STEP_COMPLETED" and e.step],
+        eligible_roles=[stored.role] if stored.role else [],
+        eligible_plans=catalog.plans_included(stored.plan) if stored.plan else [],
     )
     used_model = model if (model is not None and policy.model_weight and personalized) else None
     ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)

@@ -63,6 +63,15 @@ class Context:
     plan: str | None = None
     used_features: list[str] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
+    # Eligibility facts, read in every decision (they decide what the user may see):
+    # used only to leave out steps the user can never reach.
+    eligible_roles: list[str] = field(default_factory=list)
+    eligible_plans: list[str] = field(default_factory=list)
+
+    def may_reach(self, step: StepInfo) -> bool:
+        role_ok = not step.roles or any(r in step.roles for r in self.eligible_roles)
+        plan_ok = all(p in self.eligible_plans for p in step.plans)
+        return role_ok and plan_ok
 
 
 @dataclass
@@ -148,7 +157,7 @@ def rank(
         step = catalog.step(iri)
         rule_score = 1.0 - order.get(iri, n) / n + policy.depth_weight * step.depth
         reasons: list[tuple[float, str]] = []
-        unlocks = [s for s in step.required_by if s in catalog.entities]
+        unlocks = [s for s in step.required_by if s in catalog.entities and context.may_reach(catalog.step(s))]
         if unlocks:
             rule_score += policy.unlock_weight * len(unlocks)
             first = min(unlocks, key=lambda s: order.get(s, n))
