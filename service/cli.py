@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import knowledge
-from .errors import RefusedWrite, SyntaxProblem, WayfinderError
+from .access import is_loopback, parse_keys
+from .errors import Forbidden, RefusedWrite, SyntaxProblem, WayfinderError
+from .telemetry import configure_logging, configure_tracing
 from .runtime import Runtime
 from .settings import Settings
 
@@ -32,7 +34,10 @@ StoreOption = Annotated[
 
 
 def _runtime(store: str | None) -> Runtime:
-    settings = Settings(store=store) if store else Settings()
+    return _runtime_from(Settings(store=store) if store else Settings())
+
+
+def _runtime_from(settings: Settings) -> Runtime:
     try:
         return Runtime(settings=settings)
     except WayfinderError as exc:
@@ -77,7 +82,17 @@ def serve(
     from .demo import load_demo
 
     overrides = {k: v for k, v in {"store": store, "host": host, "port": port}.items() if v is not None}
-    runtime = Runtime(settings=Settings(**overrides))
+    settings = Settings(**overrides)
+    try:
+        keys = parse_keys(settings.api_keys, settings.api_keys_file)
+        if not keys.enabled and not is_loopback(settings.host):
+            raise Forbidden(f"no API keys are configured, so the service listens on loopback only, not {settings.host}: "
+                            "set WAYFINDER_API_KEYS (see README, Running in production)")
+    except WayfinderError as exc:
+        _fail(exc)
+    configure_logging(settings.log_format)
+    configure_tracing(settings.otel_exporter)
+    runtime = _runtime_from(settings)
     try:
         runtime.ensure_ontology()
         if demo:

@@ -5,6 +5,7 @@ This module knows nothing of GraphQL; the API calls :func:`next_steps`.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,11 +17,14 @@ from .catalog import CHANNEL_CODES
 from .clock import datetime_literal, now, parse_datetime
 from .consent import current_consents
 from .errors import InvalidInput
+from .metrics import CANDIDATES, DECISIONS
+from .telemetry import tracer
 from .policies import Context, PolicyVersion, Scored, Scorer, active_version, rank
 from .runtime import Runtime
 from .users import consents, events, profile, require_user
 
 MAX_LIMIT = 50
+log = logging.getLogger("wayfinder.decide")
 
 
 @dataclass
@@ -51,6 +55,19 @@ def next_steps(
         raise InvalidInput("channel", f"unknown channel {channel!r}")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
+    with tracer.start_as_current_span("decide", attributes={"channel": channel, "limit": limit}) as span:
+        rec = _decide(runtime, user_id, channel=channel, limit=limit, policy_id=policy_id, model=model)
+        span.set_attribute("decision_id", rec.decision_id)
+    DECISIONS.labels(rec.policy_version, rec.variant or "", str(rec.personalized).lower()).inc()
+    CANDIDATES.observe(len(rec.candidates))
+    log.info("decision", extra={"decision_id": rec.decision_id, "policy_version": rec.policy_version,
+                                "model_version": rec.model_version, "personalized": rec.personalized,
+                                "candidates": len(rec.candidates), "returned": len(rec.steps)})
+    return rec
+
+
+def _decide(runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_id: str,
+            model: Scorer | None) -> Recommendation:
     started = now()
     user = require_user(runtime, user_id)
     knowledge = runtime.knowledge
@@ -64,7 +81,8 @@ def next_steps(
     history = events(runtime, user_id)
 
     policy = active_version(knowledge.policies, policy_id)
-    rows = runtime.store.select(runtime.queries["candidates"], user=user, channel=ox.NamedNode(channel_iri))
+    with tracer.start_as_current_span("sparql.candidates"):
+        rows = runtime.store.select(runtime.queries["candidates"], user=user, channel=ox.NamedNode(channel_iri))
     candidates = [row["step"].value for row in rows if row["step"].value in catalog.entities]
     context = Context(
         channel=channel_iri,
@@ -78,7 +96,8 @@ def next_steps(
         eligible_plans=catalog.plans_included(stored.plan) if stored.plan else [],
     )
     used_model = model if (model is not None and policy.model_weight and personalized) else None
-    ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
+    with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
+        ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
     chosen = ranked[:limit]
 
     # What the decision read: the consent state, the eligibility facts (role, plan,
@@ -102,8 +121,9 @@ def next_steps(
         limit=limit,
     )
     record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
-    runtime.trail.append(record, decision_triples(record, recommendation, policy=policy, pseudonym=stored.pseudonym,
-                                          used=used, started=started, model_iri=getattr(used_model, "iri", None)))
+    with tracer.start_as_current_span("audit.append"):
+        runtime.trail.append(record, decision_triples(record, recommendation, policy=policy, pseudonym=stored.pseudonym,
+                                              used=used, started=started, model_iri=getattr(used_model, "iri", None)))
     return recommendation
 
 

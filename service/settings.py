@@ -22,7 +22,16 @@ class Settings(BaseSettings):
     queries_dir: Path = ROOT / "queries"
     demo_dir: Path = ROOT / "data" / "demo"
     models_dir: Path = Field(Path("var/models"), description="Where trained model artefacts are kept")
-    dev_mode: bool = Field(True, description="GraphiQL and introspection on")
+    dev_mode: bool = Field(True, description="GraphiQL and introspection on (always off when API keys are set)")
+    api_keys: str = Field("", description="KEY:ROLE,... with roles client, engineer, operator, auditor; empty: open, loopback only")
+    api_keys_file: Path | None = Field(None, description="A file of KEY:ROLE lines, read in addition to api_keys")
+    otel_exporter: str = Field("none", description="Trace exporter: none, console or otlp")
+    log_format: str = Field("json", description="Log lines as json or text")
+    max_query_depth: int = Field(10, gt=0)
+    max_aliases: int = Field(20, gt=0)
+    max_tokens: int = Field(2000, gt=0)
+    max_fields: int = Field(300, gt=0, description="Complexity cap: field selections in one operation, fragments expanded")
+    max_events_per_request: int = Field(5000, gt=0, description="Most events one recordEvents call may carry")
     sparql_timeout_s: float = Field(10.0, gt=0, description="Time limit of one /sparql query")
     sparql_snapshot_max_age_s: float = Field(1.0, ge=0, description="How stale the snapshot /sparql reads may be")
     sparql_max_rows: int = Field(10_000, gt=0, description="Row cap of one /sparql answer")

@@ -3,52 +3,104 @@
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import parse_qs
+import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
+from ..access import OPEN, Keys, parse_keys, require
+from ..errors import Forbidden
+from ..metrics import REQUEST_SECONDS, STORE_QUADS
 from ..runtime import Runtime
 from ..sparql import SparqlEndpoint
 from .schema import build_schema
 
+PUBLIC_PATHS = {"/healthz"}
+
 
 class WayfinderGraphQL(GraphQL):
-    """Strawberry's ASGI view with the runtime in the context."""
+    """Strawberry's ASGI view with the runtime and the caller's role in the context."""
 
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
-        super().__init__(build_schema(), **kwargs)
+        keys_on = kwargs.pop("keys_on")
+        super().__init__(build_schema(runtime.settings, introspection=not keys_on and runtime.settings.dev_mode), **kwargs)
         self.runtime = runtime
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
-        return {"runtime": self.runtime, "request": request, "response": response}
+        role = request.scope.get("state", {}).get("role", OPEN)
+        return {"runtime": self.runtime, "request": request, "response": response, "role": role,
+                "principal": role}
 
 
-def create_app(runtime: Runtime | None = None) -> Starlette:
+class KeyAuth:
+    """Checks ``Authorization: Bearer KEY`` and puts the key's role in the request state."""
+
+    def __init__(self, app: ASGIApp, keys: Keys) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        if not self.keys.enabled:
+            scope["state"]["role"] = OPEN
+        elif scope["path"] not in PUBLIC_PATHS:
+            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            scheme, _, key = header.partition(" ")
+            role = self.keys.role_of(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+            if role is None:
+                reason = "missing API key" if not header else "unknown API key"
+                response = JSONResponse({"error": f"{reason}: send Authorization: Bearer KEY"}, status_code=401,
+                                        headers={"WWW-Authenticate": 'Bearer realm="wayfinder"'})
+                await response(scope, receive, send)
+                return
+            scope["state"]["role"] = role
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["path"] != "/graphql":  # GraphQL operations are timed by operation
+                REQUEST_SECONDS.labels(scope["path"]).observe(time.perf_counter() - started)
+
+
+def _role(request: Request) -> str:
+    return request.scope.get("state", {}).get("role", OPEN)
+
+
+def create_app(runtime: Runtime | None = None) -> ASGIApp:
     """Return the service's ASGI app over a runtime (by default, from settings)."""
     runtime = runtime or Runtime()
     runtime.ensure_ontology()
-    dev = runtime.settings.dev_mode
-    graphql = WayfinderGraphQL(runtime, graphql_ide="graphiql" if dev else None, allow_queries_via_get=False)
+    settings = runtime.settings
+    keys = parse_keys(settings.api_keys, settings.api_keys_file)
+    ide = "graphiql" if settings.dev_mode and not keys.enabled else None
+    graphql = WayfinderGraphQL(runtime, keys_on=keys.enabled, graphql_ide=ide, allow_queries_via_get=False)
+    endpoint = SparqlEndpoint(runtime.store, timeout_s=settings.sparql_timeout_s, max_rows=settings.sparql_max_rows,
+                              snapshot_max_age_s=settings.sparql_snapshot_max_age_s)
+    quads_counted = [0.0]
 
     async def healthz(request: Request) -> Response:
         try:
             runtime.store.ask("ASK { ?s ?p ?o }")
-            ready = runtime.knowledge.catalog.by_id.get("Step") is not None
+            ready = bool(runtime.knowledge.catalog.by_id.get("Step"))
         except Exception as exc:  # any failure to read the store means not ready
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "store": "open", "ready": ready})
-
-    endpoint = SparqlEndpoint(runtime.store, timeout_s=runtime.settings.sparql_timeout_s,
-                              max_rows=runtime.settings.sparql_max_rows,
-                              snapshot_max_age_s=runtime.settings.sparql_snapshot_max_age_s)
+        return JSONResponse({"status": "ok", "store": "open", "ready": ready}, status_code=200 if ready else 503)
 
     async def sparql(request: Request) -> Response:
+        try:
+            require(_role(request), ("auditor",), "/sparql")
+        except Forbidden as exc:
+            return PlainTextResponse(exc.message, status_code=403)
         query, problem = await sparql_query_of(request)
         if problem:
             return PlainTextResponse(problem[1], status_code=problem[0])
@@ -56,6 +108,13 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         return Response(answer.body, status_code=answer.status, media_type=answer.media_type, headers=answer.headers)
 
     async def metrics(request: Request) -> Response:
+        try:
+            require(_role(request), ("operator",), "/metrics")
+        except Forbidden as exc:
+            return PlainTextResponse(exc.message, status_code=403)
+        if time.monotonic() - quads_counted[0] > 60:
+            STORE_QUADS.set(len(runtime.store))
+            quads_counted[0] = time.monotonic()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
@@ -70,7 +129,7 @@ def create_app(runtime: Runtime | None = None) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
     ])
     app.state.runtime = runtime
-    return app
+    return KeyAuth(app, keys)
 
 
 async def sparql_query_of(request: Request) -> tuple[str, tuple[int, str] | None]:

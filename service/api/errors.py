@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
+from strawberry.types.graphql import OperationType
 
 from ..errors import WayfinderError
+from ..metrics import REFUSED_WRITES, REQUEST_SECONDS
+
+
+def _root_fields(context, schema) -> str:
+    document = getattr(context, "graphql_document", None)
+    if document is None:
+        return ""
+    known = set()
+    for root in (schema._schema.query_type, schema._schema.mutation_type):
+        if root is not None:
+            known.update(root.fields)
+    names = set()
+    for definition in document.definitions:
+        for selection in getattr(getattr(definition, "selection_set", None), "selections", []) or []:
+            name = getattr(getattr(selection, "name", None), "value", None)
+            names.add(name if name in known else "invalid")
+    return ",".join(sorted(names)) if len(names) <= 3 else "several"
 
 log = logging.getLogger("wayfinder.api")
 
@@ -18,10 +37,29 @@ def _is_internal(error: GraphQLError) -> bool:
 
 
 class ErrorCodes(MaskErrors):
-    """Project errors keep their message and gain a code; anything else is masked as INTERNAL."""
+    """Project errors keep their message and gain a code; anything else is masked as INTERNAL.
+
+    Also times each operation and counts refused writes, for /metrics.
+    """
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=_is_internal, error_message="Internal error; the request changed nothing.")
+
+    def on_operation(self):
+        started = time.perf_counter()
+        yield from super().on_operation()
+        context = self.execution_context
+        result = context.result
+        # Root field names, never the client-chosen operation name: labels stay few.
+        name = _root_fields(context, context.schema) or "invalid"
+        REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
+        if getattr(context, "operation_type", None) == OperationType.MUTATION and getattr(result, "errors", None):
+            for error in result.errors:
+                extensions = error.extensions or {}
+                details = extensions.get("details") or []
+                shapes = [d.get("shape") for d in details if isinstance(d, dict) and d.get("shape")]
+                for label in shapes or [extensions.get("code", "UNKNOWN")]:
+                    REFUSED_WRITES.labels(label.rsplit("#", 1)[-1]).inc()
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed = []

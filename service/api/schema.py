@@ -7,16 +7,28 @@ from enum import Enum
 from typing import Optional
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.types import Info
 
 from .. import decide, erasure, users
 from ..catalog import CHANNEL_OF_IRI, Catalog, StepInfo
 from ..consent import ConsentState
+from ..errors import InvalidInput
 from ..policies import Scored
 from ..runtime import Runtime
+from ..settings import Settings
+from .limits import field_budget
 from ..vocab import local_id
 from .errors import ErrorCodes
+from .permissions import ANYONE, AUDITOR, CLIENT, CLIENT_OR_AUDITOR, CLIENT_OR_OPERATOR, OPERATOR
 
 
 @strawberry.enum
@@ -222,7 +234,7 @@ def _report(item: EventInput) -> users.EventReport:
 
 @strawberry.type
 class Query:
-    @strawberry.field
+    @strawberry.field(permission_classes=CLIENT)
     def next_steps(self, info: Info, user_id: strawberry.ID, channel: Channel = Channel.WEB, limit: int = 5) -> Recommendation:
         runtime = _runtime(info)
         rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit,
@@ -231,16 +243,16 @@ class Query:
                               personalized=rec.personalized, policy_version=rec.policy_version,
                               model_version=rec.model_version, variant=rec.variant)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=CLIENT_OR_AUDITOR)
     def user(self, info: Info, id: strawberry.ID) -> Optional[User]:
         profile = users.profile(_runtime(info), str(id))
         return _user(profile) if profile else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ANYONE)
     def steps(self, info: Info) -> list[Step]:
         return [_step(s) for s in _runtime(info).catalog.steps]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=AUDITOR)
     def decision(self, info: Info, id: strawberry.ID) -> Optional[Decision]:
         runtime = _runtime(info)
         rec = decide.read_decision(runtime, str(id))
@@ -254,7 +266,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=CLIENT)
     def register_user(self, info: Info, input: RegisterUserInput) -> User:
         profile = users.register(_runtime(info), users.Registration(
             id=str(input.id),
@@ -267,23 +279,27 @@ class Mutation:
         ))
         return _user(profile)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=CLIENT)
     def record_event(self, info: Info, input: EventInput) -> Event:
         return _event(users.record_events(_runtime(info), [_report(input)], field_name="input")[0])
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=CLIENT)
     def record_events(self, info: Info, inputs: list[EventInput]) -> int:
+        cap = _runtime(info).settings.max_events_per_request
+        if len(inputs) > cap:
+            raise InvalidInput("inputs", f"at most {cap} events per request, got {len(inputs)}")
         return len(users.record_events(_runtime(info), [_report(i) for i in inputs]))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=CLIENT)
     def grant_consent(self, info: Info, user_id: strawberry.ID, purpose: Purpose) -> Consent:
         return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=True), str(user_id))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=CLIENT)
     def withdraw_consent(self, info: Info, user_id: strawberry.ID, purpose: Purpose) -> Consent:
         return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=False), str(user_id))
 
-    @strawberry.mutation(description="Erase the user's profile, events and consent records; decision records stay, pseudonymous")
+    @strawberry.mutation(permission_classes=CLIENT_OR_OPERATOR,
+                         description="Erase the user's profile, events and consent records; decision records stay, pseudonymous")
     def erase_user(self, info: Info, user_id: strawberry.ID) -> ErasureReceipt:
         receipt = erasure.erase(_runtime(info), str(user_id), requested_by=info.context.get("principal", "api"))
         return ErasureReceipt(user_id=strawberry.ID(receipt.user_id), erasure_id=strawberry.ID(receipt.erasure_id),
@@ -291,10 +307,23 @@ class Mutation:
                               decisions_kept=receipt.decisions_kept)
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(settings: Settings | None = None, *, introspection: bool = True) -> strawberry.Schema:
+    """Return the schema with its limits: depth, aliases, tokens, fields; introspection optional."""
+    settings = settings or Settings()
+    rules = [field_budget(settings.max_fields)]
+    if not introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
-        extensions=[ErrorCodes, lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256)],
+        extensions=[
+            ErrorCodes,
+            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+            lambda: ParserCache(maxsize=256),
+            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+            lambda: AddValidationRules(rules),
+            lambda: ValidationCache(maxsize=256),
+        ],
     )
 
