@@ -54,9 +54,10 @@ class ChainHead:
 class AuditTrail:
     """Appends chained records to the audit graph, one at a time."""
 
-    def __init__(self, store: Store, head_query: str, *, anchor_file: Path | None = None,
+    def __init__(self, store: Store, head_query: str, *, chain: str = "main", anchor_file: Path | None = None,
                  checkpoint_every: int = 1000) -> None:
         self.store = store
+        self.chain = chain
         self._head_query = head_query
         self.anchor_file = anchor_file
         self.checkpoint_every = checkpoint_every
@@ -64,7 +65,7 @@ class AuditTrail:
         self._lock = threading.Lock()
 
     def head(self) -> ChainHead:
-        rows = self.store.select(self._head_query)
+        rows = self.store.select(self._head_query, chain=ox.Literal(self.chain))
         if not rows:
             return ChainHead(0, GENESIS)
         return ChainHead(int(rows[0]["sequence"].value), rows[0]["hash"].value)
@@ -83,6 +84,7 @@ class AuditTrail:
             head = self._head or self.head()
             chained = [
                 *triples,
+                ox.Triple(record, vocab.CHAIN, ox.Literal(self.chain)),
                 ox.Triple(record, vocab.SEQUENCE, ox.Literal(str(head.sequence + 1), datatype=vocab.XSD_INTEGER)),
                 ox.Triple(record, vocab.PREVIOUS_HASH, ox.Literal(head.hash)),
             ]
@@ -105,7 +107,8 @@ class AuditTrail:
             self.store.flush()
             self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
             with self.anchor_file.open("a") as out:
-                out.write(json.dumps({"sequence": head.sequence, "hash": head.hash, "at": now().isoformat()}) + "\n")
+                out.write(json.dumps({"chain": self.chain, "sequence": head.sequence, "hash": head.hash,
+                                      "at": now().isoformat()}) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
         return head
@@ -133,36 +136,45 @@ class Verification:
 
 
 def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None) -> Verification:
-    """Recompute every record's hash and link; name the first broken record."""
+    """Recompute every record's hash and links, chain by chain; name the first broken record."""
     rows = store.select(index_query)
-    expected_previous = GENESIS
-    hashes: dict[int, str] = {}
-    for position, row in enumerate(rows, start=1):
-        record = row["record"]
-        if row["sequence"] is None or row["hash"] is None or row["previous"] is None:
-            missing = [n for n in ("sequence", "hash", "previous") if row[n] is None]
-            return _broken(position - 1, position, record.value, f"{', '.join(missing)} missing")
-        sequence = int(row["sequence"].value)
-        if sequence != position:
-            return _broken(position - 1, position, record.value,
-                           f"sequence {sequence} where {position} was expected (a record was removed or added)")
-        if row["previous"].value != expected_previous:
-            return _broken(position - 1, sequence, record.value, "previous hash does not match the record before")
-        triples = record_triples(store, record)
-        digest = content_hash(triples)
-        if digest != row["hash"].value:
-            return _broken(position - 1, sequence, record.value, "content hash does not match: a triple was added, removed or changed")
-        hashes[sequence] = digest
-        expected_previous = digest
+    chains: dict[str, list] = {}
+    for row in rows:
+        if row["chain"] is None:
+            return _broken(0, 0, row["record"].value, "chain missing")
+        chains.setdefault(row["chain"].value, []).append(row)
+    hashes: dict[tuple[str, int], str] = {}
+    checked_records = 0
+    for chain, chain_rows in sorted(chains.items()):
+        expected_previous = GENESIS
+        for position, row in enumerate(chain_rows, start=1):
+            record = row["record"]
+            if row["sequence"] is None or row["hash"] is None or row["previous"] is None:
+                missing = [n for n in ("sequence", "hash", "previous") if row[n] is None]
+                return _broken(checked_records, position, record.value, f"{', '.join(missing)} missing (chain {chain})")
+            sequence = int(row["sequence"].value)
+            if sequence != position:
+                return _broken(checked_records, position, record.value,
+                               f"sequence {sequence} where {position} was expected in chain {chain} "
+                               "(a record was removed or added)")
+            if row["previous"].value != expected_previous:
+                return _broken(checked_records, sequence, record.value, "previous hash does not match the record before")
+            digest = content_hash(record_triples(store, record))
+            if digest != row["hash"].value:
+                return _broken(checked_records, sequence, record.value,
+                               "content hash does not match: a triple was added, removed or changed")
+            hashes[(chain, sequence)] = digest
+            expected_previous = digest
+            checked_records += 1
     checked = 0
     for anchor in anchors or []:
-        sequence = int(anchor["sequence"])
-        if sequence > len(rows):
-            return _broken(len(rows), sequence, None, f"the chain ends at {len(rows)} but an anchor seals record {sequence}")
-        if hashes.get(sequence) != anchor["hash"]:
-            return _broken(sequence - 1, sequence, None, "the record differs from its external anchor (the chain was rewritten)")
+        key = (anchor.get("chain", "main"), int(anchor["sequence"]))
+        if hashes.get(key) != anchor["hash"]:
+            return _broken(checked_records, key[1], None,
+                           f"record {key[1]} of chain {key[0]} is missing or differs from its external anchor "
+                           "(the chain was cut or rewritten)")
         checked += 1
-    return Verification(records=len(rows), ok=True, anchors_checked=checked)
+    return Verification(records=checked_records, ok=True, anchors_checked=checked)
 
 
 def _broken(records: int, sequence: int, record: str | None, reason: str) -> Verification:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from . import knowledge
 from .access import is_loopback, parse_keys
-from .errors import Forbidden, RefusedWrite, SyntaxProblem, WayfinderError
+from .errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, WayfinderError
 from .telemetry import configure_logging, configure_tracing
 from .runtime import Runtime
 from .settings import Settings
@@ -74,6 +75,7 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Interface to bind [env WAYFINDER_HOST]")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port [env WAYFINDER_PORT]")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Load the demo catalog, policies and users into the store")] = False,
+    workers: Annotated[int, typer.Option(help="Service processes; more than one needs a shared store (--store http://...)")] = 1,
 ) -> None:
     """Run the service (GraphQL at /graphql)."""
     import uvicorn
@@ -93,6 +95,8 @@ def serve(
     configure_logging(settings.log_format)
     configure_tracing(settings.otel_exporter)
     runtime = _runtime_from(settings)
+    if workers < 1:
+        _fail(InvalidInput("--workers", "must be at least 1"))
     try:
         runtime.ensure_ontology()
         if demo:
@@ -100,9 +104,18 @@ def serve(
             out.print(f"demo loaded: {added['users']} users, {added['events']} events added")
     except WayfinderError as exc:
         _fail(exc)
-    settings = runtime.settings
     out.print(f"Wayfinder on http://{settings.host}:{settings.port}/graphql (GraphiQL there in a browser)")
-    uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
+    if workers == 1:
+        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
+        return
+    if not settings.store.startswith(("http://", "https://")):
+        _fail(InvalidInput("--workers", "several processes need a shared store: --store http://HOST:PORT "
+                                        "(an `oxigraph serve` process); an embedded store opens in one process only"))
+    runtime.store.close()
+    os.environ.update({"WAYFINDER_STORE": settings.store, "WAYFINDER_HOST": settings.host,
+                       "WAYFINDER_PORT": str(settings.port)})
+    uvicorn.run("service.api.asgi:create", factory=True, host=settings.host, port=settings.port,
+                workers=workers, log_level="info")
 
 
 @app.command()

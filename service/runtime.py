@@ -3,7 +3,10 @@ views of the knowledge (catalog, policies, API codes) refreshed after each load.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +19,7 @@ from .audit import AuditTrail
 from .catalog import Catalog, read_catalog
 from .policies import PolicyVersion, read_policies
 from .settings import Settings, get_settings
-from .store import Store
+from .store import Store, open_store
 from .terms import to_rdflib_graph
 from .validation import Validator
 
@@ -46,7 +49,7 @@ class Runtime:
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
         self.settings = settings or get_settings()
-        self.store = store if store is not None else Store(self.settings.store)
+        self.store = store if store is not None else open_store(self.settings.store)
         self._knowledge: Knowledge | None = None
         self._lock = threading.Lock()
 
@@ -59,8 +62,15 @@ class Runtime:
         anchors = None
         if self.store.location is not None:
             anchors = self.store.location.with_name(self.store.location.name + ".anchors.jsonl")
-        return AuditTrail(self.store, self.queries["audit-head"], anchor_file=anchors,
+        return AuditTrail(self.store, self.queries["audit-head"], chain=self.chain, anchor_file=anchors,
                           checkpoint_every=self.settings.audit_checkpoint_every)
+
+    @cached_property
+    def chain(self) -> str:
+        """This process's audit chain: 'main' on an embedded store (one writer), one per process on a shared one."""
+        if self.store.location is not None or getattr(self.store, "url", None) is None:
+            return self.settings.instance or "main"
+        return self.settings.instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     @cached_property
     def queries(self) -> dict[str, str]:

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     sparql_timeout_s: float = Field(10.0, gt=0, description="Time limit of one /sparql query")
     sparql_snapshot_max_age_s: float = Field(1.0, ge=0, description="How stale the snapshot /sparql reads may be")
     sparql_max_rows: int = Field(10_000, gt=0, description="Row cap of one /sparql answer")
+    instance: str = Field("", description="Name of this process's audit chain; default: 'main', or unique per process on a shared store")
     audit_checkpoint_every: int = Field(1000, gt=0, description="Decisions between two audit checkpoints")
 
 

@@ -86,6 +86,9 @@ class SparqlEndpoint:
         self._root = Path(tempfile.mkdtemp(prefix="wayfinder-sparql-"))
 
     def _source(self) -> dict:
+        url = getattr(self.store, "url", None)
+        if url is not None:  # a shared store: the worker asks its server
+            return {"remote": url}
         if self.store.location is None:
             data = ox.serialize(list(self.store.quads()), format=ox.RdfFormat.N_QUADS) or b""
             return {"nquads": data.decode()}

@@ -14,6 +14,8 @@ import csv
 import io
 import json
 import sys
+import urllib.error
+import urllib.request
 from xml.sax.saxutils import escape, quoteattr
 
 import pyoxigraph as ox
@@ -44,14 +46,36 @@ def choose(accepted: list[str], offered: dict, default: str) -> str | None:
     return None if accepted else default
 
 
-def run(request: dict) -> tuple[dict, bytes]:
-    if request.get("snapshot"):
-        store = ox.Store.read_only(request["snapshot"])
-    else:
-        store = ox.Store()
-        store.load(request["nquads"].encode(), format=ox.RdfFormat.N_QUADS)
+def remote_query(url: str, query: str):
+    """Run the query on a shared store's SPARQL server; return a pyoxigraph-like result."""
+    request = urllib.request.Request(
+        url.rstrip("/") + "/query?union-default-graph", data=query.encode(), method="POST",
+        headers={"content-type": "application/sparql-query",
+                 "accept": "application/sparql-results+json, application/n-triples"})
     try:
-        result = store.query(request["query"], use_default_graph_as_union=request.get("union", True))
+        with urllib.request.urlopen(request) as response:
+            kind = response.headers.get("content-type", "").split(";")[0]
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 400:
+            raise SyntaxError(exc.read().decode(errors="replace")) from exc
+        raise OSError(f"the SPARQL server answered {exc.code}") from exc
+    if kind == "application/n-triples":
+        return [q.triple for q in ox.parse(body, format=ox.RdfFormat.N_TRIPLES)]
+    return ox.parse_query_results(body, format=ox.QueryResultsFormat.JSON)
+
+
+def run(request: dict) -> tuple[dict, bytes]:
+    try:
+        if request.get("remote"):
+            result = remote_query(request["remote"], request["query"])
+        else:
+            if request.get("snapshot"):
+                store = ox.Store.read_only(request["snapshot"])
+            else:
+                store = ox.Store()
+                store.load(request["nquads"].encode(), format=ox.RdfFormat.N_QUADS)
+            result = store.query(request["query"], use_default_graph_as_union=request.get("union", True))
     except SyntaxError as exc:
         return {"status": 400, "error": f"query syntax: {exc}"}, b""
     except OSError as exc:
@@ -63,7 +87,7 @@ def run(request: dict) -> tuple[dict, bytes]:
         if media is None or SELECT_TYPES[media] in ("csv", "tsv"):
             return _not_acceptable(accepted, "application/sparql-results+json or +xml")
         return {"status": 200, "media_type": media}, _boolean(bool(result), SELECT_TYPES[media])
-    if isinstance(result, ox.QueryTriples):
+    if isinstance(result, (ox.QueryTriples, list)):
         media = choose(accepted, GRAPH_TYPES, "text/turtle")
         if media is None:
             return _not_acceptable(accepted, ", ".join(GRAPH_TYPES))

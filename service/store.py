@@ -104,14 +104,7 @@ class Store:
             if add:
                 self._ox.extend(add)
             return
-        # Terms serialise themselves in N-Triples syntax, escaping included, so the
-        # update text is built from typed terms, never from caller-supplied strings.
-        parts = [f"DROP SILENT GRAPH {g}" for g in drop]
-        if remove:
-            parts.append("DELETE DATA { " + " ".join(_quad_data(q) for q in remove) + " }")
-        if add:
-            parts.append("INSERT DATA { " + " ".join(_quad_data(q) for q in add) + " }")
-        self._ox.update(" ;\n".join(parts))
+        self._ox.update(update_text(add, remove, drop))
 
     def replace_graph(self, name: ox.NamedNode, triples: Iterable[ox.Quad | ox.Triple]) -> None:
         """Replace the content of one named graph atomically."""
@@ -129,6 +122,29 @@ class Store:
 
     def backup(self, target: str | Path) -> None:
         self._ox.backup(str(target))
+
+
+def update_text(add: list[ox.Quad], remove: list[ox.Quad], drop: list[ox.NamedNode]) -> str:
+    """Return one SPARQL update that drops graphs, then deletes, then inserts quads.
+
+    Terms serialise themselves in N-Triples syntax, escaping included, so the
+    update is built from typed terms, never from caller-supplied strings.
+    """
+    parts = [f"DROP SILENT GRAPH {g}" for g in drop]
+    if remove:
+        parts.append("DELETE DATA { " + " ".join(_quad_data(q) for q in remove) + " }")
+    if add:
+        parts.append("INSERT DATA { " + " ".join(_quad_data(q) for q in add) + " }")
+    return " ;\n".join(parts)
+
+
+def open_store(location: str | Path | None) -> "Store":
+    """Return the embedded store for a folder (or ':memory:'), or the shared store for an http(s) URL."""
+    if isinstance(location, str) and location.startswith(("http://", "https://")):
+        from .remote_store import RemoteStore
+
+        return RemoteStore(location)  # type: ignore[return-value]
+    return Store(location)
 
 
 def _quad_data(quad: ox.Quad) -> str:

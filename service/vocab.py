@@ -162,6 +162,7 @@ RANK = wf("rank")
 REASON = wf("reason")
 SEQUENCE = wf("sequence")
 PREVIOUS_HASH = wf("previousHash")
+CHAIN = wf("chain")
 REQUESTED_BY = wf("requestedBy")
 TRIPLES_REMOVED = wf("triplesRemoved")
 

@@ -1,0 +1,17 @@
+"""App factory for uvicorn's worker processes (``wayfinder serve --workers N``): settings from the environment."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp
+
+from ..runtime import Runtime
+from ..settings import Settings
+from ..telemetry import configure_logging, configure_tracing
+from .app import create_app
+
+
+def create() -> ASGIApp:
+    settings = Settings()
+    configure_logging(settings.log_format)
+    configure_tracing(settings.otel_exporter)
+    return create_app(Runtime(settings=settings))

@@ -1,0 +1,144 @@
+"""The shared store: any SPARQL 1.1 server (an ``oxigraph serve`` process) over HTTP.
+
+Several service processes, on one machine or many, share one store this way.
+Reads use the SPARQL 1.1 Protocol (``/query``, union default graph) and the
+Graph Store Protocol (``/store``); every commit is one SPARQL update (``/update``),
+which the server applies as one transaction.
+
+What differs from the embedded store: a validation reads the neighbourhood and
+the commit follows in a second request, so another process may write in
+between (the embedded store serialises both under one lock); parameters are
+bound by an inline VALUES clause at the start of the query's WHERE group,
+built from typed terms, since the protocol has no substitutions.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator
+
+import httpx
+import pyoxigraph as ox
+
+from .errors import StoreUnavailable, SyntaxProblem
+from .store import Row, Term, update_text
+
+_WHERE = re.compile(r"\bWHERE\s*\{", re.IGNORECASE)
+_TERM_VARIABLES = ("s", "p", "o", "g")
+
+
+class RemoteStore:
+    """A store behind a SPARQL 1.1 server, with the interface of :class:`service.store.Store`."""
+
+    location = None
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(timeout=timeout_s)
+        self.write_lock = threading.RLock()
+        try:
+            self.http.get(self.url + "/query", params={"query": "ASK {}"}).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"cannot reach the SPARQL server at {self.url}: {exc}") from exc
+
+    # -- reads -------------------------------------------------------------
+
+    def query(self, query: str, /, **bindings: Term | None):
+        text = bind(query, {k: v for k, v in bindings.items() if v is not None})
+        try:
+            response = self.http.post(self.url + "/query", params={"union-default-graph": ""},
+                                      content=text.encode(), headers={
+                                          "content-type": "application/sparql-query",
+                                          "accept": "application/sparql-results+json, application/n-triples"})
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"the SPARQL server at {self.url} failed: {exc}") from exc
+        if response.status_code == 400:
+            raise SyntaxProblem("query", response.text)
+        if response.status_code != 200:
+            raise StoreUnavailable(f"the SPARQL server answered {response.status_code}: {response.text[:200]}")
+        kind = response.headers.get("content-type", "").split(";")[0]
+        if kind == "application/n-triples":
+            return [q.triple for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)]
+        return ox.parse_query_results(response.content, format=ox.QueryResultsFormat.JSON)
+
+    def select(self, query: str, /, **bindings: Term | None) -> list[Row]:
+        solutions = self.query(query, **bindings)
+        names = [v.value for v in solutions.variables]
+        return [{name: solution[name] for name in names} for solution in solutions]
+
+    def ask(self, query: str, /, **bindings: Term | None) -> bool:
+        return bool(self.query(query, **bindings))
+
+    def quads(self, *, subject=None, predicate=None, object=None, graph=None) -> Iterator[ox.Quad]:
+        fixed = dict(zip(_TERM_VARIABLES, (subject, predicate, object, graph)))
+        rows = self.select("SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }",
+                           **{k: v for k, v in fixed.items() if v is not None})
+        for row in rows:
+            yield ox.Quad(row["s"], row["p"], row["o"], row["g"])
+
+    def graph(self, name: ox.NamedNode) -> list[ox.Quad]:
+        response = self.http.get(self.url + "/store", params={"graph": name.value},
+                                 headers={"accept": "application/n-triples"})
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return [ox.Quad(q.subject, q.predicate, q.object, name)
+                for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)]
+
+    def has_graph(self, name: ox.NamedNode) -> bool:
+        return self.ask("ASK WHERE { GRAPH ?g { ?s ?p ?o } }", g=name)
+
+    def named_graphs(self) -> list[ox.NamedNode]:
+        rows = self.select("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")
+        return [row["g"] for row in rows if isinstance(row["g"], ox.NamedNode)]
+
+    def __len__(self) -> int:
+        return int(self.select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")[0]["n"].value)
+
+    # -- writes ------------------------------------------------------------
+
+    def commit(self, *, add: Iterable[ox.Quad] = (), remove: Iterable[ox.Quad] = (),
+               drop: Iterable[ox.NamedNode] = ()) -> None:
+        """Apply drops, removals and additions as one SPARQL update: one transaction on the server."""
+        text = update_text(list(add), list(remove), list(drop))
+        if not text:
+            return
+        try:
+            response = self.http.post(self.url + "/update", content=text.encode(),
+                                      headers={"content-type": "application/sparql-update"})
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"the SPARQL server at {self.url} failed: {exc}") from exc
+        if response.status_code not in (200, 204):
+            raise StoreUnavailable(f"the SPARQL server refused the update ({response.status_code}): {response.text[:200]}")
+
+    def replace_graph(self, name: ox.NamedNode, triples) -> None:
+        self.commit(add=[ox.Quad(t.subject, t.predicate, t.object, name) for t in triples], drop=[name])
+
+    def flush(self) -> None:
+        """Nothing to flush here: the server persists each update."""
+
+    def close(self) -> None:
+        self.http.close()
+
+    def backup(self, target) -> None:
+        raise StoreUnavailable("back up a shared store on its server: `oxigraph backup --location DIR --destination DIR`")
+
+
+def bind(query: str, bindings: dict[str, Term]) -> str:
+    """Return the query with its parameters bound by an inline VALUES at the start of the WHERE group.
+
+    The values are typed terms, serialised by pyoxigraph in N-Triples syntax (IRIs
+    validated, literals escaped), so no caller text reaches the query unescaped.
+    """
+    if not bindings:
+        return query
+    for name in bindings:
+        if not name.isidentifier():
+            raise ValueError(f"not a variable name: {name!r}")
+    names = " ".join(f"?{name}" for name in bindings)
+    values = " ".join(str(term) for term in bindings.values())
+    inline = f" VALUES ({names}) {{ ({values}) }} "
+    if not _WHERE.search(query):
+        raise SyntaxProblem("query", "a parameterised query needs a WHERE { ... } clause")
+    return _WHERE.sub(lambda m: m.group(0) + inline, query, count=1)
