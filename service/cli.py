@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -207,6 +208,25 @@ def _run_and_print(runtime: Runtime, text: str, *, param: list[str] | None, form
             table.add_row(*(v or "" for v in r))
         out.print(table)
         out.print(f"{len(rows)} row(s)", style="dim")
+
+
+@app.command()
+def backup(
+    destination: Annotated[Path, typer.Argument(help="A folder that does not exist yet")],
+    store: StoreOption = None,
+) -> None:
+    """Copy the embedded store, consistently, to a new folder (restore: serve with --store DESTINATION)."""
+    runtime = _runtime(store)
+    if runtime.store.location is None:
+        _fail(InvalidInput("--store", "back up an embedded store folder; a shared store is backed up on its server "
+                                      "with `oxigraph backup`"))
+    if destination.exists():
+        _fail(InvalidInput("destination", f"{destination} exists already; name a new folder"))
+    runtime.store.backup(destination)
+    anchors = runtime.trail.anchor_file
+    if anchors is not None and anchors.exists():
+        shutil.copy(anchors, destination.with_name(destination.name + ".anchors.jsonl"))
+    out.print(f"backed up {len(runtime.store)} quads to {destination}")
 
 
 audit_app = typer.Typer(help="Auditors: lineage of decisions, shipped lineage queries, chain verification.",

@@ -132,3 +132,20 @@ def test_policy_files_go_to_a_policy_graph():
 def test_a_graph_name_outside_the_knowledge_graphs_is_refused():
     with pytest.raises(SyntaxProblem):
         knowledge.graph_named("audit")
+
+
+def test_backup_command_copies_the_store_and_the_copy_serves(tmp_path):
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.store import Store
+
+    source = tmp_path / "store"
+    runner = CliRunner()
+    assert runner.invoke(app, ["load", str(FIXTURES / "other-catalog.ttl"), "--store", str(source)]).exit_code == 0
+    result = runner.invoke(app, ["backup", str(tmp_path / "copy"), "--store", str(source)])
+    assert result.exit_code == 0, result.output
+    original, copy = Store(source), Store(tmp_path / "copy")
+    assert {str(q) for q in original.quads() if not isinstance(q.subject, ox.BlankNode)} == \
+        {str(q) for q in copy.quads() if not isinstance(q.subject, ox.BlankNode)}
+    assert runner.invoke(app, ["backup", str(tmp_path / "copy"), "--store", str(tmp_path / "other")]).exit_code == 2
