@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pyoxigraph as ox
 
 from . import vocab
+from .errors import InvalidInput
 
 
 def now() -> datetime:
@@ -16,6 +17,14 @@ def now() -> datetime:
 def as_utc(value: datetime) -> datetime:
     """Return the time in UTC; a naive time is taken to be UTC already."""
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def checked_utc(value: datetime, field_name: str) -> datetime:
+    """Return a client-supplied time in UTC, refusing one that falls outside years 1 to 9999 in UTC."""
+    try:
+        return as_utc(value)
+    except OverflowError:
+        raise InvalidInput(field_name, "out of range once converted to UTC (years 1 to 9999)") from None
 
 
 def datetime_literal(value: datetime) -> ox.Literal:

@@ -6,6 +6,7 @@ This module knows nothing of GraphQL; the API calls :func:`next_steps`.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,7 @@ from .runtime import Runtime
 from .users import consents, events, profile, require_user
 
 MAX_LIMIT = 50
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 log = logging.getLogger("wayfinder.decide")
 
 
@@ -178,10 +180,9 @@ def decision_triples(
 
 def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
     """Return a recorded decision as it was returned, or None when there is none."""
-    try:
-        uuid.UUID(decision_id)
-    except ValueError:
-        raise InvalidInput("id", "a decision ID is a UUID") from None
+    if not UUID_PATTERN.fullmatch(decision_id):
+        raise InvalidInput("id", "a decision ID is a UUID, as 8-4-4-4-12 hexadecimal digits")
+    decision_id = decision_id.lower()
     rows = runtime.store.select(runtime.queries["decision"], decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
     if not rows:
         return None

@@ -12,7 +12,7 @@ import pyoxigraph as ox
 
 from . import vocab
 from .catalog import CHANNEL_CODES
-from .clock import as_utc, datetime_literal, now, parse_datetime
+from .clock import checked_utc, datetime_literal, now, parse_datetime
 from .consent import ConsentState, active_purposes, affected_by, consent_history, consent_record
 from .errors import ConsentRequired, Conflict, InvalidInput, NotFound
 from .runtime import Runtime
@@ -65,7 +65,7 @@ class Event:
 
 def check_id(value: str, field_name: str) -> str:
     """Return the ID when it is well formed: 1 to 128 letters, digits, '.', '_', '~' or '-'."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value):
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidInput(field_name, "must be 1 to 128 characters of letters, digits, '.', '_', '~' or '-', "
                                        "starting with a letter or digit")
     return value
@@ -94,7 +94,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
     catalog = runtime.catalog
     codes = runtime.knowledge.codes
     graph = vocab.user_graph(registration.id)
-    at = as_utc(registration.at) if registration.at else now()
+    at = checked_utc(registration.at, "input.at") if registration.at else now()
     pseudonym = secrets.token_hex(16)
     quads = [
         ox.Quad(node, vocab.RDF_TYPE, vocab.USER, graph),
@@ -210,7 +210,7 @@ def record_events(runtime: Runtime, reports: list[EventReport], *, field_name: s
                                       field_name=f"{where}.featureId")
         elif report.feature_id:
             raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
-        at = as_utc(report.at) if report.at else now()
+        at = checked_utc(report.at, f"{where}.at") if report.at else now()
         event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
         graph = vocab.user_graph(report.user_id)
         quads += [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,6 +33,22 @@ class WayfinderGraphQL(GraphQL):
         keys_on = kwargs.pop("keys_on")
         super().__init__(build_schema(runtime.settings, introspection=not keys_on and runtime.settings.dev_mode), **kwargs)
         self.runtime = runtime
+
+    def decode_json(self, data: str | bytes) -> object:
+        # json.loads raises UnicodeDecodeError, which strawberry does not catch (a 500), on a body
+        # that is not UTF-8; as a JSONDecodeError it becomes strawberry's 400 "Unable to parse".
+        try:
+            return json.loads(data)
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError(f"the body is not UTF-8: {exc.reason}", "", exc.start) from None
+
+    async def parse_http_body(self, request: Any) -> Any:
+        # strawberry calls .get() on whatever JSON the body holds: a number, string, true or null is a 500.
+        # A JSONDecodeError out of here is strawberry's 400 "Unable to parse request body as JSON".
+        if request.method == "POST" and "application/json" in (request.content_type or ""):
+            if not isinstance(self.decode_json(await request.get_body()), (dict, list)):
+                raise json.JSONDecodeError("a GraphQL request body is a JSON object or a batch", "", 0)
+        return await super().parse_http_body(request)
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         role = request.scope.get("state", {}).get("role", OPEN)

@@ -6,7 +6,7 @@ import logging
 import time
 
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, ParserCache
 from strawberry.types.graphql import OperationType
 
 from ..errors import WayfinderError
@@ -31,6 +31,32 @@ def _root_fields(context, schema) -> str:
 log = logging.getLogger("wayfinder.api")
 
 
+def _operation_type(context):
+    """The operation's type, or None when the document names no operation it can run."""
+    try:
+        return context.operation_type
+    except RuntimeError:  # strawberry raises this, not AttributeError, when there is no usable operation
+        return None
+
+
+class ReportingParserCache(ParserCache):
+    """strawberry's ParserCache, but a document that does not parse is left to strawberry to parse again.
+
+    ParserCache parses in ``on_parse``, outside strawberry's error handling: a syntax error (or the
+    token limit) escapes the operation hooks, so ErrorCodes never sees it and the error goes out
+    without ``extensions.code``. Leaving ``graphql_document`` unset makes strawberry parse inside its
+    own try, and the error becomes a result that ErrorCodes processes like any other.
+    """
+
+    def on_parse(self):
+        context = self.execution_context
+        try:
+            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
+        except GraphQLError:
+            context.graphql_document = None
+        yield
+
+
 def _is_internal(error: GraphQLError) -> bool:
     original = error.original_error
     return original is not None and not isinstance(original, (WayfinderError, GraphQLError))
@@ -53,7 +79,8 @@ class ErrorCodes(MaskErrors):
         # Root field names, never the client-chosen operation name: labels stay few.
         name = _root_fields(context, context.schema) or "invalid"
         REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
-        if getattr(context, "operation_type", None) == OperationType.MUTATION and getattr(result, "errors", None):
+        if context.graphql_document is not None and _operation_type(context) == OperationType.MUTATION \
+                and getattr(result, "errors", None):
             for error in result.errors:
                 extensions = error.extensions or {}
                 details = extensions.get("details") or []

@@ -12,7 +12,6 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     ValidationCache,
 )
@@ -27,7 +26,7 @@ from ..runtime import Runtime
 from ..settings import Settings
 from .limits import field_budget
 from ..vocab import local_id
-from .errors import ErrorCodes
+from .errors import ErrorCodes, ReportingParserCache
 from .permissions import ANYONE, AUDITOR, CLIENT, CLIENT_OR_AUDITOR, CLIENT_OR_OPERATOR, OPERATOR
 
 
@@ -319,7 +318,7 @@ def build_schema(settings: Settings | None = None, *, introspection: bool = True
         extensions=[
             ErrorCodes,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-            lambda: ParserCache(maxsize=256),
+            lambda: ReportingParserCache(maxsize=256),
             lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
             lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
             lambda: AddValidationRules(rules),
