@@ -1,0 +1,162 @@
+"""A heterogeneous GraphSAGE that scores the activation uplift of a step for a user, inductively.
+
+Catalog encoder: learned embeddings of features, roles, industries and plans (catalog
+entities, never users; steps start from one shared vector and are described by the
+catalog around them), then ``layers`` rounds of ``HeteroConv(SAGEConv)`` over the
+catalog relations and their reverses (``introduces``, ``partOf`` closure, ``requires``
+closure, ``forRole``, ``requiresPlan``, ``includesPlan``), with residual connections.
+
+User encoder: one more SAGE hop, from catalog nodes into the user, over the user's own
+relations only: ``hasRole``, ``hasIndustry``, ``hasPlan`` and the sum over the features
+of their consented ``FeatureUsed`` events. Users are sinks: nothing flows from users
+into the catalog, so a user's embedding is a function of their profile, their first
+events and the catalog, never a per-user ID, and a new user is embedded without
+retraining, exactly as in training. Completed and dismissed steps are NOT inputs: they
+are the treatment whose effect the objective measures.
+
+Heads: a feature's output vector ``y_f``; a step's vector is its own output plus the
+vectors of the features it introduces, scaled by a per-step factor. ``uplift(u, s) =
+<h_u, z_s> + b_s`` is the additive contribution of completing ``s`` to ``u``'s
+activation log-odds; ``base(u)`` is the log-odds without any step; ``<h_u, y_f>`` are
+the logits of the auxiliary task (which feature ``u`` uses). Tying steps to the features
+they introduce lets the plentiful feature-use events teach the user side which parts
+of the catalog a user leans to, while the scarce activation outcomes only have to
+calibrate steps.
+
+``UpliftEnsemble`` averages members trained from different seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import HeteroConv, SAGEConv
+from torch_geometric.typing import EdgeType
+from torch_geometric.utils import scatter
+
+from .export import CATALOG_TYPES
+from .inputs import UserInputs
+
+PROFILE_TYPES = ("role", "industry", "plan")
+INTRODUCES = ("step", "introduces", "feature")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a member (stored in the artefact)."""
+
+    sizes: dict[str, int]
+    relations: tuple[tuple[str, str, str], ...]
+    hidden: int = 16
+    layers: int = 2
+    dropout: float = 0.2
+    out_scale: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: dict) -> "ModelConfig":
+        return cls(**{**value, "relations": tuple(tuple(r) for r in value["relations"])})
+
+
+class UpliftGNN(nn.Module):
+    """Catalog GraphSAGE plus an inductive user hop; scores the activation uplift of steps."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden
+        self.embedding = nn.ModuleDict({
+            kind: nn.Embedding(1 if kind == "step" else max(config.sizes[kind], 1), h) for kind in CATALOG_TYPES
+        })
+        for emb in self.embedding.values():
+            nn.init.normal_(emb.weight, std=0.5)
+        self.convs = nn.ModuleList(
+            HeteroConv({tuple(rel): SAGEConv((h, h), h) for rel in config.relations}, aggr="sum")
+            for _ in range(config.layers)
+        )
+        self.user_in = nn.ModuleDict({kind: nn.Linear(h, h, bias=False) for kind in (*PROFILE_TYPES, "feature")})
+        self.user_bias = nn.Parameter(torch.zeros(h))
+        self.user_out = nn.Linear(h, h)
+        self.step_out = nn.Linear(h, h)
+        self.step_bias = nn.Linear(h, 1)
+        self.feature_out = nn.Linear(h, h)
+        self.step_scale = nn.Parameter(torch.zeros(config.sizes["step"]))  # log of a per-step factor
+        self.step_offset = nn.Parameter(torch.zeros(config.sizes["step"]))
+        self.base = nn.Linear(h, 1)
+        with torch.no_grad():
+            self.step_out.weight.mul_(config.out_scale)
+            self.step_bias.weight.mul_(config.out_scale)
+
+    def identity_parameters(self) -> list[nn.Parameter]:
+        """Return the parameters that belong to one catalog node each (regularised more)."""
+        return [*self.embedding.parameters(), self.step_scale, self.step_offset]
+
+    def encode_catalog(self, edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+        """Return the embedding of every catalog node after message passing."""
+        x = {kind: emb.weight for kind, emb in self.embedding.items()}
+        x["step"] = x["step"].expand(self.config.sizes["step"], -1)
+        edges = {rel: e for rel, e in edge_index_dict.items() if e.numel()}
+        for conv in self.convs:
+            out = conv(x, edges) if edges else {}
+            x = {kind: x[kind] + torch.tanh(out[kind]) if kind in out else x[kind] for kind in x}
+        return x
+
+    def user_projections(self, catalog: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Return each profile node and feature projected into the user's input space."""
+        return {kind: self.user_in[kind](catalog[kind]) for kind in (*PROFILE_TYPES, "feature")}
+
+    def encode_users(self, catalog: dict[str, Tensor], users: UserInputs) -> Tensor:
+        """Return user embeddings from their profile and first events (the inductive hop)."""
+        proj = self.user_projections(catalog)
+        pre = self.user_bias.expand(users.size, -1)
+        for kind in PROFILE_TYPES:
+            idx = getattr(users, kind)
+            known = (idx >= 0).unsqueeze(1)
+            pre = pre + torch.where(known, proj[kind][idx.clamp(min=0)], torch.zeros(()))
+        if users.used_user.numel():
+            pre = pre + scatter(proj["feature"][users.used_feature], users.used_user, dim=0,
+                                dim_size=users.size, reduce="sum")
+        hidden = nn.functional.dropout(torch.tanh(pre), self.config.dropout, self.training)
+        return self.user_out(hidden)
+
+    def step_heads(self, catalog: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor]) -> tuple[Tensor, Tensor]:
+        """Return each step's output vector and uplift bias."""
+        step = catalog["step"]
+        introduces = edge_index_dict[INTRODUCES]
+        z = self.step_out(step) + scatter(self.feature_out(catalog["feature"])[introduces[1]], introduces[0], dim=0,
+                                          dim_size=step.size(0), reduce="mean")
+        return z * self.step_scale.exp().unsqueeze(1), self.step_bias(step).squeeze(-1) + self.step_offset
+
+    def usage_logits(self, catalog: dict[str, Tensor], h: Tensor) -> Tensor:
+        """Return [users, features] logits of which feature each user uses (the auxiliary task)."""
+        return h @ self.feature_out(catalog["feature"]).t()
+
+    def forward(self, edge_index_dict: dict[EdgeType, Tensor], users: UserInputs) -> tuple[Tensor, Tensor]:
+        """Return the [users, steps] uplift matrix and the users' base log-odds."""
+        catalog = self.encode_catalog(edge_index_dict)
+        h = self.encode_users(catalog, users)
+        z, b = self.step_heads(catalog, edge_index_dict)
+        return h @ z.t() + b, self.base(h).squeeze(-1)
+
+
+class UpliftEnsemble(nn.Module):
+    """Members trained from different seeds; their uplifts and base log-odds are averaged."""
+
+    def __init__(self, config: ModelConfig, members: list[UpliftGNN]) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(members)
+
+    @classmethod
+    def untrained(cls, config: ModelConfig, members: int) -> "UpliftEnsemble":
+        """Return an ensemble of freshly initialised members (to load a state dict into)."""
+        return cls(config, [UpliftGNN(config) for _ in range(members)])
+
+    def forward(self, edge_index_dict: dict[EdgeType, Tensor], users: UserInputs) -> tuple[Tensor, Tensor]:
+        """Return the mean [users, steps] uplift and mean base log-odds of the members."""
+        outputs = [member(edge_index_dict, users) for member in self.members]
+        return (torch.stack([o[0] for o in outputs]).mean(0), torch.stack([o[1] for o in outputs]).mean(0))
