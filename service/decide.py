@@ -14,6 +14,7 @@ from datetime import datetime
 import pyoxigraph as ox
 
 from . import vocab
+from .candidates import candidate_steps
 from .catalog import CHANNEL_CODES
 from .clock import datetime_literal, now, parse_datetime
 from .consent import current_consents
@@ -84,8 +85,7 @@ def _decide(runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_
 
     policy = active_version(knowledge.policies, policy_id)
     with tracer.start_as_current_span("sparql.candidates"):
-        rows = runtime.store.select(runtime.queries["candidates"], user=user, channel=ox.NamedNode(channel_iri))
-    candidates = [row["step"].value for row in rows if row["step"].value in catalog.entities]
+        candidates = candidate_steps(runtime, user, channel_iri)
     context = Context(
         channel=channel_iri,
         personalized=personalized,
