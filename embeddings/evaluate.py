@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .export import Export
-from .inputs import catalog_edges, user_inputs
+from .inputs import catalog_edges, completion_matrix, user_inputs
 from .model import UpliftGNN
 
 RULE_WEIGHTS = {"depth": -0.05, "unlock": 0.04, "affinity": 0.35}  # ontology/policies/default.ttl
@@ -106,34 +106,44 @@ class SegmentLift:
         return rows
 
 
-def segment_lift(export: Export, train: Tensor, *, prior: float = 10.0) -> SegmentLift:
-    """Return the segment activation-lift baseline fitted on the training users."""
+@dataclass
+class SegmentCounts:
+    """Raw outcome counts per (role, industry) segment: users, activators, and per step completers."""
+
+    users: np.ndarray  # [roles, industries]
+    activated: np.ndarray  # [roles, industries]
+    completers: np.ndarray  # [roles, industries, steps]
+    activators: np.ndarray  # [roles, industries, steps]: completers who activated
+
+
+def segment_counts(export: Export, users: Tensor) -> SegmentCounts:
+    """Count, per segment of these users, who activated and who completed each step."""
     data = export.data
     n_roles, n_industries, n_steps = (int(data[k].num_nodes) for k in ("role", "industry", "step"))
-    inputs = user_inputs(data, train)
-    y = data["user"].y[train].numpy()
+    inputs = user_inputs(data, users)
+    y = data["user"].y[users].numpy()
     role, industry = inputs.role.numpy(), inputs.industry.numpy()
     known = (role >= 0) & (industry >= 0)
-    position = {int(u): p for p, u in enumerate(train.tolist())}
-    done = np.zeros((train.numel(), n_steps))
-    edge_index = data["user", "completed", "step"].edge_index.numpy()
-    for u, s in edge_index.T:
-        p = position.get(int(u))
-        if p is not None:
-            done[p, s] = 1.0
-    completers = np.zeros((n_roles, n_industries, n_steps))
-    activators = np.zeros((n_roles, n_industries, n_steps))
-    users = np.zeros((n_roles, n_industries))
-    activated = np.zeros((n_roles, n_industries))
-    np.add.at(completers, (role[known], industry[known]), done[known])
-    np.add.at(activators, (role[known], industry[known]), done[known] * y[known, None])
-    np.add.at(users, (role[known], industry[known]), 1.0)
-    np.add.at(activated, (role[known], industry[known]), y[known])
+    done = completion_matrix(data, users).numpy()
+    counts = SegmentCounts(users=np.zeros((n_roles, n_industries)), activated=np.zeros((n_roles, n_industries)),
+                           completers=np.zeros((n_roles, n_industries, n_steps)),
+                           activators=np.zeros((n_roles, n_industries, n_steps)))
+    np.add.at(counts.completers, (role[known], industry[known]), done[known])
+    np.add.at(counts.activators, (role[known], industry[known]), done[known] * y[known, None])
+    np.add.at(counts.users, (role[known], industry[known]), 1.0)
+    np.add.at(counts.activated, (role[known], industry[known]), y[known])
+    return counts
+
+
+def segment_lift(export: Export, train: Tensor, *, prior: float = 10.0) -> SegmentLift:
+    """Return the segment activation-lift baseline fitted on the training users."""
+    c = segment_counts(export, train)
+    y = export.data["user"].y[train].numpy()
     overall = float(y.mean()) if y.size else 0.0
-    global_share = (activators.sum((0, 1)) + prior * overall) / (completers.sum((0, 1)) + prior)
-    share = (activators + prior * global_share) / (completers + prior)
-    base_rate = (activated + prior * overall) / (users + prior)
-    return SegmentLift(completers=completers, share=share, base_rate=base_rate, global_share=global_share)
+    global_share = (c.activators.sum((0, 1)) + prior * overall) / (c.completers.sum((0, 1)) + prior)
+    share = (c.activators + prior * global_share) / (c.completers + prior)
+    base_rate = (c.activated + prior * overall) / (c.users + prior)
+    return SegmentLift(completers=c.completers, share=share, base_rate=base_rate, global_share=global_share)
 
 
 def segment_scores(lift: SegmentLift, export: Export, users: Tensor) -> np.ndarray:

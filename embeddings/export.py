@@ -8,8 +8,10 @@ times a withdrawal wins, as in ``service.consent``). ``wf:partOf``, ``wf:require
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 import torch
@@ -100,19 +102,42 @@ class Export:
 
     data: HeteroData
     index: dict[str, dict[str, int]]
+    consent_records: list[str] = field(default_factory=list)  # the granting records the export relied on
 
     def iris(self, node_type: str) -> list[str]:
         """Return the IRIs of a node type in index order."""
         return sorted(self.index[node_type], key=self.index[node_type].__getitem__)
 
 
-def _select(store: ox.Store, query: str) -> list[tuple]:
-    result = store.query(query, use_default_graph_as_union=True)
-    return [tuple(term.value if term is not None else None for term in row) for row in result]
+def _select(store, query: str) -> list[tuple]:
+    """Rows of a SELECT as tuples of term values, from pyoxigraph or a service store (shared mode)."""
+    if isinstance(store, ox.Store):
+        rows = (tuple(row) for row in store.query(query, use_default_graph_as_union=True))
+    else:
+        rows = (tuple(row.values()) for row in store.select(query))
+    return [tuple(term.value if term is not None else None for term in row) for row in rows]
+
+
+def snapshot_hash(export: Export) -> str:
+    """Return a SHA-256 of what training reads: node IRIs, every edge and every outcome label."""
+    digest = hashlib.sha256()
+    for kind in NODE_TYPES:
+        digest.update(json.dumps([kind, export.iris(kind)]).encode())
+    for edge_type in sorted(export.data.edge_types):
+        digest.update(json.dumps(edge_type).encode())
+        digest.update(export.data[edge_type].edge_index.numpy().tobytes())
+    for name in ("y", "converted"):
+        digest.update(export.data["user"][name].numpy().tobytes())
+    return digest.hexdigest()
 
 
 def consented_users(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS) -> set[str]:
     """Return the users whose latest consent record for the purpose gives consent."""
+    return set(consent_records(store, purpose=purpose))
+
+
+def consent_records(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS) -> dict[str, str]:
+    """Return, per user whose latest consent record for the purpose gives consent, that record's IRI."""
     latest: dict[str, tuple] = {}
     for user, record, status, at in _select(store, CONSENT_QUERY.replace("{purpose}", purpose.value)):
         granted = status == vocab.CONSENT_GIVEN.value
@@ -120,7 +145,7 @@ def consented_users(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS)
         key = (parse_datetime(at), not granted, record, granted)
         if user not in latest or key > latest[user]:
             latest[user] = key
-    return {user for user, key in latest.items() if key[3]}
+    return {user: key[2] for user, key in latest.items() if key[3]}
 
 
 def _edges(pairs: set[tuple[int, int]]) -> torch.Tensor:
@@ -136,7 +161,7 @@ def export_graph(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS, re
     found: dict[str, set[str]] = defaultdict(set)
     for node, cls in _select(store, NODES_QUERY):
         found[kinds[cls]].add(node)
-    consented = consented_users(store, purpose=purpose)
+    consented = consent_records(store, purpose=purpose)
     profiles = [row for row in _select(store, PROFILES_QUERY) if row[0] in consented]
     found["user"] = {row[0] for row in profiles}
     index = {kind: {iri: i for i, iri in enumerate(sorted(found[kind]))} for kind in NODE_TYPES}
@@ -179,4 +204,4 @@ def export_graph(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS, re
     data["step"].default_order = torch.tensor([float(order.get(s, "nan")) for s in steps], dtype=torch.float)
     if reverse:
         data = T.ToUndirected(merge=False)(data)
-    return Export(data=data, index=index)
+    return Export(data=data, index=index, consent_records=sorted(consented[u] for u in users))

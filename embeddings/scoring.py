@@ -13,6 +13,7 @@ matrix product and a dot product per candidate, in numpy: no graph pass.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -23,24 +24,22 @@ from torch_geometric.typing import EdgeType
 
 from service import vocab
 
+from .evaluate import SegmentCounts
 from .export import CATALOG_TYPES, Export
 from .inputs import catalog_edges
 from .model import PROFILE_TYPES, ModelConfig, UpliftEnsemble
 
 FORMAT = "wayfinder-uplift-gnn/1"
+EVIDENCE = ("users", "activated", "completers", "activators")
 
 
-def file_sha256(path: str | Path) -> str:
-    """Return the hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def artefact_bytes(model: UpliftEnsemble, export: Export, *, metrics: dict | None = None,
+                   evidence: SegmentCounts | None = None) -> bytes:
+    """Return the model artefact: state dict, config, catalog index maps and relations, segment evidence.
 
-
-def save_model(model: UpliftEnsemble, export: Export, path: str | Path, *, metrics: dict | None = None) -> str:
-    """Write the model artefact (state dict, config, catalog index maps and relations); return its SHA-256."""
+    Nothing in it is about one user: the model's parameters belong to catalog entities and
+    shared layers, and the evidence is counts per (role, industry) segment.
+    """
     edges = catalog_edges(export.data)
     payload = {
         "format": FORMAT,
@@ -51,29 +50,49 @@ def save_model(model: UpliftEnsemble, export: Export, path: str | Path, *, metri
         "edges": {"__".join(rel): e.clone() for rel, e in edges.items()},
         "metrics": dict(metrics or {}),
     }
+    if evidence is not None:
+        payload["evidence"] = {name: torch.from_numpy(getattr(evidence, name).copy()) for name in EVIDENCE}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def save_model(model: UpliftEnsemble, export: Export, path: str | Path, *, metrics: dict | None = None,
+               evidence: SegmentCounts | None = None) -> str:
+    """Write the model artefact to a file; return its SHA-256."""
+    data = artefact_bytes(model, export, metrics=metrics, evidence=evidence)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
-    return file_sha256(path)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 class ArtefactMismatch(ValueError):
     """The artefact's SHA-256 is not the one expected."""
 
 
-def load_model(path: str | Path, *, sha256: str | None = None) -> tuple[UpliftEnsemble, dict, dict[EdgeType, Tensor]]:
-    """Return the ensemble, the catalog index maps and relations of an artefact, checking its hash if given."""
-    if sha256 is not None and file_sha256(path) != sha256:
-        raise ArtefactMismatch(f"{path}: SHA-256 is not {sha256}")
-    payload = torch.load(path, weights_only=True)
+def load_payload(data: bytes, *, sha256: str | None = None, name: str = "artefact") -> dict:
+    """Return an artefact's payload, checking its hash if given."""
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ArtefactMismatch(f"{name}: SHA-256 is not {sha256}")
+    payload = torch.load(io.BytesIO(data), weights_only=True)
     if payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} artefact")
+        raise ValueError(f"{name}: not a {FORMAT} artefact")
+    return payload
+
+
+def _unpack(payload: dict) -> tuple[UpliftEnsemble, dict, dict[EdgeType, Tensor]]:
     config = ModelConfig.from_dict(payload["config"])
     model = UpliftEnsemble.untrained(config, payload["members"])
     model.load_state_dict(payload["state_dict"])
     model.eval()
     edges = {tuple(key.split("__")): e for key, e in payload["edges"].items()}
     return model, payload["index"], edges
+
+
+def load_model(path: str | Path, *, sha256: str | None = None) -> tuple[UpliftEnsemble, dict, dict[EdgeType, Tensor]]:
+    """Return the ensemble, the catalog index maps and relations of an artefact, checking its hash if given."""
+    return _unpack(load_payload(Path(path).read_bytes(), sha256=sha256, name=str(path)))
 
 
 class Scorer:
@@ -83,10 +102,11 @@ class Scorer:
     """
 
     def __init__(self, model: UpliftEnsemble, index: dict[str, dict[str, int]], edges: dict[EdgeType, Tensor],
-                 *, version: str = "unversioned") -> None:
+                 *, version: str = "unversioned", evidence: dict[str, np.ndarray] | None = None) -> None:
         self.version = version
         self.iri = vocab.MODEL_BASE + version
         self.index = index
+        self.evidence = evidence
         parts: dict[str, list[np.ndarray]] = {k: [] for k in (*PROFILE_TYPES, "feature", "bias", "w", "b", "z", "zb")}
         with torch.no_grad():
             for member in model.members:
@@ -106,8 +126,16 @@ class Scorer:
     @classmethod
     def load(cls, path: str | Path, *, sha256: str | None = None) -> "Scorer":
         """Load an artefact (checking its hash if given) and precompute its catalog side."""
-        model, index, edges = load_model(path, sha256=sha256)
-        return cls(model, index, edges, version=(sha256 or file_sha256(path))[:16])
+        data = Path(path).read_bytes()
+        return cls.from_bytes(data, sha256=sha256, version=(sha256 or hashlib.sha256(data).hexdigest())[:16])
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, sha256: str | None = None, version: str = "unversioned") -> "Scorer":
+        """Load an artefact held in memory (checking its hash if given)."""
+        payload = load_payload(data, sha256=sha256, name=f"model {version}")
+        model, index, edges = _unpack(payload)
+        evidence = {k: v.numpy() for k, v in payload["evidence"].items()} if "evidence" in payload else None
+        return cls(model, index, edges, version=version, evidence=evidence)
 
     @property
     def steps(self) -> list[str]:
@@ -135,6 +163,25 @@ class Scorer:
         a = self._arrays
         per_member = np.einsum("mch,mh->mc", a["z"][:, idx], h) + a["zb"][:, idx]
         return per_member.mean(axis=0).tolist()
+
+    def segment_outcome(self, context, step: str) -> tuple[int, float] | None:
+        """Return (completers, activation ratio) of the step in the user's role and industry segment.
+
+        The ratio is the activation share of the segment's users who completed the step over
+        the segment's activation rate, from the training users; None without evidence.
+        """
+        if self.evidence is None or context.role is None or context.industry is None:
+            return None
+        r, i = self.index["role"].get(context.role), self.index["industry"].get(context.industry)
+        s = self.index["step"].get(step)
+        if r is None or i is None or s is None:
+            return None
+        e = self.evidence
+        users, activated = float(e["users"][r, i]), float(e["activated"][r, i])
+        completers, activators = float(e["completers"][r, i, s]), float(e["activators"][r, i, s])
+        if not users or not activated or not completers:
+            return None
+        return int(completers), (activators / completers) / (activated / users)
 
     def score(self, context, steps: list[str]) -> dict[str, float]:
         """Score the steps the model knows for a ``service.policies.Context``; others are left out."""

@@ -25,6 +25,7 @@ from .errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, Wayfin
 from .telemetry import configure_logging, configure_tracing
 from .runtime import Runtime
 from .settings import Settings
+from .vocab import local_id
 
 app = typer.Typer(help="Wayfinder: decides which onboarding steps each new user sees next, and why.", no_args_is_help=True)
 out = Console(soft_wrap=True)
@@ -227,6 +228,105 @@ def backup(
     if anchors is not None and anchors.exists():
         shutil.copy(anchors, destination.with_name(destination.name + ".anchors.jsonl"))
     out.print(f"backed up {len(runtime.store)} quads to {destination}")
+
+
+@app.command()
+def train(
+    store: StoreOption = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and of the model's initialisation")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per ensemble member [default: 300]")] = None,
+    members: Annotated[Optional[int], typer.Option(help="Ensemble members [default: 5]")] = None,
+    requested_by: Annotated[Optional[str], typer.Option("--requested-by", help="Who asked for the run (recorded)")] = None,
+) -> None:
+    """Train on the store's consented data, evaluate on held-out users, register a candidate; print its version."""
+    from . import models
+
+    runtime = _runtime(store)
+    try:
+        version = models.train(runtime, seed=seed, epochs=epochs, members=members,
+                               requested_by=requested_by or os.environ.get("USER"), progress=sys.stderr.isatty())
+    except WayfinderError as exc:
+        _fail(exc)
+    err.print(f"trained on {version.training_users} users; held-out metrics {json.dumps(version.metrics)}")
+    out.print(version.version)
+
+
+model_app = typer.Typer(help="Operators: the model registry. Only an approved (promoted) version serves.",
+                        no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("list")
+def model_list(store: StoreOption = None,
+               format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table") -> None:
+    """List the registered versions, oldest first."""
+    from dataclasses import asdict
+
+    from . import models
+
+    versions = models.versions(_runtime(store))
+    if format == "json":
+        out.print_json(json.dumps([asdict(v) for v in versions], default=str))
+        return
+    table = Table("version", "status", "trained", "users", "test AUC", "approved by", "supersedes")
+    for v in versions:
+        table.add_row(v.version, v.status, v.trained_at.isoformat(timespec="seconds"), str(v.training_users),
+                      str(v.metrics.get("test_auc", "-")), v.approved_by or "-", v.supersedes or "-")
+    out.print(table)
+
+
+@model_app.command("promote")
+def model_promote(
+    version: Annotated[str, typer.Argument(help="A version from `wayfinder model list`")],
+    approved_by: Annotated[str, typer.Option("--approved-by", help="Who approved it (recorded)")],
+    store: StoreOption = None,
+) -> None:
+    """Approve a version and make it serve; the active one is retired."""
+    from . import models
+
+    try:
+        promoted = models.promote(_runtime(store), version, approved_by=approved_by)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(f"{promoted.version} is active (approved by {promoted.approved_by})")
+
+
+@model_app.command("rollback")
+def model_rollback(store: StoreOption = None) -> None:
+    """Return to the version the active one superseded."""
+    from . import models
+
+    try:
+        back = models.rollback(_runtime(store))
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(f"{back.version} is active again")
+
+
+@app.command()
+def evaluate(
+    users: Annotated[int, typer.Option(help="Users per synthetic world")] = 10_000,
+    members: Annotated[Optional[int], typer.Option(help="Ensemble members [default: 5]")] = None,
+    ablations: Annotated[bool, typer.Option(help="Also train the ablations (single member, no aux, no GNN)")] = True,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the results as JSON here")] = None,
+) -> None:
+    """NDCG@5 against the planted truth on held-out new users of two synthetic worlds, with the baselines."""
+    from embeddings import report
+
+    command = " ".join(["wayfinder", "evaluate", *sys.argv[2:]])
+    results = report.run(users=users, members=members, ablations=ablations, command=command)
+    if out_file is not None:
+        out_file.write_text(json.dumps(results, indent=2) + "\n")
+    out.print(report.table(results), highlight=False)
+    for world in results["worlds"]:
+        out.print(f"\n[bold]{world['world']['name']}[/]: segment activation lift, top steps per role and industry")
+        table = Table("role", "industry", "activation rate", "step", "completers", "activated after", "lift")
+        for row in world["segment_lift_table"]:
+            for i, step in enumerate(row["top_steps"]):
+                table.add_row(local_id(row["role"]) if i == 0 else "", local_id(row["industry"]) if i == 0 else "",
+                              f"{row['activation_rate']:.2f}" if i == 0 else "", local_id(step["step"]),
+                              str(step["completers"]), f"{step['share']:.2f}", f"{step['lift']:+.2f}")
+        out.print(table)
 
 
 audit_app = typer.Typer(help="Auditors: lineage of decisions, shipped lineage queries, chain verification.",

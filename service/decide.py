@@ -97,7 +97,10 @@ def _decide(runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_
         eligible_roles=[stored.role] if stored.role else [],
         eligible_plans=catalog.plans_included(stored.plan) if stored.plan else [],
     )
-    used_model = model if (model is not None and policy.model_weight and personalized) else None
+    used_model = None
+    if policy.model_weight and personalized:
+        with tracer.start_as_current_span("model.active"):
+            used_model = model if model is not None else runtime.active_model()
     with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
         ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
     chosen = ranked[:limit]

@@ -69,6 +69,12 @@ class Violation:
         return f"{where}: {self.message}"
 
 
+class NotEnoughData(WayfinderError):
+    """The store holds too little of what an operation needs (for instance, consented users to train on)."""
+
+    code = "NOT_ENOUGH_DATA"
+
+
 class RefusedWrite(WayfinderError):
     """The data breaks the shapes; nothing of it was stored."""
 

@@ -19,6 +19,8 @@ from .errors import NotFound
 from .store import Store
 
 PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature")
+MIN_EVIDENCE = 20  # completers of a step in the user's segment before their outcomes are cited
+LIFT_TO_CITE = 1.2  # activation ratio a segment's completers must reach to be cited
 
 
 @dataclass
@@ -173,6 +175,10 @@ def rank(
                 if rule.reason and rule.weight > 0:
                     reasons.append((rule.weight, rule.reason.format(step=step.title)))
         model_score = model_scores.get(iri)
+        if model_score is not None and model_score > 0:
+            evidence = _similar_users(model, context, step, catalog)
+            if evidence:
+                reasons.append((policy.model_weight * model_score, evidence))
         score = policy.rule_weight * rule_score + policy.model_weight * (model_score or 0.0)
         texts = [text for _, text in sorted(reasons, key=lambda r: -r[0])]
         texts.append(_introduces(step, catalog))
@@ -223,6 +229,23 @@ def _affinity(step: StepInfo, context: Context, catalog: Catalog) -> str | None:
                 if catalog.under(used, area):
                     return f"Unlocks {catalog.title(feature)}, part of {catalog.title(area)}, which you started using"
     return None
+
+
+def _similar_users(model: Scorer, context: Context, step: StepInfo, catalog: Catalog) -> str | None:
+    """Cite how the user's segment fared after this step, when the model saw enough of them.
+
+    Only segments with at least MIN_EVIDENCE completers of the step count (small groups
+    say little and could single people out), and only a clear lift (LIFT_TO_CITE).
+    """
+    outcome = getattr(model, "segment_outcome", None)
+    found = outcome(context, step.iri) if outcome is not None else None
+    if not found:
+        return None
+    completers, ratio = found
+    if completers < MIN_EVIDENCE or ratio < LIFT_TO_CITE:
+        return None
+    segment = f"{catalog.title(context.role)}s in {catalog.title(context.industry)}"
+    return f"{segment} who completed this step activated {ratio:.1f}x as often"
 
 
 def _introduces(step: StepInfo, catalog: Catalog) -> str:

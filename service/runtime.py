@@ -80,6 +80,17 @@ class Runtime:
         texts.update({f"lineage/{p.stem}": p.read_text() for p in sorted((root / "lineage").glob("*.rq"))})
         return texts
 
+    @cached_property
+    def models(self):
+        """The serving side of the model registry (imports torch on first use)."""
+        from embeddings.registry import Serving
+
+        return Serving()
+
+    def active_model(self):
+        """The scorer of the active model version, or None when none is active."""
+        return self.models.scorer(self)
+
     @property
     def ontology_file(self) -> Path:
         return self.settings.ontology_dir / "wayfinder.ttl"

@@ -45,6 +45,7 @@ XSD_INTEGER = NamedNode(XSD_NS + "integer")
 XSD_DOUBLE = NamedNode(XSD_NS + "double")
 XSD_BOOLEAN = NamedNode(XSD_NS + "boolean")
 XSD_STRING = NamedNode(XSD_NS + "string")
+XSD_BASE64 = NamedNode(XSD_NS + "base64Binary")
 
 # Catalog (CONTRACT.md section 1)
 STEP = wf("Step")
@@ -133,6 +134,9 @@ TRAINING_RUN = wf("TrainingRun")
 HYPER_PARAMETERS = wf("hyperParameters")
 METRICS = wf("metrics")
 DATA_SNAPSHOT = wf("dataSnapshot")
+TRAINING_USERS = wf("trainingUsers")
+SUPERSEDES = wf("supersedes")
+ARTIFACT = wf("artifact")
 
 # Experiments and flags
 EXPERIMENT = wf("Experiment")
@@ -185,6 +189,7 @@ ENTAILMENTS_GRAPH = NamedNode(GRAPH_BASE + "entailments")
 CONSENT_GRAPH = NamedNode(GRAPH_BASE + "consent")
 AUDIT_GRAPH = NamedNode(GRAPH_BASE + "audit")
 MODELS_GRAPH = NamedNode(GRAPH_BASE + "models")
+MODEL_ARTIFACTS_GRAPH = NamedNode(GRAPH_BASE + "model-artifacts")
 USER_GRAPH_BASE = GRAPH_BASE + "user/"
 
 

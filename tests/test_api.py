@@ -50,7 +50,7 @@ def test_next_steps_ranks_explains_and_records_the_decision(client):
     complete(client, "u1", "take-product-tour", "explore-sample-data")
     rec = client.data(NEXT_STEPS, {"user": "u1", "limit": 4})["nextSteps"]
     assert rec["personalized"] is True
-    assert rec["policyVersion"] == "default@1.0.0"
+    assert rec["policyVersion"] == "default@1.1.0"
     assert rec["modelVersion"] is None
     assert [s["rank"] for s in rec["steps"]] == [1, 2, 3, 4]
     scores = [s["score"] for s in rec["steps"]]

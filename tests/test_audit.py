@@ -51,7 +51,7 @@ def test_why_decision_names_consent_events_profile_policy_and_ranking(runtime):
     assert len(kinds["event"]) == 2
     assert {vocab.local_id(i) for i in kinds["profile"]} == {"analyst", "retail", "team"}
     assert len(kinds["returned"]) == len(recs[0].steps)
-    assert rows[0]["policyVersion"].value == "1.0.0"
+    assert rows[0]["policyVersion"].value == "1.1.0"
     assert len(rows[0]["policyHash"].value) == 64
 
 
@@ -65,7 +65,7 @@ def test_a_non_personalised_decision_uses_no_behaviour_or_industry(runtime):
 
 def test_decisions_by_policy_model_consent_and_user(runtime):
     recs = setup_users(runtime)
-    policy = ox.NamedNode("https://w3id.org/wayfinder/policy/default-1.0.0")
+    policy = ox.NamedNode("https://w3id.org/wayfinder/policy/default-1.1.0")
     by_policy = runtime.store.select(runtime.queries[LINEAGE + "decisions-by-policy-version"], policy=policy)
     assert {vocab.local_id(r["decision"].value) for r in by_policy} == {r.decision_id for r in recs}
     affected = runtime.store.select(runtime.queries[LINEAGE + "users-affected-by-policy-change"], policy=policy)

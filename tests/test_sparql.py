@@ -67,7 +67,7 @@ def test_the_lineage_is_readable_by_sparql(server):
     query = ("PREFIX wf: <https://w3id.org/wayfinder/ontology#> PREFIX prov: <http://www.w3.org/ns/prov#> "
              "SELECT ?d ?policy WHERE { ?d a wf:Decision ; wf:policyVersion ?policy ; prov:used ?c }")
     rows = wrapper(server, query, JSON).query().convert()["results"]["bindings"]
-    assert rows and rows[0]["policy"]["value"].endswith("default-1.0.0")
+    assert rows and rows[0]["policy"]["value"].endswith("default-1.1.0")
 
 
 @pytest.mark.parametrize("query", [

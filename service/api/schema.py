@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import datetime
 from enum import Enum
 from typing import Optional
@@ -17,7 +19,7 @@ from strawberry.extensions import (
 )
 from strawberry.types import Info
 
-from .. import decide, erasure, users
+from .. import decide, erasure, models, users
 from ..catalog import CHANNEL_OF_IRI, Catalog, StepInfo
 from ..consent import ConsentState
 from ..errors import InvalidInput
@@ -191,6 +193,30 @@ class Decision:
     candidates: list[RankedStep]
 
 
+@strawberry.type(description="A trained ranking model version in the registry")
+class ModelVersion:
+    version: str
+    status: str = strawberry.field(description="candidate, active, retired or rolled-back")
+    artifact_hash: str = strawberry.field(description="SHA-256 of the model artefact")
+    data_snapshot: str = strawberry.field(description="SHA-256 of the training data the export produced")
+    hyper_parameters: str = strawberry.field(description="Hyper-parameters and seed, as JSON")
+    metrics: str = strawberry.field(description="Metrics on held-out users, as JSON")
+    trained_at: datetime
+    training_users: int = strawberry.field(description="Users with an ANALYTICS consent whose data it read")
+    approved_by: Optional[str]
+    approved_at: Optional[datetime]
+    supersedes: Optional[str] = strawberry.field(description="The version that was active when this one was promoted")
+
+
+def _model(version) -> ModelVersion:
+    return ModelVersion(version=version.version, status=version.status, artifact_hash=version.artifact_hash,
+                        data_snapshot=version.data_snapshot,
+                        hyper_parameters=json.dumps(version.hyper_parameters, sort_keys=True),
+                        metrics=json.dumps(version.metrics, sort_keys=True), trained_at=version.trained_at,
+                        training_users=version.training_users, approved_by=version.approved_by,
+                        approved_at=version.approved_at, supersedes=version.supersedes)
+
+
 @strawberry.input
 class RegisterUserInput:
     id: strawberry.ID
@@ -236,8 +262,7 @@ class Query:
     @strawberry.field(permission_classes=CLIENT)
     def next_steps(self, info: Info, user_id: strawberry.ID, channel: Channel = Channel.WEB, limit: int = 5) -> Recommendation:
         runtime = _runtime(info)
-        rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit,
-                                model=info.context.get("model"))
+        rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit)
         return Recommendation(decision_id=strawberry.ID(rec.decision_id), steps=_ranked(runtime.catalog, rec.steps),
                               personalized=rec.personalized, policy_version=rec.policy_version,
                               model_version=rec.model_version, variant=rec.variant)
@@ -261,6 +286,11 @@ class Query:
                         personalized=rec.personalized, policy_version=rec.policy_version,
                         model_version=rec.model_version, variant=rec.variant,
                         steps=_ranked(runtime.catalog, rec.steps), candidates=_ranked(runtime.catalog, rec.candidates))
+
+
+    @strawberry.field(permission_classes=AUDITOR, description="Every registered model version, oldest first")
+    def models(self, info: Info) -> list[ModelVersion]:
+        return [_model(v) for v in models.versions(_runtime(info))]
 
 
 @strawberry.type
@@ -304,6 +334,25 @@ class Mutation:
         return ErasureReceipt(user_id=strawberry.ID(receipt.user_id), erasure_id=strawberry.ID(receipt.erasure_id),
                               erased_at=receipt.erased_at, triples_removed=receipt.triples_removed,
                               decisions_kept=receipt.decisions_kept)
+
+
+    @strawberry.mutation(permission_classes=OPERATOR,
+                         description="Train on the store's consented data, evaluate on held-out users and register a "
+                                     "candidate version; runs beside nextSteps without blocking it")
+    async def train_model(self, info: Info, seed: int = 0, epochs: Optional[int] = None,
+                          members: Optional[int] = None) -> ModelVersion:
+        version = await asyncio.to_thread(models.train, _runtime(info), seed=seed, epochs=epochs, members=members,
+                                          requested_by=info.context.get("principal"))
+        return _model(version)
+
+    @strawberry.mutation(permission_classes=OPERATOR,
+                         description="Approve a version and serve it from the next request on")
+    def promote_model(self, info: Info, version: str, approved_by: str) -> ModelVersion:
+        return _model(models.promote(_runtime(info), version, approved_by=approved_by))
+
+    @strawberry.mutation(permission_classes=OPERATOR, description="Return to the version the active one superseded")
+    def rollback_model(self, info: Info) -> ModelVersion:
+        return _model(models.rollback(_runtime(info)))
 
 
 def build_schema(settings: Settings | None = None, *, introspection: bool = True) -> strawberry.Schema:

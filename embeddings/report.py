@@ -1,4 +1,4 @@
-"""Train and evaluate the uplift GNN on two synthetic worlds; write bench/gnn/results.json and print a table.
+"""Evaluation on synthetic worlds: train the uplift GNN, score held-out new users against the planted truth.
 
 For each world: generate it, write its catalog (Turtle) and users (one bulk N-Quads
 file), bulk-load both into a pyoxigraph store, export the consented users to PyG,
@@ -9,18 +9,15 @@ ceiling for scale. Then save the artefact, load it as a Scorer and time one scor
 request per test user. The second world has another seed and other catalog sizes and
 uses the same hyper-parameters.
 
-    .venv/bin/python bench/gnn/train_eval.py
+    wayfinder evaluate --out bench/gnn/results.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import resource
-import shlex
-import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -30,16 +27,14 @@ import numpy as np
 import pyoxigraph as ox
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from service.vocab import WF_NS, local_id
 
-from embeddings.evaluate import evaluate, mean_ndcg, model_scores, segment_lift  # noqa: E402
-from embeddings.export import export_graph  # noqa: E402
-from embeddings.model import UpliftEnsemble  # noqa: E402
-from embeddings.scoring import Scorer, save_model  # noqa: E402
-from embeddings.train import TrainOptions, train_model  # noqa: E402
-from embeddings.world import bayes_values, catalog_turtle, generate_world, user_nquads  # noqa: E402
-from service.vocab import WF_NS, local_id  # noqa: E402
+from .evaluate import evaluate, mean_ndcg, model_scores, segment_lift
+from .export import export_graph
+from .model import UpliftEnsemble
+from .scoring import Scorer, save_model
+from .train import TrainOptions, train_model
+from .world import bayes_values, catalog_turtle, generate_world, user_nquads
 
 WORLDS = (
     {"seed": 101, "n_steps": 40, "n_features": 60, "n_areas": 6, "n_roles": 5, "n_industries": 6},
@@ -193,37 +188,28 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--members", type=int, default=TrainOptions().members)
-    parser.add_argument("--no-ablations", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "gnn" / "results.json")
-    args = parser.parse_args()
-    options = TrainOptions(members=args.members)
+def run(*, users: int = 10_000, members: int | None = None, ablations: bool = True,
+        worlds: tuple[dict, ...] = WORLDS, command: str = "wayfinder evaluate") -> dict:
+    """Train and evaluate on each world; return the results with the goals checked."""
+    options = TrainOptions(members=members or TrainOptions().members)
     started = time.perf_counter()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        worlds = [run_world(spec, n_users=args.users, options=options, ablations=not args.no_ablations,
-                            workdir=Path(tmp)) for spec in WORLDS]
-    for w in worlds:
+        rows = [run_world(spec, n_users=users, options=options, ablations=ablations, workdir=Path(tmp))
+                for spec in worlds]
+    for w in rows:
         w["goals"] = goals(w)
     results = {
-        "command": " ".join([".venv/bin/python", "bench/gnn/train_eval.py", *map(shlex.quote, sys.argv[1:])]),
+        "command": command,
         "machine": {"cpus": os.cpu_count(), "torch_threads_training": 1, "python": platform.python_version(),
                     "torch": torch.__version__, "platform": platform.platform(),
                     "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
         "options": asdict(options),
         "goals": GOALS,
-        "worlds": worlds,
+        "worlds": rows,
         "peak_memory_mb": round(peak_mb(), 1),
         "total_s": round(time.perf_counter() - started, 1),
     }
-    results["all_goals_met"] = all(all(w["goals"].values()) for w in worlds) and \
+    results["all_goals_met"] = all(all(w["goals"].values()) for w in rows) and \
         results["peak_memory_mb"] < GOALS["peak_memory_mb_max"]
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
-
-
-if __name__ == "__main__":
-    main()
+    return results
