@@ -251,6 +251,41 @@ def train(
     out.print(version.version)
 
 
+@app.command()
+def world(
+    store: StoreOption = None,
+    users: Annotated[int, typer.Option(help="Users to generate, with histories and consent records")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed of the world")] = 7,
+) -> None:
+    """Generate a synthetic onboarding world into a new embedded store: catalog, policy, users with histories.
+
+    For trying training, promotion and model serving: the demo has too few users to train on.
+    """
+    import tempfile
+
+    from embeddings.world import generate_world, write_world
+
+    if not 50 <= users <= 200_000:
+        _fail(InvalidInput("--users", "must be between 50 and 200000"))
+    runtime = _runtime(store)
+    if runtime.store.location is None and getattr(runtime.store, "url", None) is not None:
+        _fail(InvalidInput("--store", "generate a world into an embedded store folder"))
+    runtime.ensure_ontology()
+    if runtime.catalog.steps:
+        _fail(InvalidInput("--store", "this store has a catalog already; name a new folder"))
+    generated = generate_world(seed=seed, n_users=users)
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog, people = write_world(generated, Path(tmp))
+        try:
+            runtime.load([catalog, runtime.settings.demo_dir.parent / "world" / "policy.ttl"])
+        except WayfinderError as exc:
+            _fail(exc)
+        runtime.store.oxigraph.bulk_load(path=str(people), format=ox.RdfFormat.N_QUADS)
+    runtime.store.flush()
+    out.print(f"{generated.name}: {len(generated.steps)} steps, {len(generated.features)} features, {users} users "
+              f"in {runtime.store.location}")
+
+
 model_app = typer.Typer(help="Operators: the model registry. Only an approved (promoted) version serves.",
                         no_args_is_help=True)
 app.add_typer(model_app, name="model")
@@ -272,7 +307,7 @@ def model_list(store: StoreOption = None,
     for v in versions:
         table.add_row(v.version, v.status, v.trained_at.isoformat(timespec="seconds"), str(v.training_users),
                       str(v.metrics.get("test_auc", "-")), v.approved_by or "-", v.supersedes or "-")
-    out.print(table)
+    Console(width=max(out.width, 140)).print(table)
 
 
 @model_app.command("promote")

@@ -266,3 +266,28 @@ def test_explanations_cite_how_similar_users_fared(api, world):
     cited = [r for r in reasons if " who completed this step activated " in r]
     assert cited, reasons
     assert all(re.fullmatch(r".+s in .+ who completed this step activated \d+\.\dx as often", r) for r in cited)
+
+
+def test_command_line_world_train_promote_rollback(tmp_path):
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    cli, store = CliRunner(), str(tmp_path / "world")
+    made = cli.invoke(app, ["world", "--store", store, "--users", "300", "--seed", "5"])
+    assert made.exit_code == 0, made.output
+    assert cli.invoke(app, ["world", "--store", store]).exit_code == 2  # a catalog is there already
+    versions = []
+    for seed in (0, 1):
+        trained = cli.invoke(app, ["train", "--store", store, "--seed", str(seed), "--epochs", "20", "--members", "1"])
+        assert trained.exit_code == 0, trained.output
+        versions.append(trained.stdout.strip().splitlines()[-1])
+    listed = json.loads(cli.invoke(app, ["model", "list", "--store", store, "-f", "json"]).stdout)
+    assert [(v["version"], v["status"]) for v in listed] == [(versions[0], "candidate"), (versions[1], "candidate")]
+    for version in versions:
+        assert cli.invoke(app, ["model", "promote", version, "--approved-by", "Ada", "--store", store]).exit_code == 0
+    assert cli.invoke(app, ["model", "rollback", "--store", store]).exit_code == 0
+    listed = json.loads(cli.invoke(app, ["model", "list", "--store", store, "-f", "json"]).stdout)
+    assert {v["version"]: v["status"] for v in listed} == {versions[0]: "active", versions[1]: "rolled-back"}
+    refused = cli.invoke(app, ["model", "promote", "nope", "--approved-by", "Ada", "--store", store])
+    assert refused.exit_code == 2 and "no model version" in refused.output
