@@ -31,3 +31,17 @@ def test_the_contract_fields_are_all_there():
     text = SCHEMA.read_text()
     for line in CONTRACT:
         assert line in text, line
+
+
+def test_a_repeated_query_is_validated_once(client):
+    """The limits' rules are built once, so strawberry's validation cache hits on a repeated document."""
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    cache = _get_validate_cache(256)
+    query = "{ steps { id title requires { id } } __typename }"
+    client.data(query)
+    before = cache.cache_info()
+    for _ in range(3):
+        client.data(query)
+    after = cache.cache_info()
+    assert after.hits - before.hits == 3 and after.misses == before.misses

@@ -10,13 +10,9 @@ from typing import Optional
 
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import Info
 
 from .. import decide, erasure, models, users
@@ -356,9 +352,14 @@ class Mutation:
 
 
 def build_schema(settings: Settings | None = None, *, introspection: bool = True) -> strawberry.Schema:
-    """Return the schema with its limits: depth, aliases, tokens, fields; introspection optional."""
+    """Return the schema with its limits: depth, aliases, tokens, fields; introspection optional.
+
+    The depth and alias rules of strawberry's limiters are built once here, not per request:
+    the validation cache keys on the rule classes, so rules made afresh would never hit it.
+    """
     settings = settings or Settings()
-    rules = [field_budget(settings.max_fields)]
+    rules = [depth_rule(settings.max_query_depth, None, None), aliases_rule(settings.max_aliases),
+             field_budget(settings.max_fields)]
     if not introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return strawberry.Schema(
@@ -368,10 +369,7 @@ def build_schema(settings: Settings | None = None, *, introspection: bool = True
             ErrorCodes,
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: ReportingParserCache(maxsize=256),
-            lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
             lambda: AddValidationRules(rules),
             lambda: ValidationCache(maxsize=256),
         ],
     )
-
