@@ -24,6 +24,21 @@ from ..sparql import SparqlEndpoint
 from .schema import build_schema
 
 PUBLIC_PATHS = {"/healthz"}
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
+
+def prefers_graphql_response_json(accept: str) -> bool:
+    """True when the Accept header ranks application/graphql-response+json at least as high as application/json."""
+    ranks: dict[str, float] = {}
+    for item in accept.split(","):
+        kind, *params = (part.strip() for part in item.split(";"))
+        q = next((p[2:] for p in params if p.startswith("q=")), "1")
+        try:
+            ranks[kind.lower()] = max(ranks.get(kind.lower(), 0.0), float(q))
+        except ValueError:
+            continue
+    wanted = ranks.get(GRAPHQL_RESPONSE_JSON, 0.0)
+    return wanted > 0 and wanted >= ranks.get("application/json", 0.0)
 
 
 class WayfinderGraphQL(GraphQL):
@@ -49,6 +64,29 @@ class WayfinderGraphQL(GraphQL):
             if not isinstance(self.decode_json(await request.get_body()), (dict, list)):
                 raise json.JSONDecodeError("a GraphQL request body is a JSON object or a batch", "", 0)
         return await super().parse_http_body(request)
+
+    async def get_sub_response(self, request: Any) -> Any:
+        sub_response = await super().get_sub_response(request)
+        sub_response.graphql_response_json = prefers_graphql_response_json(request.headers.get("accept", ""))
+        request.state.graphql_sub_response = sub_response
+        return sub_response
+
+    async def process_result(self, request: Any, result: Any) -> Any:
+        data = await super().process_result(request, result)
+        sub_response = getattr(request.state, "graphql_sub_response", None)
+        if getattr(sub_response, "graphql_response_json", False) and result.data is None and result.errors \
+                and all(error.path is None for error in result.errors):
+            # A request error (parse, validation, variable coercion): nothing ran. Under
+            # application/graphql-response+json the spec asks for 400 and no data entry.
+            data.pop("data", None)
+            sub_response.status_code = 400
+        return data
+
+    def create_response(self, response_data: Any, sub_response: Any) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if getattr(sub_response, "graphql_response_json", False):
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+        return response
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         role = request.scope.get("state", {}).get("role", OPEN)
