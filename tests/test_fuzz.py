@@ -49,7 +49,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
-CODES = {"BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "CONSTRAINT_VIOLATION", "CONSENT_REQUIRED", "FORBIDDEN",
+CODES = {"BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "CONSTRAINT_VIOLATION", "CONSENT_REQUIRED", "NOT_ENOUGH_DATA", "FORBIDDEN",
          "GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED", "BAD_REQUEST", "QUERY_TOO_COMPLEX"}
 # Text that must never reach a client unless the client sent it: internals, stack traces, SPARQL.
 LEAKS = ("Traceback", 'File "', "site-packages", "pyoxigraph", "oxigraph", "SELECT", "PREFIX", "WHERE {",

@@ -109,3 +109,16 @@ class ErrorCodes(MaskErrors):
                                         if error.path is None else "BAD_REQUEST"}
                 processed.append(error)
         return processed
+
+
+def log_errors(errors: list[GraphQLError], execution_context=None) -> None:
+    """Log what a request's errors say about the service, in place of strawberry's per-error traceback.
+
+    Refusals and invalid documents are the client's business: one INFO line each, no
+    traceback. Internal errors are logged with their traceback by ErrorCodes.
+    """
+    for error in errors:
+        if not _is_internal(error):
+            code = error.original_error.code if isinstance(error.original_error, WayfinderError) else "INVALID"
+            log.info("refused: %s", error.message, extra={"code": code})
+

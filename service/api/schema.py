@@ -24,7 +24,7 @@ from ..runtime import Runtime
 from ..settings import Settings
 from .limits import field_budget
 from ..vocab import local_id
-from .errors import ErrorCodes, ReportingParserCache
+from .errors import ErrorCodes, ReportingParserCache, log_errors
 from .permissions import ANYONE, AUDITOR, CLIENT, CLIENT_OR_AUDITOR, CLIENT_OR_OPERATOR, OPERATOR
 
 
@@ -362,7 +362,7 @@ def build_schema(settings: Settings | None = None, *, introspection: bool = True
              field_budget(settings.max_fields)]
     if not introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
-    return strawberry.Schema(
+    schema = strawberry.Schema(
         query=Query,
         mutation=Mutation,
         extensions=[
@@ -373,3 +373,5 @@ def build_schema(settings: Settings | None = None, *, introspection: bool = True
             lambda: ValidationCache(maxsize=256),
         ],
     )
+    schema.process_errors = log_errors
+    return schema
