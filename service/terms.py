@@ -7,6 +7,8 @@ from collections.abc import Iterable
 import pyoxigraph as ox
 import rdflib
 
+XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+
 
 def to_rdflib_term(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.term.Node:
     if isinstance(term, ox.NamedNode):
@@ -15,6 +17,10 @@ def to_rdflib_term(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> rdflib.ter
         return rdflib.BNode(term.value)
     if term.language:
         return rdflib.Literal(term.value, lang=term.language)
+    if term.datatype.value == XSD_STRING:
+        # In RDF 1.1 a simple literal is an xsd:string; rdflib keeps them apart, so values
+        # compared with a shape's plain literals (sh:in, sh:hasValue) would not match.
+        return rdflib.Literal(term.value)
     return rdflib.Literal(term.value, datatype=rdflib.URIRef(term.datatype.value))
 
 

@@ -291,3 +291,19 @@ def test_command_line_world_train_promote_rollback(tmp_path):
     assert {v["version"]: v["status"] for v in listed} == {versions[0]: "active", versions[1]: "rolled-back"}
     refused = cli.invoke(app, ["model", "promote", "nope", "--approved-by", "Ada", "--store", store])
     assert refused.exit_code == 2 and "no model version" in refused.output
+
+
+def test_registry_records_pass_the_model_shapes(api, world_runtime):
+    from service.terms import to_rdflib_graph
+    from service.validation import Validator
+
+    first = api.data(TRAIN, {"seed": 0, **QUICK})["trainModel"]["version"]
+    second = api.data(TRAIN, {"seed": 1, **QUICK})["trainModel"]["version"]
+    api.data(PROMOTE, {"v": first, "by": "Ada"})
+    api.data(PROMOTE, {"v": second, "by": "Grace"})
+    api.data(ROLLBACK)
+    data = to_rdflib_graph(world_runtime.store.graph(vocab.MODELS_GRAPH))
+    assert len(data) > 20
+    data += world_runtime.knowledge.graph
+    violations = Validator(world_runtime.settings.shapes_dir).validate(data)
+    assert [v for v in violations if "/model/" in v.focus] == []
