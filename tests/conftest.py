@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,9 @@ def client(runtime):
         yield GraphQLClient(http)
 
 
-@pytest.fixture
-def live_server(disk_runtime):
-    """The app served by a real uvicorn server on a free loopback port; yields its base URL."""
+@contextlib.contextmanager
+def serving(runtime: Runtime):
+    """Serve the app over a runtime with a real uvicorn server on a free loopback port; yield its base URL."""
     import socket
     import threading
     import time
@@ -69,7 +70,7 @@ def live_server(disk_runtime):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(disk_runtime), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -77,6 +78,15 @@ def live_server(disk_runtime):
         if time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(disk_runtime):
+    """The app served by a real uvicorn server on a free loopback port; yields its base URL."""
+    with serving(disk_runtime) as url:
+        yield url

@@ -216,41 +216,25 @@ def test_too_little_data_to_train_is_refused(client):
 def test_training_does_not_block_next_steps(world_runtime, world):
     """trainModel runs in a worker thread: nextSteps is answered while it runs."""
     import httpx
-    import socket
 
-    import uvicorn
+    from .conftest import serving
 
-    from service.api.app import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(world_runtime), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=120) as http:
-            api = GraphQLClient(http)
-            new_user(api, world, "fresh-n")
-            result: dict = {}
-            trainer = threading.Thread(target=lambda: result.update(
-                api.data(TRAIN, {"seed": 3, "epochs": 400, "members": 2})))
-            trainer.start()
-            time.sleep(0.5)  # let the training start
-            answered_during_training = 0
-            while trainer.is_alive() and answered_during_training < 5:
-                rec = api.data(NEXT_STEPS, {"user": "fresh-n"})["nextSteps"]
-                assert rec["steps"]
-                answered_during_training += trainer.is_alive()
-            trainer.join()
-            assert result["trainModel"]["status"] == "candidate"
-            assert answered_during_training == 5
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving(world_runtime) as base, httpx.Client(base_url=base, timeout=120) as http:
+        api = GraphQLClient(http)
+        new_user(api, world, "fresh-n")
+        result: dict = {}
+        trainer = threading.Thread(target=lambda: result.update(
+            api.data(TRAIN, {"seed": 3, "epochs": 400, "members": 2})))
+        trainer.start()
+        time.sleep(0.5)  # let the training start
+        answered_during_training = 0
+        while trainer.is_alive() and answered_during_training < 5:
+            rec = api.data(NEXT_STEPS, {"user": "fresh-n"})["nextSteps"]
+            assert rec["steps"]
+            answered_during_training += trainer.is_alive()
+        trainer.join()
+        assert result["trainModel"]["status"] == "candidate"
+        assert answered_during_training == 5
 
 
 def test_explanations_cite_how_similar_users_fared(api, world):
