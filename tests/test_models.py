@@ -163,6 +163,9 @@ def test_promote_and_rollback_while_serving(api, world, world_runtime):
     back = api.data(ROLLBACK)["rollbackModel"]
     assert back == {"version": first, "status": "active"}
     assert api.data(NEXT_STEPS, {"user": "fresh-r"})["nextSteps"]["modelVersion"] == first
+    metrics = api.http.get("/metrics").text
+    assert f'wayfinder_model_version_served{{version="{first}"}} 1.0' in metrics
+    assert f'wayfinder_model_version_served{{version="{second}"}} 0.0' in metrics
     statuses = {m["version"]: m["status"] for m in api.data(MODELS)["models"]}
     assert statuses == {first: "active", second: "rolled-back"}
     # the first version superseded nothing: there is nothing further back
