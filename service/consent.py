@@ -9,8 +9,9 @@ from datetime import datetime
 import pyoxigraph as ox
 
 from . import vocab
-from .store import Store
 from .clock import datetime_literal, parse_datetime
+from .sparql_terms import inline
+from .store import Store
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class ConsentState:
 
 
 def consent_history(store: Store, user: ox.NamedNode, query: str) -> list[ConsentState]:
-    """Return every consent record of a user, oldest first."""
+    """Return every consent record of a user, oldest first (``query``: queries/service/consent-records.rq)."""
     states = [
         ConsentState(
             record=row["record"].value,
@@ -32,7 +33,7 @@ def consent_history(store: Store, user: ox.NamedNode, query: str) -> list[Consen
             granted=row["status"] == vocab.CONSENT_GIVEN,
             at=parse_datetime(row["at"].value),
         )
-        for row in store.select(query, user=user)
+        for row in store.select(inline(query, user=user))
     ]
     # On equal times a withdrawal wins: the conservative reading.
     return sorted(states, key=lambda s: (s.at, s.granted is False, s.record))

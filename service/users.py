@@ -16,6 +16,7 @@ from .clock import checked_utc, datetime_literal, now, parse_datetime
 from .consent import ConsentState, active_purposes, affected_by, consent_history, consent_record
 from .errors import ConsentRequired, Conflict, InvalidInput, NotFound
 from .runtime import Runtime
+from .sparql_terms import inline
 from .writes import commit_validated
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
@@ -131,7 +132,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
 def profile(runtime: Runtime, user_id: str) -> Profile | None:
     """Return the user's stored profile, or None when there is no such user."""
     node = user_node(user_id, "id")
-    rows = runtime.store.select(runtime.queries["profile"], user=node)
+    rows = runtime.store.select(inline(runtime.queries["profile"], user=node, userGraph=vocab.user_graph(user_id)))
     if not rows:
         return None
     row = rows[0]
@@ -153,6 +154,7 @@ def events(runtime: Runtime, user_id: str) -> list[Event]:
     """Return the user's events, oldest first."""
     node = user_node(user_id, "id")
     codes = {iri: code for code, iri in runtime.knowledge.codes.events.items()}
+    query = inline(runtime.queries["user-events"], user=node, userGraph=vocab.user_graph(user_id))
     return [
         Event(
             iri=row["event"].value,
@@ -162,7 +164,7 @@ def events(runtime: Runtime, user_id: str) -> list[Event]:
             feature=row["feature"].value if row["feature"] is not None else None,
             at=parse_datetime(row["at"].value),
         )
-        for row in runtime.store.select(runtime.queries["user-events"], user=node)
+        for row in runtime.store.select(query)
         if row["type"].value in codes
     ]
 

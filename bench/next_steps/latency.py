@@ -146,8 +146,8 @@ class GcWatch:
 def feature_consent(store, uid: str) -> bool:
     """Whether the user's latest consent records allow FEATURE_USED (Personalization or Analytics).
 
-    Read with triple patterns (bench bookkeeping, not timed): the service's own
-    consent-records query takes seconds per user on the 100k store.
+    Read with triple patterns (bench bookkeeping, not timed), independently of the
+    service's consent-records query.
     """
     user = vocab.user_iri(uid)
     latest: dict[str, tuple[str, bool]] = {}
@@ -220,10 +220,14 @@ class Stages:
         self._undo.append((owner, attr, original, had_own))
 
     def wrap_select(self, runtime: Runtime) -> None:
-        """Time store.select per shipped query (by file stem)."""
+        """Time store.select per shipped query (by file stem).
+
+        A query is known by its first line (the question in its header comment), which
+        stays as it is when sparql_terms.inline writes the parameters into the text.
+        """
         store = runtime.store
         original = store.select
-        names = {text: stem for stem, text in runtime.queries.items()}
+        names = {text.split("\n", 1)[0]: stem for stem, text in runtime.queries.items()}
         times = self.times
 
         def select(query, /, **bindings):
@@ -231,7 +235,7 @@ class Stages:
             try:
                 return original(query, **bindings)
             finally:
-                times["sparql " + names.get(query, "other")].append(time.perf_counter() - t)
+                times["sparql " + names.get(query.split("\n", 1)[0], "other")].append(time.perf_counter() - t)
 
         store.select = select
         self._undo.append((store, "select", original, False))

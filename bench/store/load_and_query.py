@@ -171,7 +171,7 @@ def child(spec: dict) -> dict:
         users, warmup = q["users"], q["warmup"]
         tuned = (QUERIES / "next-steps-tuned.rq").read_text()
         natural = (QUERIES / "next-steps.rq").read_text()
-        candidates = (ROOT / "queries" / "service" / "candidates.rq").read_text()
+        candidates = (HERE / "queries" / "candidates-before-rewrite.rq").read_text()
         out: dict = {}
         if engine == "pyoxigraph":
             def ox_rows(text, subs=None):
