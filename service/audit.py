@@ -63,6 +63,7 @@ class AuditTrail:
         self.checkpoint_every = checkpoint_every
         self._head: ChainHead | None = None
         self._lock = threading.Lock()
+        self._sealing = threading.Lock()  # one anchor line at a time
 
     def head(self) -> ChainHead:
         rows = self.store.select(self._head_query, chain=ox.Literal(self.chain))
@@ -79,7 +80,12 @@ class AuditTrail:
         remove: list[ox.Quad] = (),
         drop: list[ox.NamedNode] = (),
     ) -> ChainHead:
-        """Chain and store one record, with other changes in the same transaction."""
+        """Chain and store one record, with other changes in the same transaction.
+
+        Every ``checkpoint_every`` records the new head is sealed in the anchor file
+        before this returns, but after the locks are released: the flush that comes
+        first takes up to hundreds of milliseconds, and other writers need not wait.
+        """
         with self._lock, self.store.write_lock:
             head = self._head or self.head()
             chained = [
@@ -95,23 +101,29 @@ class AuditTrail:
             chained.append(ox.Triple(record, vocab.CONTENT_HASH, ox.Literal(digest)))
             quads = [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in chained]
             self.store.commit(add=[*quads, *extra], remove=list(remove), drop=list(drop))
-            self._head = ChainHead(head.sequence + 1, digest)
-            if self.anchor_file is not None and self._head.sequence % self.checkpoint_every == 0:
-                self.checkpoint()
-            return self._head
+            self._head = appended = ChainHead(head.sequence + 1, digest)
+        if self.anchor_file is not None and appended.sequence % self.checkpoint_every == 0:
+            self._seal(appended)
+        return appended
 
     def checkpoint(self) -> ChainHead:
         """Seal the current head in the anchor file outside the store (one JSON line)."""
         head = self._head or self.head()
         if self.anchor_file is not None and head.sequence:
-            self.store.flush()
+            self._seal(head)
+        return head
+
+    def _seal(self, head: ChainHead) -> None:
+        # The flush first, so that an anchor never names a record a power loss could still take.
+        # Records appended meanwhile are flushed too, and sealed by a later anchor.
+        self.store.flush()
+        with self._sealing:
             self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
             with self.anchor_file.open("a") as out:
                 out.write(json.dumps({"chain": self.chain, "sequence": head.sequence, "hash": head.hash,
                                       "at": now().isoformat()}) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
-        return head
 
     def anchors(self) -> list[dict]:
         if self.anchor_file is None or not self.anchor_file.exists():

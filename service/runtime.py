@@ -49,7 +49,8 @@ class Runtime:
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
         self.settings = settings or get_settings()
-        self.store = store if store is not None else open_store(self.settings.store)
+        self.store = store if store is not None else open_store(
+            self.settings.store, flush_each_commit=self.settings.flush_each_commit)
         self._knowledge: Knowledge | None = None
         self._lock = threading.Lock()
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     sparql_max_rows: int = Field(10_000, gt=0, description="Row cap of one /sparql answer")
     instance: str = Field("", description="Name of this process's audit chain; default: 'main', or unique per process on a shared store")
     audit_checkpoint_every: int = Field(1000, gt=0, description="Decisions between two audit checkpoints")
+    flush_each_commit: bool = Field(False, description=(
+        "Flush the embedded store after each commit: an acknowledged write then survives a power loss or kernel "
+        "crash, not only the death of the process; costs about 35 to 55 ms a write (bench/durability/README.md)"))
 
 
 @lru_cache(maxsize=1)

@@ -4,6 +4,12 @@ Reads see the union of all named graphs as the default graph, so a query can
 walk from a user's graph into the catalog without naming graphs. Writes go
 through :meth:`Store.commit`, which applies removals, graph drops and additions
 as one SPARQL update: either all of it is stored or none of it.
+
+A commit is in RocksDB's write-ahead log, not synced, when it returns: it
+survives the death of the process, not a power loss. With
+``flush_each_commit`` each commit is followed by :meth:`Store.flush`, after
+which it survives a power loss too (bench/durability/README.md: +35 to 55 ms a
+commit).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 import pyoxigraph as ox
 
 from .errors import StoreUnavailable, SyntaxProblem
+from .settings import get_settings
 
 Term = ox.NamedNode | ox.BlankNode | ox.Literal
 Row = dict[str, Term | None]
@@ -27,8 +34,10 @@ def _bindings(values: Mapping[str, Term | None]) -> dict[ox.Variable, Term]:
 class Store:
     """A Wayfinder store over pyoxigraph."""
 
-    def __init__(self, location: str | Path | None = None) -> None:
+    def __init__(self, location: str | Path | None = None, *, flush_each_commit: bool = False) -> None:
         self.location = None if location in (None, "", ":memory:") else Path(location)
+        self.flush_each_commit = flush_each_commit
+        self.flushes = 0  # flushes of an on-disk store since it opened
         try:
             if self.location is None:
                 self._ox = ox.Store()
@@ -101,10 +110,13 @@ class Store:
         """Apply drops, removals and additions in one transaction."""
         add, remove, drop = list(add), list(remove), list(drop)
         if not remove and not drop:
-            if add:
-                self._ox.extend(add)
-            return
-        self._ox.update(update_text(add, remove, drop))
+            if not add:
+                return
+            self._ox.extend(add)
+        else:
+            self._ox.update(update_text(add, remove, drop))
+        if self.flush_each_commit:
+            self.flush()
 
     def replace_graph(self, name: ox.NamedNode, triples: Iterable[ox.Quad | ox.Triple]) -> None:
         """Replace the content of one named graph atomically."""
@@ -112,8 +124,11 @@ class Store:
         self.commit(add=quads, drop=[name])
 
     def flush(self) -> None:
-        if self.location is not None:
-            self._ox.flush()
+        """Write every commit so far to synced files: it then survives a power loss. A closed store was flushed."""
+        store = self.__dict__.get("_ox")  # an audit checkpoint flushes outside the write lock: the store may be closing
+        if self.location is not None and store is not None:
+            store.flush()
+            self.flushes += 1
 
     def close(self) -> None:
         """Release the store (and its folder's lock); the object is unusable afterwards."""
@@ -138,13 +153,19 @@ def update_text(add: list[ox.Quad], remove: list[ox.Quad], drop: list[ox.NamedNo
     return " ;\n".join(parts)
 
 
-def open_store(location: str | Path | None) -> "Store":
-    """Return the embedded store for a folder (or ':memory:'), or the shared store for an http(s) URL."""
+def open_store(location: str | Path | None, *, flush_each_commit: bool | None = None) -> "Store":
+    """Return the embedded store for a folder (or ':memory:'), or the shared store for an http(s) URL.
+
+    ``flush_each_commit`` applies to the embedded store; None takes WAYFINDER_FLUSH_EACH_COMMIT.
+    A shared store's durability is its server's.
+    """
     if isinstance(location, str) and location.startswith(("http://", "https://")):
         from .remote_store import RemoteStore
 
         return RemoteStore(location)  # type: ignore[return-value]
-    return Store(location)
+    if flush_each_commit is None:
+        flush_each_commit = get_settings().flush_each_commit
+    return Store(location, flush_each_commit=flush_each_commit)
 
 
 def _quad_data(quad: ox.Quad) -> str:

@@ -1,38 +1,61 @@
 """Validated, atomic writes of user data.
 
 The delta is validated, not the store: the new quads plus the neighbourhood the
-shapes reach (ontology, catalog and policies; the users' graphs and consent
+shapes reach (ontology, catalog and policies; the users' profiles and consent
 records), with the new subjects as focus nodes. Then everything is committed in
 one transaction, or nothing is.
+
+The knowledge part of the neighbourhood is loaded once per version of the
+knowledge (:class:`~service.validation.DeltaValidator`), so a write costs what
+it adds and what it reads about its users, not what the knowledge holds.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import pyoxigraph as ox
-import rdflib
 
 from . import vocab
 from .errors import RefusedWrite
-from .runtime import Runtime
-from .terms import to_rdflib_graph
+from .runtime import Knowledge, Runtime
+from .store import Store
+from .validation import DeltaValidator, Validator
+
+# Per runtime: the knowledge and validator a DeltaValidator was built for, and that validator.
+_delta_validators: weakref.WeakKeyDictionary[Runtime, tuple[Knowledge, Validator, DeltaValidator]] = (
+    weakref.WeakKeyDictionary())
 
 
-def neighbourhood(runtime: Runtime, users: Iterable[ox.NamedNode]) -> rdflib.Graph:
-    """Return the knowledge plus these users' profiles and consent records, as one rdflib graph.
+def neighbourhood(store: Store, users: Iterable[ox.NamedNode]) -> list[ox.Quad]:
+    """Return these users' profiles and consent records: what the shapes read about them.
 
     The users' earlier events are left out: no shape relates a new triple to them.
+    Every read is a triple pattern with a bound subject or object.
     """
-    graph = rdflib.Graph()
-    graph += runtime.knowledge.graph
-    store = runtime.store
+    quads: list[ox.Quad] = []
     for user in users:
         user_id = user.value.removeprefix(vocab.USER_BASE)
-        to_rdflib_graph(store.quads(subject=user, graph=vocab.user_graph(user_id)), graph)
-        for record in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH):
-            to_rdflib_graph(store.quads(subject=record.subject, graph=vocab.CONSENT_GRAPH), graph)
-    return graph
+        quads.extend(store.quads(subject=user, graph=vocab.user_graph(user_id)))
+        quads.extend(consent_records(store, user))
+    return quads
+
+
+def consent_records(store: Store, user: ox.NamedNode) -> list[ox.Quad]:
+    """Return the quads of every consent record about the user in the consent graph."""
+    return [quad for record in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
+            for quad in store.quads(subject=record.subject, graph=vocab.CONSENT_GRAPH)]
+
+
+def delta_validator(runtime: Runtime) -> DeltaValidator:
+    """Return the runtime's validator of writes over its current knowledge, built again when that changes."""
+    current, validator = runtime.knowledge, runtime.validator
+    cached = _delta_validators.get(runtime)
+    if cached is None or cached[0] is not current or cached[1] is not validator:
+        cached = (current, validator, validator.for_knowledge(current.graph))
+        _delta_validators[runtime] = cached
+    return cached[2]
 
 
 def commit_validated(
@@ -45,10 +68,10 @@ def commit_validated(
 ) -> None:
     """Validate the new quads in their neighbourhood and commit them; refuse with every violation."""
     users = list(dict.fromkeys(users))
-    graph = neighbourhood(runtime, users)
-    to_rdflib_graph(add, graph)
-    focus = sorted({rdflib.URIRef(q.subject.value) for q in add if isinstance(q.subject, ox.NamedNode)})
-    violations = runtime.validator.validate(graph, focus=focus)
-    if violations:
-        raise RefusedWrite(violations, source=source)
-    runtime.store.commit(add=add, remove=remove or [])
+    focus = {q.subject for q in add if isinstance(q.subject, ox.NamedNode)}
+    with runtime.store.write_lock:
+        data = [*neighbourhood(runtime.store, users), *add]
+        violations = delta_validator(runtime).validate(data, focus=focus)
+        if violations:
+            raise RefusedWrite(violations, source=source)
+        runtime.store.commit(add=add, remove=remove or [])

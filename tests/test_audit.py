@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pyoxigraph as ox
 import pytest
 from typer.testing import CliRunner
@@ -9,6 +11,7 @@ from typer.testing import CliRunner
 from service import decide, erasure, users, vocab
 from service.audit import verify
 from service.cli import app
+from service.runtime import Runtime
 from service.validation import Validator
 
 from .graphql_client import NEXT_STEPS, REGISTER, WITHDRAW
@@ -179,3 +182,35 @@ def test_withdrawing_consent_lists_the_decisions_that_used_it(client):
                             {"u": "w1", "p": "PERSONALIZATION"})["withdrawConsent"]
     assert set(withdrawn["affectedDecisions"]) == {first, second}
     assert withdrawn["affectedModelVersions"] == []
+
+
+def test_a_checkpoint_is_sealed_outside_the_write_lock(disk_runtime):
+    """The flush before an anchor takes up to hundreds of milliseconds: other writers must not wait for it."""
+    from service.store import Store
+
+    free_at_flush: list[bool] = []
+
+    class LockWatch(Store):
+        """The real on-disk store; at each flush, another thread tries the write lock."""
+
+        def flush(self) -> None:
+            probe = threading.Thread(target=lambda: free_at_flush.append(self._try_lock()))
+            probe.start()
+            probe.join()
+            super().flush()
+
+        def _try_lock(self) -> bool:
+            if self.write_lock.acquire(timeout=0.5):
+                self.write_lock.release()
+                return True
+            return False
+
+    path = disk_runtime.store.location
+    disk_runtime.store.close()
+    runtime = Runtime(settings=disk_runtime.settings, store=LockWatch(path))
+    runtime.trail.checkpoint_every = 1
+    setup_users(runtime)
+    assert [a["sequence"] for a in runtime.trail.anchors()] == [1, 2, 3]  # sealed before each decision returned
+    assert free_at_flush == [True] * 3
+    assert check(runtime).ok
+    runtime.store.close()

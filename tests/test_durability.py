@@ -492,6 +492,9 @@ def test_backup_command_copies_store_and_anchors_and_a_restore_verifies(knowledg
         assert _content(again) == before
     finally:
         again.close()
+    # The other documented restore: serve the backup folder itself; its anchors lie beside it.
+    result = _cli("audit", "verify", "--store", str(backup))
+    assert result.exit_code == 0 and "2 external anchors match" in result.output, result.output
 
 
 def test_backup_command_refuses_an_existing_folder_and_a_memory_store(knowledge_quads, tmp_path):
@@ -509,3 +512,44 @@ def test_backup_command_refuses_an_existing_folder_and_a_memory_store(knowledge_
     assert [p.name for p in existing.iterdir()] == ["keep.txt"]
     result = _cli("backup", str(tmp_path / "mem-backup"), "--store", ":memory:")
     assert result.exit_code == 2 and not (tmp_path / "mem-backup").exists()
+
+
+# -- flush after each commit ---------------------------------------------------------------
+
+
+def _without_write_ahead_log(path: Path, copy: Path) -> Store:
+    """Open a copy of an open store's folder without its write-ahead log (``*.log``), as a power loss can
+    leave it: what RocksDB had not flushed to its (synced) table files is gone."""
+    shutil.copytree(path, copy, ignore=shutil.ignore_patterns("*.log", "LOCK"))
+    return Store(copy)
+
+
+@pytest.mark.parametrize("flush", [False, True], ids=["wal-only", "flush-each-commit"])
+def test_with_flush_each_commit_a_commit_survives_the_loss_of_the_write_ahead_log(knowledge_quads, tmp_path, flush):
+    store = Store(tmp_path / "store", flush_each_commit=flush)
+    store.commit(add=knowledge_quads)
+    runtime = Runtime(settings=Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models"), store=store)
+    _register(runtime, "kept", events=2)
+    assert store.flushes == (3 if flush else 0)  # knowledge, registration, events: one flush after each
+    after_crash = _without_write_ahead_log(tmp_path / "store", tmp_path / "after-crash")
+    try:
+        crashed = Runtime(settings=Settings(store=str(tmp_path / "after-crash")), store=after_crash)
+        assert users.exists(crashed, "kept") is flush
+        assert len(users.events(crashed, "kept")) == (2 if flush else 0)
+    finally:
+        _release(after_crash, runtime)
+
+
+def test_flush_each_commit_is_a_setting_off_by_default(tmp_path, monkeypatch):
+    from service.store import open_store
+
+    monkeypatch.delenv("WAYFINDER_FLUSH_EACH_COMMIT", raising=False)
+    assert Settings().flush_each_commit is False
+    monkeypatch.setenv("WAYFINDER_FLUSH_EACH_COMMIT", "true")
+    assert Settings().flush_each_commit is True
+    store = open_store(str(tmp_path / "store"), flush_each_commit=True)
+    try:
+        store.commit(add=[ox.Quad(vocab.user_iri("x"), vocab.RDF_TYPE, vocab.USER, vocab.user_graph("x"))])
+        assert store.flush_each_commit and store.flushes == 1
+    finally:
+        _release(store)

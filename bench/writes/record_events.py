@@ -1,0 +1,169 @@
+"""recordEvents throughput in process: the service's write path against the validation it replaced.
+
+Both run in the same process, on the same store, in alternating rounds:
+
+- ``now``: ``users.record_events`` as shipped (``writes.commit_validated``: the
+  knowledge loaded once per version into a ``DeltaValidator``, the write and the
+  users' profiles and consent records added to it, only the shapes that target the
+  new subjects run, property shapes checked for all focus nodes at once);
+- ``before``: the same ``users.record_events`` with ``commit_validated`` as of
+  755e586 (``previous_commit_validated`` below): the whole knowledge copied into a
+  new rdflib graph on every write, pyshacl over all shapes with the focus nodes in a
+  list, the SHACL-SPARQL constraints on a fresh Oxigraph store built from that graph.
+
+Batches are drawn as in bench/next_steps/latency.py (5 events per user: 50%
+FEATURE_USED when consented, 40% STEP_COMPLETED, 10% STEP_DISMISSED; ``at`` now).
+Goal of the issue: 5,000 events/s.
+
+    .venv/bin/python bench/writes/record_events.py --demo
+    .venv/bin/python bench/next_steps/populate.py --store /tmp/wf-bench-store-10000 --users 10000 --force
+    .venv/bin/python bench/writes/record_events.py --store /tmp/wf-bench-store-10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench" / "next_steps"))
+
+import pyoxigraph as ox  # noqa: E402
+import rdflib  # noqa: E402
+
+import benchlib  # noqa: E402
+from latency import Pool, reports  # noqa: E402
+from service import users, vocab  # noqa: E402
+from service.errors import RefusedWrite  # noqa: E402
+from service.runtime import Runtime  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from service.terms import to_rdflib_graph  # noqa: E402
+
+GOAL_EVENTS_PER_S = 5000.0
+RESULTS = HERE / "results"
+
+
+def previous_commit_validated(runtime, add, *, users, remove=None, source=None) -> None:
+    """service/writes.py as of 755e586: the write validated in a copy of the whole knowledge."""
+    users = list(dict.fromkeys(users))
+    graph = rdflib.Graph()
+    graph += runtime.knowledge.graph
+    store = runtime.store
+    for user in users:
+        user_id = user.value.removeprefix(vocab.USER_BASE)
+        to_rdflib_graph(store.quads(subject=user, graph=vocab.user_graph(user_id)), graph)
+        for record in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH):
+            to_rdflib_graph(store.quads(subject=record.subject, graph=vocab.CONSENT_GRAPH), graph)
+    to_rdflib_graph(add, graph)
+    focus = sorted({rdflib.URIRef(q.subject.value) for q in add if isinstance(q.subject, ox.NamedNode)})
+    violations = runtime.validator.validate(graph, focus=focus)
+    if violations:
+        raise RefusedWrite(violations, source=source)
+    runtime.store.commit(add=add, remove=remove or [])
+
+
+SHIPPED = users.commit_validated
+WRITE_PATHS = {"now": SHIPPED, "before": previous_commit_validated}
+
+
+def measure(runtime: Runtime, pool: Pool, rng: random.Random, size: int, path: str, *, batches: int,
+            budget_s: float) -> dict:
+    """Batches of ``size`` events through ``users.record_events`` with one write path."""
+    users.commit_validated = WRITE_PATHS[path]
+    times, cpu, events = [], [], 0
+    started = time.perf_counter()
+    try:
+        while len(times) < batches and (not times or time.perf_counter() - started < budget_s):
+            batch = reports(pool.batch(rng, size))
+            c, t = time.thread_time(), time.perf_counter()
+            users.record_events(runtime, batch)
+            times.append(time.perf_counter() - t)
+            cpu.append(time.thread_time() - c)
+            events += len(batch)
+    finally:
+        users.commit_validated = SHIPPED
+    return {"times": times, "cpu": cpu, "events": events}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--store", type=Path, help="a store built by bench/next_steps/populate.py (it gains events)")
+    target.add_argument("--demo", action="store_true", help="the demo store (load_demo into a temporary folder)")
+    parser.add_argument("--sizes", default="1,100,1000", help="events per batch, comma-separated")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of now and before")
+    parser.add_argument("--events", type=int, default=2000, help="events per path, size and round, at most")
+    parser.add_argument("--budget-s", type=float, default=20.0, help="time cap of one path, size and round")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--label")
+    args = parser.parse_args(argv)
+    command = benchlib.command_line()
+    print(f"command: {command}", flush=True)
+    rng = random.Random(args.seed)
+    tmp = None
+    if args.demo:
+        from service.demo import load_demo
+
+        tmp = Path(tempfile.mkdtemp(prefix="wf-bench-writes-"))
+        runtime = Runtime(settings=Settings(store=str(tmp / "store")))
+        load_demo(runtime)
+        user_ids = [u["id"] for u in json.loads((runtime.settings.demo_dir / "users.json").read_text())["users"]]
+        label, store_info = args.label or "demo", {"kind": "demo", "users": len(user_ids)}
+    else:
+        meta = json.loads(Path(str(args.store) + ".bench.json").read_text())
+        user_ids = [meta["id_format"].format(i) for i in range(meta["first"], meta["first"] + meta["users"])]
+        runtime = Runtime(settings=Settings(store=str(args.store)))
+        label, store_info = args.label or benchlib.size_label(meta["users"]), {"kind": "synthetic", **meta}
+    try:
+        store_info["quads_before"] = len(runtime.store)
+        pool = Pool(runtime, user_ids, rng)
+        users.record_events(runtime, reports(pool.batch(rng, 10)))  # warm: knowledge, validators, shapes
+        sizes = [int(s) for s in args.sizes.split(",")]
+        runs: dict[tuple[int, str], dict] = {}
+        for r in range(args.rounds):
+            for size in sizes:
+                for path in (("now", "before") if r % 2 == 0 else ("before", "now")):
+                    m = measure(runtime, pool, rng, size, path, batches=max(1, args.events // size),
+                                budget_s=args.budget_s)
+                    run = runs.setdefault((size, path), {"times": [], "cpu": [], "events": 0})
+                    for k in ("times", "cpu"):
+                        run[k] += m[k]
+                    run["events"] += m["events"]
+                    print(f"round {r} size {size:>5} {path:>6}: {m['events'] / sum(m['times']):>9.1f} events/s "
+                          f"({len(m['times'])} batches)", flush=True)
+        rows, table = [], []
+        for (size, path), run in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][1] != "before")):
+            total = sum(run["times"])
+            row = {"batch_size": size, "write_path": path, "batches": len(run["times"]), "events": run["events"],
+                   "events_per_s": round(run["events"] / total, 1),
+                   "events_per_cpu_s": round(run["events"] / sum(run["cpu"]), 1),
+                   "batch_latency": benchlib.summary_ms(run["times"])}
+            rows.append(row)
+            table.append((size, path, row["batches"], f"{row['events_per_s']:,.0f}", f"{row['events_per_cpu_s']:,.0f}",
+                          row["batch_latency"]["p50_ms"], row["batch_latency"]["p99_ms"],
+                          "met" if row["events_per_s"] >= GOAL_EVENTS_PER_S else "missed"))
+        print(benchlib.table(["batch", "write path", "batches", "events/s", "events/CPU s", "p50 ms", "p99 ms",
+                              f"goal {GOAL_EVENTS_PER_S:,.0f}/s"], table))
+        store_info["quads_after"] = len(runtime.store)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"record-events-{label}.json"
+        out.write_text(json.dumps({"command": command, "store": store_info, "goal_events_per_s": GOAL_EVENTS_PER_S,
+                                   "rounds": args.rounds, "results": rows, **benchlib.environment()},
+                                  indent=2, default=str) + "\n")
+        print(f"wrote {out.relative_to(ROOT)}")
+    finally:
+        runtime.store.close()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
