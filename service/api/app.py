@@ -135,6 +135,9 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
     """Return the service's ASGI app over a runtime (by default, from settings)."""
     runtime = runtime or Runtime()
     runtime.ensure_ontology()
+    # Load the model registry (and torch) and the active version now, not in the first
+    # request: /healthz says ready only once a decision can be made without that wait.
+    runtime.active_model()
     settings = runtime.settings
     keys = parse_keys(settings.api_keys, settings.api_keys_file)
     ide = "graphiql" if settings.dev_mode and not keys.enabled else None
