@@ -86,6 +86,17 @@ def serving(runtime: Runtime):
 
 
 @pytest.fixture
+def server(tmp_path):
+    """A real `oxigraph serve` over an empty folder, for the shared-store mode; yields its URL."""
+    from .oxigraph_server import start_oxigraph
+
+    url, process = start_oxigraph(tmp_path / "shared")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
 def live_server(disk_runtime):
     """The app served by a real uvicorn server on a free loopback port; yields its base URL."""
     with serving(disk_runtime) as url:

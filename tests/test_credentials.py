@@ -202,3 +202,18 @@ def test_the_cli_prints_a_token_the_service_accepts(http, monkeypatch):
     assert call(http, token, NEXT, u="bob").status_code == 403
     refused = CliRunner().invoke(cli, ["app-token", "ann", "--app", "backend"])
     assert refused.exit_code == 2 and "no key of role app" in refused.output
+
+
+def test_an_approval_is_recorded_for_the_callers_principal(http):
+    promote = 'mutation($v: String!, $by: String) { promoteModel(version: $v, approvedBy: $by) { version } }'
+    someone_else = call(http, OPERATOR, promote, v="0123abcd", by="Grace")
+    assert code_of(someone_else) == "FORBIDDEN" and "ops-oncall" in someone_else.json()["errors"][0]["message"]
+    # Naming oneself, or nobody, gets past the approver check to the registry (no such version here).
+    assert code_of(call(http, OPERATOR, promote, v="0123abcd", by="ops-oncall")) == "NOT_FOUND"
+    assert code_of(call(http, OPERATOR, promote, v="0123abcd")) == "NOT_FOUND"
+
+
+def test_without_keys_an_approval_must_name_who_approves(client):
+    promote = 'mutation($v: String!) { promoteModel(version: $v) { version } }'
+    error = client.error(promote, {"v": "0123abcd"})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "approvedBy" in error["message"]

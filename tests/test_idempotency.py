@@ -120,3 +120,25 @@ def test_an_expired_key_may_be_used_again(knowledge_quads, tmp_path):
         time.sleep(1.0)
         gql.data(MANY, {"inputs": events(1), "key": "old"})
         assert event_count(gql) == 2
+
+
+def test_the_purge_removes_receipts_past_their_window(knowledge_quads, tmp_path):
+    from datetime import timedelta
+
+    from service import users, vocab
+    from service.clock import now
+    from service.idempotency import scoped_key
+    from service.retention import purge
+
+    store = Store(":memory:")
+    store.commit(add=knowledge_quads)
+    runtime = Runtime(settings=Settings(store=":memory:", models_dir=tmp_path / "models", idempotency_ttl_s=3600),
+                      store=store)
+    users.register(runtime, users.Registration(id="ida", consents=["ANALYTICS"]))
+    report = users.EventReport(user_id="ida", type="ACTIVATED")
+    users.record_events(runtime, [report], idempotency=scoped_key("k", scope=["open"]))
+    assert purge(runtime).receipts_removed == 0  # still honoured
+    assert purge(runtime, now=now() + timedelta(hours=2), dry_run=True).receipts_removed == 1
+    assert purge(runtime, now=now() + timedelta(hours=2)).receipts_removed == 1
+    assert not list(runtime.store.quads(graph=vocab.IDEMPOTENCY_GRAPH))
+    assert len(users.events(runtime, "ida")) == 1  # the event itself is governed by the retention rules alone
