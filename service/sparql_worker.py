@@ -1,21 +1,54 @@
 """Runs one read-only SPARQL query in its own process, so that it can be stopped.
 
 pyoxigraph cannot interrupt a query, so the endpoint runs each auditor query
-here, on a snapshot of the store, and kills the process when the time limit
-passes. The request is one JSON line on stdin; the answer on stdout is one JSON
-header line (status, media type, truncated) followed by the body.
+here, on a snapshot of the store (or against the shared store's server), and
+kills the process when the time limit passes. The request is one JSON line on
+stdin; the answer on stdout is one JSON header line (status, media type,
+truncated) followed by the body.
 
-This module imports only the standard library and pyoxigraph: it starts fast.
+Before it reads anything the worker confines itself:
+
+- it dies with the service (``PR_SET_PDEATHSIG``), and exits at once if the
+  service is already gone;
+- its address space is capped (``RLIMIT_AS``, ``max_memory_mb``), and so are its
+  CPU time and wall-clock time (``RLIMIT_CPU`` and an alarm, a little past the
+  time limit the service enforces, for when the service cannot);
+- reading a local snapshot it leaves the network: it moves into a network
+  namespace of its own where the platform allows (Linux, with the privilege to
+  create one), and carries on without that elsewhere.
+
+Then it checks the query with a real SPARQL parser (rdflib's grammar), not a
+pattern: an update or LOAD is refused (403), a SERVICE anywhere in the query is
+refused (403), and what does not parse is refused (400, with line and column).
+The text checked is the text run: line ends are normalised to LF and
+``\\uXXXX`` escapes expanded first, so the parser and the store engine read the
+same characters (a CR ends a comment for one engine and not for another).
+
+Answers are capped at ``max_rows`` rows and ``max_bytes`` bytes. Past either cap
+the answer is truncated, not refused: it holds the rows (or triples) that fit,
+and the header says which cap cut it (``truncated``: ``rows`` or ``bytes``).
+
+This module imports only the standard library and pyoxigraph at start; rdflib's
+parser is imported when a query is checked.
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import json
+import math
+import os
+import re
+import resource
+import signal
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import pyoxigraph as ox
@@ -34,6 +67,144 @@ GRAPH_TYPES = {
     "application/rdf+xml": ox.RdfFormat.RDF_XML,
     "application/ld+json": ox.RdfFormat.JSON_LD,
 }
+MEMORY = "the query used too much memory (the limit is {mb} MB); narrow it or add a LIMIT"
+READ_ONLY = "{what} is refused: this endpoint is read-only (SPARQL queries only)"
+NO_SERVICE = "SERVICE is refused: this endpoint queries only its own store"
+
+_PR_SET_PDEATHSIG = 1
+_M_ARENA_MAX = -8
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
+_LINE_END = re.compile(r"\r\n?")
+_UPDATE_WORDS = {"Modify": "DELETE/INSERT", "Load": "LOAD", "Clear": "CLEAR", "Drop": "DROP", "Create": "CREATE",
+                 "Add": "ADD", "Move": "MOVE", "Copy": "COPY", "InsertData": "INSERT DATA",
+                 "DeleteData": "DELETE DATA", "DeleteWhere": "DELETE WHERE"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a query is not run: 403 for what this endpoint never runs, 400 for what does not parse."""
+
+    status: int
+    reason: str
+
+
+# -- the check -------------------------------------------------------------------
+
+
+def canonical(query: str) -> str:
+    """Return the query with line ends normalised to LF and code point escapes expanded (SPARQL 1.1, 19.2)."""
+
+    def expand(match: re.Match[str]) -> str:
+        code = int(match.group(1) or match.group(2), 16)
+        if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            return match.group(0)  # left as written: the parser refuses it
+        return chr(code)
+
+    return _LINE_END.sub("\n", _ESCAPE.sub(expand, query))
+
+
+def refusal_of(text: str) -> Refusal | None:
+    """Return why a canonical query text is refused (update, SERVICE, syntax), or None when it may run."""
+    from pyparsing import ParseBaseException
+    from rdflib.plugins.sparql import parser
+
+    try:
+        tree = parser.Query.parse_string(text, parse_all=True)
+    except ParseBaseException as exc:
+        update = _update_operation(text)
+        if update:
+            return Refusal(403, READ_ONLY.format(what=update))
+        near = exc.line[max(exc.col - 1, 0):][:30].strip()
+        return Refusal(400, f"query syntax: line {exc.lineno}, column {exc.col}: {exc.msg}"
+                       + (f", near {near!r}" if near else ""))
+    except RecursionError:
+        return Refusal(400, "query syntax: the query nests too deeply to be checked")
+    if "ServiceGraphPattern" in _node_names(tree):
+        return Refusal(403, NO_SERVICE)
+    return None
+
+
+def _update_operation(text: str) -> str | None:
+    """Return the first operation of a text that parses as a SPARQL update, or None."""
+    from pyparsing import ParseBaseException
+    from rdflib.plugins.sparql import parser
+    from rdflib.plugins.sparql.parserutils import CompValue
+
+    try:
+        update = parser.UpdateUnit.parse_string(text, parse_all=True)[0]
+    except (ParseBaseException, RecursionError):
+        return None
+    operations = [op for op in (update.get("request") or []) if isinstance(op, CompValue)]
+    return _UPDATE_WORDS.get(operations[0].name, operations[0].name.upper()) if operations else None
+
+
+def _node_names(tree: Any) -> set[str]:
+    """Return the names of every grammar production in a parse tree."""
+    from pyparsing import ParseResults
+    from rdflib.plugins.sparql.parserutils import CompValue
+
+    names, stack = set(), [tree]
+    while stack:  # a loop, not recursion: a deep query must not exhaust the stack here
+        node = stack.pop()
+        if isinstance(node, CompValue):
+            names.add(node.name)
+            stack.extend(node.values())
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (ParseResults, list, tuple)):
+            stack.extend(node)
+    return names
+
+
+# -- confinement -------------------------------------------------------------------
+
+
+def _libc() -> Any | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def die_with(parent: int) -> None:
+    """Have the kernel kill this process when the service dies; exit now if it already has."""
+    libc = _libc()
+    prctl = getattr(libc, "prctl", None)
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def confine(*, memory_mb: int, time_s: float, offline: bool) -> None:
+    """Cap this process's memory and time and, when offline, take it off the network where the platform allows."""
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        # Each glibc malloc arena reserves 64 MB of address space, which RLIMIT_AS counts.
+        mallopt(_M_ARENA_MAX, 1)
+    _limit(resource.RLIMIT_AS, memory_mb << 20)
+    _limit(resource.RLIMIT_CORE, 0)
+    seconds = math.ceil(time_s)
+    _limit(resource.RLIMIT_CPU, seconds + 1)
+    signal.alarm(seconds + 2)  # the default action ends the process, without needing Python code to run
+    unshare = getattr(libc, "unshare", None)
+    if offline and unshare is not None and unshare(_CLONE_NEWNET) != 0:
+        unshare(_CLONE_NEWUSER | _CLONE_NEWNET)  # without privilege: a user namespace lends it; failing that, none
+
+
+def _limit(kind: int, value: int) -> None:
+    _, hard = resource.getrlimit(kind)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    try:
+        resource.setrlimit(kind, (value, value if hard == resource.RLIM_INFINITY else hard))
+    except (ValueError, OSError):
+        pass  # a platform without this limit: the service's own time limit still holds
+
+
+# -- the query -------------------------------------------------------------------
 
 
 def choose(accepted: list[str], offered: dict, default: str) -> str | None:
@@ -46,42 +217,83 @@ def choose(accepted: list[str], offered: dict, default: str) -> str | None:
     return None if accepted else default
 
 
-def remote_query(url: str, query: str):
+class RemoteFailure(Exception):
+    """The shared store's server failed or did not answer in time."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def remote_query(url: str, query: str, *, timeout_s: float) -> Any:
     """Run the query on a shared store's SPARQL server; return a pyoxigraph-like result."""
     request = urllib.request.Request(
         url.rstrip("/") + "/query?union-default-graph", data=query.encode(), method="POST",
         headers={"content-type": "application/sparql-query",
                  "accept": "application/sparql-results+json, application/n-triples"})
     try:
-        with urllib.request.urlopen(request) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             kind = response.headers.get("content-type", "").split(";")[0]
             body = response.read()
     except urllib.error.HTTPError as exc:
         if exc.code == 400:
             raise SyntaxError(exc.read().decode(errors="replace")) from exc
-        raise OSError(f"the SPARQL server answered {exc.code}") from exc
-    if kind == "application/n-triples":
-        return [q.triple for q in ox.parse(body, format=ox.RdfFormat.N_TRIPLES)]
-    return ox.parse_query_results(body, format=ox.QueryResultsFormat.JSON)
+        raise RemoteFailure(502, f"the store answered {exc.code}") from exc
+    except TimeoutError as exc:
+        raise RemoteFailure(503, f"query stopped at the time limit of {timeout_s:g} s") from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise RemoteFailure(503, f"query stopped at the time limit of {timeout_s:g} s") from exc
+        raise RemoteFailure(503, "the store cannot be reached") from exc
+    try:  # read it all here: a server that stops a query at its time limit ends the body with a message
+        if kind == "application/n-triples":
+            return [q.triple for q in ox.parse(body, format=ox.RdfFormat.N_TRIPLES)]
+        results = ox.parse_query_results(body, format=ox.QueryResultsFormat.JSON)
+        if isinstance(results, ox.QueryBoolean):
+            return results
+        return Solutions([v.value for v in results.variables], [[s[v] for v in results.variables] for s in results])
+    except (SyntaxError, ValueError) as exc:
+        raise RemoteFailure(503, "the store cut its answer short (its server may have stopped the query at its "
+                                 "time limit)") from exc
+
+
+@dataclass(frozen=True)
+class Solutions:
+    """The solutions of a SELECT query, read in full."""
+
+    names: list[str]
+    rows: list[list]
 
 
 def run(request: dict) -> tuple[dict, bytes]:
+    """Return the answer header and body of one request: checked, run, serialised within the caps."""
+    text = canonical(request["query"])
+    refused = refusal_of(text)
+    if refused:
+        return {"status": refused.status, "error": refused.reason}, b""
     try:
         if request.get("remote"):
-            result = remote_query(request["remote"], request["query"])
+            result = remote_query(request["remote"], text, timeout_s=request["timeout_s"])
         else:
             if request.get("snapshot"):
                 store = ox.Store.read_only(request["snapshot"])
             else:
                 store = ox.Store()
                 store.load(request["nquads"].encode(), format=ox.RdfFormat.N_QUADS)
-            result = store.query(request["query"], use_default_graph_as_union=request.get("union", True))
+            result = store.query(text, use_default_graph_as_union=request.get("union", True))
     except SyntaxError as exc:
         return {"status": 400, "error": f"query syntax: {exc}"}, b""
+    except RemoteFailure as exc:
+        return {"status": exc.status, "error": exc.reason}, b""
     except OSError as exc:
-        return {"status": 400, "error": f"query failed: {exc}"}, b""
-    accepted = request.get("accept", [])
-    cap = request["max_rows"]
+        return {"status": 500, "error": f"query failed: {exc}"}, b""
+    return answer(result, accepted=request.get("accept", []), max_rows=request["max_rows"],
+                  max_bytes=request["max_bytes"])
+
+
+def answer(result: Any, *, accepted: list[str], max_rows: int, max_bytes: int) -> tuple[dict, bytes]:
+    """Return the header and body of a query result in the accepted format, within the row and byte caps."""
     if isinstance(result, ox.QueryBoolean):
         media = choose(accepted, SELECT_TYPES, "application/sparql-results+json")
         if media is None or SELECT_TYPES[media] in ("csv", "tsv"):
@@ -91,31 +303,67 @@ def run(request: dict) -> tuple[dict, bytes]:
         media = choose(accepted, GRAPH_TYPES, "text/turtle")
         if media is None:
             return _not_acceptable(accepted, ", ".join(GRAPH_TYPES))
-        triples = []
-        for triple in result:
-            if len(triples) == cap:
-                return {"status": 200, "media_type": media, "truncated": True}, ox.serialize(triples, format=GRAPH_TYPES[media])
-            triples.append(triple)
-        return {"status": 200, "media_type": media}, ox.serialize(triples, format=GRAPH_TYPES[media]) or b""
+        body, truncated = _graph_body(result, GRAPH_TYPES[media], max_rows=max_rows, max_bytes=max_bytes)
+        return {"status": 200, "media_type": media, "truncated": truncated}, body
     media = choose(accepted, SELECT_TYPES, "application/sparql-results+json")
     if media is None:
         return _not_acceptable(accepted, ", ".join(SELECT_TYPES))
-    names = [v.value for v in result.variables]
-    rows, truncated = [], False
-    for solution in result:
-        if len(rows) == cap:
-            truncated = True
-            break
-        rows.append([solution[n] for n in names])
-    body = {"json": _json, "xml": _xml, "csv": _csv, "tsv": _tsv}[SELECT_TYPES[media]](names, rows)
+    if isinstance(result, Solutions):
+        names, rows = result.names, iter(result.rows)
+    else:
+        names = [v.value for v in result.variables]
+        rows = ([solution[n] for n in names] for solution in result)
+    body, truncated = _rows_body(SELECT_TYPES[media], names, rows, max_rows=max_rows, max_bytes=max_bytes)
     return {"status": 200, "media_type": media, "truncated": truncated}, body
+
+
+def _rows_body(kind: str, names: list[str], rows: Iterable[list], *, max_rows: int,
+               max_bytes: int) -> tuple[bytes, str | None]:
+    """Return the serialised rows that fit the caps, and which cap cut them (None: all fit)."""
+    head, encode, separator, tail = _FORMATS[kind](names)
+    parts, size, count = [head], len(head) + len(tail), 0
+    truncated = None
+    for row in rows:
+        if count == max_rows:
+            truncated = "rows"
+            break
+        chunk = (separator if count else b"") + encode(row)
+        if size + len(chunk) > max_bytes:
+            truncated = "bytes"
+            break
+        parts.append(chunk)
+        size += len(chunk)
+        count += 1
+    parts.append(tail)
+    return b"".join(parts), truncated
+
+
+def _graph_body(triples: Iterable[ox.Triple], syntax: ox.RdfFormat, *, max_rows: int,
+                max_bytes: int) -> tuple[bytes, str | None]:
+    """Return the triples that fit the caps in an RDF syntax, and which cap cut them (None: all fit)."""
+    kept: list[ox.Triple] = []
+    size, truncated = 0, None
+    for triple in triples:
+        if len(kept) == max_rows:
+            truncated = "rows"
+            break
+        size += len(str(triple)) + 3  # its N-Triples line; the other syntaxes are about as long or shorter
+        if size > max_bytes:
+            truncated = "bytes"
+            break
+        kept.append(triple)
+    body = ox.serialize(kept, format=syntax) or b""
+    while len(body) > max_bytes and kept:  # a verbose syntax (RDF/XML) may still overrun: halve until it fits
+        kept, truncated = kept[: len(kept) // 2], "bytes"
+        body = ox.serialize(kept, format=syntax) or b""
+    return body, truncated
 
 
 def _not_acceptable(accepted: list[str], offered: str) -> tuple[dict, bytes]:
     return {"status": 406, "error": f"cannot answer in {', '.join(accepted)}; this result is offered as {offered}"}, b""
 
 
-def _term_json(term) -> dict:
+def _term_json(term: Any) -> dict:
     if isinstance(term, ox.NamedNode):
         return {"type": "uri", "value": term.value}
     if isinstance(term, ox.BlankNode):
@@ -128,9 +376,16 @@ def _term_json(term) -> dict:
     return out
 
 
-def _json(names, rows) -> bytes:
-    bindings = [{n: _term_json(t) for n, t in zip(names, row) if t is not None} for row in rows]
-    return json.dumps({"head": {"vars": names}, "results": {"bindings": bindings}}).encode()
+Format = tuple[bytes, Callable[[list], bytes], bytes, bytes]
+
+
+def _json(names: list[str]) -> Format:
+    head = b'{"head": {"vars": ' + json.dumps(names).encode() + b'}, "results": {"bindings": ['
+
+    def encode(row: list) -> bytes:
+        return json.dumps({n: _term_json(t) for n, t in zip(names, row) if t is not None}).encode()
+
+    return head, encode, b", ", b"]}}"
 
 
 def _boolean(value: bool, kind: str) -> bytes:
@@ -140,12 +395,13 @@ def _boolean(value: bool, kind: str) -> bytes:
             f"<boolean>{'true' if value else 'false'}</boolean></sparql>").encode()
 
 
-def _xml(names, rows) -> bytes:
-    out = ['<?xml version="1.0"?>', '<sparql xmlns="http://www.w3.org/2005/sparql-results#">', "<head>"]
-    out += [f"<variable name={quoteattr(n)}/>" for n in names]
-    out += ["</head>", "<results>"]
-    for row in rows:
-        out.append("<result>")
+def _xml(names: list[str]) -> Format:
+    lines = ['<?xml version="1.0"?>', '<sparql xmlns="http://www.w3.org/2005/sparql-results#">', "<head>"]
+    lines += [f"<variable name={quoteattr(n)}/>" for n in names]
+    lines += ["</head>", "<results>"]
+
+    def encode(row: list) -> bytes:
+        out = ["<result>"]
         for name, term in zip(names, row):
             if term is None:
                 continue
@@ -159,28 +415,43 @@ def _xml(names, rows) -> bytes:
                 value = f"<literal datatype={quoteattr(term.datatype.value)}>{escape(term.value)}</literal>"
             out.append(f"<binding name={quoteattr(name)}>{value}</binding>")
         out.append("</result>")
-    out += ["</results>", "</sparql>"]
-    return "\n".join(out).encode()
+        return ("\n" + "\n".join(out)).encode()
+
+    return "\n".join(lines).encode(), encode, b"", b"\n</results>\n</sparql>"
 
 
-def _csv(names, rows) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(names)
-    for row in rows:
-        writer.writerow(["" if t is None else ("_:" + t.value if isinstance(t, ox.BlankNode) else t.value) for t in row])
-    return buffer.getvalue().encode()
+def _csv(names: list[str]) -> Format:
+    def line(values: list[str]) -> bytes:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerow(values)
+        return buffer.getvalue().encode()
+
+    def encode(row: list) -> bytes:
+        return line(["" if t is None else ("_:" + t.value if isinstance(t, ox.BlankNode) else t.value) for t in row])
+
+    return line(names), encode, b"", b""
 
 
-def _tsv(names, rows) -> bytes:
-    lines = ["\t".join("?" + n for n in names)]
-    lines += ["\t".join("" if t is None else str(t) for t in row) for row in rows]
-    return ("\n".join(lines) + "\n").encode()
+def _tsv(names: list[str]) -> Format:
+    def encode(row: list) -> bytes:
+        return ("\t".join("" if t is None else str(t) for t in row) + "\n").encode()
+
+    return ("\t".join("?" + n for n in names) + "\n").encode(), encode, b"", b""
+
+
+_FORMATS: dict[str, Callable[[list[str]], Format]] = {"json": _json, "xml": _xml, "csv": _csv, "tsv": _tsv}
 
 
 def main() -> None:
+    if len(sys.argv) > 1:
+        die_with(int(sys.argv[1]))
     request = json.loads(sys.stdin.buffer.readline())
-    header, body = run(request)
+    confine(memory_mb=request["max_memory_mb"], time_s=request["timeout_s"], offline=not request.get("remote"))
+    sys.setrecursionlimit(20_000)  # the parser recurses once per nesting level of the query
+    try:
+        header, body = run(request)
+    except MemoryError:
+        header, body = {"status": 503, "error": MEMORY.format(mb=request["max_memory_mb"])}, b""
     sys.stdout.buffer.write(json.dumps(header).encode() + b"\n" + body)
     sys.stdout.buffer.flush()
 
