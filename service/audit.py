@@ -10,21 +10,25 @@ the record except the ``wf:contentHash`` triple itself; it covers
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyoxigraph as ox
 
 from . import vocab
 from .clock import now
+from .errors import BrokenAnchors, Conflict
 from .store import Store
 
 GENESIS = "0" * 64
+_UNCERTAIN_KEPT = 1024  # records whose commit raised that a retry is recognised for
 
 
 def canonical_form(triples: Iterable[ox.Triple | ox.Quad]) -> str:
@@ -62,8 +66,16 @@ class AuditTrail:
         self.anchor_file = anchor_file
         self.checkpoint_every = checkpoint_every
         self._head: ChainHead | None = None
-        self._lock = threading.Lock()
+        self._unsealed: int | None = None  # a checkpoint whose commit raised: it may have landed unsealed
+        self._uncertain: dict[str, None] = {}  # records whose commit raised, oldest first: they may have landed
+        self._lock = threading.RLock()  # re-entered by append inside exclusive()
         self._sealing = threading.Lock()  # one anchor line at a time
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the trail and the store's write lock, in the order append takes them, across a read-then-append."""
+        with self._lock, self.store.write_lock:
+            yield
 
     def head(self) -> ChainHead:
         rows = self.store.select(self._head_query, chain=ox.Literal(self.chain))
@@ -85,26 +97,75 @@ class AuditTrail:
         Every ``checkpoint_every`` records the new head is sealed in the anchor file
         before this returns, but after the locks are released: the flush that comes
         first takes up to hundreds of milliseconds, and other writers need not wait.
+
+        Appending a record that is stored already with the same content changes nothing.
         """
+        late: ChainHead | None = None  # a checkpoint that landed although its commit raised
+        stored: ChainHead | None = None
+        appended = ChainHead(0, GENESIS)
         with self._lock, self.store.write_lock:
-            head = self._head or self.head()
-            chained = [
-                *triples,
-                ox.Triple(record, vocab.CHAIN, ox.Literal(self.chain)),
-                ox.Triple(record, vocab.SEQUENCE, ox.Literal(str(head.sequence + 1), datatype=vocab.XSD_INTEGER)),
-                ox.Triple(record, vocab.PREVIOUS_HASH, ox.Literal(head.hash)),
-            ]
-            # Hash the terms as the store will keep them: Oxigraph normalises typed
-            # literals (e.g. "…:55.660450Z" is kept as "…:55.66045Z").
-            chained = stored_form(chained)
-            digest = content_hash(chained)
-            chained.append(ox.Triple(record, vocab.CONTENT_HASH, ox.Literal(digest)))
-            quads = [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in chained]
-            self.store.commit(add=[*quads, *extra], remove=list(remove), drop=list(drop))
-            self._head = appended = ChainHead(head.sequence + 1, digest)
-        if self.anchor_file is not None and appended.sequence % self.checkpoint_every == 0:
-            self._seal(appended)
-        return appended
+            if self._head is None or record.value in self._uncertain:
+                # Only a record whose commit raised can be stored without this trail knowing (it
+                # landed, the reply did not), so only then is it looked up: one read on a rare path
+                # makes retrying such an append safe, where a blind retry would chain it twice.
+                stored = self._stored(record, triples)
+                self._uncertain.pop(record.value, None)
+            if self._head is None:
+                self._head = self.head()
+                if self._unsealed is not None and self._head.sequence >= self._unsealed:
+                    late = self._head
+                self._unsealed = None
+            if stored is None:
+                head = self._head
+                chained = self._chained(record, triples, after=head)
+                appended = ChainHead(head.sequence + 1, chained[-1].object.value)
+                quads = [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in chained]
+                try:
+                    self.store.commit(add=[*quads, *extra], remove=list(remove), drop=list(drop))
+                except BaseException:
+                    # The commit may have landed although it raised (a reply lost on its way back, a
+                    # flush failing after the write): from now on only the store knows the head.
+                    self._head = None
+                    self._uncertain[record.value] = None
+                    if len(self._uncertain) > _UNCERTAIN_KEPT:  # a long outage must not grow it without end
+                        del self._uncertain[next(iter(self._uncertain))]
+                    if appended.sequence % self.checkpoint_every == 0:
+                        self._unsealed = appended.sequence
+                    raise
+                self._head = appended
+        if self.anchor_file is not None:
+            if late is not None:
+                self._seal(late)
+            if stored is None and appended.sequence % self.checkpoint_every == 0:
+                self._seal(appended)
+        return stored if stored is not None else appended
+
+    def _chained(self, record: ox.NamedNode, triples: list[ox.Triple], *, after: ChainHead) -> list[ox.Triple]:
+        """Return the record's triples chained after ``after``, as stored, its content hash last."""
+        chained = [
+            *triples,
+            ox.Triple(record, vocab.CHAIN, ox.Literal(self.chain)),
+            ox.Triple(record, vocab.SEQUENCE, ox.Literal(str(after.sequence + 1), datatype=vocab.XSD_INTEGER)),
+            ox.Triple(record, vocab.PREVIOUS_HASH, ox.Literal(after.hash)),
+        ]
+        # Hash the terms as the store will keep them: Oxigraph normalises typed
+        # literals (e.g. "…:55.660450Z" is kept as "…:55.66045Z").
+        chained = stored_form(chained)
+        chained.append(ox.Triple(record, vocab.CONTENT_HASH, ox.Literal(content_hash(chained))))
+        return chained
+
+    def _stored(self, record: ox.NamedNode, triples: list[ox.Triple]) -> ChainHead | None:
+        """Return the record's place in the chain when it is stored already with this content, else None."""
+        own = {q.predicate: q.object.value for q in self.store.quads(subject=record, graph=vocab.AUDIT_GRAPH)
+               if q.predicate in (vocab.SEQUENCE, vocab.PREVIOUS_HASH, vocab.CONTENT_HASH)}
+        if vocab.CONTENT_HASH not in own:
+            return None
+        digest, sequence = own[vocab.CONTENT_HASH], own.get(vocab.SEQUENCE, "")
+        if sequence.isdigit() and vocab.PREVIOUS_HASH in own:
+            after = ChainHead(int(sequence) - 1, own[vocab.PREVIOUS_HASH])
+            if self._chained(record, triples, after=after)[-1].object.value == digest:
+                return ChainHead(int(sequence), digest)
+        raise Conflict(f"audit record {record.value} is stored already with other content")
 
     def checkpoint(self) -> ChainHead:
         """Seal the current head in the anchor file outside the store (one JSON line)."""
@@ -126,13 +187,65 @@ class AuditTrail:
                 os.fsync(out.fileno())
 
     def anchors(self) -> list[dict]:
+        """Return the anchors sealed in the anchor file (none without a file); raise BrokenAnchors on a bad line."""
         if self.anchor_file is None or not self.anchor_file.exists():
             return []
-        return [json.loads(line) for line in self.anchor_file.read_text().splitlines() if line.strip()]
+        return read_anchors(self.anchor_file)
+
+    def require_anchors(self, chains: Mapping[str, int], anchors: list[dict]) -> None:
+        """Return nothing if each chain long enough to have been sealed has an anchor; raise BrokenAnchors if not."""
+        if self.anchor_file is None:
+            return
+        sealed = {anchor.get("chain", "main") for anchor in anchors}
+        for chain, records in sorted(chains.items()):
+            if records >= self.checkpoint_every and chain not in sealed:
+                state = "holds no anchor for it" if self.anchor_file.exists() else "is absent"
+                raise BrokenAnchors(
+                    str(self.anchor_file),
+                    f"anchors expected: chain {chain} holds {records} records, one is sealed every "
+                    f"{self.checkpoint_every} (WAYFINDER_AUDIT_CHECKPOINT_EVERY), but this file {state}; "
+                    "it may have been deleted or emptied, or not restored with a backup")
 
     def forget_head(self) -> None:
         """Re-read the chain head from the store on the next append (another writer appended)."""
         self._head = None
+
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def read_anchors(path: Path) -> list[dict]:
+    """Return the anchors of an anchor file, one JSON object a line; raise BrokenAnchors naming a bad line."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise BrokenAnchors(str(path), f"cannot be read: {exc.strerror or exc}") from exc
+    anchors = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            anchor = json.loads(line)
+        except ValueError as exc:  # JSON that does not parse, or bytes that are not UTF-8
+            raise BrokenAnchors(str(path), "not an anchor: the line is not JSON", line=number) from exc
+        problem = _anchor_problem(anchor)
+        if problem:
+            raise BrokenAnchors(str(path), f"not an anchor: {problem}", line=number)
+        anchors.append(anchor)
+    return anchors
+
+
+def _anchor_problem(anchor: object) -> str | None:
+    if not isinstance(anchor, dict):
+        return "the line is not a JSON object"
+    sequence = anchor.get("sequence")
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:
+        return "the field 'sequence' is missing or not a positive integer"
+    if not isinstance(anchor.get("hash"), str) or not _HASH.fullmatch(anchor["hash"]):
+        return "the field 'hash' is missing or not a SHA-256 in hex"
+    if not isinstance(anchor.get("chain", "main"), str):
+        return "the field 'chain' is not a string"
+    return None
 
 
 @dataclass
@@ -145,6 +258,7 @@ class Verification:
     broken_record: str | None = None
     reason: str | None = None
     anchors_checked: int = 0
+    chains: dict[str, int] = field(default_factory=dict)  # records checked in each chain
 
 
 def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None) -> Verification:
@@ -156,19 +270,31 @@ def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None)
             return _broken(0, 0, row["record"].value, "chain missing")
         chains.setdefault(row["chain"].value, []).append(row)
     hashes: dict[tuple[str, int], str] = {}
+    sizes: dict[str, int] = {}
     checked_records = 0
     for chain, chain_rows in sorted(chains.items()):
         expected_previous = GENESIS
+        before = None
         for position, row in enumerate(chain_rows, start=1):
             record = row["record"]
             if row["sequence"] is None or row["hash"] is None or row["previous"] is None:
                 missing = [n for n in ("sequence", "hash", "previous") if row[n] is None]
                 return _broken(checked_records, position, record.value, f"{', '.join(missing)} missing (chain {chain})")
-            sequence = int(row["sequence"].value)
+            try:
+                sequence = int(row["sequence"].value)
+            except ValueError:
+                return _broken(checked_records, position, record.value,
+                               f"sequence {row['sequence'].value!r} is not an integer (chain {chain})")
+            if before is not None and sequence == position - 1:
+                return _broken(checked_records, sequence, record.value,
+                               f"duplicate sequence {sequence} in chain {chain}: records {before.value} and "
+                               f"{record.value} (a commit was applied twice or a reply was lost)")
+            if sequence > position:
+                return _broken(checked_records, position, record.value,
+                               f"record {position} missing: a record was removed (chain {chain})")
             if sequence != position:
                 return _broken(checked_records, position, record.value,
-                               f"sequence {sequence} where {position} was expected in chain {chain} "
-                               "(a record was removed or added)")
+                               f"sequence {sequence} where {position} was expected in chain {chain}")
             if row["previous"].value != expected_previous:
                 return _broken(checked_records, sequence, record.value, "previous hash does not match the record before")
             digest = content_hash(record_triples(store, record))
@@ -177,7 +303,9 @@ def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None)
                                "content hash does not match: a triple was added, removed or changed")
             hashes[(chain, sequence)] = digest
             expected_previous = digest
+            before = record
             checked_records += 1
+            sizes[chain] = sequence
     checked = 0
     for anchor in anchors or []:
         key = (anchor.get("chain", "main"), int(anchor["sequence"]))
@@ -186,7 +314,7 @@ def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None)
                            f"record {key[1]} of chain {key[0]} is missing or differs from its external anchor "
                            "(the chain was cut or rewritten)")
         checked += 1
-    return Verification(records=checked_records, ok=True, anchors_checked=checked)
+    return Verification(records=checked_records, ok=True, anchors_checked=checked, chains=sizes)
 
 
 def _broken(records: int, sequence: int, record: str | None, reason: str) -> Verification:

@@ -33,7 +33,7 @@ def erase(runtime: Runtime, user_id: str, *, requested_by: str) -> ErasureReceip
     """Erase everything that names the user, and record the erasure."""
     user = require_user(runtime, user_id)
     store = runtime.store
-    with store.write_lock:
+    with runtime.trail.exclusive():  # the trail's lock first, as every append takes it: no deadlock with decisions
         graph = vocab.user_graph(user_id)
         in_graph = store.graph(graph)
         pseudonym = next((q.object.value for q in in_graph if q.subject == user and q.predicate == vocab.PSEUDONYM), None)

@@ -7,8 +7,10 @@
     ├── RefusedWrite        the data breaks SHACL shapes; carries every violation
     ├── SyntaxProblem       an RDF or SPARQL text does not parse (file, line, column)
     ├── ConsentRequired     the write needs a consent the user has not given
+    ├── NotEnoughData       the store holds too little for the operation (consented users to train on)
     ├── Forbidden           the caller's role may not do this
-    └── StoreUnavailable    the store cannot be reached or opened
+    ├── StoreUnavailable    the store cannot be reached or opened
+    └── BrokenAnchors       the audit anchor file does not parse, or lacks anchors a chain calls for
 """
 
 from __future__ import annotations
@@ -119,3 +121,14 @@ class StoreUnavailable(WayfinderError):
     """The store cannot be opened or reached."""
 
     code = "STORE_UNAVAILABLE"
+
+
+class BrokenAnchors(WayfinderError):
+    """The audit anchor file does not parse, or lacks anchors a chain calls for."""
+
+    code = "BROKEN_ANCHORS"
+
+    def __init__(self, file: str, message: str, *, line: int | None = None) -> None:
+        where = file + (f":{line}" if line else "")
+        super().__init__(f"{where}: {message}", details=[{"file": file, "line": line}])
+        self.file, self.line = file, line
