@@ -1,9 +1,10 @@
 """Export a Wayfinder store to a PyG ``HeteroData`` graph: catalog, consented users, their events.
 
 A handful of SELECT queries over the union of the named graphs, never one per user.
-Only users whose latest ANALYTICS consent record gives consent are exported (on equal
-times a withdrawal wins, as in ``service.consent``). ``wf:partOf``, ``wf:requires`` and
-``wf:includesPlan`` are transitive in the ontology, so their closure is exported.
+Only users whose latest ANALYTICS consent record gives consent are exported, "latest" in
+the order the service recorded the records (``service.clock.consent_order``, as in
+``service.consent``). ``wf:partOf``, ``wf:requires`` and ``wf:includesPlan`` are
+transitive in the ontology, so their closure is exported.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch_geometric.transforms as T
 from torch_geometric.data import HeteroData
 
 from service import vocab
-from service.clock import parse_datetime
+from service.clock import consent_order, parse_datetime
 
 NODE_TYPES = ("user", "step", "feature", "role", "industry", "plan")
 CATALOG_TYPES = ("step", "feature", "role", "industry", "plan")
@@ -60,13 +61,17 @@ LINKS_QUERY = PREFIXES + "SELECT ?rel ?s ?o WHERE {\n" + "\n  UNION\n".join(
     f'  {{ {pattern} BIND("{name}" AS ?rel) }}' for name, (_, _, pattern) in CATALOG_RELATIONS.items()
 ) + "\n}"
 
+# Ordered as queries/service/consent-records.rq: by wf:recordedAt, the service's clock; a record written
+# before the service kept it by its dpv:isIndicatedAtTime, so that older stores keep their meaning.
 CONSENT_QUERY = PREFIXES + """
-SELECT ?user ?record ?status ?at WHERE {
+SELECT ?user ?record ?status ?orderedAt WHERE {
   ?record a dpv:ConsentRecord ;
           dpv:hasDataSubject ?user ;
           dpv:hasPurpose <{purpose}> ;
           dpv:hasConsentStatus ?status ;
           dpv:isIndicatedAtTime ?at .
+  OPTIONAL { ?record wf:recordedAt ?recordedAt }
+  BIND (COALESCE(?recordedAt, ?at) AS ?orderedAt)
 }"""
 
 PROFILES_QUERY = PREFIXES + """
@@ -138,14 +143,13 @@ def consented_users(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS)
 
 def consent_records(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS) -> dict[str, str]:
     """Return, per user whose latest consent record for the purpose gives consent, that record's IRI."""
-    latest: dict[str, tuple] = {}
-    for user, record, status, at in _select(store, CONSENT_QUERY.replace("{purpose}", purpose.value)):
+    latest: dict[str, tuple[tuple, str, bool]] = {}
+    for user, record, status, ordered_at in _select(store, CONSENT_QUERY.replace("{purpose}", purpose.value)):
         granted = status == vocab.CONSENT_GIVEN.value
-        # The order of service.consent.consent_history: by time, a withdrawal last on a tie, then by record.
-        key = (parse_datetime(at), not granted, record, granted)
-        if user not in latest or key > latest[user]:
-            latest[user] = key
-    return {user: key[2] for user, key in latest.items() if key[3]}
+        key = consent_order(parse_datetime(ordered_at), granted=granted, record=record)
+        if user not in latest or key > latest[user][0]:
+            latest[user] = (key, record, granted)
+    return {user: record for user, (_, record, granted) in latest.items() if granted}
 
 
 def _edges(pairs: set[tuple[int, int]]) -> torch.Tensor:

@@ -19,12 +19,31 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def checked_utc(value: datetime, field_name: str) -> datetime:
-    """Return a client-supplied time in UTC, refusing one that falls outside years 1 to 9999 in UTC."""
+def checked_utc(value: datetime, field_name: str, *, max_skew_s: float) -> datetime:
+    """Return a client-supplied time in UTC, refusing one outside years 1 to 9999 or more than ``max_skew_s`` ahead.
+
+    A client's clock may run a little fast, hence the skew; beyond it a time would
+    claim to be in the future, where it could outrank everything written after it.
+    """
     try:
-        return as_utc(value)
+        utc = as_utc(value)
     except OverflowError:
         raise InvalidInput(field_name, "out of range once converted to UTC (years 1 to 9999)") from None
+    # A difference of two datetimes cannot overflow, unlike now() plus a large skew.
+    if (utc - now()).total_seconds() > max_skew_s:
+        raise InvalidInput(field_name, f"more than {max_skew_s:g} s in the future by the service's clock")
+    return utc
+
+
+def consent_order(recorded_at: datetime, *, granted: bool, record: str) -> tuple[datetime, bool, str]:
+    """Return the sort key that puts one user's consent records for a purpose in order; the last one holds.
+
+    ``recorded_at`` is when the service wrote the record (wf:recordedAt, or for a
+    record written before the service kept it, dpv:isIndicatedAtTime), never a time
+    a client chose. On equal times a withdrawal comes last and wins: the
+    conservative reading; then the record IRI, so that the order is total.
+    """
+    return (recorded_at, not granted, record)
 
 
 def datetime_literal(value: datetime) -> ox.Literal:

@@ -9,38 +9,40 @@ from datetime import datetime
 import pyoxigraph as ox
 
 from . import vocab
-from .clock import datetime_literal, parse_datetime
+from .clock import consent_order, datetime_literal, now, parse_datetime
 from .sparql_terms import inline
 from .store import Store
 
 
 @dataclass(frozen=True)
 class ConsentState:
-    """One consent record: for which purpose, granted or not, when."""
+    """One consent record: for which purpose, granted or not, when indicated and when recorded."""
 
     record: str
     purpose: str  # the API code, e.g. PERSONALIZATION
     granted: bool
-    at: datetime
+    at: datetime  # when the consent was indicated, as the client stated it
+    recorded_at: datetime | None = None  # when the service wrote the record; None for records from before it kept it
 
 
 def consent_history(store: Store, user: ox.NamedNode, query: str) -> list[ConsentState]:
-    """Return every consent record of a user, oldest first (``query``: queries/service/consent-records.rq)."""
-    states = [
-        ConsentState(
+    """Return every consent record of a user in the order they took effect (``query``: consent-records.rq)."""
+    keyed: list[tuple[tuple[datetime, bool, str], ConsentState]] = []
+    for row in store.select(inline(query, user=user)):
+        state = ConsentState(
             record=row["record"].value,
             purpose=row["code"].value,
             granted=row["status"] == vocab.CONSENT_GIVEN,
             at=parse_datetime(row["at"].value),
+            recorded_at=parse_datetime(row["recordedAt"].value) if row["recordedAt"] is not None else None,
         )
-        for row in store.select(inline(query, user=user))
-    ]
-    # On equal times a withdrawal wins: the conservative reading.
-    return sorted(states, key=lambda s: (s.at, s.granted is False, s.record))
+        key = consent_order(parse_datetime(row["orderedAt"].value), granted=state.granted, record=state.record)
+        keyed.append((key, state))
+    return [state for _, state in sorted(keyed, key=lambda pair: pair[0])]
 
 
 def current_consents(history: list[ConsentState]) -> dict[str, ConsentState]:
-    """Return the latest record per purpose."""
+    """Return the latest record per purpose (``history`` in the order of :func:`consent_history`)."""
     latest: dict[str, ConsentState] = {}
     for state in history:
         latest[state.purpose] = state
@@ -53,9 +55,13 @@ def active_purposes(history: list[ConsentState]) -> set[str]:
 
 
 def consent_record(
-    user: ox.NamedNode, purpose: ox.NamedNode, *, granted: bool, at: datetime
+    user: ox.NamedNode, purpose: ox.NamedNode, *, granted: bool, at: datetime, recorded_at: datetime | None = None
 ) -> tuple[ox.NamedNode, list[ox.Quad]]:
-    """Return a new DPV consent record and its quads in the consent graph."""
+    """Return a new DPV consent record and its quads in the consent graph.
+
+    ``at`` is when the consent was indicated; ``recorded_at`` (default: now, by the
+    service's clock) is what orders the user's records, so it is never a client's time.
+    """
     record = ox.NamedNode(vocab.CONSENT_BASE + str(uuid.uuid4()))
     g = vocab.CONSENT_GRAPH
     status = vocab.CONSENT_GIVEN if granted else vocab.CONSENT_WITHDRAWN
@@ -66,6 +72,7 @@ def consent_record(
         ox.Quad(record, vocab.HAS_CONSENT_STATUS, status, g),
         ox.Quad(record, vocab.HAS_LEGAL_BASIS, vocab.CONSENT_LEGAL_BASIS, g),
         ox.Quad(record, vocab.IS_INDICATED_AT_TIME, datetime_literal(at), g),
+        ox.Quad(record, vocab.RECORDED_AT, datetime_literal(recorded_at or now()), g),
     ]
 
 
@@ -83,3 +90,27 @@ def affected_by(store: Store, user: ox.NamedNode, purpose: ox.NamedNode, queries
         for row in store.select(queries["lineage/models-using-consent"], consent=record):
             models[row["version"].value] = None
     return list(decisions), list(models)
+
+
+def stamp_record_times(store: Store, ask_unstamped: str) -> int:
+    """Give consent records that lack ``wf:recordedAt`` one: their indicated time, but never later than now.
+
+    Records written before the service stamped its own time are otherwise ordered by
+    the time a client claimed, so a grant dated in the future would outrank every
+    later withdrawal. Stamped no later than now, it is outranked by any record the
+    service writes from now on. Returns how many records were stamped.
+    """
+    if not store.ask(ask_unstamped):
+        return 0
+    g = vocab.CONSENT_GRAPH
+    stamped = {q.subject for q in store.quads(predicate=vocab.RECORDED_AT, graph=g)}
+    cap = now()
+    add = [
+        ox.Quad(q.subject, vocab.RECORDED_AT, datetime_literal(min(parse_datetime(q.object.value), cap)), g)
+        for q in store.quads(predicate=vocab.IS_INDICATED_AT_TIME, graph=g)
+        if q.subject not in stamped and isinstance(q.object, ox.Literal)
+    ]
+    with store.write_lock:
+        store.commit(add=add)
+    return len(add)
+
