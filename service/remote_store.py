@@ -14,6 +14,7 @@ built from typed terms, since the protocol has no substitutions.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,13 @@ from .store import Row, Term, update_text
 
 _WHERE = re.compile(r"\bWHERE\s*\{", re.IGNORECASE)
 _TERM_VARIABLES = ("s", "p", "o", "g")
+# What a caller is told of an outage; the server's address and answer go to the log only.
+UNAVAILABLE = "the store is unavailable; the request changed nothing"
+UNCERTAIN = "the store did not confirm the write in time; it may have been stored or not"
+# Failures before any byte of the request reached the server: nothing can have changed.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+log = logging.getLogger("wayfinder.store")
 
 
 class RemoteStore:
@@ -33,7 +41,7 @@ class RemoteStore:
 
     location = None
 
-    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.http = httpx.Client(timeout=timeout_s)
         self.write_lock = threading.RLock()
@@ -52,11 +60,11 @@ class RemoteStore:
                                           "content-type": "application/sparql-query",
                                           "accept": "application/sparql-results+json, application/n-triples"})
         except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"the SPARQL server at {self.url} failed: {exc}") from exc
+            raise self._unavailable("query", exc) from exc
         if response.status_code == 400:
             raise SyntaxProblem("query", response.text)
         if response.status_code != 200:
-            raise StoreUnavailable(f"the SPARQL server answered {response.status_code}: {response.text[:200]}")
+            raise self._refused("query", response)
         kind = response.headers.get("content-type", "").split(";")[0]
         if kind == "application/n-triples":
             return [q.triple for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)]
@@ -78,11 +86,15 @@ class RemoteStore:
             yield ox.Quad(row["s"], row["p"], row["o"], row["g"])
 
     def graph(self, name: ox.NamedNode) -> list[ox.Quad]:
-        response = self.http.get(self.url + "/store", params={"graph": name.value},
-                                 headers={"accept": "application/n-triples"})
+        try:
+            response = self.http.get(self.url + "/store", params={"graph": name.value},
+                                     headers={"accept": "application/n-triples"})
+        except httpx.HTTPError as exc:
+            raise self._unavailable("graph read", exc) from exc
         if response.status_code == 404:
             return []
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise self._refused("graph read", response)
         return [ox.Quad(q.subject, q.predicate, q.object, name)
                 for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)]
 
@@ -108,9 +120,20 @@ class RemoteStore:
             response = self.http.post(self.url + "/update", content=text.encode(),
                                       headers={"content-type": "application/sparql-update"})
         except httpx.HTTPError as exc:
-            raise StoreUnavailable(f"the SPARQL server at {self.url} failed: {exc}") from exc
+            raise self._unavailable("update", exc, sent=not isinstance(exc, _NOT_SENT)) from exc
         if response.status_code not in (200, 204):
-            raise StoreUnavailable(f"the SPARQL server refused the update ({response.status_code}): {response.text[:200]}")
+            raise self._refused("update", response)
+
+    def _unavailable(self, what: str, exc: httpx.HTTPError, *, sent: bool = False) -> StoreUnavailable:
+        """Return the error for a request the server did not answer; log the cause, with the address."""
+        log.warning("the SPARQL server at %s failed a %s: %s: %s", self.url, what, type(exc).__name__, exc)
+        return StoreUnavailable(UNCERTAIN if sent else UNAVAILABLE)
+
+    def _refused(self, what: str, response: httpx.Response) -> StoreUnavailable:
+        """Return the error for a request the server refused; log its status, with the address."""
+        # Not its text: the server may quote the request, and so the user IRIs in it.
+        log.warning("the SPARQL server at %s refused a %s (%s)", self.url, what, response.status_code)
+        return StoreUnavailable(UNAVAILABLE)
 
     def replace_graph(self, name: ox.NamedNode, triples) -> None:
         self.commit(add=[ox.Quad(t.subject, t.predicate, t.object, name) for t in triples], drop=[name])

@@ -52,7 +52,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class WithoutQueryStrings(logging.Filter):
+    """Drops the query string from access log lines: ``/sparql?query=...`` can name users."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?…", *args[3:])
+        return True
+
+
 def configure_logging(fmt: str, level: str = "INFO") -> None:
+    access = logging.getLogger("uvicorn.access")  # (client, method, path with query, version, status)
+    if not any(isinstance(f, WithoutQueryStrings) for f in access.filters):
+        access.addFilter(WithoutQueryStrings())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger("wayfinder")

@@ -13,6 +13,7 @@ it adds and what it reads about its users, not what the knowledge holds.
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from collections.abc import Iterable
 
 import pyoxigraph as ox
@@ -58,6 +59,47 @@ def delta_validator(runtime: Runtime) -> DeltaValidator:
     return cached[2]
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A write that passed validation, with the neighbourhood it was validated in."""
+
+    add: list[ox.Quad]
+    users: list[ox.NamedNode]
+    focus: set[ox.NamedNode]
+    seen: frozenset[ox.Quad]
+    source: str | None
+
+
+def check(runtime: Runtime, add: list[ox.Quad], *, users: Iterable[ox.NamedNode],
+          source: str | None = None) -> Checked:
+    """Validate new quads in their neighbourhood, without holding the write lock; refuse with every violation."""
+    users = list(dict.fromkeys(users))
+    focus = {q.subject for q in add if isinstance(q.subject, ox.NamedNode)}
+    seen = neighbourhood(runtime.store, users)
+    violations = delta_validator(runtime).validate([*seen, *add], focus=focus)
+    if violations:
+        raise RefusedWrite(violations, source=source)
+    return Checked(add, users, focus, frozenset(seen), source)
+
+
+def commit_checked(runtime: Runtime, checked: Checked, *, extra: list[ox.Quad] = (),
+                   remove: list[ox.Quad] = ()) -> None:
+    """Commit a checked write, with unvalidated service quads (``extra``), under the write lock.
+
+    Validation ran before the lock, so that a long write does not hold up decisions,
+    which need the lock to record themselves. Under the lock the neighbourhood is
+    read again (a few bounded reads); if a profile or consent record changed since,
+    the write is validated again before it is committed.
+    """
+    with runtime.store.write_lock:
+        now_seen = neighbourhood(runtime.store, checked.users)
+        if frozenset(now_seen) != checked.seen:
+            violations = delta_validator(runtime).validate([*now_seen, *checked.add], focus=checked.focus)
+            if violations:
+                raise RefusedWrite(violations, source=checked.source)
+        runtime.store.commit(add=[*checked.add, *extra], remove=list(remove))
+
+
 def commit_validated(
     runtime: Runtime,
     add: list[ox.Quad],
@@ -67,11 +109,4 @@ def commit_validated(
     source: str | None = None,
 ) -> None:
     """Validate the new quads in their neighbourhood and commit them; refuse with every violation."""
-    users = list(dict.fromkeys(users))
-    focus = {q.subject for q in add if isinstance(q.subject, ox.NamedNode)}
-    with runtime.store.write_lock:
-        data = [*neighbourhood(runtime.store, users), *add]
-        violations = delta_validator(runtime).validate(data, focus=focus)
-        if violations:
-            raise RefusedWrite(violations, source=source)
-        runtime.store.commit(add=add, remove=remove or [])
+    commit_checked(runtime, check(runtime, add, users=users, source=source), remove=remove or [])

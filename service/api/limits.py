@@ -1,4 +1,4 @@
-"""A complexity limit: field selections in one operation, fragments expanded."""
+"""Limits on what one request may ask: field selections in one operation (fragments expanded), list lengths in its variables."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from graphql import (
     SelectionSetNode,
     ValidationRule,
 )
+from strawberry.types import ExecutionResult
+
+from ..errors import InvalidInput
+from .errors import graphql_error, log_errors
 
 
 def field_budget(limit: int) -> type[ValidationRule]:
@@ -45,3 +49,43 @@ def _count(selection_set: SelectionSetNode | None, fragments: dict, visiting: se
                 continue  # cycles and unknown fragments are other rules' errors
             total += _count(fragments[name].selection_set, fragments, visiting | {name}, limit)
     return total
+
+
+def overlong_list(variables: object, cap: int) -> InvalidInput | None:
+    """Return the refusal of the first list in decoded JSON variables longer than ``cap``, or None.
+
+    A walk over the decoded JSON, before graphql-core coerces anything, with a stack
+    of its own: the body cap bounds the work, and nesting cannot exhaust recursion.
+    Paths are kept as links to the parent and spelt out only for a refusal.
+    """
+    pending: list[tuple[object, tuple | None, str | int]] = [(variables, None, "variables")]
+    while pending:
+        value, parent, key = pending.pop()
+        if isinstance(value, dict):
+            here = (parent, key)
+            pending.extend((item, here, name) for name, item in value.items() if isinstance(item, (dict, list)))
+        elif isinstance(value, list):
+            if len(value) > cap:
+                return InvalidInput(_path(parent, key), f"at most {cap} items in one list, got {len(value)}")
+            here = (parent, key)
+            pending.extend((item, here, i) for i, item in enumerate(value) if isinstance(item, (dict, list)))
+    return None
+
+
+def _path(parent: tuple | None, key: str | int) -> str:
+    parts: list[str | int] = [key]
+    while parent is not None:
+        parent, name = parent
+        parts.append(name)
+    return "".join(f"[{p}]" if isinstance(p, int) else (p if i == 0 else f".{p}")
+                   for i, p in enumerate(reversed(parts)))
+
+
+def refuse_overlong_lists(variables: object, cap: int) -> ExecutionResult | None:
+    """Return the request-error result refusing a variables list longer than ``cap``, or None when none is."""
+    refusal = overlong_list(variables, cap)
+    if refusal is None:
+        return None
+    error = graphql_error(refusal)
+    log_errors([error])
+    return ExecutionResult(data=None, errors=[error])
