@@ -94,6 +94,8 @@ def parse_entry(entry: str) -> Key:
     secret, role, rest = ":".join(fields[:at]), fields[at], fields[at + 1:]
     if len(secret) < 16:
         raise InvalidInput("api_keys", "keys must be at least 16 characters long")
+    if role == APP and len(secret) < 32:  # an HMAC-SHA256 key as long as the hash (RFC 7518, 3.2)
+        raise InvalidInput("api_keys", "app keys sign tokens with HS256 and must be at least 32 characters long")
     if len(rest) > 2:
         raise InvalidInput("api_keys", "each entry is KEY:ROLE[:PRINCIPAL[:RATE]]; a principal holds no ':'")
     principal = rest[0].strip() if rest and rest[0].strip() else role

@@ -108,7 +108,8 @@ def serve(
         _fail(exc)
     out.print(f"Wayfinder on http://{settings.host}:{settings.port}/graphql (GraphiQL there in a browser)")
     if workers == 1:
-        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info",
+                    access_log=settings.access_log)
         return
     if not settings.store.startswith(("http://", "https://")):
         _fail(InvalidInput("--workers", "several processes need a shared store: --store http://HOST:PORT "
@@ -117,7 +118,7 @@ def serve(
     os.environ.update({"WAYFINDER_STORE": settings.store, "WAYFINDER_HOST": settings.host,
                        "WAYFINDER_PORT": str(settings.port)})
     uvicorn.run("service.api.asgi:create", factory=True, host=settings.host, port=settings.port,
-                workers=workers, log_level="info")
+                workers=workers, log_level="info", access_log=settings.access_log)
 
 
 @app.command()
@@ -228,6 +229,29 @@ def backup(
     if anchors is not None and anchors.exists():
         shutil.copy(anchors, destination.with_name(destination.name + ".anchors.jsonl"))
     out.print(f"backed up {len(runtime.store)} quads to {destination}")
+
+
+@app.command("app-token")
+def app_token(
+    user_id: Annotated[str, typer.Argument(help="The user the token acts for")],
+    app_name: Annotated[str, typer.Option("--app", help="Principal of an `app` key in WAYFINDER_API_KEYS(_FILE)")],
+    ttl: Annotated[int, typer.Option(help="Seconds until it expires")] = 900,
+) -> None:
+    """Print a per-user app token, signed as a product's backend signs it (for trying app credentials)."""
+    from .app_tokens import mint
+    from .users import check_id
+
+    settings = Settings()
+    try:
+        check_id(user_id, "USER_ID")
+        signing = parse_keys(settings.api_keys, settings.api_keys_file).signing_keys(app_name)
+        if not signing:
+            raise InvalidInput("--app", f"no key of role app with principal {app_name!r} is configured")
+        if not 0 < ttl <= settings.app_token_max_ttl_s:
+            raise InvalidInput("--ttl", f"must be between 1 and {settings.app_token_max_ttl_s:g} s")
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(mint(user_id, signing[-1].secret, app=app_name, ttl_s=ttl), highlight=False)
 
 
 @app.command()
@@ -419,16 +443,84 @@ def audit_query(
 
 @audit_app.command("verify")
 def audit_verify(store: StoreOption = None) -> None:
-    """Check the whole audit chain; exit 1 naming the first broken record."""
+    """Check the whole audit chain; exit 1 naming the first broken record, 2 when the anchors are unreadable or missing."""
+    from rich.markup import escape
+
     from .audit import verify
+    from .errors import BrokenAnchors
 
     runtime = _runtime(store)
-    result = verify(runtime.store, runtime.queries["audit-index"], anchors=runtime.trail.anchors())
+    try:
+        anchors = runtime.trail.anchors()
+        result = verify(runtime.store, runtime.queries["audit-index"], anchors=anchors)
+        if result.ok:
+            runtime.trail.require_anchors(result.chains, anchors)
+    except BrokenAnchors as exc:
+        err.print(f"[bold red]error[/]: {escape(exc.message)}", highlight=False)
+        raise typer.Exit(2) from None
+    finally:
+        runtime.store.close()  # a failed check must not keep the store's folder locked
     if not result.ok:
-        err.print(f"[bold red]broken[/] at record {result.broken_sequence}: {result.broken_record or '(no record)'}")
-        err.print(f"  {result.reason}")
+        err.print(f"[bold red]broken[/] at record {result.broken_sequence}: {escape(result.broken_record or '(no record)')}")
+        err.print(f"  {escape(result.reason or '')}", highlight=False)
         raise typer.Exit(1)
     out.print(f"[green]intact[/]: {result.records} records chained, {result.anchors_checked} external anchors match")
+
+
+@app.command()
+def purge(
+    store: StoreOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what has expired; remove and record nothing")] = False,
+) -> None:
+    """Remove the records whose retention period has run out and chain a purge record; print counts per rule."""
+    from . import retention
+
+    try:
+        report = retention.purge(_runtime(store), dry_run=dry_run)
+    except WayfinderError as exc:
+        _fail(exc)
+    table = Table("rule", "period", "cutoff", "kind", "records")
+    for outcome in report.rules:
+        kinds = outcome.removed or {"-": 0}
+        for i, (kind, count) in enumerate(sorted(kinds.items())):
+            table.add_row(local_id(outcome.rule) if i == 0 else "", outcome.period if i == 0 else "",
+                          outcome.cutoff.isoformat(timespec="seconds") if i == 0 else "", local_id(kind), str(count))
+    Console(width=max(out.width, 120)).print(table)
+    if dry_run:
+        out.print(f"dry run: {report.records_removed} records would be removed; nothing was changed")
+    elif report.purge_id is None:
+        out.print("nothing expired; no purge recorded")
+    else:
+        out.print(f"purged {report.records_removed} records ({report.triples_removed} triples); "
+                  f"purge record {report.purge_id}")
+    if report.receipts_removed:
+        out.print(f"{report.receipts_removed} write receipts past their idempotency window "
+                  f"{'would be ' if dry_run else ''}removed")
+
+
+user_app = typer.Typer(help="Data subjects' rights: access to and export of one user's data.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("export")
+def user_export(
+    user_id: Annotated[str, typer.Argument(help="The user's ID")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON-LD here instead of stdout")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Everything held about one user (profile, events, consent history, decisions) as one JSON-LD document."""
+    from .portability import export_user
+
+    try:
+        document = export_user(_runtime(store), user_id)
+    except WayfinderError as exc:
+        _fail(exc)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    out_file.write_text(text)
+    err.print(f"wrote {out_file}")
 
 
 def _parse_param(text: str) -> tuple[str, ox.NamedNode | ox.Literal]:

@@ -17,6 +17,7 @@ import rdflib
 from . import knowledge, vocab
 from .audit import AuditTrail
 from .catalog import Catalog, read_catalog
+from .consent import stamp_record_times
 from .policies import PolicyVersion, read_policies
 from .settings import Settings, get_settings
 from .store import Store, open_store
@@ -50,7 +51,7 @@ class Runtime:
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
         self.settings = settings or get_settings()
         self.store = store if store is not None else open_store(
-            self.settings.store, flush_each_commit=self.settings.flush_each_commit)
+            self.settings.store, flush_each_commit=self.settings.flush_each_commit, timeout_s=self.settings.store_timeout_s)
         self._knowledge: Knowledge | None = None
         self._lock = threading.Lock()
 
@@ -98,6 +99,7 @@ class Runtime:
 
     def ensure_ontology(self) -> bool:
         loaded = knowledge.ensure_ontology(self.store, ontology_file=self.ontology_file, validator=self.validator)
+        stamp_record_times(self.store, self.queries["consent-unstamped"])
         if loaded:
             self.knowledge_changed()
         return loaded

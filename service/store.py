@@ -38,6 +38,8 @@ class Store:
         self.location = None if location in (None, "", ":memory:") else Path(location)
         self.flush_each_commit = flush_each_commit
         self.flushes = 0  # flushes of an on-disk store since it opened
+        self.removals = 0  # commits that removed quads or dropped graphs since it opened: snapshots older than one are stale
+        self._removals_lock = threading.Lock()
         try:
             if self.location is None:
                 self._ox = ox.Store()
@@ -115,6 +117,8 @@ class Store:
             self._ox.extend(add)
         else:
             self._ox.update(update_text(add, remove, drop))
+            with self._removals_lock:  # counted after the removal is stored, so a snapshot that saw the count saw it
+                self.removals += 1
         if self.flush_each_commit:
             self.flush()
 
@@ -153,16 +157,20 @@ def update_text(add: list[ox.Quad], remove: list[ox.Quad], drop: list[ox.NamedNo
     return " ;\n".join(parts)
 
 
-def open_store(location: str | Path | None, *, flush_each_commit: bool | None = None) -> "Store":
+def open_store(location: str | Path | None, *, flush_each_commit: bool | None = None,
+               timeout_s: float | None = None) -> "Store":
     """Return the embedded store for a folder (or ':memory:'), or the shared store for an http(s) URL.
 
     ``flush_each_commit`` applies to the embedded store; None takes WAYFINDER_FLUSH_EACH_COMMIT.
-    A shared store's durability is its server's.
+    A shared store's durability is its server's. ``timeout_s`` limits each request to a
+    shared store; None takes WAYFINDER_STORE_TIMEOUT_S.
     """
     if isinstance(location, str) and location.startswith(("http://", "https://")):
         from .remote_store import RemoteStore
 
-        return RemoteStore(location)  # type: ignore[return-value]
+        if timeout_s is None:
+            timeout_s = get_settings().store_timeout_s
+        return RemoteStore(location, timeout_s=timeout_s)  # type: ignore[return-value]
     if flush_each_commit is None:
         flush_each_commit = get_settings().flush_each_commit
     return Store(location, flush_each_commit=flush_each_commit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import pyoxigraph as ox
@@ -15,9 +15,10 @@ from .catalog import CHANNEL_CODES
 from .clock import checked_utc, datetime_literal, now, parse_datetime
 from .consent import ConsentState, active_purposes, affected_by, consent_history, consent_record
 from .errors import ConsentRequired, Conflict, InvalidInput, NotFound
+from .idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from .runtime import Runtime
 from .sparql_terms import inline
-from .writes import commit_validated
+from .writes import check, commit_checked, commit_validated
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
 
@@ -95,7 +96,9 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
     catalog = runtime.catalog
     codes = runtime.knowledge.codes
     graph = vocab.user_graph(registration.id)
-    at = checked_utc(registration.at, "input.at") if registration.at else now()
+    recorded_at = now()
+    skew = runtime.settings.max_clock_skew_s
+    at = checked_utc(registration.at, "input.at", max_skew_s=skew) if registration.at else recorded_at
     pseudonym = secrets.token_hex(16)
     quads = [
         ox.Quad(node, vocab.RDF_TYPE, vocab.USER, graph),
@@ -118,7 +121,8 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
     for i, code in enumerate(dict.fromkeys(registration.consents)):
         if code not in codes.purposes:
             raise InvalidInput(f"input.consents[{i}]", f"unknown purpose {code!r}")
-        _, record = consent_record(node, ox.NamedNode(codes.purposes[code]), granted=True, at=at)
+        _, record = consent_record(node, ox.NamedNode(codes.purposes[code]), granted=True, at=at,
+                                   recorded_at=recorded_at)
         quads.extend(record)
     with runtime.store.write_lock:
         if exists(runtime, registration.id):
@@ -173,10 +177,17 @@ def consents(runtime: Runtime, user_id: str) -> list[ConsentState]:
     return consent_history(runtime.store, user_node(user_id, "id"), runtime.queries["consent-records"])
 
 
-def record_events(runtime: Runtime, reports: list[EventReport], *, field_name: str = "inputs") -> list[Event]:
-    """Store events, all or nothing; each must name a known user, step or feature, under consent."""
+def record_events(runtime: Runtime, reports: list[EventReport], *, field_name: str = "inputs",
+                  idempotency: IdempotencyKey | None = None) -> list[Event]:
+    """Store events, all or nothing; each must name a known user, step or feature, under consent.
+
+    With an idempotency key, a retry of a write that was stored returns the stored events and stores nothing.
+    """
     if not reports:
         return []
+    digest = request_hash([asdict(report) for report in reports]) if idempotency else ""
+    if idempotency and (replayed := _replay(runtime, idempotency, digest)) is not None:
+        return replayed
     catalog = runtime.catalog
     codes = runtime.knowledge.codes
     quads: list[ox.Quad] = []
@@ -212,7 +223,7 @@ def record_events(runtime: Runtime, reports: list[EventReport], *, field_name: s
                                       field_name=f"{where}.featureId")
         elif report.feature_id:
             raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
-        at = checked_utc(report.at, f"{where}.at") if report.at else now()
+        at = checked_utc(report.at, f"{where}.at", max_skew_s=runtime.settings.max_clock_skew_s) if report.at else now()
         event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
         graph = vocab.user_graph(report.user_id)
         quads += [
@@ -225,9 +236,43 @@ def record_events(runtime: Runtime, reports: list[EventReport], *, field_name: s
         if feature:
             quads.append(ox.Quad(event, vocab.ABOUT_FEATURE, ox.NamedNode(feature), graph))
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
+    checked = check(runtime, quads, users=users.values(), source="events")  # the long part, outside the lock
     with runtime.store.write_lock:
-        commit_validated(runtime, quads, users=users.values(), source="events")
+        receipt: list[ox.Quad] = []
+        stale: list[ox.Quad] = []
+        if idempotency:
+            if (replayed := _replay(runtime, idempotency, digest)) is not None:  # a retry that raced this one
+                return replayed
+            receipt, stale = receipt_changes(runtime.store, idempotency, digest, [e.iri for e in stored])
+        commit_checked(runtime, checked, extra=receipt, remove=stale)
     return stored
+
+
+def _replay(runtime: Runtime, key: IdempotencyKey, digest: str) -> list[Event] | None:
+    """Return the events a keyed write stored, when this is its retry; None when the key is unused."""
+    receipt = stored_receipt(runtime.store, key, ttl_s=runtime.settings.idempotency_ttl_s)
+    if receipt is None:
+        return None
+    check_replay(receipt, key, digest)
+    return [event for iri in receipt.events if (event := _stored_event(runtime, iri)) is not None]
+
+
+def _stored_event(runtime: Runtime, iri: str) -> Event | None:
+    """Return one stored event by IRI (None once its user was erased)."""
+    codes = {term: code for code, term in runtime.knowledge.codes.events.items()}
+    values: dict[ox.NamedNode, ox.NamedNode | ox.Literal] = {}
+    event_type = None
+    for quad in runtime.store.quads(subject=ox.NamedNode(iri)):
+        if quad.predicate == vocab.RDF_TYPE and quad.object.value in codes:
+            event_type = codes[quad.object.value]
+        else:
+            values[quad.predicate] = quad.object
+    if event_type is None or vocab.BY_USER not in values:
+        return None
+    step, feature = values.get(vocab.ABOUT_STEP), values.get(vocab.ABOUT_FEATURE)
+    return Event(iri, values[vocab.BY_USER].value.removeprefix(vocab.USER_BASE), event_type,
+                 step.value if step is not None else None, feature.value if feature is not None else None,
+                 parse_datetime(values[vocab.OCCURRED_AT].value))
 
 
 def affected_by_consent(runtime: Runtime, user_id: str, purpose: str) -> tuple[list[str], list[str]]:
@@ -245,7 +290,8 @@ def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) 
     if purpose not in codes.purposes:
         raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
     at = now()
-    record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at)
+    record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at,
+                                   recorded_at=at)
     with runtime.store.write_lock:
         commit_validated(runtime, quads, users=[node], source="consent")
-    return ConsentState(record.value, purpose, granted, at)
+    return ConsentState(record.value, purpose, granted, at, recorded_at=at)

@@ -21,9 +21,11 @@ EVENT_BASE = BASE + "event/"
 CONSENT_BASE = BASE + "consent/"
 DECISION_BASE = BASE + "decision/"
 ERASURE_BASE = BASE + "erasure/"
+PURGE_BASE = BASE + "purge/"
 MODEL_BASE = BASE + "model/"
 TRAINING_BASE = BASE + "training/"
 GRAPH_BASE = BASE + "graph/"
+RECEIPT_BASE = BASE + "receipt/"
 
 
 def wf(name: str) -> NamedNode:
@@ -46,6 +48,7 @@ XSD_DOUBLE = NamedNode(XSD_NS + "double")
 XSD_BOOLEAN = NamedNode(XSD_NS + "boolean")
 XSD_STRING = NamedNode(XSD_NS + "string")
 XSD_BASE64 = NamedNode(XSD_NS + "base64Binary")
+XSD_DURATION = NamedNode(XSD_NS + "duration")
 
 # Catalog (CONTRACT.md section 1)
 STEP = wf("Step")
@@ -86,6 +89,7 @@ HAS_PURPOSE = dpv("hasPurpose")
 HAS_CONSENT_STATUS = dpv("hasConsentStatus")
 HAS_LEGAL_BASIS = dpv("hasLegalBasis")
 IS_INDICATED_AT_TIME = dpv("isIndicatedAtTime")
+RECORDED_AT = wf("recordedAt")
 CONSENT_GIVEN = dpv("ConsentGiven")
 CONSENT_WITHDRAWN = dpv("ConsentWithdrawn")
 CONSENT_REFUSED = dpv("ConsentRefused")
@@ -169,6 +173,17 @@ PREVIOUS_HASH = wf("previousHash")
 CHAIN = wf("chain")
 REQUESTED_BY = wf("requestedBy")
 TRIPLES_REMOVED = wf("triplesRemoved")
+PURGE = wf("Purge")
+RECORDS_REMOVED = wf("recordsRemoved")
+PURGE_COUNTS = wf("purgeCounts")
+
+# Retention
+RETENTION_RULE = wf("RetentionRule")
+RETENTION_PERIOD = wf("retentionPeriod")
+APPLIES_TO_KIND = wf("appliesToKind")
+APPLIES_TO_PURPOSE = wf("appliesToPurpose")
+MEASURED_FROM = wf("measuredFrom")
+SUPERSEDED_AT = wf("supersededAt")
 
 # PROV-O
 PROV_ACTIVITY = prov("Activity")
@@ -191,6 +206,14 @@ AUDIT_GRAPH = NamedNode(GRAPH_BASE + "audit")
 MODELS_GRAPH = NamedNode(GRAPH_BASE + "models")
 MODEL_ARTIFACTS_GRAPH = NamedNode(GRAPH_BASE + "model-artifacts")
 USER_GRAPH_BASE = GRAPH_BASE + "user/"
+IDEMPOTENCY_GRAPH = NamedNode(GRAPH_BASE + "idempotency")
+
+# Idempotent writes (service/idempotency.py)
+WRITE_RECEIPT = wf("WriteReceipt")
+REQUEST_HASH = wf("requestHash")
+EVENT_COUNT = wf("eventCount")
+ACCEPTED_AT = wf("acceptedAt")
+STORED_EVENT = wf("storedEvent")
 
 
 KNOWLEDGE_GRAPH_PREFIXES = (ONTOLOGY_GRAPH.value, CATALOG_GRAPH_BASE, POLICY_GRAPH_BASE)

@@ -189,6 +189,15 @@ def test_a_key_entry_with_a_bad_rate_is_refused():
         parse_keys("k" * 20 + ":client:me:fast")
 
 
+def test_an_app_key_is_as_long_as_its_hash():
+    from service.access import parse_keys
+    from service.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="32 characters"):
+        parse_keys("k" * 24 + ":app:web-app")
+    assert parse_keys("k" * 32 + ":app:web-app").signing_keys("web-app")
+
+
 def test_the_cli_prints_a_token_the_service_accepts(http, monkeypatch):
     from typer.testing import CliRunner
 

@@ -24,7 +24,7 @@ from service.runtime import Runtime
 from service.settings import Settings
 
 from .graphql_client import REGISTER, USER
-from .test_shared_store import free_port, server  # noqa: F401  (the Oxigraph server fixture)
+from .oxigraph_server import free_port
 
 KEY = "load-test-client-key-0123456789"
 CONSENTS = (["PERSONALIZATION", "ANALYTICS"], ["PERSONALIZATION"], ["ANALYTICS"], [], ["PERSONALIZATION", "MARKETING"])

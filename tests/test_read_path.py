@@ -24,7 +24,6 @@ from service.settings import Settings
 from service.sparql_terms import inline
 from service.users import EventReport, Registration, consents, events, profile, record_events, register
 
-from .test_shared_store import server  # noqa: F401  (the oxigraph server fixture)
 
 DEMO = "https://w3id.org/wayfinder/demo/"
 

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
-from ..access import OPEN, Keys, parse_keys, require
+from ..access import OPEN, KeyRing, require
 from ..errors import Forbidden
 from ..metrics import REQUEST_SECONDS, STORE_QUADS
+from ..retention import purge_periodically
 from ..runtime import Runtime
 from ..sparql import SparqlEndpoint
+from .body_limit import BodyLimit
+from .credentials import ANONYMOUS, OPEN_CALLER, Authenticator, RateLimited, Unauthorized
+from .limits import refuse_overlong_lists
+from .single_flight import SingleFlight
 from .schema import build_schema
 
 PUBLIC_PATHS = {"/healthz"}
@@ -48,6 +60,7 @@ class WayfinderGraphQL(GraphQL):
         keys_on = kwargs.pop("keys_on")
         super().__init__(build_schema(runtime.settings, introspection=not keys_on and runtime.settings.dev_mode), **kwargs)
         self.runtime = runtime
+        self.keys_on = keys_on
 
     def decode_json(self, data: str | bytes) -> object:
         # json.loads raises UnicodeDecodeError, which strawberry does not catch (a 500), on a body
@@ -56,6 +69,8 @@ class WayfinderGraphQL(GraphQL):
             return json.loads(data)
         except UnicodeDecodeError as exc:
             raise json.JSONDecodeError(f"the body is not UTF-8: {exc.reason}", "", exc.start) from None
+        except RecursionError:  # nesting deeper than the parser's stack (e.g. 100,000 '['): a 500 otherwise
+            raise json.JSONDecodeError("the body nests too deeply", "", 0) from None
 
     async def parse_http_body(self, request: Any) -> Any:
         # strawberry calls .get() on whatever JSON the body holds: a number, string, true or null is a 500.
@@ -64,6 +79,30 @@ class WayfinderGraphQL(GraphQL):
             if not isinstance(self.decode_json(await request.get_body()), (dict, list)):
                 raise json.JSONDecodeError("a GraphQL request body is a JSON object or a batch", "", 0)
         return await super().parse_http_body(request)
+
+    async def execute_single(self, request: Any, request_adapter: Any, sub_response: Any, context: Any,
+                             root_value: Any, request_data: Any) -> Any:
+        # Resolvers block (store, SHACL, torch) and are all plain functions: each operation runs in a
+        # worker thread, so that one long write or training run never holds up the event loop.
+        allowed = OperationType.from_http(request_adapter.method)
+        if not self.allow_queries_via_get and request_adapter.method == "GET":
+            allowed = allowed - {OperationType.QUERY}
+
+        def execute() -> ExecutionResult:
+            refusal = refuse_overlong_lists(request_data.variables, self.runtime.settings.max_events_per_request)
+            return refusal or self.schema.execute_sync(
+                request_data.query, variable_values=request_data.variables, context_value=context,
+                root_value=root_value, operation_name=request_data.operation_name,
+                allowed_operation_types=allowed, operation_extensions=request_data.extensions)
+
+        try:
+            return await run_in_threadpool(execute)
+        except CannotGetOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason()) from exc
+        except InvalidOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason(request_adapter.method)) from exc
+        except MissingQueryError as exc:
+            raise HTTPException(400, "No GraphQL query found in the request") from exc
 
     async def get_sub_response(self, request: Any) -> Any:
         sub_response = await super().get_sub_response(request)
@@ -89,42 +128,46 @@ class WayfinderGraphQL(GraphQL):
         return response
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
-        role = request.scope.get("state", {}).get("role", OPEN)
-        return {"runtime": self.runtime, "request": request, "response": response, "role": role,
-                "principal": role}
+        caller = request.scope.get("state", {}).get("caller", OPEN_CALLER)
+        return {"runtime": self.runtime, "request": request, "response": response, "role": caller.role,
+                "principal": caller.principal, "subject": caller.subject, "keys_on": self.keys_on}
 
 
 class KeyAuth:
-    """Checks ``Authorization: Bearer KEY`` and puts the key's role in the request state."""
+    """Checks ``Authorization: Bearer KEY`` (or an app token) and puts the caller in the request state."""
 
-    def __init__(self, app: ASGIApp, keys: Keys) -> None:
+    def __init__(self, app: ASGIApp, auth: Authenticator) -> None:
         self.app = app
-        self.keys = keys
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})
-        if not self.keys.enabled:
-            scope["state"]["role"] = OPEN
-        elif scope["path"] not in PUBLIC_PATHS:
+        caller = OPEN_CALLER if not self.auth.enabled else ANONYMOUS
+        if scope["path"] not in PUBLIC_PATHS:
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            scheme, _, key = header.partition(" ")
-            role = self.keys.role_of(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
-            if role is None:
-                reason = "missing API key" if not header else "unknown API key"
-                response = JSONResponse({"error": f"{reason}: send Authorization: Bearer KEY"}, status_code=401,
+            try:
+                caller = self.auth.authenticate(header)
+            except Unauthorized as exc:
+                response = JSONResponse({"error": str(exc)}, status_code=401,
                                         headers={"WWW-Authenticate": 'Bearer realm="wayfinder"'})
                 await response(scope, receive, send)
                 return
-            scope["state"]["role"] = role
+            except RateLimited as exc:
+                response = JSONResponse({"error": str(exc)}, status_code=429,
+                                        headers={"Retry-After": str(exc.retry_after_s)})
+                await response(scope, receive, send)
+                return
+        scope["state"]["caller"] = caller
+        scope["state"]["role"] = caller.role
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send)
         finally:
             if scope["path"] != "/graphql":  # GraphQL operations are timed by operation
-                REQUEST_SECONDS.labels(scope["path"]).observe(time.perf_counter() - started)
+                REQUEST_SECONDS.labels(getattr(scope.get("route"), "path", "other")).observe(time.perf_counter() - started)
 
 
 def _role(request: Request) -> str:
@@ -139,17 +182,27 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
     # request: /healthz says ready only once a decision can be made without that wait.
     runtime.active_model()
     settings = runtime.settings
-    keys = parse_keys(settings.api_keys, settings.api_keys_file)
+    ring = KeyRing(settings.api_keys, settings.api_keys_file, reload_s=settings.api_keys_reload_s)
+    keys = ring.keys
+    auth = Authenticator(ring, app_token_max_ttl_s=settings.app_token_max_ttl_s)
     ide = "graphiql" if settings.dev_mode and not keys.enabled else None
     graphql = WayfinderGraphQL(runtime, keys_on=keys.enabled, graphql_ide=ide, allow_queries_via_get=False)
-    endpoint = SparqlEndpoint(runtime.store, timeout_s=settings.sparql_timeout_s, max_rows=settings.sparql_max_rows,
-                              snapshot_max_age_s=settings.sparql_snapshot_max_age_s)
+    endpoint = SparqlEndpoint.from_settings(runtime.store, settings)
     quads_counted = [0.0]
+
+    def check() -> bool:
+        runtime.store.ask("ASK { ?s ?p ?o }")
+        return bool(runtime.knowledge.catalog.by_id.get("Step"))
+
+    # Off the loop, one check at a time: a store that hangs gets a 503 within the limit and
+    # holds one thread however many probes ask; the next probe after it ends checks afresh.
+    probe = SingleFlight(check, name="wayfinder-store-probe")
 
     async def healthz(request: Request) -> Response:
         try:
-            runtime.store.ask("ASK { ?s ?p ?o }")
-            ready = bool(runtime.knowledge.catalog.by_id.get("Step"))
+            ready = await probe(timeout_s=settings.health_timeout_s)
+        except TimeoutError:
+            return JSONResponse({"status": "unavailable", "reason": "the store did not answer in time"}, status_code=503)
         except Exception as exc:  # any failure to read the store means not ready
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "store": "open", "ready": ready}, status_code=200 if ready else 503)
@@ -177,7 +230,13 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        interval = runtime.settings.retention_interval_s
+        purging = asyncio.create_task(purge_periodically(runtime, interval)) if interval > 0 else None
         yield
+        if purging is not None:
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
         endpoint.close()
 
     app = Starlette(lifespan=lifespan, routes=[
@@ -187,7 +246,8 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
         Route("/graphql", graphql, methods=["GET", "POST"]),
     ])
     app.state.runtime = runtime
-    return KeyAuth(app, keys)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # before anything reads a body, on every path
+    return KeyAuth(app, auth)
 
 
 async def sparql_query_of(request: Request) -> tuple[str, tuple[int, str] | None]:

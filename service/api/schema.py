@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime
 from enum import Enum
-from typing import Optional
+from typing import Annotated, Optional
 
 import strawberry
 from graphql.validation import NoSchemaIntrospectionCustomRule
@@ -15,17 +14,19 @@ from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import Info
 
-from .. import decide, erasure, models, users
+from .. import decide, erasure, models, portability, users
 from ..catalog import CHANNEL_OF_IRI, Catalog, StepInfo
+from ..clock import now
 from ..consent import ConsentState
-from ..errors import InvalidInput
+from ..errors import Forbidden, InvalidInput
+from ..idempotency import IdempotencyKey, scoped_key
 from ..policies import Scored
 from ..runtime import Runtime
 from ..settings import Settings
 from .limits import field_budget
 from ..vocab import local_id
 from .errors import ErrorCodes, ReportingParserCache, log_errors
-from .permissions import ANYONE, AUDITOR, CLIENT, CLIENT_OR_AUDITOR, CLIENT_OR_OPERATOR, OPERATOR
+from .permissions import ANYONE, AUDITOR, CLIENT, CLIENT_OR_APP_USER, CLIENT_OR_AUDITOR, CLIENT_OR_OPERATOR, OPERATOR
 
 
 @strawberry.enum
@@ -112,7 +113,10 @@ class Recommendation:
 class Consent:
     purpose: Purpose
     granted: bool
-    at: datetime
+    at: datetime = strawberry.field(description="When the consent was indicated, as the client stated it")
+    recorded_at: Optional[datetime] = strawberry.field(description=(
+        "When the service recorded it, by its own clock: what orders a user's consents (null for records from "
+        "before the service kept it)"))
     user_id: strawberry.Private[str]
 
     @strawberry.field(description="Decisions that read this user's consent for this purpose (act on them after a withdrawal)")
@@ -125,7 +129,8 @@ class Consent:
 
 
 def _consent(state: ConsentState, user_id: str) -> Consent:
-    return Consent(purpose=Purpose(state.purpose), granted=state.granted, at=state.at, user_id=user_id)
+    return Consent(purpose=Purpose(state.purpose), granted=state.granted, at=state.at, recorded_at=state.recorded_at,
+                   user_id=user_id)
 
 
 @strawberry.type
@@ -135,6 +140,16 @@ class ErasureReceipt:
     erased_at: datetime
     triples_removed: int
     decisions_kept: int
+
+
+@strawberry.type(description="Everything held about one user, for access and portability (GDPR Art. 15 and 20)")
+class UserExport:
+    user_id: strawberry.ID
+    exported_at: datetime
+    format: str = strawberry.field(description="The media type of the document: application/ld+json")
+    document: strawberry.scalars.JSON = strawberry.field(description=(
+        "One JSON-LD document: the user's graph (profile and events), every consent record and every decision "
+        "made for them, one named graph each (service/portability.py)"))
 
 
 @strawberry.type
@@ -253,9 +268,20 @@ def _report(item: EventInput) -> users.EventReport:
                              feature_id=str(item.feature_id) if item.feature_id is not None else None, at=item.at)
 
 
+IdempotencyKeyArgument = Annotated[Optional[str], strawberry.argument(description=(
+    "A key of the client's choosing: a retry with the same key (after a lost reply) stores nothing twice "
+    "and gets the first answer; honoured for a day (WAYFINDER_IDEMPOTENCY_TTL_S)"))]
+
+
+def _idempotency(info: Info, key: Optional[str]) -> Optional[IdempotencyKey]:
+    if key is None:
+        return None
+    return scoped_key(key, scope=[info.context.get("principal", ""), info.context.get("subject") or ""])
+
+
 @strawberry.type
 class Query:
-    @strawberry.field(permission_classes=CLIENT)
+    @strawberry.field(permission_classes=CLIENT_OR_APP_USER)
     def next_steps(self, info: Info, user_id: strawberry.ID, channel: Channel = Channel.WEB, limit: int = 5) -> Recommendation:
         runtime = _runtime(info)
         rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit)
@@ -284,6 +310,13 @@ class Query:
                         steps=_ranked(runtime.catalog, rec.steps), candidates=_ranked(runtime.catalog, rec.candidates))
 
 
+    @strawberry.field(permission_classes=CLIENT_OR_OPERATOR,
+                      description="Everything held about the user (profile, events, consent history, decisions) as JSON-LD")
+    def export_user(self, info: Info, user_id: strawberry.ID) -> UserExport:
+        at = now()
+        document = portability.export_user(_runtime(info), str(user_id))
+        return UserExport(user_id=user_id, exported_at=at, format=portability.MEDIA_TYPE, document=document)
+
     @strawberry.field(permission_classes=AUDITOR, description="Every registered model version, oldest first")
     def models(self, info: Info) -> list[ModelVersion]:
         return [_model(v) for v in models.versions(_runtime(info))]
@@ -304,22 +337,25 @@ class Mutation:
         ))
         return _user(profile)
 
-    @strawberry.mutation(permission_classes=CLIENT)
-    def record_event(self, info: Info, input: EventInput) -> Event:
-        return _event(users.record_events(_runtime(info), [_report(input)], field_name="input")[0])
+    @strawberry.mutation(permission_classes=CLIENT_OR_APP_USER)
+    def record_event(self, info: Info, input: EventInput, idempotency_key: IdempotencyKeyArgument = None) -> Event:
+        return _event(users.record_events(_runtime(info), [_report(input)], field_name="input",
+                                          idempotency=_idempotency(info, idempotency_key))[0])
 
-    @strawberry.mutation(permission_classes=CLIENT)
-    def record_events(self, info: Info, inputs: list[EventInput]) -> int:
+    @strawberry.mutation(permission_classes=CLIENT_OR_APP_USER)
+    def record_events(self, info: Info, inputs: list[EventInput],
+                      idempotency_key: IdempotencyKeyArgument = None) -> int:
         cap = _runtime(info).settings.max_events_per_request
         if len(inputs) > cap:
             raise InvalidInput("inputs", f"at most {cap} events per request, got {len(inputs)}")
-        return len(users.record_events(_runtime(info), [_report(i) for i in inputs]))
+        return len(users.record_events(_runtime(info), [_report(i) for i in inputs],
+                                       idempotency=_idempotency(info, idempotency_key)))
 
-    @strawberry.mutation(permission_classes=CLIENT)
+    @strawberry.mutation(permission_classes=CLIENT_OR_APP_USER)
     def grant_consent(self, info: Info, user_id: strawberry.ID, purpose: Purpose) -> Consent:
         return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=True), str(user_id))
 
-    @strawberry.mutation(permission_classes=CLIENT)
+    @strawberry.mutation(permission_classes=CLIENT_OR_APP_USER)
     def withdraw_consent(self, info: Info, user_id: strawberry.ID, purpose: Purpose) -> Consent:
         return _consent(users.set_consent(_runtime(info), str(user_id), purpose.value, granted=False), str(user_id))
 
@@ -335,20 +371,34 @@ class Mutation:
     @strawberry.mutation(permission_classes=OPERATOR,
                          description="Train on the store's consented data, evaluate on held-out users and register a "
                                      "candidate version; runs beside nextSteps without blocking it")
-    async def train_model(self, info: Info, seed: int = 0, epochs: Optional[int] = None,
-                          members: Optional[int] = None) -> ModelVersion:
-        version = await asyncio.to_thread(models.train, _runtime(info), seed=seed, epochs=epochs, members=members,
-                                          requested_by=info.context.get("principal"))
+    def train_model(self, info: Info, seed: int = 0, epochs: Optional[int] = None,
+                    members: Optional[int] = None) -> ModelVersion:
+        # Like every operation, this runs in a worker thread (service/api/app.py), not on the event loop.
+        version = models.train(_runtime(info), seed=seed, epochs=epochs, members=members,
+                               requested_by=info.context.get("principal"))
         return _model(version)
 
     @strawberry.mutation(permission_classes=OPERATOR,
                          description="Approve a version and serve it from the next request on")
-    def promote_model(self, info: Info, version: str, approved_by: str) -> ModelVersion:
-        return _model(models.promote(_runtime(info), version, approved_by=approved_by))
+    def promote_model(self, info: Info, version: str, approved_by: Optional[str] = None) -> ModelVersion:
+        return _model(models.promote(_runtime(info), version, approved_by=approver(info.context, approved_by)))
 
     @strawberry.mutation(permission_classes=OPERATOR, description="Return to the version the active one superseded")
     def rollback_model(self, info: Info) -> ModelVersion:
         return _model(models.rollback(_runtime(info)))
+
+
+def approver(context: dict, named: Optional[str]) -> str:
+    """Return who approves: with keys the caller's principal (an argument naming anyone else is refused)."""
+    if not context.get("keys_on"):
+        if not named:
+            raise InvalidInput("approvedBy", "required without API keys: name who approves")
+        return named
+    principal = context["principal"]
+    if named and named != principal:
+        raise Forbidden(f"approvedBy: with API keys an approval is recorded for the caller's principal, "
+                        f"{principal!r}; leave approvedBy out or name that principal")
+    return principal
 
 
 def build_schema(settings: Settings | None = None, *, introspection: bool = True) -> strawberry.Schema:
