@@ -20,7 +20,7 @@ from service import users
 from service.api.app import create_app
 from service.remote_store import RemoteStore
 from service.runtime import Runtime
-from service.settings import Settings, get_settings
+from service.settings import Settings
 
 from .conftest import serving
 from .graphql_client import RECORD_MANY, REGISTER
@@ -200,29 +200,15 @@ def oxigraph(tmp_path, knowledge_quads):
             process.wait(timeout=10)
 
 
-@pytest.fixture
-def store_timeout(monkeypatch):
-    """Set WAYFINDER_STORE_TIMEOUT_S for stores opened from settings; restored afterwards."""
-
-    def set_to(seconds: float) -> None:
-        monkeypatch.setenv("WAYFINDER_STORE_TIMEOUT_S", str(seconds))
-        get_settings.cache_clear()
-
-    yield set_to
-    monkeypatch.delenv("WAYFINDER_STORE_TIMEOUT_S", raising=False)
-    get_settings.cache_clear()
-
-
-def shared_runtime(url: str, tmp_path: Path) -> Runtime:
-    runtime = Runtime(settings=Settings(store=url, models_dir=tmp_path / "models"))
+def shared_runtime(url: str, tmp_path: Path, *, store_timeout_s: float = 5) -> Runtime:
+    runtime = Runtime(settings=Settings(store=url, models_dir=tmp_path / "models", store_timeout_s=store_timeout_s))
     users.register(runtime, users.Registration(id="reader", role="analyst", plan="team", consents=["PERSONALIZATION"]))
     return runtime
 
 
-def test_healthz_answers_503_at_once_while_the_store_hangs(oxigraph, tmp_path, store_timeout):
+def test_healthz_answers_503_at_once_while_the_store_hangs(oxigraph, tmp_path):
     url, process = oxigraph
-    store_timeout(5)
-    runtime = shared_runtime(url, tmp_path)
+    runtime = shared_runtime(url, tmp_path, store_timeout_s=5)
     with serving(runtime) as base, httpx.Client(base_url=base, timeout=10) as http:
         assert http.get("/healthz").status_code == 200
         os.kill(process.pid, signal.SIGSTOP)
@@ -240,11 +226,9 @@ def test_healthz_answers_503_at_once_while_the_store_hangs(oxigraph, tmp_path, s
             time.sleep(0.2)
 
 
-def test_a_store_that_does_not_answer_gives_store_unavailable_within_the_store_timeout(oxigraph, tmp_path,
-                                                                                          store_timeout):
+def test_a_store_that_does_not_answer_gives_store_unavailable_within_the_store_timeout(oxigraph, tmp_path):
     url, process = oxigraph
-    store_timeout(1)
-    runtime = shared_runtime(url, tmp_path)
+    runtime = shared_runtime(url, tmp_path, store_timeout_s=1)
     with serving(runtime) as base, httpx.Client(base_url=base, timeout=10) as http:
         assert http.post("/graphql", json={"query": NEXT}).json()["data"]["nextSteps"]["decisionId"]
         os.kill(process.pid, signal.SIGSTOP)

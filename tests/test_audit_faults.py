@@ -109,7 +109,7 @@ def shared_runtime(url: str, tmp_path: Path) -> Runtime:
     return runtime
 
 
-def test_a_lost_reply_to_an_applied_commit_leaves_the_shared_chain_intact(server, tmp_path):  # noqa: F811
+def test_a_lost_reply_to_an_applied_commit_leaves_the_shared_chain_intact(server, tmp_path):
     with lossy_proxy(server) as proxy:
         runtime = shared_runtime(proxy.url, tmp_path)
         decide.next_steps(runtime, "lost")
@@ -123,7 +123,7 @@ def test_a_lost_reply_to_an_applied_commit_leaves_the_shared_chain_intact(server
         assert result.records == 5  # the record whose reply was lost landed, and is chained
 
 
-def test_a_failed_commit_that_was_not_applied_leaves_the_shared_chain_intact(server, tmp_path):  # noqa: F811
+def test_a_failed_commit_that_was_not_applied_leaves_the_shared_chain_intact(server, tmp_path):
     with lossy_proxy(server) as proxy:
         runtime = shared_runtime(proxy.url, tmp_path)
         decide.next_steps(runtime, "lost")
@@ -136,7 +136,7 @@ def test_a_failed_commit_that_was_not_applied_leaves_the_shared_chain_intact(ser
         assert result.records == 2
 
 
-def test_retrying_an_append_whose_reply_was_lost_stores_it_once(server, tmp_path):  # noqa: F811
+def test_retrying_an_append_whose_reply_was_lost_stores_it_once(server, tmp_path):
     with lossy_proxy(server) as proxy:
         store = runtime_on(proxy.url, tmp_path).store
         trail = AuditTrail(store, HEAD, chain="retry")

@@ -226,3 +226,21 @@ def test_without_keys_an_approval_must_name_who_approves(client):
     promote = 'mutation($v: String!) { promoteModel(version: $v) { version } }'
     error = client.error(promote, {"v": "0123abcd"})
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "approvedBy" in error["message"]
+
+
+def test_a_token_made_without_any_jwt_library_is_accepted(http):
+    """A backend in any language can mint tokens: HS256 over base64url JSON, by the RFC 7515 recipe alone."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "web-app"}).encode())
+    claims = b64(json.dumps({"sub": "ann", "exp": int(time.time()) + 300}).encode())
+    signature = b64(hmac.new(APP_SECRET.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest())
+    token = f"{header}.{claims}.{signature}"
+    assert call(http, token, NEXT, u="ann").json()["data"]["nextSteps"]["decisionId"]
+    assert call(http, token, NEXT, u="bob").status_code == 403
