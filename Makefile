@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test schema clean
+.PHONY: install run test lint schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/wayfinder serve --demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# Lint and format check of the whole tree (pyproject.toml [tool.ruff]); `make test` runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

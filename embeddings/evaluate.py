@@ -42,14 +42,20 @@ def ndcg_at_k(scores: Sequence[float] | np.ndarray, gains: Sequence[float] | np.
     return float((gains[top] * discount[: top.size]).sum()) / best if best > 0 else 0.0
 
 
-def mean_ndcg(scores: np.ndarray, *, users: Sequence[str], truth: Mapping[str, Mapping[str, float]],
-              step_index: Mapping[str, int], k: int = 5) -> float:
+def mean_ndcg(
+    scores: np.ndarray,
+    *,
+    users: Sequence[str],
+    truth: Mapping[str, Mapping[str, float]],
+    step_index: Mapping[str, int],
+    k: int = 5,
+) -> float:
     """Return the mean NDCG@k over users of a [users, steps] score matrix against the truth."""
     values = []
     for row, user in enumerate(users):
         candidates = [(step_index[s], g) for s, g in truth[user].items() if s in step_index]
         if candidates:
-            idx, gains = zip(*candidates)
+            idx, gains = zip(*candidates, strict=True)
             values.append(ndcg_at_k(scores[row, list(idx)], gains, k=k))
     return float(np.mean(values)) if values else 0.0
 
@@ -97,12 +103,22 @@ class SegmentLift:
                 if not self.completers[r, i].any():
                     continue
                 best = np.argsort(-self.lift[r, i], kind="stable")[:top]
-                rows.append({
-                    "role": roles[r], "industry": industries[i], "activation_rate": round(float(self.base_rate[r, i]), 4),
-                    "top_steps": [{"step": steps[s], "completers": int(self.completers[r, i, s]),
-                                   "share": round(float(self.share[r, i, s]), 4),
-                                   "lift": round(float(self.lift[r, i, s]), 4)} for s in best],
-                })
+                rows.append(
+                    {
+                        "role": roles[r],
+                        "industry": industries[i],
+                        "activation_rate": round(float(self.base_rate[r, i]), 4),
+                        "top_steps": [
+                            {
+                                "step": steps[s],
+                                "completers": int(self.completers[r, i, s]),
+                                "share": round(float(self.share[r, i, s]), 4),
+                                "lift": round(float(self.lift[r, i, s]), 4),
+                            }
+                            for s in best
+                        ],
+                    }
+                )
         return rows
 
 
@@ -125,9 +141,12 @@ def segment_counts(export: Export, users: Tensor) -> SegmentCounts:
     role, industry = inputs.role.numpy(), inputs.industry.numpy()
     known = (role >= 0) & (industry >= 0)
     done = completion_matrix(data, users).numpy()
-    counts = SegmentCounts(users=np.zeros((n_roles, n_industries)), activated=np.zeros((n_roles, n_industries)),
-                           completers=np.zeros((n_roles, n_industries, n_steps)),
-                           activators=np.zeros((n_roles, n_industries, n_steps)))
+    counts = SegmentCounts(
+        users=np.zeros((n_roles, n_industries)),
+        activated=np.zeros((n_roles, n_industries)),
+        completers=np.zeros((n_roles, n_industries, n_steps)),
+        activators=np.zeros((n_roles, n_industries, n_steps)),
+    )
     np.add.at(counts.completers, (role[known], industry[known]), done[known])
     np.add.at(counts.activators, (role[known], industry[known]), done[known] * y[known, None])
     np.add.at(counts.users, (role[known], industry[known]), 1.0)
@@ -149,8 +168,11 @@ def segment_lift(export: Export, train: Tensor, *, prior: float = 10.0) -> Segme
 def segment_scores(lift: SegmentLift, export: Export, users: Tensor) -> np.ndarray:
     """Return the segment-lift [users, steps] scores."""
     inputs = user_inputs(export.data, users)
-    return np.stack([lift.scores(int(r), int(i)) for r, i in zip(inputs.role, inputs.industry)]) \
-        if users.numel() else np.zeros((0, int(export.data["step"].num_nodes)))
+    return (
+        np.stack([lift.scores(int(r), int(i)) for r, i in zip(inputs.role, inputs.industry, strict=True)])
+        if users.numel()
+        else np.zeros((0, int(export.data["step"].num_nodes)))
+    )
 
 
 def rules_scores(export: Export, users: Tensor) -> np.ndarray:
@@ -172,7 +194,7 @@ def rules_scores(export: Export, users: Tensor) -> np.ndarray:
     static = 1.0 - rank / n_steps + RULE_WEIGHTS["depth"] * depth + RULE_WEIGHTS["unlock"] * unlocks
     inputs = user_inputs(data, users)
     used: list[set[int]] = [set() for _ in range(users.numel())]
-    for u, f in zip(inputs.used_user.tolist(), inputs.used_feature.tolist()):
+    for u, f in zip(inputs.used_user.tolist(), inputs.used_feature.tolist(), strict=True):
         used[u].add(f)
     scores = np.tile(static, (users.numel(), 1))
     for row, features in enumerate(used):
@@ -188,8 +210,15 @@ def random_scores(n_users: int, n_steps: int, *, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n_users, n_steps))
 
 
-def evaluate(model: UpliftGNN, export: Export, *, train: Tensor, test: Tensor,
-             truth: Mapping[str, Mapping[str, float]], k: int = 5) -> dict[str, float]:
+def evaluate(
+    model: UpliftGNN,
+    export: Export,
+    *,
+    train: Tensor,
+    test: Tensor,
+    truth: Mapping[str, Mapping[str, float]],
+    k: int = 5,
+) -> dict[str, float]:
     """Return NDCG@k against the truth on the test users for the model and every baseline."""
     users = [export.iris("user")[i] for i in test.tolist()]
     step_index = export.index["step"]
@@ -202,4 +231,7 @@ def evaluate(model: UpliftGNN, export: Export, *, train: Tensor, test: Tensor,
         "rules": rules_scores(export, test),
         "random": random_scores(test.numel(), len(step_index)),
     }
-    return {name: mean_ndcg(scores, users=users, truth=truth, step_index=step_index, k=k) for name, scores in matrices.items()}
+    return {
+        name: mean_ndcg(scores, users=users, truth=truth, step_index=step_index, k=k)
+        for name, scores in matrices.items()
+    }

@@ -24,8 +24,13 @@ from service.clock import consent_order, parse_datetime
 
 NODE_TYPES = ("user", "step", "feature", "role", "industry", "plan")
 CATALOG_TYPES = ("step", "feature", "role", "industry", "plan")
-CLASSES = {"step": vocab.STEP, "feature": vocab.FEATURE, "role": vocab.ROLE, "industry": vocab.INDUSTRY,
-           "plan": vocab.PLAN}
+CLASSES = {
+    "step": vocab.STEP,
+    "feature": vocab.FEATURE,
+    "role": vocab.ROLE,
+    "industry": vocab.INDUSTRY,
+    "plan": vocab.PLAN,
+}
 # Relation name -> (source type, target type, SPARQL pattern over ?s and ?o).
 CATALOG_RELATIONS = {
     "introduces": ("step", "feature", "?s wf:introduces ?o"),
@@ -43,27 +48,40 @@ USER_RELATIONS = {
     "completed": ("user", "step"),
     "dismissed": ("user", "step"),
 }
-EVENT_RELATIONS = {vocab.STEP_COMPLETED.value: "completed", vocab.STEP_DISMISSED.value: "dismissed",
-                   vocab.FEATURE_USED.value: "used"}
+EVENT_RELATIONS = {
+    vocab.STEP_COMPLETED.value: "completed",
+    vocab.STEP_DISMISSED.value: "dismissed",
+    vocab.FEATURE_USED.value: "used",
+}
 
 PREFIXES = f"PREFIX wf: <{vocab.WF_NS}>\nPREFIX dpv: <{vocab.DPV_NS}>\nPREFIX rdf: <{vocab.RDF_NS}>\n"
 
-NODES_QUERY = PREFIXES + """
+NODES_QUERY = (
+    PREFIXES
+    + """
 SELECT ?node ?class WHERE {
   VALUES ?class { wf:Step wf:Feature wf:Role wf:Industry wf:Plan }
   ?node a ?class .
   FILTER isIRI(?node)
 }"""
+)
 
 ORDER_QUERY = PREFIXES + "SELECT ?step ?order WHERE { ?step a wf:Step ; wf:defaultOrder ?order }"
 
-LINKS_QUERY = PREFIXES + "SELECT ?rel ?s ?o WHERE {\n" + "\n  UNION\n".join(
-    f'  {{ {pattern} BIND("{name}" AS ?rel) }}' for name, (_, _, pattern) in CATALOG_RELATIONS.items()
-) + "\n}"
+LINKS_QUERY = (
+    PREFIXES
+    + "SELECT ?rel ?s ?o WHERE {\n"
+    + "\n  UNION\n".join(
+        f'  {{ {pattern} BIND("{name}" AS ?rel) }}' for name, (_, _, pattern) in CATALOG_RELATIONS.items()
+    )
+    + "\n}"
+)
 
 # Ordered as queries/service/consent-records.rq: by wf:recordedAt, the service's clock; a record written
 # before the service kept it by its dpv:isIndicatedAtTime, so that older stores keep their meaning.
-CONSENT_QUERY = PREFIXES + """
+CONSENT_QUERY = (
+    PREFIXES
+    + """
 SELECT ?user ?record ?status ?orderedAt WHERE {
   ?record a dpv:ConsentRecord ;
           dpv:hasDataSubject ?user ;
@@ -73,32 +91,45 @@ SELECT ?user ?record ?status ?orderedAt WHERE {
   OPTIONAL { ?record wf:recordedAt ?recordedAt }
   BIND (COALESCE(?recordedAt, ?at) AS ?orderedAt)
 }"""
+)
 
-PROFILES_QUERY = PREFIXES + """
+PROFILES_QUERY = (
+    PREFIXES
+    + """
 SELECT ?user ?role ?industry ?plan WHERE {
   ?user a wf:User .
   OPTIONAL { ?user wf:hasRole ?role }
   OPTIONAL { ?user wf:hasIndustry ?industry }
   OPTIONAL { ?user wf:hasPlan ?plan }
 }"""
+)
 
-STEP_EVENTS_QUERY = PREFIXES + """
+STEP_EVENTS_QUERY = (
+    PREFIXES
+    + """
 SELECT ?user ?type ?about WHERE {
   VALUES ?type { wf:StepCompleted wf:StepDismissed }
   ?event a ?type ; wf:byUser ?user ; wf:aboutStep ?about .
 }"""
+)
 
-FEATURE_EVENTS_QUERY = PREFIXES + """
+FEATURE_EVENTS_QUERY = (
+    PREFIXES
+    + """
 SELECT ?user ?type ?about WHERE {
   VALUES ?type { wf:FeatureUsed }
   ?event a ?type ; wf:byUser ?user ; wf:aboutFeature ?about .
 }"""
+)
 
-OUTCOMES_QUERY = PREFIXES + """
+OUTCOMES_QUERY = (
+    PREFIXES
+    + """
 SELECT DISTINCT ?user ?type WHERE {
   VALUES ?type { wf:Activated wf:Converted }
   ?event a ?type ; wf:byUser ?user .
 }"""
+)
 
 
 @dataclass
@@ -201,8 +232,7 @@ def export_graph(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS, re
 
     user_iris = sorted(users, key=users.__getitem__)
     data["user"].y = torch.tensor([u in outcomes[vocab.ACTIVATED.value] for u in user_iris], dtype=torch.float)
-    data["user"].converted = torch.tensor([u in outcomes[vocab.CONVERTED.value] for u in user_iris],
-                                          dtype=torch.float)
+    data["user"].converted = torch.tensor([u in outcomes[vocab.CONVERTED.value] for u in user_iris], dtype=torch.float)
     order = dict(_select(store, ORDER_QUERY))
     steps = sorted(index["step"], key=index["step"].__getitem__)
     data["step"].default_order = torch.tensor([float(order.get(s, "nan")) for s in steps], dtype=torch.float)

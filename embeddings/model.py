@@ -58,7 +58,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, value: dict) -> "ModelConfig":
+    def from_dict(cls, value: dict) -> ModelConfig:
         return cls(**{**value, "relations": tuple(tuple(r) for r in value["relations"])})
 
 
@@ -69,9 +69,9 @@ class UpliftGNN(nn.Module):
         super().__init__()
         self.config = config
         h = config.hidden
-        self.embedding = nn.ModuleDict({
-            kind: nn.Embedding(1 if kind == "step" else max(config.sizes[kind], 1), h) for kind in CATALOG_TYPES
-        })
+        self.embedding = nn.ModuleDict(
+            {kind: nn.Embedding(1 if kind == "step" else max(config.sizes[kind], 1), h) for kind in CATALOG_TYPES}
+        )
         for emb in self.embedding.values():
             nn.init.normal_(emb.weight, std=0.5)
         self.convs = nn.ModuleList(
@@ -118,8 +118,9 @@ class UpliftGNN(nn.Module):
             known = (idx >= 0).unsqueeze(1)
             pre = pre + torch.where(known, proj[kind][idx.clamp(min=0)], torch.zeros(()))
         if users.used_user.numel():
-            pre = pre + scatter(proj["feature"][users.used_feature], users.used_user, dim=0,
-                                dim_size=users.size, reduce="sum")
+            pre = pre + scatter(
+                proj["feature"][users.used_feature], users.used_user, dim=0, dim_size=users.size, reduce="sum"
+            )
         hidden = nn.functional.dropout(torch.tanh(pre), self.config.dropout, self.training)
         return self.user_out(hidden)
 
@@ -127,8 +128,13 @@ class UpliftGNN(nn.Module):
         """Return each step's output vector and uplift bias."""
         step = catalog["step"]
         introduces = edge_index_dict[INTRODUCES]
-        z = self.step_out(step) + scatter(self.feature_out(catalog["feature"])[introduces[1]], introduces[0], dim=0,
-                                          dim_size=step.size(0), reduce="mean")
+        z = self.step_out(step) + scatter(
+            self.feature_out(catalog["feature"])[introduces[1]],
+            introduces[0],
+            dim=0,
+            dim_size=step.size(0),
+            reduce="mean",
+        )
         return z * self.step_scale.exp().unsqueeze(1), self.step_bias(step).squeeze(-1) + self.step_offset
 
     def usage_logits(self, catalog: dict[str, Tensor], h: Tensor) -> Tensor:
@@ -152,7 +158,7 @@ class UpliftEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     @classmethod
-    def untrained(cls, config: ModelConfig, members: int) -> "UpliftEnsemble":
+    def untrained(cls, config: ModelConfig, members: int) -> UpliftEnsemble:
         """Return an ensemble of freshly initialised members (to load a state dict into)."""
         return cls(config, [UpliftGNN(config) for _ in range(members)])
 

@@ -71,16 +71,25 @@ def versions(runtime) -> list[ModelVersion]:
     """Return every registered version, oldest first."""
     out = []
     for row in runtime.store.select(runtime.queries["model-versions"]):
-        text = lambda name: row[name].value if row[name] is not None else None  # noqa: E731
-        out.append(ModelVersion(
-            version=text("version"), iri=text("model"), status=text("status"), artifact_hash=text("hash"),
-            data_snapshot=text("snapshot"), hyper_parameters=json.loads(text("hyperParameters")),
-            metrics=json.loads(text("metrics")), trained_at=parse_datetime(text("trainedAt")),
-            training_run=text("training"), training_users=int(text("trainingUsers")),
-            requested_by=text("requestedBy"), approved_by=text("approvedBy"),
-            approved_at=parse_datetime(text("approvedAt")) if row["approvedAt"] is not None else None,
-            supersedes=vocab.local_id(text("supersedes")) if row["supersedes"] is not None else None,
-        ))
+        text = lambda name, row=row: row[name].value if row[name] is not None else None  # noqa: E731
+        out.append(
+            ModelVersion(
+                version=text("version"),
+                iri=text("model"),
+                status=text("status"),
+                artifact_hash=text("hash"),
+                data_snapshot=text("snapshot"),
+                hyper_parameters=json.loads(text("hyperParameters")),
+                metrics=json.loads(text("metrics")),
+                trained_at=parse_datetime(text("trainedAt")),
+                training_run=text("training"),
+                training_users=int(text("trainingUsers")),
+                requested_by=text("requestedBy"),
+                approved_by=text("approvedBy"),
+                approved_at=parse_datetime(text("approvedAt")) if row["approvedAt"] is not None else None,
+                supersedes=vocab.local_id(text("supersedes")) if row["supersedes"] is not None else None,
+            )
+        )
     return out
 
 
@@ -89,8 +98,10 @@ def find(runtime, version: str) -> ModelVersion:
     for candidate in versions(runtime):
         if candidate.version == version:
             return candidate
-    raise NotFound(f"no model version {version!r}; `wayfinder model list` shows the registered ones",
-                   details=[{"field": "version", "reason": "not registered"}])
+    raise NotFound(
+        f"no model version {version!r}; `wayfinder model list` shows the registered ones",
+        details=[{"field": "version", "reason": "not registered"}],
+    )
 
 
 def active(runtime) -> ModelVersion | None:
@@ -109,8 +120,15 @@ def artefact(runtime, version: ModelVersion) -> bytes:
 # -- training ------------------------------------------------------------------
 
 
-def train(runtime, *, seed: int = 0, options: TrainOptions | None = None, requested_by: str | None = None,
-          truth=None, progress: bool = False) -> ModelVersion:
+def train(
+    runtime,
+    *,
+    seed: int = 0,
+    options: TrainOptions | None = None,
+    requested_by: str | None = None,
+    truth=None,
+    progress: bool = False,
+) -> ModelVersion:
     """Export the consented data, train, evaluate on held-out users, register a candidate version."""
     options = options or TrainOptions()
     started = now()
@@ -122,13 +140,27 @@ def train(runtime, *, seed: int = 0, options: TrainOptions | None = None, reques
     metrics.update({f"{k}": round(v, 6) for k, v in result.metrics.items()})
     if truth is not None:
         users = [export.iris("user")[i] for i in split.test.tolist()]
-        metrics["test_ndcg5_truth"] = round(mean_ndcg(model_scores(result.model, export, split.test), users=users,
-                                                      truth=truth, step_index=export.index["step"]), 6)
+        metrics["test_ndcg5_truth"] = round(
+            mean_ndcg(
+                model_scores(result.model, export, split.test),
+                users=users,
+                truth=truth,
+                step_index=export.index["step"],
+            ),
+            6,
+        )
     # The artefact holds only what the data and seed decide, so retraining gives the same bytes.
     data = artefact_bytes(result.model, export, metrics=metrics, evidence=segment_counts(export, split.train))
-    return register(runtime, data, export=export, seed=seed, options=options,
-                    metrics={**metrics, "training_seconds": round(result.seconds, 3)},
-                    started=started, requested_by=requested_by)
+    return register(
+        runtime,
+        data,
+        export=export,
+        seed=seed,
+        options=options,
+        metrics={**metrics, "training_seconds": round(result.seconds, 3)},
+        started=started,
+        requested_by=requested_by,
+    )
 
 
 def _check_enough(export: Export) -> None:
@@ -138,7 +170,8 @@ def _check_enough(export: Export) -> None:
     if n < MIN_USERS or activated == 0 or activated == n:
         raise NotEnoughData(
             f"training needs at least {MIN_USERS} users with an ANALYTICS consent, some of whom activated and "
-            f"some not; the store has {n} such users, {activated} of whom activated")
+            f"some not; the store has {n} such users, {activated} of whom activated"
+        )
 
 
 def held_out_metrics(model, export: Export, users: torch.Tensor) -> dict:
@@ -152,8 +185,12 @@ def held_out_metrics(model, export: Export, users: torch.Tensor) -> dict:
         logits = (base + (uplift * done).sum(1)).numpy()
     rate = float(y.mean()) if users.numel() else float("nan")
     base_loss = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)) if 0 < rate < 1 else float("nan")
-    return {"test_users": int(users.numel()), "test_log_loss": round(loss, 6),
-            "test_base_rate_log_loss": round(float(base_loss), 6), "test_auc": round(_auc(logits, y.numpy()), 6)}
+    return {
+        "test_users": int(users.numel()),
+        "test_log_loss": round(loss, 6),
+        "test_base_rate_log_loss": round(float(base_loss), 6),
+        "test_auc": round(_auc(logits, y.numpy()), 6),
+    }
 
 
 def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -164,8 +201,17 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(wins / (len(positives) * len(negatives)))
 
 
-def register(runtime, data: bytes, *, export: Export, seed: int, options: TrainOptions, metrics: dict,
-             started: datetime, requested_by: str | None = None) -> ModelVersion:
+def register(
+    runtime,
+    data: bytes,
+    *,
+    export: Export,
+    seed: int,
+    options: TrainOptions,
+    metrics: dict,
+    started: datetime,
+    requested_by: str | None = None,
+) -> ModelVersion:
     """Record a trained artefact as a candidate version with its lineage; return it (or the same one, if known)."""
     sha = hashlib.sha256(data).hexdigest()
     version = sha[:12]
@@ -194,8 +240,12 @@ def register(runtime, data: bytes, *, export: Export, seed: int, options: TrainO
         T(run, vocab.PROV_STARTED_AT, datetime_literal(started), g),
         T(run, vocab.PROV_ENDED_AT, datetime_literal(ended), g),
         T(run, vocab.TRAINING_USERS, L(str(int(export.data["user"].num_nodes)), datatype=vocab.XSD_INTEGER), g),
-        T(model, vocab.ARTIFACT, L(base64.b64encode(data).decode("ascii"), datatype=vocab.XSD_BASE64),
-          vocab.MODEL_ARTIFACTS_GRAPH),
+        T(
+            model,
+            vocab.ARTIFACT,
+            L(base64.b64encode(data).decode("ascii"), datatype=vocab.XSD_BASE64),
+            vocab.MODEL_ARTIFACTS_GRAPH,
+        ),
     ]
     if requested_by:
         quads.append(T(run, vocab.REQUESTED_BY, L(requested_by), g))
@@ -229,10 +279,16 @@ def promote(runtime, version: str, *, approved_by: str) -> ModelVersion:
         g, L = vocab.MODELS_GRAPH, ox.Literal
         node = ox.NamedNode(target.iri)
         remove = [ox.Quad(node, vocab.STATUS, L(target.status), g)]
-        remove += [q for p in (vocab.APPROVED_BY, vocab.APPROVED_AT, vocab.SUPERSEDES)
-                   for q in runtime.store.quads(subject=node, predicate=p, graph=g)]
-        add = [ox.Quad(node, vocab.STATUS, L("active"), g), ox.Quad(node, vocab.APPROVED_BY, L(approver), g),
-               ox.Quad(node, vocab.APPROVED_AT, datetime_literal(now()), g)]
+        remove += [
+            q
+            for p in (vocab.APPROVED_BY, vocab.APPROVED_AT, vocab.SUPERSEDES)
+            for q in runtime.store.quads(subject=node, predicate=p, graph=g)
+        ]
+        add = [
+            ox.Quad(node, vocab.STATUS, L("active"), g),
+            ox.Quad(node, vocab.APPROVED_BY, L(approver), g),
+            ox.Quad(node, vocab.APPROVED_AT, datetime_literal(now()), g),
+        ]
         if current is not None:
             old = ox.NamedNode(current.iri)
             remove.append(ox.Quad(old, vocab.STATUS, L("active"), g))
@@ -254,7 +310,10 @@ def rollback(runtime) -> ModelVersion:
         g, L = vocab.MODELS_GRAPH, ox.Literal
         now_node, back = ox.NamedNode(current.iri), ox.NamedNode(previous.iri)
         runtime.store.commit(
-            remove=[ox.Quad(now_node, vocab.STATUS, L("active"), g), ox.Quad(back, vocab.STATUS, L(previous.status), g)],
+            remove=[
+                ox.Quad(now_node, vocab.STATUS, L("active"), g),
+                ox.Quad(back, vocab.STATUS, L(previous.status), g),
+            ],
             add=[ox.Quad(now_node, vocab.STATUS, L("rolled-back"), g), ox.Quad(back, vocab.STATUS, L("active"), g)],
         )
     log.info("model rolled back", extra={"model_version": previous.version, "rolled_back": current.version})

@@ -14,7 +14,6 @@ uses the same hyper-parameters.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -40,11 +39,19 @@ WORLDS = (
     {"seed": 101, "n_steps": 40, "n_features": 60, "n_areas": 6, "n_roles": 5, "n_industries": 6},
     {"seed": 202, "n_steps": 56, "n_features": 80, "n_areas": 7, "n_roles": 6, "n_industries": 5},
 )
-GOALS = {"ndcg5_min": 0.85, "margin_over_segment_lift": 0.05, "train_seconds_max": 300, "peak_memory_mb_max": 4096,
-         "scoring_p99_ms_max": 2.0}
+GOALS = {
+    "ndcg5_min": 0.85,
+    "margin_over_segment_lift": 0.05,
+    "train_seconds_max": 300,
+    "peak_memory_mb_max": 4096,
+    "scoring_p99_ms_max": 2.0,
+}
 REPEATS = 5  # timed scoring requests per test user
-ABLATIONS = {"single member": {"members": 1}, "no auxiliary task": {"members": 1, "aux": 0.0},
-             "no message passing": {"members": 1, "layers": 0}}
+ABLATIONS = {
+    "single member": {"members": 1},
+    "no auxiliary task": {"members": 1, "aux": 0.0},
+    "no message passing": {"members": 1, "layers": 0},
+}
 
 
 def peak_mb() -> float:
@@ -79,8 +86,11 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
         "events_in_store": count(store, "?e wf:byUser ?u"),
         "quads": len(store),
         "users_exported": int(export.data["user"].num_nodes),
-        "steps": len(world.steps), "features": len(world.features), "areas": len(world.areas),
-        "roles": len(world.roles), "industries": len(world.industries),
+        "steps": len(world.steps),
+        "features": len(world.features),
+        "areas": len(world.areas),
+        "roles": len(world.roles),
+        "industries": len(world.industries),
         "bulk_file_mb": round(users_path.stat().st_size / 2**20, 1),
     }
     del store
@@ -89,8 +99,11 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
     result = train_model(export, seed=0, options=options, truth=truth)
     timings["train_s"] = result.seconds
     split = result.split
-    sizes.update(train_users=int(split.train.numel()), validation_users=int(split.validation.numel()),
-                 test_users=int(split.test.numel()))
+    sizes.update(
+        train_users=int(split.train.numel()),
+        validation_users=int(split.validation.numel()),
+        test_users=int(split.test.numel()),
+    )
 
     t = time.perf_counter()
     ndcg5 = evaluate(result.model, export, train=split.train, test=split.test, truth=truth, k=5)
@@ -103,21 +116,29 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
     for name, early in (("bayes_ceiling", True), ("bayes_segment_only", False)):
         scores = np.stack([bayes_values(world, r, early=early)[order] for r in records])
         ndcg5[name] = mean_ndcg(scores, **against)
-    members = [mean_ndcg(model_scores(single(result.model, m), export, split.test), **against)
-               for m in range(len(result.model.members))]
+    members = [
+        mean_ndcg(model_scores(single(result.model, m), export, split.test), **against)
+        for m in range(len(result.model.members))
+    ]
     timings["evaluate_s"] = time.perf_counter() - t
 
     ablation_rows = {}
     if ablations:
         for name, change in ABLATIONS.items():
             if name == "single member":
-                ablation_rows[name] = {"ndcg5_mean": float(np.mean(members)), "ndcg5_min": float(np.min(members)),
-                                       "ndcg5_max": float(np.max(members))}
+                ablation_rows[name] = {
+                    "ndcg5_mean": float(np.mean(members)),
+                    "ndcg5_min": float(np.min(members)),
+                    "ndcg5_max": float(np.max(members)),
+                }
                 continue
-            variant = train_model(export, seed=0, options=TrainOptions(**{**asdict(options), **change}),
-                                  split=split, progress=False)
-            ablation_rows[name] = {"ndcg5": mean_ndcg(model_scores(variant.model, export, split.test), **against),
-                                   "train_s": round(variant.seconds, 1)}
+            variant = train_model(
+                export, seed=0, options=TrainOptions(**{**asdict(options), **change}), split=split, progress=False
+            )
+            ablation_rows[name] = {
+                "ndcg5": mean_ndcg(model_scores(variant.model, export, split.test), **against),
+                "train_s": round(variant.seconds, 1),
+            }
 
     artefact = workdir / f"{world.name}.pt"
     sha = save_model(result.model, export, artefact, metrics=ndcg5)
@@ -126,13 +147,16 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
     batch = model_scores(result.model, export, split.test)
     step_index = export.index["step"]
     for repeat in range(REPEATS + 1):  # the first pass warms up and is not timed
-        for row, (user, record) in enumerate(zip(test_users, records)):
+        for row, (user, record) in enumerate(zip(test_users, records, strict=True)):
             candidates = list(truth[user])
             t = time.perf_counter()
-            scores = scorer.scores(role=world.roles[record.role], industry=world.industries[record.industry],
-                                   plan=world.plans[record.plan],
-                                   used_features=[world.features[f] for f in record.early_features],
-                                   candidates=candidates)
+            scores = scorer.scores(
+                role=world.roles[record.role],
+                industry=world.industries[record.industry],
+                plan=world.plans[record.plan],
+                used_features=[world.features[f] for f in record.early_features],
+                candidates=candidates,
+            )
             if repeat:
                 latencies.append(time.perf_counter() - t)
             gap = max(gap, float(np.abs(np.array(scores) - batch[row, [step_index[s] for s in candidates]]).max()))
@@ -147,10 +171,13 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
         "validation": {k: round(v, 4) for k, v in result.metrics.items()},
         "best_epochs": [h["best_epoch"] for h in result.history if "best_epoch" in h],
         "timings": {k: round(v, 2) for k, v in timings.items()},
-        "scoring": {"requests": len(latencies), "candidates_mean": round(float(np.mean([len(truth[u]) for u in test_users])), 1),
-                    "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 4),
-                    "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 4),
-                    "max_abs_diff_vs_batch": gap},
+        "scoring": {
+            "requests": len(latencies),
+            "candidates_mean": round(float(np.mean([len(truth[u]) for u in test_users])), 1),
+            "p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 4),
+            "p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 4),
+            "max_abs_diff_vs_batch": gap,
+        },
         "artefact": {"bytes": artefact.stat().st_size, "sha256": sha},
         "peak_memory_mb_so_far": round(peak_mb(), 1),
         "segment_lift_table": lift.table(export, top=3),
@@ -175,41 +202,60 @@ def goals(world: dict) -> dict:
 
 def table(results: dict) -> str:
     lines = []
-    header = f"{'world':<10} {'model':>7} {'seg-lift':>8} {'popular':>7} {'rules':>7} {'random':>7} {'bayes':>7} " \
-             f"{'train s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+    header = (
+        f"{'world':<10} {'model':>7} {'seg-lift':>8} {'popular':>7} {'rules':>7} {'random':>7} {'bayes':>7} "
+        f"{'train s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+    )
     lines += [header, "-" * len(header)]
     for w in results["worlds"]:
         n = w["ndcg5"]
-        lines.append(f"{w['world']['name']:<10} {n['model']:>7.4f} {n['segment_lift']:>8.4f} {n['popularity']:>7.4f} "
-                     f"{n['rules']:>7.4f} {n['random']:>7.4f} {n['bayes_ceiling']:>7.4f} "
-                     f"{w['timings']['train_s']:>8.1f} {w['scoring']['p50_ms']:>7.4f} {w['scoring']['p99_ms']:>7.4f}")
-    lines.append(f"NDCG@5 against the planted truth on held-out new users; peak memory "
-                 f"{results['peak_memory_mb']:.0f} MB; all goals met: {results['all_goals_met']}")
+        lines.append(
+            f"{w['world']['name']:<10} {n['model']:>7.4f} {n['segment_lift']:>8.4f} {n['popularity']:>7.4f} "
+            f"{n['rules']:>7.4f} {n['random']:>7.4f} {n['bayes_ceiling']:>7.4f} "
+            f"{w['timings']['train_s']:>8.1f} {w['scoring']['p50_ms']:>7.4f} {w['scoring']['p99_ms']:>7.4f}"
+        )
+    lines.append(
+        f"NDCG@5 against the planted truth on held-out new users; peak memory "
+        f"{results['peak_memory_mb']:.0f} MB; all goals met: {results['all_goals_met']}"
+    )
     return "\n".join(lines)
 
 
-def run(*, users: int = 10_000, members: int | None = None, ablations: bool = True,
-        worlds: tuple[dict, ...] = WORLDS, command: str = "wayfinder evaluate") -> dict:
+def run(
+    *,
+    users: int = 10_000,
+    members: int | None = None,
+    ablations: bool = True,
+    worlds: tuple[dict, ...] = WORLDS,
+    command: str = "wayfinder evaluate",
+) -> dict:
     """Train and evaluate on each world; return the results with the goals checked."""
     options = TrainOptions(members=members or TrainOptions().members)
     started = time.perf_counter()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_world(spec, n_users=users, options=options, ablations=ablations, workdir=Path(tmp))
-                for spec in worlds]
+        rows = [
+            run_world(spec, n_users=users, options=options, ablations=ablations, workdir=Path(tmp)) for spec in worlds
+        ]
     for w in rows:
         w["goals"] = goals(w)
     results = {
         "command": command,
-        "machine": {"cpus": os.cpu_count(), "torch_threads_training": 1, "python": platform.python_version(),
-                    "torch": torch.__version__, "platform": platform.platform(),
-                    "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads_training": 1,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        },
         "options": asdict(options),
         "goals": GOALS,
         "worlds": rows,
         "peak_memory_mb": round(peak_mb(), 1),
         "total_s": round(time.perf_counter() - started, 1),
     }
-    results["all_goals_met"] = all(all(w["goals"].values()) for w in rows) and \
-        results["peak_memory_mb"] < GOALS["peak_memory_mb_max"]
+    results["all_goals_met"] = (
+        all(all(w["goals"].values()) for w in rows) and results["peak_memory_mb"] < GOALS["peak_memory_mb_max"]
+    )
     return results

@@ -33,8 +33,9 @@ FORMAT = "wayfinder-uplift-gnn/1"
 EVIDENCE = ("users", "activated", "completers", "activators")
 
 
-def artefact_bytes(model: UpliftEnsemble, export: Export, *, metrics: dict | None = None,
-                   evidence: SegmentCounts | None = None) -> bytes:
+def artefact_bytes(
+    model: UpliftEnsemble, export: Export, *, metrics: dict | None = None, evidence: SegmentCounts | None = None
+) -> bytes:
     """Return the model artefact: state dict, config, catalog index maps and relations, segment evidence.
 
     Nothing in it is about one user: the model's parameters belong to catalog entities and
@@ -57,8 +58,14 @@ def artefact_bytes(model: UpliftEnsemble, export: Export, *, metrics: dict | Non
     return buffer.getvalue()
 
 
-def save_model(model: UpliftEnsemble, export: Export, path: str | Path, *, metrics: dict | None = None,
-               evidence: SegmentCounts | None = None) -> str:
+def save_model(
+    model: UpliftEnsemble,
+    export: Export,
+    path: str | Path,
+    *,
+    metrics: dict | None = None,
+    evidence: SegmentCounts | None = None,
+) -> str:
     """Write the model artefact to a file; return its SHA-256."""
     data = artefact_bytes(model, export, metrics=metrics, evidence=evidence)
     path = Path(path)
@@ -101,8 +108,15 @@ class Scorer:
     Also fits ``service.policies.Scorer``: ``version`` and ``score(context, steps)``.
     """
 
-    def __init__(self, model: UpliftEnsemble, index: dict[str, dict[str, int]], edges: dict[EdgeType, Tensor],
-                 *, version: str = "unversioned", evidence: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        model: UpliftEnsemble,
+        index: dict[str, dict[str, int]],
+        edges: dict[EdgeType, Tensor],
+        *,
+        version: str = "unversioned",
+        evidence: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.version = version
         self.iri = vocab.MODEL_BASE + version
         self.index = index
@@ -124,13 +138,13 @@ class Scorer:
         self._arrays = {k: np.ascontiguousarray(np.stack(v)).astype(np.float64) for k, v in parts.items()}
 
     @classmethod
-    def load(cls, path: str | Path, *, sha256: str | None = None) -> "Scorer":
+    def load(cls, path: str | Path, *, sha256: str | None = None) -> Scorer:
         """Load an artefact (checking its hash if given) and precompute its catalog side."""
         data = Path(path).read_bytes()
         return cls.from_bytes(data, sha256=sha256, version=(sha256 or hashlib.sha256(data).hexdigest())[:16])
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, sha256: str | None = None, version: str = "unversioned") -> "Scorer":
+    def from_bytes(cls, data: bytes, *, sha256: str | None = None, version: str = "unversioned") -> Scorer:
         """Load an artefact held in memory (checking its hash if given)."""
         payload = load_payload(data, sha256=sha256, name=f"model {version}")
         model, index, edges = _unpack(payload)
@@ -141,8 +155,14 @@ class Scorer:
     def steps(self) -> list[str]:
         return list(self.index["step"])
 
-    def user_vector(self, *, role: str | None = None, industry: str | None = None, plan: str | None = None,
-                    used_features: Iterable[str] = ()) -> np.ndarray:
+    def user_vector(
+        self,
+        *,
+        role: str | None = None,
+        industry: str | None = None,
+        plan: str | None = None,
+        used_features: Iterable[str] = (),
+    ) -> np.ndarray:
         """Return the [members, hidden] embedding of a user from IRIs; unknown IRIs are ignored."""
         a = self._arrays
         pre = a["bias"].copy()
@@ -155,8 +175,15 @@ class Scorer:
             pre += a["feature"][:, features].sum(axis=1)
         return np.einsum("mh,mkh->mk", np.tanh(pre), a["w"]) + a["b"]
 
-    def scores(self, *, role: str | None = None, industry: str | None = None, plan: str | None = None,
-               used_features: Iterable[str] = (), candidates: Sequence[str]) -> list[float]:
+    def scores(
+        self,
+        *,
+        role: str | None = None,
+        industry: str | None = None,
+        plan: str | None = None,
+        used_features: Iterable[str] = (),
+        candidates: Sequence[str],
+    ) -> list[float]:
         """Return the activation uplift of each candidate step IRI (KeyError for a step the model never saw)."""
         idx = [self.index["step"][s] for s in candidates]
         h = self.user_vector(role=role, industry=industry, plan=plan, used_features=used_features)
@@ -186,6 +213,11 @@ class Scorer:
     def score(self, context, steps: list[str]) -> dict[str, float]:
         """Score the steps the model knows for a ``service.policies.Context``; others are left out."""
         known = [s for s in steps if s in self.index["step"]]
-        values = self.scores(role=context.role, industry=context.industry, plan=context.plan,
-                             used_features=context.used_features, candidates=known)
-        return dict(zip(known, values))
+        values = self.scores(
+            role=context.role,
+            industry=context.industry,
+            plan=context.plan,
+            used_features=context.used_features,
+            candidates=known,
+        )
+        return dict(zip(known, values, strict=True))

@@ -77,8 +77,11 @@ def split_users(n_users: int, *, seed: int, validation: float = 0.1, test: float
     """Return a seeded random split of user indices."""
     order = torch.randperm(n_users, generator=torch.Generator().manual_seed(seed))
     n_test, n_val = int(round(n_users * test)), int(round(n_users * validation))
-    return Split(train=order[n_test + n_val:].sort().values, validation=order[n_test:n_test + n_val].sort().values,
-                 test=order[:n_test].sort().values)
+    return Split(
+        train=order[n_test + n_val :].sort().values,
+        validation=order[n_test : n_test + n_val].sort().values,
+        test=order[:n_test].sort().values,
+    )
 
 
 @contextmanager
@@ -101,8 +104,13 @@ def mask_one_used(users: UserInputs, generator: torch.Generator) -> tuple[UserIn
     hidden = order[first]
     keep = torch.ones(n, dtype=torch.bool)
     keep[hidden] = False
-    rest = UserInputs(role=users.role, industry=users.industry, plan=users.plan,
-                      used_user=users.used_user[keep], used_feature=users.used_feature[keep])
+    rest = UserInputs(
+        role=users.role,
+        industry=users.industry,
+        plan=users.plan,
+        used_user=users.used_user[keep],
+        used_feature=users.used_feature[keep],
+    )
     return rest, users.used_user[hidden], users.used_feature[hidden]
 
 
@@ -131,8 +139,13 @@ def train_model(
     data = export.data
     split = split or split_users(int(data["user"].num_nodes), seed=seed)
     edges = catalog_edges(data)
-    config = ModelConfig(sizes=catalog_sizes(data), relations=tuple(edges), hidden=options.hidden,
-                         layers=options.layers, dropout=options.dropout)
+    config = ModelConfig(
+        sizes=catalog_sizes(data),
+        relations=tuple(edges),
+        hidden=options.hidden,
+        layers=options.layers,
+        dropout=options.dropout,
+    )
     with torch_threads(threads):
         val_users = [export.iris("user")[i] for i in split.validation.tolist()]
         bar = tqdm(total=options.members * options.epochs, desc="train", disable=not progress, leave=False)
@@ -141,28 +154,61 @@ def train_model(
         for k in range(options.members):
             torch.manual_seed(seed * 1009 + k)
             members.append(UpliftGNN(config))
-            history += _fit(members[-1], export, split=split, edges=edges, options=options, seed=seed * 1009 + k,
-                            truth=truth, val_users=val_users, bar=bar, member=k)
+            history += _fit(
+                members[-1],
+                export,
+                split=split,
+                edges=edges,
+                options=options,
+                seed=seed * 1009 + k,
+                truth=truth,
+                val_users=val_users,
+                bar=bar,
+                member=k,
+            )
         bar.close()
         ensemble = UpliftEnsemble(config, members).eval()
         metrics: dict[str, float] = {}
         if truth is not None:
-            metrics["val_ndcg5"] = mean_ndcg(model_scores(ensemble, export, split.validation), users=val_users,
-                                             truth=truth, step_index=export.index["step"])
-    return TrainResult(model=ensemble, split=split, options=options, metrics=metrics, history=history,
-                       seconds=time.perf_counter() - started)
+            metrics["val_ndcg5"] = mean_ndcg(
+                model_scores(ensemble, export, split.validation),
+                users=val_users,
+                truth=truth,
+                step_index=export.index["step"],
+            )
+    return TrainResult(
+        model=ensemble,
+        split=split,
+        options=options,
+        metrics=metrics,
+        history=history,
+        seconds=time.perf_counter() - started,
+    )
 
 
-def _fit(model: UpliftGNN, export: Export, *, split: Split, edges: dict, options: TrainOptions, seed: int,
-         truth: Mapping[str, Mapping[str, float]] | None, val_users: list[str], bar: tqdm,
-         member: int) -> list[dict[str, float]]:
+def _fit(
+    model: UpliftGNN,
+    export: Export,
+    *,
+    split: Split,
+    edges: dict,
+    options: TrainOptions,
+    seed: int,
+    truth: Mapping[str, Mapping[str, float]] | None,
+    val_users: list[str],
+    bar: tqdm,
+    member: int,
+) -> list[dict[str, float]]:
     """Fit one member in place; return its validation history."""
     data = export.data
     identity = {id(p) for p in model.identity_parameters()}
-    optimiser = torch.optim.Adam([
-        {"params": [p for p in model.parameters() if id(p) in identity], "weight_decay": options.l2_identity},
-        {"params": [p for p in model.parameters() if id(p) not in identity], "weight_decay": options.l2_shared},
-    ], lr=options.lr)
+    optimiser = torch.optim.Adam(
+        [
+            {"params": [p for p in model.parameters() if id(p) in identity], "weight_decay": options.l2_identity},
+            {"params": [p for p in model.parameters() if id(p) not in identity], "weight_decay": options.l2_shared},
+        ],
+        lr=options.lr,
+    )
     train_in, val_in = user_inputs(data, split.train), user_inputs(data, split.validation)
     train_done, val_done = completion_matrix(data, split.train), completion_matrix(data, split.validation)
     train_y, val_y = data["user"].y[split.train], data["user"].y[split.validation]
@@ -192,8 +238,9 @@ def _fit(model: UpliftGNN, export: Export, *, split: Split, edges: dict, options
             row = {"member": member, "epoch": epoch, "loss": loss.item(), "val_loss": val_loss}
             postfix["val_loss"] = round(val_loss, 4)
             if truth is not None:
-                row["val_ndcg5"] = mean_ndcg(uplift.numpy().astype(float), users=val_users, truth=truth,
-                                             step_index=export.index["step"])
+                row["val_ndcg5"] = mean_ndcg(
+                    uplift.numpy().astype(float), users=val_users, truth=truth, step_index=export.index["step"]
+                )
                 postfix["val_ndcg5"] = round(row["val_ndcg5"], 4)
             history.append(row)
             if val_loss < best[0]:

@@ -64,7 +64,7 @@ import math
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,7 @@ ROLE_NAMES = ("analyst", "engineer", "manager", "admin", "designer", "marketer",
 INDUSTRY_NAMES = ("retail", "fintech", "healthcare", "education", "logistics", "media", "gaming", "public-sector")
 CHANNELS = (vocab.WEB, vocab.MOBILE, vocab.IN_APP, vocab.EMAIL)
 PURPOSES = {"Analytics": vocab.ANALYTICS, "Personalization": vocab.PERSONALIZATION, "Marketing": vocab.MARKETING}
-START = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,8 @@ class World:
     def eligible(self, user: UserRecord) -> list[int]:
         """Return the steps the user's role and plan allow (prerequisites not applied)."""
         return [
-            s for s in range(len(self.steps))
+            s
+            for s in range(len(self.steps))
             if (not self.step_roles[s] or user.role in self.step_roles[s]) and self.step_plan[s] <= user.plan
         ]
 
@@ -213,8 +214,17 @@ def generate_world(
     if n_features < 2 * n_areas or n_steps < n_areas:
         raise ValueError("need at least two features and one step per area")
     rng = np.random.default_rng(seed)
-    world = _catalog(rng, seed=seed, n_steps=n_steps, n_features=n_features, n_areas=n_areas,
-                     n_roles=n_roles, n_industries=n_industries, params=params, name=name or f"world-{seed}")
+    world = _catalog(
+        rng,
+        seed=seed,
+        n_steps=n_steps,
+        n_features=n_features,
+        n_areas=n_areas,
+        n_roles=n_roles,
+        n_industries=n_industries,
+        params=params,
+        name=name or f"world-{seed}",
+    )
     _users(rng, world, n_users=n_users)
     return world
 
@@ -223,8 +233,18 @@ def _names(pool: tuple[str, ...], n: int, prefix: str) -> list[str]:
     return [pool[i] if i < len(pool) else f"{prefix}-{i}" for i in range(n)]
 
 
-def _catalog(rng: np.random.Generator, *, seed: int, n_steps: int, n_features: int, n_areas: int, n_roles: int,
-             n_industries: int, params: WorldParams, name: str) -> World:
+def _catalog(
+    rng: np.random.Generator,
+    *,
+    seed: int,
+    n_steps: int,
+    n_features: int,
+    n_areas: int,
+    n_roles: int,
+    n_industries: int,
+    params: WorldParams,
+    name: str,
+) -> World:
     roles = [WORLD_BASE + "role-" + n for n in _names(ROLE_NAMES, n_roles, "role")]
     industries = [WORLD_BASE + "industry-" + n for n in _names(INDUSTRY_NAMES, n_industries, "industry")]
     plans = [WORLD_BASE + "plan-" + n for n in PLAN_NAMES]
@@ -252,17 +272,31 @@ def _catalog(rng: np.random.Generator, *, seed: int, n_steps: int, n_features: i
             requires[s].append(int(rng.choice(same or earlier)))
     step_roles = [
         sorted(int(r) for r in rng.choice(n_roles, size=int(rng.integers(1, 3)), replace=False))
-        if rng.random() < 0.1 else []
+        if rng.random() < 0.1
+        else []
         for _ in range(n_steps)
     ]
     step_plan = [int(rng.choice([-1, 1, 2], p=[0.77, 0.15, 0.08])) for _ in range(n_steps)]
     channels = [[0] + [c for c in (1, 2, 3) if rng.random() < 0.4] for _ in range(n_steps)]
     return World(
-        seed=seed, name=name, params=params, roles=roles, industries=industries, plans=plans,
-        features=features, feature_parent=parent, feature_area=area, areas=list(range(n_areas)),
-        steps=[WORLD_BASE + f"step-{s:03d}" for s in range(n_steps)], step_feature=step_feature,
-        step_order=[int(o) for o in order], step_requires=requires, step_roles=step_roles, step_plan=step_plan,
-        step_channels=channels, step_quality=_quality(rng, parent, step_feature, params),
+        seed=seed,
+        name=name,
+        params=params,
+        roles=roles,
+        industries=industries,
+        plans=plans,
+        features=features,
+        feature_parent=parent,
+        feature_area=area,
+        areas=list(range(n_areas)),
+        steps=[WORLD_BASE + f"step-{s:03d}" for s in range(n_steps)],
+        step_feature=step_feature,
+        step_order=[int(o) for o in order],
+        step_requires=requires,
+        step_roles=step_roles,
+        step_plan=step_plan,
+        step_channels=channels,
+        step_quality=_quality(rng, parent, step_feature, params),
     )
 
 
@@ -287,8 +321,9 @@ def _users(rng: np.random.Generator, world: World, *, n_users: int) -> None:
     role_weights = rng.dirichlet(np.full(len(world.roles), 3.0))
     industry_weights = rng.dirichlet(np.full(len(world.industries), 3.0))
     step_area = np.array([world.feature_area[f] for f in world.step_feature])
-    area_features = [[f for f in range(n_areas, len(world.features)) if world.feature_area[f] == a]
-                     for a in range(n_areas)]
+    area_features = [
+        [f for f in range(n_areas, len(world.features)) if world.feature_area[f] == a] for a in range(n_areas)
+    ]
     rank = np.argsort(np.argsort(world.step_order))
     for i in range(n_users):
         role = int(rng.choice(len(world.roles), p=role_weights))
@@ -299,7 +334,7 @@ def _users(rng: np.random.Generator, world: World, *, n_users: int) -> None:
         need /= need.sum()
         relative = n_areas * need[step_area]  # 1 for an area the user needs as much as any other
         values = np.clip(world.step_quality * relative + rng.normal(0.0, p.value_noise, n_steps), 0.0, None)
-        pick = need ** p.early_sharpness
+        pick = need**p.early_sharpness
         pick /= pick.sum()
         early = []
         for _ in range(1 + int(rng.binomial(3, 0.5))):
@@ -310,22 +345,41 @@ def _users(rng: np.random.Generator, world: World, *, n_users: int) -> None:
         total = float(values[completed].sum()) if completed else 0.0
         activated = bool(rng.random() < 1.0 / (1.0 + math.exp(-(p.alpha + p.beta * total))))
         converted = activated and plan < 2 and bool(rng.random() < 0.3)
-        world.users.append(UserRecord(
-            id=f"{world.name}-u{i:05d}", role=role, industry=industry, plan=plan, need=need, values=values,
-            early_features=early, journey=journey, activated=activated,
-            converted=converted, consents=_consents(rng, p), pseudonym=rng.bytes(16).hex(),
-            registered_at=START + timedelta(minutes=7 * i),
-        ))
+        world.users.append(
+            UserRecord(
+                id=f"{world.name}-u{i:05d}",
+                role=role,
+                industry=industry,
+                plan=plan,
+                need=need,
+                values=values,
+                early_features=early,
+                journey=journey,
+                activated=activated,
+                converted=converted,
+                consents=_consents(rng, p),
+                pseudonym=rng.bytes(16).hex(),
+                registered_at=START + timedelta(minutes=7 * i),
+            )
+        )
 
 
-def _journey(rng: np.random.Generator, world: World, *, role: int, plan: int,
-             rank: np.ndarray) -> list[tuple[int, bool]]:
+def _journey(
+    rng: np.random.Generator, world: World, *, role: int, plan: int, rank: np.ndarray
+) -> list[tuple[int, bool]]:
     p = world.params
     n_steps = len(world.steps)
     target = 1 + int(rng.poisson(p.engagement))
-    keys = rng.permutation(n_steps).astype(float) if rng.random() < p.explore else rank + rng.normal(0, p.order_jitter, n_steps)
-    allowed = [s for s in range(n_steps)
-               if (not world.step_roles[s] or role in world.step_roles[s]) and world.step_plan[s] <= plan]
+    keys = (
+        rng.permutation(n_steps).astype(float)
+        if rng.random() < p.explore
+        else rank + rng.normal(0, p.order_jitter, n_steps)
+    )
+    allowed = [
+        s
+        for s in range(n_steps)
+        if (not world.step_roles[s] or role in world.step_roles[s]) and world.step_plan[s] <= plan
+    ]
     seen: set[int] = set()
     journey: list[tuple[int, bool]] = []
     done: set[int] = set()
@@ -359,8 +413,9 @@ def _consents(rng: np.random.Generator, p: WorldParams) -> list[tuple[str, bool,
     return records
 
 
-def bayes_values(world: World, user: UserRecord, *, early: bool = True, samples: int = 4000,
-                 seed: int = 0) -> np.ndarray:
+def bayes_values(
+    world: World, user: UserRecord, *, early: bool = True, samples: int = 4000, seed: int = 0
+) -> np.ndarray:
     """Return the posterior mean value of every step given the user's segment (and first events).
 
     The best any ranking can do from what a new user reveals, knowing the generative
@@ -375,7 +430,7 @@ def bayes_values(world: World, user: UserRecord, *, early: bool = True, samples:
     need /= need.sum(axis=1, keepdims=True)
     weights = np.ones(samples)
     if early:
-        pick = need ** p.early_sharpness
+        pick = need**p.early_sharpness
         pick = (1 - p.early_noise) * pick / pick.sum(axis=1, keepdims=True) + p.early_noise / n_areas
         log_w = sum(np.log(pick[:, world.feature_area[f]]) for f in user.early_features)
         weights = np.exp(log_w - np.max(log_w))
@@ -482,16 +537,21 @@ def user_nquads(world: World) -> str:
         events: list[tuple[ox.NamedNode, ox.NamedNode | None, str | None]] = []
         if given & {"Personalization", "Analytics"}:
             events += [(vocab.FEATURE_USED, vocab.ABOUT_FEATURE, world.features[f]) for f in user.early_features]
-        events += [(vocab.STEP_COMPLETED if done else vocab.STEP_DISMISSED, vocab.ABOUT_STEP, world.steps[s])
-                   for s, done in user.journey]
+        events += [
+            (vocab.STEP_COMPLETED if done else vocab.STEP_DISMISSED, vocab.ABOUT_STEP, world.steps[s])
+            for s, done in user.journey
+        ]
         if "Analytics" in given and user.activated:
             events.append((vocab.ACTIVATED, None, None))
             if user.converted:
                 events.append((vocab.CONVERTED, None, None))
         for minute, (cls, about, target) in enumerate(events, start=1):
             e = _n(vocab.EVENT_BASE + _uuid(rng))
-            out += [f"{e} {a} {_n(cls)} {g} .", f"{e} {_n(vocab.BY_USER)} {u} {g} .",
-                    f"{e} {_n(vocab.OCCURRED_AT)} {_time(at + timedelta(minutes=minute))} {g} ."]
+            out += [
+                f"{e} {a} {_n(cls)} {g} .",
+                f"{e} {_n(vocab.BY_USER)} {u} {g} .",
+                f"{e} {_n(vocab.OCCURRED_AT)} {_time(at + timedelta(minutes=minute))} {g} .",
+            ]
             if about is not None:
                 out.append(f"{e} {_n(about)} {_n(target)} {g} .")
     return "\n".join(out) + "\n"

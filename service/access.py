@@ -91,7 +91,7 @@ def parse_entry(entry: str) -> Key:
     at = next((i for i, name in enumerate(fields) if i > 0 and name in ROLES), None)
     if at is None:
         raise InvalidInput("api_keys", f"each entry is KEY:ROLE[:PRINCIPAL[:RATE]] with ROLE one of {', '.join(ROLES)}")
-    secret, role, rest = ":".join(fields[:at]), fields[at], fields[at + 1:]
+    secret, role, rest = ":".join(fields[:at]), fields[at], fields[at + 1 :]
     if len(secret) < 16:
         raise InvalidInput("api_keys", "keys must be at least 16 characters long")
     if role == APP and len(secret) < 32:  # an HMAC-SHA256 key as long as the hash (RFC 7518, 3.2)
@@ -107,7 +107,9 @@ def parse_keys(text: str, file: Path | None = None) -> Keys:
     """Return keys from entries separated by commas or new lines, and from a file of one entry a line."""
     entries = [e for e in text.replace("\n", ",").split(",") if e.strip()]
     if file is not None:
-        entries += [line for line in file.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        entries += [
+            line for line in file.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
+        ]
     return Keys(tuple(parse_entry(entry) for entry in entries))
 
 

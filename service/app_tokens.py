@@ -60,8 +60,9 @@ def verify(token: str, keys: Keys, *, max_ttl_s: float) -> AppIdentity:
         raise TokenRefused("app token: 'kid' names no app key of this service")
     for key in candidates:  # several while a key is rotated
         try:
-            claims = jwt.decode(token, key.secret, algorithms=[ALGORITHM], leeway=LEEWAY_S,
-                                options={"require": ["exp", "sub"]})
+            claims = jwt.decode(
+                token, key.secret, algorithms=[ALGORITHM], leeway=LEEWAY_S, options={"require": ["exp", "sub"]}
+            )
         except jwt.ExpiredSignatureError:
             raise TokenRefused("app token expired") from None
         except jwt.InvalidSignatureError:
@@ -81,5 +82,6 @@ def verify(token: str, keys: Keys, *, max_ttl_s: float) -> AppIdentity:
 def mint(subject: str, secret: str, *, app: str, ttl_s: float) -> str:
     """Return an app token for one user, as a product's backend makes it."""
     issued = int(time.time())
-    return jwt.encode({"sub": subject, "iat": issued, "exp": issued + int(ttl_s)}, secret, algorithm=ALGORITHM,
-                      headers={"kid": app})
+    return jwt.encode(
+        {"sub": subject, "iat": issued, "exp": issued + int(ttl_s)}, secret, algorithm=ALGORITHM, headers={"kid": app}
+    )

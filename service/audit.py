@@ -58,8 +58,15 @@ class ChainHead:
 class AuditTrail:
     """Appends chained records to the audit graph, one at a time."""
 
-    def __init__(self, store: Store, head_query: str, *, chain: str = "main", anchor_file: Path | None = None,
-                 checkpoint_every: int = 1000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        head_query: str,
+        *,
+        chain: str = "main",
+        anchor_file: Path | None = None,
+        checkpoint_every: int = 1000,
+    ) -> None:
         self.store = store
         self.chain = chain
         self._head_query = head_query
@@ -156,8 +163,11 @@ class AuditTrail:
 
     def _stored(self, record: ox.NamedNode, triples: list[ox.Triple]) -> ChainHead | None:
         """Return the record's place in the chain when it is stored already with this content, else None."""
-        own = {q.predicate: q.object.value for q in self.store.quads(subject=record, graph=vocab.AUDIT_GRAPH)
-               if q.predicate in (vocab.SEQUENCE, vocab.PREVIOUS_HASH, vocab.CONTENT_HASH)}
+        own = {
+            q.predicate: q.object.value
+            for q in self.store.quads(subject=record, graph=vocab.AUDIT_GRAPH)
+            if q.predicate in (vocab.SEQUENCE, vocab.PREVIOUS_HASH, vocab.CONTENT_HASH)
+        }
         if vocab.CONTENT_HASH not in own:
             return None
         digest, sequence = own[vocab.CONTENT_HASH], own.get(vocab.SEQUENCE, "")
@@ -181,8 +191,12 @@ class AuditTrail:
         with self._sealing:
             self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
             with self.anchor_file.open("a") as out:
-                out.write(json.dumps({"chain": self.chain, "sequence": head.sequence, "hash": head.hash,
-                                      "at": now().isoformat()}) + "\n")
+                out.write(
+                    json.dumps(
+                        {"chain": self.chain, "sequence": head.sequence, "hash": head.hash, "at": now().isoformat()}
+                    )
+                    + "\n"
+                )
                 out.flush()
                 os.fsync(out.fileno())
 
@@ -204,7 +218,8 @@ class AuditTrail:
                     str(self.anchor_file),
                     f"anchors expected: chain {chain} holds {records} records, one is sealed every "
                     f"{self.checkpoint_every} (WAYFINDER_AUDIT_CHECKPOINT_EVERY), but this file {state}; "
-                    "it may have been deleted or emptied, or not restored with a backup")
+                    "it may have been deleted or emptied, or not restored with a backup",
+                )
 
     def forget_head(self) -> None:
         """Re-read the chain head from the store on the next append (another writer appended)."""
@@ -283,24 +298,46 @@ def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None)
             try:
                 sequence = int(row["sequence"].value)
             except ValueError:
-                return _broken(checked_records, position, record.value,
-                               f"sequence {row['sequence'].value!r} is not an integer (chain {chain})")
+                return _broken(
+                    checked_records,
+                    position,
+                    record.value,
+                    f"sequence {row['sequence'].value!r} is not an integer (chain {chain})",
+                )
             if before is not None and sequence == position - 1:
-                return _broken(checked_records, sequence, record.value,
-                               f"duplicate sequence {sequence} in chain {chain}: records {before.value} and "
-                               f"{record.value} (a commit was applied twice or a reply was lost)")
+                return _broken(
+                    checked_records,
+                    sequence,
+                    record.value,
+                    f"duplicate sequence {sequence} in chain {chain}: records {before.value} and "
+                    f"{record.value} (a commit was applied twice or a reply was lost)",
+                )
             if sequence > position:
-                return _broken(checked_records, position, record.value,
-                               f"record {position} missing: a record was removed (chain {chain})")
+                return _broken(
+                    checked_records,
+                    position,
+                    record.value,
+                    f"record {position} missing: a record was removed (chain {chain})",
+                )
             if sequence != position:
-                return _broken(checked_records, position, record.value,
-                               f"sequence {sequence} where {position} was expected in chain {chain}")
+                return _broken(
+                    checked_records,
+                    position,
+                    record.value,
+                    f"sequence {sequence} where {position} was expected in chain {chain}",
+                )
             if row["previous"].value != expected_previous:
-                return _broken(checked_records, sequence, record.value, "previous hash does not match the record before")
+                return _broken(
+                    checked_records, sequence, record.value, "previous hash does not match the record before"
+                )
             digest = content_hash(record_triples(store, record))
             if digest != row["hash"].value:
-                return _broken(checked_records, sequence, record.value,
-                               "content hash does not match: a triple was added, removed or changed")
+                return _broken(
+                    checked_records,
+                    sequence,
+                    record.value,
+                    "content hash does not match: a triple was added, removed or changed",
+                )
             hashes[(chain, sequence)] = digest
             expected_previous = digest
             before = record
@@ -310,9 +347,13 @@ def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None)
     for anchor in anchors or []:
         key = (anchor.get("chain", "main"), int(anchor["sequence"]))
         if hashes.get(key) != anchor["hash"]:
-            return _broken(checked_records, key[1], None,
-                           f"record {key[1]} of chain {key[0]} is missing or differs from its external anchor "
-                           "(the chain was cut or rewritten)")
+            return _broken(
+                checked_records,
+                key[1],
+                None,
+                f"record {key[1]} of chain {key[0]} is missing or differs from its external anchor "
+                "(the chain was cut or rewritten)",
+            )
         checked += 1
     return Verification(records=checked_records, ok=True, anchors_checked=checked, chains=sizes)
 

@@ -17,7 +17,9 @@ from .sparql_terms import inline
 
 def candidate_steps(runtime: Runtime, user: ox.NamedNode, channel_iri: str) -> list[str]:
     """Return the IRIs of the steps the user may be shown next on the channel."""
-    query = inline(runtime.queries["candidates"], user=user, userGraph=graph_of(user), channel=ox.NamedNode(channel_iri))
+    query = inline(
+        runtime.queries["candidates"], user=user, userGraph=graph_of(user), channel=ox.NamedNode(channel_iri)
+    )
     entities = runtime.catalog.entities
     return [row["step"].value for row in runtime.store.select(query) if row["step"].value in entities]
 
@@ -26,4 +28,4 @@ def graph_of(user: ox.NamedNode) -> ox.NamedNode:
     """Return the named graph that holds the user's profile and events."""
     if not user.value.startswith(vocab.USER_BASE):
         raise ValueError(f"not a Wayfinder user IRI: {user.value}")
-    return vocab.user_graph(user.value[len(vocab.USER_BASE):])
+    return vocab.user_graph(user.value[len(vocab.USER_BASE) :])

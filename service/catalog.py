@@ -13,7 +13,12 @@ from . import vocab
 from .errors import NotFound
 from .store import Store
 
-CHANNEL_CODES = {"WEB": vocab.WEB.value, "MOBILE": vocab.MOBILE.value, "IN_APP": vocab.IN_APP.value, "EMAIL": vocab.EMAIL.value}
+CHANNEL_CODES = {
+    "WEB": vocab.WEB.value,
+    "MOBILE": vocab.MOBILE.value,
+    "IN_APP": vocab.IN_APP.value,
+    "EMAIL": vocab.EMAIL.value,
+}
 CHANNEL_OF_IRI = {iri: code for code, iri in CHANNEL_CODES.items()}
 
 
@@ -60,8 +65,10 @@ class Catalog:
         entity = self.by_id[kind].get(entity_id)
         if entity is None:
             known = ", ".join(sorted(self.by_id[kind])[:12])
-            raise NotFound(f"{field_name}: no {kind.lower()} with ID {entity_id!r} in the catalog (known: {known})",
-                           details=[{"field": field_name, "reason": f"unknown {kind.lower()}"}])
+            raise NotFound(
+                f"{field_name}: no {kind.lower()} with ID {entity_id!r} in the catalog (known: {known})",
+                details=[{"field": field_name, "reason": f"unknown {kind.lower()}"}],
+            )
         return entity.iri
 
     def areas(self, feature_iri: str) -> list[str]:
@@ -122,8 +129,12 @@ def read_catalog(store: Store, queries: dict[str, str]) -> Catalog:
         elif link == "includesPlan":
             catalog.includes.setdefault(s, []).append(o)
         elif isinstance(subject, StepInfo):
-            target = {"requires": subject.requires, "introduces": subject.introduces,
-                      "forRole": subject.roles, "requiresPlan": subject.plans}.get(link)
+            target = {
+                "requires": subject.requires,
+                "introduces": subject.introduces,
+                "forRole": subject.roles,
+                "requiresPlan": subject.plans,
+            }.get(link)
             if target is not None and o not in target:
                 target.append(o)
     for step in catalog.by_id["Step"].values():

@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pyoxigraph as ox
 import typer
@@ -22,17 +22,19 @@ from rich.table import Table
 from . import knowledge
 from .access import is_loopback, parse_keys
 from .errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, WayfinderError
-from .telemetry import configure_logging, configure_tracing
 from .runtime import Runtime
 from .settings import Settings
+from .telemetry import configure_logging, configure_tracing
 from .vocab import local_id
 
-app = typer.Typer(help="Wayfinder: decides which onboarding steps each new user sees next, and why.", no_args_is_help=True)
+app = typer.Typer(
+    help="Wayfinder: decides which onboarding steps each new user sees next, and why.", no_args_is_help=True
+)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 StoreOption = Annotated[
-    Optional[str], typer.Option("--store", help="Store folder, ':memory:' or SPARQL server URL [env WAYFINDER_STORE]")
+    str | None, typer.Option("--store", help="Store folder, ':memory:' or SPARQL server URL [env WAYFINDER_STORE]")
 ]
 
 
@@ -74,10 +76,14 @@ def _expand(paths: list[Path]) -> list[Path]:
 @app.command()
 def serve(
     store: StoreOption = None,
-    host: Annotated[Optional[str], typer.Option(help="Interface to bind [env WAYFINDER_HOST]")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port [env WAYFINDER_PORT]")] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Load the demo catalog, policies and users into the store")] = False,
-    workers: Annotated[int, typer.Option(help="Service processes; more than one needs a shared store (--store http://...)")] = 1,
+    host: Annotated[str | None, typer.Option(help="Interface to bind [env WAYFINDER_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env WAYFINDER_PORT]")] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo catalog, policies and users into the store")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(help="Service processes; more than one needs a shared store (--store http://...)")
+    ] = 1,
 ) -> None:
     """Run the service (GraphQL at /graphql)."""
     import uvicorn
@@ -90,8 +96,10 @@ def serve(
     try:
         keys = parse_keys(settings.api_keys, settings.api_keys_file)
         if not keys.enabled and not is_loopback(settings.host):
-            raise Forbidden(f"no API keys are configured, so the service listens on loopback only, not {settings.host}: "
-                            "set WAYFINDER_API_KEYS (see README, Running in production)")
+            raise Forbidden(
+                f"no API keys are configured, so the service listens on loopback only, not {settings.host}: "
+                "set WAYFINDER_API_KEYS (see README, Running in production)"
+            )
     except WayfinderError as exc:
         _fail(exc)
     configure_logging(settings.log_format)
@@ -108,24 +116,44 @@ def serve(
         _fail(exc)
     out.print(f"Wayfinder on http://{settings.host}:{settings.port}/graphql (GraphiQL there in a browser)")
     if workers == 1:
-        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info",
-                    access_log=settings.access_log)
+        uvicorn.run(
+            create_app(runtime),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=settings.access_log,
+        )
         return
     if not settings.store.startswith(("http://", "https://")):
-        _fail(InvalidInput("--workers", "several processes need a shared store: --store http://HOST:PORT "
-                                        "(an `oxigraph serve` process); an embedded store opens in one process only"))
+        _fail(
+            InvalidInput(
+                "--workers",
+                "several processes need a shared store: --store http://HOST:PORT "
+                "(an `oxigraph serve` process); an embedded store opens in one process only",
+            )
+        )
     runtime.store.close()
-    os.environ.update({"WAYFINDER_STORE": settings.store, "WAYFINDER_HOST": settings.host,
-                       "WAYFINDER_PORT": str(settings.port)})
-    uvicorn.run("service.api.asgi:create", factory=True, host=settings.host, port=settings.port,
-                workers=workers, log_level="info", access_log=settings.access_log)
+    os.environ.update(
+        {"WAYFINDER_STORE": settings.store, "WAYFINDER_HOST": settings.host, "WAYFINDER_PORT": str(settings.port)}
+    )
+    uvicorn.run(
+        "service.api.asgi:create",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level="info",
+        access_log=settings.access_log,
+    )
 
 
 @app.command()
 def load(
-    files: Annotated[list[Path], typer.Argument(help="Turtle, N-Triples, JSON-LD or RDF/XML files, or folders of them")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Turtle, N-Triples, JSON-LD or RDF/XML files, or folders of them")
+    ],
     store: StoreOption = None,
-    graph: Annotated[Optional[str], typer.Option(help="Target graph: ontology, catalog/NAME or policies/NAME")] = None,
+    graph: Annotated[str | None, typer.Option(help="Target graph: ontology, catalog/NAME or policies/NAME")] = None,
 ) -> None:
     """Validate (SHACL) and load files into the store; an invalid load stores nothing."""
     runtime = _runtime(store)
@@ -142,7 +170,7 @@ def load(
 
 @app.command()
 def validate(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to check; none: the whole store")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(help="Files or folders to check; none: the whole store")] = None,
     store: StoreOption = None,
 ) -> None:
     """Check ontology, catalog and shapes files, or the whole store; exit 1 on violations."""
@@ -166,7 +194,9 @@ def validate(
             raise RefusedWrite(violations)
     except WayfinderError as exc:
         _fail(exc)
-    out.print(f"[green]valid[/]: {checked} conform to {len(list(runtime.settings.shapes_dir.glob('*.ttl')))} shapes files")
+    out.print(
+        f"[green]valid[/]: {checked} conform to {len(list(runtime.settings.shapes_dir.glob('*.ttl')))} shapes files"
+    )
 
 
 @app.command()
@@ -174,7 +204,9 @@ def query(
     query_or_file: Annotated[str, typer.Argument(help="A SPARQL query, or a .rq file")],
     store: StoreOption = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Bind a variable: NAME=IRI or NAME=\"literal\"")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help='Bind a variable: NAME=IRI or NAME="literal"')
+    ] = None,
 ) -> None:
     """Run a SPARQL query against the store and print the result."""
     text = Path(query_or_file).read_text() if query_or_file.endswith(".rq") else query_or_file
@@ -189,7 +221,7 @@ def _run_and_print(runtime: Runtime, text: str, *, param: list[str] | None, form
         _fail(exc)
     except (OSError, RuntimeError) as exc:  # pyoxigraph's evaluation errors
         err.print(f"[bold red]error[/]: {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if isinstance(result, ox.QueryBoolean):
         out.print("true" if bool(result) else "false")
         return
@@ -203,7 +235,7 @@ def _run_and_print(runtime: Runtime, text: str, *, param: list[str] | None, form
         writer.writerow(names)
         writer.writerows(rows)
     elif format == "json":
-        sys.stdout.write(json.dumps([dict(zip(names, r)) for r in rows], indent=2) + "\n")
+        sys.stdout.write(json.dumps([dict(zip(names, r, strict=True)) for r in rows], indent=2) + "\n")
     else:
         table = Table(*names)
         for r in rows:
@@ -220,8 +252,12 @@ def backup(
     """Copy the embedded store, consistently, to a new folder (restore: serve with --store DESTINATION)."""
     runtime = _runtime(store)
     if runtime.store.location is None:
-        _fail(InvalidInput("--store", "back up an embedded store folder; a shared store is backed up on its server "
-                                      "with `oxigraph backup`"))
+        _fail(
+            InvalidInput(
+                "--store",
+                "back up an embedded store folder; a shared store is backed up on its server with `oxigraph backup`",
+            )
+        )
     if destination.exists():
         _fail(InvalidInput("destination", f"{destination} exists already; name a new folder"))
     runtime.store.backup(destination)
@@ -258,17 +294,23 @@ def app_token(
 def train(
     store: StoreOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and of the model's initialisation")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs per ensemble member [default: 300]")] = None,
-    members: Annotated[Optional[int], typer.Option(help="Ensemble members [default: 5]")] = None,
-    requested_by: Annotated[Optional[str], typer.Option("--requested-by", help="Who asked for the run (recorded)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per ensemble member [default: 300]")] = None,
+    members: Annotated[int | None, typer.Option(help="Ensemble members [default: 5]")] = None,
+    requested_by: Annotated[str | None, typer.Option("--requested-by", help="Who asked for the run (recorded)")] = None,
 ) -> None:
     """Train on the store's consented data, evaluate on held-out users, register a candidate; print its version."""
     from . import models
 
     runtime = _runtime(store)
     try:
-        version = models.train(runtime, seed=seed, epochs=epochs, members=members,
-                               requested_by=requested_by or os.environ.get("USER"), progress=sys.stderr.isatty())
+        version = models.train(
+            runtime,
+            seed=seed,
+            epochs=epochs,
+            members=members,
+            requested_by=requested_by or os.environ.get("USER"),
+            progress=sys.stderr.isatty(),
+        )
     except WayfinderError as exc:
         _fail(exc)
     err.print(f"trained on {version.training_users} users; held-out metrics {json.dumps(version.metrics)}")
@@ -306,18 +348,22 @@ def world(
             _fail(exc)
         runtime.store.oxigraph.bulk_load(path=str(people), format=ox.RdfFormat.N_QUADS)
     runtime.store.flush()
-    out.print(f"{generated.name}: {len(generated.steps)} steps, {len(generated.features)} features, {users} users "
-              f"in {runtime.store.location}")
+    out.print(
+        f"{generated.name}: {len(generated.steps)} steps, {len(generated.features)} features, {users} users "
+        f"in {runtime.store.location}"
+    )
 
 
-model_app = typer.Typer(help="Operators: the model registry. Only an approved (promoted) version serves.",
-                        no_args_is_help=True)
+model_app = typer.Typer(
+    help="Operators: the model registry. Only an approved (promoted) version serves.", no_args_is_help=True
+)
 app.add_typer(model_app, name="model")
 
 
 @model_app.command("list")
-def model_list(store: StoreOption = None,
-               format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table") -> None:
+def model_list(
+    store: StoreOption = None, format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table"
+) -> None:
     """List the registered versions, oldest first."""
     from dataclasses import asdict
 
@@ -329,8 +375,15 @@ def model_list(store: StoreOption = None,
         return
     table = Table("version", "status", "trained", "users", "test AUC", "approved by", "supersedes")
     for v in versions:
-        table.add_row(v.version, v.status, v.trained_at.isoformat(timespec="seconds"), str(v.training_users),
-                      str(v.metrics.get("test_auc", "-")), v.approved_by or "-", v.supersedes or "-")
+        table.add_row(
+            v.version,
+            v.status,
+            v.trained_at.isoformat(timespec="seconds"),
+            str(v.training_users),
+            str(v.metrics.get("test_auc", "-")),
+            v.approved_by or "-",
+            v.supersedes or "-",
+        )
     Console(width=max(out.width, 140)).print(table)
 
 
@@ -365,9 +418,9 @@ def model_rollback(store: StoreOption = None) -> None:
 @app.command()
 def evaluate(
     users: Annotated[int, typer.Option(help="Users per synthetic world")] = 10_000,
-    members: Annotated[Optional[int], typer.Option(help="Ensemble members [default: 5]")] = None,
+    members: Annotated[int | None, typer.Option(help="Ensemble members [default: 5]")] = None,
     ablations: Annotated[bool, typer.Option(help="Also train the ablations (single member, no aux, no GNN)")] = True,
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the results as JSON here")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here")] = None,
 ) -> None:
     """NDCG@5 against the planted truth on held-out new users of two synthetic worlds, with the baselines."""
     from embeddings import report
@@ -382,14 +435,21 @@ def evaluate(
         table = Table("role", "industry", "activation rate", "step", "completers", "activated after", "lift")
         for row in world["segment_lift_table"]:
             for i, step in enumerate(row["top_steps"]):
-                table.add_row(local_id(row["role"]) if i == 0 else "", local_id(row["industry"]) if i == 0 else "",
-                              f"{row['activation_rate']:.2f}" if i == 0 else "", local_id(step["step"]),
-                              str(step["completers"]), f"{step['share']:.2f}", f"{step['lift']:+.2f}")
+                table.add_row(
+                    local_id(row["role"]) if i == 0 else "",
+                    local_id(row["industry"]) if i == 0 else "",
+                    f"{row['activation_rate']:.2f}" if i == 0 else "",
+                    local_id(step["step"]),
+                    str(step["completers"]),
+                    f"{step['share']:.2f}",
+                    f"{step['lift']:+.2f}",
+                )
         out.print(table)
 
 
-audit_app = typer.Typer(help="Auditors: lineage of decisions, shipped lineage queries, chain verification.",
-                        no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Auditors: lineage of decisions, shipped lineage queries, chain verification.", no_args_is_help=True
+)
 app.add_typer(audit_app, name="audit")
 
 
@@ -402,8 +462,9 @@ def audit_decision(
     from . import vocab
 
     runtime = _runtime(store)
-    rows = runtime.store.select(runtime.queries["lineage/why-decision"],
-                                decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
+    rows = runtime.store.select(
+        runtime.queries["lineage/why-decision"], decision=ox.NamedNode(vocab.DECISION_BASE + decision_id)
+    )
     if not rows:
         err.print(f"[bold red]error[/]: no decision {decision_id!r}")
         raise typer.Exit(2)
@@ -412,11 +473,17 @@ def audit_decision(
     out.print(f"[bold]decision[/] {decision_id}")
     out.print(f"  at            {value('at')}")
     out.print(f"  personalised  {value('personalized')}")
-    out.print(f"  policy        {value('policyVersion')} (hash {value('policyHash')[:16]}, approved by {value('approvedBy')})")
+    out.print(
+        f"  policy        {value('policyVersion')} (hash {value('policyHash')[:16]}, approved by {value('approvedBy')})"
+    )
     out.print(f"  model         {value('modelVersion')}")
     out.print(f"  variant       {value('variant')}")
-    for kind, title in (("consent", "consent read"), ("profile", "profile facts used"), ("event", "events used"),
-                        ("returned", "returned, in rank order")):
+    for kind, title in (
+        ("consent", "consent read"),
+        ("profile", "profile facts used"),
+        ("event", "events used"),
+        ("returned", "returned, in rank order"),
+    ):
         items = [r for r in rows if r["kind"].value == kind]
         out.print(f"  [bold]{title}[/] ({len(items)})")
         for r in items:
@@ -427,7 +494,9 @@ def audit_decision(
 @audit_app.command("query")
 def audit_query(
     name: Annotated[str, typer.Argument(help="A query of queries/lineage/, e.g. why-decision")],
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Bind a variable: NAME=IRI or NAME=\"literal\"")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help='Bind a variable: NAME=IRI or NAME="literal"')
+    ] = None,
     store: StoreOption = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
 ) -> None:
@@ -461,7 +530,9 @@ def audit_verify(store: StoreOption = None) -> None:
     finally:
         runtime.store.close()  # a failed check must not keep the store's folder locked
     if not result.ok:
-        err.print(f"[bold red]broken[/] at record {result.broken_sequence}: {escape(result.broken_record or '(no record)')}")
+        err.print(
+            f"[bold red]broken[/] at record {result.broken_sequence}: {escape(result.broken_record or '(no record)')}"
+        )
         err.print(f"  {escape(result.reason or '')}", highlight=False)
         raise typer.Exit(1)
     out.print(f"[green]intact[/]: {result.records} records chained, {result.anchors_checked} external anchors match")
@@ -470,7 +541,9 @@ def audit_verify(store: StoreOption = None) -> None:
 @app.command()
 def purge(
     store: StoreOption = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what has expired; remove and record nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what has expired; remove and record nothing")
+    ] = False,
 ) -> None:
     """Remove the records whose retention period has run out and chain a purge record; print counts per rule."""
     from . import retention
@@ -483,19 +556,28 @@ def purge(
     for outcome in report.rules:
         kinds = outcome.removed or {"-": 0}
         for i, (kind, count) in enumerate(sorted(kinds.items())):
-            table.add_row(local_id(outcome.rule) if i == 0 else "", outcome.period if i == 0 else "",
-                          outcome.cutoff.isoformat(timespec="seconds") if i == 0 else "", local_id(kind), str(count))
+            table.add_row(
+                local_id(outcome.rule) if i == 0 else "",
+                outcome.period if i == 0 else "",
+                outcome.cutoff.isoformat(timespec="seconds") if i == 0 else "",
+                local_id(kind),
+                str(count),
+            )
     Console(width=max(out.width, 120)).print(table)
     if dry_run:
         out.print(f"dry run: {report.records_removed} records would be removed; nothing was changed")
     elif report.purge_id is None:
         out.print("nothing expired; no purge recorded")
     else:
-        out.print(f"purged {report.records_removed} records ({report.triples_removed} triples); "
-                  f"purge record {report.purge_id}")
+        out.print(
+            f"purged {report.records_removed} records ({report.triples_removed} triples); "
+            f"purge record {report.purge_id}"
+        )
     if report.receipts_removed:
-        out.print(f"{report.receipts_removed} write receipts past their idempotency window "
-                  f"{'would be ' if dry_run else ''}removed")
+        out.print(
+            f"{report.receipts_removed} write receipts past their idempotency window "
+            f"{'would be ' if dry_run else ''}removed"
+        )
 
 
 user_app = typer.Typer(help="Data subjects' rights: access to and export of one user's data.", no_args_is_help=True)
@@ -505,7 +587,7 @@ app.add_typer(user_app, name="user")
 @user_app.command("export")
 def user_export(
     user_id: Annotated[str, typer.Argument(help="The user's ID")],
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the JSON-LD here instead of stdout")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the JSON-LD here instead of stdout")] = None,
     store: StoreOption = None,
 ) -> None:
     """Everything held about one user (profile, events, consent history, decisions) as one JSON-LD document."""

@@ -76,10 +76,13 @@ def consent_record(
     ]
 
 
-def affected_by(store: Store, user: ox.NamedNode, purpose: ox.NamedNode, queries: dict[str, str]) -> tuple[list[str], list[str]]:
+def affected_by(
+    store: Store, user: ox.NamedNode, purpose: ox.NamedNode, queries: dict[str, str]
+) -> tuple[list[str], list[str]]:
     """Return the decisions and model versions that used the user's consent records for a purpose."""
     records = [
-        q.subject for q in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
+        q.subject
+        for q in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
         if any(store.quads(subject=q.subject, predicate=vocab.HAS_PURPOSE, object=purpose, graph=vocab.CONSENT_GRAPH))
     ]
     decisions: dict[str, None] = {}
@@ -113,4 +116,3 @@ def stamp_record_times(store: Store, ask_unstamped: str) -> int:
     with store.write_lock:
         store.commit(add=add)
     return len(add)
-

@@ -20,9 +20,9 @@ from .clock import datetime_literal, now, parse_datetime
 from .consent import current_consents
 from .errors import InvalidInput
 from .metrics import CANDIDATES, DECISIONS
-from .telemetry import tracer
 from .policies import Context, PolicyVersion, Scored, Scorer, active_version, rank
 from .runtime import Runtime
+from .telemetry import tracer
 from .users import consents, events, profile, require_user
 
 MAX_LIMIT = 50
@@ -63,14 +63,23 @@ def next_steps(
         span.set_attribute("decision_id", rec.decision_id)
     DECISIONS.labels(rec.policy_version, rec.variant or "", str(rec.personalized).lower()).inc()
     CANDIDATES.observe(len(rec.candidates))
-    log.info("decision", extra={"decision_id": rec.decision_id, "policy_version": rec.policy_version,
-                                "model_version": rec.model_version, "personalized": rec.personalized,
-                                "candidates": len(rec.candidates), "returned": len(rec.steps)})
+    log.info(
+        "decision",
+        extra={
+            "decision_id": rec.decision_id,
+            "policy_version": rec.policy_version,
+            "model_version": rec.model_version,
+            "personalized": rec.personalized,
+            "candidates": len(rec.candidates),
+            "returned": len(rec.steps),
+        },
+    )
     return rec
 
 
-def _decide(runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_id: str,
-            model: Scorer | None) -> Recommendation:
+def _decide(
+    runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_id: str, model: Scorer | None
+) -> Recommendation:
     started = now()
     user = require_user(runtime, user_id)
     knowledge = runtime.knowledge
@@ -111,7 +120,11 @@ def _decide(runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_
     used += [iri for iri in (stored.role, stored.plan) if iri]
     if personalized and stored.industry:
         used.append(stored.industry)
-    used += [e.iri for e in history if e.type in ("STEP_COMPLETED", "STEP_DISMISSED") or personalized and e.type == "FEATURE_USED"]
+    used += [
+        e.iri
+        for e in history
+        if e.type in ("STEP_COMPLETED", "STEP_DISMISSED") or personalized and e.type == "FEATURE_USED"
+    ]
 
     decision_id = str(uuid.uuid4())
     recommendation = Recommendation(
@@ -127,8 +140,18 @@ def _decide(runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_
     )
     record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
     with tracer.start_as_current_span("audit.append"):
-        runtime.trail.append(record, decision_triples(record, recommendation, policy=policy, pseudonym=stored.pseudonym,
-                                              used=used, started=started, model_iri=getattr(used_model, "iri", None)))
+        runtime.trail.append(
+            record,
+            decision_triples(
+                record,
+                recommendation,
+                policy=policy,
+                pseudonym=stored.pseudonym,
+                used=used,
+                started=started,
+                model_iri=getattr(used_model, "iri", None),
+            ),
+        )
     return recommendation
 
 
@@ -157,8 +180,10 @@ def decision_triples(
         T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(policy.iri)),
     ]
     if model_iri:
-        triples += [T(record, vocab.MODEL_VERSION_OF_DECISION, ox.NamedNode(model_iri)),
-                    T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(model_iri))]
+        triples += [
+            T(record, vocab.MODEL_VERSION_OF_DECISION, ox.NamedNode(model_iri)),
+            T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(model_iri)),
+        ]
     if rec.variant:
         triples.append(T(record, vocab.VARIANT, L(rec.variant)))
     for iri in dict.fromkeys(used):
@@ -196,8 +221,15 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
         if row["candidate"] is None:
             continue
         step = row["step"].value
-        scored = candidates.setdefault(step, Scored(step, float(row["score"].value), float(row["ruleScore"].value),
-                                                    float(row["modelScore"].value) if row["modelScore"] else None))
+        scored = candidates.setdefault(
+            step,
+            Scored(
+                step,
+                float(row["score"].value),
+                float(row["ruleScore"].value),
+                float(row["modelScore"].value) if row["modelScore"] else None,
+            ),
+        )
         if row["rank"] is not None:
             ranks[step] = int(row["rank"].value)
         if row["reason"] is not None and row["reason"].value not in scored.reasons:
@@ -216,4 +248,3 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
         at=parse_datetime(head["at"].value),
         channel=channel,
     )
-

@@ -25,14 +25,26 @@ def load_demo(runtime: Runtime) -> dict[str, int]:
     for entry in data["users"]:
         if users.exists(runtime, entry["id"]):
             continue
-        users.register(runtime, users.Registration(
-            id=entry["id"], role=entry.get("role"), industry=entry.get("industry"), plan=entry.get("plan"),
-            signup_channel=entry.get("signupChannel"), consents=entry.get("consents", []),
-            at=datetime.fromisoformat(entry["at"]) if entry.get("at") else None,
-        ))
+        users.register(
+            runtime,
+            users.Registration(
+                id=entry["id"],
+                role=entry.get("role"),
+                industry=entry.get("industry"),
+                plan=entry.get("plan"),
+                signup_channel=entry.get("signupChannel"),
+                consents=entry.get("consents", []),
+                at=datetime.fromisoformat(entry["at"]) if entry.get("at") else None,
+            ),
+        )
         reports = [
-            users.EventReport(user_id=entry["id"], type=e["type"], step_id=e.get("stepId"), feature_id=e.get("featureId"),
-                              at=datetime.fromisoformat(e["at"]) if e.get("at") else None)
+            users.EventReport(
+                user_id=entry["id"],
+                type=e["type"],
+                step_id=e.get("stepId"),
+                feature_id=e.get("featureId"),
+                at=datetime.fromisoformat(e["at"]) if e.get("at") else None,
+            )
             for e in entry.get("events", [])
         ]
         users.record_events(runtime, reports)

@@ -36,15 +36,24 @@ def erase(runtime: Runtime, user_id: str, *, requested_by: str) -> ErasureReceip
     with runtime.trail.exclusive():  # the trail's lock first, as every append takes it: no deadlock with decisions
         graph = vocab.user_graph(user_id)
         in_graph = store.graph(graph)
-        pseudonym = next((q.object.value for q in in_graph if q.subject == user and q.predicate == vocab.PSEUDONYM), None)
-        records = {q.subject for q in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)}
+        pseudonym = next(
+            (q.object.value for q in in_graph if q.subject == user and q.predicate == vocab.PSEUDONYM), None
+        )
+        records = {
+            q.subject for q in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
+        }
         consent_quads = [q for r in records for q in store.quads(subject=r, graph=vocab.CONSENT_GRAPH)]
         # Anything else that points at the user (nothing should; the shapes refuse it).
         elsewhere = [q for q in store.quads(object=user) if q.graph_name != graph and q not in consent_quads]
         decisions = 0
         if pseudonym:
-            decisions = len(list(store.quads(predicate=vocab.SUBJECT_PSEUDONYM, object=ox.Literal(pseudonym),
-                                             graph=vocab.AUDIT_GRAPH)))
+            decisions = len(
+                list(
+                    store.quads(
+                        predicate=vocab.SUBJECT_PSEUDONYM, object=ox.Literal(pseudonym), graph=vocab.AUDIT_GRAPH
+                    )
+                )
+            )
         at = now()
         erasure_id = str(uuid.uuid4())
         record = ox.NamedNode(vocab.ERASURE_BASE + erasure_id)

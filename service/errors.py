@@ -1,21 +1,21 @@
 """Errors the service raises, each mapped once to an API error code.
 
-    WayfinderError
-    ├── InvalidInput        a field of a request is malformed (names the field and why)
-    ├── NotFound            a referenced user, step, feature or decision does not exist
-    ├── Conflict            the write would duplicate something that must be unique
-    ├── RefusedWrite        the data breaks SHACL shapes; carries every violation
-    ├── SyntaxProblem       an RDF or SPARQL text does not parse (file, line, column)
-    ├── ConsentRequired     the write needs a consent the user has not given
-    ├── NotEnoughData       the store holds too little for the operation (consented users to train on)
-    ├── Forbidden           the caller's role may not do this
-    ├── StoreUnavailable    the store cannot be reached or opened
-    └── BrokenAnchors       the audit anchor file does not parse, or lacks anchors a chain calls for
+WayfinderError
+├── InvalidInput        a field of a request is malformed (names the field and why)
+├── NotFound            a referenced user, step, feature or decision does not exist
+├── Conflict            the write would duplicate something that must be unique
+├── RefusedWrite        the data breaks SHACL shapes; carries every violation
+├── SyntaxProblem       an RDF or SPARQL text does not parse (file, line, column)
+├── ConsentRequired     the write needs a consent the user has not given
+├── NotEnoughData       the store holds too little for the operation (consented users to train on)
+├── Forbidden           the caller's role may not do this
+├── StoreUnavailable    the store cannot be reached or opened
+└── BrokenAnchors       the audit anchor file does not parse, or lacks anchors a chain calls for
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class WayfinderError(Exception):

@@ -77,13 +77,16 @@ def stored_receipt(store: Store, key: IdempotencyKey, *, ttl_s: float) -> Receip
 def check_replay(receipt: Receipt, key: IdempotencyKey, digest: str) -> Receipt:
     """Return the receipt of a true retry; a different request under the same key is a Conflict."""
     if receipt.request_hash != digest:
-        raise Conflict(f"{key.field}: this key was used for a different request within its lifetime; use a new key",
-                       details=[{"field": key.field, "reason": "key reused for a different request"}])
+        raise Conflict(
+            f"{key.field}: this key was used for a different request within its lifetime; use a new key",
+            details=[{"field": key.field, "reason": "key reused for a different request"}],
+        )
     return receipt
 
 
-def receipt_changes(store: Store, key: IdempotencyKey, digest: str,
-                    events: Sequence[str]) -> tuple[list[ox.Quad], list[ox.Quad]]:
+def receipt_changes(
+    store: Store, key: IdempotencyKey, digest: str, events: Sequence[str]
+) -> tuple[list[ox.Quad], list[ox.Quad]]:
     """Return the quads that record the key's receipt, and the quads of an expired receipt they replace."""
     g = vocab.IDEMPOTENCY_GRAPH
     stale = list(store.quads(subject=key.node, graph=g))
@@ -100,7 +103,9 @@ def receipt_changes(store: Store, key: IdempotencyKey, digest: str,
 def expired_receipts(store: Store, *, before: datetime) -> list[ox.Quad]:
     """Return the quads of every receipt accepted before a time: keys no longer honoured."""
     g = vocab.IDEMPOTENCY_GRAPH
-    old = [q.subject for q in store.quads(predicate=vocab.ACCEPTED_AT, graph=g)
-           if isinstance(q.object, ox.Literal) and parse_datetime(q.object.value) < before]
+    old = [
+        q.subject
+        for q in store.quads(predicate=vocab.ACCEPTED_AT, graph=g)
+        if isinstance(q.object, ox.Literal) and parse_datetime(q.object.value) < before
+    ]
     return [quad for receipt in old for quad in store.quads(subject=receipt, graph=g)]
-

@@ -127,8 +127,10 @@ def replace_knowledge(
     source: str | None = None,
 ) -> LoadReport:
     """Validate, reason and commit new content for knowledge graphs, all or nothing."""
-    replacing = {name: seal_policies(triples) if name.value.startswith(vocab.POLICY_GRAPH_BASE) else triples
-                 for name, triples in replacing.items()}
+    replacing = {
+        name: seal_policies(triples) if name.value.startswith(vocab.POLICY_GRAPH_BASE) else triples
+        for name, triples in replacing.items()
+    }
     with store.write_lock:
         graph, violations = check(store, validator, replacing)
         if violations:

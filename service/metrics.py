@@ -5,19 +5,29 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUEST_SECONDS = Histogram(
-    "wayfinder_request_seconds", "Time to answer a request, by GraphQL operation or route", ["operation"],
+    "wayfinder_request_seconds",
+    "Time to answer a request, by GraphQL operation or route",
+    ["operation"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 DECISIONS = Counter(
-    "wayfinder_decisions_total", "Next-steps decisions", ["policy_version", "variant", "personalized"],
+    "wayfinder_decisions_total",
+    "Next-steps decisions",
+    ["policy_version", "variant", "personalized"],
 )
 CANDIDATES = Histogram(
-    "wayfinder_candidate_set_size", "Eligible steps per decision", buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200),
+    "wayfinder_candidate_set_size",
+    "Eligible steps per decision",
+    buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200),
 )
 REFUSED_WRITES = Counter(
-    "wayfinder_refused_writes_total", "Writes refused, by violated constraint or error code", ["constraint"],
+    "wayfinder_refused_writes_total",
+    "Writes refused, by violated constraint or error code",
+    ["constraint"],
 )
 MODEL_SERVED = Gauge(
-    "wayfinder_model_version_served", "1 for the model version that serves, 0 for others", ["version"],
+    "wayfinder_model_version_served",
+    "1 for the model version that serves, 0 for others",
+    ["version"],
 )
 STORE_QUADS = Gauge("wayfinder_store_quads", "Quads in the store, counted at scrape time (cached for a minute)")

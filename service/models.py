@@ -18,8 +18,15 @@ MAX_MEMBERS = 10
 _training = threading.Lock()
 
 
-def train(runtime: Runtime, *, seed: int = 0, epochs: int | None = None, members: int | None = None,
-          requested_by: str | None = None, progress: bool = False):
+def train(
+    runtime: Runtime,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    members: int | None = None,
+    requested_by: str | None = None,
+    progress: bool = False,
+):
     """Train on the store's consented data and register a candidate version; return it."""
     from embeddings import registry
     from embeddings.train import TrainOptions

@@ -97,7 +97,7 @@ def read_policies(store: Store, queries: dict[str, str]) -> dict[str, PolicyVers
     """Return every policy version in the store, by IRI."""
     versions: dict[str, PolicyVersion] = {}
     for row in store.select(queries["policy-versions"]):
-        num = lambda name, default=0.0: float(row[name].value) if row[name] is not None else default  # noqa: E731
+        num = lambda name, default=0.0, row=row: float(row[name].value) if row[name] is not None else default  # noqa: E731
         versions[row["version"].value] = PolicyVersion(
             iri=row["version"].value,
             policy=row["policy"].value,
@@ -118,8 +118,11 @@ def read_policies(store: Store, queries: dict[str, str]) -> dict[str, PolicyVers
         key = (version.iri, row["rule"].value)
         rule = rules.get(key)
         if rule is None:
-            rule = rules[key] = Rule(row["rule"].value, float(row["weight"].value),
-                                     row["reason"].value if row["reason"] is not None else None)
+            rule = rules[key] = Rule(
+                row["rule"].value,
+                float(row["weight"].value),
+                row["reason"].value if row["reason"] is not None else None,
+            )
             version.rules.append(rule)
         if row["link"] is not None:
             values = rule.conditions.setdefault(vocab.local_id(row["link"].value), [])

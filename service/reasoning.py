@@ -24,8 +24,13 @@ _BUILTIN = (
 )
 
 
-_REFLEXIVE = {rdflib.OWL.sameAs, rdflib.OWL.equivalentClass, rdflib.OWL.equivalentProperty,
-              rdflib.RDFS.subClassOf, rdflib.RDFS.subPropertyOf}
+_REFLEXIVE = {
+    rdflib.OWL.sameAs,
+    rdflib.OWL.equivalentClass,
+    rdflib.OWL.equivalentProperty,
+    rdflib.RDFS.subClassOf,
+    rdflib.RDFS.subPropertyOf,
+}
 
 
 def entailments(asserted: rdflib.Graph | Iterable[ox.Quad | ox.Triple]) -> list[ox.Quad]:

@@ -55,10 +55,15 @@ class RemoteStore:
     def query(self, query: str, /, **bindings: Term | None):
         text = bind(query, {k: v for k, v in bindings.items() if v is not None})
         try:
-            response = self.http.post(self.url + "/query", params={"union-default-graph": ""},
-                                      content=text.encode(), headers={
-                                          "content-type": "application/sparql-query",
-                                          "accept": "application/sparql-results+json, application/n-triples"})
+            response = self.http.post(
+                self.url + "/query",
+                params={"union-default-graph": ""},
+                content=text.encode(),
+                headers={
+                    "content-type": "application/sparql-query",
+                    "accept": "application/sparql-results+json, application/n-triples",
+                },
+            )
         except httpx.HTTPError as exc:
             raise self._unavailable("query", exc) from exc
         if response.status_code == 400:
@@ -79,24 +84,28 @@ class RemoteStore:
         return bool(self.query(query, **bindings))
 
     def quads(self, *, subject=None, predicate=None, object=None, graph=None) -> Iterator[ox.Quad]:
-        fixed = dict(zip(_TERM_VARIABLES, (subject, predicate, object, graph)))
-        rows = self.select("SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }",
-                           **{k: v for k, v in fixed.items() if v is not None})
+        fixed = dict(zip(_TERM_VARIABLES, (subject, predicate, object, graph), strict=True))
+        rows = self.select(
+            "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }", **{k: v for k, v in fixed.items() if v is not None}
+        )
         for row in rows:
             yield ox.Quad(row["s"], row["p"], row["o"], row["g"])
 
     def graph(self, name: ox.NamedNode) -> list[ox.Quad]:
         try:
-            response = self.http.get(self.url + "/store", params={"graph": name.value},
-                                     headers={"accept": "application/n-triples"})
+            response = self.http.get(
+                self.url + "/store", params={"graph": name.value}, headers={"accept": "application/n-triples"}
+            )
         except httpx.HTTPError as exc:
             raise self._unavailable("graph read", exc) from exc
         if response.status_code == 404:
             return []
         if response.status_code != 200:
             raise self._refused("graph read", response)
-        return [ox.Quad(q.subject, q.predicate, q.object, name)
-                for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)]
+        return [
+            ox.Quad(q.subject, q.predicate, q.object, name)
+            for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)
+        ]
 
     def has_graph(self, name: ox.NamedNode) -> bool:
         return self.ask("ASK WHERE { GRAPH ?g { ?s ?p ?o } }", g=name)
@@ -110,15 +119,17 @@ class RemoteStore:
 
     # -- writes ------------------------------------------------------------
 
-    def commit(self, *, add: Iterable[ox.Quad] = (), remove: Iterable[ox.Quad] = (),
-               drop: Iterable[ox.NamedNode] = ()) -> None:
+    def commit(
+        self, *, add: Iterable[ox.Quad] = (), remove: Iterable[ox.Quad] = (), drop: Iterable[ox.NamedNode] = ()
+    ) -> None:
         """Apply drops, removals and additions as one SPARQL update: one transaction on the server."""
         text = update_text(list(add), list(remove), list(drop))
         if not text:
             return
         try:
-            response = self.http.post(self.url + "/update", content=text.encode(),
-                                      headers={"content-type": "application/sparql-update"})
+            response = self.http.post(
+                self.url + "/update", content=text.encode(), headers={"content-type": "application/sparql-update"}
+            )
         except httpx.HTTPError as exc:
             raise self._unavailable("update", exc, sent=not isinstance(exc, _NOT_SENT)) from exc
         if response.status_code not in (200, 204):
@@ -145,7 +156,9 @@ class RemoteStore:
         self.http.close()
 
     def backup(self, target) -> None:
-        raise StoreUnavailable("back up a shared store on its server: `oxigraph backup --location DIR --destination DIR`")
+        raise StoreUnavailable(
+            "back up a shared store on its server: `oxigraph backup --location DIR --destination DIR`"
+        )
 
 
 def bind(query: str, bindings: dict[str, Term]) -> str:

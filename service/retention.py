@@ -42,7 +42,8 @@ log = logging.getLogger("wayfinder.retention")
 
 _DURATION = re.compile(
     r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$")
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -92,14 +93,16 @@ def cutoff(now: datetime, period: str) -> datetime:
     match = _DURATION.fullmatch(period)
     if match is None or period in ("P", "PT") or period.endswith("T"):
         raise SyntaxProblem("wf:retentionPeriod", f"{period!r} is not a positive xsd:duration")
-    part = {name: float(value) if name == "seconds" else int(value)
-            for name, value in match.groupdict(default="0").items()}
+    part = {
+        name: float(value) if name == "seconds" else int(value) for name, value in match.groupdict(default="0").items()
+    }
     months = now.year * 12 + now.month - 1 - part["years"] * 12 - part["months"]
     year, month = divmod(months, 12)
     day = min(now.day, calendar.monthrange(year, month + 1)[1])
     shifted = now.replace(year=year, month=month + 1, day=day)
-    return shifted - timedelta(weeks=part["weeks"], days=part["days"], hours=part["hours"],
-                               minutes=part["minutes"], seconds=part["seconds"])
+    return shifted - timedelta(
+        weeks=part["weeks"], days=part["days"], hours=part["hours"], minutes=part["minutes"], seconds=part["seconds"]
+    )
 
 
 def rules(runtime: Runtime) -> list[RetentionRule]:
@@ -135,8 +138,9 @@ def purge(runtime: Runtime, *, now: datetime | None = None, dry_run: bool = Fals
     """Remove every record whose retention period has run out, and record the purge."""
     at = as_utc(now) if now is not None else clock_now()
     # Shortest period (latest cutoff) first, so that a record counts under the rule that wins.
-    applied = sorted(((cutoff(at, r.period), r) for r in rules(runtime)),
-                     key=lambda pair: (-pair[0].timestamp(), pair[1].iri))
+    applied = sorted(
+        ((cutoff(at, r.period), r) for r in rules(runtime)), key=lambda pair: (-pair[0].timestamp(), pair[1].iri)
+    )
     outcomes: list[RuleOutcome] = []
     claimed: dict[ox.NamedNode, ox.NamedNode] = {}  # record -> its graph, under the first rule that expires it
     for limit, rule in applied:
@@ -148,8 +152,13 @@ def purge(runtime: Runtime, *, now: datetime | None = None, dry_run: bool = Fals
         outcomes.append(outcome)
     remove = [q for record, graph in claimed.items() for q in runtime.store.quads(subject=record, graph=graph)]
     receipts = expired_receipts(runtime.store, before=at - timedelta(seconds=runtime.settings.idempotency_ttl_s))
-    report = PurgeReport(at=at, dry_run=dry_run, rules=outcomes, triples_removed=len(remove),
-                         receipts_removed=len({q.subject for q in receipts}))
+    report = PurgeReport(
+        at=at,
+        dry_run=dry_run,
+        rules=outcomes,
+        triples_removed=len(remove),
+        receipts_removed=len({q.subject for q in receipts}),
+    )
     if dry_run:
         return report
     if not claimed:
@@ -165,8 +174,17 @@ def purge(runtime: Runtime, *, now: datetime | None = None, dry_run: bool = Fals
 def _purge_record(node: ox.NamedNode, report: PurgeReport, applied: list[RetentionRule]) -> list[ox.Triple]:
     """Return the triples of a purge record: when, which rules, their cutoffs and counts; no user, no record."""
     by_iri = {rule.iri: rule for rule in applied}
-    counts = [{"rule": o.rule, "kind": by_iri[o.rule].kind, "purpose": by_iri[o.rule].purpose, "period": o.period,
-               "cutoff": datetime_literal(o.cutoff).value, "removed": o.removed} for o in report.rules]
+    counts = [
+        {
+            "rule": o.rule,
+            "kind": by_iri[o.rule].kind,
+            "purpose": by_iri[o.rule].purpose,
+            "period": o.period,
+            "cutoff": datetime_literal(o.cutoff).value,
+            "removed": o.removed,
+        }
+        for o in report.rules
+    ]
     T = ox.Triple
     integer = lambda n: ox.Literal(str(n), datatype=vocab.XSD_INTEGER)  # noqa: E731
     return [
@@ -191,6 +209,11 @@ async def purge_periodically(runtime: Runtime, interval_s: float) -> None:
         except Exception:  # a failed purge must not end the schedule; the next one tries again
             log.exception("retention purge failed")
             continue
-        log.info("retention purge", extra={
-            "records_removed": report.records_removed, "purge_id": report.purge_id,
-            "per_rule": {vocab.local_id(o.rule): o.records for o in report.rules}})
+        log.info(
+            "retention purge",
+            extra={
+                "records_removed": report.records_removed,
+                "purge_id": report.purge_id,
+                "per_rule": {vocab.local_id(o.rule): o.records for o in report.rules},
+            },
+        )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
-from . import knowledge, vocab
+from . import knowledge
 from .audit import AuditTrail
 from .catalog import Catalog, read_catalog
 from .consent import stamp_record_times
@@ -50,8 +50,15 @@ class Runtime:
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
         self.settings = settings or get_settings()
-        self.store = store if store is not None else open_store(
-            self.settings.store, flush_each_commit=self.settings.flush_each_commit, timeout_s=self.settings.store_timeout_s)
+        self.store = (
+            store
+            if store is not None
+            else open_store(
+                self.settings.store,
+                flush_each_commit=self.settings.flush_each_commit,
+                timeout_s=self.settings.store_timeout_s,
+            )
+        )
         self._knowledge: Knowledge | None = None
         self._lock = threading.Lock()
 
@@ -60,12 +67,17 @@ class Runtime:
         return Validator(self.settings.shapes_dir)
 
     @cached_property
-    def trail(self) -> "AuditTrail":
+    def trail(self) -> AuditTrail:
         anchors = None
         if self.store.location is not None:
             anchors = self.store.location.with_name(self.store.location.name + ".anchors.jsonl")
-        return AuditTrail(self.store, self.queries["audit-head"], chain=self.chain, anchor_file=anchors,
-                          checkpoint_every=self.settings.audit_checkpoint_every)
+        return AuditTrail(
+            self.store,
+            self.queries["audit-head"],
+            chain=self.chain,
+            anchor_file=anchors,
+            checkpoint_every=self.settings.audit_checkpoint_every,
+        )
 
     @cached_property
     def chain(self) -> str:

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WAYFINDER_", extra="ignore")
 
-    store: str = Field("var/store", description="Folder of the embedded store, ':memory:', or http(s):// URL of a SPARQL server")
+    store: str = Field(
+        "var/store", description="Folder of the embedded store, ':memory:', or http(s):// URL of a SPARQL server"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     ontology_dir: Path = ROOT / "ontology"
@@ -23,50 +25,104 @@ class Settings(BaseSettings):
     demo_dir: Path = ROOT / "data" / "demo"
     models_dir: Path = Field(Path("var/models"), description="Where trained model artefacts are kept")
     dev_mode: bool = Field(True, description="GraphiQL and introspection on (always off when API keys are set)")
-    api_keys: str = Field("", description=("KEY:ROLE[:PRINCIPAL[:RATE]],... with roles client, engineer, operator, auditor, app; "
-                                                "empty: open, loopback only"))
-    api_keys_file: Path | None = Field(None, description=(
-        "A file of KEY:ROLE[:PRINCIPAL[:RATE]] lines, read in addition to api_keys, and re-read when it changes"))
+    api_keys: str = Field(
+        "",
+        description=(
+            "KEY:ROLE[:PRINCIPAL[:RATE]],... with roles client, engineer, operator, auditor, app; "
+            "empty: open, loopback only"
+        ),
+    )
+    api_keys_file: Path | None = Field(
+        None,
+        description=(
+            "A file of KEY:ROLE[:PRINCIPAL[:RATE]] lines, read in addition to api_keys, and re-read when it changes"
+        ),
+    )
     api_keys_reload_s: float = Field(1.0, ge=0, description="How often the keys file is checked for changes")
-    app_token_max_ttl_s: float = Field(86_400.0, gt=0, description=(
-        "Longest lifetime (issue to expiry) of a per-user app token that the service accepts"))
+    app_token_max_ttl_s: float = Field(
+        86_400.0,
+        gt=0,
+        description=("Longest lifetime (issue to expiry) of a per-user app token that the service accepts"),
+    )
     otel_exporter: str = Field("none", description="Trace exporter: none, console or otlp")
     log_format: str = Field("json", description="Log lines as json or text")
-    access_log: bool = Field(True, description=(
-        "One log line per request (without query strings); it holds the caller's address, which for app "
-        "tokens is an end user's: turn it off where that must not be kept"))
+    access_log: bool = Field(
+        True,
+        description=(
+            "One log line per request (without query strings); it holds the caller's address, which for app "
+            "tokens is an end user's: turn it off where that must not be kept"
+        ),
+    )
     max_query_depth: int = Field(10, gt=0)
     max_aliases: int = Field(20, gt=0)
     max_tokens: int = Field(2000, gt=0)
-    max_fields: int = Field(300, gt=0, description="Complexity cap: field selections in one operation, fragments expanded")
+    max_fields: int = Field(
+        300, gt=0, description="Complexity cap: field selections in one operation, fragments expanded"
+    )
     idempotency_ttl_s: float = Field(86_400.0, gt=0, description="How long an idempotency key of a write is honoured")
-    max_events_per_request: int = Field(5000, gt=0, description=(
-        "Most events one recordEvents call may carry; also the longest list any GraphQL variable may hold"))
-    max_body_bytes: int = Field(2 << 20, gt=0, description=(
-        "Largest request body the service reads, on every path; larger ones get 413 before any parsing"))
-    store_timeout_s: float = Field(5.0, gt=0, description=(
-        "Time limit of one request to a shared store (an http(s) WAYFINDER_STORE); past it the request fails "
-        "with STORE_UNAVAILABLE"))
-    health_timeout_s: float = Field(1.0, gt=0, description=(
-        "How long /healthz waits for its store check before it answers 503"))
-    max_clock_skew_s: float = Field(300.0, ge=0, description=(
-        "How far ahead of the service's clock a client-supplied time (registration or event 'at') may be; "
-        "later ones are refused"))
+    max_events_per_request: int = Field(
+        5000,
+        gt=0,
+        description=(
+            "Most events one recordEvents call may carry; also the longest list any GraphQL variable may hold"
+        ),
+    )
+    max_body_bytes: int = Field(
+        2 << 20,
+        gt=0,
+        description=("Largest request body the service reads, on every path; larger ones get 413 before any parsing"),
+    )
+    store_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Time limit of one request to a shared store (an http(s) WAYFINDER_STORE); past it the request fails "
+            "with STORE_UNAVAILABLE"
+        ),
+    )
+    health_timeout_s: float = Field(
+        1.0, gt=0, description=("How long /healthz waits for its store check before it answers 503")
+    )
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "How far ahead of the service's clock a client-supplied time (registration or event 'at') may be; "
+            "later ones are refused"
+        ),
+    )
     sparql_timeout_s: float = Field(10.0, gt=0, description="Time limit of one /sparql query")
     sparql_snapshot_max_age_s: float = Field(1.0, ge=0, description="How stale the snapshot /sparql reads may be")
     sparql_max_rows: int = Field(10_000, gt=0, description="Row cap of one /sparql answer")
-    sparql_max_bytes: int = Field(16 << 20, gt=0, description="Byte cap of one /sparql answer (past it the answer is truncated and says so)")
+    sparql_max_bytes: int = Field(
+        16 << 20, gt=0, description="Byte cap of one /sparql answer (past it the answer is truncated and says so)"
+    )
     sparql_max_concurrent: int = Field(4, gt=0, description="Most /sparql queries (worker processes) running at once")
-    sparql_queue_wait_s: float = Field(2.0, ge=0, description="How long a /sparql query waits for a free slot before a 503")
-    sparql_max_memory_mb: int = Field(1024, ge=64, description="Address-space cap of one /sparql worker process, in MiB")
-    instance: str = Field("", description="Name of this process's audit chain; default: 'main', or unique per process on a shared store")
+    sparql_queue_wait_s: float = Field(
+        2.0, ge=0, description="How long a /sparql query waits for a free slot before a 503"
+    )
+    sparql_max_memory_mb: int = Field(
+        1024, ge=64, description="Address-space cap of one /sparql worker process, in MiB"
+    )
+    instance: str = Field(
+        "", description="Name of this process's audit chain; default: 'main', or unique per process on a shared store"
+    )
     audit_checkpoint_every: int = Field(1000, gt=0, description="Decisions between two audit checkpoints")
-    retention_interval_s: float = Field(86_400.0, ge=0, description=(
-        "Seconds between two purges of expired records under the retention rules (the first one interval after "
-        "start); 0 turns the periodic purge off"))
-    flush_each_commit: bool = Field(False, description=(
-        "Flush the embedded store after each commit: an acknowledged write then survives a power loss or kernel "
-        "crash, not only the death of the process; costs about 35 to 55 ms a write (bench/durability/README.md)"))
+    retention_interval_s: float = Field(
+        86_400.0,
+        ge=0,
+        description=(
+            "Seconds between two purges of expired records under the retention rules (the first one interval after "
+            "start); 0 turns the periodic purge off"
+        ),
+    )
+    flush_each_commit: bool = Field(
+        False,
+        description=(
+            "Flush the embedded store after each commit: an acknowledged write then survives a power loss or kernel "
+            "crash, not only the death of the process; costs about 35 to 55 ms a write (bench/durability/README.md)"
+        ),
+    )
 
 
 @lru_cache(maxsize=1)

@@ -116,8 +116,11 @@ class Snapshots:
         """Return a fresh enough snapshot, counted as read until :meth:`release`."""
         with self._lock:
             current = self._current
-            if (current is None or time.monotonic() - current.taken_at > self.max_age_s
-                    or self.store.removals != current.removals):
+            if (
+                current is None
+                or time.monotonic() - current.taken_at > self.max_age_s
+                or self.store.removals != current.removals
+            ):
                 removals = self.store.removals  # read first: a removal during the backup makes this one stale
                 self._taken += 1
                 target = self.folder / f"snapshot-{self._taken}"
@@ -200,19 +203,35 @@ class SparqlEndpoint:
     @classmethod
     def from_settings(cls, store: Store, settings: Settings) -> SparqlEndpoint:
         """Return an endpoint over a store with the limits of the settings."""
-        return cls(store, timeout_s=settings.sparql_timeout_s, max_rows=settings.sparql_max_rows,
-                   snapshot_max_age_s=settings.sparql_snapshot_max_age_s,
-                   max_concurrent=settings.sparql_max_concurrent, queue_wait_s=settings.sparql_queue_wait_s,
-                   max_memory_mb=settings.sparql_max_memory_mb, max_bytes=settings.sparql_max_bytes)
+        return cls(
+            store,
+            timeout_s=settings.sparql_timeout_s,
+            max_rows=settings.sparql_max_rows,
+            snapshot_max_age_s=settings.sparql_snapshot_max_age_s,
+            max_concurrent=settings.sparql_max_concurrent,
+            queue_wait_s=settings.sparql_queue_wait_s,
+            max_memory_mb=settings.sparql_max_memory_mb,
+            max_bytes=settings.sparql_max_bytes,
+        )
 
     async def answer(self, query: str, *, accept: str | None) -> Answer:
         """Return the answer to one query: its result, or a refusal, or why it was stopped."""
         if not await self._take_slot():
-            return Answer(503, "text/plain", (f"the SPARQL endpoint is busy ({self.max_concurrent} queries running); "
-                                              "try again shortly").encode(), {"Retry-After": "1"})
+            return Answer(
+                503,
+                "text/plain",
+                (f"the SPARQL endpoint is busy ({self.max_concurrent} queries running); try again shortly").encode(),
+                {"Retry-After": "1"},
+            )
         try:
-            request = {"query": query, "accept": accepted_types(accept), "max_rows": self.max_rows,
-                       "max_bytes": self.max_bytes, "max_memory_mb": self.max_memory_mb, "timeout_s": self.timeout_s}
+            request = {
+                "query": query,
+                "accept": accepted_types(accept),
+                "max_rows": self.max_rows,
+                "max_bytes": self.max_bytes,
+                "max_memory_mb": self.max_memory_mb,
+                "timeout_s": self.timeout_s,
+            }
             if self._url is not None:  # a shared store: the worker asks its server
                 return self._sanitised(await self._run({**request, "remote": self._url}))
             if self._snapshots is None:
@@ -237,16 +256,26 @@ class SparqlEndpoint:
     async def _run(self, request: dict) -> Answer:
         """Return the answer of one worker process, which is gone when this returns."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "service.sparql_worker", str(os.getpid()),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "service.sparql_worker",
+            str(os.getpid()),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
         try:
-            out, err = await asyncio.wait_for(self._exchange(process, json.dumps(request).encode() + b"\n"),
-                                              timeout=self.timeout_s)
-        except asyncio.TimeoutError:
-            return Answer(503, "text/plain", f"query stopped at the time limit of {self.timeout_s:g} s".encode(),
-                          {"Retry-After": "60"})
+            out, err = await asyncio.wait_for(
+                self._exchange(process, json.dumps(request).encode() + b"\n"), timeout=self.timeout_s
+            )
+        except TimeoutError:
+            return Answer(
+                503,
+                "text/plain",
+                f"query stopped at the time limit of {self.timeout_s:g} s".encode(),
+                {"Retry-After": "60"},
+            )
         finally:
             if process.returncode is None:  # its whole process group, so nothing it started outlives it
                 _kill_group(process.pid)
@@ -261,8 +290,9 @@ class SparqlEndpoint:
             process.stdin.close()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the worker is gone already; its exit status says why
-        out, err = await asyncio.gather(_read_at_most(process.stdout, self.max_bytes + _HEADER_BYTES),
-                                        _drain(process.stderr, keep=_STDERR_BYTES))
+        out, err = await asyncio.gather(
+            _read_at_most(process.stdout, self.max_bytes + _HEADER_BYTES), _drain(process.stderr, keep=_STDERR_BYTES)
+        )
         if len(out) > self.max_bytes + _HEADER_BYTES:
             _kill_group(process.pid)
         await process.wait()
@@ -273,8 +303,12 @@ class SparqlEndpoint:
         if len(out) > self.max_bytes + _HEADER_BYTES:
             return Answer(500, "text/plain", b"query worker wrote past the answer's byte cap")
         if returncode in (-signal.SIGALRM, -signal.SIGXCPU):
-            return Answer(503, "text/plain", f"query stopped at the time limit of {self.timeout_s:g} s".encode(),
-                          {"Retry-After": "60"})
+            return Answer(
+                503,
+                "text/plain",
+                f"query stopped at the time limit of {self.timeout_s:g} s".encode(),
+                {"Retry-After": "60"},
+            )
         if returncode == -signal.SIGKILL or b"memory allocation" in err or b"MemoryError" in err:
             # the kernel's OOM killer, Rust's allocator or Python's
             return Answer(503, "text/plain", MEMORY.format(mb=self.max_memory_mb).encode())

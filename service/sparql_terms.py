@@ -38,7 +38,7 @@ def _pieces(query: str) -> tuple[tuple[str, str, str], ...]:
     start = 0
     for match in _TOKEN.finditer(query):
         if match.group("variable") is not None:
-            pieces.append((query[start:match.start()], match.group(0), match.group("variable")))
+            pieces.append((query[start : match.start()], match.group(0), match.group("variable")))
             start = match.end()
     pieces.append((query[start:], "", ""))
     return tuple(pieces)

@@ -77,9 +77,19 @@ _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
 _LINE_END = re.compile(r"\r\n?")
-_UPDATE_WORDS = {"Modify": "DELETE/INSERT", "Load": "LOAD", "Clear": "CLEAR", "Drop": "DROP", "Create": "CREATE",
-                 "Add": "ADD", "Move": "MOVE", "Copy": "COPY", "InsertData": "INSERT DATA",
-                 "DeleteData": "DELETE DATA", "DeleteWhere": "DELETE WHERE"}
+_UPDATE_WORDS = {
+    "Modify": "DELETE/INSERT",
+    "Load": "LOAD",
+    "Clear": "CLEAR",
+    "Drop": "DROP",
+    "Create": "CREATE",
+    "Add": "ADD",
+    "Move": "MOVE",
+    "Copy": "COPY",
+    "InsertData": "INSERT DATA",
+    "DeleteData": "DELETE DATA",
+    "DeleteWhere": "DELETE WHERE",
+}
 
 
 @dataclass(frozen=True)
@@ -116,9 +126,10 @@ def refusal_of(text: str) -> Refusal | None:
         update = _update_operation(text)
         if update:
             return Refusal(403, READ_ONLY.format(what=update))
-        near = exc.line[max(exc.col - 1, 0):][:30].strip()
-        return Refusal(400, f"query syntax: line {exc.lineno}, column {exc.col}: {exc.msg}"
-                       + (f", near {near!r}" if near else ""))
+        near = exc.line[max(exc.col - 1, 0) :][:30].strip()
+        return Refusal(
+            400, f"query syntax: line {exc.lineno}, column {exc.col}: {exc.msg}" + (f", near {near!r}" if near else "")
+        )
     except RecursionError:
         return Refusal(400, "query syntax: the query nests too deeply to be checked")
     if "ServiceGraphPattern" in _node_names(tree):
@@ -229,9 +240,14 @@ class RemoteFailure(Exception):
 def remote_query(url: str, query: str, *, timeout_s: float) -> Any:
     """Run the query on a shared store's SPARQL server; return a pyoxigraph-like result."""
     request = urllib.request.Request(
-        url.rstrip("/") + "/query?union-default-graph", data=query.encode(), method="POST",
-        headers={"content-type": "application/sparql-query",
-                 "accept": "application/sparql-results+json, application/n-triples"})
+        url.rstrip("/") + "/query?union-default-graph",
+        data=query.encode(),
+        method="POST",
+        headers={
+            "content-type": "application/sparql-query",
+            "accept": "application/sparql-results+json, application/n-triples",
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             kind = response.headers.get("content-type", "").split(";")[0]
@@ -254,8 +270,9 @@ def remote_query(url: str, query: str, *, timeout_s: float) -> Any:
             return results
         return Solutions([v.value for v in results.variables], [[s[v] for v in results.variables] for s in results])
     except (SyntaxError, ValueError) as exc:
-        raise RemoteFailure(503, "the store cut its answer short (its server may have stopped the query at its "
-                                 "time limit)") from exc
+        raise RemoteFailure(
+            503, "the store cut its answer short (its server may have stopped the query at its time limit)"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -288,8 +305,9 @@ def run(request: dict) -> tuple[dict, bytes]:
         return {"status": exc.status, "error": exc.reason}, b""
     except OSError as exc:
         return {"status": 500, "error": f"query failed: {exc}"}, b""
-    return answer(result, accepted=request.get("accept", []), max_rows=request["max_rows"],
-                  max_bytes=request["max_bytes"])
+    return answer(
+        result, accepted=request.get("accept", []), max_rows=request["max_rows"], max_bytes=request["max_bytes"]
+    )
 
 
 def answer(result: Any, *, accepted: list[str], max_rows: int, max_bytes: int) -> tuple[dict, bytes]:
@@ -317,8 +335,9 @@ def answer(result: Any, *, accepted: list[str], max_rows: int, max_bytes: int) -
     return {"status": 200, "media_type": media, "truncated": truncated}, body
 
 
-def _rows_body(kind: str, names: list[str], rows: Iterable[list], *, max_rows: int,
-               max_bytes: int) -> tuple[bytes, str | None]:
+def _rows_body(
+    kind: str, names: list[str], rows: Iterable[list], *, max_rows: int, max_bytes: int
+) -> tuple[bytes, str | None]:
     """Return the serialised rows that fit the caps, and which cap cut them (None: all fit)."""
     head, encode, separator, tail = _FORMATS[kind](names)
     parts, size, count = [head], len(head) + len(tail), 0
@@ -338,8 +357,9 @@ def _rows_body(kind: str, names: list[str], rows: Iterable[list], *, max_rows: i
     return b"".join(parts), truncated
 
 
-def _graph_body(triples: Iterable[ox.Triple], syntax: ox.RdfFormat, *, max_rows: int,
-                max_bytes: int) -> tuple[bytes, str | None]:
+def _graph_body(
+    triples: Iterable[ox.Triple], syntax: ox.RdfFormat, *, max_rows: int, max_bytes: int
+) -> tuple[bytes, str | None]:
     """Return the triples that fit the caps in an RDF syntax, and which cap cut them (None: all fit)."""
     kept: list[ox.Triple] = []
     size, truncated = 0, None
@@ -383,7 +403,7 @@ def _json(names: list[str]) -> Format:
     head = b'{"head": {"vars": ' + json.dumps(names).encode() + b'}, "results": {"bindings": ['
 
     def encode(row: list) -> bytes:
-        return json.dumps({n: _term_json(t) for n, t in zip(names, row) if t is not None}).encode()
+        return json.dumps({n: _term_json(t) for n, t in zip(names, row, strict=True) if t is not None}).encode()
 
     return head, encode, b", ", b"]}}"
 
@@ -391,8 +411,10 @@ def _json(names: list[str]) -> Format:
 def _boolean(value: bool, kind: str) -> bytes:
     if kind == "json":
         return json.dumps({"head": {}, "boolean": value}).encode()
-    return (f'<?xml version="1.0"?><sparql xmlns="http://www.w3.org/2005/sparql-results#"><head/>'
-            f"<boolean>{'true' if value else 'false'}</boolean></sparql>").encode()
+    return (
+        f'<?xml version="1.0"?><sparql xmlns="http://www.w3.org/2005/sparql-results#"><head/>'
+        f"<boolean>{'true' if value else 'false'}</boolean></sparql>"
+    ).encode()
 
 
 def _xml(names: list[str]) -> Format:
@@ -402,7 +424,7 @@ def _xml(names: list[str]) -> Format:
 
     def encode(row: list) -> bytes:
         out = ["<result>"]
-        for name, term in zip(names, row):
+        for name, term in zip(names, row, strict=True):
             if term is None:
                 continue
             if isinstance(term, ox.NamedNode):

@@ -38,7 +38,9 @@ class Store:
         self.location = None if location in (None, "", ":memory:") else Path(location)
         self.flush_each_commit = flush_each_commit
         self.flushes = 0  # flushes of an on-disk store since it opened
-        self.removals = 0  # commits that removed quads or dropped graphs since it opened: snapshots older than one are stale
+        self.removals = (
+            0  # commits that removed quads or dropped graphs since it opened: snapshots older than one are stale
+        )
         self._removals_lock = threading.Lock()
         try:
             if self.location is None:
@@ -157,8 +159,9 @@ def update_text(add: list[ox.Quad], remove: list[ox.Quad], drop: list[ox.NamedNo
     return " ;\n".join(parts)
 
 
-def open_store(location: str | Path | None, *, flush_each_commit: bool | None = None,
-               timeout_s: float | None = None) -> "Store":
+def open_store(
+    location: str | Path | None, *, flush_each_commit: bool | None = None, timeout_s: float | None = None
+) -> Store:
     """Return the embedded store for a folder (or ':memory:'), or the shared store for an http(s) URL.
 
     ``flush_each_commit`` applies to the embedded store; None takes WAYFINDER_FLUSH_EACH_COMMIT.

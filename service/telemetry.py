@@ -44,8 +44,12 @@ class JsonFormatter(logging.Formatter):
     RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         entry.update({k: v for k, v in vars(record).items() if k not in self.RESERVED and not k.startswith("_")})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -67,7 +71,9 @@ def configure_logging(fmt: str, level: str = "INFO") -> None:
     if not any(isinstance(f, WithoutQueryStrings) for f in access.filters):
         access.addFilter(WithoutQueryStrings())
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
     root = logging.getLogger("wayfinder")
     root.handlers[:] = [handler]
     root.setLevel(level)

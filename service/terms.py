@@ -53,7 +53,4 @@ def to_rdflib_graph(triples: Iterable[ox.Quad | ox.Triple], graph: rdflib.Graph 
 
 
 def from_rdflib_graph(graph: rdflib.Graph, name: ox.NamedNode) -> list[ox.Quad]:
-    return [
-        ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o), name)
-        for s, p, o in graph
-    ]
+    return [ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o), name) for s, p, o in graph]

@@ -14,7 +14,7 @@ from . import vocab
 from .catalog import CHANNEL_CODES
 from .clock import checked_utc, datetime_literal, now, parse_datetime
 from .consent import ConsentState, active_purposes, affected_by, consent_history, consent_record
-from .errors import ConsentRequired, Conflict, InvalidInput, NotFound
+from .errors import Conflict, ConsentRequired, InvalidInput, NotFound
 from .idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from .runtime import Runtime
 from .sparql_terms import inline
@@ -68,8 +68,10 @@ class Event:
 def check_id(value: str, field_name: str) -> str:
     """Return the ID when it is well formed: 1 to 128 letters, digits, '.', '_', '~' or '-'."""
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise InvalidInput(field_name, "must be 1 to 128 characters of letters, digits, '.', '_', '~' or '-', "
-                                       "starting with a letter or digit")
+        raise InvalidInput(
+            field_name,
+            "must be 1 to 128 characters of letters, digits, '.', '_', '~' or '-', starting with a letter or digit",
+        )
     return value
 
 
@@ -86,7 +88,9 @@ def exists(runtime: Runtime, user_id: str) -> bool:
 def require_user(runtime: Runtime, user_id: str, field_name: str = "userId") -> ox.NamedNode:
     node = user_node(user_id, field_name)
     if not exists(runtime, user_id):
-        raise NotFound(f"{field_name}: no user with ID {user_id!r}", details=[{"field": field_name, "reason": "unknown user"}])
+        raise NotFound(
+            f"{field_name}: no user with ID {user_id!r}", details=[{"field": field_name, "reason": "unknown user"}]
+        )
     return node
 
 
@@ -117,20 +121,33 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
     if registration.signup_channel is not None:
         if registration.signup_channel not in CHANNEL_CODES:
             raise InvalidInput("input.signupChannel", f"unknown channel {registration.signup_channel!r}")
-        quads.append(ox.Quad(node, vocab.SIGNUP_CHANNEL, ox.NamedNode(CHANNEL_CODES[registration.signup_channel]), graph))
+        quads.append(
+            ox.Quad(node, vocab.SIGNUP_CHANNEL, ox.NamedNode(CHANNEL_CODES[registration.signup_channel]), graph)
+        )
     for i, code in enumerate(dict.fromkeys(registration.consents)):
         if code not in codes.purposes:
             raise InvalidInput(f"input.consents[{i}]", f"unknown purpose {code!r}")
-        _, record = consent_record(node, ox.NamedNode(codes.purposes[code]), granted=True, at=at,
-                                   recorded_at=recorded_at)
+        _, record = consent_record(
+            node, ox.NamedNode(codes.purposes[code]), granted=True, at=at, recorded_at=recorded_at
+        )
         quads.extend(record)
     with runtime.store.write_lock:
         if exists(runtime, registration.id):
-            raise Conflict(f"input.id: a user with ID {registration.id!r} already exists",
-                           details=[{"field": "input.id", "reason": "duplicate user"}])
+            raise Conflict(
+                f"input.id: a user with ID {registration.id!r} already exists",
+                details=[{"field": "input.id", "reason": "duplicate user"}],
+            )
         commit_validated(runtime, quads, users=[node], source=f"registerUser {registration.id}")
-    return Profile(registration.id, node.value, resolved.get("Role"), resolved.get("Industry"), resolved.get("Plan"),
-                   registration.signup_channel, pseudonym, at)
+    return Profile(
+        registration.id,
+        node.value,
+        resolved.get("Role"),
+        resolved.get("Industry"),
+        resolved.get("Plan"),
+        registration.signup_channel,
+        pseudonym,
+        at,
+    )
 
 
 def profile(runtime: Runtime, user_id: str) -> Profile | None:
@@ -177,8 +194,13 @@ def consents(runtime: Runtime, user_id: str) -> list[ConsentState]:
     return consent_history(runtime.store, user_node(user_id, "id"), runtime.queries["consent-records"])
 
 
-def record_events(runtime: Runtime, reports: list[EventReport], *, field_name: str = "inputs",
-                  idempotency: IdempotencyKey | None = None) -> list[Event]:
+def record_events(
+    runtime: Runtime,
+    reports: list[EventReport],
+    *,
+    field_name: str = "inputs",
+    idempotency: IdempotencyKey | None = None,
+) -> list[Event]:
     """Store events, all or nothing; each must name a known user, step or feature, under consent.
 
     With an idempotency key, a retry of a write that was stored returns the stored events and stores nothing.
@@ -219,8 +241,9 @@ def record_events(runtime: Runtime, reports: list[EventReport], *, field_name: s
         if report.type == "FEATURE_USED":
             if not report.feature_id:
                 raise InvalidInput(f"{where}.featureId", "required for FEATURE_USED")
-            feature = catalog.resolve("Feature", check_id(report.feature_id, f"{where}.featureId"),
-                                      field_name=f"{where}.featureId")
+            feature = catalog.resolve(
+                "Feature", check_id(report.feature_id, f"{where}.featureId"), field_name=f"{where}.featureId"
+            )
         elif report.feature_id:
             raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
         at = checked_utc(report.at, f"{where}.at", max_skew_s=runtime.settings.max_clock_skew_s) if report.at else now()
@@ -270,9 +293,14 @@ def _stored_event(runtime: Runtime, iri: str) -> Event | None:
     if event_type is None or vocab.BY_USER not in values:
         return None
     step, feature = values.get(vocab.ABOUT_STEP), values.get(vocab.ABOUT_FEATURE)
-    return Event(iri, values[vocab.BY_USER].value.removeprefix(vocab.USER_BASE), event_type,
-                 step.value if step is not None else None, feature.value if feature is not None else None,
-                 parse_datetime(values[vocab.OCCURRED_AT].value))
+    return Event(
+        iri,
+        values[vocab.BY_USER].value.removeprefix(vocab.USER_BASE),
+        event_type,
+        step.value if step is not None else None,
+        feature.value if feature is not None else None,
+        parse_datetime(values[vocab.OCCURRED_AT].value),
+    )
 
 
 def affected_by_consent(runtime: Runtime, user_id: str, purpose: str) -> tuple[list[str], list[str]]:
@@ -290,8 +318,7 @@ def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) 
     if purpose not in codes.purposes:
         raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
     at = now()
-    record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at,
-                                   recorded_at=at)
+    record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at, recorded_at=at)
     with runtime.store.write_lock:
         commit_validated(runtime, quads, users=[node], source="consent")
     return ConsentState(record.value, purpose, granted, at, recorded_at=at)

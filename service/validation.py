@@ -41,8 +41,9 @@ _PLACEHOLDER = re.compile(r"\{[$?]([A-Za-z_][A-Za-z0-9_]*)\}")
 _TARGETS = (SH.targetClass, SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf)
 _SCRATCH = ox.NamedNode("urn:x-wayfinder:validated-write")
 # The classes of each focus node as SHACL sees them: rdf:type, then rdfs:subClassOf in the data.
-_FOCUS_CLASSES = ("SELECT DISTINCT ?this ?class WHERE { VALUES ?this { {FOCUS} } ?this a/<%s>* ?class }"
-                  % RDFS.subClassOf)
+_FOCUS_CLASSES = (
+    "SELECT DISTINCT ?this ?class WHERE { VALUES ?this { {FOCUS} } ?this a/<" + str(RDFS.subClassOf) + ">* ?class }"
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,14 @@ class Validator:
         )
         return [] if conforms else _violations(report)
 
-    def _sparql(self, store: ox.Store, focus: list[str] | None, *, union: bool = False,
-                instances: dict[str, set[str]] | None = None) -> list[Violation]:
+    def _sparql(
+        self,
+        store: ox.Store,
+        focus: list[str] | None,
+        *,
+        union: bool = False,
+        instances: dict[str, set[str]] | None = None,
+    ) -> list[Violation]:
         """Run the SPARQL constraints in Oxigraph, on the focus nodes among their targets.
 
         With ``instances`` (class -> the focus nodes that are its instances, read from
@@ -127,13 +134,15 @@ class Validator:
                 this = bound.get("this")
                 path = bound.get("path")
                 value = bound.get("value") or this
-                found.append(Violation(
-                    focus=this.value if this is not None else "",
-                    message=_fill(c.message, bound),
-                    shape=c.shape,
-                    path=path.value if isinstance(path, ox.NamedNode) else None,
-                    value=value.value if value is not None else None,
-                ))
+                found.append(
+                    Violation(
+                        focus=this.value if this is not None else "",
+                        message=_fill(c.message, bound),
+                        shape=c.shape,
+                        path=path.value if isinstance(path, ox.NamedNode) else None,
+                        value=value.value if value is not None else None,
+                    )
+                )
         return found
 
 
@@ -153,8 +162,10 @@ class DeltaValidator:
 
     def __init__(self, validator: Validator, knowledge: rdflib.Graph) -> None:
         self.validator = validator
-        self._knowledge = [ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o), ox.DefaultGraph())
-                           for s, p, o in knowledge]
+        self._knowledge = [
+            ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o), ox.DefaultGraph())
+            for s, p, o in knowledge
+        ]
         self._shapes: dict[frozenset[str], rdflib.Graph] = {}
         self._lock = threading.Lock()  # one write at a time in the scratch graph
         self._fresh_store()
@@ -178,12 +189,15 @@ class DeltaValidator:
             self._store.extend(scratch)
             try:
                 instances: dict[str, set[str]] = {}
-                for row in self._store.query(_FOCUS_CLASSES.replace("{FOCUS}", " ".join(f"<{f}>" for f in focus)),
-                                             use_default_graph_as_union=True):
+                for row in self._store.query(
+                    _FOCUS_CLASSES.replace("{FOCUS}", " ".join(f"<{f}>" for f in focus)),
+                    use_default_graph_as_union=True,
+                ):
                     if isinstance(row["class"], ox.NamedNode):
                         instances.setdefault(row["class"].value, set()).add(row["this"].value)
                 found = self._core(set(instances), focus) + self.validator._sparql(
-                    self._store, focus, union=True, instances=instances)
+                    self._store, focus, union=True, instances=instances
+                )
             finally:
                 for quad in scratch:  # one by one: clear_graph is slower, and slows every later write
                     self._store.remove(quad)
@@ -196,8 +210,11 @@ class DeltaValidator:
             shapes = self._shapes[key] = shapes_targeting(self.validator._for_writes, classes)
         if not shapes:
             return []
-        validator = _FocusSet(self._data, shacl_graph=shapes, options={
-            "inference": "none", "allow_warnings": True, "focus_nodes": [rdflib.URIRef(f) for f in focus]})
+        validator = _FocusSet(
+            self._data,
+            shacl_graph=shapes,
+            options={"inference": "none", "allow_warnings": True, "focus_nodes": [rdflib.URIRef(f) for f in focus]},
+        )
         conforms, report, _ = validator.run()
         return [] if conforms else _violations(report)
 
@@ -227,8 +244,12 @@ def lift_property_shapes(shapes: rdflib.Graph) -> rdflib.Graph:
         targets = [(p, o) for p, o in shapes.predicate_objects(node) if p in _TARGETS]
         properties = list(shapes.objects(node, SH.property))
         paths = [list(shapes.objects(p, SH.path)) for p in properties]
-        if (not targets or (node, SH.deactivated, None) in shapes or (None, None, node) in shapes
-                or any(len(p) != 1 for p in paths)):
+        if (
+            not targets
+            or (node, SH.deactivated, None) in shapes
+            or (None, None, node) in shapes
+            or any(len(p) != 1 for p in paths)
+        ):
             continue
         for prop in properties:
             lifted.remove((node, SH.property, prop))
@@ -279,8 +300,11 @@ def shapes_targeting(shapes: rdflib.Graph, classes: set[str]) -> rdflib.Graph:
     """
     start = {s for s, c in shapes.subject_objects(SH.targetClass) if str(c) in classes}
     start |= {s for p in (*_TARGETS[1:], SH.target) for s in shapes.subjects(p, None)}
-    start |= {s for s, t in shapes.subject_objects(RDF.type)
-              if t in (RDFS.Class, OWL.Class) or (t, RDFS.subClassOf, None) in shapes}
+    start |= {
+        s
+        for s, t in shapes.subject_objects(RDF.type)
+        if t in (RDFS.Class, OWL.Class) or (t, RDFS.subClassOf, None) in shapes
+    }
     start = {s for s in start if any(p in ALL_CONSTRAINT_PARAMETERS for p in shapes.predicates(s, None))}
     part = rdflib.Graph(bind_namespaces="none")  # pyshacl copies every prefix into each report
     seen, todo = set(start), list(start)
@@ -304,6 +328,8 @@ def _fill(message: str, bound: dict) -> str:
         return term.value if term is not None else match.group(0)
 
     return _PLACEHOLDER.sub(value, message)
+
+
 def _sparql_constraints(shapes: rdflib.Graph) -> list[SparqlConstraint]:
     constraints = []
     for shape, constraint in shapes.subject_objects(SH.sparql):

@@ -13,8 +13,8 @@ it adds and what it reads about its users, not what the knowledge holds.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pyoxigraph as ox
 
@@ -26,7 +26,8 @@ from .validation import DeltaValidator, Validator
 
 # Per runtime: the knowledge and validator a DeltaValidator was built for, and that validator.
 _delta_validators: weakref.WeakKeyDictionary[Runtime, tuple[Knowledge, Validator, DeltaValidator]] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
 def neighbourhood(store: Store, users: Iterable[ox.NamedNode]) -> list[ox.Quad]:
@@ -45,8 +46,11 @@ def neighbourhood(store: Store, users: Iterable[ox.NamedNode]) -> list[ox.Quad]:
 
 def consent_records(store: Store, user: ox.NamedNode) -> list[ox.Quad]:
     """Return the quads of every consent record about the user in the consent graph."""
-    return [quad for record in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
-            for quad in store.quads(subject=record.subject, graph=vocab.CONSENT_GRAPH)]
+    return [
+        quad
+        for record in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
+        for quad in store.quads(subject=record.subject, graph=vocab.CONSENT_GRAPH)
+    ]
 
 
 def delta_validator(runtime: Runtime) -> DeltaValidator:
@@ -70,8 +74,7 @@ class Checked:
     source: str | None
 
 
-def check(runtime: Runtime, add: list[ox.Quad], *, users: Iterable[ox.NamedNode],
-          source: str | None = None) -> Checked:
+def check(runtime: Runtime, add: list[ox.Quad], *, users: Iterable[ox.NamedNode], source: str | None = None) -> Checked:
     """Validate new quads in their neighbourhood, without holding the write lock; refuse with every violation."""
     users = list(dict.fromkeys(users))
     focus = {q.subject for q in add if isinstance(q.subject, ox.NamedNode)}
@@ -82,8 +85,9 @@ def check(runtime: Runtime, add: list[ox.Quad], *, users: Iterable[ox.NamedNode]
     return Checked(add, users, focus, frozenset(seen), source)
 
 
-def commit_checked(runtime: Runtime, checked: Checked, *, extra: list[ox.Quad] = (),
-                   remove: list[ox.Quad] = ()) -> None:
+def commit_checked(
+    runtime: Runtime, checked: Checked, *, extra: list[ox.Quad] = (), remove: list[ox.Quad] = ()
+) -> None:
     """Commit a checked write, with unvalidated service quads (``extra``), under the write lock.
 
     Validation ran before the lock, so that a long write does not hold up decisions,

@@ -15,7 +15,6 @@ from service.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
 @pytest.fixture(scope="session")
 def knowledge_quads() -> list:
     """The ontology, demo catalog and policies as loaded (validated, with entailments), built once."""
@@ -38,8 +37,13 @@ def disk_runtime(knowledge_quads, tmp_path) -> Runtime:
     """A runtime over a store in a temporary folder holding the demo knowledge."""
     store = Store(tmp_path / "store")
     store.commit(add=knowledge_quads)
-    settings = Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models", sparql_timeout_s=3,
-                        sparql_max_rows=100, sparql_snapshot_max_age_s=0)
+    settings = Settings(
+        store=str(tmp_path / "store"),
+        models_dir=tmp_path / "models",
+        sparql_timeout_s=3,
+        sparql_max_rows=100,
+        sparql_snapshot_max_age_s=0,
+    )
     return Runtime(settings=settings, store=store)
 
 

@@ -26,8 +26,11 @@ def start_oxigraph(location: Path, *options: str) -> tuple[str, subprocess.Popen
     if not Path(OXIGRAPH).exists():
         pytest.skip("the oxigraph server (pip package oxigraph) is not installed")
     port = free_port()
-    process = subprocess.Popen([OXIGRAPH, "serve", "--location", str(location), "--bind", f"127.0.0.1:{port}", *options],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [OXIGRAPH, "serve", "--location", str(location), "--bind", f"127.0.0.1:{port}", *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:

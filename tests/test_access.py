@@ -22,8 +22,14 @@ def secured(knowledge_quads, tmp_path):
 
     store = Store(":memory:")
     store.commit(add=knowledge_quads)
-    settings = Settings(store=":memory:", api_keys=",".join(f"{k}:{r}" for r, k in KEYS.items()),
-                        models_dir=tmp_path / "models", max_query_depth=6, max_aliases=3, max_fields=40)
+    settings = Settings(
+        store=":memory:",
+        api_keys=",".join(f"{k}:{r}" for r, k in KEYS.items()),
+        models_dir=tmp_path / "models",
+        max_query_depth=6,
+        max_aliases=3,
+        max_fields=40,
+    )
     with TestClient(create_app(Runtime(settings=settings, store=store))) as http:
         yield http
 
@@ -48,12 +54,16 @@ def test_each_role_reaches_only_its_part(secured):
     assert error["extensions"]["code"] == "FORBIDDEN" and "client" in error["message"]
     assert gql(secured, register, "client").json()["data"]["registerUser"]["id"] == "k1"
     next_steps = gql(secured, '{ nextSteps(userId: "k1") { decisionId } }', "client").json()["data"]["nextSteps"]
-    decision = '{ decision(id: "%s") { id } }' % next_steps["decisionId"]
+    decision = '{ decision(id: "' + next_steps["decisionId"] + '") { id } }'
     assert gql(secured, decision, "client").status_code == 403
     assert gql(secured, decision, "auditor").json()["data"]["decision"]["id"] == next_steps["decisionId"]
     sparql = {"query": "ASK { ?s ?p ?o }"}
-    assert secured.get("/sparql", params=sparql, headers={"Authorization": f"Bearer {KEYS['client']}"}).status_code == 403
-    assert secured.get("/sparql", params=sparql, headers={"Authorization": f"Bearer {KEYS['auditor']}"}).status_code == 200
+    assert (
+        secured.get("/sparql", params=sparql, headers={"Authorization": f"Bearer {KEYS['client']}"}).status_code == 403
+    )
+    assert (
+        secured.get("/sparql", params=sparql, headers={"Authorization": f"Bearer {KEYS['auditor']}"}).status_code == 200
+    )
     assert secured.get("/metrics", headers={"Authorization": f"Bearer {KEYS['client']}"}).status_code == 403
     metrics = secured.get("/metrics", headers={"Authorization": f"Bearer {KEYS['operator']}"})
     assert metrics.status_code == 200 and "wayfinder_decisions_total" in metrics.text
@@ -75,20 +85,26 @@ def test_depth_alias_and_field_limits_refuse_before_any_resolver_runs(secured):
     assert "depth" in body["errors"][0]["message"] and body.get("data") is None
     aliases = '{ a: nextSteps(userId: "lim") { decisionId } b: nextSteps(userId: "lim") { decisionId } c: steps { id } d: steps { id } }'
     assert "aliases" in gql(secured, aliases, "client").json()["errors"][0]["message"].lower()
-    through_fragments = ('query { ...F ...G } fragment F on Query { a: nextSteps(userId: "lim") { decisionId } '
-                         'b: steps { id } } fragment G on Query { c: steps { id } d: steps { id } }')
+    through_fragments = (
+        'query { ...F ...G } fragment F on Query { a: nextSteps(userId: "lim") { decisionId } '
+        "b: steps { id } } fragment G on Query { c: steps { id } d: steps { id } }"
+    )
     assert "aliases" in gql(secured, through_fragments, "client").json()["errors"][0]["message"].lower()
     fields = "steps { id title channels introduces { id title } requires { id title channels } }"
     wide = 'query { nextSteps(userId: "lim") { decisionId } ...W } fragment W on Query { ' + fields + " }"
-    assert gql(secured, wide, "client").json().get("errors") is None  # 13 fields: within the budget of 40; four fragments make 46
-    too_wide = ('query { nextSteps(userId: "lim") { decisionId } ...W ...X ...Y ...Z } '
-                + " ".join(f"fragment {n} on Query {{ {fields} }}" for n in "WXYZ"))
+    assert (
+        gql(secured, wide, "client").json().get("errors") is None
+    )  # 13 fields: within the budget of 40; four fragments make 46
+    too_wide = 'query { nextSteps(userId: "lim") { decisionId } ...W ...X ...Y ...Z } ' + " ".join(
+        f"fragment {n} on Query {{ {fields} }}" for n in "WXYZ"
+    )
     body = gql(secured, too_wide, "client").json()
     assert "more than 40 fields" in body["errors"][0]["message"]
     assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
     # Only the one accepted nextSteps wrote a decision: refused operations ran no resolver.
     decisions = runtime.store.select(
-        "SELECT (COUNT(?d) AS ?n) WHERE { ?d a <https://w3id.org/wayfinder/ontology#Decision> }")
+        "SELECT (COUNT(?d) AS ?n) WHERE { ?d a <https://w3id.org/wayfinder/ontology#Decision> }"
+    )
     assert int(decisions[0]["n"].value) == 1
     assert len(runtime.store) > before
 

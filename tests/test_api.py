@@ -6,8 +6,14 @@ from .graphql_client import GRANT, NEXT_STEPS, RECORD, RECORD_MANY, REGISTER, US
 
 
 def register(client, user_id="u1", **fields):
-    payload = {"id": user_id, "role": "analyst", "industry": "retail", "plan": "team", "signupChannel": "WEB",
-               "consents": ["PERSONALIZATION", "ANALYTICS"]}
+    payload = {
+        "id": user_id,
+        "role": "analyst",
+        "industry": "retail",
+        "plan": "team",
+        "signupChannel": "WEB",
+        "consents": ["PERSONALIZATION", "ANALYTICS"],
+    }
     payload.update(fields)
     return client.data(REGISTER, {"input": payload})["registerUser"]
 
@@ -20,7 +26,12 @@ def complete(client, user_id, *steps):
 def test_register_user_returns_the_profile_and_consents(client):
     user = register(client)
     assert {k: user[k] for k in ("id", "role", "industry", "plan", "eventCount")} == {
-        "id": "u1", "role": "analyst", "industry": "retail", "plan": "team", "eventCount": 0}
+        "id": "u1",
+        "role": "analyst",
+        "industry": "retail",
+        "plan": "team",
+        "eventCount": 0,
+    }
     assert all(c["granted"] for c in user["consents"])
     assert {c["purpose"] for c in user["consents"]} == {"PERSONALIZATION", "ANALYTICS"}
 
@@ -72,7 +83,7 @@ def test_next_steps_ranks_explains_and_records_the_decision(client):
     assert decision["personalized"] is True and decision["channel"] == "WEB"
     assert [s["step"]["id"] for s in decision["steps"]] == ids
     assert [s["score"] for s in decision["steps"]] == scores
-    for returned, recorded in zip(rec["steps"], decision["steps"]):
+    for returned, recorded in zip(rec["steps"], decision["steps"], strict=True):
         assert set(returned["reasons"]) == set(recorded["reasons"])
     assert len(decision["candidates"]) >= len(ids)
 
@@ -99,7 +110,9 @@ def test_withdrawing_consent_stops_personalisation_on_the_next_request(client):
     assert withdrawn["granted"] is False and withdrawn["purpose"] == "PERSONALIZATION"
     rec = client.data(NEXT_STEPS, {"user": "u1", "limit": 10})["nextSteps"]
     assert rec["personalized"] is False
-    assert not any("which you started using" in r or "Analysts like you" in r for s in rec["steps"] for r in s["reasons"])
+    assert not any(
+        "which you started using" in r or "Analysts like you" in r for s in rec["steps"] for r in s["reasons"]
+    )
     # The history is kept: granted, then withdrawn.
     consents = client.data(USER, {"id": "u1"})["user"]["consents"]
     personal = [c["granted"] for c in consents if c["purpose"] == "PERSONALIZATION"]
@@ -110,21 +123,36 @@ def test_withdrawing_consent_stops_personalisation_on_the_next_request(client):
 
 def test_record_events_stores_all_of_a_batch(client):
     register(client)
-    count = client.data(RECORD_MANY, {"inputs": [
-        {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "explore-sample-data", "at": "2026-11-20T10:00:00Z"},
-        {"userId": "u1", "type": "FEATURE_USED", "featureId": "visual-explorer"},
-        {"userId": "u1", "type": "ACTIVATED"},
-    ]})["recordEvents"]
+    count = client.data(
+        RECORD_MANY,
+        {
+            "inputs": [
+                {
+                    "userId": "u1",
+                    "type": "STEP_COMPLETED",
+                    "stepId": "explore-sample-data",
+                    "at": "2026-11-20T10:00:00Z",
+                },
+                {"userId": "u1", "type": "FEATURE_USED", "featureId": "visual-explorer"},
+                {"userId": "u1", "type": "ACTIVATED"},
+            ]
+        },
+    )["recordEvents"]
     assert count == 3
     assert client.data(USER, {"id": "u1"})["user"]["eventCount"] == 3
 
 
 def test_one_bad_event_in_a_batch_stores_none_of_it(client):
     register(client)
-    error = client.error(RECORD_MANY, {"inputs": [
-        {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "explore-sample-data"},
-        {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "no-such-step"},
-    ]})
+    error = client.error(
+        RECORD_MANY,
+        {
+            "inputs": [
+                {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "explore-sample-data"},
+                {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "no-such-step"},
+            ]
+        },
+    )
     assert error["extensions"]["code"] == "NOT_FOUND"
     assert "inputs[1].stepId" in error["message"]
     assert client.data(USER, {"id": "u1"})["user"]["eventCount"] == 0
@@ -142,7 +170,12 @@ def test_refusals_name_the_field_and_store_nothing(client):
         (RECORD, {"input": {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "nope"}}, "NOT_FOUND", "input.stepId"),
         (RECORD, {"input": {"userId": "u1", "type": "FEATURE_USED", "featureId": "nope"}}, "CONSENT_REQUIRED", "input"),
         (RECORD, {"input": {"userId": "u1", "type": "ACTIVATED"}}, "CONSENT_REQUIRED", "ANALYTICS"),
-        (RECORD, {"input": {"userId": "u1", "type": "ACTIVATED", "stepId": "explore-sample-data"}}, "CONSENT_REQUIRED", "ANALYTICS"),
+        (
+            RECORD,
+            {"input": {"userId": "u1", "type": "ACTIVATED", "stepId": "explore-sample-data"}},
+            "CONSENT_REQUIRED",
+            "ANALYTICS",
+        ),
         (GRANT, {"u": "ghost", "p": "ANALYTICS"}, "NOT_FOUND", "userId"),
         (NEXT_STEPS, {"user": "ghost"}, "NOT_FOUND", "userId"),
         (NEXT_STEPS, {"user": "u1", "limit": 0}, "BAD_USER_INPUT", "limit"),

@@ -69,8 +69,9 @@ def test_unknown_paths_share_one_metrics_label(runtime):
 
 def keyed_client(runtime: Runtime) -> TestClient:
     settings = Settings(store=":memory:", models_dir=runtime.settings.models_dir, api_keys=f"{KEY}:client")
-    return TestClient(create_app(Runtime(settings=settings, store=runtime.store)),
-                      headers={"authorization": f"Bearer {KEY}"})
+    return TestClient(
+        create_app(Runtime(settings=settings, store=runtime.store)), headers={"authorization": f"Bearer {KEY}"}
+    )
 
 
 def test_with_keys_a_misspelt_name_gets_no_suggestion(runtime):
@@ -78,10 +79,12 @@ def test_with_keys_a_misspelt_name_gets_no_suggestion(runtime):
         client = GraphQLClient(http)
         error = client.error('{ nextStep(userId: "x") { decisionId } }')
         assert "Did you mean" not in error["message"] and "nextSteps" not in error["message"], error
-        enum = client.error("query($c: Channel!) { nextSteps(userId: \"x\", channel: $c) { decisionId } }", {"c": "WBE"})
+        enum = client.error('query($c: Channel!) { nextSteps(userId: "x", channel: $c) { decisionId } }', {"c": "WBE"})
         assert "Did you mean" not in enum["message"] and "WEB" not in enum["message"], enum
-        field = client.error("mutation($i: EventInput!) { recordEvent(input: $i) { id } }",
-                             {"i": {"userId": "x", "type": "ACTIVATED", "stepID": "s"}})
+        field = client.error(
+            "mutation($i: EventInput!) { recordEvent(input: $i) { id } }",
+            {"i": {"userId": "x", "type": "ACTIVATED", "stepID": "s"}},
+        )
         assert "Did you mean" not in field["message"] and "'stepId'" not in field["message"], field
 
 
@@ -90,11 +93,15 @@ def test_in_development_mode_a_misspelt_name_gets_a_suggestion(client):
     assert "Did you mean 'nextSteps'?" in error["message"]
 
 
-@pytest.mark.parametrize("body", [
-    "[" * 100_000,
-    '{"a":' * 100_000,
-    '{"query": "{ steps { id } }", "variables": {"deep": ' + "[" * 100_000 + "]" * 100_000 + "}}",
-], ids=["lists", "objects", "variables"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000,
+        '{"a":' * 100_000,
+        '{"query": "{ steps { id } }", "variables": {"deep": ' + "[" * 100_000 + "]" * 100_000 + "}}",
+    ],
+    ids=["lists", "objects", "variables"],
+)
 def test_deeply_nested_json_is_a_400_not_a_crash(runtime, body):
     with TestClient(create_app(runtime), raise_server_exceptions=False) as http:
         answer = http.post("/graphql", content=body, headers={"content-type": "application/json"})
@@ -126,9 +133,15 @@ def test_access_log_lines_carry_no_query_string():
     from service.telemetry import configure_logging
 
     configure_logging("text")
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:5000", "GET", "/sparql?query=SELECT+*+WHERE+%7B+%3Cuser%2Fmaya%3E", "1.1", 200),
-                               None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/sparql?query=SELECT+*+WHERE+%7B+%3Cuser%2Fmaya%3E", "1.1", 200),
+        None,
+    )
     for log_filter in logging.getLogger("uvicorn.access").filters:
         log_filter.filter(record)
     assert "maya" not in record.getMessage() and "/sparql?" in record.getMessage()

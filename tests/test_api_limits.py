@@ -32,13 +32,15 @@ USERS = ("reader", "w1", "w2", "w3", "w4")
 
 def register_users(runtime: Runtime) -> None:
     for uid in USERS:
-        users.register(runtime, users.Registration(id=uid, role="analyst", plan="team",
-                                                   consents=["PERSONALIZATION", "ANALYTICS"]))
+        users.register(
+            runtime, users.Registration(id=uid, role="analyst", plan="team", consents=["PERSONALIZATION", "ANALYTICS"])
+        )
 
 
 def events(count: int) -> list[dict]:
-    return [{"userId": USERS[1 + i % 4], "type": "STEP_COMPLETED", "stepId": "explore-sample-data"}
-            for i in range(count)]
+    return [
+        {"userId": USERS[1 + i % 4], "type": "STEP_COMPLETED", "stepId": "explore-sample-data"} for i in range(count)
+    ]
 
 
 def raw_exchange(url: str, head: bytes, body_chunks: list[bytes], *, timeout_s: float = 5.0) -> bytes:
@@ -132,8 +134,10 @@ def test_a_body_over_the_cap_is_refused_with_413_before_it_is_read(runtime):
     register_users(runtime)
     with serving(runtime) as url:
         for path in (b"/graphql", b"/sparql", b"/healthz", b"/nowhere"):
-            head = (b"POST " + path + b" HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 3145728\r\n\r\n")
+            head = (
+                b"POST " + path + b" HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 3145728\r\n\r\n"
+            )
             started = time.monotonic()
             answer = raw_exchange(url, head, [])  # no body sent at all: the length alone is refused
             assert time.monotonic() - started < 5
@@ -156,14 +160,19 @@ def test_a_chunked_body_over_the_cap_is_refused_with_413_while_it_streams(runtim
     frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
     with serving(runtime) as url:
         for path, kind in ((b"/graphql", b"application/json"), (b"/sparql", b"application/sparql-query")):
-            head = (b"POST " + path + b" HTTP/1.1\r\nHost: test\r\nContent-Type: " + kind + b"\r\n"
-                    b"Transfer-Encoding: chunked\r\n\r\n")
+            head = (
+                b"POST " + path + b" HTTP/1.1\r\nHost: test\r\nContent-Type: " + kind + b"\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
             answer = raw_exchange(url, head, [frame] * 6)  # 96 KiB and the body has not ended
             assert b" 413 " in answer.partition(b"\r\n")[0], (path, answer[:300])
             assert b"PAYLOAD_TOO_LARGE" in answer
         with httpx.Client(base_url=url, timeout=5) as http:
-            small = http.post("/graphql", content=iter([json.dumps({"query": NEXT}).encode()]),
-                              headers={"content-type": "application/json"})
+            small = http.post(
+                "/graphql",
+                content=iter([json.dumps({"query": NEXT}).encode()]),
+                headers={"content-type": "application/json"},
+            )
             assert small.json()["data"]["nextSteps"]["decisionId"]
 
 
@@ -181,8 +190,11 @@ def test_a_variables_list_over_the_cap_is_refused_before_coercion(client):
 def test_graphql_response_json_answers_the_early_refusal_with_400(runtime):
     cap = runtime.settings.max_events_per_request
     with TestClient(create_app(runtime)) as http:
-        answer = http.post("/graphql", json={"query": RECORD_MANY, "variables": {"inputs": [1] * (cap + 1)}},
-                           headers={"accept": "application/graphql-response+json"})
+        answer = http.post(
+            "/graphql",
+            json={"query": RECORD_MANY, "variables": {"inputs": [1] * (cap + 1)}},
+            headers={"accept": "application/graphql-response+json"},
+        )
     assert answer.status_code == 400 and "data" not in answer.json()
 
 

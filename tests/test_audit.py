@@ -20,12 +20,25 @@ LINEAGE = "lineage/"
 
 
 def setup_users(runtime):
-    users.register(runtime, users.Registration(id="ana", role="analyst", industry="retail", plan="team",
-                                               consents=["PERSONALIZATION", "ANALYTICS"]))
+    users.register(
+        runtime,
+        users.Registration(
+            id="ana", role="analyst", industry="retail", plan="team", consents=["PERSONALIZATION", "ANALYTICS"]
+        ),
+    )
     users.register(runtime, users.Registration(id="bo", role="manager", plan="free", consents=[]))
-    users.record_events(runtime, [users.EventReport("ana", "STEP_COMPLETED", step_id="explore-sample-data"),
-                                  users.EventReport("ana", "FEATURE_USED", feature_id="charts")])
-    return [decide.next_steps(runtime, "ana"), decide.next_steps(runtime, "bo"), decide.next_steps(runtime, "ana", channel="EMAIL")]
+    users.record_events(
+        runtime,
+        [
+            users.EventReport("ana", "STEP_COMPLETED", step_id="explore-sample-data"),
+            users.EventReport("ana", "FEATURE_USED", feature_id="charts"),
+        ],
+    )
+    return [
+        decide.next_steps(runtime, "ana"),
+        decide.next_steps(runtime, "bo"),
+        decide.next_steps(runtime, "ana", channel="EMAIL"),
+    ]
 
 
 def check(runtime):
@@ -45,8 +58,9 @@ def test_every_decision_record_passes_the_decision_shape(runtime):
 
 def test_why_decision_names_consent_events_profile_policy_and_ranking(runtime):
     recs = setup_users(runtime)
-    rows = runtime.store.select(runtime.queries[LINEAGE + "why-decision"],
-                                decision=ox.NamedNode(vocab.DECISION_BASE + recs[0].decision_id))
+    rows = runtime.store.select(
+        runtime.queries[LINEAGE + "why-decision"], decision=ox.NamedNode(vocab.DECISION_BASE + recs[0].decision_id)
+    )
     kinds = {}
     for row in rows:
         kinds.setdefault(row["kind"].value, []).append(row["item"].value)
@@ -60,8 +74,9 @@ def test_why_decision_names_consent_events_profile_policy_and_ranking(runtime):
 
 def test_a_non_personalised_decision_uses_no_behaviour_or_industry(runtime):
     recs = setup_users(runtime)
-    rows = runtime.store.select(runtime.queries[LINEAGE + "why-decision"],
-                                decision=ox.NamedNode(vocab.DECISION_BASE + recs[1].decision_id))
+    rows = runtime.store.select(
+        runtime.queries[LINEAGE + "why-decision"], decision=ox.NamedNode(vocab.DECISION_BASE + recs[1].decision_id)
+    )
     assert rows[0]["personalized"].value == "false"
     assert not [r for r in rows if r["kind"].value == "event"]
 
@@ -81,8 +96,9 @@ def test_decisions_by_policy_model_consent_and_user(runtime):
     record = history[0]["record"]
     using = runtime.store.select(runtime.queries[LINEAGE + "decisions-using-consent"], consent=record)
     assert {vocab.local_id(r["decision"].value) for r in using} == {recs[0].decision_id, recs[2].decision_id}
-    model = runtime.store.select(runtime.queries[LINEAGE + "decisions-by-model-version"],
-                                 model=ox.NamedNode(vocab.MODEL_BASE + "none"))
+    model = runtime.store.select(
+        runtime.queries[LINEAGE + "decisions-by-model-version"], model=ox.NamedNode(vocab.MODEL_BASE + "none")
+    )
     assert model == []
 
 
@@ -101,10 +117,14 @@ def tamper_cases():
         store.commit(add=[ox.Quad(record, vocab.PROV_USED, ox.NamedNode("urn:forged"), vocab.AUDIT_GRAPH)])
 
     def change(store, record):
-        candidate = next(q.object for q in store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH))
+        candidate = next(
+            q.object for q in store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH)
+        )
         score = next(q for q in store.quads(subject=candidate, predicate=vocab.SCORE, graph=vocab.AUDIT_GRAPH))
-        store.commit(remove=[score], add=[ox.Quad(candidate, vocab.SCORE, ox.Literal("99.0", datatype=vocab.XSD_DOUBLE),
-                                                  vocab.AUDIT_GRAPH)])
+        store.commit(
+            remove=[score],
+            add=[ox.Quad(candidate, vocab.SCORE, ox.Literal("99.0", datatype=vocab.XSD_DOUBLE), vocab.AUDIT_GRAPH)],
+        )
 
     def drop_record(store, record):
         store.commit(remove=list(store.quads(subject=record, graph=vocab.AUDIT_GRAPH)))
@@ -160,7 +180,8 @@ def test_erasure_leaves_nothing_that_names_the_person_and_the_chain_verifies(run
     # The decisions remain readable, and the tombstone says when and at whose request.
     assert decide.read_decision(runtime, recs[0].decision_id) is not None
     tomb = runtime.store.select(
-        "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT ?by WHERE { ?e a wf:Erasure ; wf:requestedBy ?by }")
+        "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT ?by WHERE { ?e a wf:Erasure ; wf:requestedBy ?by }"
+    )
     assert [r["by"].value for r in tomb] == ["privacy-officer"]
 
 
@@ -178,8 +199,10 @@ def test_withdrawing_consent_lists_the_decisions_that_used_it(client):
     client.data(REGISTER, {"input": {"id": "w1", "consents": ["PERSONALIZATION"]}})
     first = client.data(NEXT_STEPS, {"user": "w1"})["nextSteps"]["decisionId"]
     second = client.data(NEXT_STEPS, {"user": "w1"})["nextSteps"]["decisionId"]
-    withdrawn = client.data(WITHDRAW.replace("{ purpose granted at }", "{ purpose granted affectedDecisions affectedModelVersions }"),
-                            {"u": "w1", "p": "PERSONALIZATION"})["withdrawConsent"]
+    withdrawn = client.data(
+        WITHDRAW.replace("{ purpose granted at }", "{ purpose granted affectedDecisions affectedModelVersions }"),
+        {"u": "w1", "p": "PERSONALIZATION"},
+    )["withdrawConsent"]
     assert set(withdrawn["affectedDecisions"]) == {first, second}
     assert withdrawn["affectedModelVersions"] == []
 

@@ -199,16 +199,23 @@ def test_appending_a_stored_record_again_is_a_no_op():
 
 def plain_record(name: str) -> tuple[ox.NamedNode, list[ox.Triple]]:
     record = ox.NamedNode(vocab.DECISION_BASE + name)
-    return record, [ox.Triple(record, vocab.RDF_TYPE, vocab.DECISION),
-                    ox.Triple(record, vocab.REQUESTED_BY, ox.Literal(f"tester {name}"))]
+    return record, [
+        ox.Triple(record, vocab.RDF_TYPE, vocab.DECISION),
+        ox.Triple(record, vocab.REQUESTED_BY, ox.Literal(f"tester {name}")),
+    ]
 
 
 def put_record(store: Store, name: str, *, chain: str, sequence: int, previous: str) -> str:
     """Store a chained record by hand; return its hash."""
     record, triples = plain_record(name)
-    chained = stored_form([*triples, ox.Triple(record, vocab.CHAIN, ox.Literal(chain)),
-                           ox.Triple(record, vocab.SEQUENCE, ox.Literal(str(sequence), datatype=vocab.XSD_INTEGER)),
-                           ox.Triple(record, vocab.PREVIOUS_HASH, ox.Literal(previous))])
+    chained = stored_form(
+        [
+            *triples,
+            ox.Triple(record, vocab.CHAIN, ox.Literal(chain)),
+            ox.Triple(record, vocab.SEQUENCE, ox.Literal(str(sequence), datatype=vocab.XSD_INTEGER)),
+            ox.Triple(record, vocab.PREVIOUS_HASH, ox.Literal(previous)),
+        ]
+    )
     digest = content_hash(chained)
     chained.append(ox.Triple(record, vocab.CONTENT_HASH, ox.Literal(digest)))
     store.commit(add=[ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in chained])
@@ -257,8 +264,9 @@ def test_a_changed_triple_is_reported_as_changed_content():
 def decisions_on_disk(disk_runtime: Runtime, count: int, *, checkpoint_every: int) -> tuple[str, Path]:
     """Make ``count`` decisions on the disk store, sealing every ``checkpoint_every``; return the store and anchors paths."""
     disk_runtime.trail.checkpoint_every = checkpoint_every
-    users.register(disk_runtime, users.Registration(id="anchored", role="analyst", plan="team",
-                                                    consents=["PERSONALIZATION"]))
+    users.register(
+        disk_runtime, users.Registration(id="anchored", role="analyst", plan="team", consents=["PERSONALIZATION"])
+    )
     for _ in range(count):
         decide.next_steps(disk_runtime, "anchored", limit=2)
     path = disk_runtime.settings.store
@@ -325,8 +333,10 @@ def test_a_fresh_store_below_the_checkpoint_interval_needs_no_anchors(disk_runti
 def test_a_checkpoint_whose_commit_raised_after_landing_is_sealed_by_the_next_append(knowledge_quads, tmp_path):
     store = FlushFails(tmp_path / "store", flush_each_commit=True)
     store.commit(add=knowledge_quads)
-    runtime = Runtime(settings=Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models",
-                                        audit_checkpoint_every=2), store=store)
+    runtime = Runtime(
+        settings=Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models", audit_checkpoint_every=2),
+        store=store,
+    )
     users.register(runtime, users.Registration(id="e2", role="analyst", plan="team", consents=["PERSONALIZATION"]))
     decide.next_steps(runtime, "e2")
     store.armed = True

@@ -64,7 +64,9 @@ def oracle(graph, *, role, plan, channel, completed, dismissed) -> set[str]:
 
 def candidates(runtime, user_id: str, channel: str) -> set[str]:
     """What the service's candidate query answers, as demo step IDs."""
-    return {iri.removeprefix(DEMO) for iri in candidate_steps(runtime, users.user_node(user_id), str(CHANNELS[channel]))}
+    return {
+        iri.removeprefix(DEMO) for iri in candidate_steps(runtime, users.user_node(user_id), str(CHANNELS[channel]))
+    }
 
 
 def test_candidates_match_the_oracle_for_random_users_on_every_channel(runtime, catalog_graph):
@@ -79,10 +81,15 @@ def test_candidates_match_the_oracle_for_random_users_on_every_channel(runtime, 
         # prerequisite is missing must not unlock what depends on it.
         completed = rng.sample(steps, rng.randint(0, 12))
         dismissed = rng.sample([s for s in steps if s not in completed], rng.randint(0, 3))
-        users.record_events(runtime, [users.EventReport(f"r{i}", "STEP_COMPLETED", step_id=s) for s in completed]
-                            + [users.EventReport(f"r{i}", "STEP_DISMISSED", step_id=s) for s in dismissed])
+        users.record_events(
+            runtime,
+            [users.EventReport(f"r{i}", "STEP_COMPLETED", step_id=s) for s in completed]
+            + [users.EventReport(f"r{i}", "STEP_DISMISSED", step_id=s) for s in dismissed],
+        )
         for channel in CHANNELS:
-            expected = oracle(catalog_graph, role=role, plan=plan, channel=channel, completed=completed, dismissed=dismissed)
+            expected = oracle(
+                catalog_graph, role=role, plan=plan, channel=channel, completed=completed, dismissed=dismissed
+            )
             assert candidates(runtime, f"r{i}", channel) == expected, (role, plan, channel, completed, dismissed)
             checked += 1
     assert checked == 240
@@ -107,8 +114,12 @@ def test_candidates_match_the_oracle_beside_other_users_long_histories(runtime, 
         """Complete, one at a time, a step the user could be shown: the chains grow level by level."""
         done: list[str] = []
         for _ in range(rounds):
-            open_now = set().union(*(oracle(catalog_graph, role=role, plan=plan, channel=c, completed=done, dismissed=[])
-                                     for c in CHANNELS))
+            open_now = set().union(
+                *(
+                    oracle(catalog_graph, role=role, plan=plan, channel=c, completed=done, dismissed=[])
+                    for c in CHANNELS
+                )
+            )
             if not open_now:
                 break
             done.append(rng.choice(sorted(open_now)))
@@ -118,8 +129,12 @@ def test_candidates_match_the_oracle_beside_other_users_long_histories(runtime, 
     for role in ROLES:
         for plan in PLANS:
             deep = deep_history(role, plan, rng.randint(8, 16))
-            reachable = set().union(*(oracle(catalog_graph, role=role, plan=plan, channel=c, completed=deep, dismissed=[])
-                                      for c in CHANNELS))
+            reachable = set().union(
+                *(
+                    oracle(catalog_graph, role=role, plan=plan, channel=c, completed=deep, dismissed=[])
+                    for c in CHANNELS
+                )
+            )
             cases += [
                 (role, plan, "fresh", [], []),
                 # Deep chains, and the candidates they unlock partly dismissed.
@@ -140,24 +155,40 @@ def test_candidates_match_the_oracle_beside_other_users_long_histories(runtime, 
     for n, (role, plan, kind, completed, dismissed) in enumerate(cases):
         uid = f"checked-{n}-{kind}"
         for channel in CHANNELS:
-            expected = oracle(catalog_graph, role=role, plan=plan, channel=channel, completed=completed, dismissed=dismissed)
+            expected = oracle(
+                catalog_graph, role=role, plan=plan, channel=channel, completed=completed, dismissed=dismissed
+            )
             assert candidates(runtime, uid, channel) == expected, (role, plan, kind, channel, completed, dismissed)
             checked += 1
     assert checked == 4 * 12 * 4
     # The histories reach down the chains: some completed step has 3 or more prerequisites, transitively.
-    deepest = max(len(closure(catalog_graph, rdflib.URIRef(DEMO + s), WF.requires))
-                  for _, _, kind, completed, _ in cases if kind == "deep" for s in completed)
+    deepest = max(
+        len(closure(catalog_graph, rdflib.URIRef(DEMO + s), WF.requires))
+        for _, _, kind, completed, _ in cases
+        if kind == "deep"
+        for s in completed
+    )
     assert deepest >= 3
 
 
 def test_deep_chain_unlocks_one_level_at_a_time(runtime):
     users.register(runtime, users.Registration(id="deep", role="manager", plan="team", consents=[]))
-    chain = ["explore-sample-data", "build-first-chart", "create-dashboard", "schedule-report", "deliver-reports-to-slack"]
-    for done, nxt in zip(chain, chain[1:]):
-        ids = {s.step.removeprefix(DEMO) for s in decide.next_steps(runtime, "deep", channel="WEB", limit=50).candidates}
+    chain = [
+        "explore-sample-data",
+        "build-first-chart",
+        "create-dashboard",
+        "schedule-report",
+        "deliver-reports-to-slack",
+    ]
+    for done, nxt in zip(chain, chain[1:], strict=False):
+        ids = {
+            s.step.removeprefix(DEMO) for s in decide.next_steps(runtime, "deep", channel="WEB", limit=50).candidates
+        }
         assert nxt not in ids
         users.record_events(runtime, [users.EventReport("deep", "STEP_COMPLETED", step_id=done)])
-        ids = {s.step.removeprefix(DEMO) for s in decide.next_steps(runtime, "deep", channel="WEB", limit=50).candidates}
+        ids = {
+            s.step.removeprefix(DEMO) for s in decide.next_steps(runtime, "deep", channel="WEB", limit=50).candidates
+        }
         assert nxt in ids
 
 
@@ -165,8 +196,13 @@ def test_plan_inclusion_is_transitive(runtime):
     users.register(runtime, users.Registration(id="ent", role="manager", plan="enterprise"))
     users.register(runtime, users.Registration(id="free", role="manager", plan="free"))
     for uid in ("ent", "free"):
-        users.record_events(runtime, [users.EventReport(uid, "STEP_COMPLETED", step_id=s) for s in
-                                      ("explore-sample-data", "build-first-chart", "create-dashboard")])
+        users.record_events(
+            runtime,
+            [
+                users.EventReport(uid, "STEP_COMPLETED", step_id=s)
+                for s in ("explore-sample-data", "build-first-chart", "create-dashboard")
+            ],
+        )
     ent = {s.step.removeprefix(DEMO) for s in decide.next_steps(runtime, "ent", channel="WEB", limit=50).candidates}
     free = {s.step.removeprefix(DEMO) for s in decide.next_steps(runtime, "free", channel="WEB", limit=50).candidates}
     assert "schedule-report" in ent  # needs team; enterprise includes team

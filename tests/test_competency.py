@@ -376,7 +376,9 @@ def test_every_demo_step_has_a_title_comment_feature_channel_and_unique_default_
 
 
 def test_every_demo_local_name_is_unique(store):
-    subjects = {q.subject.value for q in store.quads_for_pattern(None, RDF_TYPE, None) if q.subject.value.startswith(DEMO)}
+    subjects = {
+        q.subject.value for q in store.quads_for_pattern(None, RDF_TYPE, None) if q.subject.value.startswith(DEMO)
+    }
     local_names = Counter(iri.rsplit("/", 1)[-1] for iri in subjects)
     assert [name for name, n in local_names.items() if n > 1] == []
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyoxigraph as ox
 import pytest
@@ -26,7 +26,7 @@ CONSENTS = "query C($id: ID!) { user(id: $id) { consents { purpose granted at re
 
 
 def iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @pytest.fixture
@@ -45,8 +45,14 @@ def lenient_client(lenient):
 
 
 def register(client, user_id="u1", **fields):
-    payload = {"id": user_id, "role": "analyst", "industry": "retail", "plan": "team", "signupChannel": "WEB",
-               "consents": ["PERSONALIZATION", "ANALYTICS"]}
+    payload = {
+        "id": user_id,
+        "role": "analyst",
+        "industry": "retail",
+        "plan": "team",
+        "signupChannel": "WEB",
+        "consents": ["PERSONALIZATION", "ANALYTICS"],
+    }
     payload.update(fields)
     return client.data(REGISTER, {"input": payload})["registerUser"]
 
@@ -73,8 +79,11 @@ def test_the_write_gate_alone_refuses_an_event_after_withdrawals_of_a_future_dat
     withdraw_both(lenient_client)
     user, graph = vocab.user_iri("u1"), vocab.user_graph("u1")
     event = ox.NamedNode(vocab.EVENT_BASE + "e1")
-    quads = [ox.Quad(event, vocab.RDF_TYPE, vocab.ACTIVATED, graph), ox.Quad(event, vocab.BY_USER, user, graph),
-             ox.Quad(event, vocab.OCCURRED_AT, datetime_literal(now()), graph)]
+    quads = [
+        ox.Quad(event, vocab.RDF_TYPE, vocab.ACTIVATED, graph),
+        ox.Quad(event, vocab.BY_USER, user, graph),
+        ox.Quad(event, vocab.OCCURRED_AT, datetime_literal(now()), graph),
+    ]
     with pytest.raises(RefusedWrite) as refused:
         commit_validated(lenient, quads, users=[user], source="test")
     assert any((v.shape or "").endswith("EventConsentShape") for v in refused.value.violations)
@@ -113,8 +122,9 @@ def test_a_training_export_leaves_out_a_user_who_withdrew_after_a_future_dated_g
 
 def test_a_registration_an_hour_ahead_is_refused_and_nothing_is_stored(client, runtime):
     size = len(runtime.store)
-    error = client.error(REGISTER, {"input": {"id": "u1", "consents": ["PERSONALIZATION"],
-                                              "at": iso(now() + timedelta(hours=1))}})
+    error = client.error(
+        REGISTER, {"input": {"id": "u1", "consents": ["PERSONALIZATION"], "at": iso(now() + timedelta(hours=1))}}
+    )
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"] == "input.at: more than 300 s in the future by the service's clock"
     assert error["extensions"]["details"][0]["field"] == "input.at"
@@ -123,8 +133,9 @@ def test_a_registration_an_hour_ahead_is_refused_and_nothing_is_stored(client, r
 
 
 def test_a_far_future_registration_is_refused(client):
-    error = client.error(REGISTER, {"input": {"id": "u1", "consents": ["PERSONALIZATION", "ANALYTICS"],
-                                              "at": "2126-01-01T00:00:00Z"}})
+    error = client.error(
+        REGISTER, {"input": {"id": "u1", "consents": ["PERSONALIZATION", "ANALYTICS"], "at": "2126-01-01T00:00:00Z"}}
+    )
     assert error["extensions"]["details"][0]["field"] == "input.at"
     assert client.data(USER, {"id": "u1"})["user"] is None
 
@@ -132,13 +143,20 @@ def test_a_far_future_registration_is_refused(client):
 def test_an_event_an_hour_ahead_is_refused_naming_the_field_and_none_is_stored(client, runtime):
     register(client)
     size = len(runtime.store)
-    error = client.error(RECORD, {"input": {"userId": "u1", "type": "ACTIVATED", "at": iso(now() + timedelta(hours=1))}})
+    error = client.error(
+        RECORD, {"input": {"userId": "u1", "type": "ACTIVATED", "at": iso(now() + timedelta(hours=1))}}
+    )
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"] == "input.at: more than 300 s in the future by the service's clock"
-    error = client.error(RECORD_MANY, {"inputs": [
-        {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "explore-sample-data"},
-        {"userId": "u1", "type": "ACTIVATED", "at": "2126-01-01T00:00:00Z"},
-    ]})
+    error = client.error(
+        RECORD_MANY,
+        {
+            "inputs": [
+                {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "explore-sample-data"},
+                {"userId": "u1", "type": "ACTIVATED", "at": "2126-01-01T00:00:00Z"},
+            ]
+        },
+    )
     assert error["extensions"]["details"][0]["field"] == "inputs[1].at"
     assert client.data(USER, {"id": "u1"})["user"]["eventCount"] == 0
     assert len(runtime.store) == size
@@ -146,7 +164,9 @@ def test_an_event_an_hour_ahead_is_refused_naming_the_field_and_none_is_stored(c
 
 def test_an_event_a_minute_ahead_is_within_the_clock_skew(client):
     register(client)
-    event = client.data(RECORD, {"input": {"userId": "u1", "type": "ACTIVATED", "at": iso(now() + timedelta(seconds=60))}})
+    event = client.data(
+        RECORD, {"input": {"userId": "u1", "type": "ACTIVATED", "at": iso(now() + timedelta(seconds=60))}}
+    )
     assert event["recordEvent"]["type"] == "ACTIVATED"
     assert client.data(USER, {"id": "u1"})["user"]["eventCount"] == 1
 
@@ -203,8 +223,10 @@ def test_records_without_a_record_time_are_ordered_by_their_indicated_time(clien
 def test_a_record_time_is_written_on_every_consent_record(client, runtime):
     register(client, at="2020-01-01T00:00:00Z")
     client.data(WITHDRAW, {"u": "u1", "p": "ANALYTICS"})
-    records = {q.subject for q in runtime.store.quads(predicate=vocab.RDF_TYPE, object=vocab.CONSENT_RECORD,
-                                                     graph=vocab.CONSENT_GRAPH)}
+    records = {
+        q.subject
+        for q in runtime.store.quads(predicate=vocab.RDF_TYPE, object=vocab.CONSENT_RECORD, graph=vocab.CONSENT_GRAPH)
+    }
     assert len(records) == 3
     for record in records:
         stamps = list(runtime.store.quads(subject=record, predicate=vocab.RECORDED_AT, graph=vocab.CONSENT_GRAPH))
@@ -220,14 +242,15 @@ def test_lineage_consent_history_follows_the_record_time(lenient_client, lenient
     assert all(r["recordedAt"] is not None for r in rows)
 
 
-
 def test_on_a_shared_store_withdrawals_after_a_future_dated_grant_end_the_consent(server, tmp_path):
     settings = Settings(store=server, models_dir=tmp_path / "models", max_clock_skew_s=200 * 365 * 86400)
     shared = Runtime(settings=settings)
     shared.ensure_ontology()
     shared.load(knowledge_files(shared))
-    users.register(shared, users.Registration(id="s1", consents=["PERSONALIZATION", "ANALYTICS"],
-                                              at=datetime(2126, 1, 1, tzinfo=timezone.utc)))
+    users.register(
+        shared,
+        users.Registration(id="s1", consents=["PERSONALIZATION", "ANALYTICS"], at=datetime(2126, 1, 1, tzinfo=UTC)),
+    )
     for purpose in ("PERSONALIZATION", "ANALYTICS"):
         users.set_consent(shared, "s1", purpose, granted=False)
     assert active_purposes(users.consents(shared, "s1")) == set()
@@ -244,14 +267,14 @@ def test_an_old_store_s_future_dated_grant_is_stamped_no_later_than_now_when_the
     from service import users, vocab
     from service.consent import active_purposes
 
-    users.register(runtime, users.Registration(id="legacy", consents=["PERSONALIZATION"],
-                                               at=datetime.now(timezone.utc)))
+    users.register(runtime, users.Registration(id="legacy", consents=["PERSONALIZATION"], at=datetime.now(UTC)))
     record_times = list(runtime.store.quads(predicate=vocab.RECORDED_AT, graph=vocab.CONSENT_GRAPH))
     indicated = list(runtime.store.quads(predicate=vocab.IS_INDICATED_AT_TIME, graph=vocab.CONSENT_GRAPH))
     future = ox.Literal("2126-01-01T00:00:00Z", datatype=vocab.XSD_DATETIME)
     # Make it as an old version left it: no record time, and a client's time far ahead.
-    runtime.store.commit(remove=record_times + indicated,
-                         add=[ox.Quad(q.subject, q.predicate, future, q.graph_name) for q in indicated])
+    runtime.store.commit(
+        remove=record_times + indicated, add=[ox.Quad(q.subject, q.predicate, future, q.graph_name) for q in indicated]
+    )
     runtime.ensure_ontology()  # what every entry point runs when it opens a store
     users.set_consent(runtime, "legacy", "PERSONALIZATION", granted=False)
     assert "PERSONALIZATION" not in active_purposes(users.consents(runtime, "legacy"))

@@ -21,14 +21,16 @@ AUDITOR = "a" * 24
 APP_SECRET = "p" * 32  # signs the web app's user tokens; never sent by anyone
 KEYS = f"{SERVER}:client:backend,{OPERATOR}:operator:ops-oncall,{AUDITOR}:auditor,{APP_SECRET}:app:web-app"
 
-REGISTER = 'mutation($id: ID!) { registerUser(input: {id: $id, consents: [PERSONALIZATION, ANALYTICS]}) { id } }'
-NEXT = 'query($u: ID!) { nextSteps(userId: $u) { decisionId personalized } }'
-EVENT = 'mutation($u: ID!) { recordEvent(input: {userId: $u, type: STEP_COMPLETED, stepId: "take-product-tour"}) { id } }'
-EVENTS = 'mutation($inputs: [EventInput!]!) { recordEvents(inputs: $inputs) }'
-GRANT = 'mutation($u: ID!) { grantConsent(userId: $u, purpose: MARKETING) { granted } }'
-WITHDRAW = 'mutation($u: ID!) { withdrawConsent(userId: $u, purpose: MARKETING) { granted } }'
-USER = 'query($u: ID!) { user(id: $u) { id eventCount } }'
-ERASE = 'mutation($u: ID!) { eraseUser(userId: $u) { erasureId } }'
+REGISTER = "mutation($id: ID!) { registerUser(input: {id: $id, consents: [PERSONALIZATION, ANALYTICS]}) { id } }"
+NEXT = "query($u: ID!) { nextSteps(userId: $u) { decisionId personalized } }"
+EVENT = (
+    'mutation($u: ID!) { recordEvent(input: {userId: $u, type: STEP_COMPLETED, stepId: "take-product-tour"}) { id } }'
+)
+EVENTS = "mutation($inputs: [EventInput!]!) { recordEvents(inputs: $inputs) }"
+GRANT = "mutation($u: ID!) { grantConsent(userId: $u, purpose: MARKETING) { granted } }"
+WITHDRAW = "mutation($u: ID!) { withdrawConsent(userId: $u, purpose: MARKETING) { granted } }"
+USER = "query($u: ID!) { user(id: $u) { id eventCount } }"
+ERASE = "mutation($u: ID!) { eraseUser(userId: $u) { erasureId } }"
 
 
 def app_token(user: str, *, secret: str = APP_SECRET, kid: str = "web-app", ttl: float = 600, **claims) -> str:
@@ -88,29 +90,47 @@ def test_an_app_token_cannot_reach_another_user(http):
 
 def test_an_app_token_may_do_nothing_else(http):
     ann = app_token("ann")
-    for query, variables in ((USER, {"u": "ann"}), (ERASE, {"u": "ann"}), (REGISTER, {"id": "carl"}),
-                             ("{ steps { id } }", {})):
+    for query, variables in (
+        (USER, {"u": "ann"}),
+        (ERASE, {"u": "ann"}),
+        (REGISTER, {"id": "carl"}),
+        ("{ steps { id } }", {}),
+    ):
         response = call(http, ann, query, **variables)
         assert code_of(response) == "FORBIDDEN", (query, response.text)
     assert call(http, ann, "{ __typename }").status_code == 200
-    assert http.get("/sparql", params={"query": "ASK {}"}, headers={"Authorization": f"Bearer {ann}"}).status_code == 403
+    assert (
+        http.get("/sparql", params={"query": "ASK {}"}, headers={"Authorization": f"Bearer {ann}"}).status_code == 403
+    )
     assert http.get("/metrics", headers={"Authorization": f"Bearer {ann}"}).status_code == 403
 
 
-@pytest.mark.parametrize("token", [
-    pytest.param(lambda: app_token("ann", ttl=-120), id="expired"),
-    pytest.param(lambda: app_token("ann", secret="x" * 32), id="wrong-secret"),
-    pytest.param(lambda: app_token("ann", kid="someone-else"), id="unknown-kid"),
-    pytest.param(lambda: app_token("ann", ttl=400 * 24 * 3600), id="lifetime-too-long"),
-    pytest.param(lambda: jwt.encode({"sub": "ann", "exp": int(time.time()) + 60}, APP_SECRET, algorithm="HS256"),
-                 id="no-kid"),
-    pytest.param(lambda: jwt.encode({"exp": int(time.time()) + 60}, APP_SECRET, algorithm="HS256",
-                                    headers={"kid": "web-app"}), id="no-subject"),
-    pytest.param(lambda: jwt.encode({"sub": "ann", "exp": int(time.time()) + 60}, SERVER, algorithm="HS256",
-                                    headers={"kid": "backend"}), id="signed-by-a-server-key"),
-    pytest.param(lambda: app_token("ann")[:-3] + "AAA", id="tampered"),
-    pytest.param(lambda: APP_SECRET, id="the-signing-secret-itself"),
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(lambda: app_token("ann", ttl=-120), id="expired"),
+        pytest.param(lambda: app_token("ann", secret="x" * 32), id="wrong-secret"),
+        pytest.param(lambda: app_token("ann", kid="someone-else"), id="unknown-kid"),
+        pytest.param(lambda: app_token("ann", ttl=400 * 24 * 3600), id="lifetime-too-long"),
+        pytest.param(
+            lambda: jwt.encode({"sub": "ann", "exp": int(time.time()) + 60}, APP_SECRET, algorithm="HS256"), id="no-kid"
+        ),
+        pytest.param(
+            lambda: jwt.encode(
+                {"exp": int(time.time()) + 60}, APP_SECRET, algorithm="HS256", headers={"kid": "web-app"}
+            ),
+            id="no-subject",
+        ),
+        pytest.param(
+            lambda: jwt.encode(
+                {"sub": "ann", "exp": int(time.time()) + 60}, SERVER, algorithm="HS256", headers={"kid": "backend"}
+            ),
+            id="signed-by-a-server-key",
+        ),
+        pytest.param(lambda: app_token("ann")[:-3] + "AAA", id="tampered"),
+        pytest.param(lambda: APP_SECRET, id="the-signing-secret-itself"),
+    ],
+)
 def test_a_bad_app_token_is_401(http, token):
     response = call(http, token(), NEXT, u="ann")
     assert response.status_code == 401, response.text
@@ -132,7 +152,9 @@ def test_an_erasure_record_names_the_principal_that_asked(http):
     runtime = http.app.app.state.runtime
     assert call(http, SERVER, ERASE, u="ann").json()["data"]["eraseUser"]["erasureId"]
     assert call(http, OPERATOR, ERASE, u="bob").json()["data"]["eraseUser"]["erasureId"]
-    requested = sorted(q.object.value for q in runtime.store.quads(predicate=vocab.REQUESTED_BY, graph=vocab.AUDIT_GRAPH))
+    requested = sorted(
+        q.object.value for q in runtime.store.quads(predicate=vocab.REQUESTED_BY, graph=vocab.AUDIT_GRAPH)
+    )
     assert requested == ["backend", "ops-oncall"]
 
 
@@ -214,7 +236,7 @@ def test_the_cli_prints_a_token_the_service_accepts(http, monkeypatch):
 
 
 def test_an_approval_is_recorded_for_the_callers_principal(http):
-    promote = 'mutation($v: String!, $by: String) { promoteModel(version: $v, approvedBy: $by) { version } }'
+    promote = "mutation($v: String!, $by: String) { promoteModel(version: $v, approvedBy: $by) { version } }"
     someone_else = call(http, OPERATOR, promote, v="0123abcd", by="Grace")
     assert code_of(someone_else) == "FORBIDDEN" and "ops-oncall" in someone_else.json()["errors"][0]["message"]
     # Naming oneself, or nobody, gets past the approver check to the registry (no such version here).
@@ -223,7 +245,7 @@ def test_an_approval_is_recorded_for_the_callers_principal(http):
 
 
 def test_without_keys_an_approval_must_name_who_approves(client):
-    promote = 'mutation($v: String!) { promoteModel(version: $v) { version } }'
+    promote = "mutation($v: String!) { promoteModel(version: $v) { version } }"
     error = client.error(promote, {"v": "0123abcd"})
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "approvedBy" in error["message"]
 

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -52,7 +52,7 @@ EVENT_KINDS = [  # (type, stepId, featureId): each accepted for a user with the 
     ("STEP_COMPLETED", "explore-sample-data", None),
     ("FEATURE_USED", None, "visual-explorer"),
 ]
-EPOCH = datetime(2026, 3, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 
 REGISTER = "mutation R($input: RegisterUserInput!) { registerUser(input: $input) { id } }"
 RECORD = "mutation E($input: EventInput!) { recordEvent(input: $input) { id userId type at } }"
@@ -81,16 +81,36 @@ class Service:
     def start(self, timeout_s: float = 30) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WAYFINDER_")}
         # Open (no API keys), loopback only; the SPARQL endpoint's temporary folder stays in tmp_path.
-        env.update({"WAYFINDER_LOG_FORMAT": "text", "WAYFINDER_OTEL_EXPORTER": "none", "TMPDIR": str(self.workdir),
-                    "PYTHONUNBUFFERED": "1"})
+        env.update(
+            {
+                "WAYFINDER_LOG_FORMAT": "text",
+                "WAYFINDER_OTEL_EXPORTER": "none",
+                "TMPDIR": str(self.workdir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         for _ in range(3):  # a free port can be taken between the probe and the bind: try another
             port = _free_port()
             self.starts += 1
             log = (self.workdir / f"service-{self.starts}.log").open("wb")
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve", "--store", str(self.store),
-                 "--host", "127.0.0.1", "--port", str(port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "service.cli",
+                    "serve",
+                    "--store",
+                    str(self.store),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
             log.close()
             self.url = f"http://127.0.0.1:{port}"
@@ -197,8 +217,19 @@ def _writer(url: str, thread: int, ledger: Ledger, prefix: str, users_per_thread
             with ledger.lock:
                 ledger.sent_users.add(user_id)
                 ledger.sent_events[user_id] = {}
-            data = send(REGISTER, {"input": {"id": user_id, "role": "analyst", "plan": "team",
-                                             "signupChannel": "WEB", "consents": CONSENTS}}, f"registerUser {user_id}")
+            data = send(
+                REGISTER,
+                {
+                    "input": {
+                        "id": user_id,
+                        "role": "analyst",
+                        "plan": "team",
+                        "signupChannel": "WEB",
+                        "consents": CONSENTS,
+                    }
+                },
+                f"registerUser {user_id}",
+            )
             if data is None:
                 return
             with ledger.lock:
@@ -211,8 +242,19 @@ def _writer(url: str, thread: int, ledger: Ledger, prefix: str, users_per_thread
                 with ledger.lock:
                     # type, byUser, occurredAt, and aboutStep or aboutFeature when there is one
                     ledger.sent_events[user_id][_literal(at)] = 3 + bool(step or feature)
-                data = send(RECORD, {"input": {"userId": user_id, "type": kind, "stepId": step, "featureId": feature,
-                                               "at": at.isoformat()}}, f"recordEvent {user_id}#{j}")
+                data = send(
+                    RECORD,
+                    {
+                        "input": {
+                            "userId": user_id,
+                            "type": kind,
+                            "stepId": step,
+                            "featureId": feature,
+                            "at": at.isoformat(),
+                        }
+                    },
+                    f"recordEvent {user_id}#{j}",
+                )
                 if data is None:
                     return
                 event = data["recordEvent"]
@@ -221,17 +263,21 @@ def _writer(url: str, thread: int, ledger: Ledger, prefix: str, users_per_thread
                 ledger.ack()
 
 
-def _stream(url: str, ledger: Ledger, prefix: str, *, kill: Service | None,
-            users_per_thread: int = USERS_PER_THREAD) -> None:
+def _stream(
+    url: str, ledger: Ledger, prefix: str, *, kill: Service | None, users_per_thread: int = USERS_PER_THREAD
+) -> None:
     """Run the writers; with ``kill``, SIGKILL the service once KILL_AFTER writes are acknowledged."""
-    threads = [threading.Thread(target=_writer, args=(url, t, ledger, prefix, users_per_thread), daemon=True)
-               for t in range(THREADS)]
+    threads = [
+        threading.Thread(target=_writer, args=(url, t, ledger, prefix, users_per_thread), daemon=True)
+        for t in range(THREADS)
+    ]
     for t in threads:
         t.start()
     if kill is not None:
         with ledger.progress:
-            reached = ledger.progress.wait_for(lambda: ledger.acked >= KILL_AFTER or not any(t.is_alive() for t in threads),
-                                               timeout=STREAM_DEADLINE_S)
+            reached = ledger.progress.wait_for(
+                lambda: ledger.acked >= KILL_AFTER or not any(t.is_alive() for t in threads), timeout=STREAM_DEADLINE_S
+            )
         assert reached and ledger.acked >= KILL_AFTER, f"only {ledger.acked} writes acknowledged:\n{kill.log_tail()}"
         kill.kill()
     for t in threads:
@@ -305,27 +351,35 @@ def test_acknowledged_writes_survive_kill_9_of_the_service(service, tmp_path):
                 assert len(users.consents(runtime, user_id)) == len(CONSENTS)
                 stored = _stored_events(runtime, user_id)
                 unanswered_but_stored += (user_id not in led.acked_users) + len(
-                    set(stored) - set(led.acked_events.get(user_id, {})))
+                    set(stored) - set(led.acked_events.get(user_id, {}))
+                )
                 for event_id, at in led.acked_events.get(user_id, {}).items():
                     assert event_id in stored, f"acknowledged event {event_id} of {user_id} lost"
                     assert stored[event_id][0] == at
                 for event_id, (at, triples) in stored.items():
                     assert at in led.sent_events[user_id], f"event {event_id} of {user_id} was never sent"
-                    assert triples == led.sent_events[user_id][at], f"event {event_id} stored partly ({triples} triples)"
+                    assert triples == led.sent_events[user_id][at], (
+                        f"event {event_id} stored partly ({triples} triples)"
+                    )
                 assert len({at for at, _ in stored.values()}) == len(stored), f"an event of {user_id} stored twice"
         # Nothing else: every user in the store is one the test sent (or none at all).
         sent = ledger.sent_users | after.sent_users
-        stored_users = {g.value.removeprefix(vocab.USER_GRAPH_BASE) for g in runtime.store.named_graphs()
-                        if g.value.startswith(vocab.USER_GRAPH_BASE)}
+        stored_users = {
+            g.value.removeprefix(vocab.USER_GRAPH_BASE)
+            for g in runtime.store.named_graphs()
+            if g.value.startswith(vocab.USER_GRAPH_BASE)
+        }
         assert stored_users <= sent
     finally:
         runtime.store.close()
 
     lost_in_flight = len(ledger.sent_users) + sum(map(len, ledger.sent_events.values())) - killed_at
-    print(f"\nkill -9 after {killed_at} of {total} writes acknowledged, all found after restart; {lost_in_flight} "
-          f"in flight, unanswered ({unanswered_but_stored} of them committed, whole); {after.acked} more after "
-          f"restart, then kill -9 again: all found; "
-          f"{time.monotonic() - started:.1f} s")
+    print(
+        f"\nkill -9 after {killed_at} of {total} writes acknowledged, all found after restart; {lost_in_flight} "
+        f"in flight, unanswered ({unanswered_but_stored} of them committed, whole); {after.acked} more after "
+        f"restart, then kill -9 again: all found; "
+        f"{time.monotonic() - started:.1f} s"
+    )
 
 
 # -- backups -------------------------------------------------------------------------------
@@ -333,9 +387,16 @@ def test_acknowledged_writes_survive_kill_9_of_the_service(service, tmp_path):
 
 def _register(runtime: Runtime, user_id: str, events: int = 3, start: datetime = EPOCH) -> None:
     users.register(runtime, users.Registration(id=user_id, role="analyst", plan="team", consents=CONSENTS))
-    reports = [users.EventReport(user_id=user_id, type=EVENT_KINDS[j % 4][0], step_id=EVENT_KINDS[j % 4][1],
-                                 feature_id=EVENT_KINDS[j % 4][2], at=start + timedelta(seconds=j))
-               for j in range(events)]
+    reports = [
+        users.EventReport(
+            user_id=user_id,
+            type=EVENT_KINDS[j % 4][0],
+            step_id=EVENT_KINDS[j % 4][1],
+            feature_id=EVENT_KINDS[j % 4][2],
+            at=start + timedelta(seconds=j),
+        )
+        for j in range(events)
+    ]
     users.record_events(runtime, reports)
 
 
@@ -394,9 +455,13 @@ def test_a_backup_taken_during_writes_holds_whole_commits_only(disk_runtime, tmp
         for b in range(batches):
             if stop.is_set():
                 return
-            users.record_events(disk_runtime, [
-                users.EventReport(user_id="w", type="ACTIVATED", at=EPOCH + timedelta(seconds=b * 100 + j))
-                for j in range(batch)])
+            users.record_events(
+                disk_runtime,
+                [
+                    users.EventReport(user_id="w", type="ACTIVATED", at=EPOCH + timedelta(seconds=b * 100 + j))
+                    for j in range(batch)
+                ],
+            )
             committed[0] = b + 1
 
     thread = threading.Thread(target=writer, daemon=True)

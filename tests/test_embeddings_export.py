@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyoxigraph as ox
 import pytest
@@ -73,18 +73,24 @@ def test_users_without_an_active_analytics_consent_are_absent(world, exported):
         assert user.iri in exported.index["user"]
 
 
-def _record(store: ox.Store, user: ox.NamedNode, name: str, purpose: ox.NamedNode, status: ox.NamedNode,
-            at: datetime) -> None:
+def _record(
+    store: ox.Store, user: ox.NamedNode, name: str, purpose: ox.NamedNode, status: ox.NamedNode, at: datetime
+) -> None:
     record, g = ox.NamedNode(vocab.CONSENT_BASE + name), vocab.CONSENT_GRAPH
-    for p, o in ((vocab.RDF_TYPE, vocab.CONSENT_RECORD), (vocab.HAS_DATA_SUBJECT, user), (vocab.HAS_PURPOSE, purpose),
-                 (vocab.HAS_CONSENT_STATUS, status), (vocab.HAS_LEGAL_BASIS, vocab.CONSENT_LEGAL_BASIS),
-                 (vocab.IS_INDICATED_AT_TIME, datetime_literal(at))):
+    for p, o in (
+        (vocab.RDF_TYPE, vocab.CONSENT_RECORD),
+        (vocab.HAS_DATA_SUBJECT, user),
+        (vocab.HAS_PURPOSE, purpose),
+        (vocab.HAS_CONSENT_STATUS, status),
+        (vocab.HAS_LEGAL_BASIS, vocab.CONSENT_LEGAL_BASIS),
+        (vocab.IS_INDICATED_AT_TIME, datetime_literal(at)),
+    ):
         store.add(ox.Quad(record, p, o, g))
 
 
 def test_the_latest_record_decides_and_a_tie_means_withdrawn():
     store = ox.Store()
-    at = lambda hour: datetime(2026, 3, 1, hour, tzinfo=timezone.utc)  # noqa: E731
+    at = lambda hour: datetime(2026, 3, 1, hour, tzinfo=UTC)  # noqa: E731
     cases = {
         "late-withdrawal": [(vocab.CONSENT_GIVEN, at(9)), (vocab.CONSENT_WITHDRAWN, at(10))],
         "regiven": [(vocab.CONSENT_WITHDRAWN, at(9)), (vocab.CONSENT_GIVEN, at(11)), (vocab.CONSENT_GIVEN, at(8))],

@@ -47,8 +47,9 @@ def test_ndcg():
 
 
 def test_short_training_beats_popularity_against_the_truth(world, exported, trained):
-    metrics = evaluate(trained.model, exported, train=trained.split.train, test=trained.split.test,
-                       truth=world.truth_table())
+    metrics = evaluate(
+        trained.model, exported, train=trained.split.train, test=trained.split.test, truth=world.truth_table()
+    )
     assert metrics["model"] > metrics["popularity"] + 0.2
     assert metrics["model"] > metrics["random"] + 0.2
     assert metrics["model"] > metrics["segment_lift"]
@@ -77,8 +78,12 @@ def test_same_seed_same_scores(exported):
 
 
 def _request(world, user) -> dict:
-    return {"role": world.roles[user.role], "industry": world.industries[user.industry], "plan": world.plans[user.plan],
-            "used_features": [world.features[f] for f in user.early_features]}
+    return {
+        "role": world.roles[user.role],
+        "industry": world.industries[user.industry],
+        "plan": world.plans[user.plan],
+        "used_features": [world.features[f] for f in user.early_features],
+    }
 
 
 def test_new_users_are_scored_without_retraining(world, exported, trained):
@@ -121,8 +126,9 @@ def test_scoring_is_fast(world, exported, trained):
 def test_unknown_iris(world, exported, trained):
     scorer = Scorer(trained.model, exported.index, _edges(exported))
     plain = scorer.scores(candidates=world.steps[:3])
-    assert plain == scorer.scores(role="https://example.org/unknown", used_features=["https://example.org/x"],
-                                  candidates=world.steps[:3])
+    assert plain == scorer.scores(
+        role="https://example.org/unknown", used_features=["https://example.org/x"], candidates=world.steps[:3]
+    )
     with pytest.raises(KeyError):
         scorer.scores(candidates=["https://example.org/not-a-step"])
 
@@ -135,13 +141,15 @@ def test_artefact_round_trip_with_its_hash(world, exported, trained, tmp_path):
     direct = Scorer(trained.model, exported.index, _edges(exported))
     user = world.users[-2]
     candidates = [world.steps[s] for s in world.eligible(user)]
-    assert loaded.scores(**_request(world, user), candidates=candidates) == \
-        direct.scores(**_request(world, user), candidates=candidates)
+    assert loaded.scores(**_request(world, user), candidates=candidates) == direct.scores(
+        **_request(world, user), candidates=candidates
+    )
     assert loaded.version == sha[:16]
     model, index, _ = load_model(path)
     assert set(index) == {"step", "feature", "role", "industry", "plan"}  # no user data in the artefact
-    assert np.array_equal(model_scores(model, exported, trained.split.test), model_scores(trained.model, exported,
-                                                                                         trained.split.test))
+    assert np.array_equal(
+        model_scores(model, exported, trained.split.test), model_scores(trained.model, exported, trained.split.test)
+    )
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(ArtefactMismatch):
         Scorer.load(path, sha256=sha)
@@ -152,9 +160,14 @@ def test_scorer_fits_the_service_protocol(world, exported, trained):
 
     scorer = Scorer(trained.model, exported.index, _edges(exported))
     user = world.users[-3]
-    context = Context(channel="WEB", personalized=True, role=world.roles[user.role],
-                      industry=world.industries[user.industry], plan=world.plans[user.plan],
-                      used_features=[world.features[f] for f in user.early_features])
+    context = Context(
+        channel="WEB",
+        personalized=True,
+        role=world.roles[user.role],
+        industry=world.industries[user.industry],
+        plan=world.plans[user.plan],
+        used_features=[world.features[f] for f in user.early_features],
+    )
     scores = scorer.score(context, [world.steps[0], "https://example.org/unknown"])
     assert list(scores) == [world.steps[0]]
 

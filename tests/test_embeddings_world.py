@@ -50,10 +50,15 @@ def test_truth_follows_the_area_need_not_the_default_order(world):
 def test_first_events_tell_about_the_need(world):
     hits = [world.feature_area[f] == int(np.argmax(u.need)) for u in world.users for f in u.early_features]
     assert np.mean(hits) > 1.5 / len(world.areas)
-    seg = np.mean([ndcg_at_k(bayes_values(world, u, early=False)[world.eligible(u)], u.values[world.eligible(u)])
-                   for u in world.users[:150]])
-    full = np.mean([ndcg_at_k(bayes_values(world, u)[world.eligible(u)], u.values[world.eligible(u)])
-                    for u in world.users[:150]])
+    seg = np.mean(
+        [
+            ndcg_at_k(bayes_values(world, u, early=False)[world.eligible(u)], u.values[world.eligible(u)])
+            for u in world.users[:150]
+        ]
+    )
+    full = np.mean(
+        [ndcg_at_k(bayes_values(world, u)[world.eligible(u)], u.values[world.eligible(u)]) for u in world.users[:150]]
+    )
     assert full > seg  # segment helps, first events help more: neither is the whole truth
     assert full < 0.999
 

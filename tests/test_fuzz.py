@@ -45,17 +45,59 @@ PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "")
 EXAMPLES = int(os.environ.get("WAYFINDER_FUZZ_EXAMPLES", 2000 if PROFILE == "long" else 75))
 # The fixtures (one app over one store per test function) are shared by a test's examples on purpose:
 # the store fills up as the fuzzing goes, and every example checks its own before/after.
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, print_blob=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 
-CODES = {"BAD_USER_INPUT", "NOT_FOUND", "CONFLICT", "CONSTRAINT_VIOLATION", "CONSENT_REQUIRED", "NOT_ENOUGH_DATA", "FORBIDDEN",
-         "GRAPHQL_VALIDATION_FAILED", "GRAPHQL_PARSE_FAILED", "BAD_REQUEST", "QUERY_TOO_COMPLEX"}
+CODES = {
+    "BAD_USER_INPUT",
+    "NOT_FOUND",
+    "CONFLICT",
+    "CONSTRAINT_VIOLATION",
+    "CONSENT_REQUIRED",
+    "NOT_ENOUGH_DATA",
+    "FORBIDDEN",
+    "GRAPHQL_VALIDATION_FAILED",
+    "GRAPHQL_PARSE_FAILED",
+    "BAD_REQUEST",
+    "QUERY_TOO_COMPLEX",
+}
 # Text that must never reach a client unless the client sent it: internals, stack traces, SPARQL.
-LEAKS = ("Traceback", 'File "', "site-packages", "pyoxigraph", "oxigraph", "SELECT", "PREFIX", "WHERE {",
-         "OPTIONAL {", "GRAPH ?", "ValueError", "KeyError", "TypeError", "AttributeError", "OverflowError",
-         "IndexError", "RuntimeError", "AssertionError", "UnicodeEncodeError", "UnicodeDecodeError",
-         "RecursionError", "ZeroDivisionError", "NameError", "StopIteration", "NotImplementedError")
+LEAKS = (
+    "Traceback",
+    'File "',
+    "site-packages",
+    "pyoxigraph",
+    "oxigraph",
+    "SELECT",
+    "PREFIX",
+    "WHERE {",
+    "OPTIONAL {",
+    "GRAPH ?",
+    "ValueError",
+    "KeyError",
+    "TypeError",
+    "AttributeError",
+    "OverflowError",
+    "IndexError",
+    "RuntimeError",
+    "AssertionError",
+    "UnicodeEncodeError",
+    "UnicodeDecodeError",
+    "RecursionError",
+    "ZeroDivisionError",
+    "NameError",
+    "StopIteration",
+    "NotImplementedError",
+)
 
 # ---------------------------------------------------------------------------------------------
 # Values
@@ -102,26 +144,50 @@ INJECTIONS = [
 PREFIXES = ["", "u1", "explore-sample-data", "analyst", "charts", "8a5e0b3c-0000-4000-8000-000000000000"]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.integers(),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=30),
 )
 junk = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=8)
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=8,
+)
 injection = st.one_of(
     st.sampled_from(INJECTIONS),
     st.builds(str.__add__, st.sampled_from(PREFIXES), st.sampled_from(INJECTIONS)),
-    st.builds(lambda text, n: text * n, st.sampled_from(["a", "é", "😀", "u1>", '"', "\\", "-"]),
-              st.integers(129, 20_000)),
+    st.builds(
+        lambda text, n: text * n, st.sampled_from(["a", "é", "😀", "u1>", '"', "\\", "-"]), st.integers(129, 20_000)
+    ),
 )
 strings = st.one_of(st.text(max_size=60), injection, st.from_regex(ROOT_ID, fullmatch=True))
 
 
-WRONG_ENUMS = ["", "web", "Web", "FAX", "ANALYTICS", "WEB ", "WEB\n", "STEP_COMPLETED", "null", "true", "1",
-               "__typename"]
-bad_value = st.one_of(junk, strings, injection, st.sampled_from(WRONG_ENUMS),
-                      st.lists(st.sampled_from(WRONG_ENUMS), max_size=3),
-                      st.from_regex(r"[_A-Za-z][_0-9A-Za-z]{0,12}", fullmatch=True))
+WRONG_ENUMS = [
+    "",
+    "web",
+    "Web",
+    "FAX",
+    "ANALYTICS",
+    "WEB ",
+    "WEB\n",
+    "STEP_COMPLETED",
+    "null",
+    "true",
+    "1",
+    "__typename",
+]
+bad_value = st.one_of(
+    junk,
+    strings,
+    injection,
+    st.sampled_from(WRONG_ENUMS),
+    st.lists(st.sampled_from(WRONG_ENUMS), max_size=3),
+    st.from_regex(r"[_A-Za-z][_0-9A-Za-z]{0,12}", fullmatch=True),
+)
 
 
 def arg(plausible: st.SearchStrategy) -> st.SearchStrategy:
@@ -148,13 +214,25 @@ def corrupted(draw, plausible: st.SearchStrategy, keys: list[str]):
 offsets = st.builds(lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-(23 * 60 + 59), 23 * 60 + 59))
 # Well-formed times, out-of-range ones included (year 1 at UTC+14 is before year 1 in UTC).
 times = st.one_of(
-    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59), timezones=offsets)
-    .map(datetime.isoformat),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59), timezones=offsets).map(
+        datetime.isoformat
+    ),
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)).map(datetime.isoformat),
     st.sampled_from(["2026-11-20T10:00:00Z", "2026-11-20", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]),
 )
-bad_times = st.sampled_from(["2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "24:00", "now", "", "1e9",
-                             "2026-11-20T25:00:00Z", "2026-11-20T10:00:00+25:00", "-2026-11-20T10:00:00Z"])
+bad_times = st.sampled_from(
+    [
+        "2026-13-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "24:00",
+        "now",
+        "",
+        "1e9",
+        "2026-11-20T25:00:00Z",
+        "2026-11-20T10:00:00+25:00",
+        "-2026-11-20T10:00:00Z",
+    ]
+)
 
 
 class Catalog:
@@ -193,14 +271,22 @@ REGISTRATION_FIELDS = ["id", "role", "industry", "plan", "signupChannel", "conse
 def event_input() -> st.SearchStrategy:
     return st.fixed_dictionaries(
         {"userId": users_(), "type": st.sampled_from(EVENT_TYPES)},
-        optional={"stepId": ids(*Catalog.steps), "featureId": ids(*Catalog.features), "at": times})
+        optional={"stepId": ids(*Catalog.steps), "featureId": ids(*Catalog.features), "at": times},
+    )
 
 
 def registration_input() -> st.SearchStrategy:
-    return st.fixed_dictionaries({"id": users_()}, optional={
-        "role": ids(*Catalog.roles), "industry": ids(*Catalog.industries), "plan": ids(*Catalog.plans),
-        "signupChannel": st.sampled_from(CHANNELS), "consents": st.lists(st.sampled_from(PURPOSES), max_size=4),
-        "at": times})
+    return st.fixed_dictionaries(
+        {"id": users_()},
+        optional={
+            "role": ids(*Catalog.roles),
+            "industry": ids(*Catalog.industries),
+            "plan": ids(*Catalog.plans),
+            "signupChannel": st.sampled_from(CHANNELS),
+            "consents": st.lists(st.sampled_from(PURPOSES), max_size=4),
+            "at": times,
+        },
+    )
 
 
 @st.composite
@@ -223,36 +309,72 @@ def decision_ids() -> st.SearchStrategy:
 
 def bad_decision_ids() -> st.SearchStrategy:
     return st.one_of(
-        bad_value, st.uuids().map(lambda u: str(u).upper()), st.uuids().map(lambda u: "{%s}" % u),
-        st.uuids().map(lambda u: u.hex), st.uuids().map(lambda u: f"urn:uuid:{u}"), st.uuids().map(lambda u: f"{u}\n"))
+        bad_value,
+        st.uuids().map(lambda u: str(u).upper()),
+        st.uuids().map(lambda u: "{" + str(u) + "}"),
+        st.uuids().map(lambda u: u.hex),
+        st.uuids().map(lambda u: f"urn:uuid:{u}"),
+        st.uuids().map(lambda u: f"{u}\n"),
+    )
 
 
 # Every root field: (query or mutation, argument -> (GraphQL type, plausible, bad), selection).
 OPERATIONS = {
-    "nextSteps": ("query", {"userId": ("ID!", *simple(users_)),
-                            "channel": ("Channel!", *simple(lambda: st.sampled_from(CHANNELS))),
-                            "limit": ("Int!", lambda: st.integers(1, 50),
-                                      lambda: st.one_of(st.integers(-3, 60), st.integers(), bad_value))},
-                  "{ decisionId personalized steps { rank score reasons step { id } } }"),
-    "user": ("query", {"id": ("ID!", *simple(users_))},
-             "{ id role industry plan eventCount consents { purpose granted affectedDecisions } "
-             "completedSteps { id } }"),
+    "nextSteps": (
+        "query",
+        {
+            "userId": ("ID!", *simple(users_)),
+            "channel": ("Channel!", *simple(lambda: st.sampled_from(CHANNELS))),
+            "limit": (
+                "Int!",
+                lambda: st.integers(1, 50),
+                lambda: st.one_of(st.integers(-3, 60), st.integers(), bad_value),
+            ),
+        },
+        "{ decisionId personalized steps { rank score reasons step { id } } }",
+    ),
+    "user": (
+        "query",
+        {"id": ("ID!", *simple(users_))},
+        "{ id role industry plan eventCount consents { purpose granted affectedDecisions } completedSteps { id } }",
+    ),
     "steps": ("query", {}, "{ id channels }"),
-    "decision": ("query", {"id": ("ID!", decision_ids, bad_decision_ids)},
-                 "{ id channel personalized steps { rank step { id } } }"),
-    "registerUser": ("mutation", {"input": ("RegisterUserInput!", registration_input,
-                                            lambda: corrupted(registration_input(), REGISTRATION_FIELDS))},
-                     "{ id role industry plan }"),
-    "recordEvent": ("mutation", {"input": ("EventInput!", event_input, lambda: corrupted(event_input(), EVENT_FIELDS))},
-                    "{ id userId type stepId featureId at }"),
-    "recordEvents": ("mutation", {"inputs": ("[EventInput!]!", lambda: st.lists(event_input(), max_size=4),
-                                             bad_event_list)}, ""),
-    "grantConsent": ("mutation", {"userId": ("ID!", *simple(users_)),
-                                  "purpose": ("Purpose!", *simple(lambda: st.sampled_from(PURPOSES)))},
-                     "{ purpose granted }"),
-    "withdrawConsent": ("mutation", {"userId": ("ID!", *simple(users_)),
-                                     "purpose": ("Purpose!", *simple(lambda: st.sampled_from(PURPOSES)))},
-                        "{ purpose granted }"),
+    "decision": (
+        "query",
+        {"id": ("ID!", decision_ids, bad_decision_ids)},
+        "{ id channel personalized steps { rank step { id } } }",
+    ),
+    "registerUser": (
+        "mutation",
+        {
+            "input": (
+                "RegisterUserInput!",
+                registration_input,
+                lambda: corrupted(registration_input(), REGISTRATION_FIELDS),
+            )
+        },
+        "{ id role industry plan }",
+    ),
+    "recordEvent": (
+        "mutation",
+        {"input": ("EventInput!", event_input, lambda: corrupted(event_input(), EVENT_FIELDS))},
+        "{ id userId type stepId featureId at }",
+    ),
+    "recordEvents": (
+        "mutation",
+        {"inputs": ("[EventInput!]!", lambda: st.lists(event_input(), max_size=4), bad_event_list)},
+        "",
+    ),
+    "grantConsent": (
+        "mutation",
+        {"userId": ("ID!", *simple(users_)), "purpose": ("Purpose!", *simple(lambda: st.sampled_from(PURPOSES)))},
+        "{ purpose granted }",
+    ),
+    "withdrawConsent": (
+        "mutation",
+        {"userId": ("ID!", *simple(users_)), "purpose": ("Purpose!", *simple(lambda: st.sampled_from(PURPOSES)))},
+        "{ purpose granted }",
+    ),
     "eraseUser": ("mutation", {"userId": ("ID!", *simple(users_))}, "{ userId triplesRemoved decisionsKept }"),
 }
 ENUM_TYPES = {"Channel!", "Purpose!"}
@@ -285,7 +407,9 @@ def check(response, sent) -> dict | None:
             assert not any(leak in text for text in texts), (leak, response.text[:2000])
     if body is None:
         assert 400 <= response.status_code < 500 or response.headers.get("content-type", "").startswith("text/html"), (
-            response.status_code, response.text[:500])
+            response.status_code,
+            response.text[:500],
+        )
         return None
     assert isinstance(body, dict), body
     if "errors" in body:
@@ -294,8 +418,9 @@ def check(response, sent) -> dict | None:
             assert isinstance(error.get("message"), str) and error["message"], error
             code = (error.get("extensions") or {}).get("code")
             assert code, f"an error without extensions.code: {error}"
-            assert code != "INTERNAL", \
+            assert code != "INTERNAL", (
                 f"bad input gave an internal error (an unhandled exception): {error}\nsent: {sent!r}"[:3000]
+            )
             assert code in CODES, error
     else:
         assert body.get("data") is not None, body
@@ -337,16 +462,29 @@ def post(client, payload: dict):
 
 def ensure_u1(client) -> None:
     """The user most plausible values name: registered, consenting, with one completed step."""
-    if client.data("{ user(id: \"u1\") { id } }")["user"] is None:
-        client.data(REGISTER, {"input": {"id": "u1", "role": "analyst", "industry": "retail", "plan": "team",
-                                         "signupChannel": "WEB", "consents": ["PERSONALIZATION", "ANALYTICS"]}})
+    if client.data('{ user(id: "u1") { id } }')["user"] is None:
+        client.data(
+            REGISTER,
+            {
+                "input": {
+                    "id": "u1",
+                    "role": "analyst",
+                    "industry": "retail",
+                    "plan": "team",
+                    "signupChannel": "WEB",
+                    "consents": ["PERSONALIZATION", "ANALYTICS"],
+                }
+            },
+        )
 
 
 def expect_store(runtime, before: int, kind: str, root: str, body) -> None:
     after = len(runtime.store)
     if refused(body, root) or (kind == "query" and root != "nextSteps"):
-        assert after == before, f"{root}: the store changed ({before} -> {after}) for a request that " \
-                                f"{'was refused' if refused(body, root) else 'only reads'}: {body}"
+        assert after == before, (
+            f"{root}: the store changed ({before} -> {after}) for a request that "
+            f"{'was refused' if refused(body, root) else 'only reads'}: {body}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,8 +508,11 @@ def literal(value, *, enum_value: bool = False) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(literal(v, enum_value=enum_value) for v in value) + "]"
     if isinstance(value, dict):
-        fields = [f"{k}: {literal(v, enum_value=k in ENUM_FIELDS)}" for k, v in value.items()
-                  if re.fullmatch(r"[_A-Za-z][_0-9A-Za-z]*", k)]
+        fields = [
+            f"{k}: {literal(v, enum_value=k in ENUM_FIELDS)}"
+            for k, v in value.items()
+            if re.fullmatch(r"[_A-Za-z][_0-9A-Za-z]*", k)
+        ]
         return "{" + ", ".join(fields) + "}"
     raise TypeError(value)
 
@@ -381,11 +522,14 @@ def operation(data, root: str, *, inline: bool) -> tuple[str, dict, dict]:
     kind, args, selection = OPERATIONS[root]
     mode = data.draw(st.sampled_from(["one bad", "one bad", "one bad", "all plausible", "all bad"]), label="mode")
     target = data.draw(st.sampled_from(sorted(args)), label="bad argument") if args and mode == "one bad" else None
-    values = {name: data.draw(bad() if mode == "all bad" or name == target else plausible(), label=name)
-              for name, (_, plausible, bad) in args.items()}
+    values = {
+        name: data.draw(bad() if mode == "all bad" or name == target else plausible(), label=name)
+        for name, (_, plausible, bad) in args.items()
+    }
     if inline:
-        written = ", ".join(f"{name}: {literal(value, enum_value=args[name][0] in ENUM_TYPES)}"
-                            for name, value in values.items())
+        written = ", ".join(
+            f"{name}: {literal(value, enum_value=args[name][0] in ENUM_TYPES)}" for name, value in values.items()
+        )
         document = f"{kind} {{ {root}{f'({written})' if written else ''} {selection} }}"
         variables = {}
     else:
@@ -421,15 +565,27 @@ def test_bad_values_in_every_argument_are_refused_cleanly(client, runtime, inlin
 
 
 INJECTION_TARGETS = [
-    ("user", "id"), ("nextSteps", "userId"), ("decision", "id"), ("grantConsent", "userId"),
-    ("withdrawConsent", "userId"), ("eraseUser", "userId"), ("registerUser", "input.id"),
-    ("registerUser", "input.role"), ("registerUser", "input.industry"), ("registerUser", "input.plan"),
-    ("recordEvent", "input.userId"), ("recordEvent", "input.stepId"), ("recordEvent", "input.featureId"),
-    ("recordEvents", "inputs.userId"), ("recordEvents", "inputs.stepId"),
+    ("user", "id"),
+    ("nextSteps", "userId"),
+    ("decision", "id"),
+    ("grantConsent", "userId"),
+    ("withdrawConsent", "userId"),
+    ("eraseUser", "userId"),
+    ("registerUser", "input.id"),
+    ("registerUser", "input.role"),
+    ("registerUser", "input.industry"),
+    ("registerUser", "input.plan"),
+    ("recordEvent", "input.userId"),
+    ("recordEvent", "input.stepId"),
+    ("recordEvent", "input.featureId"),
+    ("recordEvents", "inputs.userId"),
+    ("recordEvents", "inputs.stepId"),
 ]
 # Valid arguments around the one under attack, so that the payload alone decides the answer.
 VALID_ARGUMENTS = {
-    "user": {"id": "u1"}, "nextSteps": {"userId": "u1"}, "decision": {"id": "8a5e0b3c-0000-4000-8000-000000000000"},
+    "user": {"id": "u1"},
+    "nextSteps": {"userId": "u1"},
+    "decision": {"id": "8a5e0b3c-0000-4000-8000-000000000000"},
     "grantConsent": {"userId": "u1", "purpose": "MARKETING"},
     "withdrawConsent": {"userId": "u1", "purpose": "MARKETING"},
     "eraseUser": {"userId": "u1"},
@@ -437,16 +593,20 @@ VALID_ARGUMENTS = {
     "recordEvent": {"input": {"userId": "u1", "type": "STEP_COMPLETED", "stepId": "build-first-chart"}},
     "recordEvents": {"inputs": [{"userId": "u1", "type": "STEP_COMPLETED", "stepId": "build-first-chart"}]},
 }
-SNAPSHOT = ('{ user(id: "u1") { id role industry plan eventCount consents { purpose granted at } '
-            "completedSteps { id } } steps { id title channels requires { id } introduces { id } } }")
+SNAPSHOT = (
+    '{ user(id: "u1") { id role industry plan eventCount consents { purpose granted at } '
+    "completedSteps { id } } steps { id title channels requires { id } introduces { id } } }"
+)
 
 
 def with_u1_history(client) -> dict:
     """Register u1 with one completed step, if needed; return what the API says about u1 and the catalog."""
     ensure_u1(client)
     if not client.data('{ user(id: "u1") { eventCount } }')["user"]["eventCount"]:
-        client.data('mutation { recordEvent(input: {userId: "u1", type: STEP_COMPLETED, '
-                    'stepId: "explore-sample-data"}) { id } }')
+        client.data(
+            'mutation { recordEvent(input: {userId: "u1", type: STEP_COMPLETED, '
+            'stepId: "explore-sample-data"}) { id } }'
+        )
     return client.data(SNAPSHOT)
 
 
@@ -463,8 +623,9 @@ def injection_request(root: str, path: str, payload: str, *, inline: bool) -> di
         values[head] = payload
     kind, args, selection = OPERATIONS[root]
     if inline:
-        written = ", ".join(f"{name}: {literal(value, enum_value=args[name][0] in ENUM_TYPES)}"
-                            for name, value in values.items())
+        written = ", ".join(
+            f"{name}: {literal(value, enum_value=args[name][0] in ENUM_TYPES)}" for name, value in values.items()
+        )
         return {"query": f"{kind} {{ {root}({written}) {selection} }}"}
     declared = ", ".join(f"${name}: {args[name][0]}" for name in values)
     used = ", ".join(f"{name}: ${name}" for name in values)
@@ -504,8 +665,9 @@ def test_every_injection_payload_in_every_string_argument_changes_no_result(clie
 @given(data=st.data())
 def test_random_injection_in_any_string_argument_changes_no_result(client, runtime, data):
     baseline = with_u1_history(client)
-    payload = data.draw(st.one_of(injection, st.text(max_size=60)).filter(lambda s: not ROOT_ID.fullmatch(s)),
-                        label="payload")
+    payload = data.draw(
+        st.one_of(injection, st.text(max_size=60)).filter(lambda s: not ROOT_ID.fullmatch(s)), label="payload"
+    )
     root, path = data.draw(st.sampled_from(INJECTION_TARGETS), label="argument")
     inline = data.draw(st.booleans(), label="inline")
     codes = assert_injection_refused(client, runtime, root, path, payload, inline=inline)
@@ -515,30 +677,52 @@ def test_random_injection_in_any_string_argument_changes_no_result(client, runti
 
 def request_bodies() -> st.SearchStrategy:
     valid = [
-        "{ steps { id } }", 'query { user(id: "u1") { id eventCount } }', "query Q($u: ID!) { user(id: $u) { id } }",
+        "{ steps { id } }",
+        'query { user(id: "u1") { id eventCount } }',
+        "query Q($u: ID!) { user(id: $u) { id } }",
         'query { nextSteps(userId: "u1", limit: 2) { decisionId } }',
         'mutation { registerUser(input: {id: "body-user", consents: [ANALYTICS]}) { id } }',
         'mutation { grantConsent(userId: "u1", purpose: MARKETING) { granted } }',
-        "{ __typename }", "{ __schema { types { name } } }", "query A { steps { id } } query B { __typename }",
-        "subscription { steps { id } }", "fragment F on Step { id ...F } { steps { ...F } }",
+        "{ __typename }",
+        "{ __schema { types { name } } }",
+        "query A { steps { id } } query B { __typename }",
+        "subscription { steps { id } }",
+        "fragment F on Step { id ...F } { steps { ...F } }",
     ]
     documents = st.one_of(
         st.sampled_from(valid),
         st.text(alphabet=string.printable, max_size=80),
-        st.text(alphabet="{}()[]$:!@.\"#,=|&.\\ \nquerymutationfragmentonsteps", max_size=80),
-        st.builds(lambda doc, at, cut, insert: doc[:at] + insert + doc[at + cut:], st.sampled_from(valid),
-                  st.integers(0, 60), st.integers(0, 5), st.text(max_size=5)),
+        st.text(alphabet='{}()[]$:!@."#,=|&.\\ \nquerymutationfragmentonsteps', max_size=80),
+        st.builds(
+            lambda doc, at, cut, insert: doc[:at] + insert + doc[at + cut :],
+            st.sampled_from(valid),
+            st.integers(0, 60),
+            st.integers(0, 5),
+            st.text(max_size=5),
+        ),
         st.builds(lambda n: "{ " + "steps { requires { " * n + "id" + " } }" * n + " }", st.integers(5, 40)),
         st.builds(lambda n: "{ " + " ".join(f"a{i}: steps {{ id }}" for i in range(n)) + " }", st.integers(10, 60)),
         st.builds(lambda n: "{ steps { " + "id " * n + "} }", st.integers(100, 3000)),
     )
     variables = st.dictionaries(st.sampled_from(["u", "id", "input", "inputs", "p"]), junk)
     payloads = st.one_of(
-        st.fixed_dictionaries({"query": documents}, optional={"variables": variables, "operationName": st.sampled_from(
-            ["A", "B", "Q", "", "Nope"]), "extensions": st.dictionaries(st.text(max_size=8), junk)}),
-        st.fixed_dictionaries({}, optional={"query": st.one_of(documents, junk),
-                                            "variables": st.one_of(variables, junk),
-                                            "operationName": junk, "extensions": junk}),
+        st.fixed_dictionaries(
+            {"query": documents},
+            optional={
+                "variables": variables,
+                "operationName": st.sampled_from(["A", "B", "Q", "", "Nope"]),
+                "extensions": st.dictionaries(st.text(max_size=8), junk),
+            },
+        ),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "query": st.one_of(documents, junk),
+                "variables": st.one_of(variables, junk),
+                "operationName": junk,
+                "extensions": junk,
+            },
+        ),
     )
     return st.one_of(payloads, payloads, junk, st.lists(payloads, max_size=3))
 
@@ -549,30 +733,56 @@ def test_random_request_bodies_are_refused_cleanly(client, runtime, data):
     ensure_u1(client)
     how = data.draw(st.sampled_from(["json", "raw", "get", "method"]), label="how")
     before = len(runtime.store)
-    accept = data.draw(st.sampled_from([None, "application/json", "application/graphql-response+json", "*/*",
-                                        "text/html", "application/xml",
-                                        "application/graphql-response+json;q=0.9, */*"]),
-                       label="accept")
+    accept = data.draw(
+        st.sampled_from(
+            [
+                None,
+                "application/json",
+                "application/graphql-response+json",
+                "*/*",
+                "text/html",
+                "application/xml",
+                "application/graphql-response+json;q=0.9, */*",
+            ]
+        ),
+        label="accept",
+    )
     headers = {"accept": accept} if accept else {}
     if how == "json":
         payload = data.draw(request_bodies(), label="body")
         response = send(client.http.post, "/graphql", json=payload, headers=headers)
         sent = payload
     elif how == "raw":
-        text = data.draw(st.one_of(
-            request_bodies().map(lambda p: json.dumps(p)),
-            st.text(st.characters(exclude_categories=()), max_size=40).map(
-                lambda s: json.dumps({"query": "query Q($u: ID!) { user(id: $u) { id } }", "variables": {"u": s}})),
-            st.text(max_size=100)), label="raw")
+        text = data.draw(
+            st.one_of(
+                request_bodies().map(lambda p: json.dumps(p)),
+                st.text(st.characters(exclude_categories=()), max_size=40).map(
+                    lambda s: json.dumps({"query": "query Q($u: ID!) { user(id: $u) { id } }", "variables": {"u": s}})
+                ),
+                st.text(max_size=100),
+            ),
+            label="raw",
+        )
         truncate = data.draw(st.booleans(), label="truncate")
         cut = data.draw(st.integers(0, len(text)), label="cut") if truncate else len(text)
         content = text[:cut].encode("utf-8", "surrogatepass")
         if data.draw(st.booleans(), label="latin-1"):
             content = text[:cut].encode("latin-1", "replace")
-        ctype = data.draw(st.sampled_from([None, "application/json", "application/json; charset=utf-16",
-                                           "application/graphql", "text/plain", "application/x-www-form-urlencoded",
-                                           "multipart/form-data; boundary=x", "application/graphql-response+json"]),
-                          label="content-type")
+        ctype = data.draw(
+            st.sampled_from(
+                [
+                    None,
+                    "application/json",
+                    "application/json; charset=utf-16",
+                    "application/graphql",
+                    "text/plain",
+                    "application/x-www-form-urlencoded",
+                    "multipart/form-data; boundary=x",
+                    "application/graphql-response+json",
+                ]
+            ),
+            label="content-type",
+        )
         if ctype:
             headers["content-type"] = ctype
         response = send(client.http.post, "/graphql", content=content, headers=headers)
@@ -597,39 +807,65 @@ def test_random_request_bodies_are_refused_cleanly(client, runtime, data):
 # Inputs the fuzzer found, kept as plain examples
 
 
-@pytest.mark.parametrize("document", [
-    "{", "{ 8f }", "query {", "}", "{ steps { id } } }", "query Q($u: ID!) { user(id: $u) ",
-    "{ steps { " + "id " * 2500 + "} }",  # over the token limit: refused while parsing
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        "{",
+        "{ 8f }",
+        "query {",
+        "}",
+        "{ steps { id } } }",
+        "query Q($u: ID!) { user(id: $u) ",
+        "{ steps { " + "id " * 2500 + "} }",  # over the token limit: refused while parsing
+    ],
+)
 def test_documents_that_do_not_parse_are_refused_with_a_code(client, document):
     body = check(post(client, {"query": document}), document)
     assert body["data"] is None and body["errors"]
 
 
-@pytest.mark.parametrize("content", [b"0", b'"x"', b"null", b"true", b"\x80", b'{"query": "{ steps { id } }"}\xff'],
-                         ids=["number", "string", "null", "true", "not-utf-8", "trailing-byte"])
+@pytest.mark.parametrize(
+    "content",
+    [b"0", b'"x"', b"null", b"true", b"\x80", b'{"query": "{ steps { id } }"}\xff'],
+    ids=["number", "string", "null", "true", "not-utf-8", "trailing-byte"],
+)
 def test_a_json_body_that_is_not_a_request_object_is_a_400(client, content):
     response = send(client.http.post, "/graphql", content=content, headers={"content-type": "application/json"})
     check(response, content.decode("latin-1"))
     assert response.status_code == 400, (response.status_code, response.text)
 
 
-@pytest.mark.parametrize("root, variables", [
-    ("user", {"id": "u1\n"}),
-    ("nextSteps", {"userId": "u1\n", "channel": "WEB", "limit": 5}),
-    ("eraseUser", {"userId": "u1\n"}),
-    ("grantConsent", {"userId": "u1\n", "purpose": "MARKETING"}),
-    ("registerUser", {"input": {"id": "new-user\n"}}),
-    ("recordEvent", {"input": {"userId": "u1\n", "type": "ACTIVATED"}}),
-    ("decision", {"id": "{8a5e0b3c-0000-4000-8000-000000000000}"}),
-    ("decision", {"id": "urn:uuid:{8a5e0b3c-0000-4000-8000-000000000000}"}),
-    ("registerUser", {"input": {"id": "early-user", "at": "0001-01-01T00:00:00+14:00"}}),
-    ("registerUser", {"input": {"id": "late-user", "at": "9999-12-31T23:59:59-14:00"}}),
-    ("recordEvent", {"input": {"userId": "u1", "type": "ACTIVATED", "at": "0001-01-01T00:00:00+14:00"}}),
-    ("recordEvents", {"inputs": [{"userId": "u1", "type": "ACTIVATED", "at": "9999-12-31T23:59:59-14:00"}]}),
-], ids=["user-newline", "nextSteps-newline", "erase-newline", "grant-newline", "register-newline", "event-newline",
-        "decision-braces", "decision-urn-braces", "register-year-1", "register-year-9999", "event-year-1",
-        "events-year-9999"])
+@pytest.mark.parametrize(
+    "root, variables",
+    [
+        ("user", {"id": "u1\n"}),
+        ("nextSteps", {"userId": "u1\n", "channel": "WEB", "limit": 5}),
+        ("eraseUser", {"userId": "u1\n"}),
+        ("grantConsent", {"userId": "u1\n", "purpose": "MARKETING"}),
+        ("registerUser", {"input": {"id": "new-user\n"}}),
+        ("recordEvent", {"input": {"userId": "u1\n", "type": "ACTIVATED"}}),
+        ("decision", {"id": "{8a5e0b3c-0000-4000-8000-000000000000}"}),
+        ("decision", {"id": "urn:uuid:{8a5e0b3c-0000-4000-8000-000000000000}"}),
+        ("registerUser", {"input": {"id": "early-user", "at": "0001-01-01T00:00:00+14:00"}}),
+        ("registerUser", {"input": {"id": "late-user", "at": "9999-12-31T23:59:59-14:00"}}),
+        ("recordEvent", {"input": {"userId": "u1", "type": "ACTIVATED", "at": "0001-01-01T00:00:00+14:00"}}),
+        ("recordEvents", {"inputs": [{"userId": "u1", "type": "ACTIVATED", "at": "9999-12-31T23:59:59-14:00"}]}),
+    ],
+    ids=[
+        "user-newline",
+        "nextSteps-newline",
+        "erase-newline",
+        "grant-newline",
+        "register-newline",
+        "event-newline",
+        "decision-braces",
+        "decision-urn-braces",
+        "register-year-1",
+        "register-year-9999",
+        "event-year-1",
+        "events-year-9999",
+    ],
+)
 def test_malformed_ids_and_times_out_of_range_are_bad_input(client, runtime, root, variables):
     ensure_u1(client)
     kind, args, selection = OPERATIONS[root]
@@ -679,5 +915,6 @@ if schemathesis is not None:
         event(f"{root}: {outcome(response, body)}")
         expect_store(runtime, before, "query" if kind == "Query" else "mutation", root, body)
 else:
+
     def test_schema_driven_documents_are_answered_cleanly():
         pytest.skip("schemathesis is not installed (pip install 'schemathesis>=4.32'); the hand-written fuzzing ran")

@@ -30,20 +30,23 @@ EXPLAINED_WARNINGS: dict[str, str] = {}
 # MAY audits that give a notice, by audit ID, and why.
 EXPLAINED_NOTICES = {
     "5A70": "MAY accept GET requests: queries over GET are off on purpose (create_app passes "
-            "allow_queries_via_get=False). nextSteps is a query that records a decision in the audit trail, so it "
-            "must not run from a GET that proxies, prefetchers or a cross-site <img> could send; GET answers 400.",
+    "allow_queries_via_get=False). nextSteps is a query that records a decision in the audit trail, so it "
+    "must not run from a GET that proxies, prefetchers or a cross-site <img> could send; GET answers 400.",
     "D6D5": "MAY take URL-encoded {variables} in a GET (graphql-response+json): GET queries are off, see 5A70.",
     "6A70": "MAY take URL-encoded {variables} in a GET (application/json): GET queries are off, see 5A70.",
 }
 
 NETWORK_TROUBLE = re.compile(
     r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|network|offline|"
-    r"getaddrinfo|socket hang up|request to https?://\S+ failed|self.signed certificate|CERT_", re.IGNORECASE)
+    r"getaddrinfo|socket hang up|request to https?://\S+ failed|self.signed certificate|CERT_",
+    re.IGNORECASE,
+)
 
 
 def node_modules_ready() -> bool:
     return (CONFORMANCE / "node_modules" / "graphql-http" / "package.json").exists() and (
-        CONFORMANCE / "node_modules" / "graphql" / "package.json").exists()
+        CONFORMANCE / "node_modules" / "graphql" / "package.json"
+    ).exists()
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +60,13 @@ def audit_tool() -> Path:
     if not major or int(major.group(1)) < 18:
         pytest.skip(f"graphql-http's audits need node 18 or later (global fetch); found {version or 'unknown'}")
     if not node_modules_ready():
-        command = [npm, "ci" if (CONFORMANCE / "package-lock.json").exists() else "install",
-                   "--no-audit", "--no-fund", "--loglevel=error"]
+        command = [
+            npm,
+            "ci" if (CONFORMANCE / "package-lock.json").exists() else "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ]
         try:
             done = subprocess.run(command, cwd=CONFORMANCE, capture_output=True, text=True, timeout=300, check=False)
         except subprocess.TimeoutExpired:
@@ -73,8 +81,9 @@ def audit_tool() -> Path:
 
 
 def run_audit(tool: Path, url: str) -> dict:
-    done = subprocess.run([shutil.which("node"), "audit.mjs", url], cwd=tool, capture_output=True, text=True,
-                          timeout=180, check=False)
+    done = subprocess.run(
+        [shutil.which("node"), "audit.mjs", url], cwd=tool, capture_output=True, text=True, timeout=180, check=False
+    )
     assert done.returncode == 0, f"the audit did not run (exit {done.returncode}):\n{done.stderr[-3000:]}"
     return json.loads(done.stdout)
 
@@ -82,8 +91,10 @@ def run_audit(tool: Path, url: str) -> dict:
 def describe(result: dict) -> str:
     response = result.get("response") or {}
     body = json.dumps(response.get("body"))[:400]
-    return (f"  {result['id']} {result['name']}\n    reason: {result.get('reason')}\n"
-            f"    response: {response.get('status')} {response.get('contentType')} {body}")
+    return (
+        f"  {result['id']} {result['name']}\n    reason: {result.get('reason')}\n"
+        f"    response: {response.get('status')} {response.get('contentType')} {body}"
+    )
 
 
 def test_graphql_over_http_audit(audit_tool, live_server):
@@ -98,11 +109,13 @@ def test_graphql_over_http_audit(audit_tool, live_server):
     assert not must and not errors, "MUST audits failed:\n" + "\n".join(describe(r) for r in must + errors)
 
     unexplained = [r for r in results if r["status"] == "warn" and r["id"] not in EXPLAINED_WARNINGS]
-    assert not unexplained, ("SHOULD audits warn without an entry in EXPLAINED_WARNINGS:\n"
-                             + "\n".join(describe(r) for r in unexplained))
+    assert not unexplained, "SHOULD audits warn without an entry in EXPLAINED_WARNINGS:\n" + "\n".join(
+        describe(r) for r in unexplained
+    )
     unexplained = [r for r in results if r["status"] == "notice" and r["id"] not in EXPLAINED_NOTICES]
-    assert not unexplained, ("MAY audits give notices without an entry in EXPLAINED_NOTICES:\n"
-                             + "\n".join(describe(r) for r in unexplained))
+    assert not unexplained, "MAY audits give notices without an entry in EXPLAINED_NOTICES:\n" + "\n".join(
+        describe(r) for r in unexplained
+    )
 
     # The explanations name audits of the pinned graphql-http, at the level they say.
     for table, level in ((EXPLAINED_WARNINGS, "SHOULD"), (EXPLAINED_NOTICES, "MAY")):

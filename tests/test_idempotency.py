@@ -16,8 +16,8 @@ from .graphql_client import GraphQLClient
 
 MANY = "mutation($inputs: [EventInput!]!, $key: String) { recordEvents(inputs: $inputs, idempotencyKey: $key) }"
 ONE = "mutation($input: EventInput!, $key: String) { recordEvent(input: $input, idempotencyKey: $key) { id at } }"
-COUNT = 'query($u: ID!) { user(id: $u) { eventCount } }'
-REGISTER = 'mutation($id: ID!) { registerUser(input: {id: $id, consents: [ANALYTICS]}) { id } }'
+COUNT = "query($u: ID!) { user(id: $u) { eventCount } }"
+REGISTER = "mutation($id: ID!) { registerUser(input: {id: $id, consents: [ANALYTICS]}) { id } }"
 
 
 def events(n: int, user: str = "ida") -> list[dict]:
@@ -95,8 +95,9 @@ def test_keys_are_scoped_to_the_principal(knowledge_quads, tmp_path):
     one, two = "1" * 24, "2" * 24
     store = Store(":memory:")
     store.commit(add=knowledge_quads)
-    settings = Settings(store=":memory:", api_keys=f"{one}:client:app-one,{two}:client:app-two",
-                        models_dir=tmp_path / "models")
+    settings = Settings(
+        store=":memory:", api_keys=f"{one}:client:app-one,{two}:client:app-two", models_dir=tmp_path / "models"
+    )
     with TestClient(create_app(Runtime(settings=settings, store=store))) as http:
         as_one, as_two = GraphQLClient(http), GraphQLClient(http)
         http.headers["Authorization"] = f"Bearer {one}"
@@ -132,8 +133,9 @@ def test_the_purge_removes_receipts_past_their_window(knowledge_quads, tmp_path)
 
     store = Store(":memory:")
     store.commit(add=knowledge_quads)
-    runtime = Runtime(settings=Settings(store=":memory:", models_dir=tmp_path / "models", idempotency_ttl_s=3600),
-                      store=store)
+    runtime = Runtime(
+        settings=Settings(store=":memory:", models_dir=tmp_path / "models", idempotency_ttl_s=3600), store=store
+    )
     users.register(runtime, users.Registration(id="ida", consents=["ANALYTICS"]))
     report = users.EventReport(user_id="ida", type="ACTIVATED")
     users.record_events(runtime, [report], idempotency=scoped_key("k", scope=["open"]))

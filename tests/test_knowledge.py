@@ -106,9 +106,13 @@ def test_reloading_a_changed_catalog_replaces_it(empty, tmp_path):
     text = (FIXTURES / "other-catalog.ttl").read_text()
     changed.write_text(text.replace('"Build your first sales pipeline"', '"Create a pipeline"'))
     empty.load([changed])
-    labels = {row["l"].value for row in empty.store.select(
-        "SELECT ?l WHERE { <https://example.org/crm/onboarding#first-pipeline> "
-        "<http://www.w3.org/2000/01/rdf-schema#label> ?l }")}
+    labels = {
+        row["l"].value
+        for row in empty.store.select(
+            "SELECT ?l WHERE { <https://example.org/crm/onboarding#first-pipeline> "
+            "<http://www.w3.org/2000/01/rdf-schema#label> ?l }"
+        )
+    }
     assert labels == {"Create a pipeline"}
     assert empty.catalog.step("https://example.org/crm/onboarding#first-pipeline").title == "Create a pipeline"
 
@@ -117,8 +121,14 @@ def test_entailments_are_recomputed_when_the_catalog_changes(empty, tmp_path):
     empty.load([FIXTURES / "other-catalog.ttl"])
     assert empty.store.ask(SCALE_INCLUDES_STARTER)
     smaller = tmp_path / "other-catalog.ttl"
-    smaller.write_text((FIXTURES / "other-catalog.ttl").read_text().replace(
-        "crm:Growth a wf:Plan ; rdfs:label \"Growth\" ; wf:includesPlan crm:Starter .", "crm:Growth a wf:Plan ; rdfs:label \"Growth\" ."))
+    smaller.write_text(
+        (FIXTURES / "other-catalog.ttl")
+        .read_text()
+        .replace(
+            'crm:Growth a wf:Plan ; rdfs:label "Growth" ; wf:includesPlan crm:Starter .',
+            'crm:Growth a wf:Plan ; rdfs:label "Growth" .',
+        )
+    )
     empty.load([smaller])
     assert not empty.store.ask(SCALE_INCLUDES_STARTER)
 
@@ -146,6 +156,7 @@ def test_backup_command_copies_the_store_and_the_copy_serves(tmp_path):
     result = runner.invoke(app, ["backup", str(tmp_path / "copy"), "--store", str(source)])
     assert result.exit_code == 0, result.output
     original, copy = Store(source), Store(tmp_path / "copy")
-    assert {str(q) for q in original.quads() if not isinstance(q.subject, ox.BlankNode)} == \
-        {str(q) for q in copy.quads() if not isinstance(q.subject, ox.BlankNode)}
+    assert {str(q) for q in original.quads() if not isinstance(q.subject, ox.BlankNode)} == {
+        str(q) for q in copy.quads() if not isinstance(q.subject, ox.BlankNode)
+    }
     assert runner.invoke(app, ["backup", str(tmp_path / "copy"), "--store", str(tmp_path / "other")]).exit_code == 2

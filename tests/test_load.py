@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from bench.load import loadgen
 from service.audit import verify
@@ -44,8 +43,18 @@ def register_users(url: str, count: int, *, key: str | None = None) -> list[str]
     ids = [f"load{i:02d}" for i in range(count)]
     with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
         for i, uid in enumerate(ids):
-            graphql(http, REGISTER, {"input": {"id": uid, "role": ROLES[i % 3], "plan": PLANS[i // 3 % 3],
-                                               "consents": CONSENTS[i % len(CONSENTS)]}})
+            graphql(
+                http,
+                REGISTER,
+                {
+                    "input": {
+                        "id": uid,
+                        "role": ROLES[i % 3],
+                        "plan": PLANS[i // 3 % 3],
+                        "consents": CONSENTS[i % len(CONSENTS)],
+                    }
+                },
+            )
     return ids
 
 
@@ -57,10 +66,26 @@ def stored(url: str, ids: list[str], *, key: str | None = None) -> dict[str, tup
     return {uid: (u["eventCount"], len(u["consents"])) for uid, u in users.items()}
 
 
-def drive(url: str, ids: list[str], *, key: str | None = None, requests: int = 200, clients: int = 4,
-          mix: loadgen.Mix = loadgen.Mix()):
-    config = loadgen.LoadConfig(url=url, users=ids, clients=clients, duration_s=None, requests=requests,
-                                api_key=key, timeout_s=60, seed=6, mix=mix)
+def drive(
+    url: str,
+    ids: list[str],
+    *,
+    key: str | None = None,
+    requests: int = 200,
+    clients: int = 4,
+    mix: loadgen.Mix | None = None,
+):
+    config = loadgen.LoadConfig(
+        url=url,
+        users=ids,
+        clients=clients,
+        duration_s=None,
+        requests=requests,
+        api_key=key,
+        timeout_s=60,
+        seed=6,
+        mix=mix or loadgen.Mix(),
+    )
     return asyncio.run(loadgen.run(config))
 
 
@@ -97,11 +122,23 @@ def test_events_respect_consent_so_none_is_refused(live_server):
 
 
 def test_a_refusal_by_design_is_not_an_error():
-    response = httpx.Response(200, json={"data": None, "errors": [
-        {"message": "FEATURE_USED events are collected only with consent", "extensions": {"code": "CONSENT_REQUIRED"}}]})
+    response = httpx.Response(
+        200,
+        json={
+            "data": None,
+            "errors": [
+                {
+                    "message": "FEATURE_USED events are collected only with consent",
+                    "extensions": {"code": "CONSENT_REQUIRED"},
+                }
+            ],
+        },
+    )
     assert loadgen.classify("recordEvent", response)[0] == "refused"
     assert loadgen.classify("nextSteps", response)[0] == "error"
-    masked = httpx.Response(200, json={"data": None, "errors": [{"message": "Internal error", "extensions": {"code": "INTERNAL"}}]})
+    masked = httpx.Response(
+        200, json={"data": None, "errors": [{"message": "Internal error", "extensions": {"code": "INTERNAL"}}]}
+    )
     assert loadgen.classify("recordEvents", masked)[0] == "error"
     assert loadgen.classify("nextSteps", httpx.Response(500, text="boom"))[0] == "error"
 
@@ -110,11 +147,20 @@ def test_two_workers_on_a_shared_store_with_keys(server, knowledge_quads, tmp_pa
     RemoteStore(server).commit(add=knowledge_quads)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAYFINDER_")}
-    env.update({"WAYFINDER_API_KEYS": f"{KEY}:client", "WAYFINDER_MODELS_DIR": str(tmp_path / "models"),
-                "WAYFINDER_LOG_FORMAT": "text"})
+    env.update(
+        {
+            "WAYFINDER_API_KEYS": f"{KEY}:client",
+            "WAYFINDER_MODELS_DIR": str(tmp_path / "models"),
+            "WAYFINDER_LOG_FORMAT": "text",
+        }
+    )
     wayfinder = str(Path(sys.executable).with_name("wayfinder"))
-    process = subprocess.Popen([wayfinder, "serve", "--store", server, "--port", str(port), "--workers", "2"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [wayfinder, "serve", "--store", server, "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -23,7 +23,7 @@ from service.runtime import Runtime
 from service.settings import Settings
 from service.store import Store
 
-from .graphql_client import GraphQLClient, NEXT_STEPS
+from .graphql_client import NEXT_STEPS, GraphQLClient
 
 SIZES = {"n_steps": 20, "n_features": 30, "n_areas": 4, "n_roles": 4, "n_industries": 3}
 POLICY = """
@@ -39,10 +39,14 @@ pol:default-2.0.0 a wf:PolicyVersion ;
     wf:ruleWeight 0.1 ; wf:modelWeight 1.0 ; wf:depthWeight 0.0 ; wf:unlockWeight 0.0 ; wf:affinityWeight 0.0 .
 """
 QUICK = {"epochs": 40, "members": 1}
-TRAIN = "mutation T($seed: Int!, $epochs: Int, $members: Int) { trainModel(seed: $seed, epochs: $epochs, members: $members) " \
-        "{ version status artifactHash dataSnapshot hyperParameters metrics trainingUsers approvedBy supersedes } }"
-PROMOTE = "mutation P($v: String!, $by: String!) { promoteModel(version: $v, approvedBy: $by) " \
-          "{ version status approvedBy approvedAt supersedes } }"
+TRAIN = (
+    "mutation T($seed: Int!, $epochs: Int, $members: Int) { trainModel(seed: $seed, epochs: $epochs, members: $members) "
+    "{ version status artifactHash dataSnapshot hyperParameters metrics trainingUsers approvedBy supersedes } }"
+)
+PROMOTE = (
+    "mutation P($v: String!, $by: String!) { promoteModel(version: $v, approvedBy: $by) "
+    "{ version status approvedBy approvedAt supersedes } }"
+)
 ROLLBACK = "mutation { rollbackModel { version status } }"
 MODELS = "{ models { version status supersedes } }"
 REGISTER = "mutation R($input: RegisterUserInput!) { registerUser(input: $input) { id } }"
@@ -87,11 +91,26 @@ def api(world_runtime):
 def new_user(api: GraphQLClient, world, user_id: str, *, role: int = 0, industry: int = 0, features=(0, 1)) -> None:
     """Register a user the model never saw, with consent to personalisation and a few first events."""
     leaves = [f for f in world.features if f not in world.areas]
-    api.data(REGISTER, {"input": {"id": user_id, "role": vocab.local_id(world.roles[role]),
-                                  "industry": vocab.local_id(world.industries[industry]),
-                                  "plan": vocab.local_id(world.plans[-1]), "consents": ["PERSONALIZATION"]}})
-    api.data(EVENTS, {"inputs": [{"userId": user_id, "type": "FEATURE_USED", "featureId": vocab.local_id(leaves[f])}
-                                 for f in features]})
+    api.data(
+        REGISTER,
+        {
+            "input": {
+                "id": user_id,
+                "role": vocab.local_id(world.roles[role]),
+                "industry": vocab.local_id(world.industries[industry]),
+                "plan": vocab.local_id(world.plans[-1]),
+                "consents": ["PERSONALIZATION"],
+            }
+        },
+    )
+    api.data(
+        EVENTS,
+        {
+            "inputs": [
+                {"userId": user_id, "type": "FEATURE_USED", "featureId": vocab.local_id(leaves[f])} for f in features
+            ]
+        },
+    )
 
 
 def test_training_registers_a_candidate_with_its_lineage(api, world_runtime, world):
@@ -105,17 +124,21 @@ def test_training_registers_a_candidate_with_its_lineage(api, world_runtime, wor
     # the artefact in the store is the one the hash names
     stored = registry.artefact(world_runtime, registry.find(world_runtime, version))
     import hashlib
+
     assert hashlib.sha256(stored).hexdigest() == trained["artifactHash"]
     # PROV: a training run that used one ANALYTICS consent record per training user
     used = world_runtime.store.select(
         "PREFIX prov: <http://www.w3.org/ns/prov#> SELECT (COUNT(?r) AS ?n) ?model WHERE { "
         "?model prov:wasGeneratedBy ?run . ?run prov:used ?r } GROUP BY ?model",
-        model=ox.NamedNode(vocab.MODEL_BASE + version))
+        model=ox.NamedNode(vocab.MODEL_BASE + version),
+    )
     assert int(used[0]["n"].value) == trained["trainingUsers"] > 0
     purposes = world_runtime.store.select(
         "PREFIX prov: <http://www.w3.org/ns/prov#> PREFIX dpv: <https://w3id.org/dpv#> "
         "SELECT DISTINCT ?purpose ?status ?model WHERE { ?model prov:wasGeneratedBy ?run . ?run prov:used ?r . "
-        "?r dpv:hasPurpose ?purpose ; dpv:hasConsentStatus ?status }", model=ox.NamedNode(vocab.MODEL_BASE + version))
+        "?r dpv:hasPurpose ?purpose ; dpv:hasConsentStatus ?status }",
+        model=ox.NamedNode(vocab.MODEL_BASE + version),
+    )
     assert {(r["purpose"], r["status"]) for r in purposes} == {(vocab.ANALYTICS, vocab.CONSENT_GIVEN)}
     # a candidate does not serve
     new_user(api, world, "fresh-1")
@@ -139,11 +162,13 @@ def test_a_promoted_version_serves_new_users_from_the_next_request(api, world_ru
     b = api.data(NEXT_STEPS, {"user": "fresh-b", "limit": 10})["nextSteps"]
     assert a["modelVersion"] == b["modelVersion"] == version
     # users the model never saw get scores from their profile and first events, without retraining
-    assert [s["step"]["id"] for s in a["steps"]] != [s["step"]["id"] for s in b["steps"]] or \
-        [s["score"] for s in a["steps"]] != [s["score"] for s in b["steps"]]
+    assert [s["step"]["id"] for s in a["steps"]] != [s["step"]["id"] for s in b["steps"]] or [
+        s["score"] for s in a["steps"]
+    ] != [s["score"] for s in b["steps"]]
     # the decision names the model version, and the lineage query finds it
-    rows = world_runtime.store.select(world_runtime.queries["lineage/decisions-by-model-version"],
-                                      model=ox.NamedNode(vocab.MODEL_BASE + version))
+    rows = world_runtime.store.select(
+        world_runtime.queries["lineage/decisions-by-model-version"], model=ox.NamedNode(vocab.MODEL_BASE + version)
+    )
     assert {r["decision"].value.rsplit("/", 1)[-1] for r in rows} >= {a["decisionId"], b["decisionId"]}
     # a user without personalisation consent is not scored by the model
     api.data(REGISTER, {"input": {"id": "private-1", "role": vocab.local_id(world.roles[0])}})
@@ -196,8 +221,17 @@ def test_an_artefact_that_fails_its_hash_never_serves(api, world, world_runtime)
     [quad] = list(world_runtime.store.quads(subject=node, predicate=vocab.ARTIFACT))
     data = bytearray(base64.b64decode(quad.object.value))
     data[-10] ^= 0xFF
-    world_runtime.store.commit(remove=[quad], add=[ox.Quad(node, vocab.ARTIFACT, ox.Literal(
-        base64.b64encode(bytes(data)).decode(), datatype=vocab.XSD_BASE64), quad.graph_name)])
+    world_runtime.store.commit(
+        remove=[quad],
+        add=[
+            ox.Quad(
+                node,
+                vocab.ARTIFACT,
+                ox.Literal(base64.b64encode(bytes(data)).decode(), datatype=vocab.XSD_BASE64),
+                quad.graph_name,
+            )
+        ],
+    )
     world_runtime.models._loaded = None  # as a freshly started process would
     new_user(api, world, "fresh-t")
     assert api.data(NEXT_STEPS, {"user": "fresh-t"})["nextSteps"]["modelVersion"] is None
@@ -206,8 +240,10 @@ def test_an_artefact_that_fails_its_hash_never_serves(api, world, world_runtime)
 def test_withdrawn_analytics_consent_lists_the_model_trained_under_it(api, world_runtime, world):
     version = api.data(TRAIN, {"seed": 0, **QUICK})["trainModel"]["version"]
     user = next(u for u in world.users if u.analytics_active)
-    withdrawn = api.data("mutation W($u: ID!) { withdrawConsent(userId: $u, purpose: ANALYTICS) "
-                         "{ granted affectedModelVersions } }", {"u": vocab.local_id(user.iri)})["withdrawConsent"]
+    withdrawn = api.data(
+        "mutation W($u: ID!) { withdrawConsent(userId: $u, purpose: ANALYTICS) { granted affectedModelVersions } }",
+        {"u": vocab.local_id(user.iri)},
+    )["withdrawConsent"]
     assert not withdrawn["granted"] and version in withdrawn["affectedModelVersions"]
 
 
@@ -226,8 +262,9 @@ def test_training_does_not_block_next_steps(world_runtime, world):
         api = GraphQLClient(http)
         new_user(api, world, "fresh-n")
         result: dict = {}
-        trainer = threading.Thread(target=lambda: result.update(
-            api.data(TRAIN, {"seed": 3, "epochs": 400, "members": 2})))
+        trainer = threading.Thread(
+            target=lambda: result.update(api.data(TRAIN, {"seed": 3, "epochs": 400, "members": 2}))
+        )
         trainer.start()
         time.sleep(0.5)  # let the training start
         answered_during_training = 0

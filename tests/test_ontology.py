@@ -17,7 +17,9 @@ owlready2 = pytest.importorskip("owlready2")
 def test_ontology_and_demo_catalog_are_consistent_for_hermit(tmp_path):
     graph = rdflib.Graph()
     graph.parse(ROOT / "ontology" / "wayfinder.ttl")
-    for path in sorted((ROOT / "ontology" / "catalog").glob("*.ttl")) + sorted((ROOT / "ontology" / "policies").glob("*.ttl")):
+    for path in sorted((ROOT / "ontology" / "catalog").glob("*.ttl")) + sorted(
+        (ROOT / "ontology" / "policies").glob("*.ttl")
+    ):
         graph.parse(path)
     target = tmp_path / "wayfinder.owl"
     graph.serialize(target, format="xml")

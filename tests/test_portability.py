@@ -42,8 +42,18 @@ def nodes(document: dict, graph: ox.NamedNode) -> list[dict]:
 
 
 def history(client) -> str:
-    client.data(REGISTER, {"input": {"id": "ana", "role": "analyst", "industry": "retail", "plan": "team",
-                                     "consents": ["PERSONALIZATION", "ANALYTICS"]}})
+    client.data(
+        REGISTER,
+        {
+            "input": {
+                "id": "ana",
+                "role": "analyst",
+                "industry": "retail",
+                "plan": "team",
+                "consents": ["PERSONALIZATION", "ANALYTICS"],
+            }
+        },
+    )
     client.data(RECORD, {"input": {"userId": "ana", "type": "STEP_COMPLETED", "stepId": "explore-sample-data"}})
     client.data(RECORD, {"input": {"userId": "ana", "type": "FEATURE_USED", "featureId": "charts"}})
     decision = client.data(NEXT_STEPS, {"user": "ana"})["nextSteps"]
@@ -68,8 +78,14 @@ def test_the_export_holds_profile_events_consent_history_and_decisions(client):
     assert sorted(e["@type"][0] for e in events) == ["wf:FeatureUsed", "wf:StepCompleted"]
     consent = nodes(document, vocab.CONSENT_GRAPH)
     statuses = sorted((n["dpv:hasPurpose"][0]["@id"], n["dpv:hasConsentStatus"][0]["@id"]) for n in consent)
-    assert statuses == sorted([("wf:Personalization", "dpv:ConsentGiven"), ("wf:Analytics", "dpv:ConsentGiven"),
-                               ("wf:Analytics", "dpv:ConsentWithdrawn"), ("wf:Marketing", "dpv:ConsentGiven")])
+    assert statuses == sorted(
+        [
+            ("wf:Personalization", "dpv:ConsentGiven"),
+            ("wf:Analytics", "dpv:ConsentGiven"),
+            ("wf:Analytics", "dpv:ConsentWithdrawn"),
+            ("wf:Marketing", "dpv:ConsentGiven"),
+        ]
+    )
     assert all("dpv:isIndicatedAtTime" in n for n in consent)
     audit = {n["@id"]: n for n in nodes(document, vocab.AUDIT_GRAPH)}
     decisions = [n for n in audit.values() if "wf:Decision" in n.get("@type", [])]

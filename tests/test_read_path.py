@@ -24,7 +24,6 @@ from service.settings import Settings
 from service.sparql_terms import inline
 from service.users import EventReport, Registration, consents, events, profile, record_events, register
 
-
 DEMO = "https://w3id.org/wayfinder/demo/"
 
 
@@ -32,17 +31,21 @@ DEMO = "https://w3id.org/wayfinder/demo/"
 
 
 def test_terms_are_written_in_their_n_triples_form():
-    query = 'SELECT ?x WHERE { ?user <http://example.org/p> ?x ; <http://example.org/q> $label }'
+    query = "SELECT ?x WHERE { ?user <http://example.org/p> ?x ; <http://example.org/q> $label }"
     text = inline(query, user=ox.NamedNode("http://example.org/u?id=1"), label=ox.Literal('a "b" } c', language="en"))
-    assert text == ('SELECT ?x WHERE { <http://example.org/u?id=1> <http://example.org/p> ?x ; '
-                    '<http://example.org/q> "a \\"b\\" } c"@en }')
+    assert text == (
+        "SELECT ?x WHERE { <http://example.org/u?id=1> <http://example.org/p> ?x ; "
+        '<http://example.org/q> "a \\"b\\" } c"@en }'
+    )
 
 
 def test_iris_strings_and_comments_that_look_like_variables_are_left_alone():
     query = '# ?user in a comment\nSELECT ?userName WHERE { ?user <http://example.org/?user> "?user" . BIND (?user AS ?userName) }'
     text = inline(query, user=ox.NamedNode("http://example.org/u"))
-    assert text == ('# ?user in a comment\nSELECT ?userName WHERE { <http://example.org/u> <http://example.org/?user> '
-                    '"?user" . BIND (<http://example.org/u> AS ?userName) }')
+    assert text == (
+        "# ?user in a comment\nSELECT ?userName WHERE { <http://example.org/u> <http://example.org/?user> "
+        '"?user" . BIND (<http://example.org/u> AS ?userName) }'
+    )
 
 
 def test_a_literal_cannot_escape_into_the_query():
@@ -69,17 +72,22 @@ def other_users(runtime: Runtime, count: int, *, events_each: int) -> None:
     quads: list[ox.Quad] = []
     for i in range(count):
         user, graph = vocab.user_iri(f"other-{i}"), vocab.user_graph(f"other-{i}")
-        quads += [ox.Quad(user, vocab.RDF_TYPE, vocab.USER, graph),
-                  ox.Quad(user, vocab.HAS_ROLE, ox.NamedNode(DEMO + "analyst"), graph),
-                  ox.Quad(user, vocab.HAS_PLAN, ox.NamedNode(DEMO + "enterprise"), graph),
-                  ox.Quad(user, vocab.PSEUDONYM, ox.Literal(f"p{i}"), graph)]
+        quads += [
+            ox.Quad(user, vocab.RDF_TYPE, vocab.USER, graph),
+            ox.Quad(user, vocab.HAS_ROLE, ox.NamedNode(DEMO + "analyst"), graph),
+            ox.Quad(user, vocab.HAS_PLAN, ox.NamedNode(DEMO + "enterprise"), graph),
+            ox.Quad(user, vocab.PSEUDONYM, ox.Literal(f"p{i}"), graph),
+        ]
         quads += consent_record(user, vocab.PERSONALIZATION, granted=i % 2 == 0, at=now())[1]
         for j in range(events_each):
             event = ox.NamedNode(f"{vocab.EVENT_BASE}other-{i}-{j}")
             kind = vocab.STEP_DISMISSED if j % 4 == 0 else vocab.STEP_COMPLETED
-            quads += [ox.Quad(event, vocab.RDF_TYPE, kind, graph), ox.Quad(event, vocab.BY_USER, user, graph),
-                      ox.Quad(event, vocab.ABOUT_STEP, steps[j % len(steps)], graph),
-                      ox.Quad(event, vocab.OCCURRED_AT, at, graph)]
+            quads += [
+                ox.Quad(event, vocab.RDF_TYPE, kind, graph),
+                ox.Quad(event, vocab.BY_USER, user, graph),
+                ox.Quad(event, vocab.ABOUT_STEP, steps[j % len(steps)], graph),
+                ox.Quad(event, vocab.OCCURRED_AT, at, graph),
+            ]
     runtime.store.commit(add=quads)
 
 
@@ -95,13 +103,27 @@ def reads(runtime: Runtime, user_id: str) -> dict:
 
 
 def register_ana(runtime: Runtime) -> None:
-    register(runtime, Registration(id="ana", role="engineer", plan="free", industry="retail", signup_channel="WEB",
-                                   consents=["PERSONALIZATION", "ANALYTICS"]))
+    register(
+        runtime,
+        Registration(
+            id="ana",
+            role="engineer",
+            plan="free",
+            industry="retail",
+            signup_channel="WEB",
+            consents=["PERSONALIZATION", "ANALYTICS"],
+        ),
+    )
     register(runtime, Registration(id="ana2", role="admin", plan="enterprise", consents=["MARKETING"]))
-    record_events(runtime, [EventReport("ana", "STEP_COMPLETED", step_id="explore-sample-data"),
-                            EventReport("ana", "STEP_DISMISSED", step_id="take-product-tour"),
-                            EventReport("ana", "FEATURE_USED", feature_id="charts"),
-                            EventReport("ana2", "STEP_COMPLETED", step_id="build-first-chart")])
+    record_events(
+        runtime,
+        [
+            EventReport("ana", "STEP_COMPLETED", step_id="explore-sample-data"),
+            EventReport("ana", "STEP_DISMISSED", step_id="take-product-tour"),
+            EventReport("ana", "FEATURE_USED", feature_id="charts"),
+            EventReport("ana2", "STEP_COMPLETED", step_id="build-first-chart"),
+        ],
+    )
 
 
 def test_a_users_reads_do_not_change_when_other_users_fill_the_store(runtime):
@@ -111,9 +133,11 @@ def test_a_users_reads_do_not_change_when_other_users_fill_the_store(runtime):
     assert reads(runtime, "ana") == alone
     assert sorted(alone["consents"]) == [("ANALYTICS", True), ("PERSONALIZATION", True)]
     assert alone["profile"].role == DEMO + "engineer" and alone["profile"].plan == DEMO + "free"
-    assert alone["events"] == [("STEP_COMPLETED", DEMO + "explore-sample-data", None),
-                               ("STEP_DISMISSED", DEMO + "take-product-tour", None),
-                               ("FEATURE_USED", None, DEMO + "charts")]
+    assert alone["events"] == [
+        ("STEP_COMPLETED", DEMO + "explore-sample-data", None),
+        ("STEP_DISMISSED", DEMO + "take-product-tour", None),
+        ("FEATURE_USED", None, DEMO + "charts"),
+    ]
     assert DEMO + "build-first-chart" in alone["candidates"]["WEB"]
     assert DEMO + "take-product-tour" not in alone["candidates"]["WEB"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyoxigraph as ox
 import pytest
@@ -21,10 +21,9 @@ from service.runtime import Runtime
 from service.settings import Settings
 from service.writes import commit_validated
 
-
 RET = "https://w3id.org/wayfinder/retention/"
 NOW = clock_now()
-PURGE_RECORDS = "SELECT ?p WHERE { GRAPH <%s> { ?p a <%s> } }" % (vocab.AUDIT_GRAPH.value, vocab.PURGE.value)
+PURGE_RECORDS = f"SELECT ?p WHERE {{ GRAPH <{vocab.AUDIT_GRAPH.value}> {{ ?p a <{vocab.PURGE.value}> }} }}"
 
 
 def ago(days: int) -> datetime:
@@ -48,23 +47,28 @@ def setup_history(runtime: Runtime) -> dict:
     """Two users with old and fresh events and a consent history; return what each part is."""
     users.register(runtime, users.Registration(id="ana", role="analyst", plan="team", at=ago(1200)))
     users.register(runtime, users.Registration(id="bo", role="manager", plan="free", at=ago(1200)))
-    grants = {"ana-personalization": change_consent(runtime, "ana", "PERSONALIZATION", granted=True, at=ago(1200)),
-              "ana-analytics": change_consent(runtime, "ana", "ANALYTICS", granted=True, at=ago(1200)),
-              "bo-analytics": change_consent(runtime, "bo", "ANALYTICS", granted=True, at=ago(1200))}
+    grants = {
+        "ana-personalization": change_consent(runtime, "ana", "PERSONALIZATION", granted=True, at=ago(1200)),
+        "ana-analytics": change_consent(runtime, "ana", "ANALYTICS", granted=True, at=ago(1200)),
+        "bo-analytics": change_consent(runtime, "bo", "ANALYTICS", granted=True, at=ago(1200)),
+    }
     # Ana withdrew analytics 1150 days ago and gave it again 1100 days ago: both older records
     # were superseded more than 3 years ago. Bo withdrew 1000 days ago: his grant stays.
     withdrawn = change_consent(runtime, "ana", "ANALYTICS", granted=False, at=ago(1150))
     regiven = change_consent(runtime, "ana", "ANALYTICS", granted=True, at=ago(1100))
     bo_withdrawal = change_consent(runtime, "bo", "ANALYTICS", granted=False, at=ago(1000))
-    stored = users.record_events(runtime, [
-        event("ana", "FEATURE_USED", 400, feature_id="charts"),       # past 180 days (and past 365)
-        event("ana", "FEATURE_USED", 200, feature_id="charts"),       # past 180 days only: the shorter rule wins
-        event("ana", "FEATURE_USED", 10, feature_id="charts"),
-        event("ana", "STEP_COMPLETED", 800, step_id="explore-sample-data"),  # past 2 years
-        event("ana", "STEP_COMPLETED", 100, step_id="upload-spreadsheet"),
-        event("ana", "ACTIVATED", 500),                                # past 365 days (analytics)
-        event("ana", "ACTIVATED", 30),
-    ])
+    stored = users.record_events(
+        runtime,
+        [
+            event("ana", "FEATURE_USED", 400, feature_id="charts"),  # past 180 days (and past 365)
+            event("ana", "FEATURE_USED", 200, feature_id="charts"),  # past 180 days only: the shorter rule wins
+            event("ana", "FEATURE_USED", 10, feature_id="charts"),
+            event("ana", "STEP_COMPLETED", 800, step_id="explore-sample-data"),  # past 2 years
+            event("ana", "STEP_COMPLETED", 100, step_id="upload-spreadsheet"),
+            event("ana", "ACTIVATED", 500),  # past 365 days (analytics)
+            event("ana", "ACTIVATED", 30),
+        ],
+    )
     decision = decide.next_steps(runtime, "ana")
     # Ana withdraws personalisation today: her grant is superseded now, and stays.
     users.set_consent(runtime, "ana", "PERSONALIZATION", granted=False)
@@ -240,18 +244,21 @@ def test_the_first_periodic_purge_waits_one_interval(runtime, tmp_path):
         assert purge_records(runtime) == []
 
 
-@pytest.mark.parametrize(("period", "expected"), [
-    ("P180D", datetime(2026, 6, 4, 12, tzinfo=timezone.utc)),
-    ("P1Y", datetime(2025, 12, 1, 12, tzinfo=timezone.utc)),
-    ("P1M", datetime(2026, 11, 1, 12, tzinfo=timezone.utc)),
-    ("P2W", datetime(2026, 11, 17, 12, tzinfo=timezone.utc)),
-    ("PT36H", datetime(2026, 11, 30, 0, tzinfo=timezone.utc)),
-    ("P1Y9M1DT0.5S", datetime(2025, 2, 28, 11, 59, 59, 500000, tzinfo=timezone.utc)),
-])
+@pytest.mark.parametrize(
+    ("period", "expected"),
+    [
+        ("P180D", datetime(2026, 6, 4, 12, tzinfo=UTC)),
+        ("P1Y", datetime(2025, 12, 1, 12, tzinfo=UTC)),
+        ("P1M", datetime(2026, 11, 1, 12, tzinfo=UTC)),
+        ("P2W", datetime(2026, 11, 17, 12, tzinfo=UTC)),
+        ("PT36H", datetime(2026, 11, 30, 0, tzinfo=UTC)),
+        ("P1Y9M1DT0.5S", datetime(2025, 2, 28, 11, 59, 59, 500000, tzinfo=UTC)),
+    ],
+)
 def test_a_cutoff_is_the_period_before_now(period, expected):
     from service.retention import cutoff
 
-    assert cutoff(datetime(2026, 12, 1, 12, tzinfo=timezone.utc), period) == expected
+    assert cutoff(datetime(2026, 12, 1, 12, tzinfo=UTC), period) == expected
 
 
 def test_the_purge_works_on_a_shared_store(server, tmp_path):
@@ -265,7 +272,9 @@ def test_the_purge_works_on_a_shared_store(server, tmp_path):
     report = purge(shared, now=NOW)
     assert report.records_removed == 6 and report.purge_id
     assert subjects(shared, parts["expired_events"] | parts["expired_consent"]) == set()
-    assert subjects(shared, parts["fresh_events"] | parts["kept_consent"]) == parts["fresh_events"] | parts["kept_consent"]
+    assert (
+        subjects(shared, parts["fresh_events"] | parts["kept_consent"]) == parts["fresh_events"] | parts["kept_consent"]
+    )
     assert purge(shared, now=NOW).purge_id is None
     assert verify(shared.store, shared.queries["audit-index"]).ok
     held = {q.subject.value for q in held_quads(shared, "ana")}

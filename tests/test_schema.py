@@ -24,7 +24,8 @@ CONTRACT = [
 
 def test_committed_schema_matches_the_code():
     assert SCHEMA.read_text() == build_schema().as_str() + "\n", (
-        "schema.graphql is stale: regenerate it with `make schema` and review the API change")
+        "schema.graphql is stale: regenerate it with `make schema` and review the API change"
+    )
 
 
 def _fields(sdl: str) -> dict[str, object]:
@@ -56,7 +57,10 @@ def test_the_contract_fields_are_all_there():
             want = print_ast(arg.default_value) if arg.default_value else None
             assert (print_ast(got.default_value) if got.default_value else None) == want, (name, arg.name.value)
         for extra in args.values():  # added arguments must not break a client that leaves them out
-            assert not isinstance(extra.type, NonNullTypeNode) or extra.default_value is not None, (name, extra.name.value)
+            assert not isinstance(extra.type, NonNullTypeNode) or extra.default_value is not None, (
+                name,
+                extra.name.value,
+            )
 
 
 def test_a_repeated_query_is_validated_once(client):

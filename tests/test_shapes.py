@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -55,12 +55,12 @@ CASES = sorted(CASES_DIR.glob("*.test.ttl"))
 T = Namespace("https://w3id.org/wayfinder/test#")
 
 
-@lru_cache(maxsize=None)
+@cache
 def ontology() -> Graph:
     return Graph().parse(ONTOLOGY)
 
 
-@lru_cache(maxsize=None)
+@cache
 def shapes() -> Graph:
     graph = Graph()
     for path in sorted(SHAPES_DIR.glob("*.ttl")):

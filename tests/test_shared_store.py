@@ -37,7 +37,9 @@ def test_the_service_runs_on_a_shared_store(server, tmp_path):
     assert rec.personalized and len(rec.steps) == 3
     assert "explore-sample-data" not in {s.step.rsplit("/", 1)[-1] for s in rec.candidates}
     recorded = decide.read_decision(runtime, rec.decision_id).steps
-    assert [(s.step, s.score, set(s.reasons)) for s in recorded] == [(s.step, s.score, set(s.reasons)) for s in rec.steps]
+    assert [(s.step, s.score, set(s.reasons)) for s in recorded] == [
+        (s.step, s.score, set(s.reasons)) for s in rec.steps
+    ]
     with pytest.raises(RefusedWrite):
         runtime.load([Path(__file__).parent / "fixtures" / "cycle.ttl"])
     assert verify(runtime.store, runtime.queries["audit-index"]).ok
@@ -84,16 +86,22 @@ def test_the_auditors_endpoint_queries_the_shared_store(server, tmp_path):
     runtime.ensure_ontology()
     runtime.load(knowledge_files(runtime))
     with TestClient(create_app(runtime)) as http:
-        answer = http.get("/sparql", params={"query": "SELECT (COUNT(?s) AS ?n) WHERE { ?s a <https://w3id.org/wayfinder/ontology#Step> }"},
-                          headers={"accept": "text/csv"})
+        answer = http.get(
+            "/sparql",
+            params={"query": "SELECT (COUNT(?s) AS ?n) WHERE { ?s a <https://w3id.org/wayfinder/ontology#Step> }"},
+            headers={"accept": "text/csv"},
+        )
     assert answer.status_code == 200 and answer.text.splitlines()[1] == "31"
 
 
 def test_serve_with_two_workers_on_a_shared_store(server, tmp_path):
     port = free_port()
     wayfinder = str(Path(sys.executable).with_name("wayfinder"))
-    process = subprocess.Popen([wayfinder, "serve", "--store", server, "--port", str(port), "--workers", "2", "--demo"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [wayfinder, "serve", "--store", server, "--port", str(port), "--workers", "2", "--demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -104,8 +112,10 @@ def test_serve_with_two_workers_on_a_shared_store(server, tmp_path):
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("wayfinder serve --workers 2 did not start: "
-                                   + (process.stdout.read().decode() if process.poll() is not None else ""))
+                raise RuntimeError(
+                    "wayfinder serve --workers 2 did not start: "
+                    + (process.stdout.read().decode() if process.poll() is not None else "")
+                )
             time.sleep(0.2)
         with httpx.Client(base_url=base, timeout=10) as client:
             for _ in range(20):

@@ -41,11 +41,15 @@ def test_select_as_json_xml_csv_and_tsv_through_sparqlwrapper(server):
 
 
 def test_post_forms_and_direct_bodies_and_ask(server):
-    form = httpx.post(server + "/sparql", data={"query": "ASK { ?s ?p ?o }"},
-                      headers={"accept": "application/sparql-results+json"})
+    form = httpx.post(
+        server + "/sparql", data={"query": "ASK { ?s ?p ?o }"}, headers={"accept": "application/sparql-results+json"}
+    )
     assert form.status_code == 200 and form.json()["boolean"] is True
-    direct = httpx.post(server + "/sparql", content=COUNT_STEPS,
-                        headers={"content-type": "application/sparql-query", "accept": "text/csv"})
+    direct = httpx.post(
+        server + "/sparql",
+        content=COUNT_STEPS,
+        headers={"content-type": "application/sparql-query", "accept": "text/csv"},
+    )
     assert direct.status_code == 200 and direct.text.splitlines()[1] == "31"
 
 
@@ -63,19 +67,24 @@ def test_an_unacceptable_format_is_406(server):
 
 
 def test_the_lineage_is_readable_by_sparql(server):
-    query = ("PREFIX wf: <https://w3id.org/wayfinder/ontology#> PREFIX prov: <http://www.w3.org/ns/prov#> "
-             "SELECT ?d ?policy WHERE { ?d a wf:Decision ; wf:policyVersion ?policy ; prov:used ?c }")
+    query = (
+        "PREFIX wf: <https://w3id.org/wayfinder/ontology#> PREFIX prov: <http://www.w3.org/ns/prov#> "
+        "SELECT ?d ?policy WHERE { ?d a wf:Decision ; wf:policyVersion ?policy ; prov:used ?c }"
+    )
     rows = wrapper(server, query, JSON).query().convert()["results"]["bindings"]
     assert rows and rows[0]["policy"]["value"].endswith("default-1.1.0")
 
 
-@pytest.mark.parametrize("query", [
-    "INSERT DATA { <urn:a> <urn:b> <urn:c> }",
-    "PREFIX x: <urn:x#> DELETE WHERE { ?s ?p ?o }",
-    "LOAD <http://example.org/data.ttl>",
-    "DROP ALL",
-    "SELECT * WHERE { SERVICE <http://127.0.0.1:1/sparql> { ?s ?p ?o } }",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "INSERT DATA { <urn:a> <urn:b> <urn:c> }",
+        "PREFIX x: <urn:x#> DELETE WHERE { ?s ?p ?o }",
+        "LOAD <http://example.org/data.ttl>",
+        "DROP ALL",
+        "SELECT * WHERE { SERVICE <http://127.0.0.1:1/sparql> { ?s ?p ?o } }",
+    ],
+)
 def test_updates_load_and_service_are_refused_and_change_nothing(server, disk_runtime, query):
     before = len(disk_runtime.store)
     response = httpx.get(server + "/sparql", params={"query": query})
@@ -110,8 +119,11 @@ def test_a_slow_query_is_stopped_at_the_time_limit_and_next_steps_keeps_answerin
 def test_rows_are_capped_and_the_cap_is_announced(live_server, disk_runtime):
     cap = disk_runtime.settings.sparql_max_rows
     assert len(disk_runtime.store) > cap
-    response = httpx.get(live_server + "/sparql", params={"query": "SELECT ?s WHERE { ?s ?p ?o }"},
-                         headers={"accept": "application/sparql-results+json"})
+    response = httpx.get(
+        live_server + "/sparql",
+        params={"query": "SELECT ?s WHERE { ?s ?p ?o }"},
+        headers={"accept": "application/sparql-results+json"},
+    )
     assert len(response.json()["results"]["bindings"]) == cap
     assert response.headers["x-wayfinder-truncated"].startswith("true")
     small = httpx.get(live_server + "/sparql", params={"query": COUNT_STEPS})
@@ -125,10 +137,16 @@ def test_a_syntax_error_is_400_and_a_missing_query_too(server):
 
 def test_refusal_ignores_keywords_inside_names_strings_and_comments():
     assert refusal('SELECT * WHERE { ?s ?p "SERVICE" } # INSERT') is None
-    assert refusal("PREFIX demo: <https://w3id.org/wayfinder/demo/> SELECT * WHERE { ?s ?p demo:add-calculated-field }") is None
+    assert (
+        refusal("PREFIX demo: <https://w3id.org/wayfinder/demo/> SELECT * WHERE { ?s ?p demo:add-calculated-field }")
+        is None
+    )
     assert refusal("select * { service <urn:x> { ?s ?p ?o } }") is not None
 
 
 def test_accept_headers_are_ranked_by_quality():
-    assert accepted_types("text/csv;q=0.5, application/sparql-results+json") == ["application/sparql-results+json", "text/csv"]
+    assert accepted_types("text/csv;q=0.5, application/sparql-results+json") == [
+        "application/sparql-results+json",
+        "text/csv",
+    ]
     assert accepted_types(None) == []

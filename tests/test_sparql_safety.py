@@ -92,8 +92,10 @@ def hidden_services(port: int) -> list[str]:
         f"select ?x where {{ service {target} {{ ?x ?p ?o }} }}",
         f"SELECT ?x WHERE {{ SERVICE SILENT {target} {{ ?x ?p ?o }} }}",
         f"SELECT ?x WHERE {{ ?x ?p ?o . \\u0053ERVICE {target} {{ ?x ?p ?o }} }}",
-        ("SELECT * WHERE { OPTIONAL { { ?a ?b ?c } UNION { { SELECT * WHERE { FILTER EXISTS { MINUS { "
-         f"GRAPH ?g {{ #\r service silent {target} {{ ?s ?p ?o }} }} }} }} }} }} }} }} }}"),
+        (
+            "SELECT * WHERE { OPTIONAL { { ?a ?b ?c } UNION { { SELECT * WHERE { FILTER EXISTS { MINUS { "
+            f"GRAPH ?g {{ #\r service silent {target} {{ ?s ?p ?o }} }} }} }} }} }} }} }} }}"
+        ),
     ]
 
 
@@ -148,8 +150,11 @@ def test_a_shared_store_that_stops_a_query_at_its_time_limit_is_answered_503(tmp
     try:
         store = RemoteStore(url)
         graph = ox.NamedNode("urn:g")
-        store.commit(add=[ox.Quad(ox.NamedNode(f"urn:s{i}"), ox.NamedNode("urn:p"), ox.Literal(str(i)), graph)
-                          for i in range(300)])
+        store.commit(
+            add=[
+                ox.Quad(ox.NamedNode(f"urn:s{i}"), ox.NamedNode("urn:p"), ox.Literal(str(i)), graph) for i in range(300)
+            ]
+        )
         endpoint = SparqlEndpoint(store, timeout_s=20, max_rows=10)
         answer = asyncio.run(endpoint.answer(RUNAWAY, accept=None))
         assert answer.status == 503 and "time limit" in answer.body.decode()
@@ -174,14 +179,17 @@ def test_shipped_lineage_queries_pass_the_check(rq):
     assert refusal(rq.read_text()) is None
 
 
-@pytest.mark.parametrize("query", [
-    "ASK {}",
-    "ASK { ?s ?p ?o }",
-    "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT (COUNT(?s) AS ?n) WHERE { ?s a wf:Step }",
-    "CONSTRUCT { ?s ?p ?o } WHERE { ?s a <https://w3id.org/wayfinder/ontology#Plan> ; ?p ?o }",
-    "DESCRIBE <https://w3id.org/wayfinder/ontology#Step>",
-    'SELECT * WHERE { ?s ?p "SERVICE" } # INSERT\r\n',
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ASK {}",
+        "ASK { ?s ?p ?o }",
+        "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT (COUNT(?s) AS ?n) WHERE { ?s a wf:Step }",
+        "CONSTRUCT { ?s ?p ?o } WHERE { ?s a <https://w3id.org/wayfinder/ontology#Plan> ; ?p ?o }",
+        "DESCRIBE <https://w3id.org/wayfinder/ontology#Step>",
+        'SELECT * WHERE { ?s ?p "SERVICE" } # INSERT\r\n',
+    ],
+)
 def test_the_query_forms_pass_the_check(query):
     assert refusal(query) is None
 
@@ -253,23 +261,30 @@ def test_a_cartesian_order_by_hits_the_memory_cap_and_the_service_keeps_answerin
 def test_an_answer_past_the_byte_cap_is_truncated_and_says_so(disk_runtime):
     runtime = runtime_with(disk_runtime, sparql_max_bytes=4000, sparql_max_rows=10_000)
     with TestClient(create_app(runtime)) as http:
-        rows = http.get("/sparql", params={"query": "SELECT ?s ?p ?o WHERE { ?s ?p ?o }"},
-                        headers={"accept": "application/sparql-results+json"})
+        rows = http.get(
+            "/sparql",
+            params={"query": "SELECT ?s ?p ?o WHERE { ?s ?p ?o }"},
+            headers={"accept": "application/sparql-results+json"},
+        )
         assert rows.status_code == 200 and len(rows.content) <= 4000
         assert rows.json()["results"]["bindings"]
         assert "bytes" in rows.headers["x-wayfinder-truncated"]
         graph = http.get("/sparql", params={"query": "CONSTRUCT WHERE { ?s ?p ?o }"}, headers={"accept": "text/turtle"})
         assert graph.status_code == 200 and len(graph.content) <= 4000
         assert "bytes" in graph.headers["x-wayfinder-truncated"]
-        big = ('SELECT ?x WHERE { BIND(REPLACE(REPLACE(REPLACE(REPLACE("aaaaaaaaaa", "a", "aaaaaaaaaa"), "a", "aaaaaaaaaa"),'
-               ' "a", "aaaaaaaaaa"), "a", "aaaaaaaaaa") AS ?x) }')
+        big = (
+            'SELECT ?x WHERE { BIND(REPLACE(REPLACE(REPLACE(REPLACE("aaaaaaaaaa", "a", "aaaaaaaaaa"), "a", "aaaaaaaaaa"),'
+            ' "a", "aaaaaaaaaa"), "a", "aaaaaaaaaa") AS ?x) }'
+        )
         one = http.get("/sparql", params={"query": big}, headers={"accept": "text/csv"})
         assert one.status_code == 200 and len(one.content) <= 4000
         assert "bytes" in one.headers["x-wayfinder-truncated"]
 
 
 def _can_leave_the_network() -> bool:
-    code = "import ctypes, sys; c = ctypes.CDLL(None); sys.exit(c.unshare(0x40000000) != 0 and c.unshare(0x50000000) != 0)"
+    code = (
+        "import ctypes, sys; c = ctypes.CDLL(None); sys.exit(c.unshare(0x40000000) != 0 and c.unshare(0x50000000) != 0)"
+    )
     return Path("/proc/self/ns/net").exists() and subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -315,7 +330,9 @@ def test_a_worker_dies_with_its_service(tmp_path):
     try:
         deadline = time.monotonic() + 20
         while not workers and time.monotonic() < deadline:
-            workers = [c for c in psutil.Process(service.pid).children() if "service.sparql_worker" in " ".join(c.cmdline())]
+            workers = [
+                c for c in psutil.Process(service.pid).children() if "service.sparql_worker" in " ".join(c.cmdline())
+            ]
             time.sleep(0.05)
         assert workers, "the worker did not start"
         time.sleep(1.0)  # the worker is past its start, inside the query
@@ -359,18 +376,21 @@ def test_an_erased_user_is_gone_from_sparql_and_from_every_snapshot(disk_runtime
     naming = f'SELECT ?s ?p ?o WHERE {{ ?s ?p ?o FILTER(CONTAINS(STR(?s), "{user}") || CONTAINS(STR(?o), "{user}")) }}'
     with TestClient(create_app(runtime)) as http:
         gql = GraphQLClient(http)
-        gql.data('mutation($id: ID!) { registerUser(input: {id: $id, consents: [PERSONALIZATION]}) { id } }', {"id": user})
+        gql.data(
+            "mutation($id: ID!) { registerUser(input: {id: $id, consents: [PERSONALIZATION]}) { id } }", {"id": user}
+        )
         before = http.get("/sparql", params={"query": naming}, headers={"accept": "application/sparql-results+json"})
         assert before.json()["results"]["bindings"]
-        gql.data('mutation($id: ID!) { eraseUser(userId: $id) { erasureId } }', {"id": user})
+        gql.data("mutation($id: ID!) { eraseUser(userId: $id) { erasureId } }", {"id": user})
         after = http.get("/sparql", params={"query": naming}, headers={"accept": "application/sparql-results+json"})
         assert after.status_code == 200 and after.json()["results"]["bindings"] == []
         root = runtime.store.location.with_name(runtime.store.location.name + ".sparql-snapshots")
         snapshots = [p.parent for p in root.rglob("CURRENT")]
         assert len(snapshots) == 1
         for snapshot in snapshots:
-            assert not ox.Store.read_only(str(snapshot)).query(naming.replace("SELECT ?s ?p ?o", "ASK"),
-                                                                use_default_graph_as_union=True)
+            assert not ox.Store.read_only(str(snapshot)).query(
+                naming.replace("SELECT ?s ?p ?o", "ASK"), use_default_graph_as_union=True
+            )
 
 
 def test_snapshots_left_by_earlier_runs_are_removed_at_start(tmp_path):

@@ -113,10 +113,17 @@ def test_the_delta_validator_reports_what_full_validation_reports_for_its_focus(
 def test_the_delta_validator_keeps_nothing_of_a_write(validator):
     case = load_case(next(p for p in CASES if p.name == "event-missing-user.test.ttl"))
     delta = validator.for_knowledge(case.data)
-    written = [ox.Triple(ox.NamedNode("https://example.org/e"), ox.NamedNode(str(RDF.type)),
-                         ox.NamedNode("https://w3id.org/wayfinder/ontology#Activated"))]
+    written = [
+        ox.Triple(
+            ox.NamedNode("https://example.org/e"),
+            ox.NamedNode(str(RDF.type)),
+            ox.NamedNode("https://w3id.org/wayfinder/ontology#Activated"),
+        )
+    ]
     assert {v.shape for v in delta.validate(written, focus=[written[0].subject])} >= {
-        "https://w3id.org/wayfinder/shapes#EventByUser", "https://w3id.org/wayfinder/shapes#EventOccurredAt"}
+        "https://w3id.org/wayfinder/shapes#EventByUser",
+        "https://w3id.org/wayfinder/shapes#EventOccurredAt",
+    }
     # The next write does not see the triples of the one before, in the same store or a fresh one.
     assert delta.validate([], focus=[written[0].subject]) == []
     delta.REFRESH_AFTER = 0

@@ -14,11 +14,13 @@ ONTOLOGY = Path(__file__).resolve().parents[1] / "ontology" / "wayfinder.ttl"
 
 
 def named_terms() -> list[str]:
-    return sorted({
-        value.value
-        for value in vars(vocab).values()
-        if isinstance(value, ox.NamedNode) and value.value.startswith((vocab.WF_NS, vocab.DPV_NS, vocab.PROV_NS))
-    })
+    return sorted(
+        {
+            value.value
+            for value in vars(vocab).values()
+            if isinstance(value, ox.NamedNode) and value.value.startswith((vocab.WF_NS, vocab.DPV_NS, vocab.PROV_NS))
+        }
+    )
 
 
 @pytest.fixture(scope="module")

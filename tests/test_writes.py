@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -20,12 +20,13 @@ from service.terms import to_rdflib_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = "https://w3id.org/wayfinder/shapes#"
-AT = datetime(2026, 3, 1, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 1, tzinfo=UTC)
 FOAF_NAME = ox.NamedNode("http://xmlns.com/foaf/0.1/name")
 
 
-def event(user_id: str, kind: ox.NamedNode, *, at: datetime | None = AT, step: str | None = None,
-          feature: str | None = None) -> list[ox.Quad]:
+def event(
+    user_id: str, kind: ox.NamedNode, *, at: datetime | None = AT, step: str | None = None, feature: str | None = None
+) -> list[ox.Quad]:
     """The quads of one event, as record_events writes them (``at=None``: without its time)."""
     node, graph = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4())), vocab.user_graph(user_id)
     quads = [ox.Quad(node, vocab.RDF_TYPE, kind, graph), ox.Quad(node, vocab.BY_USER, vocab.user_iri(user_id), graph)]
@@ -78,21 +79,26 @@ def test_a_refused_write_stores_nothing_and_names_every_violation(runtime):
     unknown_step = event("ana", vocab.STEP_COMPLETED, step="https://example.org/no-such-step")
     named = [ox.Quad(ana, FOAF_NAME, ox.Literal("Ana"), vocab.user_graph("ana"))]
     found = refusal(runtime, [*fine, *untimed, *unknown_step, *named], ana)
-    assert found == {(untimed[0].subject.value, "EventOccurredAt"),
-                     (unknown_step[0].subject.value, "StepEventAboutStep"),
-                     (ana.value, "UserNoFoafName")}
+    assert found == {
+        (untimed[0].subject.value, "EventOccurredAt"),
+        (unknown_step[0].subject.value, "StepEventAboutStep"),
+        (ana.value, "UserNoFoafName"),
+    }
 
 
 def test_a_large_batch_is_refused_for_its_few_bad_events_only(runtime):
     ana = register(runtime, "ana", ["PERSONALIZATION", "ANALYTICS"])
-    batch = [event("ana", vocab.FEATURE_USED, at=AT + timedelta(seconds=i),
-                   feature="https://w3id.org/wayfinder/demo/charts") for i in range(1000)]
+    batch = [
+        event("ana", vocab.FEATURE_USED, at=AT + timedelta(seconds=i), feature="https://w3id.org/wayfinder/demo/charts")
+        for i in range(1000)
+    ]
     for i in (3, 500, 999):
         batch[i] = [q for q in batch[i] if q.predicate != vocab.BY_USER]
     found = refusal(runtime, [q for quads in batch for q in quads], ana)
     # Without a user, an event has no consent either.
-    assert found == {(batch[i][0].subject.value, shape) for i in (3, 500, 999)
-                     for shape in ("EventByUser", "EventConsentShape")}
+    assert found == {
+        (batch[i][0].subject.value, shape) for i in (3, 500, 999) for shape in ("EventByUser", "EventConsentShape")
+    }
     batch = [event("ana", vocab.ACTIVATED, at=AT + timedelta(seconds=i)) for i in range(1000)]
     writes.commit_validated(runtime, [q for quads in batch for q in quads], users=[ana])
     assert len(users.events(runtime, "ana")) == 1000
@@ -127,9 +133,15 @@ def test_concurrent_writers_each_get_their_events_stored(runtime):
     def writer(i: int) -> None:
         try:
             for b in range(10):
-                users.record_events(runtime, [users.EventReport(f"w{i}", "FEATURE_USED", feature_id="charts",
-                                                                at=AT + timedelta(seconds=b * 10 + j))
-                                              for j in range(10)])
+                users.record_events(
+                    runtime,
+                    [
+                        users.EventReport(
+                            f"w{i}", "FEATURE_USED", feature_id="charts", at=AT + timedelta(seconds=b * 10 + j)
+                        )
+                        for j in range(10)
+                    ],
+                )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

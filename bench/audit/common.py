@@ -129,8 +129,12 @@ def _mem_total_gb() -> float | None:
 
 def _git_head() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -139,7 +143,7 @@ def environment() -> dict:
     """Machine, versions and date, for every result file."""
     packages = ["pyoxigraph", "rdflib", "pyshacl", "owlrl", "opentelemetry-api", "prometheus-client"]
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "cpu_model": _cpu_model(),
@@ -158,4 +162,3 @@ def write_result(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
-

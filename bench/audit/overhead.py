@@ -52,14 +52,13 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import common  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
+import records  # noqa: E402
 
 from service import audit, decide, demo, vocab  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
-
-import common  # noqa: E402
-import records  # noqa: E402
 
 MODES = ["with audit", "no append", "no record"]
 
@@ -78,6 +77,7 @@ def _timed(fn, sink: list[float]):
             return fn(*args, **kwargs)
         finally:
             sink.append(time.perf_counter() - t0)
+
     return wrapper
 
 
@@ -108,7 +108,11 @@ def interleaved(full: Runtime, bare: Runtime, *, rounds: int, per_round: int, wa
                 dt, dc = call(mode, user, channel)
                 if keep:
                     cpu[mode].append(dc)
-                if mode == "with audit" and trail._head is not None and trail._head.sequence % trail.checkpoint_every == 0:
+                if (
+                    mode == "with audit"
+                    and trail._head is not None
+                    and trail._head.sequence % trail.checkpoint_every == 0
+                ):
                     checkpoint_latencies.append(dt)  # this request also sealed a checkpoint
                 out.append(dt)
         return out
@@ -127,7 +131,7 @@ def interleaved(full: Runtime, bare: Runtime, *, rounds: int, per_round: int, wa
     t_start = time.perf_counter()
     for r in range(rounds):
         batch = requests(per_round)
-        order = MODES[r % len(MODES):] + MODES[: r % len(MODES)]
+        order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
         gc.collect()
         for mode in order:
             times = run(mode, batch, keep=True)
@@ -141,8 +145,8 @@ def interleaved(full: Runtime, bare: Runtime, *, rounds: int, per_round: int, wa
     anchors_after = trail.anchor_file.stat().st_size if trail.anchor_file.exists() else 0
     full.store.oxigraph.optimize()
     bytes_compacted = common.dir_bytes(full.store.location)
-    paired = [a - b for a, b in zip(per_round_p50["with audit"], per_round_p50["no append"])]
-    paired_rec = [a - b for a, b in zip(per_round_p50["no append"], per_round_p50["no record"])]
+    paired = [a - b for a, b in zip(per_round_p50["with audit"], per_round_p50["no append"], strict=True)]
+    paired_rec = [a - b for a, b in zip(per_round_p50["no append"], per_round_p50["no record"], strict=True)]
     return {
         "summary": {m: common.summary_ms(s) for m, s in samples.items()},
         "cpu_summary": {m: common.summary_ms(s) for m, s in cpu.items()},
@@ -202,9 +206,11 @@ def time_append(runtime: Runtime, make, n: int) -> dict:
     real_commit = store.commit
     store.flush()
     quads_before, bytes_before = len(store), common.dir_bytes(store.location)
-    with mock.patch.object(audit, "stored_form", _timed(audit.stored_form, parts["stored_form"])), \
-         mock.patch.object(audit, "content_hash", _timed(audit.content_hash, parts["content_hash"])), \
-         mock.patch.object(store, "commit", _timed(real_commit, parts["store_commit"])):
+    with (
+        mock.patch.object(audit, "stored_form", _timed(audit.stored_form, parts["stored_form"])),
+        mock.patch.object(audit, "content_hash", _timed(audit.content_hash, parts["content_hash"])),
+        mock.patch.object(store, "commit", _timed(real_commit, parts["store_commit"])),
+    ):
         for i in range(n):
             record, triples = make(i)
             triples_per_record.append(len(triples))
@@ -298,49 +304,104 @@ def main() -> None:
         return f"{d:+.3f} ms ({d / b[key] * 100:+.1f}%)"
 
     c = inter["cpu_summary"]
-    rows = [(m, f"{s[m]['n']:,}", f"{s[m]['p50_ms']:.3f}", f"{s[m]['p90_ms']:.3f}", f"{s[m]['p99_ms']:.3f}",
-             f"{s[m]['max_ms']:.1f}", f"{s[m]['mean_ms']:.3f}", f"{c[m]['p50_ms']:.3f}", f"{c[m]['mean_ms']:.3f}")
-            for m in MODES]
+    rows = [
+        (
+            m,
+            f"{s[m]['n']:,}",
+            f"{s[m]['p50_ms']:.3f}",
+            f"{s[m]['p90_ms']:.3f}",
+            f"{s[m]['p99_ms']:.3f}",
+            f"{s[m]['max_ms']:.1f}",
+            f"{s[m]['mean_ms']:.3f}",
+            f"{c[m]['p50_ms']:.3f}",
+            f"{c[m]['mean_ms']:.3f}",
+        )
+        for m in MODES
+    ]
     diff_rows = [
-        ("audit record, all of it (with audit - no record)", diff(with_, norec, "p50_ms"), diff(with_, norec, "p99_ms"),
-         diff(with_, norec, "mean_ms")),
-        ("append: chain + hash + commit (with audit - no append)", diff(with_, noapp, "p50_ms"), diff(with_, noapp, "p99_ms"),
-         diff(with_, noapp, "mean_ms")),
-        ("building the record (no append - no record)", diff(noapp, norec, "p50_ms"), diff(noapp, norec, "p99_ms"),
-         diff(noapp, norec, "mean_ms")),
-        ("CPU: all of it (with audit - no record)", diff(c["with audit"], c["no record"], "p50_ms"), "-",
-         diff(c["with audit"], c["no record"], "mean_ms")),
+        (
+            "audit record, all of it (with audit - no record)",
+            diff(with_, norec, "p50_ms"),
+            diff(with_, norec, "p99_ms"),
+            diff(with_, norec, "mean_ms"),
+        ),
+        (
+            "append: chain + hash + commit (with audit - no append)",
+            diff(with_, noapp, "p50_ms"),
+            diff(with_, noapp, "p99_ms"),
+            diff(with_, noapp, "mean_ms"),
+        ),
+        (
+            "building the record (no append - no record)",
+            diff(noapp, norec, "p50_ms"),
+            diff(noapp, norec, "p99_ms"),
+            diff(noapp, norec, "mean_ms"),
+        ),
+        (
+            "CPU: all of it (with audit - no record)",
+            diff(c["with audit"], c["no record"], "p50_ms"),
+            "-",
+            diff(c["with audit"], c["no record"], "mean_ms"),
+        ),
     ]
     paired = inter["per_round_p50_diff_ms"]["with_audit_minus_no_append"]
     part_rows = []
     for label, dt, ap in (("demo decisions", dt_demo, append_demo), ("15 candidates, 5 returned", dt_big, append_big)):
-        part_rows.append((label, ap["triples_per_record_mean"], f"{dt['p50_ms']:.3f} / {dt['p99_ms']:.3f}",
-                          f"{ap['append']['p50_ms']:.3f} / {ap['append']['p99_ms']:.3f}",
-                          f"{ap['parts']['stored_form']['p50_ms']:.3f}", f"{ap['parts']['content_hash']['p50_ms']:.3f}",
-                          f"{ap['parts']['store_commit']['p50_ms']:.3f} / {ap['parts']['store_commit']['p99_ms']:.3f}",
-                          ap["quads_per_decision"], f"{ap['bytes_per_decision_after_flush'] / 1024:.1f}"))
+        part_rows.append(
+            (
+                label,
+                ap["triples_per_record_mean"],
+                f"{dt['p50_ms']:.3f} / {dt['p99_ms']:.3f}",
+                f"{ap['append']['p50_ms']:.3f} / {ap['append']['p99_ms']:.3f}",
+                f"{ap['parts']['stored_form']['p50_ms']:.3f}",
+                f"{ap['parts']['content_hash']['p50_ms']:.3f}",
+                f"{ap['parts']['store_commit']['p50_ms']:.3f} / {ap['parts']['store_commit']['p99_ms']:.3f}",
+                ap["quads_per_decision"],
+                f"{ap['bytes_per_decision_after_flush'] / 1024:.1f}",
+            )
+        )
     g = inter["growth"]
 
-    out = [f"$ {command}", "",
-           f"next_steps in process, demo store ({len(records.DEMO_USERS)} users x {len(records.CHANNELS)} channels at random), "
-           f"ms; {args.rounds} rounds x {args.per_round} requests per mode, interleaved",
-           common.table(["mode", "n", "p50", "p90", "p99", "max", "mean", "CPU p50", "CPU mean"], rows), "",
-           "(CPU: process CPU time per request, all threads, RocksDB background threads included)", "",
-           common.table(["difference", "p50", "p99", "mean"], diff_rows), "",
-           f"per-round p50 difference (with audit - no append), ms, min / median / max over {len(paired)} rounds: "
-           f"{paired[0]:.3f} / {paired[len(paired) // 2]:.3f} / {paired[-1]:.3f}",
-           f"requests that also sealed a checkpoint (flush + fsync), ms: {inter['checkpoint_requests_ms']}", "",
-           "parts alone (ms, p50 / p99; parts are timed inside AuditTrail.append)",
-           common.table(["records", "triples/record", "decision_triples", "AuditTrail.append", "stored_form p50",
-                         "content_hash p50", "Store.commit", "quads/decision", "KiB on disk/decision"], part_rows), "",
-           f"checkpoint alone (Store.flush + fsync'd anchor line): p50 {checkpoint['p50_ms']:.1f} ms, "
-           f"max {checkpoint['max_ms']:.1f} ms over {checkpoint['n']}",
-           f"store growth over {g['decisions']:,} demo decisions: {g['quads_per_decision']} quads and "
-           f"{g['bytes_per_decision_after_flush'] / 1024:.1f} KiB on disk per decision after flush "
-           f"(store {g['store_bytes_before'] / 1e6:.1f} -> {g['store_bytes_after_flush'] / 1e6:.1f} MB, "
-           f"{g['store_bytes_after_optimize'] / 1e6:.1f} MB after optimize), "
-           f"anchor file {g['anchor_file_bytes_per_decision']} B per decision",
-           f"chain after the run: ok={verify_ok.ok}, {verify_ok.records:,} records"]
+    out = [
+        f"$ {command}",
+        "",
+        f"next_steps in process, demo store ({len(records.DEMO_USERS)} users x {len(records.CHANNELS)} channels at random), "
+        f"ms; {args.rounds} rounds x {args.per_round} requests per mode, interleaved",
+        common.table(["mode", "n", "p50", "p90", "p99", "max", "mean", "CPU p50", "CPU mean"], rows),
+        "",
+        "(CPU: process CPU time per request, all threads, RocksDB background threads included)",
+        "",
+        common.table(["difference", "p50", "p99", "mean"], diff_rows),
+        "",
+        f"per-round p50 difference (with audit - no append), ms, min / median / max over {len(paired)} rounds: "
+        f"{paired[0]:.3f} / {paired[len(paired) // 2]:.3f} / {paired[-1]:.3f}",
+        f"requests that also sealed a checkpoint (flush + fsync), ms: {inter['checkpoint_requests_ms']}",
+        "",
+        "parts alone (ms, p50 / p99; parts are timed inside AuditTrail.append)",
+        common.table(
+            [
+                "records",
+                "triples/record",
+                "decision_triples",
+                "AuditTrail.append",
+                "stored_form p50",
+                "content_hash p50",
+                "Store.commit",
+                "quads/decision",
+                "KiB on disk/decision",
+            ],
+            part_rows,
+        ),
+        "",
+        f"checkpoint alone (Store.flush + fsync'd anchor line): p50 {checkpoint['p50_ms']:.1f} ms, "
+        f"max {checkpoint['max_ms']:.1f} ms over {checkpoint['n']}",
+        f"store growth over {g['decisions']:,} demo decisions: {g['quads_per_decision']} quads and "
+        f"{g['bytes_per_decision_after_flush'] / 1024:.1f} KiB on disk per decision after flush "
+        f"(store {g['store_bytes_before'] / 1e6:.1f} -> {g['store_bytes_after_flush'] / 1e6:.1f} MB, "
+        f"{g['store_bytes_after_optimize'] / 1e6:.1f} MB after optimize), "
+        f"anchor file {g['anchor_file_bytes_per_decision']} B per decision",
+        f"chain after the run: ok={verify_ok.ok}, {verify_ok.records:,} records",
+    ]
     text = "\n".join(out)
     print()
     print(text)
@@ -351,8 +412,10 @@ def main() -> None:
         "store": {"path": os.path.relpath(path, ROOT), "demo": loaded},
         "interleaved": inter,
         "parts": {
-            "decision_triples_demo": dt_demo, "append_demo": append_demo,
-            "decision_triples_15_candidates": dt_big, "append_15_candidates": append_big,
+            "decision_triples_demo": dt_demo,
+            "append_demo": append_demo,
+            "decision_triples_15_candidates": dt_big,
+            "append_15_candidates": append_big,
             "checkpoint": checkpoint,
         },
         "chain_verified": {"ok": verify_ok.ok, "records": verify_ok.records},

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -34,7 +34,7 @@ from service.runtime import Runtime
 
 DEMO_USERS = ["ana", "eli", "maya", "ada", "sam", "noor"]
 CHANNELS = list(CHANNEL_CODES)
-EPOCH = datetime(2026, 3, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def capture_real_decisions(runtime: Runtime) -> tuple[list[dict], list[decide.Recommendation]]:
@@ -62,8 +62,16 @@ def _uuid(rng: random.Random) -> str:
 class RecordFactory:
     """Decision records of about ``candidates`` candidates, ``returned`` of them returned with reasons."""
 
-    def __init__(self, runtime: Runtime, captured: list[dict], *, seed: int = 42, candidates: int = 15,
-                 returned: int = 5, population: int = 10_000) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        captured: list[dict],
+        *,
+        seed: int = 42,
+        candidates: int = 15,
+        returned: int = 5,
+        population: int = 10_000,
+    ) -> None:
         self.rng = random.Random(seed)
         catalog = runtime.catalog
         self.steps = [s.iri for s in catalog.steps]
@@ -92,27 +100,42 @@ class RecordFactory:
         pseudonym, personalized, used = self.users[rng.randrange(len(self.users))]
         steps = rng.sample(self.steps, self.candidates)
         scores = sorted((round(rng.uniform(0.2, 1.8), 6) for _ in steps), reverse=True)
-        ranked = [Scored(step, score, score) for step, score in zip(steps, scores)]
+        ranked = [Scored(step, score, score) for step, score in zip(steps, scores, strict=True)]
         for scored in ranked[: self.returned]:
             scored.reasons = rng.sample(self.reasons, rng.randint(1, 3))
         started = EPOCH + timedelta(milliseconds=50 * i, microseconds=rng.randrange(1_000_000))
         decision_id = _uuid(rng)
         rec = decide.Recommendation(
-            decision_id=decision_id, steps=ranked[: self.returned], personalized=personalized,
-            policy_version=self.policy.label, candidates=ranked, at=started, channel=rng.choice(CHANNELS),
+            decision_id=decision_id,
+            steps=ranked[: self.returned],
+            personalized=personalized,
+            policy_version=self.policy.label,
+            candidates=ranked,
+            at=started,
+            channel=rng.choice(CHANNELS),
             limit=self.returned,
         )
         record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
         # decision_triples stamps prov:endedAt with clock.now(): a real time, as in the service.
-        return record, decide.decision_triples(record, rec, policy=self.policy, pseudonym=pseudonym, used=used,
-                                               started=started, model_iri=None)
+        return record, decide.decision_triples(
+            record, rec, policy=self.policy, pseudonym=pseudonym, used=used, started=started, model_iri=None
+        )
 
 
 class ChainWriter:
     """AuditTrail.append's chaining, record by record, with the quads written in bulk chunks."""
 
-    def __init__(self, store: ox.Store, *, chain: str, head: audit.ChainHead, anchor_file: Path | None,
-                 checkpoint_every: int = 1000, chunk_quads: int = 2_000_000, bulk: bool = True) -> None:
+    def __init__(
+        self,
+        store: ox.Store,
+        *,
+        chain: str,
+        head: audit.ChainHead,
+        anchor_file: Path | None,
+        checkpoint_every: int = 1000,
+        chunk_quads: int = 2_000_000,
+        bulk: bool = True,
+    ) -> None:
         self.store = store
         self.chain = chain
         self.sequence = head.sequence
@@ -141,8 +164,9 @@ class ChainWriter:
         self.sequence += 1
         self.previous = digest
         if self.sequence % self.checkpoint_every == 0:
-            self.anchors.append({"chain": self.chain, "sequence": self.sequence, "hash": digest,
-                                 "at": datetime.now(timezone.utc).isoformat()})
+            self.anchors.append(
+                {"chain": self.chain, "sequence": self.sequence, "hash": digest, "at": datetime.now(UTC).isoformat()}
+            )
         if len(self.buffer) >= self.chunk_quads:
             self.write()
 

@@ -32,15 +32,14 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import common  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
+import records  # noqa: E402
 
 from service import audit, demo, vocab  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.store import Store  # noqa: E402
-
-import common  # noqa: E402
-import records  # noqa: E402
 
 
 def measure(store: Store, index: str) -> dict:
@@ -53,10 +52,17 @@ def measure(store: Store, index: str) -> dict:
     t2 = time.perf_counter()
     result = audit.verify(store, index)
     verify_s = time.perf_counter() - t2
-    return {"quads": n, "scan_s": round(scan, 3), "scan_us_per_quad": round(scan / n * 1e6, 2),
-            "dump_s": round(dump, 3), "dump_us_per_quad": round(dump / n * 1e6, 2),
-            "verify_s": round(verify_s, 3), "verify_ok": result.ok, "records": result.records,
-            "verify_ms_per_record": round(verify_s / result.records * 1e3, 3)}
+    return {
+        "quads": n,
+        "scan_s": round(scan, 3),
+        "scan_us_per_quad": round(scan / n * 1e6, 2),
+        "dump_s": round(dump, 3),
+        "dump_us_per_quad": round(dump / n * 1e6, 2),
+        "verify_s": round(verify_s, 3),
+        "verify_ok": result.ok,
+        "records": result.records,
+        "verify_ms_per_record": round(verify_s / result.records * 1e3, 3),
+    }
 
 
 def main() -> None:
@@ -75,8 +81,9 @@ def main() -> None:
     demo.load_demo(runtime)
     captured, _ = records.capture_real_decisions(runtime)
     factory = records.RecordFactory(runtime, captured, seed=args.seed, population=1000)
-    writer = records.ChainWriter(ox.Store(), chain="main", head=audit.ChainHead(0, audit.GENESIS), anchor_file=None,
-                                 chunk_quads=10**12)
+    writer = records.ChainWriter(
+        ox.Store(), chain="main", head=audit.ChainHead(0, audit.GENESIS), anchor_file=None, chunk_quads=10**12
+    )
     for i in range(args.records):
         writer.add(*factory.make(i))
     quads = writer.buffer
@@ -93,22 +100,52 @@ def main() -> None:
     disk.close()
     shutil.rmtree(path, ignore_errors=True)
 
-    rows = [(label, f"{r['records']:,}", f"{r['quads']:,}", f"{r['scan_s']:.2f} ({r['scan_us_per_quad']:.2f})",
-             f"{r['dump_s']:.2f} ({r['dump_us_per_quad']:.2f})", f"{r['verify_s']:.2f}", f"{r['verify_ms_per_record']:.3f}",
-             "yes" if r["verify_ok"] else "NO")
-            for label, r in results.items()]
+    rows = [
+        (
+            label,
+            f"{r['records']:,}",
+            f"{r['quads']:,}",
+            f"{r['scan_s']:.2f} ({r['scan_us_per_quad']:.2f})",
+            f"{r['dump_s']:.2f} ({r['dump_us_per_quad']:.2f})",
+            f"{r['verify_s']:.2f}",
+            f"{r['verify_ms_per_record']:.3f}",
+            "yes" if r["verify_ok"] else "NO",
+        )
+        for label, r in results.items()
+    ]
     ratio = results["on disk"]["verify_s"] / results["in memory"]["verify_s"]
-    text = "\n".join([
-        f"$ {command}",
-        common.table(["store", "records", "audit quads", "full scan s (us/quad)", "N-Triples dump s (us/quad)",
-                      "verify s", "verify ms/record", "ok"], rows),
-        f"\nverify on disk / in memory: x{ratio:.1f}",
-    ])
+    text = "\n".join(
+        [
+            f"$ {command}",
+            common.table(
+                [
+                    "store",
+                    "records",
+                    "audit quads",
+                    "full scan s (us/quad)",
+                    "N-Triples dump s (us/quad)",
+                    "verify s",
+                    "verify ms/record",
+                    "ok",
+                ],
+                rows,
+            ),
+            f"\nverify on disk / in memory: x{ratio:.1f}",
+        ]
+    )
     print()
     print(text)
-    out = common.write_result("scan_floor", {"command": command, "environment": common.environment(),
-                                             "settings": vars(args), "results": results,
-                                             "verify_disk_over_memory": round(ratio, 2), "text": text})
+    out = common.write_result(
+        "scan_floor",
+        {
+            "command": command,
+            "environment": common.environment(),
+            "settings": vars(args),
+            "results": results,
+            "verify_disk_over_memory": round(ratio, 2),
+            "text": text,
+        },
+    )
     print(f"\nwrote {os.path.relpath(out, ROOT)}")
 
 

@@ -56,14 +56,13 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import common  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
+import records  # noqa: E402
 
 from service import audit, decide, demo, vocab  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
-
-import common  # noqa: E402
-import records  # noqa: E402
 
 RESULTS = HERE / "results"
 
@@ -86,9 +85,14 @@ def build_store(path: Path, total: int, *, seed: int, chunk_quads: int, populati
     real_audit_quads = sum(1 for _ in runtime.store.quads(graph=vocab.AUDIT_GRAPH))
     factory = records.RecordFactory(runtime, captured, seed=seed, population=population)
     trail = runtime.trail
-    writer = records.ChainWriter(runtime.store.oxigraph, chain=trail.chain, head=trail.head(),
-                                 anchor_file=trail.anchor_file, checkpoint_every=trail.checkpoint_every,
-                                 chunk_quads=chunk_quads)
+    writer = records.ChainWriter(
+        runtime.store.oxigraph,
+        chain=trail.chain,
+        head=trail.head(),
+        anchor_file=trail.anchor_file,
+        checkpoint_every=trail.checkpoint_every,
+        chunk_quads=chunk_quads,
+    )
     bulk = max(0, total - len(captured))
     t0 = time.perf_counter()
     for i in range(bulk):
@@ -132,8 +136,14 @@ def check_records(path: Path, *, seed: int, n: int) -> dict:
     captured, _ = records.capture_real_decisions(runtime)
     factory = records.RecordFactory(runtime, captured, seed=seed, population=100)
     trail = runtime.trail
-    writer = records.ChainWriter(runtime.store.oxigraph, chain=trail.chain, head=trail.head(),
-                                 anchor_file=trail.anchor_file, checkpoint_every=100, chunk_quads=5_000)
+    writer = records.ChainWriter(
+        runtime.store.oxigraph,
+        chain=trail.chain,
+        head=trail.head(),
+        anchor_file=trail.anchor_file,
+        checkpoint_every=100,
+        chunk_quads=5_000,
+    )
     for i in range(n):
         writer.add(*factory.make(i))
     writer.write()
@@ -145,11 +155,14 @@ def check_records(path: Path, *, seed: int, n: int) -> dict:
     target_sequence = len(captured) + n // 2
     row = next(r for r in runtime.store.select(index) if int(r["sequence"].value) == target_sequence)
     record = row["record"]
-    candidate = next(q.object for q in runtime.store.quads(subject=record, predicate=vocab.HAS_CANDIDATE,
-                                                            graph=vocab.AUDIT_GRAPH))
+    candidate = next(
+        q.object for q in runtime.store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH)
+    )
     score = next(q for q in runtime.store.quads(subject=candidate, predicate=vocab.SCORE, graph=vocab.AUDIT_GRAPH))
-    runtime.store.commit(remove=[score], add=[ox.Quad(candidate, vocab.SCORE, ox.Literal("99.0", datatype=vocab.XSD_DOUBLE),
-                                                      vocab.AUDIT_GRAPH)])
+    runtime.store.commit(
+        remove=[score],
+        add=[ox.Quad(candidate, vocab.SCORE, ox.Literal("99.0", datatype=vocab.XSD_DOUBLE), vocab.AUDIT_GRAPH)],
+    )
     tampered = audit.verify(runtime.store, index, anchors=trail.anchors())
     runtime.store.close()
     shutil.rmtree(path)
@@ -157,14 +170,27 @@ def check_records(path: Path, *, seed: int, n: int) -> dict:
     result = {
         "records_real": len(captured) + 1,
         "records_bulk": n,
-        "intact": {"ok": intact.ok, "records": intact.records, "anchors_checked": intact.anchors_checked,
-                   "reason": intact.reason},
-        "tampered": {"ok": tampered.ok, "broken_sequence": tampered.broken_sequence,
-                     "expected_sequence": target_sequence, "broken_record_is_target": tampered.broken_record == record.value,
-                     "reason": tampered.reason},
+        "intact": {
+            "ok": intact.ok,
+            "records": intact.records,
+            "anchors_checked": intact.anchors_checked,
+            "reason": intact.reason,
+        },
+        "tampered": {
+            "ok": tampered.ok,
+            "broken_sequence": tampered.broken_sequence,
+            "expected_sequence": target_sequence,
+            "broken_record_is_target": tampered.broken_record == record.value,
+            "reason": tampered.reason,
+        },
     }
-    result["passed"] = (intact.ok and intact.records == len(captured) + n + 1 and not tampered.ok
-                        and tampered.broken_sequence == target_sequence and tampered.broken_record == record.value)
+    result["passed"] = (
+        intact.ok
+        and intact.records == len(captured) + n + 1
+        and not tampered.ok
+        and tampered.broken_sequence == target_sequence
+        and tampered.broken_record == record.value
+    )
     return result
 
 
@@ -188,17 +214,25 @@ def worker_verify(store: str, profile_out: str | None, scan: bool = False) -> di
     verify_s = time.perf_counter() - t1
     peak = common.peak_rss_mb()
     out = {
-        "ok": result.ok, "records": result.records, "anchors_checked": result.anchors_checked, "reason": result.reason,
-        "open_s": round(open_s, 3), "verify_s": round(verify_s, 3),
+        "ok": result.ok,
+        "records": result.records,
+        "anchors_checked": result.anchors_checked,
+        "reason": result.reason,
+        "open_s": round(open_s, 3),
+        "verify_s": round(verify_s, 3),
         "records_per_s": round(result.records / verify_s, 1),
-        "rss_start_mb": base_rss, "rss_after_open_mb": rss_open, "peak_rss_mb": peak,
+        "rss_start_mb": base_rss,
+        "rss_after_open_mb": rss_open,
+        "peak_rss_mb": peak,
     }
     if profile_out:
         text = io.StringIO()
         stats = pstats.Stats(profiler, stream=text)
         stats.sort_stats("tottime").print_stats(15)
-        Path(profile_out).write_text(f"cProfile of audit.verify on {store} ({result.records} records, "
-                                     f"{verify_s:.1f} s under the profiler), sorted by own time\n" + text.getvalue())
+        Path(profile_out).write_text(
+            f"cProfile of audit.verify on {store} ({result.records} records, "
+            f"{verify_s:.1f} s under the profiler), sorted by own time\n" + text.getvalue()
+        )
         out["profiled"] = True
         return out
     # The index query alone (the rest is fetching each record's triples and hashing them).
@@ -268,18 +302,26 @@ def worker_parallel(store: str, processes: int) -> dict:
             work.append((row["record"].value, row["hash"].value))
     del ro
     batch = 500
-    batches = [work[i:i + batch] for i in range(0, len(work), batch)]
+    batches = [work[i : i + batch] for i in range(0, len(work), batch)]
     with mp.get_context("spawn").Pool(processes, initializer=_pool_init, initargs=(store,)) as pool:
         bad = [iri for part in pool.imap(_pool_hash, batches) for iri in part]
     elapsed = time.perf_counter() - t0
-    return {"processes": processes, "records": len(work), "links_ok": links_ok, "hash_mismatches": len(bad),
-            "ok": links_ok and not bad, "verify_s": round(elapsed, 3), "records_per_s": round(len(work) / elapsed, 1),
-            "peak_rss_parent_mb": common.peak_rss_mb()}
+    return {
+        "processes": processes,
+        "records": len(work),
+        "links_ok": links_ok,
+        "hash_mismatches": len(bad),
+        "ok": links_ok and not bad,
+        "verify_s": round(elapsed, 3),
+        "records_per_s": round(len(work) / elapsed, 1),
+        "peak_rss_parent_mb": common.peak_rss_mb(),
+    }
 
 
 def run_worker(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True, cwd=ROOT
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -288,14 +330,22 @@ def run_worker(args: list[str]) -> dict:
 def run_cli(store: Path) -> dict:
     exe = Path(sys.executable).with_name("wayfinder")
     t0 = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/env", "time", "-f", "%M", str(exe), "audit", "verify", "--store", str(store)],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        ["/usr/bin/env", "time", "-f", "%M", str(exe), "audit", "verify", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     wall = time.perf_counter() - t0
     lines = proc.stderr.strip().splitlines()
     max_kb = int(lines[-1]) if lines and lines[-1].isdigit() else None
-    return {"command": f"{os.path.relpath(exe, ROOT)} audit verify --store {os.path.relpath(store, ROOT)}",
-            "exit_code": proc.returncode, "wall_s": round(wall, 2), "output": proc.stdout.strip(),
-            "peak_rss_mb": round(max_kb / 1024, 1) if max_kb else None}
+    return {
+        "command": f"{os.path.relpath(exe, ROOT)} audit verify --store {os.path.relpath(store, ROOT)}",
+        "exit_code": proc.returncode,
+        "wall_s": round(wall, 2),
+        "output": proc.stdout.strip(),
+        "peak_rss_mb": round(max_kb / 1024, 1) if max_kb else None,
+    }
 
 
 # -- main ----------------------------------------------------------------------------------------------------
@@ -313,8 +363,11 @@ def main() -> None:
     parser.add_argument("--parallel-size", type=int, default=10_000, help="size of the parallel experiment; 0: none")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--report-only", action="store_true",
-                        help="re-render the table and the 1M extrapolation from results/verify.json; measure nothing")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-render the table and the 1M extrapolation from results/verify.json; measure nothing",
+    )
     parser.add_argument("--worker", choices=["verify", "parallel"], help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
@@ -340,9 +393,12 @@ def main() -> None:
 
     print("checking that verify accepts bulk-built records and rejects a tampered one ...", flush=True)
     check = check_records(base / "check", seed=args.seed, n=args.check_records)
-    print(f"  intact: ok={check['intact']['ok']} records={check['intact']['records']}; tampered: ok={check['tampered']['ok']} "
-          f"broken at {check['tampered']['broken_sequence']} (expected {check['tampered']['expected_sequence']}) "
-          f"-> {'PASSED' if check['passed'] else 'FAILED'}", flush=True)
+    print(
+        f"  intact: ok={check['intact']['ok']} records={check['intact']['records']}; tampered: ok={check['tampered']['ok']} "
+        f"broken at {check['tampered']['broken_sequence']} (expected {check['tampered']['expected_sequence']}) "
+        f"-> {'PASSED' if check['passed'] else 'FAILED'}",
+        flush=True,
+    )
     if not check["passed"]:
         raise SystemExit("the bulk-built records do not verify as the service's do: stopping")
 
@@ -351,29 +407,46 @@ def main() -> None:
         label = common.size_label(n)
         path = base / f"store-{label}"
         print(f"[{label}] building {n:,} decisions in {path} ...", flush=True)
-        built = build_store(path, n, seed=args.seed, chunk_quads=args.chunk_quads, population=min(100_000, max(100, n // 10)))
-        print(f"[{label}] built in {built['bulk_build_s']} s ({built['bulk_records_per_s']} records/s), "
-              f"{built['audit_quads']:,} audit quads, {built['store_bytes'] / 1e6:.0f} MB; verifying ...", flush=True)
+        built = build_store(
+            path, n, seed=args.seed, chunk_quads=args.chunk_quads, population=min(100_000, max(100, n // 10))
+        )
+        print(
+            f"[{label}] built in {built['bulk_build_s']} s ({built['bulk_records_per_s']} records/s), "
+            f"{built['audit_quads']:,} audit quads, {built['store_bytes'] / 1e6:.0f} MB; verifying ...",
+            flush=True,
+        )
         scan = ["--scan"] if n == args.profile_size else []  # a full scan costs as much as verify: one size only
         measured = run_worker(["--worker", "verify", "--store", str(path), *scan])
-        print(f"[{label}] verify: {measured['verify_s']} s, ok={measured['ok']}, {measured['records_per_s']} records/s, "
-              f"peak RSS {measured['peak_rss_mb']} MB", flush=True)
+        print(
+            f"[{label}] verify: {measured['verify_s']} s, ok={measured['ok']}, {measured['records_per_s']} records/s, "
+            f"peak RSS {measured['peak_rss_mb']} MB",
+            flush=True,
+        )
         run = {"size": n, "build": built, "verify": measured}
         if n == args.profile_size:
             profile_path = RESULTS / f"verify-profile-{label}.txt"
             RESULTS.mkdir(parents=True, exist_ok=True)
-            run["profile"] = run_worker(["--worker", "verify", "--store", str(path), "--profile-out", str(profile_path)])
+            run["profile"] = run_worker(
+                ["--worker", "verify", "--store", str(path), "--profile-out", str(profile_path)]
+            )
             run["profile"]["file"] = os.path.relpath(profile_path, ROOT)
             print(f"[{label}] profiled: {run['profile']['file']}", flush=True)
         if n == args.cli_size:
             run["cli"] = run_cli(path)
-            print(f"[{label}] {run['cli']['command']}: {run['cli']['wall_s']} s, exit {run['cli']['exit_code']}: "
-                  f"{run['cli']['output']}", flush=True)
+            print(
+                f"[{label}] {run['cli']['command']}: {run['cli']['wall_s']} s, exit {run['cli']['exit_code']}: "
+                f"{run['cli']['output']}",
+                flush=True,
+            )
         if n == args.parallel_size:
-            run["parallel_experiment"] = run_worker(["--worker", "parallel", "--store", str(path),
-                                                     "--processes", str(args.processes)])
-            print(f"[{label}] parallel experiment ({args.processes} processes): "
-                  f"{run['parallel_experiment']['verify_s']} s, ok={run['parallel_experiment']['ok']}", flush=True)
+            run["parallel_experiment"] = run_worker(
+                ["--worker", "parallel", "--store", str(path), "--processes", str(args.processes)]
+            )
+            print(
+                f"[{label}] parallel experiment ({args.processes} processes): "
+                f"{run['parallel_experiment']['verify_s']} s, ok={run['parallel_experiment']['ok']}",
+                flush=True,
+            )
         runs.append(run)
         if not args.keep:
             shutil.rmtree(path, ignore_errors=True)
@@ -419,16 +492,18 @@ def extrapolate(runs: list[dict]) -> dict | None:
         rss_per_record = (v["peak_rss_mb"] - a["peak_rss_mb"]) / (v["records"] - a["records"])
     else:
         rss_per_record = (v["peak_rss_mb"] - v["rss_after_open_mb"]) / v["records"]
-    out.update({
-        "method": "EXTRAPOLATED, not measured: time linear in records from the largest size (lower bound) and with "
-                  "the per-record cost growth seen between the two largest sizes carried on; memory from the peak-RSS "
-                  "slope between the two largest sizes; disk and quads linear",
-        "peak_rss_mb": round(v["peak_rss_mb"] + rss_per_record * (1_000_000 - v["records"]), 0),
-        "rss_mb_per_1000_records": round(rss_per_record * 1000, 2),
-        "store_gb": round(largest["build"]["store_bytes"] * k / 1e9, 1),
-        "audit_quads": int(largest["build"]["audit_quads"] * k),
-        "bulk_build_min_here": round(1_000_000 / largest["build"]["bulk_records_per_s"] / 60, 1),
-    })
+    out.update(
+        {
+            "method": "EXTRAPOLATED, not measured: time linear in records from the largest size (lower bound) and with "
+            "the per-record cost growth seen between the two largest sizes carried on; memory from the peak-RSS "
+            "slope between the two largest sizes; disk and quads linear",
+            "peak_rss_mb": round(v["peak_rss_mb"] + rss_per_record * (1_000_000 - v["records"]), 0),
+            "rss_mb_per_1000_records": round(rss_per_record * 1000, 2),
+            "store_gb": round(largest["build"]["store_bytes"] * k / 1e9, 1),
+            "audit_quads": int(largest["build"]["audit_quads"] * k),
+            "bulk_build_min_here": round(1_000_000 / largest["build"]["bulk_records_per_s"] / 60, 1),
+        }
+    )
     return out
 
 
@@ -439,37 +514,79 @@ def report(payload: dict) -> None:
     rows = []
     for r in runs:
         b, v = r["build"], r["verify"]
-        rows.append((common.size_label(r["size"]), f"{v['records']:,}", "yes" if v["ok"] else "NO", f"{v['verify_s']:.1f}",
-                     f"{v['records_per_s']:,.0f}", f"{v['verify_s'] / v['records'] * 1e3:.2f}", f"{v['index_query_s']:.2f}",
-                     f"{v['scan_audit_graph_s']:.1f}" if "scan_audit_graph_s" in v else "-",
-                     f"{v['peak_rss_mb']:,.0f}", f"{b['audit_quads']:,}", f"{b['store_bytes'] / 1e6:,.0f}",
-                     f"{b['store_bytes'] / r['size'] / 1024:.1f}"))
+        rows.append(
+            (
+                common.size_label(r["size"]),
+                f"{v['records']:,}",
+                "yes" if v["ok"] else "NO",
+                f"{v['verify_s']:.1f}",
+                f"{v['records_per_s']:,.0f}",
+                f"{v['verify_s'] / v['records'] * 1e3:.2f}",
+                f"{v['index_query_s']:.2f}",
+                f"{v['scan_audit_graph_s']:.1f}" if "scan_audit_graph_s" in v else "-",
+                f"{v['peak_rss_mb']:,.0f}",
+                f"{b['audit_quads']:,}",
+                f"{b['store_bytes'] / 1e6:,.0f}",
+                f"{b['store_bytes'] / r['size'] / 1024:.1f}",
+            )
+        )
     if extrapolation:
         e = extrapolation
         low, high = e["linear_verify_s"], e.get("trend_verify_s", e["linear_verify_s"])
-        rows.append(("1M (EXTRAPOLATED)", "1,000,000", "-", f"{low:,.0f} to {high:,.0f}",
-                     f"{1_000_000 / high:,.0f} to {1_000_000 / low:,.0f}", f"{low / 1000:.2f} to {high / 1000:.2f}", "-",
-                     "-", f"~{e['peak_rss_mb']:,.0f}", f"{e['audit_quads']:,}", f"{e['store_gb'] * 1000:,.0f}", "-"))
-    headers = ["decisions", "records verified", "ok", "verify s", "records/s", "ms/record", "index query s",
-               "full scan of audit graph s", "peak RSS MB", "audit quads", "store MB", "KiB/decision"]
+        rows.append(
+            (
+                "1M (EXTRAPOLATED)",
+                "1,000,000",
+                "-",
+                f"{low:,.0f} to {high:,.0f}",
+                f"{1_000_000 / high:,.0f} to {1_000_000 / low:,.0f}",
+                f"{low / 1000:.2f} to {high / 1000:.2f}",
+                "-",
+                "-",
+                f"~{e['peak_rss_mb']:,.0f}",
+                f"{e['audit_quads']:,}",
+                f"{e['store_gb'] * 1000:,.0f}",
+                "-",
+            )
+        )
+    headers = [
+        "decisions",
+        "records verified",
+        "ok",
+        "verify s",
+        "records/s",
+        "ms/record",
+        "index query s",
+        "full scan of audit graph s",
+        "peak RSS MB",
+        "audit quads",
+        "store MB",
+        "KiB/decision",
+    ]
     lines = [f"$ {payload['command']}", common.table(headers, rows)]
     if extrapolation:
         e = extrapolation
-        lines.append(f"\n1M is an EXTRAPOLATION from {common.size_label(e['from_size'])}, not a measurement: "
-                     f"{e['linear_verify_s'] / 60:.0f} min if the per-record cost stayed as at "
-                     f"{common.size_label(e['from_size'])}, about {e.get('trend_verify_s', e['linear_verify_s']) / 60:.0f} min "
-                     f"if it keeps growing as it did (x{e.get('per_record_cost_growth', 1.0)} from the previous size); "
-                     f"~{e['peak_rss_mb']:,.0f} MB peak RSS, ~{e['store_gb']} GB on disk (building it here would take "
-                     f"about {e['bulk_build_min_here']:.0f} min).")
+        lines.append(
+            f"\n1M is an EXTRAPOLATION from {common.size_label(e['from_size'])}, not a measurement: "
+            f"{e['linear_verify_s'] / 60:.0f} min if the per-record cost stayed as at "
+            f"{common.size_label(e['from_size'])}, about {e.get('trend_verify_s', e['linear_verify_s']) / 60:.0f} min "
+            f"if it keeps growing as it did (x{e.get('per_record_cost_growth', 1.0)} from the previous size); "
+            f"~{e['peak_rss_mb']:,.0f} MB peak RSS, ~{e['store_gb']} GB on disk (building it here would take "
+            f"about {e['bulk_build_min_here']:.0f} min)."
+        )
     for r in runs:
         if "parallel_experiment" in r:
             p = r["parallel_experiment"]
-            lines.append(f"parallel experiment at {common.size_label(r['size'])}: {p['processes']} processes, "
-                         f"{p['verify_s']} s vs {r['verify']['verify_s']} s sequential, ok={p['ok']}")
+            lines.append(
+                f"parallel experiment at {common.size_label(r['size'])}: {p['processes']} processes, "
+                f"{p['verify_s']} s vs {r['verify']['verify_s']} s sequential, ok={p['ok']}"
+            )
         if "cli" in r:
             c = r["cli"]
-            lines.append(f"{c['command']}: {c['wall_s']} s wall, peak RSS {c['peak_rss_mb']} MB, exit {c['exit_code']}: "
-                         f"{c['output']}")
+            lines.append(
+                f"{c['command']}: {c['wall_s']} s wall, peak RSS {c['peak_rss_mb']} MB, exit {c['exit_code']}: "
+                f"{c['output']}"
+            )
     text = "\n".join(lines)
     print()
     print(text)
@@ -477,7 +594,10 @@ def report(payload: dict) -> None:
     payload["table"] = {"headers": headers, "rows": rows}
     payload["text"] = text
     path = common.write_result("verify", payload)
-    print(f"\nwrote {os.path.relpath(path, ROOT)}" + (f" (run took {payload['total_s']} s)" if payload.get("total_s") else ""))
+    print(
+        f"\nwrote {os.path.relpath(path, ROOT)}"
+        + (f" (run took {payload['total_s']} s)" if payload.get("total_s") else "")
+    )
 
 
 if __name__ == "__main__":

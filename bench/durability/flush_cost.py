@@ -115,7 +115,7 @@ def synthetic_users(runtime: Runtime, first: int, n_users: int, seed: int) -> by
     purposes = runtime.knowledge.codes.purposes
     a, xsd_dt = _n(vocab.RDF_TYPE.value), _n(vocab.XSD_DATETIME.value)
     consent_g = _n(vocab.CONSENT_GRAPH.value)
-    epoch = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    epoch = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     def when(t: dt.datetime) -> str:
         return f'"{t.strftime("%Y-%m-%dT%H:%M:%SZ")}"^^{xsd_dt}'
@@ -148,13 +148,19 @@ def synthetic_users(runtime: Runtime, first: int, n_users: int, seed: int) -> by
             at += dt.timedelta(seconds=rng.randint(60, 2 * 86400))
             e = _n(vocab.EVENT_BASE + str(uuid.UUID(int=rng.getrandbits(128), version=4)))
             if rng.random() < 0.45:
-                lines += [f"{e} {a} {_n(vocab.STEP_COMPLETED.value)} {g} .\n",
-                          f"{e} {_n(vocab.ABOUT_STEP.value)} <{rng.choice(steps)}> {g} .\n"]
+                lines += [
+                    f"{e} {a} {_n(vocab.STEP_COMPLETED.value)} {g} .\n",
+                    f"{e} {_n(vocab.ABOUT_STEP.value)} <{rng.choice(steps)}> {g} .\n",
+                ]
             else:
-                lines += [f"{e} {a} {_n(vocab.FEATURE_USED.value)} {g} .\n",
-                          f"{e} {_n(vocab.ABOUT_FEATURE.value)} <{rng.choice(features)}> {g} .\n"]
-            lines += [f"{e} {_n(vocab.BY_USER.value)} {user} {g} .\n",
-                      f"{e} {_n(vocab.OCCURRED_AT.value)} {when(at)} {g} .\n"]
+                lines += [
+                    f"{e} {a} {_n(vocab.FEATURE_USED.value)} {g} .\n",
+                    f"{e} {_n(vocab.ABOUT_FEATURE.value)} <{rng.choice(features)}> {g} .\n",
+                ]
+            lines += [
+                f"{e} {_n(vocab.BY_USER.value)} {user} {g} .\n",
+                f"{e} {_n(vocab.OCCURRED_AT.value)} {when(at)} {g} .\n",
+            ]
     return "".join(lines).encode()
 
 
@@ -173,14 +179,24 @@ def build_store(path: Path, n_users: int, seed: int, writers: int) -> tuple[Runt
     bulk_s = time.perf_counter() - t1
     # The users the write benchmark reports events for, registered through the service.
     for w in range(writers):
-        users.register(runtime, users.Registration(id=f"writer-{w}", role="analyst", plan="team",
-                                                   consents=["PERSONALIZATION", "ANALYTICS"]))
+        users.register(
+            runtime,
+            users.Registration(
+                id=f"writer-{w}", role="analyst", plan="team", consents=["PERSONALIZATION", "ANALYTICS"]
+            ),
+        )
     t2 = time.perf_counter()
     store.flush()
     store.oxigraph.optimize()
-    info = {"users": n_users, "quads": len(store), "knowledge_s": round(knowledge_s, 2),
-            "bulk_load_s": round(bulk_s, 2), "flush_optimize_s": round(time.perf_counter() - t2, 2),
-            "size_bytes": folder_bytes(path), "sst_files": sst_files(path)}
+    info = {
+        "users": n_users,
+        "quads": len(store),
+        "knowledge_s": round(knowledge_s, 2),
+        "bulk_load_s": round(bulk_s, 2),
+        "flush_optimize_s": round(time.perf_counter() - t2, 2),
+        "size_bytes": folder_bytes(path),
+        "sst_files": sst_files(path),
+    }
     return runtime, info
 
 
@@ -210,20 +226,28 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def summary(seconds: list[float], wall_s: float) -> dict:
     s = sorted(seconds)
     ms = lambda v: round(v * 1e3, 3)  # noqa: E731
-    return {"n": len(s), "p50_ms": ms(percentile(s, 50)), "p90_ms": ms(percentile(s, 90)),
-            "p99_ms": ms(percentile(s, 99)), "max_ms": ms(s[-1]), "mean_ms": ms(sum(s) / len(s)),
-            "per_s": round(len(s) / wall_s, 1)}
+    return {
+        "n": len(s),
+        "p50_ms": ms(percentile(s, 50)),
+        "p90_ms": ms(percentile(s, 90)),
+        "p99_ms": ms(percentile(s, 99)),
+        "max_ms": ms(s[-1]),
+        "mean_ms": ms(sum(s) / len(s)),
+        "per_s": round(len(s) / wall_s, 1),
+    }
 
 
 def event_quads(user_id: str) -> list[ox.Quad]:
     """One event's quads as users.record_events writes them (a STEP_COMPLETED: four quads)."""
     event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
     graph = vocab.user_graph(user_id)
-    at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [ox.Quad(event, vocab.RDF_TYPE, vocab.STEP_COMPLETED, graph),
-            ox.Quad(event, vocab.BY_USER, vocab.user_iri(user_id), graph),
-            ox.Quad(event, vocab.OCCURRED_AT, ox.Literal(at, datatype=vocab.XSD_DATETIME), graph),
-            ox.Quad(event, vocab.ABOUT_STEP, ox.NamedNode("https://w3id.org/wayfinder/demo/explore-sample-data"), graph)]
+    at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [
+        ox.Quad(event, vocab.RDF_TYPE, vocab.STEP_COMPLETED, graph),
+        ox.Quad(event, vocab.BY_USER, vocab.user_iri(user_id), graph),
+        ox.Quad(event, vocab.OCCURRED_AT, ox.Literal(at, datatype=vocab.XSD_DATETIME), graph),
+        ox.Quad(event, vocab.ABOUT_STEP, ox.NamedNode("https://w3id.org/wayfinder/demo/explore-sample-data"), graph),
+    ]
 
 
 def measure_writes(runtime: Runtime, commits: int, events: int, rounds: int, writers: int) -> dict:
@@ -232,7 +256,11 @@ def measure_writes(runtime: Runtime, commits: int, events: int, rounds: int, wri
     walls = {key: 0.0 for key in samples}
     sst_before = {mode: 0 for mode in MODES}
     sst_after = {mode: 0 for mode in MODES}
-    kinds = [("STEP_COMPLETED", "explore-sample-data", None), ("FEATURE_USED", None, "charts"), ("ACTIVATED", None, None)]
+    kinds = [
+        ("STEP_COMPLETED", "explore-sample-data", None),
+        ("FEATURE_USED", None, "charts"),
+        ("ACTIVATED", None, None),
+    ]
     i = 0
     for r in range(rounds):
         for mode in MODES if r % 2 == 0 else tuple(reversed(MODES)):  # alternate the order between rounds
@@ -310,8 +338,8 @@ def measure_backup(runtime: Runtime, work: Path, repeats: int) -> dict:
     check = Store(first)
     result["restored_quads_match_backup"] = len(check) == result["restored_quads"]
     check.close()
-    for target in [*targets, target, copy]:
-        shutil.rmtree(target, ignore_errors=True)
+    for leftover in [*targets, target, copy]:
+        shutil.rmtree(leftover, ignore_errors=True)
     return result
 
 
@@ -330,7 +358,9 @@ def filesystem_of(path: Path) -> dict:
         target = str(path.resolve())
         for line in Path("/proc/mounts").read_text().splitlines():
             dev, mount, fstype, opts, *_ = line.split()
-            if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best.get("mount", "")):
+            if (target == mount or target.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(
+                best.get("mount", "")
+            ):
                 best = {"device": dev, "mount": mount, "type": fstype, "options": opts}
     except OSError:
         pass
@@ -340,8 +370,14 @@ def filesystem_of(path: Path) -> dict:
 def environment(store_dir: Path) -> dict:
     cpu = None
     try:
-        cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                    if l.startswith("model name")), None)
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            None,
+        )
     except OSError:
         pass
 
@@ -351,12 +387,18 @@ def environment(store_dir: Path) -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform(),
-                        "loadavg_at_write": os.getloadavg()},
-            "store_filesystem": filesystem_of(store_dir),
-            "python": sys.version.split()[0],
-            "versions": {p: version(p) for p in ("pyoxigraph", "pyshacl", "rdflib")}}
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu_model": cpu,
+            "platform": platform.platform(),
+            "loadavg_at_write": os.getloadavg(),
+        },
+        "store_filesystem": filesystem_of(store_dir),
+        "python": sys.version.split()[0],
+        "versions": {p: version(p) for p in ("pyoxigraph", "pyshacl", "rdflib")},
+    }
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -366,8 +408,12 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", type=Path, default=ROOT / "var" / "bench-durability",
-                        help="working folder on the disk to measure (not tmpfs)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=ROOT / "var" / "bench-durability",
+        help="working folder on the disk to measure (not tmpfs)",
+    )
     parser.add_argument("--users", type=int, default=10_000, help="synthetic users in the store (~100 quads each)")
     parser.add_argument("--commits", type=int, default=200, help="Store.commit calls per mode")
     parser.add_argument("--events", type=int, default=120, help="users.record_events calls per mode")
@@ -388,8 +434,11 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     runtime, store_info = build_store(store_path, args.users, args.seed, writers)
-    print(f"store: {store_info['quads']:,} quads, {store_info['size_bytes'] / 1e6:.0f} MB, "
-          f"built in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"store: {store_info['quads']:,} quads, {store_info['size_bytes'] / 1e6:.0f} MB, "
+        f"built in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     writes = measure_writes(runtime, args.commits, args.events, args.rounds, writers)
     backup = measure_backup(runtime, work, args.backups)
     runtime.store.close()
@@ -399,29 +448,69 @@ def main(argv: list[str] | None = None) -> None:
         base = writes[f"{level} / wal"]
         for mode in MODES:
             s = writes[f"{level} / {mode}"]
-            rows.append([level, mode, s["n"], s["p50_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"], s["per_s"],
-                         f"{s['mean_ms'] - base['mean_ms']:+.1f}" if mode != "wal" else "0"])
+            rows.append(
+                [
+                    level,
+                    mode,
+                    s["n"],
+                    s["p50_ms"],
+                    s["p90_ms"],
+                    s["p99_ms"],
+                    s["max_ms"],
+                    s["per_s"],
+                    f"{s['mean_ms'] - base['mean_ms']:+.1f}" if mode != "wal" else "0",
+                ]
+            )
     print()
-    print(table(["level", "after each commit", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "commits/s",
-                 "mean ms added"], rows))
+    print(
+        table(
+            ["level", "after each commit", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "commits/s", "mean ms added"],
+            rows,
+        )
+    )
     print(f"\nSST files added per round (interleaved, {args.rounds} rounds): {writes['sst_files_growth_per_round']}")
     print()
-    print(table(["backup of the store", "value"], [
-        ["store", f"{store_info['quads']:,} quads, {store_info['size_bytes'] / 1e6:.0f} MB, "
-                  f"{store_info['sst_files']} SST files"],
-        ["Store.backup (checkpoint, same file system), p50 / max",
-         f"{backup['backup_s']['p50'] * 1e3:.0f} / {backup['backup_s']['max'] * 1e3:.0f} ms"],
-        ["Store.backup right after 200 unflushed commits", f"{backup['backup_after_200_unflushed_commits_s'] * 1e3:.0f} ms"],
-        ["backup folder", f"{backup['backup_files']} files, {backup['backup_bytes_apparent'] / 1e6:.0f} MB apparent, "
-                          f"{backup['backup_bytes_written_not_hard_linked'] / 1e6:.2f} MB not hard-linked"],
-        ["full copy of the backup (copytree + fsync)", f"{backup['full_copy_of_backup_s']:.2f} s"],
-        ["open the restored copy", f"{backup['open_restored_s'] * 1e3:.0f} ms"],
-        ["count its quads (full scan)", f"{backup['count_restored_quads_s']:.2f} s, "
-                                        f"match: {backup['restored_quads_match_backup']}"],
-    ]))
+    print(
+        table(
+            ["backup of the store", "value"],
+            [
+                [
+                    "store",
+                    f"{store_info['quads']:,} quads, {store_info['size_bytes'] / 1e6:.0f} MB, "
+                    f"{store_info['sst_files']} SST files",
+                ],
+                [
+                    "Store.backup (checkpoint, same file system), p50 / max",
+                    f"{backup['backup_s']['p50'] * 1e3:.0f} / {backup['backup_s']['max'] * 1e3:.0f} ms",
+                ],
+                [
+                    "Store.backup right after 200 unflushed commits",
+                    f"{backup['backup_after_200_unflushed_commits_s'] * 1e3:.0f} ms",
+                ],
+                [
+                    "backup folder",
+                    f"{backup['backup_files']} files, {backup['backup_bytes_apparent'] / 1e6:.0f} MB apparent, "
+                    f"{backup['backup_bytes_written_not_hard_linked'] / 1e6:.2f} MB not hard-linked",
+                ],
+                ["full copy of the backup (copytree + fsync)", f"{backup['full_copy_of_backup_s']:.2f} s"],
+                ["open the restored copy", f"{backup['open_restored_s'] * 1e3:.0f} ms"],
+                [
+                    "count its quads (full scan)",
+                    f"{backup['count_restored_quads_s']:.2f} s, match: {backup['restored_quads_match_backup']}",
+                ],
+            ],
+        )
+    )
 
-    payload = {"name": "flush_cost", "command": command, "args": {k: str(v) for k, v in vars(args).items()},
-               "store": store_info, "writes": writes, "backup": backup, **environment(work)}
+    payload = {
+        "name": "flush_cost",
+        "command": command,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "store": store_info,
+        "writes": writes,
+        "backup": backup,
+        **environment(work),
+    }
     out: Path = args.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")

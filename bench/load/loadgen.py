@@ -59,7 +59,9 @@ NEXT_STEPS = """query Next($user: ID!, $channel: Channel!, $limit: Int!) {
 RECORD_EVENT = "mutation Record($input: EventInput!) { recordEvent(input: $input) { id type at } }"
 RECORD_EVENTS = "mutation Many($inputs: [EventInput!]!) { recordEvents(inputs: $inputs) }"
 GRANT = "mutation Grant($u: ID!, $p: Purpose!) { grantConsent(userId: $u, purpose: $p) { purpose granted at } }"
-WITHDRAW = "mutation Withdraw($u: ID!, $p: Purpose!) { withdrawConsent(userId: $u, purpose: $p) { purpose granted at } }"
+WITHDRAW = (
+    "mutation Withdraw($u: ID!, $p: Purpose!) { withdrawConsent(userId: $u, purpose: $p) { purpose granted at } }"
+)
 
 
 @dataclass(frozen=True)
@@ -219,8 +221,12 @@ class Generator:
             user = user or rng.choice(users)
             purpose = rng.choice(PURPOSES)
             grant = rng.random() < 0.5
-            return ("grantConsent" if grant else "withdrawConsent", GRANT if grant else WITHDRAW,
-                    {"u": user, "p": purpose}, (user, purpose, grant))
+            return (
+                "grantConsent" if grant else "withdrawConsent",
+                GRANT if grant else WITHDRAW,
+                {"u": user, "p": purpose},
+                (user, purpose, grant),
+            )
         user = rng.choice(users)
         variables = {"user": user, "channel": rng.choice(CHANNELS), "limit": self.config.limit}
         return "nextSteps", NEXT_STEPS, variables, user
@@ -263,8 +269,12 @@ class Generator:
         headers = {"content-type": "application/json", "accept": "application/json"}
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
-        return httpx.AsyncClient(base_url=config.url, headers=headers, timeout=config.timeout_s,
-                                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+        return httpx.AsyncClient(
+            base_url=config.url,
+            headers=headers,
+            timeout=config.timeout_s,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
 
     async def client(self) -> None:
         http, sent_on_connection = self.connection(), 0
@@ -332,9 +342,14 @@ def summarise(outcomes: list[Outcome], wall_s: float) -> dict:
     def block(items: list[Outcome]) -> dict:
         answered = [o.seconds for o in items if o.status != "error"]
         count = Counter(o.status for o in items)
-        out = {"requests": len(items), "ok": count["ok"], "refused": count["refused"], "errors": count["error"],
-               "error_rate": count["error"] / len(items) if items else 0.0,
-               "throughput_rps": len(items) / wall_s if wall_s else 0.0}
+        out = {
+            "requests": len(items),
+            "ok": count["ok"],
+            "refused": count["refused"],
+            "errors": count["error"],
+            "error_rate": count["error"] / len(items) if items else 0.0,
+            "throughput_rps": len(items) / wall_s if wall_s else 0.0,
+        }
         out.update(benchlib.summary_ms(answered) if answered else {})
         out.pop("samples_ms", None)
         return out
@@ -342,9 +357,12 @@ def summarise(outcomes: list[Outcome], wall_s: float) -> dict:
     by_op = {op: block([o for o in outcomes if o.operation == op]) for op in OPERATIONS}
     groups = {"events": ("recordEvent", "recordEvents"), "consent": ("grantConsent", "withdrawConsent")}
     by_group = {name: block([o for o in outcomes if o.operation in ops]) for name, ops in groups.items()}
-    return {"wall_s": round(wall_s, 3), "overall": block(outcomes),
-            "by_operation": {k: v for k, v in {**by_op, **by_group}.items() if v["requests"]},
-            "mix_actual": {op: round(v["requests"] / len(outcomes), 4) for op, v in by_op.items() if outcomes}}
+    return {
+        "wall_s": round(wall_s, 3),
+        "overall": block(outcomes),
+        "by_operation": {k: v for k, v in {**by_op, **by_group}.items() if v["requests"]},
+        "mix_actual": {op: round(v["requests"] / len(outcomes), 4) for op, v in by_op.items() if outcomes},
+    }
 
 
 async def run(config: LoadConfig, *, mark: Callable[[str], None] | None = None) -> tuple[dict, Ledger]:
@@ -357,8 +375,12 @@ async def run(config: LoadConfig, *, mark: Callable[[str], None] | None = None) 
     wall_s = await generator.drive(mark)
     report = summarise(generator.outcomes, wall_s)
     ledger = generator.ledger
-    report["writes_acknowledged"] = {"decisions": ledger.decisions, "events": ledger.events,
-                                     "consent_records": ledger.consents, "note": "warm-up included"}
+    report["writes_acknowledged"] = {
+        "decisions": ledger.decisions,
+        "events": ledger.events,
+        "consent_records": ledger.consents,
+        "note": "warm-up included",
+    }
     report["error_samples"] = list(generator.error_samples)
     report["refusal_samples"] = list(generator.refusal_samples)
     config_out = asdict(config)
@@ -381,17 +403,31 @@ def table(report: dict) -> str:
     """The readable form: one row per operation and one overall."""
     rows = []
     for name, b in [*report["by_operation"].items(), ("overall", report["overall"])]:
-        rows.append((name, f"{b['requests']:,}", f"{b['throughput_rps']:,.1f}", ms(b.get("p50_ms")),
-                     ms(b.get("p99_ms")), ms(b.get("max_ms")), b["refused"], b["errors"], f"{b['error_rate']:.2%}"))
-    return benchlib.table(["operation", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "refused", "errors",
-                           "error rate"], rows)
+        rows.append(
+            (
+                name,
+                f"{b['requests']:,}",
+                f"{b['throughput_rps']:,.1f}",
+                ms(b.get("p50_ms")),
+                ms(b.get("p99_ms")),
+                ms(b.get("max_ms")),
+                b["refused"],
+                b["errors"],
+                f"{b['error_rate']:.2%}",
+            )
+        )
+    return benchlib.table(
+        ["operation", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "refused", "errors", "error rate"], rows
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8000")
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--users", type=int, help="drive users u000001..uN (a store built by bench/next_steps/populate.py)")
+    who.add_argument(
+        "--users", type=int, help="drive users u000001..uN (a store built by bench/next_steps/populate.py)"
+    )
     who.add_argument("--user-ids", help="comma-separated user IDs")
     parser.add_argument("--clients", type=int, default=8, help="concurrent virtual clients")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds to measure (0: until --requests)")
@@ -399,15 +435,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds of unmeasured requests first")
     parser.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY' (a key of role client)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
-    parser.add_argument("--requests-per-connection", type=int, default=0,
-                        help="each client reconnects after this many requests (0: one keep-alive connection)")
+    parser.add_argument(
+        "--requests-per-connection",
+        type=int,
+        default=0,
+        help="each client reconnects after this many requests (0: one keep-alive connection)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args(argv)
     users = user_ids(args.users) if args.users else [u for u in args.user_ids.split(",") if u]
-    config = LoadConfig(url=args.url, users=users, clients=args.clients, duration_s=args.duration or None,
-                        requests=args.requests, warmup_s=args.warmup, api_key=args.api_key,
-                        timeout_s=args.timeout, seed=args.seed, requests_per_connection=args.requests_per_connection)
+    config = LoadConfig(
+        url=args.url,
+        users=users,
+        clients=args.clients,
+        duration_s=args.duration or None,
+        requests=args.requests,
+        warmup_s=args.warmup,
+        api_key=args.api_key,
+        timeout_s=args.timeout,
+        seed=args.seed,
+        requests_per_connection=args.requests_per_connection,
+    )
     if config.duration_s is None and config.requests is None:
         parser.error("give --duration or --requests")
     report, _ = asyncio.run(run(config))

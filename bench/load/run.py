@@ -55,12 +55,20 @@ OXIGRAPH = str(BIN / "oxigraph")  # run.py --oxigraph and --wayfinder change the
 WAYFINDER = [str(BIN / "wayfinder")]
 RESULTS = HERE / "results"
 # name: (store, worker processes, requests per connection: 0 keeps each client's connection open)
-CONFIGS = {"embedded-1": ("embedded", 1, 0), "shared-1": ("shared", 1, 0), "shared-2": ("shared", 2, 0),
-           "shared-2-reconnect": ("shared", 2, 20)}
-NOT_POSSIBLE = {"embedded-2": "an embedded store opens in one process only: `wayfinder serve --workers 2` "
-                              "refuses a store that is not an http:// URL"}
-PREFIX = ("PREFIX wf: <https://w3id.org/wayfinder/ontology#> PREFIX dpv: <https://w3id.org/dpv#> "
-          "PREFIX g: <https://w3id.org/wayfinder/graph/> ")
+CONFIGS = {
+    "embedded-1": ("embedded", 1, 0),
+    "shared-1": ("shared", 1, 0),
+    "shared-2": ("shared", 2, 0),
+    "shared-2-reconnect": ("shared", 2, 20),
+}
+NOT_POSSIBLE = {
+    "embedded-2": "an embedded store opens in one process only: `wayfinder serve --workers 2` "
+    "refuses a store that is not an http:// URL"
+}
+PREFIX = (
+    "PREFIX wf: <https://w3id.org/wayfinder/ontology#> PREFIX dpv: <https://w3id.org/dpv#> "
+    "PREFIX g: <https://w3id.org/wayfinder/graph/> "
+)
 COUNTS = {
     "decisions": "SELECT (COUNT(?d) AS ?n) WHERE { GRAPH g:audit { ?d a wf:Decision } }",
     "events": "SELECT (COUNT(?e) AS ?n) WHERE { GRAPH ?g { ?e wf:byUser ?u ; wf:occurredAt ?t } }",
@@ -90,22 +98,33 @@ def pinned(cpus: set[int] | None):
 
 def populate(store: Path, users: int, seed: int) -> dict:
     """Build the store with bench/next_steps/populate.py (in a child process, which closes it on exit)."""
-    code = ("import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
-            "from populate import populate; "
-            "r = populate(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), 5000, True); "
-            "print('RESULT ' + json.dumps(r, default=str))")
+    code = (
+        "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "from populate import populate; "
+        "r = populate(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), 5000, True); "
+        "print('RESULT ' + json.dumps(r, default=str))"
+    )
     if store.exists():
         shutil.rmtree(store)
-    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "bench" / "next_steps"), str(store), str(users),
-                           str(seed)], cwd=ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "bench" / "next_steps"), str(store), str(users), str(seed)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def select_csv(location: Path, query: str) -> list[list[str]]:
     """Rows of a SELECT over a closed store (the ``oxigraph query`` command), header left out."""
-    done = subprocess.run([OXIGRAPH, "query", "--location", str(location), "--query", PREFIX + query,
-                           "--results-format", "csv"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [OXIGRAPH, "query", "--location", str(location), "--query", PREFIX + query, "--results-format", "csv"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [line.split(",") for line in done.stdout.splitlines()[1:] if line]
 
 
@@ -116,8 +135,11 @@ def count_writes(location: Path) -> dict[str, int]:
 
 def decisions_by_chain(location: Path) -> dict[str, int]:
     """Decisions per audit chain: each service process writes its own chain, so this is the work per process."""
-    rows = select_csv(location, "SELECT ?chain (COUNT(?d) AS ?n) WHERE { GRAPH g:audit { ?d a wf:Decision ; "
-                                "wf:chain ?chain } } GROUP BY ?chain")
+    rows = select_csv(
+        location,
+        "SELECT ?chain (COUNT(?d) AS ?n) WHERE { GRAPH g:audit { ?d a wf:Decision ; "
+        "wf:chain ?chain } } GROUP BY ?chain",
+    )
     return {chain: int(n) for chain, n in rows}
 
 
@@ -163,8 +185,13 @@ def wait_for_quiet(below: float, patience_s: float, window_s: float = 5.0) -> di
 def working_tree_changes() -> list[str] | None:
     """Files of the service that differ from HEAD: the figures measure the working tree, not only HEAD."""
     try:
-        done = subprocess.run(["git", "status", "--porcelain", "--", "service", "queries", "ontology", "shapes",
-                               "embeddings"], cwd=ROOT, capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--", "service", "queries", "ontology", "shapes", "embeddings"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return None  # a copy without git
     return [line.strip() for line in done.stdout.splitlines()]
@@ -184,8 +211,9 @@ def wait_until(check, process: subprocess.Popen, what: str, log: Path, timeout_s
 
 
 @contextmanager
-def started(name: str, kind: str, workers: int, store: Path, work: Path, env: dict[str, str],
-            cpus: set[int] | None = None):
+def started(
+    name: str, kind: str, workers: int, store: Path, work: Path, env: dict[str, str], cpus: set[int] | None = None
+):
     """The service (and, for a shared store, the Oxigraph server) on free ports; yields (url, pids)."""
     processes: list[subprocess.Popen] = []
     logs = work / "logs"
@@ -195,23 +223,39 @@ def started(name: str, kind: str, workers: int, store: Path, work: Path, env: di
         if kind == "shared":
             port = free_port()
             log = logs / f"{name}-oxigraph.log"
-            oxigraph = subprocess.Popen([OXIGRAPH, "serve", "--location", str(store), "--bind", f"127.0.0.1:{port}"],
-                                        stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=pinned(cpus))
+            oxigraph = subprocess.Popen(
+                [OXIGRAPH, "serve", "--location", str(store), "--bind", f"127.0.0.1:{port}"],
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+                preexec_fn=pinned(cpus),
+            )
             processes.append(oxigraph)
             target = f"http://127.0.0.1:{port}"
-            wait_until(lambda: httpx.get(target + "/query", params={"query": "ASK {}"}, timeout=2).status_code == 200,
-                       oxigraph, "oxigraph serve", log, 120)
+            wait_until(
+                lambda: httpx.get(target + "/query", params={"query": "ASK {}"}, timeout=2).status_code == 200,
+                oxigraph,
+                "oxigraph serve",
+                log,
+                120,
+            )
             pids["oxigraph"] = oxigraph.pid
         else:
             target = str(store)
         port = free_port()
         log = logs / f"{name}-wayfinder.log"
-        service = subprocess.Popen([*WAYFINDER, "serve", "--store", target, "--port", str(port), "--workers", str(workers)],
-                                   cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                   preexec_fn=pinned(cpus))
+        service = subprocess.Popen(
+            [*WAYFINDER, "serve", "--store", target, "--port", str(port), "--workers", str(workers)],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=pinned(cpus),
+        )
         processes.append(service)
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(url + "/healthz", timeout=2).status_code == 200, service, "wayfinder serve", log, 300)
+        wait_until(
+            lambda: httpx.get(url + "/healthz", timeout=2).status_code == 200, service, "wayfinder serve", log, 300
+        )
         if workers > 1:  # /healthz answers as soon as the first worker does; give the others their start-up
             time.sleep(5)
         pids["wayfinder"] = service.pid
@@ -232,8 +276,10 @@ def preflight(url: str, key: str, users: list[str], count: int = 6) -> list[floa
     with httpx.Client(base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=600) as http:
         for user in users[:count]:
             started_at = time.perf_counter()
-            body = http.post("/graphql", json={"query": loadgen.NEXT_STEPS,
-                                               "variables": {"user": user, "channel": "WEB", "limit": 5}}).json()
+            body = http.post(
+                "/graphql",
+                json={"query": loadgen.NEXT_STEPS, "variables": {"user": user, "channel": "WEB", "limit": 5}},
+            ).json()
             times.append(round((time.perf_counter() - started_at) * 1e3, 1))
             if body.get("errors"):
                 raise RuntimeError(f"preflight nextSteps failed: {body['errors']}")
@@ -246,12 +292,18 @@ def run_config(name: str, args, source: Path, before: dict[str, int], users: lis
     store = work / f"store-{name}"
     if store.exists():
         shutil.rmtree(store)
-    subprocess.run([OXIGRAPH, "backup", "--location", str(source), "--destination", str(store)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [OXIGRAPH, "backup", "--location", str(source), "--destination", str(store)], check=True, capture_output=True
+    )
     key = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAYFINDER_")}
-    env.update({"WAYFINDER_API_KEYS": f"{key}:client", "WAYFINDER_MODELS_DIR": str(work / "models"),
-                "WAYFINDER_LOG_FORMAT": "json"})
+    env.update(
+        {
+            "WAYFINDER_API_KEYS": f"{key}:client",
+            "WAYFINDER_MODELS_DIR": str(work / "models"),
+            "WAYFINDER_LOG_FORMAT": "json",
+        }
+    )
     out: dict = {"kind": kind, "workers": workers, "requests_per_connection": per_connection}
     if args.quiet_below:
         out["machine_before"] = wait_for_quiet(args.quiet_below, args.quiet_patience)
@@ -265,25 +317,41 @@ def run_config(name: str, args, source: Path, before: dict[str, int], users: lis
         print(f"  {name}: single nextSteps {pre} ms", flush=True)
         warm = statistics.median(pre[1:] or pre)
         if warm > args.max_preflight_ms:
-            out["skipped"] = (f"a single nextSteps takes {warm:,.0f} ms (median of {len(pre[1:])} after the first), "
-                              f"over --max-preflight-ms {args.max_preflight_ms}")
+            out["skipped"] = (
+                f"a single nextSteps takes {warm:,.0f} ms (median of {len(pre[1:])} after the first), "
+                f"over --max-preflight-ms {args.max_preflight_ms}"
+            )
             return out
-        config = loadgen.LoadConfig(url=url, users=users, clients=args.clients, duration_s=args.duration,
-                                    warmup_s=args.warmup, api_key=key, timeout_s=args.timeout, seed=args.seed,
-                                    requests_per_connection=per_connection)
+        config = loadgen.LoadConfig(
+            url=url,
+            users=users,
+            clients=args.clients,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            api_key=key,
+            timeout_s=args.timeout,
+            seed=args.seed,
+            requests_per_connection=per_connection,
+        )
         samples: dict[str, dict[str, float]] = {}
 
         def mark(when: str) -> None:
-            samples[when] = {"wayfinder": cpu_seconds([pids["wayfinder"]]),
-                             "oxigraph": cpu_seconds([pids["oxigraph"]]) if "oxigraph" in pids else 0.0,
-                             "loadgen": time.process_time(), "machine": busy_cores_seconds(),
-                             "wall": time.perf_counter(), "loadavg": os.getloadavg()}
+            samples[when] = {
+                "wayfinder": cpu_seconds([pids["wayfinder"]]),
+                "oxigraph": cpu_seconds([pids["oxigraph"]]) if "oxigraph" in pids else 0.0,
+                "loadgen": time.process_time(),
+                "machine": busy_cores_seconds(),
+                "wall": time.perf_counter(),
+                "loadavg": os.getloadavg(),
+            }
 
         report, ledger = asyncio.run(loadgen.run(config, mark=mark))
         out.update(report)
         wall = samples["stop"]["wall"] - samples["start"]["wall"]
         requests = max(report["overall"]["requests"], 1)
-        cpu = {who: samples["stop"][who] - samples["start"][who] for who in ("wayfinder", "oxigraph", "loadgen", "machine")}
+        cpu = {
+            who: samples["stop"][who] - samples["start"][who] for who in ("wayfinder", "oxigraph", "loadgen", "machine")
+        }
         # What the rest of the machine (other sessions' tests and benchmarks) used meanwhile.
         cpu["others"] = max(0.0, cpu.pop("machine") - cpu["wayfinder"] - cpu["oxigraph"] - cpu["loadgen"])
         out["cpu"] = {
@@ -295,8 +363,11 @@ def run_config(name: str, args, source: Path, before: dict[str, int], users: lis
         out["loadavg"] = {"start": samples["start"]["loadavg"], "stop": samples["stop"]["loadavg"]}
     after = count_writes(store)
     out["decisions_by_process"] = decisions_by_chain(store)
-    acknowledged = {"decisions": ledger.decisions + len(pre), "events": ledger.events,
-                    "consent_records": ledger.consents}
+    acknowledged = {
+        "decisions": ledger.decisions + len(pre),
+        "events": ledger.events,
+        "consent_records": ledger.consents,
+    }
     out["stored_check"] = {
         "acknowledged": acknowledged,
         "stored": {k: after[k] - before[k] for k in after},
@@ -316,20 +387,41 @@ def table(results: dict) -> str:
             rows.append((name, "skipped: " + r["skipped"], *[""] * 9))
             continue
         ops, overall = r["by_operation"], r["overall"]
-        cell = lambda op, key: loadgen.ms(ops.get(op, {}).get(key))  # noqa: E731
+        cell = lambda op, key, ops=ops: loadgen.ms(ops.get(op, {}).get(key))  # noqa: E731
         check = r["stored_check"]["all_stored"]
-        rows.append((name, f"{overall['throughput_rps']:,.1f}", f"{loadgen.ms(overall.get('p50_ms'))} / {loadgen.ms(overall.get('p99_ms'))}",
-                     f"{cell('nextSteps', 'p50_ms')} / {cell('nextSteps', 'p99_ms')}",
-                     f"{cell('events', 'p50_ms')} / {cell('events', 'p99_ms')}",
-                     f"{cell('consent', 'p50_ms')} / {cell('consent', 'p99_ms')}",
-                     f"{overall['requests']:,}", f"{overall['errors']} ({overall['error_rate']:.2%})",
-                     overall["refused"], "yes" if check else "NO",
-                     " / ".join(f"{r['cpu']['cores_busy'][k]:.2f}" for k in ("wayfinder", "oxigraph", "loadgen", "others"))))
+        rows.append(
+            (
+                name,
+                f"{overall['throughput_rps']:,.1f}",
+                f"{loadgen.ms(overall.get('p50_ms'))} / {loadgen.ms(overall.get('p99_ms'))}",
+                f"{cell('nextSteps', 'p50_ms')} / {cell('nextSteps', 'p99_ms')}",
+                f"{cell('events', 'p50_ms')} / {cell('events', 'p99_ms')}",
+                f"{cell('consent', 'p50_ms')} / {cell('consent', 'p99_ms')}",
+                f"{overall['requests']:,}",
+                f"{overall['errors']} ({overall['error_rate']:.2%})",
+                overall["refused"],
+                "yes" if check else "NO",
+                " / ".join(f"{r['cpu']['cores_busy'][k]:.2f}" for k in ("wayfinder", "oxigraph", "loadgen", "others")),
+            )
+        )
     for name, why in NOT_POSSIBLE.items():
         rows.append((name, "not possible: " + why, *[""] * 9))
-    return benchlib.table(["configuration", "req/s", "all p50 / p99 ms", "nextSteps p50 / p99", "events p50 / p99",
-                           "consent p50 / p99", "requests", "errors (rate)", "refused", "writes all stored",
-                           "cores busy: service / oxigraph / loadgen / others"], rows)
+    return benchlib.table(
+        [
+            "configuration",
+            "req/s",
+            "all p50 / p99 ms",
+            "nextSteps p50 / p99",
+            "events p50 / p99",
+            "consent p50 / p99",
+            "requests",
+            "errors (rate)",
+            "refused",
+            "writes all stored",
+            "cores busy: service / oxigraph / loadgen / others",
+        ],
+        rows,
+    )
 
 
 def write(results: dict, out: Path, command: str, args) -> None:
@@ -337,7 +429,8 @@ def write(results: dict, out: Path, command: str, args) -> None:
     out.with_suffix(".md").write_text(
         f"Command: `{command}`\n\n{args.users:,} users, {args.clients} clients, {args.duration:g} s per configuration, "
         f"{results['date']}, git {results['git_head']}, {results['machine']['cpus']} CPUs (service on "
-        f"{results['cpus']['server']}, load generator on {results['cpus']['loadgen']}).\n\n{table(results)}\n")
+        f"{results['cpus']['server']}, load generator on {results['cpus']['loadgen']}).\n\n{table(results)}\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -350,10 +443,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=10.0, help="unmeasured seconds first")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as an error")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--max-preflight-ms", type=float, default=100.0,
-                        help="skip the load on a store where one nextSteps takes longer (median of 5)")
-    parser.add_argument("--quiet-below", type=float, default=0.0,
-                        help="before each configuration, wait until other processes keep fewer cores busy than this")
+    parser.add_argument(
+        "--max-preflight-ms",
+        type=float,
+        default=100.0,
+        help="skip the load on a store where one nextSteps takes longer (median of 5)",
+    )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.0,
+        help="before each configuration, wait until other processes keep fewer cores busy than this",
+    )
     parser.add_argument("--quiet-patience", type=float, default=600.0, help="longest wait for quiet, seconds")
     parser.add_argument("--server-cpus", help="keep the service and Oxigraph on these CPUs, e.g. 0-1")
     parser.add_argument("--loadgen-cpus", help="keep this process (the load generator) on these CPUs, e.g. 2-3")
@@ -382,32 +483,48 @@ def main(argv: list[str] | None = None) -> None:
         print(f"populating {args.users:,} users into {source}", flush=True)
         started_at = time.perf_counter()
         populated = populate(source, args.users, seed=42)
-        meta = {"users": args.users, "seed": 42, "git_head": args.git_head or benchlib.environment()["git_head"],
-                "seconds": round(time.perf_counter() - started_at, 1), "populate": populated}
+        meta = {
+            "users": args.users,
+            "seed": 42,
+            "git_head": args.git_head or benchlib.environment()["git_head"],
+            "seconds": round(time.perf_counter() - started_at, 1),
+            "populate": populated,
+        }
         meta_file.write_text(json.dumps(meta, indent=2))
     if not names:
         print("no configuration named: the store is populated, nothing else to do")
         return
     before = count_writes(source)
     users = loadgen.user_ids(args.users)
-    results = {"name": f"load-{label}", "command": command, "users": args.users, "store": meta,
-               "store_counts_before": before, "configurations": {}, "not_possible": NOT_POSSIBLE,
-               "working_tree_changes": working_tree_changes()}
+    results = {
+        "name": f"load-{label}",
+        "command": command,
+        "users": args.users,
+        "store": meta,
+        "store_counts_before": before,
+        "configurations": {},
+        "not_possible": NOT_POSSIBLE,
+        "working_tree_changes": working_tree_changes(),
+    }
     out = args.out or RESULTS / f"load-{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     results.update(benchlib.environment())
     results["git_head"] = args.git_head or results["git_head"]
     results["cpus"] = {"server": args.server_cpus or "any", "loadgen": args.loadgen_cpus or "any"}
-    results["versions"]["oxigraph (server)"] = subprocess.run([OXIGRAPH, "--version"], capture_output=True,
-                                                              text=True).stdout.strip()
+    results["versions"]["oxigraph (server)"] = subprocess.run(
+        [OXIGRAPH, "--version"], capture_output=True, text=True
+    ).stdout.strip()
     for name in names:
         print(f"{name}: {args.clients} clients, {args.warmup:g} s warm-up, {args.duration:g} s", flush=True)
         results["configurations"][name] = run_config(name, args, source, before, users)
         write(results, out, command, args)  # after each configuration, so that a run cut short keeps its figures
     print(table(results))
     print(f"wrote {os.path.relpath(out, ROOT)} and .md")
-    failed = [n for n, r in results["configurations"].items()
-              if "skipped" not in r and (r["overall"]["errors"] or not r["stored_check"]["all_stored"])]
+    failed = [
+        n
+        for n, r in results["configurations"].items()
+        if "skipped" not in r and (r["overall"]["errors"] or not r["stored_check"]["all_stored"])
+    ]
     sys.exit(1 if failed else 0)
 
 

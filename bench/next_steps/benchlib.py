@@ -92,18 +92,34 @@ def _mem_total_gb() -> float | None:
 
 def _git_head() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def environment() -> dict:
     """Machine, versions and date, for every result file."""
-    packages = ["pyoxigraph", "strawberry-graphql", "graphql-core", "starlette", "uvicorn", "uvloop", "httptools",
-                "httpx", "rdflib", "pyshacl", "owlrl", "pyinstrument"]
+    packages = [
+        "pyoxigraph",
+        "strawberry-graphql",
+        "graphql-core",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "httpx",
+        "rdflib",
+        "pyshacl",
+        "owlrl",
+        "pyinstrument",
+    ]
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "cpu_model": _cpu_model(),

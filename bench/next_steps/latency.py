@@ -68,9 +68,9 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import benchlib  # noqa: E402
 import httpx  # noqa: E402
 
-import benchlib  # noqa: E402
 from service import decide, users, vocab, writes  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -127,7 +127,7 @@ class GcWatch:
         else:
             self.pauses[info["generation"]].append(time.perf_counter() - self._t)
 
-    def __enter__(self) -> "GcWatch":
+    def __enter__(self) -> GcWatch:
         gc.callbacks.append(self._callback)
         return self
 
@@ -135,8 +135,14 @@ class GcWatch:
         gc.callbacks.remove(self._callback)
 
     def result(self) -> dict:
-        return {f"gen{g}": {"collections": len(p), "total_ms": round(sum(p) * 1e3, 1),
-                            "max_ms": round(max(p) * 1e3, 1) if p else 0.0} for g, p in self.pauses.items()}
+        return {
+            f"gen{g}": {
+                "collections": len(p),
+                "total_ms": round(sum(p) * 1e3, 1),
+                "max_ms": round(max(p) * 1e3, 1) if p else 0.0,
+            }
+            for g, p in self.pauses.items()
+        }
 
 
 # ---------------------------------------------------------------------------
@@ -189,8 +195,10 @@ class Pool:
 
 
 def reports(batch: list[dict]) -> list[users.EventReport]:
-    return [users.EventReport(user_id=e["userId"], type=e["type"], step_id=e.get("stepId"),
-                              feature_id=e.get("featureId")) for e in batch]
+    return [
+        users.EventReport(user_id=e["userId"], type=e["type"], step_id=e.get("stepId"), feature_id=e.get("featureId"))
+        for e in batch
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -254,31 +262,62 @@ class Stages:
             if not values:
                 continue
             s = sorted(values)
-            rows.append({"stage": label, "calls_per_request": round(len(s) / requests, 2),
-                         "mean_ms_per_request": round(sum(s) / requests * 1e3, 3),
-                         "p50_ms": round(benchlib.percentile(s, 50) * 1e3, 3),
-                         "p99_ms": round(benchlib.percentile(s, 99) * 1e3, 3),
-                         "share_of_total": round(sum(s) / total_s, 3)})
+            rows.append(
+                {
+                    "stage": label,
+                    "calls_per_request": round(len(s) / requests, 2),
+                    "mean_ms_per_request": round(sum(s) / requests * 1e3, 3),
+                    "p50_ms": round(benchlib.percentile(s, 50) * 1e3, 3),
+                    "p99_ms": round(benchlib.percentile(s, 99) * 1e3, 3),
+                    "share_of_total": round(sum(s) / total_s, 3),
+                }
+            )
         return rows
 
 
 def stage_table(rows: list[dict]) -> str:
     return benchlib.table(
         ["stage (indented: inside the one above)", "calls/req", "mean ms/req", "p50 ms", "p99 ms", "share"],
-        [(r["stage"], r["calls_per_request"], r["mean_ms_per_request"], r["p50_ms"], r["p99_ms"],
-          f"{r['share_of_total'] * 100:.0f}%") for r in rows])
+        [
+            (
+                r["stage"],
+                r["calls_per_request"],
+                r["mean_ms_per_request"],
+                r["p50_ms"],
+                r["p99_ms"],
+                f"{r['share_of_total'] * 100:.0f}%",
+            )
+            for r in rows
+        ],
+    )
 
 
-NEXT_STEPS_STAGES = ["require_user (exists)", "consents", "  sparql consent-records", "profile", "  sparql profile",
-                     "events", "  sparql user-events", "sparql candidates", "rank (policies)", "decision_triples",
-                     "audit append (hash + commit)", "  store.commit (audit write)"]
+NEXT_STEPS_STAGES = [
+    "require_user (exists)",
+    "consents",
+    "  sparql consent-records",
+    "profile",
+    "  sparql profile",
+    "events",
+    "  sparql user-events",
+    "sparql candidates",
+    "rank (policies)",
+    "decision_triples",
+    "audit append (hash + commit)",
+    "  store.commit (audit write)",
+]
 
 
 def next_steps_stages(runtime: Runtime) -> Stages:
     stages = Stages()
-    for name, label in (("require_user", "require_user (exists)"), ("consents", "consents"),
-                        ("profile", "profile"), ("events", "events"), ("rank", "rank (policies)"),
-                        ("decision_triples", "decision_triples")):
+    for name, label in (
+        ("require_user", "require_user (exists)"),
+        ("consents", "consents"),
+        ("profile", "profile"),
+        ("events", "events"),
+        ("rank", "rank (policies)"),
+        ("decision_triples", "decision_triples"),
+    ):
         stages.wrap(decide, name, label)
     stages.wrap(runtime.trail, "append", "audit append (hash + commit)")
     stages.wrap(runtime.store, "commit", "  store.commit (audit write)")
@@ -291,13 +330,28 @@ def stage_rows(stages: Stages, requests: int, total_s: float) -> list[dict]:
     for r in rows:  # the SPARQL of consents/profile/events runs inside those stages
         if r["stage"] in ("sparql consent-records", "sparql profile", "sparql user-events"):
             r["stage"] = "  " + r["stage"]
-    top = {"require_user (exists)", "consents", "profile", "events", "rank (policies)", "decision_triples",
-           "audit append (hash + commit)", "sparql candidates"}
+    top = {
+        "require_user (exists)",
+        "consents",
+        "profile",
+        "events",
+        "rank (policies)",
+        "decision_triples",
+        "audit append (hash + commit)",
+        "sparql candidates",
+    }
     accounted = sum(r["mean_ms_per_request"] for r in rows if r["stage"] in top)
     mean_total = total_s / requests * 1e3
-    rows.append({"stage": "rest of next_steps (+ timer overhead)", "calls_per_request": 1,
-                 "mean_ms_per_request": round(mean_total - accounted, 3), "p50_ms": None, "p99_ms": None,
-                 "share_of_total": round((mean_total - accounted) / mean_total, 3)})
+    rows.append(
+        {
+            "stage": "rest of next_steps (+ timer overhead)",
+            "calls_per_request": 1,
+            "mean_ms_per_request": round(mean_total - accounted, 3),
+            "p50_ms": None,
+            "p99_ms": None,
+            "share_of_total": round((mean_total - accounted) / mean_total, 3),
+        }
+    )
     order = NEXT_STEPS_STAGES + ["rest of next_steps (+ timer overhead)"]
     rows.sort(key=lambda r: order.index(r["stage"]) if r["stage"] in order else 99)
     return rows
@@ -307,7 +361,9 @@ def stage_rows(stages: Stages, requests: int, total_s: float) -> list[dict]:
 # In process
 
 
-def inproc_next_steps(runtime: Runtime, pick, budget: Budget, cpu: list[float] | None = None) -> tuple[list[float], int]:
+def inproc_next_steps(
+    runtime: Runtime, pick, budget: Budget, cpu: list[float] | None = None
+) -> tuple[list[float], int]:
     """Wall time per request; with ``cpu``, also this thread's CPU time per request (robust to a busy machine)."""
     times, candidates = [], 0
     while budget.more():
@@ -333,10 +389,17 @@ def measure_next_steps(runtime: Runtime, pick, budget: Budget, *, staged: bool) 
     finally:
         if stages:
             stages.restore()
-    out = {"requests": len(times), "latency": benchlib.summary_ms(times), "cpu": benchlib.summary_ms(cpu),
-           "gc": watch.result(),
-           "mean_candidates": round(candidates / len(times), 2), "requests_per_s": round(len(times) / sum(times), 2),
-           "stages_timed": staged, "loadavg_before": la0, "loadavg_after": loadavg()}
+    out = {
+        "requests": len(times),
+        "latency": benchlib.summary_ms(times),
+        "cpu": benchlib.summary_ms(cpu),
+        "gc": watch.result(),
+        "mean_candidates": round(candidates / len(times), 2),
+        "requests_per_s": round(len(times) / sum(times), 2),
+        "stages_timed": staged,
+        "loadavg_before": la0,
+        "loadavg_after": loadavg(),
+    }
     if stages:
         out["stages"] = stage_rows(stages, len(times), sum(times))
     return out
@@ -396,11 +459,22 @@ def graphql_what_if_schema(runtime: Runtime):
     from service.api.limits import field_budget
 
     settings = runtime.settings
-    rules = [field_budget(settings.max_fields), depth_rule(settings.max_query_depth, None, None),
-             aliases_rule(settings.max_aliases)]
-    return strawberry.Schema(query=api.Query, mutation=api.Mutation, extensions=[
-        api.ErrorCodes, lambda: MaxTokensLimiter(max_token_count=settings.max_tokens), lambda: ParserCache(maxsize=256),
-        lambda: AddValidationRules(rules), lambda: ValidationCache(maxsize=256)])
+    rules = [
+        field_budget(settings.max_fields),
+        depth_rule(settings.max_query_depth, None, None),
+        aliases_rule(settings.max_aliases),
+    ]
+    return strawberry.Schema(
+        query=api.Query,
+        mutation=api.Mutation,
+        extensions=[
+            api.ErrorCodes,
+            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+            lambda: ParserCache(maxsize=256),
+            lambda: AddValidationRules(rules),
+            lambda: ValidationCache(maxsize=256),
+        ],
+    )
 
 
 def validation_cache_hits(schema, runtime: Runtime, uid: str, n: int = 20) -> dict | None:
@@ -425,10 +499,12 @@ def profile_to_file(name: str, title: str, fn, note: str) -> dict:
     profiler.disable()
     wall = time.perf_counter() - t
     out = io.StringIO()
-    out.write(f"# {title}\n# call: {note}\n# wall time under the profiler: {wall:.2f} s\n"
-              f"# command: {benchlib.command_line()}\n# {benchlib.environment()['date']}, loadavg {loadavg()}; "
-              "cProfile overhead inflates Python-heavy code (rdflib, pyshacl, graphql-core), not Rust (pyoxigraph)\n"
-              "# 'store.py:NN(<listcomp>)' in Store.select is where pyoxigraph evaluates a SELECT (solutions are lazy)\n\n")
+    out.write(
+        f"# {title}\n# call: {note}\n# wall time under the profiler: {wall:.2f} s\n"
+        f"# command: {benchlib.command_line()}\n# {benchlib.environment()['date']}, loadavg {loadavg()}; "
+        "cProfile overhead inflates Python-heavy code (rdflib, pyshacl, graphql-core), not Rust (pyoxigraph)\n"
+        "# 'store.py:NN(<listcomp>)' in Store.select is where pyoxigraph evaluates a SELECT (solutions are lazy)\n\n"
+    )
     out.write("## top 15 by cumulative time\n")
     stats = pstats.Stats(profiler, stream=out)
     stats.strip_dirs().sort_stats("cumulative").print_stats(15)
@@ -463,10 +539,17 @@ def inproc_record_events(runtime: Runtime, pool: Pool, rng: random.Random, size:
         stages.restore()
     total = sum(times)
     rows = stages.summary(len(times), total)
-    return {"batch_size": size, "users_per_batch": size // EVENTS_PER_USER, "batches": len(times), "events": events,
-            "seconds": round(total, 3), "events_per_s": round(events / total, 1),
-            "events_per_cpu_s": round(events / sum(cpu), 1), "batch_latency": benchlib.summary_ms(times),
-            "stages": rows}
+    return {
+        "batch_size": size,
+        "users_per_batch": size // EVENTS_PER_USER,
+        "batches": len(times),
+        "events": events,
+        "seconds": round(total, 3),
+        "events_per_s": round(events / total, 1),
+        "events_per_cpu_s": round(events / sum(cpu), 1),
+        "batch_latency": benchlib.summary_ms(times),
+        "stages": rows,
+    }
 
 
 def register_probe(runtime: Runtime, rng: random.Random) -> str:
@@ -474,13 +557,22 @@ def register_probe(runtime: Runtime, rng: random.Random) -> str:
     catalog = runtime.catalog
     uid = f"bench-probe-{rng.getrandbits(32):08x}"
     roles, plans = sorted(catalog.by_id["Role"]), sorted(catalog.by_id["Plan"])
-    users.register(runtime, users.Registration(id=uid, role=roles[0], plan=plans[len(plans) // 2],
-                                               signup_channel="WEB", consents=["PERSONALIZATION", "ANALYTICS"]))
+    users.register(
+        runtime,
+        users.Registration(
+            id=uid,
+            role=roles[0],
+            plan=plans[len(plans) // 2],
+            signup_channel="WEB",
+            consents=["PERSONALIZATION", "ANALYTICS"],
+        ),
+    )
     return uid
 
 
-def history_scaling(runtime: Runtime, pool: Pool, rng: random.Random, uid: str, sizes: list[int],
-                    reps: int, budget_s: float, label: str) -> dict:
+def history_scaling(
+    runtime: Runtime, pool: Pool, rng: random.Random, uid: str, sizes: list[int], reps: int, budget_s: float, label: str
+) -> dict:
     """nextSteps latency for one user as their history grows (events added untimed, 90% FEATURE_USED)."""
     out = []
     current = len(users.events(runtime, uid))
@@ -503,7 +595,8 @@ def history_scaling(runtime: Runtime, pool: Pool, rng: random.Random, uid: str, 
         f"profile-next-steps-long-history-{label}",
         f"in-process next_steps for one user with {current} events in their history, 5 requests, store {label}",
         lambda: [decide.next_steps(runtime, uid, channel="WEB", limit=5) for _ in range(5)],
-        "decide.next_steps(runtime, user, channel='WEB', limit=5)")
+        "decide.next_steps(runtime, user, channel='WEB', limit=5)",
+    )
     return {"user": uid, "sizes": out, "profile": profile}
 
 
@@ -529,9 +622,27 @@ class Server:
     def __init__(self, store: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.argv = [sys.executable, "-m", "uvicorn", "--factory", "bench_app:create", "--app-dir", str(HERE),
-                     "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop", "--http", "httptools",
-                     "--workers", "1", "--log-level", "warning"]
+        self.argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bench_app:create",
+            "--app-dir",
+            str(HERE),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+        ]
         env = {**os.environ, "WF_BENCH_STORE": str(store)}
         # The service logs one JSON line per decision (as `wayfinder serve` does): keep them out of the console.
         fd, name = tempfile.mkstemp(prefix="wf-bench-server-", suffix=".log")
@@ -600,9 +711,14 @@ def http_sequential(server: Server, pick, budget: Budget) -> dict:
             _check(body)
         wall = time.perf_counter() - t0
         cpu1 = cpu_seconds(server.proc.pid)
-    return {"connections": 1, "requests": len(times), "wall_s": round(wall, 3),
-            "requests_per_s": round(len(times) / wall, 2), "latency": benchlib.summary_ms(times),
-            "server_cpu_ms_per_request": round((cpu1 - cpu0) / len(times) * 1e3, 3) if cpu0 is not None else None}
+    return {
+        "connections": 1,
+        "requests": len(times),
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(len(times) / wall, 2),
+        "latency": benchlib.summary_ms(times),
+        "server_cpu_ms_per_request": round((cpu1 - cpu0) / len(times) * 1e3, 3) if cpu0 is not None else None,
+    }
 
 
 def http_concurrent(server: Server, ids: list[str], connections: int) -> dict:
@@ -613,6 +729,7 @@ def http_concurrent(server: Server, ids: list[str], connections: int) -> dict:
         for uid in ids:
             queue.put_nowait(uid)
         async with httpx.AsyncClient(base_url=server.url, timeout=1800, limits=limits) as client:
+
             async def worker() -> None:
                 while not queue.empty():
                     uid = queue.get_nowait()
@@ -634,9 +751,14 @@ def http_concurrent(server: Server, ids: list[str], connections: int) -> dict:
     except ImportError:
         times, wall = asyncio.run(run())
     cpu1 = cpu_seconds(server.proc.pid)
-    return {"connections": connections, "requests": len(ids), "wall_s": round(wall, 3),
-            "requests_per_s": round(len(ids) / wall, 2), "latency": benchlib.summary_ms(times),
-            "server_cpu_ms_per_request": round((cpu1 - cpu0) / len(ids) * 1e3, 3) if cpu0 is not None else None}
+    return {
+        "connections": connections,
+        "requests": len(ids),
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(len(ids) / wall, 2),
+        "latency": benchlib.summary_ms(times),
+        "server_cpu_ms_per_request": round((cpu1 - cpu0) / len(ids) * 1e3, 3) if cpu0 is not None else None,
+    }
 
 
 def http_record_events(server: Server, pool: Pool, rng: random.Random, size: int, budget: Budget) -> dict:
@@ -654,9 +776,15 @@ def http_record_events(server: Server, pool: Pool, rng: random.Random, size: int
                 raise RuntimeError("recordEvents stored a different number of events")
             events += len(batch)
     total = sum(times)
-    return {"batch_size": size, "users_per_batch": size // EVENTS_PER_USER, "batches": len(times), "events": events,
-            "seconds": round(total, 3), "events_per_s": round(events / total, 1),
-            "batch_latency": benchlib.summary_ms(times)}
+    return {
+        "batch_size": size,
+        "users_per_batch": size // EVENTS_PER_USER,
+        "batches": len(times),
+        "events": events,
+        "seconds": round(total, 3),
+        "events_per_s": round(events / total, 1),
+        "batch_latency": benchlib.summary_ms(times),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -703,9 +831,15 @@ def main(argv: list[str] | None = None) -> None:
     log(f"command: {command}")
     rng = random.Random(args.seed)
     tmp: Path | None = None
-    result: dict = {"command": command, "goals": {"inproc_p99_ms": GOAL_INPROC_P99_MS, "http_p99_ms": GOAL_HTTP_P99_MS,
-                                                   "record_events_per_s": GOAL_EVENTS_PER_S},
-                    "budget_s_per_measurement": args.budget_s}
+    result: dict = {
+        "command": command,
+        "goals": {
+            "inproc_p99_ms": GOAL_INPROC_P99_MS,
+            "http_p99_ms": GOAL_HTTP_P99_MS,
+            "record_events_per_s": GOAL_EVENTS_PER_S,
+        },
+        "budget_s_per_measurement": args.budget_s,
+    }
 
     t_start = time.perf_counter()
     if args.demo:
@@ -719,8 +853,13 @@ def main(argv: list[str] | None = None) -> None:
         data = json.loads((runtime.settings.demo_dir / "users.json").read_text())
         user_ids = [u["id"] for u in data["users"]]
         label = args.label or "demo"
-        result["store"] = {"kind": "demo", "users": len(user_ids), "events": added["events"],
-                           "quads": len(runtime.store), "load_demo_s": round(time.perf_counter() - t, 2)}
+        result["store"] = {
+            "kind": "demo",
+            "users": len(user_ids),
+            "events": added["events"],
+            "quads": len(runtime.store),
+            "load_demo_s": round(time.perf_counter() - t, 2),
+        }
     else:
         store = args.store
         meta_path = Path(str(store) + ".bench.json")
@@ -750,8 +889,10 @@ def main(argv: list[str] | None = None) -> None:
         result["warmup"] = {"requests": len(warm), "median_ms": round(statistics.median(warm) * 1e3, 2)}
         result["slow_mode"] = slow
         if slow:
-            log(f"SLOW MODE: a decision takes {statistics.median(warm):.1f} s; at most {args.budget_s:.0f} s per "
-                "measurement, stages timed on the main measurement")
+            log(
+                f"SLOW MODE: a decision takes {statistics.median(warm):.1f} s; at most {args.budget_s:.0f} s per "
+                "measurement, stages timed on the main measurement"
+            )
         main_m = measure_next_steps(runtime, pick, B(minimum=2 if slow else 1), staged=slow)
         result["inproc_next_steps"] = main_m
         log(f"in-process nextSteps: {main_m['latency']}")
@@ -766,8 +907,10 @@ def main(argv: list[str] | None = None) -> None:
             pool = None
         else:
             if slow:
-                why = (f"each request takes {main_m['latency']['p50_ms'] / 1e3:.1f} s; the GraphQL layer adds "
-                       "milliseconds (measured on the demo store)")
+                why = (
+                    f"each request takes {main_m['latency']['p50_ms'] / 1e3:.1f} s; the GraphQL layer adds "
+                    "milliseconds (measured on the demo store)"
+                )
                 result["inproc_graphql_next_steps"] = skipped(why)
             else:
                 schema = graphql_schema(runtime)
@@ -775,8 +918,10 @@ def main(argv: list[str] | None = None) -> None:
                 with GcWatch() as watch:
                     gql_times = inproc_graphql(runtime, schema, pick, B())
                 result["inproc_graphql_next_steps"] = {
-                    "latency": benchlib.summary_ms(gql_times), "gc": watch.result(),
-                    "validation_cache": validation_cache_hits(schema, runtime, user_ids[0])}
+                    "latency": benchlib.summary_ms(gql_times),
+                    "gc": watch.result(),
+                    "validation_cache": validation_cache_hits(schema, runtime, user_ids[0]),
+                }
                 log(f"in-process GraphQL nextSteps: {result['inproc_graphql_next_steps']}")
                 try:
                     what_if = graphql_what_if_schema(runtime)
@@ -787,19 +932,26 @@ def main(argv: list[str] | None = None) -> None:
                     with GcWatch() as watch:
                         gql_times = inproc_graphql(runtime, what_if, pick, B(min(1000, args.requests)))
                     result["what_if_cached_validation"] = {
-                        "latency": benchlib.summary_ms(gql_times), "gc": watch.result(),
+                        "latency": benchlib.summary_ms(gql_times),
+                        "gc": watch.result(),
                         "validation_cache": validation_cache_hits(what_if, runtime, user_ids[0]),
-                        "note": "NOT the service: its schema with the limit rules built once (graphql_what_if_schema)"}
+                        "note": "NOT the service: its schema with the limit rules built once (graphql_what_if_schema)",
+                    }
                     log(f"what-if GraphQL: {result['what_if_cached_validation']}")
                 result["profile_graphql_next_steps"] = profile_to_file(
-                    f"profile-graphql-next-steps-{label}", f"nextSteps through the GraphQL schema in process "
+                    f"profile-graphql-next-steps-{label}",
+                    f"nextSteps through the GraphQL schema in process "
                     f"(schema.execute_sync), 300 random users, store {label}",
-                    lambda: inproc_graphql(runtime, schema, pick, B(300, 120)), "schema.execute_sync(NEXT_STEPS, ...)")
+                    lambda: inproc_graphql(runtime, schema, pick, B(300, 120)),
+                    "schema.execute_sync(NEXT_STEPS, ...)",
+                )
             n_prof = 1 if slow else 500
             result["profile_next_steps"] = profile_to_file(
-                f"profile-next-steps-{label}", f"in-process next_steps, {n_prof} random users, store {label}",
+                f"profile-next-steps-{label}",
+                f"in-process next_steps, {n_prof} random users, store {label}",
                 lambda: inproc_next_steps(runtime, pick, B(n_prof, args.budget_s)),
-                "decide.next_steps(runtime, user, channel='WEB', limit=5)")
+                "decide.next_steps(runtime, user, channel='WEB', limit=5)",
+            )
             pool = Pool(runtime, user_ids, rng)
     finally:
         close(runtime)
@@ -809,8 +961,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_http and not args.quick:
         server = Server(store)
         try:
-            result["http_server"] = {"command": f"WF_BENCH_STORE={store} {server.command()}",
-                                     "startup_s": round(server.startup_s, 2)}
+            result["http_server"] = {
+                "command": f"WF_BENCH_STORE={store} {server.command()}",
+                "startup_s": round(server.startup_s, 2),
+            }
             log(f"uvicorn up in {server.startup_s:.1f} s: {result['http_server']['command']}")
             if not slow:
                 http_sequential(server, pick, B(200, 20))  # warm
@@ -819,9 +973,12 @@ def main(argv: list[str] | None = None) -> None:
             mean_s = seq["latency"]["mean_ms"] / 1e3
             n_conc = args.requests if not slow else 0
             if slow:
-                conc = skipped(f"one request takes {mean_s:.1f} s and the server runs resolvers one at a time: 16 "
-                               f"requests over 8 connections would take ~{16 * mean_s / 60:.0f} min, each waiting "
-                               f"~{8 * mean_s:.0f} s", connections=8)
+                conc = skipped(
+                    f"one request takes {mean_s:.1f} s and the server runs resolvers one at a time: 16 "
+                    f"requests over 8 connections would take ~{16 * mean_s / 60:.0f} min, each waiting "
+                    f"~{8 * mean_s:.0f} s",
+                    connections=8,
+                )
             else:
                 n_conc = max(16, min(args.requests, int(args.budget_s / max(mean_s, 1e-4))))
                 conc = http_concurrent(server, [pick() for _ in range(n_conc)], 8)
@@ -834,9 +991,13 @@ def main(argv: list[str] | None = None) -> None:
             result["http_record_events"].append(first)
             per_event = first["seconds"] / first["events"]
             if slow and per_event * 1000 > args.budget_s:
-                result["http_record_events"].append(skipped(
-                    f"a batch of 1,000 events ({1000 // EVENTS_PER_USER} users) would take ~{per_event * 1000 / 60:.0f} min "
-                    f"at the rate of the batches of 100", batch_size=1000))
+                result["http_record_events"].append(
+                    skipped(
+                        f"a batch of 1,000 events ({1000 // EVENTS_PER_USER} users) would take ~{per_event * 1000 / 60:.0f} min "
+                        f"at the rate of the batches of 100",
+                        batch_size=1000,
+                    )
+                )
             else:
                 result["http_record_events"].append(http_record_events(server, pool, rng, 1000, B(8, args.budget_s)))
             for r in result["http_record_events"]:
@@ -856,29 +1017,40 @@ def main(argv: list[str] | None = None) -> None:
             result["inproc_record_events"] = [first]
             per_event = first["seconds"] / first["events"]
             if slow and per_event * 1000 > args.budget_s:
-                result["inproc_record_events"].append(skipped(
-                    f"a batch of 1,000 events would take ~{per_event * 1000 / 60:.0f} min at the rate of the batches "
-                    "of 100", batch_size=1000))
+                result["inproc_record_events"].append(
+                    skipped(
+                        f"a batch of 1,000 events would take ~{per_event * 1000 / 60:.0f} min at the rate of the batches "
+                        "of 100",
+                        batch_size=1000,
+                    )
+                )
             else:
-                result["inproc_record_events"].append(inproc_record_events(runtime, pool, rng, 1000, B(8, args.budget_s)))
+                result["inproc_record_events"].append(
+                    inproc_record_events(runtime, pool, rng, 1000, B(8, args.budget_s))
+                )
             for r in result["inproc_record_events"]:
                 if "events_per_s" in r:
-                    log(f"in-process recordEvents batch {r['batch_size']}: {r['events_per_s']:,.0f} events/s "
-                        f"({r['batches']} batches, p50 {r['batch_latency']['p50_ms']:.0f} ms)")
+                    log(
+                        f"in-process recordEvents batch {r['batch_size']}: {r['events_per_s']:,.0f} events/s "
+                        f"({r['batches']} batches, p50 {r['batch_latency']['p50_ms']:.0f} ms)"
+                    )
                     log(stage_table(r["stages"]))
             sizes = (20,) if slow else (100, 100, 100, 100, 100, 1000)
             result["profile_record_events"] = profile_to_file(
-                f"profile-record-events-{label}", f"in-process users.record_events, batches of {', '.join(map(str, sizes))} "
+                f"profile-record-events-{label}",
+                f"in-process users.record_events, batches of {', '.join(map(str, sizes))} "
                 f"events ({EVENTS_PER_USER} per user), store {label}",
                 lambda: [users.record_events(runtime, reports(pool.batch(rng, n))) for n in sizes],
-                "users.record_events(runtime, reports)")
+                "users.record_events(runtime, reports)",
+            )
             if slow:
                 result["history_scaling"] = skipped("a decision already takes seconds at ~20 events per user")
             else:
                 probe = register_probe(runtime, rng)
                 log(f"nextSteps as {probe}'s history grows:")
-                result["history_scaling"] = history_scaling(runtime, pool, rng, probe, [0, 20, 100, 500, 2000], 20,
-                                                            10.0, label)
+                result["history_scaling"] = history_scaling(
+                    runtime, pool, rng, probe, [0, 20, 100, 500, 2000], 20, 10.0, label
+                )
         finally:
             close(runtime)
             del runtime
@@ -895,21 +1067,41 @@ def summary(result: dict, label: str) -> None:
     rows = []
     m = result["inproc_next_steps"]
     lat = m["latency"]
-    rows.append(("nextSteps in process (next_steps + audit write)", m["requests"], lat["p50_ms"], lat["p90_ms"],
-                 lat["p99_ms"], lat["max_ms"], m["requests_per_s"],
-                 verdict(lat["p99_ms"], GOAL_INPROC_P99_MS, lower_is_better=True)))
+    rows.append(
+        (
+            "nextSteps in process (next_steps + audit write)",
+            m["requests"],
+            lat["p50_ms"],
+            lat["p90_ms"],
+            lat["p99_ms"],
+            lat["max_ms"],
+            m["requests_per_s"],
+            verdict(lat["p99_ms"], GOAL_INPROC_P99_MS, lower_is_better=True),
+        )
+    )
     cpu = m.get("cpu")
     if cpu:
-        rows.append(("  same, CPU time of the calling thread", cpu["n"], cpu["p50_ms"], cpu["p90_ms"], cpu["p99_ms"],
-                     cpu["max_ms"], "", "wall minus CPU = waiting for a core (busy machine) or I/O"))
-    for key, what in (("inproc_graphql_next_steps", "nextSteps via the GraphQL schema, in process"),
-                      ("what_if_cached_validation", "(what-if, not the service) same, validation cache hitting")):
+        rows.append(
+            (
+                "  same, CPU time of the calling thread",
+                cpu["n"],
+                cpu["p50_ms"],
+                cpu["p90_ms"],
+                cpu["p99_ms"],
+                cpu["max_ms"],
+                "",
+                "wall minus CPU = waiting for a core (busy machine) or I/O",
+            )
+        )
+    for key, what in (
+        ("inproc_graphql_next_steps", "nextSteps via the GraphQL schema, in process"),
+        ("what_if_cached_validation", "(what-if, not the service) same, validation cache hitting"),
+    ):
         m = result.get(key)
         if m and "latency" in m:
             lat = m["latency"]
             g2 = m.get("gc", {}).get("gen2", {})
-            note = (f"{g2['collections']} full GCs ({g2['total_ms']:.0f} ms, max {g2['max_ms']:.0f} ms)"
-                    if g2 else "")
+            note = f"{g2['collections']} full GCs ({g2['total_ms']:.0f} ms, max {g2['max_ms']:.0f} ms)" if g2 else ""
             rows.append((what, lat["n"], lat["p50_ms"], lat["p90_ms"], lat["p99_ms"], lat["max_ms"], "", note))
         elif m:
             rows.append((what, 0, "", "", "", "", "", "skipped: " + m["skipped"]))
@@ -917,8 +1109,18 @@ def summary(result: dict, label: str) -> None:
         what = f"nextSteps over HTTP, {m['connections']} connection{'s' if m['connections'] > 1 else ''}"
         if "latency" in m:
             lat = m["latency"]
-            rows.append((what, m["requests"], lat["p50_ms"], lat["p90_ms"], lat["p99_ms"], lat["max_ms"],
-                         m["requests_per_s"], verdict(lat["p99_ms"], GOAL_HTTP_P99_MS, lower_is_better=True)))
+            rows.append(
+                (
+                    what,
+                    m["requests"],
+                    lat["p50_ms"],
+                    lat["p90_ms"],
+                    lat["p99_ms"],
+                    lat["max_ms"],
+                    m["requests_per_s"],
+                    verdict(lat["p99_ms"], GOAL_HTTP_P99_MS, lower_is_better=True),
+                )
+            )
         else:
             rows.append((what, 0, "", "", "", "", "", "skipped: " + m["skipped"]))
     log(f"\n## nextSteps, store {label} (ms)\n")
@@ -929,9 +1131,16 @@ def summary(result: dict, label: str) -> None:
             what = f"recordEvents {where}, batches of {r['batch_size']}"
             if "events_per_s" in r:
                 per_cpu = f" ({r['events_per_cpu_s']:,.0f} per CPU s)" if "events_per_cpu_s" in r else ""
-                rows.append((what, r["batches"], r["batch_latency"]["p50_ms"], r["batch_latency"]["max_ms"],
-                             f"{r['events_per_s']:,.0f}{per_cpu}",
-                             verdict(r["events_per_s"], GOAL_EVENTS_PER_S, lower_is_better=False)))
+                rows.append(
+                    (
+                        what,
+                        r["batches"],
+                        r["batch_latency"]["p50_ms"],
+                        r["batch_latency"]["max_ms"],
+                        f"{r['events_per_s']:,.0f}{per_cpu}",
+                        verdict(r["events_per_s"], GOAL_EVENTS_PER_S, lower_is_better=False),
+                    )
+                )
             else:
                 rows.append((what, 0, "", "", "", "skipped: " + r["skipped"]))
     if rows:
@@ -940,9 +1149,15 @@ def summary(result: dict, label: str) -> None:
     hs = result.get("history_scaling")
     if hs and "sizes" in hs:
         log(f"\n## nextSteps as one new user's history grows, store {label} (ms)\n")
-        log(benchlib.table(["events in history", "candidates", "requests", "p50", "p99"],
-                           [(h["events"], h["candidates"], h["latency"]["n"], h["latency"]["p50_ms"],
-                             h["latency"]["p99_ms"]) for h in hs["sizes"]]))
+        log(
+            benchlib.table(
+                ["events in history", "candidates", "requests", "p50", "p99"],
+                [
+                    (h["events"], h["candidates"], h["latency"]["n"], h["latency"]["p50_ms"], h["latency"]["p99_ms"])
+                    for h in hs["sizes"]
+                ],
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ import shutil
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -62,13 +62,12 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import benchlib  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
 
 from service import demo, vocab  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
-
-import benchlib  # noqa: E402
 
 RESULTS = HERE / "results"
 
@@ -96,14 +95,24 @@ USER_CLASS = _wf("User")
 REGISTERED_AT = _wf("registeredAt")
 PSEUDONYM = _wf("pseudonym")
 HAS_ROLE, HAS_INDUSTRY, HAS_PLAN, SIGNUP = _wf("hasRole"), _wf("hasIndustry"), _wf("hasPlan"), _wf("signupChannel")
-BY_USER, OCCURRED_AT, ABOUT_STEP, ABOUT_FEATURE = _wf("byUser"), _wf("occurredAt"), _wf("aboutStep"), _wf("aboutFeature")
+BY_USER, OCCURRED_AT, ABOUT_STEP, ABOUT_FEATURE = (
+    _wf("byUser"),
+    _wf("occurredAt"),
+    _wf("aboutStep"),
+    _wf("aboutFeature"),
+)
 CONSENT_RECORD, HAS_SUBJECT, HAS_PURPOSE = _dpv("ConsentRecord"), _dpv("hasDataSubject"), _dpv("hasPurpose")
 HAS_STATUS, LEGAL_BASIS, INDICATED_AT = _dpv("hasConsentStatus"), _dpv("hasLegalBasis"), _dpv("isIndicatedAtTime")
 GIVEN, WITHDRAWN, CONSENT_BASIS = _dpv("ConsentGiven"), _dpv("ConsentWithdrawn"), _dpv("Consent")
-EVENT_CLASS = {"STEP_COMPLETED": _wf("StepCompleted"), "STEP_DISMISSED": _wf("StepDismissed"),
-               "FEATURE_USED": _wf("FeatureUsed"), "ACTIVATED": _wf("Activated"), "CONVERTED": _wf("Converted")}
+EVENT_CLASS = {
+    "STEP_COMPLETED": _wf("StepCompleted"),
+    "STEP_DISMISSED": _wf("StepDismissed"),
+    "FEATURE_USED": _wf("FeatureUsed"),
+    "ACTIVATED": _wf("Activated"),
+    "CONVERTED": _wf("Converted"),
+}
 CHANNELS = [(_wf("Web"), 70), (_wf("Mobile"), 20), (_wf("Email"), 10)]  # nobody signs up in-app
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _dt(value: datetime) -> str:
@@ -139,8 +148,9 @@ class DemoCatalog:
         self.includes: dict[str, set[str]] = {}
         for plan in plans:
             rows = runtime.store.select(
-                "PREFIX wf: <https://w3id.org/wayfinder/ontology#> "
-                "SELECT ?plan ?p WHERE { ?plan wf:includesPlan* ?p }", plan=ox.NamedNode(plan))
+                "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT ?plan ?p WHERE { ?plan wf:includesPlan* ?p }",
+                plan=ox.NamedNode(plan),
+            )
             self.includes[plan] = {r["p"].value for r in rows} | {plan}
         # Free < team < enterprise in the demo: order plans by how much they include.
         self.plans = sorted(plans, key=lambda p: len(self.includes[p]))
@@ -167,8 +177,15 @@ def user_lines(rng: random.Random, cat: DemoCatalog, uid: str, stats: dict) -> l
 
     # Consent records, granted at registration (as users.register writes them).
     r = rng.random()
-    given = ["PERSONALIZATION", "ANALYTICS"] if r < 0.80 else ["ANALYTICS"] if r < 0.87 \
-        else ["PERSONALIZATION"] if r < 0.92 else []
+    given = (
+        ["PERSONALIZATION", "ANALYTICS"]
+        if r < 0.80
+        else ["ANALYTICS"]
+        if r < 0.87
+        else ["PERSONALIZATION"]
+        if r < 0.92
+        else []
+    )
     if rng.random() < 0.30:
         given.append("MARKETING")
     records = [(code, GIVEN, registered) for code in given]
@@ -262,8 +279,14 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
 
     # Generation (Python, this thread) overlaps with bulk_load (Rust, a second thread:
     # pyoxigraph releases the GIL while it parses and writes).
-    stats = {"users": 0, "events": 0, "consents": 0, "quads": 0, "completed_steps": 0,
-             "by_type": {k: 0 for k in ("done", "used", "dismissed", "activated", "converted")}}
+    stats = {
+        "users": 0,
+        "events": 0,
+        "consents": 0,
+        "quads": 0,
+        "completed_steps": 0,
+        "by_type": {k: 0 for k in ("done", "used", "dismissed", "activated", "converted")},
+    }
     chunks: queue.Queue = queue.Queue(maxsize=2)
     load_time = [0.0]
     errors: list[BaseException] = []
@@ -275,7 +298,7 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
                 return
             t = time.perf_counter()
             try:
-                ox_store.bulk_load(data, format=ox.RdfFormat.N_QUADS, lenient=True)
+                ox_store.bulk_load(data, format=ox.RdfFormat.N_QUADS, lenient=True)  # noqa: F821 - deleted only after join
             except BaseException as exc:  # surfaced after join
                 errors.append(exc)
                 return
@@ -328,8 +351,12 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
     import gc
 
     gc.collect()
-    return {"timings": timings, "stats": stats, "knowledge_quads": knowledge_quads,
-            "probe": {"user": probe, "events": len(sample_events), "consent_records": len(sample_consents)}}
+    return {
+        "timings": timings,
+        "stats": stats,
+        "knowledge_quads": knowledge_quads,
+        "probe": {"user": probe, "events": len(sample_events), "consent_records": len(sample_consents)},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

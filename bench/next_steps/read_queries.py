@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import benchlib  # noqa: E402
+
 from service import vocab  # noqa: E402
 from service.catalog import CHANNEL_CODES  # noqa: E402
 from service.runtime import Runtime, term  # noqa: E402
@@ -43,7 +44,8 @@ PREFIXES = "PREFIX wf: <https://w3id.org/wayfinder/ontology#>\nPREFIX dpv: <http
 
 # The four queries as they were at 755e586 (header comments left out), run with substitutions.
 BEFORE = {
-    "candidates": PREFIXES + """SELECT DISTINCT ?step ?user ?channel WHERE {
+    "candidates": PREFIXES
+    + """SELECT DISTINCT ?step ?user ?channel WHERE {
   ?step a wf:Step ;
         wf:availableOn ?channel .
   FILTER NOT EXISTS {
@@ -66,7 +68,8 @@ BEFORE = {
     FILTER NOT EXISTS { ?user wf:hasPlan ?plan . ?plan wf:includesPlan* ?requiredPlan }
   }
 }""",
-    "consent-records": PREFIXES + """SELECT ?user ?record ?purpose ?code ?status ?at WHERE {
+    "consent-records": PREFIXES
+    + """SELECT ?user ?record ?purpose ?code ?status ?at WHERE {
   ?record a dpv:ConsentRecord ;
           dpv:hasDataSubject ?user ;
           dpv:hasPurpose ?purpose ;
@@ -75,7 +78,8 @@ BEFORE = {
   ?purpose wf:purposeCode ?code .
 }
 ORDER BY ?at ?record""",
-    "profile": PREFIXES + """SELECT ?user ?role ?industry ?plan ?signupChannel ?pseudonym ?registeredAt WHERE {
+    "profile": PREFIXES
+    + """SELECT ?user ?role ?industry ?plan ?signupChannel ?pseudonym ?registeredAt WHERE {
   ?user a wf:User .
   OPTIONAL { ?user wf:hasRole ?role }
   OPTIONAL { ?user wf:hasIndustry ?industry }
@@ -84,7 +88,8 @@ ORDER BY ?at ?record""",
   OPTIONAL { ?user wf:pseudonym ?pseudonym }
   OPTIONAL { ?user wf:registeredAt ?registeredAt }
 }""",
-    "user-events": PREFIXES + """SELECT ?user ?event ?type ?step ?feature ?at WHERE {
+    "user-events": PREFIXES
+    + """SELECT ?user ?event ?type ?step ?feature ?at WHERE {
   ?event wf:byUser ?user ;
          a ?type ;
          wf:occurredAt ?at .
@@ -95,8 +100,12 @@ ORDER BY ?at ?record""",
 ORDER BY ?at ?event""",
 }
 # The parameters each query takes now (written into the text), from the user and the channel.
-PARAMETERS = {"candidates": ("user", "userGraph", "channel"), "consent-records": ("user",),
-              "profile": ("user", "userGraph"), "user-events": ("user", "userGraph")}
+PARAMETERS = {
+    "candidates": ("user", "userGraph", "channel"),
+    "consent-records": ("user",),
+    "profile": ("user", "userGraph"),
+    "user-events": ("user", "userGraph"),
+}
 
 
 def answer(rows: list[dict]) -> list[tuple]:
@@ -145,9 +154,15 @@ def main(argv: list[str] | None = None) -> None:
             if before != now:
                 raise SystemExit(f"different answers for {uid} on {channels[i % 4]}: {before} vs {now}")
             same += 1
-            print(f"  {uid} ({vocab.local_id(channels[i % 4])}): " + ", ".join(
-                f"{name} {times[name + ' before'][-1] * 1e3:,.1f} -> {times[name + ' now'][-1] * 1e3:.2f} ms"
-                for name in BEFORE) + "; same answers", flush=True)
+            print(
+                f"  {uid} ({vocab.local_id(channels[i % 4])}): "
+                + ", ".join(
+                    f"{name} {times[name + ' before'][-1] * 1e3:,.1f} -> {times[name + ' now'][-1] * 1e3:.2f} ms"
+                    for name in BEFORE
+                )
+                + "; same answers",
+                flush=True,
+            )
     finally:
         store.close()
 
@@ -155,15 +170,36 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name in BEFORE:
         b, n = summary.get(f"{name} before"), summary[f"{name} now"]
-        rows.append((name, b["n"] if b else 0, b["p50_ms"] if b else "", b["p99_ms"] if b else "",
-                     n["n"], n["p50_ms"], n["p99_ms"], n["max_ms"]))
+        rows.append(
+            (
+                name,
+                b["n"] if b else 0,
+                b["p50_ms"] if b else "",
+                b["p99_ms"] if b else "",
+                n["n"],
+                n["p50_ms"],
+                n["p99_ms"],
+                n["max_ms"],
+            )
+        )
     print(f"\n## per-user queries of nextSteps, before and now, store {label} (ms)\n")
-    print(benchlib.table(["query", "users before", "before p50", "before p99", "users now", "now p50", "now p99",
-                          "now max"], rows))
+    print(
+        benchlib.table(
+            ["query", "users before", "before p50", "before p99", "users now", "now p50", "now p99", "now max"], rows
+        )
+    )
     print(f"\nsame answers on all {same} users run both ways")
-    payload = {"name": f"read-queries-{label}", "command": command, "store": meta, "users": len(ids),
-               "compared_users": same, "timings": summary, "before": BEFORE,
-               "now": {name: runtime.queries[name] for name in BEFORE}, **benchlib.environment()}
+    payload = {
+        "name": f"read-queries-{label}",
+        "command": command,
+        "store": meta,
+        "users": len(ids),
+        "compared_users": same,
+        "timings": summary,
+        "before": BEFORE,
+        "now": {name: runtime.queries[name] for name in BEFORE},
+        **benchlib.environment(),
+    }
     out = benchlib.write_result(f"read-queries-{label}", payload)
     print(f"wrote {os.path.relpath(out, ROOT)}")
 

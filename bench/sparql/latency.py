@@ -23,7 +23,8 @@ QUERIES = {
     "ask": "ASK {}",
     "decisions-by-policy": (
         "PREFIX wf: <https://w3id.org/wayfinder/ontology#> "
-        "SELECT ?policy (COUNT(?d) AS ?n) WHERE { ?d a wf:Decision ; wf:policyVersion ?policy } GROUP BY ?policy"),
+        "SELECT ?policy (COUNT(?d) AS ?n) WHERE { ?d a wf:Decision ; wf:policyVersion ?policy } GROUP BY ?policy"
+    ),
 }
 
 
@@ -57,15 +58,26 @@ def main() -> None:
                 times.append(time.perf_counter() - started)
                 assert answer.status == 200, answer.body[:200]
             times = sorted(times[1:])
-            results[name] = {"p50_ms": round(1000 * statistics.median(times), 1),
-                             "p90_ms": round(1000 * times[int(0.9 * (len(times) - 1))], 1), "runs": len(times)}
+            results[name] = {
+                "p50_ms": round(1000 * statistics.median(times), 1),
+                "p90_ms": round(1000 * times[int(0.9 * (len(times) - 1))], 1),
+                "runs": len(times),
+            }
             print(f"{name:22s} p50 {results[name]['p50_ms']:7.1f} ms   p90 {results[name]['p90_ms']:7.1f} ms")
         endpoint.close()
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"service": str(Path(service.__file__).parent), "results": results,
-                                        "command": "python bench/sparql/latency.py " + f"--runs {args.runs}"},
-                                       indent=2) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {
+                    "service": str(Path(service.__file__).parent),
+                    "results": results,
+                    "command": "python bench/sparql/latency.py " + f"--runs {args.runs}",
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

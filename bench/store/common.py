@@ -55,7 +55,7 @@ def machine() -> dict:
     except (OSError, StopIteration):
         mem_kib = None
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "cpu_model": model,
         "memory_gib": round(mem_kib / 2**20, 1) if mem_kib else None,
@@ -69,8 +69,13 @@ def machine() -> dict:
 
 
 def command_line() -> str:
-    return " ".join([os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable,
-                     os.path.relpath(os.path.abspath(sys.argv[0]), ROOT), *sys.argv[1:]])
+    return " ".join(
+        [
+            os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable,
+            os.path.relpath(os.path.abspath(sys.argv[0]), ROOT),
+            *sys.argv[1:],
+        ]
+    )
 
 
 def file_digest(paths: list[Path]) -> str:

@@ -198,8 +198,9 @@ def build_catalog(rng: random.Random, n_steps: int = 200) -> Catalog:
     def add_feature(label: str, parent: int | None, area: int | None) -> int:
         index = len(cat.features)
         slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
-        cat.features.append(Feature(index, _iri(CATALOG_BASE + "feature-" + slug), label, parent,
-                                    index if area is None else area))
+        cat.features.append(
+            Feature(index, _iri(CATALOG_BASE + "feature-" + slug), label, parent, index if area is None else area)
+        )
         return index
 
     leaves_by_area: dict[int, list[int]] = {}
@@ -243,8 +244,20 @@ def build_catalog(rng: random.Random, n_steps: int = 200) -> Catalog:
         plan = rng.choice([1, 2, 2, 3, 3, 4]) if rng.random() < 0.2 else None
         verb = VERBS[i % len(VERBS)]
         label = f"{verb} {cat.features[features[0]].label.lower()} ({i + 1})"
-        cat.steps.append(Step(i, _iri(CATALOG_BASE + f"step-{i + 1:03d}"), label, area, features, prereqs,
-                              channels, roles, plan, depth))
+        cat.steps.append(
+            Step(
+                i,
+                _iri(CATALOG_BASE + f"step-{i + 1:03d}"),
+                label,
+                area,
+                features,
+                prereqs,
+                channels,
+                roles,
+                plan,
+                depth,
+            )
+        )
         steps_by_area[area].append(i)
     cat.dependents = [[] for _ in cat.steps]
     for s in cat.steps:
@@ -256,7 +269,7 @@ def build_catalog(rng: random.Random, n_steps: int = 200) -> Catalog:
 # ---------------------------------------------------------------------------
 # Users, events, consent
 
-EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 YEAR_S = 365 * 24 * 3600
 
 
@@ -276,8 +289,9 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def user_quads(rng: random.Random, cat: Catalog, user_id: str, counts: Counts,
-               n_events: int | None = None) -> list[Quad]:
+def user_quads(
+    rng: random.Random, cat: Catalog, user_id: str, counts: Counts, n_events: int | None = None
+) -> list[Quad]:
     """One user: profile and events (their graph) and consent records (the consent graph)."""
     out: list[Quad] = []
     user = user_iri(user_id)
@@ -322,9 +336,7 @@ def user_quads(rng: random.Random, cat: Catalog, user_id: str, counts: Counts,
     milestone_ok = analytics  # wf:Activated and wf:Converted for Analytics only
 
     # Events along the prerequisite graph.
-    open_to_user = [
-        (not s.roles or role in s.roles) and (s.plan is None or s.plan <= plan) for s in cat.steps
-    ]
+    open_to_user = [(not s.roles or role in s.roles) and (s.plan is None or s.plan <= plan) for s in cat.steps]
     missing = [len(s.prereqs) for s in cat.steps]
     available = {s.index for s in cat.steps if not s.prereqs and open_to_user[s.index]}
     completed: list[int] = []
@@ -333,8 +345,7 @@ def user_quads(rng: random.Random, cat: Catalog, user_id: str, counts: Counts,
     at = registered + dt.timedelta(minutes=rng.randint(1, 30))
     for _ in range(n):
         at += dt.timedelta(seconds=rng.randint(60, 2 * 86400))
-        kind = rng.choices(["done", "used", "dismissed", "activated", "converted"],
-                           weights=[55, 30, 10, 3, 2])[0]
+        kind = rng.choices(["done", "used", "dismissed", "activated", "converted"], weights=[55, 30, 10, 3, 2])[0]
         if kind == "used" and not feature_ok:
             kind = "done"
         if kind == "activated" and (activated or not milestone_ok):
@@ -387,13 +398,21 @@ def ontology_quads() -> list[Quad]:
             return labels.setdefault(t.value, f"_:onto{len(labels) + 1}")
         return str(t)
 
-    return [(term(t.subject), str(t.predicate), term(t.object), ONTOLOGY_GRAPH)
-            for t in ox.parse(path=str(ONTOLOGY_FILE), format=ox.RdfFormat.TURTLE)]
+    return [
+        (term(t.subject), str(t.predicate), term(t.object), ONTOLOGY_GRAPH)
+        for t in ox.parse(path=str(ONTOLOGY_FILE), format=ox.RdfFormat.TURTLE)
+    ]
 
 
-def generate(*, seed: int = 42, triples: int | None = None, users: int | None = None,
-             nodes: int | None = None, ontology: bool = True,
-             counts: Counts | None = None) -> Iterator[Quad]:
+def generate(
+    *,
+    seed: int = 42,
+    triples: int | None = None,
+    users: int | None = None,
+    nodes: int | None = None,
+    ontology: bool = True,
+    counts: Counts | None = None,
+) -> Iterator[Quad]:
     """Yield the quads of one synthetic store; stop at the first whole user that reaches the target."""
     if sum(x is not None for x in (triples, users, nodes)) != 1:
         raise ValueError("give exactly one of triples, users, nodes")
@@ -418,6 +437,7 @@ def generate(*, seed: int = 42, triples: int | None = None, users: int | None = 
 # ---------------------------------------------------------------------------
 # Output
 
+
 def nquads_lines(quads: Iterable[Quad]) -> Iterator[str]:
     for s, p, o, g in quads:
         yield f"{s} {p} {o} {g} .\n"
@@ -439,9 +459,15 @@ def to_rdflib_term(term: str):
     end = term.rindex('"')
     lex = term[1:end]
     if "\\" in lex:
-        lex = (lex.replace("\\\\", "\x00").replace('\\"', '"').replace("\\n", "\n")
-               .replace("\\r", "\r").replace("\\t", "\t").replace("\x00", "\\"))
-    rest = term[end + 1:]
+        lex = (
+            lex.replace("\\\\", "\x00")
+            .replace('\\"', '"')
+            .replace("\\n", "\n")
+            .replace("\\r", "\r")
+            .replace("\\t", "\t")
+            .replace("\x00", "\\")
+        )
+    rest = term[end + 1 :]
     if rest.startswith("^^"):
         return rdflib.Literal(lex, datatype=rdflib.URIRef(rest[3:-1]))
     if rest.startswith("@"):
@@ -462,8 +488,13 @@ def add_to_rdflib(graph, quads: Iterable[Quad]) -> None:
     add = graph.add
     for s, p, o, _ in quads:
         # Literals and event IRIs are mostly unique: do not let the cache grow with them.
-        add((conv(s) if not s.startswith(f"<{BASE}event/") else to_rdflib_term(s), conv(p),
-             conv(o) if o[0] != '"' else to_rdflib_term(o)))
+        add(
+            (
+                conv(s) if not s.startswith(f"<{BASE}event/") else to_rdflib_term(s),
+                conv(p),
+                conv(o) if o[0] != '"' else to_rdflib_term(o),
+            )
+        )
 
 
 def size_label(n: int) -> str:
@@ -484,8 +515,14 @@ def write(path_base: Path, fmt: str, **kwargs) -> tuple[Counts, dict[str, str]]:
                 f.writelines(lines(quads))
             os.replace(tmp, path)
             written[kind] = str(path)
-    meta = {"seed": kwargs.get("seed"), "triples": counts.triples, "users": counts.users, "events": counts.events,
-            "consent_records": counts.consents, "nodes": counts.nodes}
+    meta = {
+        "seed": kwargs.get("seed"),
+        "triples": counts.triples,
+        "users": counts.users,
+        "events": counts.events,
+        "consent_records": counts.consents,
+        "nodes": counts.nodes,
+    }
     path_base.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return counts, written
 
@@ -513,23 +550,32 @@ def main(argv: list[str] | None = None) -> None:
     size.add_argument("--nodes", type=int, help="users + events + consent records")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--format", choices=["nquads", "ntriples", "both"], default="both")
-    parser.add_argument("--out", type=Path, help="output path without suffix (default: bench/store/data/synthetic-SIZE-seedS)")
+    parser.add_argument(
+        "--out", type=Path, help="output path without suffix (default: bench/store/data/synthetic-SIZE-seedS)"
+    )
     args = parser.parse_args(argv)
     n = args.triples or args.users or args.nodes
     unit = "" if args.triples else "u" if args.users else "n"
     base = args.out or DATA_DIR / f"synthetic-{size_label(n)}{unit}-seed{args.seed}"
     t0 = time.perf_counter()
-    counts, written = write(base, args.format, seed=args.seed, triples=args.triples, users=args.users,
-                            nodes=args.nodes)
+    counts, written = write(base, args.format, seed=args.seed, triples=args.triples, users=args.users, nodes=args.nodes)
     elapsed = time.perf_counter() - t0
     cat = build_catalog(random.Random(args.seed))
-    print(f"command: {' '.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]])}")
-    print(f"| what | value |\n|---|---|")
-    for k, v in (("triples", counts.triples), ("users", counts.users), ("events", counts.events),
-                 ("consent records", counts.consents), ("SHACL target nodes (users+events+consents)", counts.nodes),
-                 ("catalog steps", len(cat.steps)), ("catalog features", len(cat.features)),
-                 ("longest prerequisite chain", max(s.depth for s in cat.steps)),
-                 ("steps with prerequisites", sum(1 for s in cat.steps if s.prereqs))):
+    print(
+        f"command: {' '.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]])}"
+    )
+    print("| what | value |\n|---|---|")
+    for k, v in (
+        ("triples", counts.triples),
+        ("users", counts.users),
+        ("events", counts.events),
+        ("consent records", counts.consents),
+        ("SHACL target nodes (users+events+consents)", counts.nodes),
+        ("catalog steps", len(cat.steps)),
+        ("catalog features", len(cat.features)),
+        ("longest prerequisite chain", max(s.depth for s in cat.steps)),
+        ("steps with prerequisites", sum(1 for s in cat.steps if s.prereqs)),
+    ):
         print(f"| {k} | {v:,} |")
     for kind, path in written.items():
         print(f"| {kind} file | {os.path.relpath(path, ROOT)} ({os.path.getsize(path) / 1e6:.1f} MB) |")

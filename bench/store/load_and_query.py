@@ -77,8 +77,11 @@ def inline(query: str, user: str, **more: str) -> str:
     text = re.sub(r"\?user\b", f"<{user}>", query)
     for name, iri in more.items():
         text = re.sub(rf"\?{name}\b", f"<{iri}>", text)
-    return re.sub(r"(SELECT\s+(?:DISTINCT\s+)?)([^{]*?)(WHERE)",
-                  lambda m: m.group(1) + re.sub(r"<[^>]+>\s*", "", m.group(2)) + m.group(3), text)
+    return re.sub(
+        r"(SELECT\s+(?:DISTINCT\s+)?)([^{]*?)(WHERE)",
+        lambda m: m.group(1) + re.sub(r"<[^>]+>\s*", "", m.group(2)) + m.group(3),
+        text,
+    )
 
 
 def with_values(query: str, user: str) -> str:
@@ -97,8 +100,13 @@ def timed_pass(users: list[str], run) -> tuple[dict, dict]:
         rows = run(u)
         times.append(time.perf_counter() - t0)
         sigs[u] = signature(rows)
-    stats = {"n": len(times), "p50_s": common.percentile(times, 50), "p99_s": common.percentile(times, 99),
-             "mean_s": sum(times) / len(times), "max_s": max(times)}
+    stats = {
+        "n": len(times),
+        "p50_s": common.percentile(times, 50),
+        "p99_s": common.percentile(times, 99),
+        "mean_s": sum(times) / len(times),
+        "max_s": max(times),
+    }
     return stats, sigs
 
 
@@ -119,6 +127,7 @@ def passes(users: list[str], run, n: int, warmup: list[str]) -> dict:
 
 # ---------------------------------------------------------------------------
 # Child process: one load (and, for the last run of some variants, the queries)
+
 
 def child(spec: dict) -> dict:
     engine, store_kind, method, fmt, path = spec["engine"], spec["store"], spec["method"], spec["format"], spec["path"]
@@ -174,33 +183,45 @@ def child(spec: dict) -> dict:
         candidates = (HERE / "queries" / "candidates-before-rewrite.rq").read_text()
         out: dict = {}
         if engine == "pyoxigraph":
+
             def ox_rows(text, subs=None):
-                return [s["next"].value for s in store.query(text, substitutions=subs or {},
-                                                             use_default_graph_as_union=True)]
+                return [
+                    s["next"].value
+                    for s in store.query(text, substitutions=subs or {}, use_default_graph_as_union=True)
+                ]
 
             def user_var(u):
                 return {ox.Variable("user"): ox.NamedNode(u)}
 
-            out["next-steps-tuned, IRI inline"] = passes(users, lambda u: ox_rows(inline(tuned, u)),
-                                                         q["ox_passes"], warmup)
-            out["next-steps-tuned, substitutions="] = passes(users, lambda u: ox_rows(tuned, user_var(u)),
-                                                             q["ox_passes"], warmup)
+            out["next-steps-tuned, IRI inline"] = passes(
+                users, lambda u: ox_rows(inline(tuned, u)), q["ox_passes"], warmup
+            )
+            out["next-steps-tuned, substitutions="] = passes(
+                users, lambda u: ox_rows(tuned, user_var(u)), q["ox_passes"], warmup
+            )
             if q.get("pitfalls"):
                 few = users[: q["pitfall_users"]]
                 out["next-steps-tuned, VALUES"] = passes(few, lambda u: ox_rows(with_values(tuned, u)), 1, [])
-                lookup = ("PREFIX wf: <https://w3id.org/wayfinder/ontology#>\n"
-                          "SELECT ?user ?next WHERE { ?next wf:byUser ?user ; a wf:StepCompleted }")
+                lookup = (
+                    "PREFIX wf: <https://w3id.org/wayfinder/ontology#>\n"
+                    "SELECT ?user ?next WHERE { ?next wf:byUser ?user ; a wf:StepCompleted }"
+                )
                 out["user's completions (2 patterns), substitutions="] = passes(
-                    few, lambda u: ox_rows(lookup, user_var(u)), 1, [])
+                    few, lambda u: ox_rows(lookup, user_var(u)), 1, []
+                )
                 out["user's completions (2 patterns), IRI inline"] = passes(
-                    few, lambda u: ox_rows(inline(lookup, u)), 1, [])
+                    few, lambda u: ox_rows(inline(lookup, u)), 1, []
+                )
                 out["next-steps (natural), IRI inline"] = passes(few, lambda u: ox_rows(inline(natural, u)), 1, [])
                 web = ox.NamedNode(WEB)
 
                 def cand(u, subst):
                     if subst:
-                        sols = store.query(candidates, use_default_graph_as_union=True,
-                                           substitutions={ox.Variable("user"): ox.NamedNode(u), ox.Variable("channel"): web})
+                        sols = store.query(
+                            candidates,
+                            use_default_graph_as_union=True,
+                            substitutions={ox.Variable("user"): ox.NamedNode(u), ox.Variable("channel"): web},
+                        )
                     else:
                         sols = store.query(inline(candidates, u, channel=WEB), use_default_graph_as_union=True)
                     return [s["step"].value for s in sols]
@@ -216,10 +237,14 @@ def child(spec: dict) -> dict:
 
             prepared = prepareQuery(tuned)
             out["next-steps-tuned, IRI inline (string, parsed per call)"] = passes(
-                users, lambda u: rl_rows(graph.query(inline(tuned, u))), q["rdflib_passes"], warmup[:3])
+                users, lambda u: rl_rows(graph.query(inline(tuned, u))), q["rdflib_passes"], warmup[:3]
+            )
             out["next-steps-tuned, prepareQuery + initBindings"] = passes(
-                users, lambda u: rl_rows(graph.query(prepared, initBindings={"user": URIRef(u)})),
-                q["rdflib_passes"], warmup[:3])
+                users,
+                lambda u: rl_rows(graph.query(prepared, initBindings={"user": URIRef(u)})),
+                q["rdflib_passes"],
+                warmup[:3],
+            )
         result["queries"] = out
     if engine == "pyoxigraph":
         del store
@@ -229,14 +254,16 @@ def child(spec: dict) -> dict:
 
 
 def run_child(spec: dict, timeout: float) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, timeout=timeout
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"child failed for {spec}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------------
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="pyoxigraph vs rdflib: load and query")
@@ -264,7 +291,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     user_numbers = rng.sample(range(1, meta["users"] + 1), min(args.users + 10, meta["users"]))
     users = [f"{USER_BASE}u{n:07d}" for n in user_numbers[: args.users]]
-    warmup = [f"{USER_BASE}u{n:07d}" for n in user_numbers[args.users:]]
+    warmup = [f"{USER_BASE}u{n:07d}" for n in user_numbers[args.users :]]
     TMP.mkdir(exist_ok=True)
 
     loads: dict[tuple, list[dict]] = {v: [] for v in LOAD_VARIANTS}
@@ -274,8 +301,12 @@ def main() -> None:
             engine, store_kind, method, fmt = variant
             spec = {"engine": engine, "store": store_kind, "method": method, "format": fmt, "path": files[fmt]}
             if run == args.runs - 1 and variant in QUERY_ON:
-                spec["queries"] = {"users": users, "warmup": warmup, "ox_passes": args.ox_passes,
-                                   "rdflib_passes": args.rdflib_passes}
+                spec["queries"] = {
+                    "users": users,
+                    "warmup": warmup,
+                    "ox_passes": args.ox_passes,
+                    "rdflib_passes": args.rdflib_passes,
+                }
             r = run_child(spec, timeout=900)
             for name, q in r.pop("queries", {}).items():
                 queries[f"{engine}: {name}"] = q
@@ -287,11 +318,21 @@ def main() -> None:
     pmeta = json.loads(Path(pitfall_files["meta"]).read_text())
     prng = random.Random(args.seed + 1)
     pusers = [f"{USER_BASE}u{n:07d}" for n in prng.sample(range(1, pmeta["users"] + 1), args.pitfall_users + 3)]
-    spec = {"engine": "pyoxigraph", "store": "memory", "method": "bulk_load", "format": "nquads",
-            "path": pitfall_files["nquads"],
-            "queries": {"users": pusers[: args.pitfall_users], "warmup": pusers[args.pitfall_users:],
-                        "ox_passes": 1, "rdflib_passes": 1,
-                        "pitfalls": True, "pitfall_users": args.pitfall_users}}
+    spec = {
+        "engine": "pyoxigraph",
+        "store": "memory",
+        "method": "bulk_load",
+        "format": "nquads",
+        "path": pitfall_files["nquads"],
+        "queries": {
+            "users": pusers[: args.pitfall_users],
+            "warmup": pusers[args.pitfall_users :],
+            "ox_passes": 1,
+            "rdflib_passes": 1,
+            "pitfalls": True,
+            "pitfall_users": args.pitfall_users,
+        },
+    }
     pitfalls = run_child(spec, timeout=900).get("queries", {})
     print("  pitfalls done", flush=True)
 
@@ -309,58 +350,100 @@ def main() -> None:
     load_rows, load_json = [], []
     for variant, runs in loads.items():
         engine, store_kind, method, fmt = variant
-        med = {k: common.median([r[k] for r in runs]) for k in ("load_s", "triples_per_s", "rss_growth_mb",
-                                                                  "peak_rss_growth_mb")}
+        med = {
+            k: common.median([r[k] for r in runs])
+            for k in ("load_s", "triples_per_s", "rss_growth_mb", "peak_rss_growth_mb")
+        }
         extra = ""
         if store_kind == "disk":
             med["flush_s"] = common.median([r["flush_s"] for r in runs])
             med["disk_mb"] = common.median([r["disk_mb"] for r in runs])
             extra = f"flush {med['flush_s']:.2f} s, {med['disk_mb']:.0f} MB on disk"
-        call = {"pyoxigraph": f"Store({'path' if store_kind == 'disk' else ''}).{method}",
-                "rdflib": f"{store_kind}.parse"}[engine]
-        load_rows.append([engine, call, "N-Quads" if fmt == "nquads" else "N-Triples",
-                          f"{med['load_s']:.2f} s", f"{med['triples_per_s'] / 1000:,.0f}k/s",
-                          f"+{med['rss_growth_mb']:,.0f} MB", f"+{med['peak_rss_growth_mb']:,.0f} MB", extra,
-                          " / ".join(f"{r['load_s']:.2f}" for r in runs)])
-        load_json.append({"engine": engine, "store": store_kind, "method": method, "format": fmt,
-                          "triples": runs[0]["triples"], "median": med, "runs": runs})
+        call = {
+            "pyoxigraph": f"Store({'path' if store_kind == 'disk' else ''}).{method}",
+            "rdflib": f"{store_kind}.parse",
+        }[engine]
+        load_rows.append(
+            [
+                engine,
+                call,
+                "N-Quads" if fmt == "nquads" else "N-Triples",
+                f"{med['load_s']:.2f} s",
+                f"{med['triples_per_s'] / 1000:,.0f}k/s",
+                f"+{med['rss_growth_mb']:,.0f} MB",
+                f"+{med['peak_rss_growth_mb']:,.0f} MB",
+                extra,
+                " / ".join(f"{r['load_s']:.2f}" for r in runs),
+            ]
+        )
+        load_json.append(
+            {
+                "engine": engine,
+                "store": store_kind,
+                "method": method,
+                "format": fmt,
+                "triples": runs[0]["triples"],
+                "median": med,
+                "runs": runs,
+            }
+        )
 
     def query_rows(qs: dict) -> list[list]:
-        return [[name, q["passes"][0]["n"], len(q["passes"]), common.ms(q["p50_s"]), common.ms(q["p99_s"]),
-                 q["answers"]] for name, q in qs.items()]
+        return [
+            [name, q["passes"][0]["n"], len(q["passes"]), common.ms(q["p50_s"]), common.ms(q["p99_s"]), q["answers"]]
+            for name, q in qs.items()
+        ]
 
     elapsed = time.perf_counter() - started
     print()
     print(f"command: {common.command_line()}")
-    print(f"data: {Path(files['nquads']).relative_to(ROOT)} ({meta['triples']:,} triples, {meta['users']:,} users, "
-          f"{meta['events']:,} events, {meta['consent_records']:,} consent records); seed {args.seed}")
-    print(f"machine: {machine['cpu_count']} CPUs, python {machine['python']}, pyoxigraph {machine['pyoxigraph']}, "
-          f"rdflib {machine['rdflib']}; load average at start {machine['load_average_at_start']}")
+    print(
+        f"data: {Path(files['nquads']).relative_to(ROOT)} ({meta['triples']:,} triples, {meta['users']:,} users, "
+        f"{meta['events']:,} events, {meta['consent_records']:,} consent records); seed {args.seed}"
+    )
+    print(
+        f"machine: {machine['cpu_count']} CPUs, python {machine['python']}, pyoxigraph {machine['pyoxigraph']}, "
+        f"rdflib {machine['rdflib']}; load average at start {machine['load_average_at_start']}"
+    )
     print()
     print(f"(a) load, median of {args.runs} runs (each in a fresh process)")
-    print(common.table(["engine", "call", "file", "time", "triples/s", "RSS growth", "peak RSS growth", "disk",
-                        "runs (s)"], load_rows))
+    print(
+        common.table(
+            ["engine", "call", "file", "time", "triples/s", "RSS growth", "peak RSS growth", "disk", "runs (s)"],
+            load_rows,
+        )
+    )
     print()
-    print(f"(b) next-steps query on the {meta['triples']:,}-triple N-Quads store (union default graph), "
-          f"p50/p99 over random users; median over passes")
+    print(
+        f"(b) next-steps query on the {meta['triples']:,}-triple N-Quads store (union default graph), "
+        f"p50/p99 over random users; median over passes"
+    )
     print(common.table(["engine: variant", "users", "passes", "p50", "p99", "answers"], query_rows(queries)))
     print()
-    print(f"(b') formulations that go wrong, pyoxigraph, {pmeta['triples']:,}-triple store, "
-          f"{args.pitfall_users} users")
+    print(f"(b') formulations that go wrong, pyoxigraph, {pmeta['triples']:,}-triple store, {args.pitfall_users} users")
     print(common.table(["variant", "users", "passes", "p50", "p99", "answers"], query_rows(pitfalls)))
     print(f"\ntotal time {elapsed:.0f} s")
-    path = common.write_json("load_and_query" + ("-quick" if args.quick else ""), {
-        "command": common.command_line(),
-        "machine": machine,
-        "data": {**meta, "nquads": str(Path(files["nquads"]).relative_to(ROOT)),
-                 "ntriples": str(Path(files["ntriples"]).relative_to(ROOT)),
-                 "ontology_sha256_16": common.file_digest([ROOT / "ontology" / "wayfinder.ttl"])},
-        "load": load_json,
-        "query": {"query_file": "bench/store/queries/next-steps-tuned.rq", "users": len(users),
-                  "variants": queries},
-        "pitfalls": {"triples": pmeta["triples"], "users": args.pitfall_users, "variants": pitfalls},
-        "total_s": elapsed,
-    })
+    path = common.write_json(
+        "load_and_query" + ("-quick" if args.quick else ""),
+        {
+            "command": common.command_line(),
+            "machine": machine,
+            "data": {
+                **meta,
+                "nquads": str(Path(files["nquads"]).relative_to(ROOT)),
+                "ntriples": str(Path(files["ntriples"]).relative_to(ROOT)),
+                "ontology_sha256_16": common.file_digest([ROOT / "ontology" / "wayfinder.ttl"]),
+            },
+            "load": load_json,
+            "query": {
+                "query_file": "bench/store/queries/next-steps-tuned.rq",
+                "users": len(users),
+                "variants": queries,
+            },
+            "pitfalls": {"triples": pmeta["triples"], "users": args.pitfall_users, "variants": pitfalls},
+            "total_s": elapsed,
+        },
+    )
     print(f"wrote {path.relative_to(ROOT)}")
 
 

@@ -83,8 +83,9 @@ def build_graph(nodes: int, seed: int):
 def validate(data, shapes, focus=None):
     import pyshacl
 
-    return pyshacl.validate(data, shacl_graph=shapes, inference="none", advanced=True, allow_warnings=True,
-                            focus_nodes=focus)
+    return pyshacl.validate(
+        data, shacl_graph=shapes, inference="none", advanced=True, allow_warnings=True, focus_nodes=focus
+    )
 
 
 @contextlib.contextmanager
@@ -121,6 +122,7 @@ def violations_by_shape(report) -> dict[str, int]:
 # ---------------------------------------------------------------------------
 # 1. Full validation (child process)
 
+
 class Timeout(Exception):
     pass
 
@@ -144,16 +146,25 @@ def full_child(spec: dict) -> dict:
         finished = False
     elapsed = time.perf_counter() - t1
     signal.alarm(0)
-    return {"nodes": counts.nodes, "users": counts.users, "events": counts.events, "consents": counts.consents,
-            "triples": len(graph), "build_s": built, "finished": finished, "validate_s": elapsed,
-            "conforms": conforms if finished else None,
-            "violations": violations_by_shape(report) if finished else None}
+    return {
+        "nodes": counts.nodes,
+        "users": counts.users,
+        "events": counts.events,
+        "consents": counts.consents,
+        "triples": len(graph),
+        "build_s": built,
+        "finished": finished,
+        "validate_s": elapsed,
+        "conforms": conforms if finished else None,
+        "violations": violations_by_shape(report) if finished else None,
+    }
 
 
 def run_full(nodes: int, shapes: str, cap: float, seed: int) -> dict:
     spec = {"nodes": nodes, "shapes": shapes, "cap": cap, "seed": seed}
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          timeout=cap + 600)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, timeout=cap + 600
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -161,6 +172,7 @@ def run_full(nodes: int, shapes: str, cap: float, seed: int) -> dict:
 
 # ---------------------------------------------------------------------------
 # 2. Cost per focus node
+
 
 def per_node_costs(graph, counts, shapes, sample: int, seed: int) -> dict:
     """Per kind of node: one call with `sample` focus nodes, one with 2 x `sample` other ones.
@@ -189,9 +201,14 @@ def per_node_costs(graph, counts, shapes, sample: int, seed: int) -> dict:
             conforms, _, _ = validate(graph, shapes, focus=focus)
             times.append(time.perf_counter() - t0)
         marginal = max(0.0, (times[1] - times[0]) / (len(picked) - 2 * sample))
-        out["kinds"][kind] = {"calls_s": times, "focus_sizes": [sample, len(picked) - sample],
-                              "marginal_s_per_node": marginal, "overhead_s_per_call": max(0.0, times[0] - sample * marginal),
-                              "total": totals[kind], "conforms": conforms}
+        out["kinds"][kind] = {
+            "calls_s": times,
+            "focus_sizes": [sample, len(picked) - sample],
+            "marginal_s_per_node": marginal,
+            "overhead_s_per_call": max(0.0, times[0] - sample * marginal),
+            "total": totals[kind],
+            "conforms": conforms,
+        }
     overhead = common.median([k["overhead_s_per_call"] for k in out["kinds"].values()])
     out["overhead_s_per_call"] = overhead
     out["projected_full_s"] = overhead + sum(k["marginal_s_per_node"] * k["total"] for k in out["kinds"].values())
@@ -200,6 +217,7 @@ def per_node_costs(graph, counts, shapes, sample: int, seed: int) -> dict:
 
 # ---------------------------------------------------------------------------
 # 3. The per-write delta
+
 
 def delta_bench(nodes: int, runs: int, seed: int, shapes) -> dict:
     import pyoxigraph as ox
@@ -229,10 +247,12 @@ def delta_bench(nodes: int, runs: int, seed: int, shapes) -> dict:
         if refuse:  # no consent at all, and one FeatureUsed event
             stored = [q for q in stored if q[3] != G.CONSENT_GRAPH]
             e = f"<{G.BASE}event/refused-{i}>"
-            events = [(e, G.A, G._wf("FeatureUsed"), G.user_graph(user_id)),
-                      (e, G._wf("byUser"), G.user_iri(user_id), G.user_graph(user_id)),
-                      (e, G._wf("aboutFeature"), cat.features[0].iri, G.user_graph(user_id)),
-                      (e, G._wf("occurredAt"), '"2025-06-01T10:00:00Z"^^<' + G.XSD + 'dateTime>', G.user_graph(user_id))]
+            events = [
+                (e, G.A, G._wf("FeatureUsed"), G.user_graph(user_id)),
+                (e, G._wf("byUser"), G.user_iri(user_id), G.user_graph(user_id)),
+                (e, G._wf("aboutFeature"), cat.features[0].iri, G.user_graph(user_id)),
+                (e, G._wf("occurredAt"), '"2025-06-01T10:00:00Z"^^<' + G.XSD + "dateTime>", G.user_graph(user_id)),
+            ]
         store.load("".join(G.nquads_lines(stored)), format=ox.RdfFormat.N_QUADS)
         return user_id, events
 
@@ -242,25 +262,43 @@ def delta_bench(nodes: int, runs: int, seed: int, shapes) -> dict:
         graph = rdflib.Graph()
         graph += knowledge
         user = ox.NamedNode(G.BASE + "user/" + user_id)
-        G.add_to_rdflib(graph, ((str(q.subject), str(q.predicate), str(q.object), None)
-                                for q in store.quads_for_pattern(None, None, None,
-                                                                 ox.NamedNode(G.BASE + "graph/user/" + user_id))))
+        G.add_to_rdflib(
+            graph,
+            (
+                (str(q.subject), str(q.predicate), str(q.object), None)
+                for q in store.quads_for_pattern(None, None, None, ox.NamedNode(G.BASE + "graph/user/" + user_id))
+            ),
+        )
         consent = ox.NamedNode(G.BASE + "graph/consent")
         for record in store.quads_for_pattern(None, ox.NamedNode(DPV + "hasDataSubject"), user, consent):
-            G.add_to_rdflib(graph, ((str(q.subject), str(q.predicate), str(q.object), None)
-                                    for q in store.quads_for_pattern(record.subject, None, None, consent)))
+            G.add_to_rdflib(
+                graph,
+                (
+                    (str(q.subject), str(q.predicate), str(q.object), None)
+                    for q in store.quads_for_pattern(record.subject, None, None, consent)
+                ),
+            )
         G.add_to_rdflib(graph, events)
         focus = sorted({rdflib.URIRef(q[0][1:-1]) for q in events})
         t1 = time.perf_counter()
         conforms, report, _ = validate(graph, shapes, focus=focus)
         t2 = time.perf_counter()
-        return {"neighbourhood_s": t1 - t0, "validate_s": t2 - t1, "total_s": t2 - t0, "conforms": conforms,
-                "triples": len(graph), "focus": len(focus), "violations": violations_by_shape(report)}
+        return {
+            "neighbourhood_s": t1 - t0,
+            "validate_s": t2 - t1,
+            "total_s": t2 - t0,
+            "conforms": conforms,
+            "triples": len(graph),
+            "focus": len(focus),
+            "violations": violations_by_shape(report),
+        }
 
     out: dict = {"store_quads": len(store), "nodes": counts.nodes}
     deltas = [new_user(i) for i in range(runs + 1)]
-    for label, ctx in (("service (pyshacl as is)", contextlib.nullcontext()),
-                       ("experiment: SPARQL constraints parsed once", cached_sparql_constraints())):
+    for label, ctx in (
+        ("service (pyshacl as is)", contextlib.nullcontext()),
+        ("experiment: SPARQL constraints parsed once", cached_sparql_constraints()),
+    ):
         with ctx:
             write(*deltas[-1])  # warm-up
             results = [write(*d) for d in deltas[:runs]]
@@ -275,20 +313,28 @@ def delta_bench(nodes: int, runs: int, seed: int, shapes) -> dict:
             "graph_triples": results[0]["triples"],
             "focus_nodes": results[0]["focus"],
             "all_conform": all(r["conforms"] for r in results),
-            "refused_write": {"conforms": refused["conforms"], "violations": refused["violations"],
-                              "total_s": refused["total_s"]},
+            "refused_write": {
+                "conforms": refused["conforms"],
+                "violations": refused["violations"],
+                "total_s": refused["total_s"],
+            },
         }
     return out
 
 
 # ---------------------------------------------------------------------------
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="pyshacl: full validation vs the per-write delta")
     parser.add_argument("--sizes", default="10000,100000", help="target nodes (users + events + consent records)")
     parser.add_argument("--cap", type=float, default=120, help="seconds before a full validation is stopped")
-    parser.add_argument("--cap-large", type=float, default=60,
-                        help="the same for sizes over 50k nodes (they cannot finish: see the projection)")
+    parser.add_argument(
+        "--cap-large",
+        type=float,
+        default=60,
+        help="the same for sizes over 50k nodes (they cannot finish: see the projection)",
+    )
     parser.add_argument("--sample", type=int, default=8, help="focus nodes per kind in the first per-node call")
     parser.add_argument("--delta-runs", type=int, default=15)
     parser.add_argument("--delta-nodes", type=int, default=100_000, help="size of the store the delta is read from")
@@ -331,58 +377,124 @@ def main() -> None:
 
     print()
     print(f"command: {common.command_line()}")
-    print(f"machine: {machine['cpu_count']} CPUs, python {machine['python']}, pyshacl {machine['pyshacl']}, "
-          f"rdflib {machine['rdflib']}; load average at start {machine['load_average_at_start']}")
+    print(
+        f"machine: {machine['cpu_count']} CPUs, python {machine['python']}, pyshacl {machine['pyshacl']}, "
+        f"rdflib {machine['rdflib']}; load average at start {machine['load_average_at_start']}"
+    )
     print(f"shapes: shapes/*.ttl (sha256 {shapes_digest}), inference none, advanced=True")
     print()
-    print(f"1. full validation (fresh process each, stopped after {args.cap:.0f} s; {args.cap_large:.0f} s over 50k nodes)")
+    print(
+        f"1. full validation (fresh process each, stopped after {args.cap:.0f} s; {args.cap_large:.0f} s over 50k nodes)"
+    )
     rows = []
     for key, r in full.items():
         nodes, which = key.split("/")
-        rows.append([f"{r['nodes']:,}", f"{r['users']:,} / {r['events']:,} / {r['consents']:,}", f"{r['triples']:,}",
-                     "all" if which == "all" else "all but EventConsentShape",
-                     f"{r['validate_s']:.1f} s" if r["finished"] else f"> {r['validate_s']:.0f} s (stopped)",
-                     "" if not r["finished"] else ("conforms" if r["conforms"] else json.dumps(r["violations"]))])
+        rows.append(
+            [
+                f"{r['nodes']:,}",
+                f"{r['users']:,} / {r['events']:,} / {r['consents']:,}",
+                f"{r['triples']:,}",
+                "all" if which == "all" else "all but EventConsentShape",
+                f"{r['validate_s']:.1f} s" if r["finished"] else f"> {r['validate_s']:.0f} s (stopped)",
+                "" if not r["finished"] else ("conforms" if r["conforms"] else json.dumps(r["violations"])),
+            ]
+        )
     print(common.table(["nodes", "users / events / consents", "triples", "shapes", "time", "result"], rows))
     print()
     if not args.full_only:
-        print(f"2. cost per focus node over the whole graph (calls with {args.sample} and {2 * args.sample} focus nodes "
-              f"per kind; marginal = difference), and the full run it projects")
+        print(
+            f"2. cost per focus node over the whole graph (calls with {args.sample} and {2 * args.sample} focus nodes "
+            f"per kind; marginal = difference), and the full run it projects"
+        )
         rows = []
         for nodes, variants in per_node.items():
             for label, r in variants.items():
                 k = r["kinds"]
-                rows.append([f"{nodes:,}", "service (pyshacl as is)" if label == "service" else "constraints parsed once",
-                             common.ms(k["event"]["marginal_s_per_node"]), common.ms(k["user"]["marginal_s_per_node"]),
-                             common.ms(k["consent record"]["marginal_s_per_node"]), common.ms(r["overhead_s_per_call"]),
-                             f"{r['projected_full_s']:,.0f} s"])
-        print(common.table(["nodes", "variant", "per event", "per user", "per consent record", "per call",
-                            "projected full run"], rows))
+                rows.append(
+                    [
+                        f"{nodes:,}",
+                        "service (pyshacl as is)" if label == "service" else "constraints parsed once",
+                        common.ms(k["event"]["marginal_s_per_node"]),
+                        common.ms(k["user"]["marginal_s_per_node"]),
+                        common.ms(k["consent record"]["marginal_s_per_node"]),
+                        common.ms(r["overhead_s_per_call"]),
+                        f"{r['projected_full_s']:,.0f} s",
+                    ]
+                )
+        print(
+            common.table(
+                ["nodes", "variant", "per event", "per user", "per consent record", "per call", "projected full run"],
+                rows,
+            )
+        )
         print()
-        print(f"3. per-write delta: 10 new events of one user, neighbourhood read from a {delta['nodes']:,}-node store "
-              f"({delta['store_quads']:,} quads); {args.delta_runs} writes")
+        print(
+            f"3. per-write delta: 10 new events of one user, neighbourhood read from a {delta['nodes']:,}-node store "
+            f"({delta['store_quads']:,} quads); {args.delta_runs} writes"
+        )
         rows = []
         for label, r in delta.items():
             if not isinstance(r, dict):
                 continue
-            rows.append([label, f"{r['graph_triples']:,}", r["focus_nodes"], common.ms(r["neighbourhood_p50_s"]),
-                         common.ms(r["validate_p50_s"]), common.ms(r["total_p50_s"]), common.ms(r["total_max_s"]),
-                         "yes" if r["all_conform"] else "NO",
-                         f"refused: {json.dumps(r['refused_write']['violations'])}" if not r["refused_write"]["conforms"]
-                         else "NOT refused"])
-        print(common.table(["variant", "graph triples", "focus", "neighbourhood p50", "validate p50", "total p50",
-                            "total max", "conform", "bad write"], rows))
+            rows.append(
+                [
+                    label,
+                    f"{r['graph_triples']:,}",
+                    r["focus_nodes"],
+                    common.ms(r["neighbourhood_p50_s"]),
+                    common.ms(r["validate_p50_s"]),
+                    common.ms(r["total_p50_s"]),
+                    common.ms(r["total_max_s"]),
+                    "yes" if r["all_conform"] else "NO",
+                    f"refused: {json.dumps(r['refused_write']['violations'])}"
+                    if not r["refused_write"]["conforms"]
+                    else "NOT refused",
+                ]
+            )
+        print(
+            common.table(
+                [
+                    "variant",
+                    "graph triples",
+                    "focus",
+                    "neighbourhood p50",
+                    "validate p50",
+                    "total p50",
+                    "total max",
+                    "conform",
+                    "bad write",
+                ],
+                rows,
+            )
+        )
     print(f"\ntotal time {elapsed:.0f} s")
-    path = common.write_json(args.name or ("shacl" + ("-quick" if args.quick else "")), {
-        "command": common.command_line(), "machine": machine,
-        "shapes": {"files": [str(p.relative_to(ROOT)) for p in sorted(SHAPES_DIR.glob("*.ttl"))],
-                   "sha256_16": shapes_digest,
-                   "ontology_sha256_16": common.file_digest([ROOT / "ontology" / "wayfinder.ttl"])},
-        "settings": {"inference": "none", "advanced": True, "allow_warnings": True, "cap_s": args.cap,
-                     "cap_large_s": args.cap_large, "delta_runs": args.delta_runs, "delta_nodes": args.delta_nodes,
-                     "sample": args.sample, "seed": args.seed},
-        "full": full, "per_node": {str(k): v for k, v in per_node.items()}, "delta": delta, "total_s": elapsed,
-    })
+    path = common.write_json(
+        args.name or ("shacl" + ("-quick" if args.quick else "")),
+        {
+            "command": common.command_line(),
+            "machine": machine,
+            "shapes": {
+                "files": [str(p.relative_to(ROOT)) for p in sorted(SHAPES_DIR.glob("*.ttl"))],
+                "sha256_16": shapes_digest,
+                "ontology_sha256_16": common.file_digest([ROOT / "ontology" / "wayfinder.ttl"]),
+            },
+            "settings": {
+                "inference": "none",
+                "advanced": True,
+                "allow_warnings": True,
+                "cap_s": args.cap,
+                "cap_large_s": args.cap_large,
+                "delta_runs": args.delta_runs,
+                "delta_nodes": args.delta_nodes,
+                "sample": args.sample,
+                "seed": args.seed,
+            },
+            "full": full,
+            "per_node": {str(k): v for k, v in per_node.items()},
+            "delta": delta,
+            "total_s": elapsed,
+        },
+    )
     print(f"wrote {path.relative_to(ROOT)}")
 
 

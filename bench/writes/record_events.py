@@ -36,11 +36,11 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "next_steps"))
 
+import benchlib  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
 import rdflib  # noqa: E402
-
-import benchlib  # noqa: E402
 from latency import Pool, reports  # noqa: E402
+
 from service import users, vocab  # noqa: E402
 from service.errors import RefusedWrite  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
@@ -74,8 +74,9 @@ SHIPPED = users.commit_validated
 WRITE_PATHS = {"now": SHIPPED, "before": previous_commit_validated}
 
 
-def measure(runtime: Runtime, pool: Pool, rng: random.Random, size: int, path: str, *, batches: int,
-            budget_s: float) -> dict:
+def measure(
+    runtime: Runtime, pool: Pool, rng: random.Random, size: int, path: str, *, batches: int, budget_s: float
+) -> dict:
     """Batches of ``size`` events through ``users.record_events`` with one write path."""
     users.commit_validated = WRITE_PATHS[path]
     times, cpu, events = [], [], 0
@@ -130,34 +131,77 @@ def main(argv: list[str] | None = None) -> None:
         runs: dict[tuple[int, str], dict] = {}
         for r in range(args.rounds):
             for size in sizes:
-                for path in (("now", "before") if r % 2 == 0 else ("before", "now")):
-                    m = measure(runtime, pool, rng, size, path, batches=max(1, args.events // size),
-                                budget_s=args.budget_s)
+                for path in ("now", "before") if r % 2 == 0 else ("before", "now"):
+                    m = measure(
+                        runtime, pool, rng, size, path, batches=max(1, args.events // size), budget_s=args.budget_s
+                    )
                     run = runs.setdefault((size, path), {"times": [], "cpu": [], "events": 0})
                     for k in ("times", "cpu"):
                         run[k] += m[k]
                     run["events"] += m["events"]
-                    print(f"round {r} size {size:>5} {path:>6}: {m['events'] / sum(m['times']):>9.1f} events/s "
-                          f"({len(m['times'])} batches)", flush=True)
+                    print(
+                        f"round {r} size {size:>5} {path:>6}: {m['events'] / sum(m['times']):>9.1f} events/s "
+                        f"({len(m['times'])} batches)",
+                        flush=True,
+                    )
         rows, table = [], []
         for (size, path), run in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][1] != "before")):
             total = sum(run["times"])
-            row = {"batch_size": size, "write_path": path, "batches": len(run["times"]), "events": run["events"],
-                   "events_per_s": round(run["events"] / total, 1),
-                   "events_per_cpu_s": round(run["events"] / sum(run["cpu"]), 1),
-                   "batch_latency": benchlib.summary_ms(run["times"])}
+            row = {
+                "batch_size": size,
+                "write_path": path,
+                "batches": len(run["times"]),
+                "events": run["events"],
+                "events_per_s": round(run["events"] / total, 1),
+                "events_per_cpu_s": round(run["events"] / sum(run["cpu"]), 1),
+                "batch_latency": benchlib.summary_ms(run["times"]),
+            }
             rows.append(row)
-            table.append((size, path, row["batches"], f"{row['events_per_s']:,.0f}", f"{row['events_per_cpu_s']:,.0f}",
-                          row["batch_latency"]["p50_ms"], row["batch_latency"]["p99_ms"],
-                          "met" if row["events_per_s"] >= GOAL_EVENTS_PER_S else "missed"))
-        print(benchlib.table(["batch", "write path", "batches", "events/s", "events/CPU s", "p50 ms", "p99 ms",
-                              f"goal {GOAL_EVENTS_PER_S:,.0f}/s"], table))
+            table.append(
+                (
+                    size,
+                    path,
+                    row["batches"],
+                    f"{row['events_per_s']:,.0f}",
+                    f"{row['events_per_cpu_s']:,.0f}",
+                    row["batch_latency"]["p50_ms"],
+                    row["batch_latency"]["p99_ms"],
+                    "met" if row["events_per_s"] >= GOAL_EVENTS_PER_S else "missed",
+                )
+            )
+        print(
+            benchlib.table(
+                [
+                    "batch",
+                    "write path",
+                    "batches",
+                    "events/s",
+                    "events/CPU s",
+                    "p50 ms",
+                    "p99 ms",
+                    f"goal {GOAL_EVENTS_PER_S:,.0f}/s",
+                ],
+                table,
+            )
+        )
         store_info["quads_after"] = len(runtime.store)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"record-events-{label}.json"
-        out.write_text(json.dumps({"command": command, "store": store_info, "goal_events_per_s": GOAL_EVENTS_PER_S,
-                                   "rounds": args.rounds, "results": rows, **benchlib.environment()},
-                                  indent=2, default=str) + "\n")
+        out.write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "store": store_info,
+                    "goal_events_per_s": GOAL_EVENTS_PER_S,
+                    "rounds": args.rounds,
+                    "results": rows,
+                    **benchlib.environment(),
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
         print(f"wrote {out.relative_to(ROOT)}")
     finally:
         runtime.store.close()

@@ -32,8 +32,8 @@ from ..sparql import SparqlEndpoint
 from .body_limit import BodyLimit
 from .credentials import ANONYMOUS, OPEN_CALLER, Authenticator, RateLimited, Unauthorized
 from .limits import refuse_overlong_lists
-from .single_flight import SingleFlight
 from .schema import build_schema
+from .single_flight import SingleFlight
 
 PUBLIC_PATHS = {"/healthz"}
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -58,7 +58,9 @@ class WayfinderGraphQL(GraphQL):
 
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         keys_on = kwargs.pop("keys_on")
-        super().__init__(build_schema(runtime.settings, introspection=not keys_on and runtime.settings.dev_mode), **kwargs)
+        super().__init__(
+            build_schema(runtime.settings, introspection=not keys_on and runtime.settings.dev_mode), **kwargs
+        )
         self.runtime = runtime
         self.keys_on = keys_on
 
@@ -80,8 +82,9 @@ class WayfinderGraphQL(GraphQL):
                 raise json.JSONDecodeError("a GraphQL request body is a JSON object or a batch", "", 0)
         return await super().parse_http_body(request)
 
-    async def execute_single(self, request: Any, request_adapter: Any, sub_response: Any, context: Any,
-                             root_value: Any, request_data: Any) -> Any:
+    async def execute_single(
+        self, request: Any, request_adapter: Any, sub_response: Any, context: Any, root_value: Any, request_data: Any
+    ) -> Any:
         # Resolvers block (store, SHACL, torch) and are all plain functions: each operation runs in a
         # worker thread, so that one long write or training run never holds up the event loop.
         allowed = OperationType.from_http(request_adapter.method)
@@ -91,9 +94,14 @@ class WayfinderGraphQL(GraphQL):
         def execute() -> ExecutionResult:
             refusal = refuse_overlong_lists(request_data.variables, self.runtime.settings.max_events_per_request)
             return refusal or self.schema.execute_sync(
-                request_data.query, variable_values=request_data.variables, context_value=context,
-                root_value=root_value, operation_name=request_data.operation_name,
-                allowed_operation_types=allowed, operation_extensions=request_data.extensions)
+                request_data.query,
+                variable_values=request_data.variables,
+                context_value=context,
+                root_value=root_value,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
 
         try:
             return await run_in_threadpool(execute)
@@ -113,8 +121,12 @@ class WayfinderGraphQL(GraphQL):
     async def process_result(self, request: Any, result: Any) -> Any:
         data = await super().process_result(request, result)
         sub_response = getattr(request.state, "graphql_sub_response", None)
-        if getattr(sub_response, "graphql_response_json", False) and result.data is None and result.errors \
-                and all(error.path is None for error in result.errors):
+        if (
+            getattr(sub_response, "graphql_response_json", False)
+            and result.data is None
+            and result.errors
+            and all(error.path is None for error in result.errors)
+        ):
             # A request error (parse, validation, variable coercion): nothing ran. Under
             # application/graphql-response+json the spec asks for 400 and no data entry.
             data.pop("data", None)
@@ -129,8 +141,15 @@ class WayfinderGraphQL(GraphQL):
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         caller = request.scope.get("state", {}).get("caller", OPEN_CALLER)
-        return {"runtime": self.runtime, "request": request, "response": response, "role": caller.role,
-                "principal": caller.principal, "subject": caller.subject, "keys_on": self.keys_on}
+        return {
+            "runtime": self.runtime,
+            "request": request,
+            "response": response,
+            "role": caller.role,
+            "principal": caller.principal,
+            "subject": caller.subject,
+            "keys_on": self.keys_on,
+        }
 
 
 class KeyAuth:
@@ -151,13 +170,15 @@ class KeyAuth:
             try:
                 caller = self.auth.authenticate(header)
             except Unauthorized as exc:
-                response = JSONResponse({"error": str(exc)}, status_code=401,
-                                        headers={"WWW-Authenticate": 'Bearer realm="wayfinder"'})
+                response = JSONResponse(
+                    {"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="wayfinder"'}
+                )
                 await response(scope, receive, send)
                 return
             except RateLimited as exc:
-                response = JSONResponse({"error": str(exc)}, status_code=429,
-                                        headers={"Retry-After": str(exc.retry_after_s)})
+                response = JSONResponse(
+                    {"error": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_s)}
+                )
                 await response(scope, receive, send)
                 return
         scope["state"]["caller"] = caller
@@ -167,7 +188,9 @@ class KeyAuth:
             await self.app(scope, receive, send)
         finally:
             if scope["path"] != "/graphql":  # GraphQL operations are timed by operation
-                REQUEST_SECONDS.labels(getattr(scope.get("route"), "path", "other")).observe(time.perf_counter() - started)
+                REQUEST_SECONDS.labels(getattr(scope.get("route"), "path", "other")).observe(
+                    time.perf_counter() - started
+                )
 
 
 def _role(request: Request) -> str:
@@ -202,7 +225,9 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
         try:
             ready = await probe(timeout_s=settings.health_timeout_s)
         except TimeoutError:
-            return JSONResponse({"status": "unavailable", "reason": "the store did not answer in time"}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "reason": "the store did not answer in time"}, status_code=503
+            )
         except Exception as exc:  # any failure to read the store means not ready
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "store": "open", "ready": ready}, status_code=200 if ready else 503)
@@ -239,12 +264,15 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
                 await purging
         endpoint.close()
 
-    app = Starlette(lifespan=lifespan, routes=[
-        Route("/healthz", healthz),
-        Route("/metrics", metrics),
-        Route("/sparql", sparql, methods=["GET", "POST"]),
-        Route("/graphql", graphql, methods=["GET", "POST"]),
-    ])
+    app = Starlette(
+        lifespan=lifespan,
+        routes=[
+            Route("/healthz", healthz),
+            Route("/metrics", metrics),
+            Route("/sparql", sparql, methods=["GET", "POST"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+    )
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # before anything reads a body, on every path
     return KeyAuth(app, auth)

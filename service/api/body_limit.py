@@ -13,13 +13,25 @@ class BodyTooLarge(Exception):
 
 def too_large_response(max_bytes: int) -> tuple[dict, bytes]:
     """Return the 413 response start message and its JSON body, in the shape of a GraphQL error."""
-    body = json.dumps({"errors": [{
-        "message": f"the request body is larger than {max_bytes} bytes; send less per request",
-        "extensions": {"code": "PAYLOAD_TOO_LARGE"},
-    }]}).encode()
-    start = {"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]}
+    body = json.dumps(
+        {
+            "errors": [
+                {
+                    "message": f"the request body is larger than {max_bytes} bytes; send less per request",
+                    "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                }
+            ]
+        }
+    ).encode()
+    start = {
+        "type": "http.response.start",
+        "status": 413,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ],
+    }
     return start, body
 
 

@@ -55,13 +55,19 @@ class Authenticator:
         scheme, _, credential = header.partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
-            raise Unauthorized("missing API key: send Authorization: Bearer KEY" if not header else
-                               "send Authorization: Bearer KEY (or an app token)")
+            raise Unauthorized(
+                "missing API key: send Authorization: Bearer KEY"
+                if not header
+                else "send Authorization: Bearer KEY (or an app token)"
+            )
         key = keys.identify(credential)
         if key is not None:
             if key.role == APP:
                 raise Unauthorized("an app key signs user tokens and is never sent itself: send a token it signed")
-            caller, bucket = Caller(key.role, key.principal), "key:" + hashlib.sha256(key.secret.encode()).hexdigest()[:24]
+            caller, bucket = (
+                Caller(key.role, key.principal),
+                "key:" + hashlib.sha256(key.secret.encode()).hexdigest()[:24],
+            )
         elif looks_like_token(credential):
             try:
                 identity = verify(credential, keys, max_ttl_s=self.app_token_max_ttl_s)

@@ -30,6 +30,7 @@ def _root_fields(context, schema) -> str:
             names.add(name if name in known else "invalid")
     return ",".join(sorted(names)) if len(names) <= 3 else "several"
 
+
 log = logging.getLogger("wayfinder.api")
 
 # graphql-core appends its suggestions as one last sentence: " Did you mean 'a', 'b', or 'c'?"
@@ -85,8 +86,11 @@ class ErrorCodes(MaskErrors):
         # Root field names, never the client-chosen operation name: labels stay few.
         name = _root_fields(context, context.schema) or "invalid"
         REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
-        if context.graphql_document is not None and _operation_type(context) == OperationType.MUTATION \
-                and getattr(result, "errors", None):
+        if (
+            context.graphql_document is not None
+            and _operation_type(context) == OperationType.MUTATION
+            and getattr(result, "errors", None)
+        ):
             for error in result.errors:
                 extensions = error.extensions or {}
                 details = extensions.get("details") or []
@@ -108,12 +112,20 @@ class ErrorCodes(MaskErrors):
                 processed.append(masked)
             else:
                 if not error.extensions or "code" not in error.extensions:
-                    error.extensions = {**(error.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"
-                                        if error.path is None else "BAD_REQUEST"}
+                    error.extensions = {
+                        **(error.extensions or {}),
+                        "code": "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_REQUEST",
+                    }
                 if hide_schema and SUGGESTION.search(error.message):
                     # With introspection off, "Did you mean 'nextSteps'?" would hand out the schema name by name.
-                    error = GraphQLError(SUGGESTION.sub("", error.message), nodes=error.nodes, source=error.source,
-                                         positions=error.positions, path=error.path, extensions=error.extensions)
+                    error = GraphQLError(
+                        SUGGESTION.sub("", error.message),
+                        nodes=error.nodes,
+                        source=error.source,
+                        positions=error.positions,
+                        path=error.path,
+                        extensions=error.extensions,
+                    )
                 processed.append(error)
         return processed
 
@@ -125,8 +137,14 @@ def graphql_error(error: WayfinderError, *, like: GraphQLError | None = None) ->
         extensions["details"] = error.details
     if like is None:
         return GraphQLError(error.message, original_error=error, extensions=extensions)
-    return GraphQLError(error.message, nodes=like.nodes, source=like.source, positions=like.positions,
-                        path=like.path, extensions=extensions)
+    return GraphQLError(
+        error.message,
+        nodes=like.nodes,
+        source=like.source,
+        positions=like.positions,
+        path=like.path,
+        extensions=extensions,
+    )
 
 
 def log_errors(errors: list[GraphQLError], execution_context=None) -> None:
@@ -145,11 +163,19 @@ def log_errors(errors: list[GraphQLError], execution_context=None) -> None:
         if not isinstance(original, WayfinderError):
             log.info("refused: INVALID (the document or its variables)", extra={"code": "INVALID"})
             continue
-        fields = sorted({d["field"] for d in original.details if isinstance(d, dict) and isinstance(d.get("field"), str)})
-        shapes = sorted({d["shape"].rsplit("#", 1)[-1].rsplit("/", 1)[-1] for d in original.details
-                         if isinstance(d, dict) and isinstance(d.get("shape"), str)})
-        said = "".join(f" {name} {', '.join(values)}" for name, values in (("fields", fields), ("shapes", shapes))
-                       if values)
-        log.info("refused: %s%s", original.code, said, extra={"code": original.code, "fields": fields,
-                                                              "shapes": shapes})
-
+        fields = sorted(
+            {d["field"] for d in original.details if isinstance(d, dict) and isinstance(d.get("field"), str)}
+        )
+        shapes = sorted(
+            {
+                d["shape"].rsplit("#", 1)[-1].rsplit("/", 1)[-1]
+                for d in original.details
+                if isinstance(d, dict) and isinstance(d.get("shape"), str)
+            }
+        )
+        said = "".join(
+            f" {name} {', '.join(values)}" for name, values in (("fields", fields), ("shapes", shapes)) if values
+        )
+        log.info(
+            "refused: %s%s", original.code, said, extra={"code": original.code, "fields": fields, "shapes": shapes}
+        )

@@ -25,9 +25,13 @@ def field_budget(limit: int) -> type[ValidationRule]:
             fragments = {f.name.value: f for f in self.context.document.definitions if hasattr(f, "type_condition")}
             count = _count(node.selection_set, fragments, set(), limit)
             if count > limit:
-                self.report_error(GraphQLError(
-                    f"the operation selects more than {limit} fields (fragments expanded); ask for less",
-                    node, extensions={"code": "QUERY_TOO_COMPLEX"}))
+                self.report_error(
+                    GraphQLError(
+                        f"the operation selects more than {limit} fields (fragments expanded); ask for less",
+                        node,
+                        extensions={"code": "QUERY_TOO_COMPLEX"},
+                    )
+                )
 
     return FieldBudget
 
@@ -77,8 +81,9 @@ def _path(parent: tuple | None, key: str | int) -> str:
     while parent is not None:
         parent, name = parent
         parts.append(name)
-    return "".join(f"[{p}]" if isinstance(p, int) else (p if i == 0 else f".{p}")
-                   for i, p in enumerate(reversed(parts)))
+    return "".join(
+        f"[{p}]" if isinstance(p, int) else (p if i == 0 else f".{p}") for i, p in enumerate(reversed(parts))
+    )
 
 
 def refuse_overlong_lists(variables: object, cap: int) -> ExecutionResult | None:

@@ -29,7 +29,9 @@ def _check(info: Info, roles: tuple[str, ...], own_user: bool, arguments: dict[s
         require(role, roles, info.field_name)
         return
     if not own_user:
-        raise Forbidden(f"{info.field_name} is not open to app tokens, which act for one user: call it with a server key")
+        raise Forbidden(
+            f"{info.field_name} is not open to app tokens, which act for one user: call it with a server key"
+        )
     users = acting_for(arguments)
     if not users or any(user != info.context.get("subject") for user in users):
         raise Forbidden(f"{info.field_name}: an app token acts only for the user it was signed for")
