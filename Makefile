@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/wayfinder migrate
 	$(BIN)/wayfinder serve --demo
 
 test: lint

@@ -267,6 +267,22 @@ def backup(
     out.print(f"backed up {len(runtime.store)} quads to {destination}")
 
 
+@app.command()
+def migrate(store: StoreOption = None) -> None:
+    """Upgrade a store written by an earlier release to this release's layout, in place (back it up first)."""
+    from . import migrations
+
+    runtime = _runtime(store)
+    try:
+        steps = migrations.migrate(runtime.store, migrations.Context(runtime.ontology_file, runtime.validator))
+    except WayfinderError as exc:
+        _fail(exc)
+    runtime.store.flush()
+    for line in steps:
+        out.print(line, highlight=False)
+    out.print(f"the store is at layout {migrations.LAYOUT}{'' if steps else ' already'}", highlight=False)
+
+
 @app.command("app-token")
 def app_token(
     user_id: Annotated[str, typer.Argument(help="The user the token acts for")],

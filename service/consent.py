@@ -93,26 +93,3 @@ def affected_by(
         for row in store.select(queries["lineage/models-using-consent"], consent=record):
             models[row["version"].value] = None
     return list(decisions), list(models)
-
-
-def stamp_record_times(store: Store, ask_unstamped: str) -> int:
-    """Give consent records that lack ``wf:recordedAt`` one: their indicated time, but never later than now.
-
-    Records written before the service stamped its own time are otherwise ordered by
-    the time a client claimed, so a grant dated in the future would outrank every
-    later withdrawal. Stamped no later than now, it is outranked by any record the
-    service writes from now on. Returns how many records were stamped.
-    """
-    if not store.ask(ask_unstamped):
-        return 0
-    g = vocab.CONSENT_GRAPH
-    stamped = {q.subject for q in store.quads(predicate=vocab.RECORDED_AT, graph=g)}
-    cap = now()
-    add = [
-        ox.Quad(q.subject, vocab.RECORDED_AT, datetime_literal(min(parse_datetime(q.object.value), cap)), g)
-        for q in store.quads(predicate=vocab.IS_INDICATED_AT_TIME, graph=g)
-        if q.subject not in stamped and isinstance(q.object, ox.Literal)
-    ]
-    with store.write_lock:
-        store.commit(add=add)
-    return len(add)

@@ -10,6 +10,7 @@ WayfinderError
 ├── NotEnoughData       the store holds too little for the operation (consented users to train on)
 ├── Forbidden           the caller's role may not do this
 ├── StoreUnavailable    the store cannot be reached or opened
+├── OutdatedStore       the store's layout is not this release's: migrate it (or run a newer release)
 └── BrokenAnchors       the audit anchor file does not parse, or lacks anchors a chain calls for
 """
 
@@ -132,3 +133,9 @@ class BrokenAnchors(WayfinderError):
         where = file + (f":{line}" if line else "")
         super().__init__(f"{where}: {message}", details=[{"file": file, "line": line}])
         self.file, self.line = file, line
+
+
+class OutdatedStore(WayfinderError):
+    """The store's layout is older or newer than this release's."""
+
+    code = "STORE_OUTDATED"

@@ -14,10 +14,9 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
-from . import knowledge
+from . import knowledge, migrations
 from .audit import AuditTrail
 from .catalog import Catalog, read_catalog
-from .consent import stamp_record_times
 from .policies import PolicyVersion, read_policies
 from .settings import Settings, get_settings
 from .store import Store, open_store
@@ -110,8 +109,8 @@ class Runtime:
         return self.settings.ontology_dir / "wayfinder.ttl"
 
     def ensure_ontology(self) -> bool:
+        migrations.check(self.store)  # a store of another layout is refused before anything reads it
         loaded = knowledge.ensure_ontology(self.store, ontology_file=self.ontology_file, validator=self.validator)
-        stamp_record_times(self.store, self.queries["consent-unstamped"])
         if loaded:
             self.knowledge_changed()
         return loaded

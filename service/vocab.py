@@ -207,6 +207,11 @@ MODELS_GRAPH = NamedNode(GRAPH_BASE + "models")
 MODEL_ARTIFACTS_GRAPH = NamedNode(GRAPH_BASE + "model-artifacts")
 USER_GRAPH_BASE = GRAPH_BASE + "user/"
 IDEMPOTENCY_GRAPH = NamedNode(GRAPH_BASE + "idempotency")
+META_GRAPH = NamedNode(GRAPH_BASE + "meta")
+
+# The store itself (service/migrations.py)
+STORE_NODE = NamedNode(BASE + "store")
+LAYOUT_VERSION = wf("layoutVersion")
 
 # Idempotent writes (service/idempotency.py)
 WRITE_RECEIPT = wf("WriteReceipt")

@@ -258,23 +258,3 @@ def test_on_a_shared_store_withdrawals_after_a_future_dated_grant_end_the_consen
     with pytest.raises(ConsentRequired):
         users.record_events(shared, [users.EventReport("s1", "FEATURE_USED", feature_id="charts")])
     assert vocab.user_iri("s1").value not in consent_records(shared.store)
-
-
-def test_an_old_store_s_future_dated_grant_is_stamped_no_later_than_now_when_the_store_opens(runtime):
-    """A store written before record times: its future-dated grant must not outrank withdrawals made from now on."""
-    import pyoxigraph as ox
-
-    from service import users, vocab
-    from service.consent import active_purposes
-
-    users.register(runtime, users.Registration(id="legacy", consents=["PERSONALIZATION"], at=datetime.now(UTC)))
-    record_times = list(runtime.store.quads(predicate=vocab.RECORDED_AT, graph=vocab.CONSENT_GRAPH))
-    indicated = list(runtime.store.quads(predicate=vocab.IS_INDICATED_AT_TIME, graph=vocab.CONSENT_GRAPH))
-    future = ox.Literal("2126-01-01T00:00:00Z", datatype=vocab.XSD_DATETIME)
-    # Make it as an old version left it: no record time, and a client's time far ahead.
-    runtime.store.commit(
-        remove=record_times + indicated, add=[ox.Quad(q.subject, q.predicate, future, q.graph_name) for q in indicated]
-    )
-    runtime.ensure_ontology()  # what every entry point runs when it opens a store
-    users.set_consent(runtime, "legacy", "PERSONALIZATION", granted=False)
-    assert "PERSONALIZATION" not in active_purposes(users.consents(runtime, "legacy"))
