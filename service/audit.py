@@ -25,7 +25,7 @@ import pyoxigraph as ox
 from . import vocab
 from .clock import now
 from .errors import BrokenAnchors, Conflict
-from .store import Store
+from .graph_store import GraphStore
 
 GENESIS = "0" * 64
 _UNCERTAIN_KEPT = 1024  # records whose commit raised that a retry is recognised for
@@ -60,7 +60,7 @@ class AuditTrail:
 
     def __init__(
         self,
-        store: Store,
+        store: GraphStore,
         head_query: str,
         *,
         chain: str = "main",
@@ -276,7 +276,7 @@ class Verification:
     chains: dict[str, int] = field(default_factory=dict)  # records checked in each chain
 
 
-def verify(store: Store, index_query: str, *, anchors: list[dict] | None = None) -> Verification:
+def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = None) -> Verification:
     """Recompute every record's hash and links, chain by chain; name the first broken record."""
     rows = store.select(index_query)
     chains: dict[str, list] = {}
@@ -362,7 +362,7 @@ def _broken(records: int, sequence: int, record: str | None, reason: str) -> Ver
     return Verification(records=records, ok=False, broken_sequence=sequence, broken_record=record, reason=reason)
 
 
-def record_triples(store: Store, record: ox.NamedNode) -> list[ox.Quad]:
+def record_triples(store: GraphStore, record: ox.NamedNode) -> list[ox.Quad]:
     """Return every triple of a record: its own and those of its candidates."""
     own = list(store.quads(subject=record, graph=vocab.AUDIT_GRAPH))
     parts = [q.object for q in own if q.predicate == vocab.HAS_CANDIDATE and isinstance(q.object, ox.NamedNode)]

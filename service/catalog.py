@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from . import vocab
 from .errors import NotFound
-from .store import Store
+from .graph_store import GraphStore
 
 CHANNEL_CODES = {
     "WEB": vocab.WEB.value,
@@ -96,7 +96,7 @@ class Catalog:
         return feature_iri == area_iri or area_iri in self.areas(feature_iri)
 
 
-def read_catalog(store: Store, queries: dict[str, str]) -> Catalog:
+def read_catalog(store: GraphStore, queries: dict[str, str]) -> Catalog:
     """Build the catalog view from the store's ontology, catalog and entailment graphs."""
     catalog = Catalog()
     labels: dict[str, tuple[int, str]] = {}

@@ -350,7 +350,7 @@ def world(
     if not 50 <= users <= 200_000:
         _fail(InvalidInput("--users", "must be between 50 and 200000"))
     runtime = _runtime(store)
-    if runtime.store.location is None and getattr(runtime.store, "url", None) is not None:
+    if runtime.store.url is not None:
         _fail(InvalidInput("--store", "generate a world into an embedded store folder"))
     runtime.ensure_ontology()
     if runtime.catalog.steps:
@@ -362,7 +362,7 @@ def world(
             runtime.load([catalog, runtime.settings.demo_dir.parent / "world" / "policy.ttl"])
         except WayfinderError as exc:
             _fail(exc)
-        runtime.store.oxigraph.bulk_load(path=str(people), format=ox.RdfFormat.N_QUADS)
+        runtime.store.bulk_load(people, format=ox.RdfFormat.N_QUADS)
     runtime.store.flush()
     out.print(
         f"{generated.name}: {len(generated.steps)} steps, {len(generated.features)} features, {users} users "

@@ -10,8 +10,8 @@ import pyoxigraph as ox
 
 from . import vocab
 from .clock import consent_order, datetime_literal, now, parse_datetime
+from .graph_store import GraphStore
 from .sparql_terms import inline
-from .store import Store
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ConsentState:
     recorded_at: datetime | None = None  # when the service wrote the record; None for records from before it kept it
 
 
-def consent_history(store: Store, user: ox.NamedNode, query: str) -> list[ConsentState]:
+def consent_history(store: GraphStore, user: ox.NamedNode, query: str) -> list[ConsentState]:
     """Return every consent record of a user in the order they took effect (``query``: consent-records.rq)."""
     keyed: list[tuple[tuple[datetime, bool, str], ConsentState]] = []
     for row in store.select(inline(query, user=user)):
@@ -77,7 +77,7 @@ def consent_record(
 
 
 def affected_by(
-    store: Store, user: ox.NamedNode, purpose: ox.NamedNode, queries: dict[str, str]
+    store: GraphStore, user: ox.NamedNode, purpose: ox.NamedNode, queries: dict[str, str]
 ) -> tuple[list[str], list[str]]:
     """Return the decisions and model versions that used the user's consent records for a purpose."""
     records = [

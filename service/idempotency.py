@@ -26,7 +26,7 @@ import pyoxigraph as ox
 from . import vocab
 from .clock import datetime_literal, now, parse_datetime
 from .errors import Conflict, InvalidInput
-from .store import Store
+from .graph_store import GraphStore
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces
 
@@ -61,7 +61,7 @@ def request_hash(items: Sequence[dict]) -> str:
     return hashlib.sha256(json.dumps(list(items), sort_keys=True, default=str).encode()).hexdigest()
 
 
-def stored_receipt(store: Store, key: IdempotencyKey, *, ttl_s: float) -> Receipt | None:
+def stored_receipt(store: GraphStore, key: IdempotencyKey, *, ttl_s: float) -> Receipt | None:
     """Return the key's receipt while it is honoured, or None."""
     quads = list(store.quads(subject=key.node, graph=vocab.IDEMPOTENCY_GRAPH))
     values = {q.predicate: q.object for q in quads}
@@ -85,7 +85,7 @@ def check_replay(receipt: Receipt, key: IdempotencyKey, digest: str) -> Receipt:
 
 
 def receipt_changes(
-    store: Store, key: IdempotencyKey, digest: str, events: Sequence[str]
+    store: GraphStore, key: IdempotencyKey, digest: str, events: Sequence[str]
 ) -> tuple[list[ox.Quad], list[ox.Quad]]:
     """Return the quads that record the key's receipt, and the quads of an expired receipt they replace."""
     g = vocab.IDEMPOTENCY_GRAPH
@@ -100,7 +100,7 @@ def receipt_changes(
     return quads, stale
 
 
-def expired_receipts(store: Store, *, before: datetime) -> list[ox.Quad]:
+def expired_receipts(store: GraphStore, *, before: datetime) -> list[ox.Quad]:
     """Return the quads of every receipt accepted before a time: keys no longer honoured."""
     g = vocab.IDEMPOTENCY_GRAPH
     old = [

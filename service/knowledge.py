@@ -18,8 +18,8 @@ import rdflib
 
 from . import vocab
 from .errors import RefusedWrite, SyntaxProblem
+from .graph_store import GraphStore
 from .reasoning import entailments
-from .store import Store
 from .terms import to_rdflib_graph
 from .validation import Validator
 
@@ -85,12 +85,12 @@ def graph_named(name: str) -> ox.NamedNode:
     return node
 
 
-def knowledge_graphs(store: Store) -> list[ox.NamedNode]:
+def knowledge_graphs(store: GraphStore) -> list[ox.NamedNode]:
     return [g for g in store.named_graphs() if vocab.is_knowledge_graph(g)]
 
 
 def check(
-    store: Store, validator: Validator, replacing: dict[ox.NamedNode, list[ox.Triple]]
+    store: GraphStore, validator: Validator, replacing: dict[ox.NamedNode, list[ox.Triple]]
 ) -> tuple[rdflib.Graph, list]:
     """Return the knowledge as it would be after replacing graphs, and its violations."""
     graph = rdflib.Graph()
@@ -105,7 +105,7 @@ def check(
 def load_files(
     paths: Iterable[Path],
     *,
-    store: Store,
+    store: GraphStore,
     validator: Validator,
     graph: str | None = None,
 ) -> LoadReport:
@@ -122,7 +122,7 @@ def load_files(
 def replace_knowledge(
     replacing: dict[ox.NamedNode, list[ox.Triple]],
     *,
-    store: Store,
+    store: GraphStore,
     validator: Validator,
     source: str | None = None,
 ) -> LoadReport:
@@ -142,7 +142,7 @@ def replace_knowledge(
     return report
 
 
-def ensure_ontology(store: Store, *, ontology_file: Path, validator: Validator) -> bool:
+def ensure_ontology(store: GraphStore, *, ontology_file: Path, validator: Validator) -> bool:
     """Load the ontology when the store has none; return whether it loaded."""
     if store.has_graph(vocab.ONTOLOGY_GRAPH):
         return False
@@ -150,7 +150,7 @@ def ensure_ontology(store: Store, *, ontology_file: Path, validator: Validator) 
     return True
 
 
-def check_store(store: Store, validator: Validator) -> list:
+def check_store(store: GraphStore, validator: Validator) -> list:
     """Return every violation in the whole store (knowledge, users, consent): an offline check."""
     graph = rdflib.Graph()
     for name in store.named_graphs():

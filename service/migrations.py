@@ -30,7 +30,7 @@ import pyoxigraph as ox
 from . import knowledge, vocab
 from .clock import datetime_literal, now, parse_datetime
 from .errors import OutdatedStore
-from .store import Store
+from .graph_store import GraphStore
 from .validation import Validator
 
 LAYOUT = 2
@@ -44,13 +44,13 @@ class Context:
     validator: Validator
 
 
-def layout_version(store: Store) -> int | None:
+def layout_version(store: GraphStore) -> int | None:
     """Return the layout version the store records, or None when it records none."""
     quads = list(store.quads(subject=vocab.STORE_NODE, predicate=vocab.LAYOUT_VERSION, graph=vocab.META_GRAPH))
     return max((int(q.object.value) for q in quads), default=None)
 
 
-def stored_layout(store: Store) -> int:
+def stored_layout(store: GraphStore) -> int:
     """Return the store's layout: the recorded one; 1 for a store from before versions; this release's for a new one."""
     recorded = layout_version(store)
     if recorded is not None:
@@ -69,7 +69,7 @@ def version_quads(version: int) -> list[ox.Quad]:
     ]
 
 
-def check(store: Store) -> None:
+def check(store: GraphStore) -> None:
     """Record this release's layout in a new store; refuse an older or newer one with what to do."""
     layout = stored_layout(store)
     if layout == LAYOUT:
@@ -87,7 +87,7 @@ def check(store: Store) -> None:
     )
 
 
-def migrate(store: Store, context: Context) -> list[str]:
+def migrate(store: GraphStore, context: Context) -> list[str]:
     """Upgrade the store step by step to this release's layout; return what each step did."""
     done: list[str] = []
     layout = stored_layout(store)
@@ -108,7 +108,7 @@ def migrate(store: Store, context: Context) -> list[str]:
     return done
 
 
-def _record_times(store: Store, context: Context) -> tuple[list[ox.Quad], list[ox.Quad], str]:
+def _record_times(store: GraphStore, context: Context) -> tuple[list[ox.Quad], list[ox.Quad], str]:
     """Layout 1 to 2: stamp consent records with a record time no later than now; reload the ontology."""
     g = vocab.CONSENT_GRAPH
     stamped = {q.subject for q in store.quads(predicate=vocab.RECORDED_AT, graph=g)}
@@ -122,4 +122,4 @@ def _record_times(store: Store, context: Context) -> tuple[list[ox.Quad], list[o
     return add, [], f"{len(add)} consent records given a record time; ontology reloaded"
 
 
-STEPS: dict[int, Callable[[Store, Context], tuple[list[ox.Quad], list[ox.Quad], str]]] = {1: _record_times}
+STEPS: dict[int, Callable[[GraphStore, Context], tuple[list[ox.Quad], list[ox.Quad], str]]] = {1: _record_times}

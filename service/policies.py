@@ -16,7 +16,7 @@ from typing import Protocol
 from . import vocab
 from .catalog import Catalog, StepInfo
 from .errors import NotFound
-from .store import Store
+from .graph_store import GraphStore
 
 PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature")
 MIN_EVIDENCE = 20  # completers of a step in the user's segment before their outcomes are cited
@@ -93,7 +93,7 @@ class Scorer(Protocol):
     def score(self, context: Context, steps: list[str]) -> dict[str, float]: ...
 
 
-def read_policies(store: Store, queries: dict[str, str]) -> dict[str, PolicyVersion]:
+def read_policies(store: GraphStore, queries: dict[str, str]) -> dict[str, PolicyVersion]:
     """Return every policy version in the store, by IRI."""
     versions: dict[str, PolicyVersion] = {}
     for row in store.select(queries["policy-versions"]):

@@ -18,12 +18,13 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import httpx
 import pyoxigraph as ox
 
 from .errors import StoreUnavailable, SyntaxProblem
-from .store import Row, Term, update_text
+from .graph_store import Row, Term, update_text
 
 _WHERE = re.compile(r"\bWHERE\s*\{", re.IGNORECASE)
 _TERM_VARIABLES = ("s", "p", "o", "g")
@@ -42,7 +43,8 @@ class RemoteStore:
     location = None
 
     def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
-        self.url = url.rstrip("/")
+        self.url: str | None = url.rstrip("/")
+        self.removals = 0
         self.http = httpx.Client(timeout=timeout_s)
         self.write_lock = threading.RLock()
         try:
@@ -123,7 +125,8 @@ class RemoteStore:
         self, *, add: Iterable[ox.Quad] = (), remove: Iterable[ox.Quad] = (), drop: Iterable[ox.NamedNode] = ()
     ) -> None:
         """Apply drops, removals and additions as one SPARQL update: one transaction on the server."""
-        text = update_text(list(add), list(remove), list(drop))
+        remove, drop = list(remove), list(drop)
+        text = update_text(list(add), remove, drop)
         if not text:
             return
         try:
@@ -134,6 +137,20 @@ class RemoteStore:
             raise self._unavailable("update", exc, sent=not isinstance(exc, _NOT_SENT)) from exc
         if response.status_code not in (200, 204):
             raise self._refused("update", response)
+        if remove or drop:
+            self.removals += 1
+
+    def bulk_load(self, path: Path, *, format: ox.RdfFormat) -> None:
+        """Add a file's quads to the server's dataset (Graph Store Protocol POST), without per-quad checks."""
+        try:
+            with path.open("rb") as data:
+                response = self.http.post(
+                    self.url + "/store", content=data, headers={"content-type": format.media_type}, timeout=None
+                )
+        except httpx.HTTPError as exc:
+            raise self._unavailable("bulk load", exc, sent=True) from exc
+        if response.status_code not in (200, 201, 204):
+            raise self._refused("bulk load", response)
 
     def _unavailable(self, what: str, exc: httpx.HTTPError, *, sent: bool = False) -> StoreUnavailable:
         """Return the error for a request the server did not answer; log the cause, with the address."""

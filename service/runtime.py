@@ -17,9 +17,10 @@ import rdflib
 from . import knowledge, migrations
 from .audit import AuditTrail
 from .catalog import Catalog, read_catalog
+from .graph_store import GraphStore
 from .policies import PolicyVersion, read_policies
 from .settings import Settings, get_settings
-from .store import Store, open_store
+from .store import open_store
 from .terms import to_rdflib_graph
 from .validation import Validator
 
@@ -47,7 +48,7 @@ class Knowledge:
 class Runtime:
     """Shared state of a running service; cheap views are rebuilt after knowledge changes."""
 
-    def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, store: GraphStore | None = None) -> None:
         self.settings = settings or get_settings()
         self.store = (
             store
@@ -81,7 +82,7 @@ class Runtime:
     @cached_property
     def chain(self) -> str:
         """This process's audit chain: 'main' on an embedded store (one writer), one per process on a shared one."""
-        if self.store.location is not None or getattr(self.store, "url", None) is None:
+        if self.store.url is None:
             return self.settings.instance or "main"
         return self.settings.instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 

@@ -45,9 +45,9 @@ from urllib.parse import urlsplit
 
 import pyoxigraph as ox
 
+from .graph_store import GraphStore
 from .settings import Settings
 from .sparql_worker import MEMORY, canonical, refusal_of
-from .store import Store
 
 log = logging.getLogger("wayfinder.sparql")
 _SETTINGS = Settings.model_fields
@@ -100,7 +100,7 @@ class Snapshot:
 class Snapshots:
     """Checkpoints of an on-disk store for the workers to read, each kept until its last reader is done."""
 
-    def __init__(self, store: Store, *, max_age_s: float) -> None:
+    def __init__(self, store: GraphStore, *, max_age_s: float) -> None:
         assert store.location is not None
         self.store = store
         self.max_age_s = max_age_s
@@ -178,7 +178,7 @@ def _alive(pid: int) -> bool:
 class SparqlEndpoint:
     def __init__(
         self,
-        store: Store,
+        store: GraphStore,
         *,
         timeout_s: float,
         max_rows: int,
@@ -196,12 +196,12 @@ class SparqlEndpoint:
         self.max_memory_mb = max_memory_mb
         self.max_bytes = max_bytes
         self._slots = threading.BoundedSemaphore(max_concurrent)  # a thread primitive: any event loop may call
-        self._url: str | None = getattr(store, "url", None)
+        self._url = store.url
         on_disk = self._url is None and store.location is not None
         self._snapshots = Snapshots(store, max_age_s=snapshot_max_age_s) if on_disk else None
 
     @classmethod
-    def from_settings(cls, store: Store, settings: Settings) -> SparqlEndpoint:
+    def from_settings(cls, store: GraphStore, settings: Settings) -> SparqlEndpoint:
         """Return an endpoint over a store with the limits of the settings."""
         return cls(
             store,

@@ -21,10 +21,9 @@ from pathlib import Path
 import pyoxigraph as ox
 
 from .errors import StoreUnavailable, SyntaxProblem
+from .graph_store import GraphStore, Row, Term, update_text
+from .remote_store import RemoteStore
 from .settings import get_settings
-
-Term = ox.NamedNode | ox.BlankNode | ox.Literal
-Row = dict[str, Term | None]
 
 
 def _bindings(values: Mapping[str, Term | None]) -> dict[ox.Variable, Term]:
@@ -32,7 +31,9 @@ def _bindings(values: Mapping[str, Term | None]) -> dict[ox.Variable, Term]:
 
 
 class Store:
-    """A Wayfinder store over pyoxigraph."""
+    """The embedded store: pyoxigraph in a folder or in memory, one process at a time."""
+
+    url: str | None = None  # an embedded store has no server
 
     def __init__(self, location: str | Path | None = None, *, flush_each_commit: bool = False) -> None:
         self.location = None if location in (None, "", ":memory:") else Path(location)
@@ -144,24 +145,14 @@ class Store:
     def backup(self, target: str | Path) -> None:
         self._ox.backup(str(target))
 
-
-def update_text(add: list[ox.Quad], remove: list[ox.Quad], drop: list[ox.NamedNode]) -> str:
-    """Return one SPARQL update that drops graphs, then deletes, then inserts quads.
-
-    Terms serialise themselves in N-Triples syntax, escaping included, so the
-    update is built from typed terms, never from caller-supplied strings.
-    """
-    parts = [f"DROP SILENT GRAPH {g}" for g in drop]
-    if remove:
-        parts.append("DELETE DATA { " + " ".join(_quad_data(q) for q in remove) + " }")
-    if add:
-        parts.append("INSERT DATA { " + " ".join(_quad_data(q) for q in add) + " }")
-    return " ;\n".join(parts)
+    def bulk_load(self, path: Path, *, format: ox.RdfFormat) -> None:
+        """Load a file's quads fast, without transaction or checks (generated data into a new store)."""
+        self._ox.bulk_load(path=str(path), format=format)
 
 
 def open_store(
     location: str | Path | None, *, flush_each_commit: bool | None = None, timeout_s: float | None = None
-) -> Store:
+) -> GraphStore:
     """Return the embedded store for a folder (or ':memory:'), or the shared store for an http(s) URL.
 
     ``flush_each_commit`` applies to the embedded store; None takes WAYFINDER_FLUSH_EACH_COMMIT.
@@ -169,18 +160,9 @@ def open_store(
     shared store; None takes WAYFINDER_STORE_TIMEOUT_S.
     """
     if isinstance(location, str) and location.startswith(("http://", "https://")):
-        from .remote_store import RemoteStore
-
         if timeout_s is None:
             timeout_s = get_settings().store_timeout_s
-        return RemoteStore(location, timeout_s=timeout_s)  # type: ignore[return-value]
+        return RemoteStore(location, timeout_s=timeout_s)
     if flush_each_commit is None:
         flush_each_commit = get_settings().flush_each_commit
     return Store(location, flush_each_commit=flush_each_commit)
-
-
-def _quad_data(quad: ox.Quad) -> str:
-    triple = f"{quad.subject} {quad.predicate} {quad.object} ."
-    if isinstance(quad.graph_name, ox.DefaultGraph):
-        return triple
-    return f"GRAPH {quad.graph_name} {{ {triple} }}"

@@ -20,8 +20,8 @@ import pyoxigraph as ox
 
 from . import vocab
 from .errors import RefusedWrite
+from .graph_store import GraphStore
 from .runtime import Knowledge, Runtime
-from .store import Store
 from .validation import DeltaValidator, Validator
 
 # Per runtime: the knowledge and validator a DeltaValidator was built for, and that validator.
@@ -30,7 +30,7 @@ _delta_validators: weakref.WeakKeyDictionary[Runtime, tuple[Knowledge, Validator
 )
 
 
-def neighbourhood(store: Store, users: Iterable[ox.NamedNode]) -> list[ox.Quad]:
+def neighbourhood(store: GraphStore, users: Iterable[ox.NamedNode]) -> list[ox.Quad]:
     """Return these users' profiles and consent records: what the shapes read about them.
 
     The users' earlier events are left out: no shape relates a new triple to them.
@@ -44,7 +44,7 @@ def neighbourhood(store: Store, users: Iterable[ox.NamedNode]) -> list[ox.Quad]:
     return quads
 
 
-def consent_records(store: Store, user: ox.NamedNode) -> list[ox.Quad]:
+def consent_records(store: GraphStore, user: ox.NamedNode) -> list[ox.Quad]:
     """Return the quads of every consent record about the user in the consent graph."""
     return [
         quad

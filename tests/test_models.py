@@ -67,7 +67,7 @@ def world_quads(world, tmp_path_factory) -> list:
     runtime = Runtime(settings=Settings(store=":memory:"))
     runtime.ensure_ontology()
     runtime.load([catalog, policy])
-    runtime.store.oxigraph.bulk_load(path=str(users), format=ox.RdfFormat.N_QUADS)
+    runtime.store.bulk_load(users, format=ox.RdfFormat.N_QUADS)
     return list(runtime.store.quads())
 
 

@@ -127,3 +127,26 @@ def test_serve_with_two_workers_on_a_shared_store(server, tmp_path):
     runtime = runtime_on(server, tmp_path)
     result = verify(runtime.store, runtime.queries["audit-index"])
     assert result.ok and result.records == 20
+
+
+def test_both_stores_offer_what_the_service_asks_of_a_store(server, tmp_path):
+    """The embedded and the shared store implement the one protocol, bulk loads and the removal count included."""
+    import pyoxigraph as ox
+
+    from service.graph_store import GraphStore
+    from service.store import Store
+
+    data = tmp_path / "data.nq"
+    data.write_text('<urn:s> <urn:p> "o" <urn:g> .\n<urn:s> <urn:p> "p" <urn:g> .\n')
+    for store in (Store(tmp_path / "embedded"), RemoteStore(server)):
+        assert isinstance(store, GraphStore), type(store).__name__
+        store.bulk_load(data, format=ox.RdfFormat.N_QUADS)
+        assert len(store.graph(ox.NamedNode("urn:g"))) == 2
+        before = store.removals
+        store.commit(
+            add=[ox.Quad(ox.NamedNode("urn:s"), ox.NamedNode("urn:p"), ox.Literal("q"), ox.NamedNode("urn:g"))]
+        )
+        assert store.removals == before  # an addition is not a removal
+        store.commit(drop=[ox.NamedNode("urn:g")])
+        assert store.removals == before + 1 and not store.graph(ox.NamedNode("urn:g"))
+        store.close()
