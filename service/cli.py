@@ -280,7 +280,9 @@ def migrate(store: StoreOption = None) -> None:
     runtime.store.flush()
     for line in steps:
         out.print(line, highlight=False)
-    out.print(f"the store is at layout {migrations.LAYOUT}{'' if steps else ' already'}", highlight=False)
+    out.print(
+        f"the store is at layout {migrations.LAYOUT}{'' if steps else ' already: nothing to do'}", highlight=False
+    )
 
 
 @app.command("app-token")

@@ -105,6 +105,7 @@ def migrate(store: GraphStore, context: Context) -> list[str]:
         layout += 1
     if layout_version(store) is None:
         store.commit(add=version_quads(LAYOUT))
+        done.append(f"a new store: layout {LAYOUT} recorded")
     return done
 
 

@@ -81,3 +81,10 @@ def test_a_store_of_a_newer_layout_is_refused(tmp_path):
         runtime.ensure_ontology()
     with pytest.raises(OutdatedStore, match="newer release"):
         migrations.migrate(store, migrations.Context(runtime.ontology_file, runtime.validator))
+
+
+def test_migrate_on_a_new_store_records_the_layout(tmp_path):
+    result = CliRunner().invoke(cli, ["migrate", "--store", str(tmp_path / "fresh")])
+    assert result.exit_code == 0 and "a new store: layout 2 recorded" in result.output
+    again = CliRunner().invoke(cli, ["migrate", "--store", str(tmp_path / "fresh")])
+    assert again.exit_code == 0 and "nothing to do" in again.output
