@@ -20,15 +20,14 @@ personal data, so they alone make no audit record.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import json
 import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pyoxigraph as ox
+from rdflib.xsd_datetime import parse_xsd_duration
 
 from . import vocab
 from .clock import as_utc, datetime_literal
@@ -39,11 +38,6 @@ from .runtime import Runtime
 from .sparql_terms import inline
 
 log = logging.getLogger("wayfinder.retention")
-
-_DURATION = re.compile(
-    r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
-)
 
 
 @dataclass(frozen=True)
@@ -90,19 +84,13 @@ class PurgeReport:
 
 def cutoff(now: datetime, period: str) -> datetime:
     """Return the instant one period before ``now`` (years and months by the calendar, the rest exactly)."""
-    match = _DURATION.fullmatch(period)
-    if match is None or period in ("P", "PT") or period.endswith("T"):
+    try:
+        limit = now - parse_xsd_duration(period)
+    except (ValueError, TypeError):
+        limit = now
+    if limit >= now:
         raise SyntaxProblem("wf:retentionPeriod", f"{period!r} is not a positive xsd:duration")
-    part = {
-        name: float(value) if name == "seconds" else int(value) for name, value in match.groupdict(default="0").items()
-    }
-    months = now.year * 12 + now.month - 1 - part["years"] * 12 - part["months"]
-    year, month = divmod(months, 12)
-    day = min(now.day, calendar.monthrange(year, month + 1)[1])
-    shifted = now.replace(year=year, month=month + 1, day=day)
-    return shifted - timedelta(
-        weeks=part["weeks"], days=part["days"], hours=part["hours"], minutes=part["minutes"], seconds=part["seconds"]
-    )
+    return limit
 
 
 def rules(runtime: Runtime) -> list[RetentionRule]:

@@ -277,12 +277,12 @@ def _replay(runtime: Runtime, key: IdempotencyKey, digest: str) -> list[Event] |
     if receipt is None:
         return None
     check_replay(receipt, key, digest)
-    return [event for iri in receipt.events if (event := _stored_event(runtime, iri)) is not None]
-
-
-def _stored_event(runtime: Runtime, iri: str) -> Event | None:
-    """Return one stored event by IRI (None once its user was erased)."""
     codes = {term: code for code, term in runtime.knowledge.codes.events.items()}
+    return [event for iri in receipt.events if (event := _stored_event(runtime, iri, codes)) is not None]
+
+
+def _stored_event(runtime: Runtime, iri: str, codes: dict[str, str]) -> Event | None:
+    """Return one stored event by IRI (None once its user was erased); ``codes`` maps event classes to API codes."""
     values: dict[ox.NamedNode, ox.NamedNode | ox.Literal] = {}
     event_type = None
     for quad in runtime.store.quads(subject=ox.NamedNode(iri)):

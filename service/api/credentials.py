@@ -64,20 +64,19 @@ class Authenticator:
         if key is not None:
             if key.role == APP:
                 raise Unauthorized("an app key signs user tokens and is never sent itself: send a token it signed")
-            caller, bucket = (
-                Caller(key.role, key.principal),
-                "key:" + hashlib.sha256(key.secret.encode()).hexdigest()[:24],
-            )
+            caller = Caller(key.role, key.principal)
         elif looks_like_token(credential):
             try:
                 identity = verify(credential, keys, max_ttl_s=self.app_token_max_ttl_s)
             except TokenRefused as exc:
                 raise Unauthorized(str(exc)) from None
             key = identity.key
-            caller, bucket = Caller(APP, key.principal, identity.subject), f"app:{key.principal}:{identity.subject}"
+            caller = Caller(APP, key.principal, identity.subject)
         else:
             raise Unauthorized("unknown API key: send Authorization: Bearer KEY")
         if key.rate is not None:
+            # One bucket per key, and per user for app tokens; a key is named by a hash, never by its secret.
+            bucket = hashlib.sha256(key.secret.encode()).hexdigest()[:24] + ":" + (caller.subject or "")
             wait = self.limiter.wait_s(bucket, key.rate)
             if wait:
                 raise RateLimited(wait)

@@ -13,6 +13,7 @@ from strawberry.types.graphql import OperationType
 
 from ..errors import WayfinderError
 from ..metrics import REFUSED_WRITES, REQUEST_SECONDS
+from ..vocab import local_id
 
 
 def _root_fields(context, schema) -> str:
@@ -167,11 +168,7 @@ def log_errors(errors: list[GraphQLError], execution_context=None) -> None:
             {d["field"] for d in original.details if isinstance(d, dict) and isinstance(d.get("field"), str)}
         )
         shapes = sorted(
-            {
-                d["shape"].rsplit("#", 1)[-1].rsplit("/", 1)[-1]
-                for d in original.details
-                if isinstance(d, dict) and isinstance(d.get("shape"), str)
-            }
+            {local_id(d["shape"]) for d in original.details if isinstance(d, dict) and isinstance(d.get("shape"), str)}
         )
         said = "".join(
             f" {name} {', '.join(values)}" for name, values in (("fields", fields), ("shapes", shapes)) if values
