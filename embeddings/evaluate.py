@@ -8,7 +8,7 @@ Baselines:
 - segment lift: per (role, industry) segment, the share of users who activated after
   completing the step, minus the segment's activation rate (shrunk towards the step's
   share over all segments when a cell is small);
-- rules: a stand-in for the service's rules-only ranking, after ``service.policies.rank``
+- rules: a stand-in for the service's rules-only ranking, after ``service.decisions.policies.rank``
   with the default policy's weights (place in the default journey, prerequisites and
   unlocks counted over the ``wf:requires`` closure, affinity with a used feature's
   nearest non-top area) but without hand-written rules, which a synthetic catalog does
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .export import Export
-from .inputs import catalog_edges, completion_matrix, user_inputs
-from .model import UpliftGNN
+from embeddings.export import Export
+from embeddings.inputs import catalog_edges, completion_matrix, user_inputs
+from embeddings.model import UpliftGNN
 
 RULE_WEIGHTS = {"depth": -0.05, "unlock": 0.04, "affinity": 0.35}  # ontology/policies/default.ttl
 

@@ -3,7 +3,7 @@
 A handful of SELECT queries over the union of the named graphs, never one per user.
 Only users whose latest ANALYTICS consent record gives consent are exported, "latest" in
 the order the service recorded the records (``service.clock.consent_order``, as in
-``service.consent``). ``wf:partOf``, ``wf:requires`` and ``wf:includesPlan`` are
+``service.decisions.consent``). ``wf:partOf``, ``wf:requires`` and ``wf:includesPlan`` are
 transitive in the ontology, so their closure is exported.
 """
 
@@ -19,8 +19,8 @@ import torch
 import torch_geometric.transforms as T
 from torch_geometric.data import HeteroData
 
-from service import vocab
 from service.clock import consent_order, parse_datetime
+from service.knowledge import vocab
 
 NODE_TYPES = ("user", "step", "feature", "role", "industry", "plan")
 CATALOG_TYPES = ("step", "feature", "role", "industry", "plan")
@@ -191,7 +191,7 @@ def _edges(pairs: set[tuple[int, int]]) -> torch.Tensor:
 
 def export_graph(store: ox.Store, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse: bool = True) -> Export:
     """Export the catalog and every user with an active consent for the purpose as a ``HeteroData``."""
-    store = getattr(store, "oxigraph", store)  # also accept service.store.Store
+    store = getattr(store, "oxigraph", store)  # also accept service.knowledge.embedded.Store
     kinds = {cls.value: kind for kind, cls in CLASSES.items()}
     found: dict[str, set[str]] = defaultdict(set)
     for node, cls in _select(store, NODES_QUERY):

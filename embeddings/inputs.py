@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.typing import EdgeType
 
-from .export import CATALOG_RELATIONS, CATALOG_TYPES
+from embeddings.export import CATALOG_RELATIONS, CATALOG_TYPES
 
 
 @dataclass

@@ -36,8 +36,8 @@ from torch_geometric.nn import HeteroConv, SAGEConv
 from torch_geometric.typing import EdgeType
 from torch_geometric.utils import scatter
 
-from .export import CATALOG_TYPES
-from .inputs import UserInputs
+from embeddings.export import CATALOG_TYPES
+from embeddings.inputs import UserInputs
 
 PROFILE_TYPES = ("role", "industry", "plan")
 INTRODUCES = ("step", "introduces", "feature")

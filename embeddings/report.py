@@ -26,14 +26,13 @@ import numpy as np
 import pyoxigraph as ox
 import torch
 
-from service.vocab import WF_NS, local_id
-
-from .evaluate import evaluate, mean_ndcg, model_scores, segment_lift
-from .export import export_graph
-from .model import UpliftEnsemble
-from .scoring import Scorer, save_model
-from .train import TrainOptions, train_model
-from .world import bayes_values, catalog_turtle, generate_world, user_nquads
+from embeddings.evaluate import evaluate, mean_ndcg, model_scores, segment_lift
+from embeddings.export import export_graph
+from embeddings.model import UpliftEnsemble
+from embeddings.scoring import Scorer, save_model
+from embeddings.train import TrainOptions, train_model
+from embeddings.world import bayes_values, catalog_turtle, generate_world, user_nquads
+from service.knowledge.vocab import WF_NS, local_id
 
 WORLDS = (
     {"seed": 101, "n_steps": 40, "n_features": 60, "n_areas": 6, "n_roles": 5, "n_industries": 6},

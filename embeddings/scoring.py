@@ -22,12 +22,11 @@ import torch
 from torch import Tensor
 from torch_geometric.typing import EdgeType
 
-from service import vocab
-
-from .evaluate import SegmentCounts
-from .export import CATALOG_TYPES, Export
-from .inputs import catalog_edges
-from .model import PROFILE_TYPES, ModelConfig, UpliftEnsemble
+from embeddings.evaluate import SegmentCounts
+from embeddings.export import CATALOG_TYPES, Export
+from embeddings.inputs import catalog_edges
+from embeddings.model import PROFILE_TYPES, ModelConfig, UpliftEnsemble
+from service.knowledge import vocab
 
 FORMAT = "wayfinder-uplift-gnn/1"
 EVIDENCE = ("users", "activated", "completers", "activators")
@@ -105,7 +104,7 @@ def load_model(path: str | Path, *, sha256: str | None = None) -> tuple[UpliftEn
 class Scorer:
     """Precomputed catalog side of a trained model; scores a new user's candidates without a graph pass.
 
-    Also fits ``service.policies.Scorer``: ``version`` and ``score(context, steps)``.
+    Also fits ``service.decisions.policies.Scorer``: ``version`` and ``score(context, steps)``.
     """
 
     def __init__(
@@ -211,7 +210,7 @@ class Scorer:
         return int(completers), (activators / completers) / (activated / users)
 
     def score(self, context, steps: list[str]) -> dict[str, float]:
-        """Score the steps the model knows for a ``service.policies.Context``; others are left out."""
+        """Score the steps the model knows for a ``service.decisions.policies.Context``; others are left out."""
         known = [s for s in steps if s in self.index["step"]]
         values = self.scores(
             role=context.role,

@@ -32,10 +32,10 @@ from torch import Tensor
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .evaluate import mean_ndcg, model_scores
-from .export import Export
-from .inputs import UserInputs, catalog_edges, catalog_sizes, completion_matrix, user_inputs
-from .model import ModelConfig, UpliftEnsemble, UpliftGNN
+from embeddings.evaluate import mean_ndcg, model_scores
+from embeddings.export import Export
+from embeddings.inputs import UserInputs, catalog_edges, catalog_sizes, completion_matrix, user_inputs
+from embeddings.model import ModelConfig, UpliftEnsemble, UpliftGNN
 
 
 @dataclass

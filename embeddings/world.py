@@ -70,7 +70,7 @@ from pathlib import Path
 import numpy as np
 import pyoxigraph as ox
 
-from service import vocab
+from service.knowledge import vocab
 
 WORLD_BASE = vocab.BASE + "world/"
 PLAN_NAMES = ("free", "team", "enterprise")

@@ -19,13 +19,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import knowledge
-from .access import is_loopback, parse_keys
-from .errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, WayfinderError
-from .runtime import Runtime
-from .settings import Settings
-from .telemetry import configure_logging, configure_tracing
-from .vocab import local_id
+from service.errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, WayfinderError
+from service.identity.keys import is_loopback, parse_keys
+from service.knowledge import files as knowledge
+from service.knowledge.vocab import local_id
+from service.runtime import Runtime
+from service.settings import Settings
+from service.telemetry import configure_logging, configure_tracing
 
 app = typer.Typer(
     help="Wayfinder: decides which onboarding steps each new user sees next, and why.", no_args_is_help=True
@@ -88,8 +88,8 @@ def serve(
     """Run the service (GraphQL at /graphql)."""
     import uvicorn
 
-    from .api.app import create_app
-    from .demo import load_demo
+    from service.api.app import create_app
+    from service.demo import load_demo
 
     overrides = {k: v for k, v in {"store": store, "host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
@@ -270,7 +270,7 @@ def backup(
 @app.command()
 def migrate(store: StoreOption = None) -> None:
     """Upgrade a store written by an earlier release to this release's layout, in place (back it up first)."""
-    from . import migrations
+    from service.knowledge import migrations
 
     runtime = _runtime(store)
     try:
@@ -292,8 +292,8 @@ def app_token(
     ttl: Annotated[int, typer.Option(help="Seconds until it expires")] = 900,
 ) -> None:
     """Print a per-user app token, signed as a product's backend signs it (for trying app credentials)."""
-    from .app_tokens import mint
-    from .users import check_id
+    from service.decisions.users import check_id
+    from service.identity.app_tokens import mint
 
     settings = Settings()
     try:
@@ -317,7 +317,7 @@ def train(
     requested_by: Annotated[str | None, typer.Option("--requested-by", help="Who asked for the run (recorded)")] = None,
 ) -> None:
     """Train on the store's consented data, evaluate on held-out users, register a candidate; print its version."""
-    from . import models
+    from service.models import operations as models
 
     runtime = _runtime(store)
     try:
@@ -385,7 +385,7 @@ def model_list(
     """List the registered versions, oldest first."""
     from dataclasses import asdict
 
-    from . import models
+    from service.models import operations as models
 
     versions = models.versions(_runtime(store))
     if format == "json":
@@ -412,7 +412,7 @@ def model_promote(
     store: StoreOption = None,
 ) -> None:
     """Approve a version and make it serve; the active one is retired."""
-    from . import models
+    from service.models import operations as models
 
     try:
         promoted = models.promote(_runtime(store), version, approved_by=approved_by)
@@ -424,7 +424,7 @@ def model_promote(
 @model_app.command("rollback")
 def model_rollback(store: StoreOption = None) -> None:
     """Return to the version the active one superseded."""
-    from . import models
+    from service.models import operations as models
 
     try:
         back = models.rollback(_runtime(store))
@@ -477,7 +477,7 @@ def audit_decision(
     store: StoreOption = None,
 ) -> None:
     """Print the lineage of one decision: what it used, which versions, what it returned."""
-    from . import vocab
+    from service.knowledge import vocab
 
     runtime = _runtime(store)
     rows = runtime.store.select(
@@ -533,8 +533,8 @@ def audit_verify(store: StoreOption = None) -> None:
     """Check the whole audit chain; exit 1 naming the first broken record, 2 when the anchors are unreadable or missing."""
     from rich.markup import escape
 
-    from .audit import verify
-    from .errors import BrokenAnchors
+    from service.audit.chain import verify
+    from service.errors import BrokenAnchors
 
     runtime = _runtime(store)
     try:
@@ -564,7 +564,7 @@ def purge(
     ] = False,
 ) -> None:
     """Remove the records whose retention period has run out and chain a purge record; print counts per rule."""
-    from . import retention
+    from service.audit import retention
 
     try:
         report = retention.purge(_runtime(store), dry_run=dry_run)
@@ -609,7 +609,7 @@ def user_export(
     store: StoreOption = None,
 ) -> None:
     """Everything held about one user (profile, events, consent history, decisions) as one JSON-LD document."""
-    from .portability import export_user
+    from service.audit.portability import export_user
 
     try:
         document = export_user(_runtime(store), user_id)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pyoxigraph as ox
 
-from . import vocab
-from .errors import InvalidInput
+from service.errors import InvalidInput
+from service.knowledge import vocab
 
 
 def now() -> datetime:

@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from . import users
-from .runtime import Runtime
+from service.decisions import users
+from service.runtime import Runtime
 
 
 def knowledge_files(runtime: Runtime) -> list[Path]:

@@ -14,15 +14,16 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
-from . import knowledge, migrations
-from .audit import AuditTrail
-from .catalog import Catalog, read_catalog
-from .graph_store import GraphStore
-from .policies import PolicyVersion, read_policies
-from .settings import Settings, get_settings
-from .store import open_store
-from .terms import to_rdflib_graph
-from .validation import Validator
+from service.audit.chain import AuditTrail
+from service.decisions.policies import PolicyVersion, read_policies
+from service.knowledge import files as knowledge
+from service.knowledge import migrations
+from service.knowledge.catalog import Catalog, read_catalog
+from service.knowledge.embedded import open_store
+from service.knowledge.store import GraphStore
+from service.knowledge.terms import to_rdflib_graph
+from service.knowledge.validation import Validator
+from service.settings import Settings, get_settings
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Runtime:
     @cached_property
     def models(self):
         """The serving side of the model registry (imports torch on first use)."""
-        from embeddings.registry import Serving
+        from service.models.registry import Serving
 
         return Serving()
 

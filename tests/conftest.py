@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import pytest
 
 from service.demo import knowledge_files
+from service.knowledge.embedded import Store
 from service.runtime import Runtime
 from service.settings import Settings
-from service.store import Store
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -13,8 +12,9 @@ from service.api.app import create_app
 from service.demo import load_demo
 from service.runtime import Runtime
 from service.settings import Settings
+from tests.paths import ROOT
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def first_query() -> tuple[str, dict]:

@@ -1,7 +1,7 @@
 """What the audit record adds to ``nextSteps``: in-process latency with and without it, and store growth.
 
 On the demo store (``demo.load_demo`` into an on-disk store, as the service runs),
-``service.decide.next_steps`` is called for random demo users and channels in three
+``service.decisions.decide.next_steps`` is called for random demo users and channels in three
 modes, interleaved in rounds (each round runs every mode on the same request list,
 in a rotating order, so the machine's noise falls on all of them alike):
 
@@ -56,7 +56,10 @@ import common  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
 import records  # noqa: E402
 
-from service import audit, decide, demo, vocab  # noqa: E402
+from service import demo  # noqa: E402
+from service.audit import chain as audit  # noqa: E402
+from service.decisions import decide  # noqa: E402
+from service.knowledge import vocab  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 

@@ -27,9 +27,11 @@ from unittest import mock
 
 import pyoxigraph as ox
 
-from service import audit, decide, vocab
-from service.catalog import CHANNEL_CODES
-from service.policies import Scored, active_version
+from service.audit import chain as audit
+from service.decisions import decide
+from service.decisions.policies import Scored, active_version
+from service.knowledge import vocab
+from service.knowledge.catalog import CHANNEL_CODES
 from service.runtime import Runtime
 
 DEMO_USERS = ["ana", "eli", "maya", "ada", "sam", "noor"]

@@ -36,10 +36,12 @@ import common  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
 import records  # noqa: E402
 
-from service import audit, demo, vocab  # noqa: E402
+from service import demo  # noqa: E402
+from service.audit import chain as audit  # noqa: E402
+from service.knowledge import vocab  # noqa: E402
+from service.knowledge.embedded import Store  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.store import Store  # noqa: E402
 
 
 def measure(store: Store, index: str) -> dict:

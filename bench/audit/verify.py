@@ -60,7 +60,10 @@ import common  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
 import records  # noqa: E402
 
-from service import audit, decide, demo, vocab  # noqa: E402
+from service import demo  # noqa: E402
+from service.audit import chain as audit  # noqa: E402
+from service.decisions import decide  # noqa: E402
+from service.knowledge import vocab  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
@@ -151,7 +154,7 @@ def check_records(path: Path, *, seed: int, n: int) -> dict:
     decide.next_steps(runtime, "ana")  # a real decision chained after the bulk records
     index = runtime.queries["audit-index"]
     intact = audit.verify(runtime.store, index, anchors=trail.anchors())
-    # Tamper with one bulk record as tests/test_audit.py does: change a candidate's score.
+    # Tamper with one bulk record as tests/audit/test_chain.py does: change a candidate's score.
     target_sequence = len(captured) + n // 2
     row = next(r for r in runtime.store.select(index) if int(r["sequence"].value) == target_sequence)
     record = row["record"]

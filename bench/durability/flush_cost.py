@@ -4,7 +4,7 @@ Three ways to finish a commit, measured on the same store, interleaved in rounds
 
 - ``wal`` (what the service does today): ``Store.commit`` returns once the
   transaction is in RocksDB's write-ahead log, in the OS page cache. Survives
-  ``kill -9`` of the process (tests/test_durability.py), not necessarily a power
+  ``kill -9`` of the process (tests/knowledge/test_durability.py), not necessarily a power
   loss or a kernel crash.
 - ``flush``: ``Store.flush()`` (pyoxigraph ``Store.flush``: RocksDB flushes every
   column family's memtable to SST files, syncs them and the MANIFEST) after each
@@ -55,10 +55,12 @@ sys.path.insert(0, str(ROOT))
 
 import pyoxigraph as ox  # noqa: E402
 
-from service import demo, users, vocab  # noqa: E402
+from service import demo  # noqa: E402
+from service.decisions import users  # noqa: E402
+from service.knowledge import vocab  # noqa: E402
+from service.knowledge.embedded import Store  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.store import Store  # noqa: E402
 
 RESULTS = HERE / "results"
 MODES = ("wal", "flush", "wal-fsync")

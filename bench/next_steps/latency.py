@@ -5,7 +5,7 @@ Against a store built by populate.py (``--store``), or against the demo store
 In order, in one run (the on-disk store is opened by one process at a time, so
 the in-process runtime is closed before the server starts, and reopened after):
 
-1. in process: ``service.decide.next_steps(runtime, user, channel="WEB", limit=5)``
+1. in process: ``service.decisions.decide.next_steps(runtime, user, channel="WEB", limit=5)``
    for random users (seeded), audit write included: p50/p90/p99/max; the same
    with every stage timed (consent, profile, events, candidates SPARQL, ranking,
    audit record) to say where the time goes; the same request through the
@@ -17,7 +17,7 @@ the in-process runtime is closed before the server starts, and reopened after):
    httptools, 1 worker, log level warning), driven with httpx: nextSteps over
    1 connection sequentially and over 8 concurrent connections (asyncio), p50/p99
    and requests/s; then recordEvents in batches of 100 and 1,000, events/s;
-3. in process again: ``service.users.record_events`` in batches of 100 and
+3. in process again: ``service.decisions.users.record_events`` in batches of 100 and
    1,000 events (5 events per user: 20 and 200 users per batch on the synthetic
    store), events/s with stage times, and its cProfile ->
    results/profile-record-events-LABEL.txt; then one new user (registered
@@ -71,7 +71,8 @@ sys.path.insert(0, str(HERE))
 import benchlib  # noqa: E402
 import httpx  # noqa: E402
 
-from service import decide, users, vocab, writes  # noqa: E402
+from service.decisions import decide, users, writes  # noqa: E402
+from service.knowledge import vocab  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
@@ -422,7 +423,7 @@ def graphql_schema(runtime: Runtime):
 def graphql_context(runtime: Runtime) -> dict:
     """What WayfinderGraphQL.get_context gives a resolver when the service runs without API keys."""
     try:
-        from service.access import OPEN
+        from service.identity.keys import OPEN
     except ImportError:
         OPEN = "open"
     return {"runtime": runtime, "request": None, "response": _Response(), "role": OPEN, "principal": OPEN}

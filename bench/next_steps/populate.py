@@ -65,7 +65,8 @@ sys.path.insert(0, str(HERE))
 import benchlib  # noqa: E402
 import pyoxigraph as ox  # noqa: E402
 
-from service import demo, vocab  # noqa: E402
+from service import demo  # noqa: E402
+from service.knowledge import vocab  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
@@ -339,7 +340,7 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
     timings["total_s"] = time.perf_counter() - t0
 
     # Sanity: the layout is the service's own (a user exists, reads back, has its consents).
-    from service import users
+    from service.decisions import users
 
     probe = user_id(1)
     assert users.exists(runtime, probe), "user graph missing: bulk_load did not register the named graph"

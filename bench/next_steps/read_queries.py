@@ -6,7 +6,7 @@ For random users of a populated store it times, query by query,
   ?channel bound with pyoxigraph ``substitutions``, correlated FILTER NOT EXISTS
   in candidates.rq, every pattern over the union of all graphs;
 - the queries as the service runs them now (queries/service/*.rq, terms written
-  into the text by service/sparql_terms.py, the user's facts read in their own
+  into the text by service/knowledge/queries.py, the user's facts read in their own
   graph, conditions subtracted with MINUS),
 
 and checks that both give the same rows for every user run both ways
@@ -34,11 +34,11 @@ sys.path.insert(0, str(HERE))
 
 import benchlib  # noqa: E402
 
-from service import vocab  # noqa: E402
-from service.catalog import CHANNEL_CODES  # noqa: E402
+from service.knowledge import vocab  # noqa: E402
+from service.knowledge.catalog import CHANNEL_CODES  # noqa: E402
+from service.knowledge.queries import inline  # noqa: E402
 from service.runtime import Runtime, term  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.sparql_terms import inline  # noqa: E402
 
 PREFIXES = "PREFIX wf: <https://w3id.org/wayfinder/ontology#>\nPREFIX dpv: <https://w3id.org/dpv#>\n"
 

@@ -35,11 +35,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import service
-    from service import decide, users
+    from service.audit.sparql import SparqlEndpoint
+    from service.decisions import decide, users
     from service.demo import knowledge_files
     from service.runtime import Runtime
     from service.settings import Settings
-    from service.sparql import SparqlEndpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         runtime = Runtime(settings=Settings(store=str(Path(tmp) / "store"), models_dir=Path(tmp) / "models"))

@@ -1,6 +1,6 @@
 """Seeded generator of a synthetic Wayfinder store: ontology, catalog, users, events, consent.
 
-The layout is the service's (service/vocab.py, service/users.py, service/consent.py):
+The layout is the service's (service/knowledge/vocab.py, service/decisions/users.py, service/decisions/consent.py):
 
 - the ontology (ontology/wayfinder.ttl) in graph ``graph/ontology``;
 - a catalog of ~200 steps (prerequisite chains up to 6 deep, role and plan

@@ -17,7 +17,7 @@
     pass, on the N-Quads store with the union of the named graphs as default
     graph (as the service queries it), in the process of the last load run:
     - pyoxigraph: the user's IRI written into the query; substitutions= (what
-      service/store.py does);
+      service/knowledge/embedded.py does);
     - rdflib Dataset(default_union=True): the query string with the IRI
       written in (parsed on every call), and prepareQuery + initBindings.
     Results are compared user by user across engines and variants.

@@ -1,7 +1,7 @@
 """SHACL benchmark: pyshacl with the project's shapes, full store vs the per-write delta.
 
 Shapes: shapes/*.ttl (catalog and privacy), parsed once into one rdflib graph, and
-validated exactly as service/validation.py does: pyshacl.validate(data,
+validated exactly as service/knowledge/validation.py does: pyshacl.validate(data,
 shacl_graph=shapes, inference="none", advanced=True, allow_warnings=True,
 focus_nodes=...). The data graph holds the ontology, the synthetic catalog and
 the users, their events and consent records (bench/store/generate.py), sized in
@@ -15,7 +15,7 @@ SHACL target nodes: users + events + consent records.
    of events / users / consent records over the whole graph (two calls, the
    second with twice the nodes: the difference is the marginal cost per node,
    the rest pyshacl's cost per call), and the full-run time these project.
-3. The per-write delta, as service/writes.py builds it: 10 new events of one
+3. The per-write delta, as service/decisions/writes.py builds it: 10 new events of one
    user, validated with focus_nodes= the 10 events over the knowledge
    (ontology + catalog) plus the user's graph and consent records read back
    from a pyoxigraph store that holds the 100k-node data; timed as neighbourhood
@@ -257,7 +257,7 @@ def delta_bench(nodes: int, runs: int, seed: int, shapes) -> dict:
         return user_id, events
 
     def write(user_id: str, events: list) -> dict:
-        """service/writes.py: neighbourhood + the new quads, focus = the new subjects."""
+        """service/decisions/writes.py: neighbourhood + the new quads, focus = the new subjects."""
         t0 = time.perf_counter()
         graph = rdflib.Graph()
         graph += knowledge

@@ -41,18 +41,19 @@ import pyoxigraph as ox  # noqa: E402
 import rdflib  # noqa: E402
 from latency import Pool, reports  # noqa: E402
 
-from service import users, vocab  # noqa: E402
+from service.decisions import users  # noqa: E402
 from service.errors import RefusedWrite  # noqa: E402
+from service.knowledge import vocab  # noqa: E402
+from service.knowledge.terms import to_rdflib_graph  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.terms import to_rdflib_graph  # noqa: E402
 
 GOAL_EVENTS_PER_S = 5000.0
 RESULTS = HERE / "results"
 
 
 def previous_commit_validated(runtime, add, *, users, remove=None, source=None) -> None:
-    """service/writes.py as of 755e586: the write validated in a copy of the whole knowledge."""
+    """service/decisions/writes.py as of 755e586: the write validated in a copy of the whole knowledge."""
     users = list(dict.fromkeys(users))
     graph = rdflib.Graph()
     graph += runtime.knowledge.graph

@@ -23,17 +23,17 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from ..access import OPEN, KeyRing, require
-from ..errors import Forbidden
-from ..metrics import REQUEST_SECONDS, STORE_QUADS
-from ..retention import purge_periodically
-from ..runtime import Runtime
-from ..sparql import SparqlEndpoint
-from .body_limit import BodyLimit
-from .credentials import ANONYMOUS, OPEN_CALLER, Authenticator, RateLimited, Unauthorized
-from .limits import refuse_overlong_lists
-from .schema import build_schema
-from .single_flight import SingleFlight
+from service.api.body_limit import BodyLimit
+from service.api.credentials import ANONYMOUS, OPEN_CALLER, Authenticator, RateLimited, Unauthorized
+from service.api.limits import refuse_overlong_lists
+from service.api.schema import build_schema
+from service.api.single_flight import SingleFlight
+from service.audit.retention import purge_periodically
+from service.audit.sparql import SparqlEndpoint
+from service.errors import Forbidden
+from service.identity.keys import OPEN, KeyRing, require
+from service.metrics import REQUEST_SECONDS, STORE_QUADS
+from service.runtime import Runtime
 
 PUBLIC_PATHS = {"/healthz"}
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
-from ..runtime import Runtime
-from ..settings import Settings
-from ..telemetry import configure_logging, configure_tracing
-from .app import create_app
+from service.api.app import create_app
+from service.runtime import Runtime
+from service.settings import Settings
+from service.telemetry import configure_logging, configure_tracing
 
 
 def create() -> ASGIApp:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ..access import APP, OPEN, KeyRing
-from ..app_tokens import TokenRefused, looks_like_token, verify
-from ..rate_limits import RateLimiter
+from service.identity.app_tokens import TokenRefused, looks_like_token, verify
+from service.identity.keys import APP, OPEN, KeyRing
+from service.identity.rate_limits import RateLimiter
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, ParserCache
 from strawberry.types.graphql import OperationType
 
-from ..errors import WayfinderError
-from ..metrics import REFUSED_WRITES, REQUEST_SECONDS
-from ..vocab import local_id
+from service.errors import WayfinderError
+from service.knowledge.vocab import local_id
+from service.metrics import REFUSED_WRITES, REQUEST_SECONDS
 
 
 def _root_fields(context, schema) -> str:
@@ -155,7 +155,7 @@ def log_errors(errors: list[GraphQLError], execution_context=None) -> None:
     traceback. Internal errors are logged with their traceback by ErrorCodes. A message
     may quote the request (a user ID, a variable's value), so the line holds only the
     code, the fields and the constraints the error names. (A store outage's cause, with the
-    store's address, is logged where it happens: service/remote_store.py.)
+    store's address, is logged where it happens: service/knowledge/shared.py.)
     """
     for error in errors:
         if _is_internal(error):

@@ -13,8 +13,8 @@ from graphql import (
 )
 from strawberry.types import ExecutionResult
 
-from ..errors import InvalidInput
-from .errors import graphql_error, log_errors
+from service.api.errors import graphql_error, log_errors
+from service.errors import InvalidInput
 
 
 def field_budget(limit: int) -> type[ValidationRule]:

@@ -8,8 +8,8 @@ from typing import Any
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
-from ..access import APP, require
-from ..errors import Forbidden
+from service.errors import Forbidden
+from service.identity.keys import APP, require
 
 
 def acting_for(arguments: dict[str, Any]) -> list[str]:

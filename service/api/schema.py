@@ -14,19 +14,29 @@ from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import Info
 
-from .. import decide, erasure, models, portability, users
-from ..catalog import CHANNEL_OF_IRI, Catalog, StepInfo
-from ..clock import now
-from ..consent import ConsentState
-from ..errors import Forbidden, InvalidInput
-from ..idempotency import IdempotencyKey, scoped_key
-from ..policies import Scored
-from ..runtime import Runtime
-from ..settings import Settings
-from ..vocab import local_id
-from .errors import ErrorCodes, ReportingParserCache, log_errors
-from .limits import field_budget
-from .permissions import ANYONE, AUDITOR, CLIENT, CLIENT_OR_APP_USER, CLIENT_OR_AUDITOR, CLIENT_OR_OPERATOR, OPERATOR
+from service.api.errors import ErrorCodes, ReportingParserCache, log_errors
+from service.api.limits import field_budget
+from service.api.permissions import (
+    ANYONE,
+    AUDITOR,
+    CLIENT,
+    CLIENT_OR_APP_USER,
+    CLIENT_OR_AUDITOR,
+    CLIENT_OR_OPERATOR,
+    OPERATOR,
+)
+from service.audit import erasure, portability
+from service.clock import now
+from service.decisions import decide, users
+from service.decisions.consent import ConsentState
+from service.decisions.idempotency import IdempotencyKey, scoped_key
+from service.decisions.policies import Scored
+from service.errors import Forbidden, InvalidInput
+from service.knowledge.catalog import CHANNEL_OF_IRI, Catalog, StepInfo
+from service.knowledge.vocab import local_id
+from service.models import operations as models
+from service.runtime import Runtime
+from service.settings import Settings
 
 
 @strawberry.enum
@@ -166,7 +176,7 @@ class UserExport:
     document: strawberry.scalars.JSON = strawberry.field(
         description=(
             "One JSON-LD document: the user's graph (profile and events), every consent record and every decision "
-            "made for them, one named graph each (service/portability.py)"
+            "made for them, one named graph each"
         )
     )
 

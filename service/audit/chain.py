@@ -1,0 +1,371 @@
+"""The audit trail: decision records as PROV-O activities, chained by hash.
+
+Each record holds no blank node, so its canonical form is simply its triples
+in N-Triples syntax, sorted by code point and joined by newlines (what RDF
+Dataset Canonicalization, RDFC-1.0, yields for a graph without blank nodes).
+``wf:contentHash`` is the SHA-256 of that form, computed over every triple of
+the record except the ``wf:contentHash`` triple itself; it covers
+``wf:sequence`` and ``wf:previousHash``, so the records form a chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyoxigraph as ox
+
+from service.clock import now
+from service.errors import BrokenAnchors, Conflict
+from service.knowledge import vocab
+from service.knowledge.store import GraphStore
+
+GENESIS = "0" * 64
+_UNCERTAIN_KEPT = 1024  # records whose commit raised that a retry is recognised for
+
+
+def canonical_form(triples: Iterable[ox.Triple | ox.Quad]) -> str:
+    """Return the canonical N-Triples text of a blank-node-free set of triples."""
+    lines = {f"{t.subject} {t.predicate} {t.object} ." for t in triples}
+    return "\n".join(sorted(lines)) + "\n"
+
+
+def content_hash(triples: Iterable[ox.Triple | ox.Quad]) -> str:
+    hashable = [t for t in triples if t.predicate != vocab.CONTENT_HASH]
+    return hashlib.sha256(canonical_form(hashable).encode()).hexdigest()
+
+
+def stored_form(triples: list[ox.Triple]) -> list[ox.Triple]:
+    """Return the triples as Oxigraph stores them (typed literals in canonical form)."""
+    scratch = ox.Store()
+    scratch.extend(ox.Quad(t.subject, t.predicate, t.object) for t in triples)
+    return [q.triple for q in scratch]
+
+
+@dataclass
+class ChainHead:
+    sequence: int
+    hash: str
+
+
+class AuditTrail:
+    """Appends chained records to the audit graph, one at a time."""
+
+    def __init__(
+        self,
+        store: GraphStore,
+        head_query: str,
+        *,
+        chain: str = "main",
+        anchor_file: Path | None = None,
+        checkpoint_every: int = 1000,
+    ) -> None:
+        self.store = store
+        self.chain = chain
+        self._head_query = head_query
+        self.anchor_file = anchor_file
+        self.checkpoint_every = checkpoint_every
+        self._head: ChainHead | None = None
+        self._unsealed: int | None = None  # a checkpoint whose commit raised: it may have landed unsealed
+        self._uncertain: dict[str, None] = {}  # records whose commit raised, oldest first: they may have landed
+        self._lock = threading.RLock()  # re-entered by append inside exclusive()
+        self._sealing = threading.Lock()  # one anchor line at a time
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the trail and the store's write lock, in the order append takes them, across a read-then-append."""
+        with self._lock, self.store.write_lock:
+            yield
+
+    def head(self) -> ChainHead:
+        rows = self.store.select(self._head_query, chain=ox.Literal(self.chain))
+        if not rows:
+            return ChainHead(0, GENESIS)
+        return ChainHead(int(rows[0]["sequence"].value), rows[0]["hash"].value)
+
+    def append(
+        self,
+        record: ox.NamedNode,
+        triples: list[ox.Triple],
+        *,
+        extra: list[ox.Quad] = (),
+        remove: list[ox.Quad] = (),
+        drop: list[ox.NamedNode] = (),
+    ) -> ChainHead:
+        """Chain and store one record, with other changes in the same transaction.
+
+        Every ``checkpoint_every`` records the new head is sealed in the anchor file
+        before this returns, but after the locks are released: the flush that comes
+        first takes up to hundreds of milliseconds, and other writers need not wait.
+
+        Appending a record that is stored already with the same content changes nothing.
+        """
+        late: ChainHead | None = None  # a checkpoint that landed although its commit raised
+        stored: ChainHead | None = None
+        appended = ChainHead(0, GENESIS)
+        with self._lock, self.store.write_lock:
+            if self._head is None or record.value in self._uncertain:
+                # Only a record whose commit raised can be stored without this trail knowing (it
+                # landed, the reply did not), so only then is it looked up: one read on a rare path
+                # makes retrying such an append safe, where a blind retry would chain it twice.
+                stored = self._stored(record, triples)
+                self._uncertain.pop(record.value, None)
+            if self._head is None:
+                self._head = self.head()
+                if self._unsealed is not None and self._head.sequence >= self._unsealed:
+                    late = self._head
+                self._unsealed = None
+            if stored is None:
+                head = self._head
+                chained = self._chained(record, triples, after=head)
+                appended = ChainHead(head.sequence + 1, chained[-1].object.value)
+                quads = [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in chained]
+                try:
+                    self.store.commit(add=[*quads, *extra], remove=list(remove), drop=list(drop))
+                except BaseException:
+                    # The commit may have landed although it raised (a reply lost on its way back, a
+                    # flush failing after the write): from now on only the store knows the head.
+                    self._head = None
+                    self._uncertain[record.value] = None
+                    if len(self._uncertain) > _UNCERTAIN_KEPT:  # a long outage must not grow it without end
+                        del self._uncertain[next(iter(self._uncertain))]
+                    if appended.sequence % self.checkpoint_every == 0:
+                        self._unsealed = appended.sequence
+                    raise
+                self._head = appended
+        if self.anchor_file is not None:
+            if late is not None:
+                self._seal(late)
+            if stored is None and appended.sequence % self.checkpoint_every == 0:
+                self._seal(appended)
+        return stored if stored is not None else appended
+
+    def _chained(self, record: ox.NamedNode, triples: list[ox.Triple], *, after: ChainHead) -> list[ox.Triple]:
+        """Return the record's triples chained after ``after``, as stored, its content hash last."""
+        chained = [
+            *triples,
+            ox.Triple(record, vocab.CHAIN, ox.Literal(self.chain)),
+            ox.Triple(record, vocab.SEQUENCE, ox.Literal(str(after.sequence + 1), datatype=vocab.XSD_INTEGER)),
+            ox.Triple(record, vocab.PREVIOUS_HASH, ox.Literal(after.hash)),
+        ]
+        # Hash the terms as the store will keep them: Oxigraph normalises typed
+        # literals (e.g. "…:55.660450Z" is kept as "…:55.66045Z").
+        chained = stored_form(chained)
+        chained.append(ox.Triple(record, vocab.CONTENT_HASH, ox.Literal(content_hash(chained))))
+        return chained
+
+    def _stored(self, record: ox.NamedNode, triples: list[ox.Triple]) -> ChainHead | None:
+        """Return the record's place in the chain when it is stored already with this content, else None."""
+        own = {
+            q.predicate: q.object.value
+            for q in self.store.quads(subject=record, graph=vocab.AUDIT_GRAPH)
+            if q.predicate in (vocab.SEQUENCE, vocab.PREVIOUS_HASH, vocab.CONTENT_HASH)
+        }
+        if vocab.CONTENT_HASH not in own:
+            return None
+        digest, sequence = own[vocab.CONTENT_HASH], own.get(vocab.SEQUENCE, "")
+        if sequence.isdigit() and vocab.PREVIOUS_HASH in own:
+            after = ChainHead(int(sequence) - 1, own[vocab.PREVIOUS_HASH])
+            if self._chained(record, triples, after=after)[-1].object.value == digest:
+                return ChainHead(int(sequence), digest)
+        raise Conflict(f"audit record {record.value} is stored already with other content")
+
+    def checkpoint(self) -> ChainHead:
+        """Seal the current head in the anchor file outside the store (one JSON line)."""
+        head = self._head or self.head()
+        if self.anchor_file is not None and head.sequence:
+            self._seal(head)
+        return head
+
+    def _seal(self, head: ChainHead) -> None:
+        # The flush first, so that an anchor never names a record a power loss could still take.
+        # Records appended meanwhile are flushed too, and sealed by a later anchor.
+        self.store.flush()
+        with self._sealing:
+            self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.anchor_file.open("a") as out:
+                out.write(
+                    json.dumps(
+                        {"chain": self.chain, "sequence": head.sequence, "hash": head.hash, "at": now().isoformat()}
+                    )
+                    + "\n"
+                )
+                out.flush()
+                os.fsync(out.fileno())
+
+    def anchors(self) -> list[dict]:
+        """Return the anchors sealed in the anchor file (none without a file); raise BrokenAnchors on a bad line."""
+        if self.anchor_file is None or not self.anchor_file.exists():
+            return []
+        return read_anchors(self.anchor_file)
+
+    def require_anchors(self, chains: Mapping[str, int], anchors: list[dict]) -> None:
+        """Return nothing if each chain long enough to have been sealed has an anchor; raise BrokenAnchors if not."""
+        if self.anchor_file is None:
+            return
+        sealed = {anchor.get("chain", "main") for anchor in anchors}
+        for chain, records in sorted(chains.items()):
+            if records >= self.checkpoint_every and chain not in sealed:
+                state = "holds no anchor for it" if self.anchor_file.exists() else "is absent"
+                raise BrokenAnchors(
+                    str(self.anchor_file),
+                    f"anchors expected: chain {chain} holds {records} records, one is sealed every "
+                    f"{self.checkpoint_every} (WAYFINDER_AUDIT_CHECKPOINT_EVERY), but this file {state}; "
+                    "it may have been deleted or emptied, or not restored with a backup",
+                )
+
+    def forget_head(self) -> None:
+        """Re-read the chain head from the store on the next append (another writer appended)."""
+        self._head = None
+
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def read_anchors(path: Path) -> list[dict]:
+    """Return the anchors of an anchor file, one JSON object a line; raise BrokenAnchors naming a bad line."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise BrokenAnchors(str(path), f"cannot be read: {exc.strerror or exc}") from exc
+    anchors = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            anchor = json.loads(line)
+        except ValueError as exc:  # JSON that does not parse, or bytes that are not UTF-8
+            raise BrokenAnchors(str(path), "not an anchor: the line is not JSON", line=number) from exc
+        problem = _anchor_problem(anchor)
+        if problem:
+            raise BrokenAnchors(str(path), f"not an anchor: {problem}", line=number)
+        anchors.append(anchor)
+    return anchors
+
+
+def _anchor_problem(anchor: object) -> str | None:
+    if not isinstance(anchor, dict):
+        return "the line is not a JSON object"
+    sequence = anchor.get("sequence")
+    if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:
+        return "the field 'sequence' is missing or not a positive integer"
+    if not isinstance(anchor.get("hash"), str) or not _HASH.fullmatch(anchor["hash"]):
+        return "the field 'hash' is missing or not a SHA-256 in hex"
+    if not isinstance(anchor.get("chain", "main"), str):
+        return "the field 'chain' is not a string"
+    return None
+
+
+@dataclass
+class Verification:
+    """The result of checking the whole chain."""
+
+    records: int
+    ok: bool
+    broken_sequence: int | None = None
+    broken_record: str | None = None
+    reason: str | None = None
+    anchors_checked: int = 0
+    chains: dict[str, int] = field(default_factory=dict)  # records checked in each chain
+
+
+def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = None) -> Verification:
+    """Recompute every record's hash and links, chain by chain; name the first broken record."""
+    rows = store.select(index_query)
+    chains: dict[str, list] = {}
+    for row in rows:
+        if row["chain"] is None:
+            return _broken(0, 0, row["record"].value, "chain missing")
+        chains.setdefault(row["chain"].value, []).append(row)
+    hashes: dict[tuple[str, int], str] = {}
+    sizes: dict[str, int] = {}
+    checked_records = 0
+    for chain, chain_rows in sorted(chains.items()):
+        expected_previous = GENESIS
+        before = None
+        for position, row in enumerate(chain_rows, start=1):
+            record = row["record"]
+            if row["sequence"] is None or row["hash"] is None or row["previous"] is None:
+                missing = [n for n in ("sequence", "hash", "previous") if row[n] is None]
+                return _broken(checked_records, position, record.value, f"{', '.join(missing)} missing (chain {chain})")
+            try:
+                sequence = int(row["sequence"].value)
+            except ValueError:
+                return _broken(
+                    checked_records,
+                    position,
+                    record.value,
+                    f"sequence {row['sequence'].value!r} is not an integer (chain {chain})",
+                )
+            if before is not None and sequence == position - 1:
+                return _broken(
+                    checked_records,
+                    sequence,
+                    record.value,
+                    f"duplicate sequence {sequence} in chain {chain}: records {before.value} and "
+                    f"{record.value} (a commit was applied twice or a reply was lost)",
+                )
+            if sequence > position:
+                return _broken(
+                    checked_records,
+                    position,
+                    record.value,
+                    f"record {position} missing: a record was removed (chain {chain})",
+                )
+            if sequence != position:
+                return _broken(
+                    checked_records,
+                    position,
+                    record.value,
+                    f"sequence {sequence} where {position} was expected in chain {chain}",
+                )
+            if row["previous"].value != expected_previous:
+                return _broken(
+                    checked_records, sequence, record.value, "previous hash does not match the record before"
+                )
+            digest = content_hash(record_triples(store, record))
+            if digest != row["hash"].value:
+                return _broken(
+                    checked_records,
+                    sequence,
+                    record.value,
+                    "content hash does not match: a triple was added, removed or changed",
+                )
+            hashes[(chain, sequence)] = digest
+            expected_previous = digest
+            before = record
+            checked_records += 1
+            sizes[chain] = sequence
+    checked = 0
+    for anchor in anchors or []:
+        key = (anchor.get("chain", "main"), int(anchor["sequence"]))
+        if hashes.get(key) != anchor["hash"]:
+            return _broken(
+                checked_records,
+                key[1],
+                None,
+                f"record {key[1]} of chain {key[0]} is missing or differs from its external anchor "
+                "(the chain was cut or rewritten)",
+            )
+        checked += 1
+    return Verification(records=checked_records, ok=True, anchors_checked=checked, chains=sizes)
+
+
+def _broken(records: int, sequence: int, record: str | None, reason: str) -> Verification:
+    return Verification(records=records, ok=False, broken_sequence=sequence, broken_record=record, reason=reason)
+
+
+def record_triples(store: GraphStore, record: ox.NamedNode) -> list[ox.Quad]:
+    """Return every triple of a record: its own and those of its candidates."""
+    own = list(store.quads(subject=record, graph=vocab.AUDIT_GRAPH))
+    parts = [q.object for q in own if q.predicate == vocab.HAS_CANDIDATE and isinstance(q.object, ox.NamedNode)]
+    for part in parts:
+        own.extend(store.quads(subject=part, graph=vocab.AUDIT_GRAPH))
+    return own

@@ -1,0 +1,70 @@
+"""Erasure: a user's profile, events and consent records go; decision records stay.
+
+Decision records name the user only by a random pseudonym kept in the user's
+profile, so dropping the profile leaves the records whole (the chain still
+verifies) and unlinkable to the person. The erasure itself is a chained audit
+record that says when and at whose request, never whom.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyoxigraph as ox
+
+from service.clock import datetime_literal, now
+from service.decisions.users import require_user
+from service.knowledge import vocab
+from service.runtime import Runtime
+
+
+@dataclass
+class ErasureReceipt:
+    user_id: str
+    erasure_id: str
+    erased_at: datetime
+    triples_removed: int
+    decisions_kept: int
+
+
+def erase(runtime: Runtime, user_id: str, *, requested_by: str) -> ErasureReceipt:
+    """Erase everything that names the user, and record the erasure."""
+    user = require_user(runtime, user_id)
+    store = runtime.store
+    with runtime.trail.exclusive():  # the trail's lock first, as every append takes it: no deadlock with decisions
+        graph = vocab.user_graph(user_id)
+        in_graph = store.graph(graph)
+        pseudonym = next(
+            (q.object.value for q in in_graph if q.subject == user and q.predicate == vocab.PSEUDONYM), None
+        )
+        records = {
+            q.subject for q in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
+        }
+        consent_quads = [q for r in records for q in store.quads(subject=r, graph=vocab.CONSENT_GRAPH)]
+        # Anything else that points at the user (nothing should; the shapes refuse it).
+        elsewhere = [q for q in store.quads(object=user) if q.graph_name != graph and q not in consent_quads]
+        decisions = 0
+        if pseudonym:
+            decisions = len(
+                list(
+                    store.quads(
+                        predicate=vocab.SUBJECT_PSEUDONYM, object=ox.Literal(pseudonym), graph=vocab.AUDIT_GRAPH
+                    )
+                )
+            )
+        at = now()
+        erasure_id = str(uuid.uuid4())
+        record = ox.NamedNode(vocab.ERASURE_BASE + erasure_id)
+        removed = len(in_graph) + len(consent_quads) + len(elsewhere)
+        T = ox.Triple
+        triples = [
+            T(record, vocab.RDF_TYPE, vocab.ERASURE),
+            T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
+            T(record, vocab.PROV_STARTED_AT, datetime_literal(at)),
+            T(record, vocab.REQUESTED_BY, ox.Literal(requested_by)),
+            T(record, vocab.TRIPLES_REMOVED, ox.Literal(str(removed), datatype=vocab.XSD_INTEGER)),
+        ]
+        runtime.trail.append(record, triples, remove=[*consent_quads, *elsewhere], drop=[graph])
+    return ErasureReceipt(user_id, erasure_id, at, removed, decisions)

@@ -1,0 +1,250 @@
+"""Next-steps decisions: consent, assignment, candidates, ranking, explanation, record.
+
+This module knows nothing of GraphQL; the API calls :func:`next_steps`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyoxigraph as ox
+
+from service.clock import datetime_literal, now, parse_datetime
+from service.decisions.candidates import candidate_steps
+from service.decisions.consent import current_consents
+from service.decisions.policies import Context, PolicyVersion, Scored, Scorer, active_version, rank
+from service.decisions.users import consents, events, profile, require_user
+from service.errors import InvalidInput
+from service.knowledge import vocab
+from service.knowledge.catalog import CHANNEL_CODES
+from service.metrics import CANDIDATES, DECISIONS
+from service.runtime import Runtime
+from service.telemetry import tracer
+
+MAX_LIMIT = 50
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+log = logging.getLogger("wayfinder.decide")
+
+
+@dataclass
+class Recommendation:
+    decision_id: str
+    steps: list[Scored]
+    personalized: bool
+    policy_version: str
+    model_version: str | None = None
+    variant: str | None = None
+    candidates: list[Scored] = field(default_factory=list)
+    at: datetime | None = None
+    channel: str = "WEB"
+    limit: int = 5
+
+
+def next_steps(
+    runtime: Runtime,
+    user_id: str,
+    *,
+    channel: str = "WEB",
+    limit: int = 5,
+    policy_id: str = "default",
+    model: Scorer | None = None,
+) -> Recommendation:
+    """Decide, explain and record the user's next steps on a channel."""
+    if channel not in CHANNEL_CODES:
+        raise InvalidInput("channel", f"unknown channel {channel!r}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
+    with tracer.start_as_current_span("decide", attributes={"channel": channel, "limit": limit}) as span:
+        rec = _decide(runtime, user_id, channel=channel, limit=limit, policy_id=policy_id, model=model)
+        span.set_attribute("decision_id", rec.decision_id)
+    DECISIONS.labels(rec.policy_version, rec.variant or "", str(rec.personalized).lower()).inc()
+    CANDIDATES.observe(len(rec.candidates))
+    log.info(
+        "decision",
+        extra={
+            "decision_id": rec.decision_id,
+            "policy_version": rec.policy_version,
+            "model_version": rec.model_version,
+            "personalized": rec.personalized,
+            "candidates": len(rec.candidates),
+            "returned": len(rec.steps),
+        },
+    )
+    return rec
+
+
+def _decide(
+    runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_id: str, model: Scorer | None
+) -> Recommendation:
+    started = now()
+    user = require_user(runtime, user_id)
+    knowledge = runtime.knowledge
+    catalog = knowledge.catalog
+    channel_iri = CHANNEL_CODES[channel]
+
+    consent_now = current_consents(consents(runtime, user_id))
+    personalized = bool(consent_now.get("PERSONALIZATION") and consent_now["PERSONALIZATION"].granted)
+    stored = profile(runtime, user_id)
+    assert stored is not None
+    history = events(runtime, user_id)
+
+    policy = active_version(knowledge.policies, policy_id)
+    with tracer.start_as_current_span("sparql.candidates"):
+        candidates = candidate_steps(runtime, user, channel_iri)
+    context = Context(
+        channel=channel_iri,
+        personalized=personalized,
+        role=stored.role if personalized else None,
+        industry=stored.industry if personalized else None,
+        plan=stored.plan if personalized else None,
+        used_features=[e.feature for e in history if personalized and e.type == "FEATURE_USED" and e.feature],
+        completed=[e.step for e in history if e.type == "STEP_COMPLETED" and e.step],
+        eligible_roles=[stored.role] if stored.role else [],
+        eligible_plans=catalog.plans_included(stored.plan) if stored.plan else [],
+    )
+    used_model = None
+    if policy.model_weight and personalized:
+        with tracer.start_as_current_span("model.active"):
+            used_model = model if model is not None else runtime.active_model()
+    with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
+        ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
+    chosen = ranked[:limit]
+
+    # What the decision read: the consent state, the eligibility facts (role, plan,
+    # step events) and, when personalised, the rest of the profile and behaviour.
+    used: list[str] = [state.record for state in consent_now.values()]
+    used += [iri for iri in (stored.role, stored.plan) if iri]
+    if personalized and stored.industry:
+        used.append(stored.industry)
+    used += [
+        e.iri
+        for e in history
+        if e.type in ("STEP_COMPLETED", "STEP_DISMISSED") or personalized and e.type == "FEATURE_USED"
+    ]
+
+    decision_id = str(uuid.uuid4())
+    recommendation = Recommendation(
+        decision_id=decision_id,
+        steps=chosen,
+        personalized=personalized,
+        policy_version=policy.label,
+        model_version=getattr(used_model, "version", None),
+        candidates=ranked,
+        at=started,
+        channel=channel,
+        limit=limit,
+    )
+    record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
+    with tracer.start_as_current_span("audit.append"):
+        runtime.trail.append(
+            record,
+            decision_triples(
+                record,
+                recommendation,
+                policy=policy,
+                pseudonym=stored.pseudonym,
+                used=used,
+                started=started,
+                model_iri=getattr(used_model, "iri", None),
+            ),
+        )
+    return recommendation
+
+
+def decision_triples(
+    record: ox.NamedNode,
+    rec: Recommendation,
+    *,
+    policy: PolicyVersion,
+    pseudonym: str,
+    used: list[str],
+    started: datetime,
+    model_iri: str | None,
+) -> list[ox.Triple]:
+    """Return the PROV-O record of a decision; it names the user only by pseudonym."""
+    T, L = ox.Triple, ox.Literal
+    triples = [
+        T(record, vocab.RDF_TYPE, vocab.DECISION),
+        T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
+        T(record, vocab.PROV_STARTED_AT, datetime_literal(started)),
+        T(record, vocab.PROV_ENDED_AT, datetime_literal(now())),
+        T(record, vocab.SUBJECT_PSEUDONYM, L(pseudonym)),
+        T(record, vocab.DECISION_CHANNEL, ox.NamedNode(CHANNEL_CODES[rec.channel])),
+        T(record, vocab.PERSONALIZED, L("true" if rec.personalized else "false", datatype=vocab.XSD_BOOLEAN)),
+        T(record, vocab.REQUESTED_LIMIT, L(str(rec.limit), datatype=vocab.XSD_INTEGER)),
+        T(record, vocab.POLICY_VERSION_OF_DECISION, ox.NamedNode(policy.iri)),
+        T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(policy.iri)),
+    ]
+    if model_iri:
+        triples += [
+            T(record, vocab.MODEL_VERSION_OF_DECISION, ox.NamedNode(model_iri)),
+            T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(model_iri)),
+        ]
+    if rec.variant:
+        triples.append(T(record, vocab.VARIANT, L(rec.variant)))
+    for iri in dict.fromkeys(used):
+        triples.append(T(record, vocab.PROV_USED, ox.NamedNode(iri)))
+    ranks = {s.step: i for i, s in enumerate(rec.steps, start=1)}
+    for i, scored in enumerate(rec.candidates, start=1):
+        node = ox.NamedNode(f"{record.value}/candidate/{i}")
+        triples += [
+            T(record, vocab.HAS_CANDIDATE, node),
+            T(node, vocab.RDF_TYPE, vocab.RANKED_CANDIDATE),
+            T(node, vocab.CANDIDATE_STEP, ox.NamedNode(scored.step)),
+            T(node, vocab.SCORE, L(repr(float(scored.score)), datatype=vocab.XSD_DOUBLE)),
+            T(node, vocab.RULE_SCORE, L(repr(float(scored.rule_score)), datatype=vocab.XSD_DOUBLE)),
+        ]
+        if scored.model_score is not None:
+            triples.append(T(node, vocab.MODEL_SCORE, L(repr(float(scored.model_score)), datatype=vocab.XSD_DOUBLE)))
+        if scored.step in ranks:
+            triples.append(T(node, vocab.RANK, L(str(ranks[scored.step]), datatype=vocab.XSD_INTEGER)))
+            triples += [T(node, vocab.REASON, L(reason)) for reason in scored.reasons]
+    return triples
+
+
+def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
+    """Return a recorded decision as it was returned, or None when there is none."""
+    if not UUID_PATTERN.fullmatch(decision_id):
+        raise InvalidInput("id", "a decision ID is a UUID, as 8-4-4-4-12 hexadecimal digits")
+    decision_id = decision_id.lower()
+    rows = runtime.store.select(runtime.queries["decision"], decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
+    if not rows:
+        return None
+    head = rows[0]
+    candidates: dict[str, Scored] = {}
+    ranks: dict[str, int] = {}
+    for row in rows:
+        if row["candidate"] is None:
+            continue
+        step = row["step"].value
+        scored = candidates.setdefault(
+            step,
+            Scored(
+                step,
+                float(row["score"].value),
+                float(row["ruleScore"].value),
+                float(row["modelScore"].value) if row["modelScore"] else None,
+            ),
+        )
+        if row["rank"] is not None:
+            ranks[step] = int(row["rank"].value)
+        if row["reason"] is not None and row["reason"].value not in scored.reasons:
+            scored.reasons.append(row["reason"].value)
+    ordered = sorted(candidates.values(), key=lambda s: (ranks.get(s.step, 10**9), -s.score, s.step))
+    channel = next(code for code, iri in CHANNEL_CODES.items() if iri == head["channel"].value)
+    policy = runtime.knowledge.policies.get(head["policy"].value)
+    return Recommendation(
+        decision_id=decision_id,
+        steps=[s for s in ordered if s.step in ranks],
+        personalized=head["personalized"].value == "true",
+        policy_version=policy.label if policy else vocab.local_id(head["policy"].value),
+        model_version=vocab.local_id(head["model"].value) if head["model"] is not None else None,
+        variant=head["variant"].value if head["variant"] is not None else None,
+        candidates=ordered,
+        at=parse_datetime(head["at"].value),
+        channel=channel,
+    )

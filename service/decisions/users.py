@@ -1,0 +1,324 @@
+"""Users: registration, profile reads, and the events client apps report about them."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import pyoxigraph as ox
+
+from service.clock import checked_utc, datetime_literal, now, parse_datetime
+from service.decisions.consent import ConsentState, active_purposes, affected_by, consent_history, consent_record
+from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
+from service.decisions.writes import check, commit_checked, commit_validated
+from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
+from service.knowledge import vocab
+from service.knowledge.catalog import CHANNEL_CODES
+from service.knowledge.queries import inline
+from service.runtime import Runtime
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
+
+
+@dataclass
+class Registration:
+    id: str
+    role: str | None = None
+    industry: str | None = None
+    plan: str | None = None
+    signup_channel: str | None = None
+    consents: list[str] = field(default_factory=list)
+    at: datetime | None = None
+
+
+@dataclass
+class EventReport:
+    user_id: str
+    type: str
+    step_id: str | None = None
+    feature_id: str | None = None
+    at: datetime | None = None
+
+
+@dataclass
+class Profile:
+    id: str
+    iri: str
+    role: str | None
+    industry: str | None
+    plan: str | None
+    signup_channel: str | None
+    pseudonym: str
+    registered_at: datetime | None
+
+
+@dataclass
+class Event:
+    iri: str
+    user_id: str
+    type: str
+    step: str | None
+    feature: str | None
+    at: datetime
+
+
+def check_id(value: str, field_name: str) -> str:
+    """Return the ID when it is well formed: 1 to 128 letters, digits, '.', '_', '~' or '-'."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise InvalidInput(
+            field_name,
+            "must be 1 to 128 characters of letters, digits, '.', '_', '~' or '-', starting with a letter or digit",
+        )
+    return value
+
+
+def user_node(user_id: str, field_name: str = "userId") -> ox.NamedNode:
+    return vocab.user_iri(check_id(user_id, field_name))
+
+
+def exists(runtime: Runtime, user_id: str) -> bool:
+    return runtime.store.has_graph(vocab.user_graph(user_id)) and any(
+        runtime.store.quads(subject=vocab.user_iri(user_id), predicate=vocab.RDF_TYPE, graph=vocab.user_graph(user_id))
+    )
+
+
+def require_user(runtime: Runtime, user_id: str, field_name: str = "userId") -> ox.NamedNode:
+    node = user_node(user_id, field_name)
+    if not exists(runtime, user_id):
+        raise NotFound(
+            f"{field_name}: no user with ID {user_id!r}", details=[{"field": field_name, "reason": "unknown user"}]
+        )
+    return node
+
+
+def register(runtime: Runtime, registration: Registration) -> Profile:
+    """Register a user with their declared profile and initial consents."""
+    node = user_node(registration.id, "input.id")
+    catalog = runtime.catalog
+    codes = runtime.knowledge.codes
+    graph = vocab.user_graph(registration.id)
+    recorded_at = now()
+    skew = runtime.settings.max_clock_skew_s
+    at = checked_utc(registration.at, "input.at", max_skew_s=skew) if registration.at else recorded_at
+    pseudonym = secrets.token_hex(16)
+    quads = [
+        ox.Quad(node, vocab.RDF_TYPE, vocab.USER, graph),
+        ox.Quad(node, vocab.REGISTERED_AT, datetime_literal(at), graph),
+        ox.Quad(node, vocab.PSEUDONYM, ox.Literal(pseudonym), graph),
+    ]
+    resolved: dict[str, str | None] = {}
+    for kind, value, prop, field_name in (
+        ("Role", registration.role, vocab.HAS_ROLE, "input.role"),
+        ("Industry", registration.industry, vocab.HAS_INDUSTRY, "input.industry"),
+        ("Plan", registration.plan, vocab.HAS_PLAN, "input.plan"),
+    ):
+        if value is not None:
+            iri = resolved[kind] = catalog.resolve(kind, check_id(value, field_name), field_name=field_name)
+            quads.append(ox.Quad(node, prop, ox.NamedNode(iri), graph))
+    if registration.signup_channel is not None:
+        if registration.signup_channel not in CHANNEL_CODES:
+            raise InvalidInput("input.signupChannel", f"unknown channel {registration.signup_channel!r}")
+        quads.append(
+            ox.Quad(node, vocab.SIGNUP_CHANNEL, ox.NamedNode(CHANNEL_CODES[registration.signup_channel]), graph)
+        )
+    for i, code in enumerate(dict.fromkeys(registration.consents)):
+        if code not in codes.purposes:
+            raise InvalidInput(f"input.consents[{i}]", f"unknown purpose {code!r}")
+        _, record = consent_record(
+            node, ox.NamedNode(codes.purposes[code]), granted=True, at=at, recorded_at=recorded_at
+        )
+        quads.extend(record)
+    with runtime.store.write_lock:
+        if exists(runtime, registration.id):
+            raise Conflict(
+                f"input.id: a user with ID {registration.id!r} already exists",
+                details=[{"field": "input.id", "reason": "duplicate user"}],
+            )
+        commit_validated(runtime, quads, users=[node], source=f"registerUser {registration.id}")
+    return Profile(
+        registration.id,
+        node.value,
+        resolved.get("Role"),
+        resolved.get("Industry"),
+        resolved.get("Plan"),
+        registration.signup_channel,
+        pseudonym,
+        at,
+    )
+
+
+def profile(runtime: Runtime, user_id: str) -> Profile | None:
+    """Return the user's stored profile, or None when there is no such user."""
+    node = user_node(user_id, "id")
+    rows = runtime.store.select(inline(runtime.queries["profile"], user=node, userGraph=vocab.user_graph(user_id)))
+    if not rows:
+        return None
+    row = rows[0]
+    value = lambda name: row[name].value if row[name] is not None else None  # noqa: E731
+    channel = value("signupChannel")
+    return Profile(
+        id=user_id,
+        iri=node.value,
+        role=value("role"),
+        industry=value("industry"),
+        plan=value("plan"),
+        signup_channel=next((c for c, i in CHANNEL_CODES.items() if i == channel), None),
+        pseudonym=value("pseudonym") or "",
+        registered_at=parse_datetime(value("registeredAt")) if value("registeredAt") else None,
+    )
+
+
+def events(runtime: Runtime, user_id: str) -> list[Event]:
+    """Return the user's events, oldest first."""
+    node = user_node(user_id, "id")
+    codes = {iri: code for code, iri in runtime.knowledge.codes.events.items()}
+    query = inline(runtime.queries["user-events"], user=node, userGraph=vocab.user_graph(user_id))
+    return [
+        Event(
+            iri=row["event"].value,
+            user_id=user_id,
+            type=codes[row["type"].value],
+            step=row["step"].value if row["step"] is not None else None,
+            feature=row["feature"].value if row["feature"] is not None else None,
+            at=parse_datetime(row["at"].value),
+        )
+        for row in runtime.store.select(query)
+        if row["type"].value in codes
+    ]
+
+
+def consents(runtime: Runtime, user_id: str) -> list[ConsentState]:
+    return consent_history(runtime.store, user_node(user_id, "id"), runtime.queries["consent-records"])
+
+
+def record_events(
+    runtime: Runtime,
+    reports: list[EventReport],
+    *,
+    field_name: str = "inputs",
+    idempotency: IdempotencyKey | None = None,
+) -> list[Event]:
+    """Store events, all or nothing; each must name a known user, step or feature, under consent.
+
+    With an idempotency key, a retry of a write that was stored returns the stored events and stores nothing.
+    """
+    if not reports:
+        return []
+    digest = request_hash([asdict(report) for report in reports]) if idempotency else ""
+    if idempotency and (replayed := _replay(runtime, idempotency, digest)) is not None:
+        return replayed
+    catalog = runtime.catalog
+    codes = runtime.knowledge.codes
+    quads: list[ox.Quad] = []
+    stored: list[Event] = []
+    users: dict[str, ox.NamedNode] = {}
+    active: dict[str, set[str]] = {}
+    for i, report in enumerate(reports):
+        where = f"{field_name}[{i}]" if len(reports) > 1 or field_name == "inputs" else field_name
+        if report.user_id not in users:
+            users[report.user_id] = require_user(runtime, report.user_id, f"{where}.userId")
+            active[report.user_id] = active_purposes(consents(runtime, report.user_id))
+        user = users[report.user_id]
+        if report.type not in codes.events:
+            raise InvalidInput(f"{where}.type", f"unknown event type {report.type!r}")
+        needed = codes.collected_for.get(report.type, [])
+        if needed and not active[report.user_id] & set(needed):
+            raise ConsentRequired(
+                f"{where}: {report.type} events are collected only with consent for {' or '.join(needed)}, "
+                f"which user {report.user_id!r} has not given",
+                details=[{"field": f"{where}.type", "reason": "consent required", "purposes": needed}],
+            )
+        step = feature = None
+        if report.type in ("STEP_COMPLETED", "STEP_DISMISSED"):
+            if not report.step_id:
+                raise InvalidInput(f"{where}.stepId", f"required for {report.type}")
+            step = catalog.resolve("Step", check_id(report.step_id, f"{where}.stepId"), field_name=f"{where}.stepId")
+        elif report.step_id:
+            raise InvalidInput(f"{where}.stepId", f"not allowed for {report.type}")
+        if report.type == "FEATURE_USED":
+            if not report.feature_id:
+                raise InvalidInput(f"{where}.featureId", "required for FEATURE_USED")
+            feature = catalog.resolve(
+                "Feature", check_id(report.feature_id, f"{where}.featureId"), field_name=f"{where}.featureId"
+            )
+        elif report.feature_id:
+            raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
+        at = checked_utc(report.at, f"{where}.at", max_skew_s=runtime.settings.max_clock_skew_s) if report.at else now()
+        event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
+        graph = vocab.user_graph(report.user_id)
+        quads += [
+            ox.Quad(event, vocab.RDF_TYPE, ox.NamedNode(codes.events[report.type]), graph),
+            ox.Quad(event, vocab.BY_USER, user, graph),
+            ox.Quad(event, vocab.OCCURRED_AT, datetime_literal(at), graph),
+        ]
+        if step:
+            quads.append(ox.Quad(event, vocab.ABOUT_STEP, ox.NamedNode(step), graph))
+        if feature:
+            quads.append(ox.Quad(event, vocab.ABOUT_FEATURE, ox.NamedNode(feature), graph))
+        stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
+    checked = check(runtime, quads, users=users.values(), source="events")  # the long part, outside the lock
+    with runtime.store.write_lock:
+        receipt: list[ox.Quad] = []
+        stale: list[ox.Quad] = []
+        if idempotency:
+            if (replayed := _replay(runtime, idempotency, digest)) is not None:  # a retry that raced this one
+                return replayed
+            receipt, stale = receipt_changes(runtime.store, idempotency, digest, [e.iri for e in stored])
+        commit_checked(runtime, checked, extra=receipt, remove=stale)
+    return stored
+
+
+def _replay(runtime: Runtime, key: IdempotencyKey, digest: str) -> list[Event] | None:
+    """Return the events a keyed write stored, when this is its retry; None when the key is unused."""
+    receipt = stored_receipt(runtime.store, key, ttl_s=runtime.settings.idempotency_ttl_s)
+    if receipt is None:
+        return None
+    check_replay(receipt, key, digest)
+    codes = {term: code for code, term in runtime.knowledge.codes.events.items()}
+    return [event for iri in receipt.events if (event := _stored_event(runtime, iri, codes)) is not None]
+
+
+def _stored_event(runtime: Runtime, iri: str, codes: dict[str, str]) -> Event | None:
+    """Return one stored event by IRI (None once its user was erased); ``codes`` maps event classes to API codes."""
+    values: dict[ox.NamedNode, ox.NamedNode | ox.Literal] = {}
+    event_type = None
+    for quad in runtime.store.quads(subject=ox.NamedNode(iri)):
+        if quad.predicate == vocab.RDF_TYPE and quad.object.value in codes:
+            event_type = codes[quad.object.value]
+        else:
+            values[quad.predicate] = quad.object
+    if event_type is None or vocab.BY_USER not in values:
+        return None
+    step, feature = values.get(vocab.ABOUT_STEP), values.get(vocab.ABOUT_FEATURE)
+    return Event(
+        iri,
+        values[vocab.BY_USER].value.removeprefix(vocab.USER_BASE),
+        event_type,
+        step.value if step is not None else None,
+        feature.value if feature is not None else None,
+        parse_datetime(values[vocab.OCCURRED_AT].value),
+    )
+
+
+def affected_by_consent(runtime: Runtime, user_id: str, purpose: str) -> tuple[list[str], list[str]]:
+    """Return the decision IDs and model versions that used data under the user's consent for a purpose."""
+    codes = runtime.knowledge.codes
+    if purpose not in codes.purposes:
+        raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
+    return affected_by(runtime.store, user_node(user_id), ox.NamedNode(codes.purposes[purpose]), runtime.queries)
+
+
+def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) -> ConsentState:
+    """Record a grant or a withdrawal of consent for one purpose, keeping the history."""
+    node = require_user(runtime, user_id)
+    codes = runtime.knowledge.codes
+    if purpose not in codes.purposes:
+        raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
+    at = now()
+    record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at, recorded_at=at)
+    with runtime.store.write_lock:
+        commit_validated(runtime, quads, users=[node], source="consent")
+    return ConsentState(record.value, purpose, granted, at, recorded_at=at)

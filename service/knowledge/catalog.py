@@ -1,0 +1,160 @@
+"""An in-memory view of the catalog, read from the store after every knowledge load.
+
+The catalog is small and changes rarely; requests resolve public IDs, titles and
+graph paths (prerequisites, feature areas) from this view instead of the store.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from service.errors import NotFound
+from service.knowledge import vocab
+from service.knowledge.store import GraphStore
+
+CHANNEL_CODES = {
+    "WEB": vocab.WEB.value,
+    "MOBILE": vocab.MOBILE.value,
+    "IN_APP": vocab.IN_APP.value,
+    "EMAIL": vocab.EMAIL.value,
+}
+CHANNEL_OF_IRI = {iri: code for code, iri in CHANNEL_CODES.items()}
+
+
+@dataclass
+class Entity:
+    iri: str
+    id: str
+    kind: str
+    title: str
+
+
+@dataclass
+class StepInfo(Entity):
+    order: int = 1_000_000
+    channels: list[str] = field(default_factory=list)
+    introduces: list[str] = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)
+    required_by: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    plans: list[str] = field(default_factory=list)
+    depth: int = 0
+
+
+@dataclass
+class Catalog:
+    entities: dict[str, Entity] = field(default_factory=dict)
+    by_id: dict[str, dict[str, Entity]] = field(default_factory=lambda: defaultdict(dict))
+    parents: dict[str, list[str]] = field(default_factory=dict)
+    includes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> list[StepInfo]:
+        return sorted(self.by_id["Step"].values(), key=lambda s: (s.order, s.id))
+
+    def step(self, iri: str) -> StepInfo:
+        return self.entities[iri]  # type: ignore[return-value]
+
+    def title(self, iri: str) -> str:
+        entity = self.entities.get(iri)
+        return entity.title if entity else vocab.local_id(iri)
+
+    def resolve(self, kind: str, entity_id: str, *, field_name: str) -> str:
+        """Return the IRI of the catalog entity of this kind with this ID."""
+        entity = self.by_id[kind].get(entity_id)
+        if entity is None:
+            known = ", ".join(sorted(self.by_id[kind])[:12])
+            raise NotFound(
+                f"{field_name}: no {kind.lower()} with ID {entity_id!r} in the catalog (known: {known})",
+                details=[{"field": field_name, "reason": f"unknown {kind.lower()}"}],
+            )
+        return entity.iri
+
+    def areas(self, feature_iri: str) -> list[str]:
+        """Return the feature areas above a feature, nearest first."""
+        seen: list[str] = []
+        frontier = list(self.parents.get(feature_iri, []))
+        while frontier:
+            parent = frontier.pop(0)
+            if parent not in seen:
+                seen.append(parent)
+                frontier.extend(self.parents.get(parent, []))
+        return seen
+
+    def plans_included(self, plan_iri: str) -> list[str]:
+        """Return the plan and every plan it includes, transitively."""
+        seen, frontier = [plan_iri], [plan_iri]
+        while frontier:
+            for lower in self.includes.get(frontier.pop(), []):
+                if lower not in seen:
+                    seen.append(lower)
+                    frontier.append(lower)
+        return seen
+
+    def under(self, feature_iri: str, area_iri: str) -> bool:
+        return feature_iri == area_iri or area_iri in self.areas(feature_iri)
+
+
+def read_catalog(store: GraphStore, queries: dict[str, str]) -> Catalog:
+    """Build the catalog view from the store's ontology, catalog and entailment graphs."""
+    catalog = Catalog()
+    labels: dict[str, tuple[int, str]] = {}
+    kinds: dict[str, str] = {}
+    for row in store.select(queries["catalog-entities"]):
+        iri, kind = row["entity"].value, vocab.local_id(row["class"].value)
+        kinds.setdefault(iri, kind)
+        label = row["label"]
+        if label is not None:
+            rank = 0 if label.language in (None, "en") else 1
+            if iri not in labels or (rank, label.value) < labels[iri]:
+                labels[iri] = (rank, label.value)
+    for iri, kind in kinds.items():
+        cls = StepInfo if kind == "Step" else Entity
+        entity = cls(iri=iri, id=vocab.local_id(iri), kind=kind, title=labels.get(iri, (0, vocab.local_id(iri)))[1])
+        catalog.entities[iri] = entity
+        catalog.by_id[kind][entity.id] = entity
+    for row in store.select(queries["catalog-steps"]):
+        step = catalog.entities[row["step"].value]
+        if row["order"] is not None:
+            step.order = int(row["order"].value)
+        if row["channel"] is not None and row["channel"].value in CHANNEL_OF_IRI:
+            if row["channel"].value not in step.channels:
+                step.channels.append(row["channel"].value)
+    for row in store.select(queries["catalog-links"]):
+        s, link, o = row["s"].value, row["link"].value, row["o"].value
+        subject = catalog.entities.get(s)
+        if link == "partOf":
+            catalog.parents.setdefault(s, []).append(o)
+        elif link == "includesPlan":
+            catalog.includes.setdefault(s, []).append(o)
+        elif isinstance(subject, StepInfo):
+            target = {
+                "requires": subject.requires,
+                "introduces": subject.introduces,
+                "forRole": subject.roles,
+                "requiresPlan": subject.plans,
+            }.get(link)
+            if target is not None and o not in target:
+                target.append(o)
+    for step in catalog.by_id["Step"].values():
+        assert isinstance(step, StepInfo)
+        for pre in step.requires:
+            if isinstance(catalog.entities.get(pre), StepInfo):
+                catalog.step(pre).required_by.append(step.iri)
+    for step in catalog.by_id["Step"].values():
+        step.depth = _depth(catalog, step.iri, set())  # type: ignore[union-attr]
+    return catalog
+
+
+def _depth(catalog: Catalog, iri: str, visiting: set[str]) -> int:
+    """Return the length of the longest prerequisite chain below a step."""
+    if iri in visiting:  # shapes refuse cycles; stay finite anyway
+        return 0
+    step = catalog.entities.get(iri)
+    if not isinstance(step, StepInfo) or not step.requires:
+        return 0
+    visiting.add(iri)
+    depth = 1 + max(_depth(catalog, pre, visiting) for pre in step.requires)
+    visiting.discard(iri)
+    return depth

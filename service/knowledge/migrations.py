@@ -1,0 +1,127 @@
+"""Store layout versions, and the migrations that bring an older store up to this release's.
+
+A store records its layout version in the graph ``graph/meta`` (``wf:layoutVersion``
+of ``https://w3id.org/wayfinder/store``). A new store gets this release's version;
+a store of an earlier layout is refused when it opens, with a message that says to
+run ``wayfinder migrate``, which applies each step in turn and records each new
+version with the step's last change. Steps can run again: one interrupted by a
+crash is simply repeated. A store of a newer layout is refused: this release
+cannot read it. Migrations never touch the audit graph, so ``wayfinder audit
+verify`` checks records written before them as they were written.
+
+Layouts:
+
+1. Before versions were recorded: a store with an ontology graph and no version.
+2. Consent records carry ``wf:recordedAt``, the service's own time, which orders
+   them. Migrating stamps older records with their indicated time, but never later
+   than the migration, so that a grant a client dated in the future no longer
+   outranks the withdrawals that follow it; and reloads the ontology from
+   ``ontology/wayfinder.ttl``, which declares the terms this layout uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyoxigraph as ox
+
+from service.clock import datetime_literal, now, parse_datetime
+from service.errors import OutdatedStore
+from service.knowledge import files as knowledge
+from service.knowledge import vocab
+from service.knowledge.store import GraphStore
+from service.knowledge.validation import Validator
+
+LAYOUT = 2
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a migration step may need besides the store."""
+
+    ontology_file: Path
+    validator: Validator
+
+
+def layout_version(store: GraphStore) -> int | None:
+    """Return the layout version the store records, or None when it records none."""
+    quads = list(store.quads(subject=vocab.STORE_NODE, predicate=vocab.LAYOUT_VERSION, graph=vocab.META_GRAPH))
+    return max((int(q.object.value) for q in quads), default=None)
+
+
+def stored_layout(store: GraphStore) -> int:
+    """Return the store's layout: the recorded one; 1 for a store from before versions; this release's for a new one."""
+    recorded = layout_version(store)
+    if recorded is not None:
+        return recorded
+    return 1 if store.has_graph(vocab.ONTOLOGY_GRAPH) else LAYOUT
+
+
+def version_quads(version: int) -> list[ox.Quad]:
+    return [
+        ox.Quad(
+            vocab.STORE_NODE,
+            vocab.LAYOUT_VERSION,
+            ox.Literal(str(version), datatype=vocab.XSD_INTEGER),
+            vocab.META_GRAPH,
+        )
+    ]
+
+
+def check(store: GraphStore) -> None:
+    """Record this release's layout in a new store; refuse an older or newer one with what to do."""
+    layout = stored_layout(store)
+    if layout == LAYOUT:
+        if layout_version(store) is None:
+            store.commit(add=version_quads(LAYOUT))
+        return
+    if layout > LAYOUT:
+        raise OutdatedStore(
+            f"the store has layout {layout}, written by a newer release; this release reads layout "
+            f"{LAYOUT}: run the newer release, or restore a backup made before it"
+        )
+    raise OutdatedStore(
+        f"the store has layout {layout}; this release needs layout {LAYOUT}: back it up "
+        "(`wayfinder backup`), then run `wayfinder migrate --store ...` once, with the service stopped"
+    )
+
+
+def migrate(store: GraphStore, context: Context) -> list[str]:
+    """Upgrade the store step by step to this release's layout; return what each step did."""
+    done: list[str] = []
+    layout = stored_layout(store)
+    if layout > LAYOUT:
+        check(store)
+    while layout < LAYOUT:
+        step = STEPS[layout]
+        with store.write_lock:
+            add, remove, said = step(store, context)
+            current = list(
+                store.quads(subject=vocab.STORE_NODE, predicate=vocab.LAYOUT_VERSION, graph=vocab.META_GRAPH)
+            )
+            store.commit(add=[*add, *version_quads(layout + 1)], remove=[*remove, *current])
+        done.append(f"layout {layout} -> {layout + 1}: {said}")
+        layout += 1
+    if layout_version(store) is None:
+        store.commit(add=version_quads(LAYOUT))
+        done.append(f"a new store: layout {LAYOUT} recorded")
+    return done
+
+
+def _record_times(store: GraphStore, context: Context) -> tuple[list[ox.Quad], list[ox.Quad], str]:
+    """Layout 1 to 2: stamp consent records with a record time no later than now; reload the ontology."""
+    g = vocab.CONSENT_GRAPH
+    stamped = {q.subject for q in store.quads(predicate=vocab.RECORDED_AT, graph=g)}
+    cap = now()
+    add = [
+        ox.Quad(q.subject, vocab.RECORDED_AT, datetime_literal(min(parse_datetime(q.object.value), cap)), g)
+        for q in store.quads(predicate=vocab.IS_INDICATED_AT_TIME, graph=g)
+        if q.subject not in stamped and isinstance(q.object, ox.Literal)
+    ]
+    knowledge.load_files([context.ontology_file], store=store, validator=context.validator, graph="ontology")
+    return add, [], f"{len(add)} consent records given a record time; ontology reloaded"
+
+
+STEPS: dict[int, Callable[[GraphStore, Context], tuple[list[ox.Quad], list[ox.Quad], str]]] = {1: _record_times}

@@ -1,0 +1,197 @@
+"""The shared store: any SPARQL 1.1 server (an ``oxigraph serve`` process) over HTTP.
+
+Several service processes, on one machine or many, share one store this way.
+Reads use the SPARQL 1.1 Protocol (``/query``, union default graph) and the
+Graph Store Protocol (``/store``); every commit is one SPARQL update (``/update``),
+which the server applies as one transaction.
+
+What differs from the embedded store: a validation reads the neighbourhood and
+the commit follows in a second request, so another process may write in
+between (the embedded store serialises both under one lock); parameters are
+bound by an inline VALUES clause at the start of the query's WHERE group,
+built from typed terms, since the protocol has no substitutions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import httpx
+import pyoxigraph as ox
+
+from service.errors import StoreUnavailable, SyntaxProblem
+from service.knowledge.store import Row, Term, update_text
+
+_WHERE = re.compile(r"\bWHERE\s*\{", re.IGNORECASE)
+_TERM_VARIABLES = ("s", "p", "o", "g")
+# What a caller is told of an outage; the server's address and answer go to the log only.
+UNAVAILABLE = "the store is unavailable; the request changed nothing"
+UNCERTAIN = "the store did not confirm the write in time; it may have been stored or not"
+# Failures before any byte of the request reached the server: nothing can have changed.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+log = logging.getLogger("wayfinder.store")
+
+
+class RemoteStore:
+    """A store behind a SPARQL 1.1 server, with the interface of :class:`service.knowledge.embedded.Store`."""
+
+    location = None
+
+    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+        self.url: str | None = url.rstrip("/")
+        self.removals = 0
+        self.http = httpx.Client(timeout=timeout_s)
+        self.write_lock = threading.RLock()
+        try:
+            self.http.get(self.url + "/query", params={"query": "ASK {}"}).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"cannot reach the SPARQL server at {self.url}: {exc}") from exc
+
+    # -- reads -------------------------------------------------------------
+
+    def query(self, query: str, /, **bindings: Term | None):
+        text = bind(query, {k: v for k, v in bindings.items() if v is not None})
+        try:
+            response = self.http.post(
+                self.url + "/query",
+                params={"union-default-graph": ""},
+                content=text.encode(),
+                headers={
+                    "content-type": "application/sparql-query",
+                    "accept": "application/sparql-results+json, application/n-triples",
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise self._unavailable("query", exc) from exc
+        if response.status_code == 400:
+            raise SyntaxProblem("query", response.text)
+        if response.status_code != 200:
+            raise self._refused("query", response)
+        kind = response.headers.get("content-type", "").split(";")[0]
+        if kind == "application/n-triples":
+            return [q.triple for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)]
+        return ox.parse_query_results(response.content, format=ox.QueryResultsFormat.JSON)
+
+    def select(self, query: str, /, **bindings: Term | None) -> list[Row]:
+        solutions = self.query(query, **bindings)
+        names = [v.value for v in solutions.variables]
+        return [{name: solution[name] for name in names} for solution in solutions]
+
+    def ask(self, query: str, /, **bindings: Term | None) -> bool:
+        return bool(self.query(query, **bindings))
+
+    def quads(self, *, subject=None, predicate=None, object=None, graph=None) -> Iterator[ox.Quad]:
+        fixed = dict(zip(_TERM_VARIABLES, (subject, predicate, object, graph), strict=True))
+        rows = self.select(
+            "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }", **{k: v for k, v in fixed.items() if v is not None}
+        )
+        for row in rows:
+            yield ox.Quad(row["s"], row["p"], row["o"], row["g"])
+
+    def graph(self, name: ox.NamedNode) -> list[ox.Quad]:
+        try:
+            response = self.http.get(
+                self.url + "/store", params={"graph": name.value}, headers={"accept": "application/n-triples"}
+            )
+        except httpx.HTTPError as exc:
+            raise self._unavailable("graph read", exc) from exc
+        if response.status_code == 404:
+            return []
+        if response.status_code != 200:
+            raise self._refused("graph read", response)
+        return [
+            ox.Quad(q.subject, q.predicate, q.object, name)
+            for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)
+        ]
+
+    def has_graph(self, name: ox.NamedNode) -> bool:
+        return self.ask("ASK WHERE { GRAPH ?g { ?s ?p ?o } }", g=name)
+
+    def named_graphs(self) -> list[ox.NamedNode]:
+        rows = self.select("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")
+        return [row["g"] for row in rows if isinstance(row["g"], ox.NamedNode)]
+
+    def __len__(self) -> int:
+        return int(self.select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")[0]["n"].value)
+
+    # -- writes ------------------------------------------------------------
+
+    def commit(
+        self, *, add: Iterable[ox.Quad] = (), remove: Iterable[ox.Quad] = (), drop: Iterable[ox.NamedNode] = ()
+    ) -> None:
+        """Apply drops, removals and additions as one SPARQL update: one transaction on the server."""
+        remove, drop = list(remove), list(drop)
+        text = update_text(list(add), remove, drop)
+        if not text:
+            return
+        try:
+            response = self.http.post(
+                self.url + "/update", content=text.encode(), headers={"content-type": "application/sparql-update"}
+            )
+        except httpx.HTTPError as exc:
+            raise self._unavailable("update", exc, sent=not isinstance(exc, _NOT_SENT)) from exc
+        if response.status_code not in (200, 204):
+            raise self._refused("update", response)
+        if remove or drop:
+            self.removals += 1
+
+    def bulk_load(self, path: Path, *, format: ox.RdfFormat) -> None:
+        """Add a file's quads to the server's dataset (Graph Store Protocol POST), without per-quad checks."""
+        try:
+            with path.open("rb") as data:
+                response = self.http.post(
+                    self.url + "/store", content=data, headers={"content-type": format.media_type}, timeout=None
+                )
+        except httpx.HTTPError as exc:
+            raise self._unavailable("bulk load", exc, sent=True) from exc
+        if response.status_code not in (200, 201, 204):
+            raise self._refused("bulk load", response)
+
+    def _unavailable(self, what: str, exc: httpx.HTTPError, *, sent: bool = False) -> StoreUnavailable:
+        """Return the error for a request the server did not answer; log the cause, with the address."""
+        log.warning("the SPARQL server at %s failed a %s: %s: %s", self.url, what, type(exc).__name__, exc)
+        return StoreUnavailable(UNCERTAIN if sent else UNAVAILABLE)
+
+    def _refused(self, what: str, response: httpx.Response) -> StoreUnavailable:
+        """Return the error for a request the server refused; log its status, with the address."""
+        # Not its text: the server may quote the request, and so the user IRIs in it.
+        log.warning("the SPARQL server at %s refused a %s (%s)", self.url, what, response.status_code)
+        return StoreUnavailable(UNAVAILABLE)
+
+    def replace_graph(self, name: ox.NamedNode, triples) -> None:
+        self.commit(add=[ox.Quad(t.subject, t.predicate, t.object, name) for t in triples], drop=[name])
+
+    def flush(self) -> None:
+        """Nothing to flush here: the server persists each update."""
+
+    def close(self) -> None:
+        self.http.close()
+
+    def backup(self, target) -> None:
+        raise StoreUnavailable(
+            "back up a shared store on its server: `oxigraph backup --location DIR --destination DIR`"
+        )
+
+
+def bind(query: str, bindings: dict[str, Term]) -> str:
+    """Return the query with its parameters bound by an inline VALUES at the start of the WHERE group.
+
+    The values are typed terms, serialised by pyoxigraph in N-Triples syntax (IRIs
+    validated, literals escaped), so no caller text reaches the query unescaped.
+    """
+    if not bindings:
+        return query
+    for name in bindings:
+        if not name.isidentifier():
+            raise ValueError(f"not a variable name: {name!r}")
+    names = " ".join(f"?{name}" for name in bindings)
+    values = " ".join(str(term) for term in bindings.values())
+    inline = f" VALUES ({names}) {{ ({values}) }} "
+    if not _WHERE.search(query):
+        raise SyntaxProblem("query", "a parameterised query needs a WHERE { ... } clause")
+    return _WHERE.sub(lambda m: m.group(0) + inline, query, count=1)

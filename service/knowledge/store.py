@@ -1,0 +1,88 @@
+"""What the service asks of a store, embedded (:mod:`service.knowledge.embedded`) or shared (:mod:`service.knowledge.shared`).
+
+Both implement :class:`GraphStore`; the rest of the service is written against it
+and never asks which one it holds, but for ``url`` (None on the embedded store),
+which names the shared store's server, and ``location`` (None on a shared or an
+in-memory store), the embedded store's folder.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import pyoxigraph as ox
+
+Term = ox.NamedNode | ox.BlankNode | ox.Literal
+Row = dict[str, Term | None]
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """Named graphs read as one union default graph; writes as one transaction each."""
+
+    location: Path | None
+    url: str | None
+    write_lock: threading.RLock
+    removals: int  # commits that removed quads or dropped graphs since the store opened
+
+    def query(self, query: str, /, **bindings: Term | None): ...
+    def select(self, query: str, /, **bindings: Term | None) -> list[Row]: ...
+    def ask(self, query: str, /, **bindings: Term | None) -> bool: ...
+    def quads(
+        self,
+        *,
+        subject: Term | None = None,
+        predicate: ox.NamedNode | None = None,
+        object: Term | None = None,
+        graph: ox.NamedNode | None = None,
+    ) -> Iterator[ox.Quad]: ...
+    def graph(self, name: ox.NamedNode) -> list[ox.Quad]: ...
+    def has_graph(self, name: ox.NamedNode) -> bool: ...
+    def named_graphs(self) -> list[ox.NamedNode]: ...
+    def __len__(self) -> int: ...
+    def commit(
+        self, *, add: Iterable[ox.Quad] = (), remove: Iterable[ox.Quad] = (), drop: Iterable[ox.NamedNode] = ()
+    ) -> None: ...
+    def replace_graph(self, name: ox.NamedNode, triples: Iterable[ox.Quad | ox.Triple]) -> None: ...
+    def bulk_load(self, path: Path, *, format: ox.RdfFormat) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    def backup(self, target: str | Path) -> None: ...
+
+
+def bound(row: Row, name: str) -> Term:
+    """Return the term a row binds to ``name``; a query that must bind it and did not is a bug, said so."""
+    term = row[name]
+    if term is None:
+        raise ValueError(f"?{name} is unbound in a row where the query always binds it")
+    return term
+
+
+def value(row: Row, name: str) -> str | None:
+    """Return the lexical value (IRI or literal text) a row binds to ``name``, or None when unbound."""
+    term = row[name]
+    return None if term is None else term.value
+
+
+def update_text(add: list[ox.Quad], remove: list[ox.Quad], drop: list[ox.NamedNode]) -> str:
+    """Return one SPARQL update that drops graphs, then deletes, then inserts quads.
+
+    Terms serialise themselves in N-Triples syntax, escaping included, so the
+    update is built from typed terms, never from caller-supplied strings.
+    """
+    parts = [f"DROP SILENT GRAPH {g}" for g in drop]
+    if remove:
+        parts.append("DELETE DATA { " + " ".join(_quad_data(q) for q in remove) + " }")
+    if add:
+        parts.append("INSERT DATA { " + " ".join(_quad_data(q) for q in add) + " }")
+    return " ;\n".join(parts)
+
+
+def _quad_data(quad: ox.Quad) -> str:
+    triple = f"{quad.subject} {quad.predicate} {quad.object} ."
+    if isinstance(quad.graph_name, ox.DefaultGraph):
+        return triple
+    return f"GRAPH {quad.graph_name} {{ {triple} }}"

@@ -1,0 +1,246 @@
+"""The one place where Python names ontology terms, named graphs and IRI bases.
+
+A test checks that every ``wf:`` term named here is declared in ``ontology/``.
+"""
+
+from __future__ import annotations
+
+from pyoxigraph import NamedNode
+
+WF_NS = "https://w3id.org/wayfinder/ontology#"
+DPV_NS = "https://w3id.org/dpv#"
+PROV_NS = "http://www.w3.org/ns/prov#"
+RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+RDFS_NS = "http://www.w3.org/2000/01/rdf-schema#"
+XSD_NS = "http://www.w3.org/2001/XMLSchema#"
+
+# Bases of the IRIs the service mints.
+BASE = "https://w3id.org/wayfinder/"
+USER_BASE = BASE + "user/"
+EVENT_BASE = BASE + "event/"
+CONSENT_BASE = BASE + "consent/"
+DECISION_BASE = BASE + "decision/"
+ERASURE_BASE = BASE + "erasure/"
+PURGE_BASE = BASE + "purge/"
+MODEL_BASE = BASE + "model/"
+TRAINING_BASE = BASE + "training/"
+GRAPH_BASE = BASE + "graph/"
+RECEIPT_BASE = BASE + "receipt/"
+
+
+def wf(name: str) -> NamedNode:
+    return NamedNode(WF_NS + name)
+
+
+def dpv(name: str) -> NamedNode:
+    return NamedNode(DPV_NS + name)
+
+
+def prov(name: str) -> NamedNode:
+    return NamedNode(PROV_NS + name)
+
+
+RDF_TYPE = NamedNode(RDF_NS + "type")
+RDFS_LABEL = NamedNode(RDFS_NS + "label")
+XSD_DATETIME = NamedNode(XSD_NS + "dateTime")
+XSD_INTEGER = NamedNode(XSD_NS + "integer")
+XSD_DOUBLE = NamedNode(XSD_NS + "double")
+XSD_BOOLEAN = NamedNode(XSD_NS + "boolean")
+XSD_STRING = NamedNode(XSD_NS + "string")
+XSD_BASE64 = NamedNode(XSD_NS + "base64Binary")
+XSD_DURATION = NamedNode(XSD_NS + "duration")
+
+# Catalog (CONTRACT.md section 1)
+STEP = wf("Step")
+FEATURE = wf("Feature")
+ROLE = wf("Role")
+INDUSTRY = wf("Industry")
+PLAN = wf("Plan")
+CHANNEL = wf("Channel")
+WEB, MOBILE, IN_APP, EMAIL = wf("Web"), wf("Mobile"), wf("InApp"), wf("Email")
+REQUIRES = wf("requires")
+INTRODUCES = wf("introduces")
+PART_OF = wf("partOf")
+FOR_ROLE = wf("forRole")
+REQUIRES_PLAN = wf("requiresPlan")
+INCLUDES_PLAN = wf("includesPlan")
+AVAILABLE_ON = wf("availableOn")
+DEFAULT_ORDER = wf("defaultOrder")
+
+# Users
+USER = wf("User")
+HAS_ROLE = wf("hasRole")
+HAS_INDUSTRY = wf("hasIndustry")
+HAS_PLAN = wf("hasPlan")
+SIGNUP_CHANNEL = wf("signupChannel")
+REGISTERED_AT = wf("registeredAt")
+PSEUDONYM = wf("pseudonym")
+
+# Consent
+CONSENT_PURPOSE = wf("ConsentPurpose")
+PERSONALIZATION = wf("Personalization")
+ANALYTICS = wf("Analytics")
+MARKETING = wf("Marketing")
+PURPOSE_CODE = wf("purposeCode")
+COLLECTED_FOR = wf("collectedFor")
+CONSENT_RECORD = dpv("ConsentRecord")
+HAS_DATA_SUBJECT = dpv("hasDataSubject")
+HAS_PURPOSE = dpv("hasPurpose")
+HAS_CONSENT_STATUS = dpv("hasConsentStatus")
+HAS_LEGAL_BASIS = dpv("hasLegalBasis")
+IS_INDICATED_AT_TIME = dpv("isIndicatedAtTime")
+RECORDED_AT = wf("recordedAt")
+CONSENT_GIVEN = dpv("ConsentGiven")
+CONSENT_WITHDRAWN = dpv("ConsentWithdrawn")
+CONSENT_REFUSED = dpv("ConsentRefused")
+CONSENT_LEGAL_BASIS = dpv("Consent")
+
+# Events
+EVENT = wf("Event")
+STEP_COMPLETED = wf("StepCompleted")
+STEP_DISMISSED = wf("StepDismissed")
+FEATURE_USED = wf("FeatureUsed")
+ACTIVATED = wf("Activated")
+CONVERTED = wf("Converted")
+EVENT_TYPE = wf("eventType")
+BY_USER = wf("byUser")
+ABOUT_STEP = wf("aboutStep")
+ABOUT_FEATURE = wf("aboutFeature")
+OCCURRED_AT = wf("occurredAt")
+
+# Policies and models
+POLICY = wf("Policy")
+POLICY_VERSION = wf("PolicyVersion")
+RANKING_RULE = wf("RankingRule")
+VERSION_OF = wf("versionOf")
+VERSION = wf("version")
+STATUS = wf("status")
+APPROVED_BY = wf("approvedBy")
+APPROVED_AT = wf("approvedAt")
+CONTENT_HASH = wf("contentHash")
+HAS_RULE = wf("hasRule")
+RULE_WEIGHT = wf("ruleWeight")
+MODEL_WEIGHT = wf("modelWeight")
+DEPTH_WEIGHT = wf("depthWeight")
+UNLOCK_WEIGHT = wf("unlockWeight")
+AFFINITY_WEIGHT = wf("affinityWeight")
+WEIGHT = wf("weight")
+WHEN_ROLE = wf("whenRole")
+WHEN_INDUSTRY = wf("whenIndustry")
+WHEN_PLAN = wf("whenPlan")
+WHEN_CHANNEL = wf("whenChannel")
+WHEN_USED_FEATURE = wf("whenUsedFeature")
+TARGET_FEATURE = wf("targetFeature")
+TARGET_STEP = wf("targetStep")
+REASON_TEXT = wf("reasonText")
+MODEL_VERSION_CLASS = wf("ModelVersion")
+TRAINING_RUN = wf("TrainingRun")
+HYPER_PARAMETERS = wf("hyperParameters")
+METRICS = wf("metrics")
+DATA_SNAPSHOT = wf("dataSnapshot")
+TRAINING_USERS = wf("trainingUsers")
+SUPERSEDES = wf("supersedes")
+ARTIFACT = wf("artifact")
+
+# Experiments and flags
+EXPERIMENT = wf("Experiment")
+VARIANT_CLASS = wf("Variant")
+FEATURE_FLAG = wf("FeatureFlag")
+HAS_VARIANT = wf("hasVariant")
+SERVED_BY = wf("servedBy")
+ALLOCATION = wf("allocation")
+
+# Decisions and audit
+DECISION = wf("Decision")
+RANKED_CANDIDATE = wf("RankedCandidate")
+ERASURE = wf("Erasure")
+SUBJECT_PSEUDONYM = wf("subjectPseudonym")
+DECISION_CHANNEL = wf("channel")
+PERSONALIZED = wf("personalized")
+REQUESTED_LIMIT = wf("requestedLimit")
+POLICY_VERSION_OF_DECISION = wf("policyVersion")
+MODEL_VERSION_OF_DECISION = wf("modelVersion")
+VARIANT = wf("variant")
+HAS_CANDIDATE = wf("hasCandidate")
+CANDIDATE_STEP = wf("candidateStep")
+SCORE = wf("score")
+RULE_SCORE = wf("ruleScore")
+MODEL_SCORE = wf("modelScore")
+RANK = wf("rank")
+REASON = wf("reason")
+SEQUENCE = wf("sequence")
+PREVIOUS_HASH = wf("previousHash")
+CHAIN = wf("chain")
+REQUESTED_BY = wf("requestedBy")
+TRIPLES_REMOVED = wf("triplesRemoved")
+PURGE = wf("Purge")
+RECORDS_REMOVED = wf("recordsRemoved")
+PURGE_COUNTS = wf("purgeCounts")
+
+# Retention
+RETENTION_RULE = wf("RetentionRule")
+RETENTION_PERIOD = wf("retentionPeriod")
+APPLIES_TO_KIND = wf("appliesToKind")
+APPLIES_TO_PURPOSE = wf("appliesToPurpose")
+MEASURED_FROM = wf("measuredFrom")
+SUPERSEDED_AT = wf("supersededAt")
+
+# PROV-O
+PROV_ACTIVITY = prov("Activity")
+PROV_ENTITY = prov("Entity")
+PROV_USED = prov("used")
+PROV_WAS_GENERATED_BY = prov("wasGeneratedBy")
+PROV_WAS_ASSOCIATED_WITH = prov("wasAssociatedWith")
+PROV_WAS_DERIVED_FROM = prov("wasDerivedFrom")
+PROV_STARTED_AT = prov("startedAtTime")
+PROV_ENDED_AT = prov("endedAtTime")
+PROV_GENERATED_AT = prov("generatedAtTime")
+
+# Named graphs (ARCHITECTURE.md, store layout)
+ONTOLOGY_GRAPH = NamedNode(GRAPH_BASE + "ontology")
+CATALOG_GRAPH_BASE = GRAPH_BASE + "catalog/"
+POLICY_GRAPH_BASE = GRAPH_BASE + "policies/"
+ENTAILMENTS_GRAPH = NamedNode(GRAPH_BASE + "entailments")
+CONSENT_GRAPH = NamedNode(GRAPH_BASE + "consent")
+AUDIT_GRAPH = NamedNode(GRAPH_BASE + "audit")
+MODELS_GRAPH = NamedNode(GRAPH_BASE + "models")
+MODEL_ARTIFACTS_GRAPH = NamedNode(GRAPH_BASE + "model-artifacts")
+USER_GRAPH_BASE = GRAPH_BASE + "user/"
+IDEMPOTENCY_GRAPH = NamedNode(GRAPH_BASE + "idempotency")
+META_GRAPH = NamedNode(GRAPH_BASE + "meta")
+
+# The store itself (service/knowledge/migrations.py)
+STORE_NODE = NamedNode(BASE + "store")
+LAYOUT_VERSION = wf("layoutVersion")
+
+# Idempotent writes (service/decisions/idempotency.py)
+WRITE_RECEIPT = wf("WriteReceipt")
+REQUEST_HASH = wf("requestHash")
+EVENT_COUNT = wf("eventCount")
+ACCEPTED_AT = wf("acceptedAt")
+STORED_EVENT = wf("storedEvent")
+
+
+KNOWLEDGE_GRAPH_PREFIXES = (ONTOLOGY_GRAPH.value, CATALOG_GRAPH_BASE, POLICY_GRAPH_BASE)
+
+
+def is_knowledge_graph(name: NamedNode) -> bool:
+    """Ontology, catalog and policy graphs: what owlrl reasons over and shapes check as a whole."""
+    return name.value == ONTOLOGY_GRAPH.value or name.value.startswith(KNOWLEDGE_GRAPH_PREFIXES[1:])
+
+
+def user_iri(user_id: str) -> NamedNode:
+    return NamedNode(USER_BASE + user_id)
+
+
+def user_graph(user_id: str) -> NamedNode:
+    return NamedNode(USER_GRAPH_BASE + user_id)
+
+
+def catalog_graph(name: str) -> NamedNode:
+    return NamedNode(CATALOG_GRAPH_BASE + name)
+
+
+def local_id(iri: str) -> str:
+    """Return the public ID of an entity: the last segment of its IRI."""
+    return iri.rstrip("/#").rsplit("#", 1)[-1].rsplit("/", 1)[-1]

@@ -1,0 +1,240 @@
+"""Auditors: lineage queries, the hash chain and its tamper evidence, erasure, consent propagation."""
+
+from __future__ import annotations
+
+import threading
+
+import pyoxigraph as ox
+import pytest
+from typer.testing import CliRunner
+
+from service.audit import erasure
+from service.audit.chain import verify
+from service.cli import app
+from service.decisions import decide, users
+from service.knowledge import vocab
+from service.knowledge.validation import Validator
+from service.runtime import Runtime
+from tests.graphql_client import NEXT_STEPS, REGISTER, WITHDRAW
+
+LINEAGE = "lineage/"
+
+
+def setup_users(runtime):
+    users.register(
+        runtime,
+        users.Registration(
+            id="ana", role="analyst", industry="retail", plan="team", consents=["PERSONALIZATION", "ANALYTICS"]
+        ),
+    )
+    users.register(runtime, users.Registration(id="bo", role="manager", plan="free", consents=[]))
+    users.record_events(
+        runtime,
+        [
+            users.EventReport("ana", "STEP_COMPLETED", step_id="explore-sample-data"),
+            users.EventReport("ana", "FEATURE_USED", feature_id="charts"),
+        ],
+    )
+    return [
+        decide.next_steps(runtime, "ana"),
+        decide.next_steps(runtime, "bo"),
+        decide.next_steps(runtime, "ana", channel="EMAIL"),
+    ]
+
+
+def check(runtime):
+    return verify(runtime.store, runtime.queries["audit-index"])
+
+
+def test_every_decision_record_passes_the_decision_shape(runtime):
+    setup_users(runtime)
+    graph = runtime.knowledge.graph
+    from service.knowledge.terms import to_rdflib_graph
+
+    data = to_rdflib_graph(runtime.store.graph(vocab.AUDIT_GRAPH))
+    data += graph
+    violations = Validator(runtime.settings.shapes_dir).validate(data)
+    assert [v for v in violations if "decision" in v.focus] == []
+
+
+def test_why_decision_names_consent_events_profile_policy_and_ranking(runtime):
+    recs = setup_users(runtime)
+    rows = runtime.store.select(
+        runtime.queries[LINEAGE + "why-decision"], decision=ox.NamedNode(vocab.DECISION_BASE + recs[0].decision_id)
+    )
+    kinds = {}
+    for row in rows:
+        kinds.setdefault(row["kind"].value, []).append(row["item"].value)
+    assert len(kinds["consent"]) == 2  # PERSONALIZATION and ANALYTICS records
+    assert len(kinds["event"]) == 2
+    assert {vocab.local_id(i) for i in kinds["profile"]} == {"analyst", "retail", "team"}
+    assert len(kinds["returned"]) == len(recs[0].steps)
+    assert rows[0]["policyVersion"].value == "1.1.0"
+    assert len(rows[0]["policyHash"].value) == 64
+
+
+def test_a_non_personalised_decision_uses_no_behaviour_or_industry(runtime):
+    recs = setup_users(runtime)
+    rows = runtime.store.select(
+        runtime.queries[LINEAGE + "why-decision"], decision=ox.NamedNode(vocab.DECISION_BASE + recs[1].decision_id)
+    )
+    assert rows[0]["personalized"].value == "false"
+    assert not [r for r in rows if r["kind"].value == "event"]
+
+
+def test_decisions_by_policy_model_consent_and_user(runtime):
+    recs = setup_users(runtime)
+    policy = ox.NamedNode("https://w3id.org/wayfinder/policy/default-1.1.0")
+    by_policy = runtime.store.select(runtime.queries[LINEAGE + "decisions-by-policy-version"], policy=policy)
+    assert {vocab.local_id(r["decision"].value) for r in by_policy} == {r.decision_id for r in recs}
+    affected = runtime.store.select(runtime.queries[LINEAGE + "users-affected-by-policy-change"], policy=policy)
+    assert sorted(int(r["decisions"].value) for r in affected) == [1, 2]
+    assert {vocab.local_id(r["user"].value) for r in affected} == {"ana", "bo"}
+    mine = runtime.store.select(runtime.queries[LINEAGE + "decisions-for-user"], user=vocab.user_iri("ana"))
+    assert {vocab.local_id(r["decision"].value) for r in mine} == {recs[0].decision_id, recs[2].decision_id}
+    history = runtime.store.select(runtime.queries[LINEAGE + "consent-history"], user=vocab.user_iri("ana"))
+    assert len(history) == 2
+    record = history[0]["record"]
+    using = runtime.store.select(runtime.queries[LINEAGE + "decisions-using-consent"], consent=record)
+    assert {vocab.local_id(r["decision"].value) for r in using} == {recs[0].decision_id, recs[2].decision_id}
+    model = runtime.store.select(
+        runtime.queries[LINEAGE + "decisions-by-model-version"], model=ox.NamedNode(vocab.MODEL_BASE + "none")
+    )
+    assert model == []
+
+
+def test_the_chain_verifies(runtime):
+    setup_users(runtime)
+    result = check(runtime)
+    assert result.ok and result.records == 3
+
+
+def tamper_cases():
+    def remove(store, record):
+        quad = next(q for q in store.quads(subject=record, predicate=vocab.PERSONALIZED, graph=vocab.AUDIT_GRAPH))
+        store.commit(remove=[quad])
+
+    def add(store, record):
+        store.commit(add=[ox.Quad(record, vocab.PROV_USED, ox.NamedNode("urn:forged"), vocab.AUDIT_GRAPH)])
+
+    def change(store, record):
+        candidate = next(
+            q.object for q in store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH)
+        )
+        score = next(q for q in store.quads(subject=candidate, predicate=vocab.SCORE, graph=vocab.AUDIT_GRAPH))
+        store.commit(
+            remove=[score],
+            add=[ox.Quad(candidate, vocab.SCORE, ox.Literal("99.0", datatype=vocab.XSD_DOUBLE), vocab.AUDIT_GRAPH)],
+        )
+
+    def drop_record(store, record):
+        store.commit(remove=list(store.quads(subject=record, graph=vocab.AUDIT_GRAPH)))
+
+    return {"removed": remove, "added": add, "changed": change, "record-deleted": drop_record}
+
+
+@pytest.mark.parametrize("how", sorted(tamper_cases()))
+def test_tampering_is_detected_and_names_the_first_broken_record(runtime, how):
+    recs = setup_users(runtime)
+    target = ox.NamedNode(vocab.DECISION_BASE + recs[1].decision_id)
+    tamper_cases()[how](runtime.store, target)
+    result = check(runtime)
+    assert not result.ok
+    assert result.broken_sequence == 2
+    if how != "record-deleted":
+        assert result.broken_record == target.value
+
+
+def test_audit_verify_command_exits_non_zero_on_tampering(disk_runtime):
+    recs = setup_users(disk_runtime)
+    store_path = disk_runtime.settings.store
+    tamper_cases()["added"](disk_runtime.store, ox.NamedNode(vocab.DECISION_BASE + recs[2].decision_id))
+    disk_runtime.store.close()  # the command opens the folder itself
+    result = CliRunner().invoke(app, ["audit", "verify", "--store", store_path])
+    assert result.exit_code == 1
+    assert recs[2].decision_id in result.output
+
+
+def test_external_anchors_catch_a_rewritten_chain(disk_runtime):
+    disk_runtime.trail.checkpoint_every = 2
+    setup_users(disk_runtime)
+    anchors = disk_runtime.trail.anchors()
+    assert [a["sequence"] for a in anchors] == [2]
+    assert check(disk_runtime).ok
+    result = verify(disk_runtime.store, disk_runtime.queries["audit-index"], anchors=anchors)
+    assert result.ok and result.anchors_checked == 1
+    forged = [{"sequence": 2, "hash": "0" * 64}]
+    assert not verify(disk_runtime.store, disk_runtime.queries["audit-index"], anchors=forged).ok
+
+
+def test_erasure_leaves_nothing_that_names_the_person_and_the_chain_verifies(runtime):
+    recs = setup_users(runtime)
+    receipt = erasure.erase(runtime, "ana", requested_by="privacy-officer")
+    assert receipt.decisions_kept == 2 and receipt.triples_removed > 0
+    for quad in runtime.store.quads():
+        for term in (quad.subject, quad.predicate, quad.object, quad.graph_name):
+            text = getattr(term, "value", "")
+            assert "/user/ana" not in text and text != "ana", quad
+    assert users.profile(runtime, "ana") is None
+    result = check(runtime)
+    assert result.ok and result.records == 4  # three decisions and the erasure
+    # The decisions remain readable, and the tombstone says when and at whose request.
+    assert decide.read_decision(runtime, recs[0].decision_id) is not None
+    tomb = runtime.store.select(
+        "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT ?by WHERE { ?e a wf:Erasure ; wf:requestedBy ?by }"
+    )
+    assert [r["by"].value for r in tomb] == ["privacy-officer"]
+
+
+def test_erase_user_over_graphql_returns_a_receipt(client):
+    client.data(REGISTER, {"input": {"id": "gone", "consents": ["PERSONALIZATION"]}})
+    client.data(NEXT_STEPS, {"user": "gone"})
+    receipt = client.data('mutation { eraseUser(userId: "gone") { userId erasureId triplesRemoved decisionsKept } }')
+    assert receipt["eraseUser"]["decisionsKept"] == 1
+    assert client.data('{ user(id: "gone") { id } }')["user"] is None
+    error = client.error('mutation { eraseUser(userId: "gone") { userId } }')
+    assert error["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_withdrawing_consent_lists_the_decisions_that_used_it(client):
+    client.data(REGISTER, {"input": {"id": "w1", "consents": ["PERSONALIZATION"]}})
+    first = client.data(NEXT_STEPS, {"user": "w1"})["nextSteps"]["decisionId"]
+    second = client.data(NEXT_STEPS, {"user": "w1"})["nextSteps"]["decisionId"]
+    withdrawn = client.data(
+        WITHDRAW.replace("{ purpose granted at }", "{ purpose granted affectedDecisions affectedModelVersions }"),
+        {"u": "w1", "p": "PERSONALIZATION"},
+    )["withdrawConsent"]
+    assert set(withdrawn["affectedDecisions"]) == {first, second}
+    assert withdrawn["affectedModelVersions"] == []
+
+
+def test_a_checkpoint_is_sealed_outside_the_write_lock(disk_runtime):
+    """The flush before an anchor takes up to hundreds of milliseconds: other writers must not wait for it."""
+    from service.knowledge.embedded import Store
+
+    free_at_flush: list[bool] = []
+
+    class LockWatch(Store):
+        """The real on-disk store; at each flush, another thread tries the write lock."""
+
+        def flush(self) -> None:
+            probe = threading.Thread(target=lambda: free_at_flush.append(self._try_lock()))
+            probe.start()
+            probe.join()
+            super().flush()
+
+        def _try_lock(self) -> bool:
+            if self.write_lock.acquire(timeout=0.5):
+                self.write_lock.release()
+                return True
+            return False
+
+    path = disk_runtime.store.location
+    disk_runtime.store.close()
+    runtime = Runtime(settings=disk_runtime.settings, store=LockWatch(path))
+    runtime.trail.checkpoint_every = 1
+    setup_users(runtime)
+    assert [a["sequence"] for a in runtime.trail.anchors()] == [1, 2, 3]  # sealed before each decision returned
+    assert free_at_flush == [True] * 3
+    assert check(runtime).ok
+    runtime.store.close()

@@ -1,0 +1,91 @@
+"""Store layouts: a new store records this release's; an older one is refused until `wayfinder migrate` upgrades it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyoxigraph as ox
+import pytest
+from typer.testing import CliRunner
+
+from service.audit.chain import verify
+from service.cli import app as cli
+from service.decisions import users
+from service.decisions.consent import active_purposes
+from service.decisions.decide import next_steps
+from service.errors import OutdatedStore
+from service.knowledge import migrations, vocab
+from service.knowledge.embedded import Store
+from service.runtime import Runtime
+from service.settings import Settings
+
+FUTURE = ox.Literal("2126-01-01T00:00:00Z", datatype=vocab.XSD_DATETIME)
+
+
+def as_an_earlier_release_left_it(store: Store) -> None:
+    """Drop what layout 2 added: the layout version and the consent records' record times; date one grant ahead."""
+    meta = list(store.quads(graph=vocab.META_GRAPH))
+    times = list(store.quads(predicate=vocab.RECORDED_AT, graph=vocab.CONSENT_GRAPH))
+    indicated = list(store.quads(predicate=vocab.IS_INDICATED_AT_TIME, graph=vocab.CONSENT_GRAPH))
+    store.commit(
+        remove=meta + times + indicated, add=[ox.Quad(q.subject, q.predicate, FUTURE, q.graph_name) for q in indicated]
+    )
+
+
+@pytest.fixture
+def old_store(disk_runtime):
+    """A store written by the release before layout versions: a user whose grant a client dated in 2126, a decision."""
+    users.register(disk_runtime, users.Registration(id="legacy", consents=["PERSONALIZATION"], at=datetime.now(UTC)))
+    next_steps(disk_runtime, "legacy")
+    as_an_earlier_release_left_it(disk_runtime.store)
+    location = disk_runtime.store.location
+    disk_runtime.store.close()
+    return location
+
+
+def test_a_new_store_records_this_releases_layout(tmp_path):
+    runtime = Runtime(settings=Settings(store=str(tmp_path / "new"), models_dir=tmp_path / "models"))
+    runtime.ensure_ontology()
+    assert migrations.layout_version(runtime.store) == migrations.LAYOUT
+
+
+def test_an_older_store_is_refused_with_what_to_do(old_store, tmp_path):
+    runtime = Runtime(settings=Settings(store=str(old_store), models_dir=tmp_path / "models"))
+    with pytest.raises(OutdatedStore, match="wayfinder migrate"):
+        runtime.ensure_ontology()
+    runtime.store.close()
+    result = CliRunner().invoke(cli, ["serve", "--store", str(old_store)])
+    assert result.exit_code == 2 and "wayfinder migrate" in result.output
+
+
+def test_migrate_upgrades_in_place_and_the_audit_trail_still_verifies(old_store, tmp_path):
+    result = CliRunner().invoke(cli, ["migrate", "--store", str(old_store)])
+    assert result.exit_code == 0, result.output
+    assert "layout 1 -> 2" in result.output and "1 consent records given a record time" in result.output
+    runtime = Runtime(settings=Settings(store=str(old_store), models_dir=tmp_path / "models"))
+    runtime.ensure_ontology()  # opens now
+    assert migrations.layout_version(runtime.store) == migrations.LAYOUT
+    assert verify(runtime.store, runtime.queries["audit-index"]).ok  # the decision recorded before still verifies
+    # The grant dated in 2126 was stamped no later than the migration: a withdrawal now outranks it.
+    users.set_consent(runtime, "legacy", "PERSONALIZATION", granted=False)
+    assert "PERSONALIZATION" not in active_purposes(users.consents(runtime, "legacy"))
+    runtime.store.close()
+    again = CliRunner().invoke(cli, ["migrate", "--store", str(old_store)])
+    assert again.exit_code == 0 and "already" in again.output
+
+
+def test_a_store_of_a_newer_layout_is_refused(tmp_path):
+    store = Store(tmp_path / "newer")
+    store.commit(add=migrations.version_quads(migrations.LAYOUT + 1))
+    runtime = Runtime(settings=Settings(store=str(tmp_path / "newer"), models_dir=tmp_path / "models"), store=store)
+    with pytest.raises(OutdatedStore, match="newer release"):
+        runtime.ensure_ontology()
+    with pytest.raises(OutdatedStore, match="newer release"):
+        migrations.migrate(store, migrations.Context(runtime.ontology_file, runtime.validator))
+
+
+def test_migrate_on_a_new_store_records_the_layout(tmp_path):
+    result = CliRunner().invoke(cli, ["migrate", "--store", str(tmp_path / "fresh")])
+    assert result.exit_code == 0 and "a new store: layout 2 recorded" in result.output
+    again = CliRunner().invoke(cli, ["migrate", "--store", str(tmp_path / "fresh")])
+    assert again.exit_code == 0 and "nothing to do" in again.output

@@ -1,0 +1,152 @@
+"""The shared-store mode: service runtimes over a real Oxigraph server (``oxigraph serve``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.audit.chain import verify
+from service.decisions import decide, users
+from service.demo import knowledge_files
+from service.errors import RefusedWrite
+from service.knowledge.shared import RemoteStore, bind
+from service.runtime import Runtime
+from service.settings import Settings
+from tests.oxigraph_server import free_port
+from tests.paths import FIXTURES
+
+
+def runtime_on(url: str, tmp_path: Path, instance: str = "") -> Runtime:
+    return Runtime(settings=Settings(store=url, instance=instance, models_dir=tmp_path / "models"))
+
+
+def test_the_service_runs_on_a_shared_store(server, tmp_path):
+    runtime = runtime_on(server, tmp_path)
+    assert isinstance(runtime.store, RemoteStore)
+    runtime.ensure_ontology()
+    runtime.load(knowledge_files(runtime))
+    users.register(runtime, users.Registration(id="s1", role="analyst", plan="team", consents=["PERSONALIZATION"]))
+    users.record_events(runtime, [users.EventReport("s1", "STEP_COMPLETED", step_id="explore-sample-data")])
+    rec = decide.next_steps(runtime, "s1", limit=3)
+    assert rec.personalized and len(rec.steps) == 3
+    assert "explore-sample-data" not in {s.step.rsplit("/", 1)[-1] for s in rec.candidates}
+    recorded = decide.read_decision(runtime, rec.decision_id).steps
+    assert [(s.step, s.score, set(s.reasons)) for s in recorded] == [
+        (s.step, s.score, set(s.reasons)) for s in rec.steps
+    ]
+    with pytest.raises(RefusedWrite):
+        runtime.load([FIXTURES / "cycle.ttl"])
+    assert verify(runtime.store, runtime.queries["audit-index"]).ok
+
+
+def test_two_processes_share_one_store_each_with_its_own_audit_chain(server, tmp_path):
+    first = runtime_on(server, tmp_path, "one")
+    first.ensure_ontology()
+    first.load(knowledge_files(first))
+    second = runtime_on(server, tmp_path, "two")
+    for runtime, uid in ((first, "a"), (second, "b")):
+        users.register(runtime, users.Registration(id=uid, role="manager", plan="free", consents=["PERSONALIZATION"]))
+
+    def serve(runtime, uid):
+        for _ in range(10):
+            decide.next_steps(runtime, uid)
+
+    threads = [threading.Thread(target=serve, args=args) for args in ((first, "a"), (second, "b"), (first, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # A user registered through one process is seen by the other at once.
+    assert users.profile(second, "a") is not None
+    result = verify(first.store, first.queries["audit-index"])
+    assert result.ok and result.records == 30
+
+
+def test_parameters_are_bound_by_inline_values_built_from_typed_terms():
+    import pyoxigraph as ox
+
+    text = bind("SELECT ?user WHERE { ?user ?p ?o }", {"user": ox.NamedNode("https://w3id.org/wayfinder/user/x")})
+    assert "VALUES (?user) { (<https://w3id.org/wayfinder/user/x>) }" in text
+    tricky = bind("SELECT ?v WHERE { ?s ?p ?v }", {"v": ox.Literal('a" } ; DROP ALL ; #')})
+    assert '"a\\" } ; DROP ALL ; #"' in tricky
+
+
+def test_the_auditors_endpoint_queries_the_shared_store(server, tmp_path):
+    from starlette.testclient import TestClient
+
+    from service.api.app import create_app
+
+    runtime = runtime_on(server, tmp_path)
+    runtime.ensure_ontology()
+    runtime.load(knowledge_files(runtime))
+    with TestClient(create_app(runtime)) as http:
+        answer = http.get(
+            "/sparql",
+            params={"query": "SELECT (COUNT(?s) AS ?n) WHERE { ?s a <https://w3id.org/wayfinder/ontology#Step> }"},
+            headers={"accept": "text/csv"},
+        )
+    assert answer.status_code == 200 and answer.text.splitlines()[1] == "31"
+
+
+def test_serve_with_two_workers_on_a_shared_store(server, tmp_path):
+    port = free_port()
+    wayfinder = str(Path(sys.executable).with_name("wayfinder"))
+    process = subprocess.Popen(
+        [wayfinder, "serve", "--store", server, "--port", str(port), "--workers", "2", "--demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(
+                    "wayfinder serve --workers 2 did not start: "
+                    + (process.stdout.read().decode() if process.poll() is not None else "")
+                )
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(20):
+                body = client.post("/graphql", json={"query": '{ nextSteps(userId: "maya") { decisionId } }'}).json()
+                assert body["data"]["nextSteps"]["decisionId"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    runtime = runtime_on(server, tmp_path)
+    result = verify(runtime.store, runtime.queries["audit-index"])
+    assert result.ok and result.records == 20
+
+
+def test_both_stores_offer_what_the_service_asks_of_a_store(server, tmp_path):
+    """The embedded and the shared store implement the one protocol, bulk loads and the removal count included."""
+    import pyoxigraph as ox
+
+    from service.knowledge.embedded import Store
+    from service.knowledge.store import GraphStore
+
+    data = tmp_path / "data.nq"
+    data.write_text('<urn:s> <urn:p> "o" <urn:g> .\n<urn:s> <urn:p> "p" <urn:g> .\n')
+    for store in (Store(tmp_path / "embedded"), RemoteStore(server)):
+        assert isinstance(store, GraphStore), type(store).__name__
+        store.bulk_load(data, format=ox.RdfFormat.N_QUADS)
+        assert len(store.graph(ox.NamedNode("urn:g"))) == 2
+        before = store.removals
+        store.commit(
+            add=[ox.Quad(ox.NamedNode("urn:s"), ox.NamedNode("urn:p"), ox.Literal("q"), ox.NamedNode("urn:g"))]
+        )
+        assert store.removals == before  # an addition is not a removal
+        store.commit(drop=[ox.NamedNode("urn:g")])
+        assert store.removals == before + 1 and not store.graph(ox.NamedNode("urn:g"))
+        store.close()
