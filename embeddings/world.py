@@ -1,4 +1,4 @@
-"""A seeded synthetic onboarding world with a planted truth, and its RDF in the Wayfinder store layout.
+"""A seeded synthetic onboarding world with a planted truth, and its catalog in the Wayfinder vocabulary.
 
 The generative story (every draw comes from one ``numpy`` generator seeded with ``seed``):
 
@@ -61,11 +61,9 @@ Consent.
 from __future__ import annotations
 
 import math
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pyoxigraph as ox
@@ -422,6 +420,8 @@ def bayes_values(
     story and its hidden tables: a reference ceiling, by importance sampling.
     """
     p = world.params
+    if world.role_table is None or world.industry_table is None:
+        raise ValueError("the world has no users, so no hidden tables: generate it with generate_world")
     rng = np.random.default_rng([seed, zlib.crc32(user.id.encode())])
     n_areas = len(world.areas)
     logits = world.role_table[user.role] + world.industry_table[user.industry]
@@ -439,15 +439,27 @@ def bayes_values(
     return world.step_quality * n_areas * mean_need[step_area]
 
 
-# -- RDF ---------------------------------------------------------------------
+def logged_events(world: World, user: UserRecord) -> list[tuple[ox.NamedNode, str | None, str | None]]:
+    """Return the user's logged events in order, one a minute after registration: (class, step IRI, feature IRI).
+
+    As the privacy shapes allow at registration: the first feature uses need PERSONALIZATION
+    or ANALYTICS, the outcomes (activated, converted) need ANALYTICS; steps are always logged.
+    """
+    given = {purpose for purpose, granted, minutes in user.consents if granted and minutes == 0}
+    events: list[tuple[ox.NamedNode, str | None, str | None]] = []
+    if given & {"Personalization", "Analytics"}:
+        events += [(vocab.FEATURE_USED, None, world.features[f]) for f in user.early_features]
+    events += [
+        (vocab.STEP_COMPLETED if done else vocab.STEP_DISMISSED, world.steps[s], None) for s, done in user.journey
+    ]
+    if "Analytics" in given and user.activated:
+        events.append((vocab.ACTIVATED, None, None))
+        if user.converted:
+            events.append((vocab.CONVERTED, None, None))
+    return events
 
 
-def _lit(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _time(at: datetime) -> str:
-    return f'"{at.strftime("%Y-%m-%dT%H:%M:%SZ")}"^^<{vocab.XSD_NS}dateTime>'
+# -- RDF: the catalog (the users' quads are the service's: service/synthetic.py) --------
 
 
 def _label(iri: str) -> str:
@@ -455,10 +467,6 @@ def _label(iri: str) -> str:
     for kind in ("role-", "industry-", "plan-"):
         name = name.removeprefix(kind)
     return name.replace("-", " ").capitalize()
-
-
-def _n(node: ox.NamedNode | str) -> str:
-    return f"<{node.value if isinstance(node, ox.NamedNode) else node}>"
 
 
 def _wf(node: ox.NamedNode) -> str:
@@ -500,73 +508,3 @@ def catalog_turtle(world: World) -> str:
             props.append(f"{_wf(vocab.REQUIRES_PLAN)} {q(world.plans[world.step_plan[s]])}")
         lines.append(f"{q(iri)} a {_wf(vocab.STEP)} ;\n    " + " ;\n    ".join(props) + " .")
     return "\n".join(lines) + "\n"
-
-
-def _uuid(rng: np.random.Generator) -> str:
-    return str(uuid.UUID(bytes=rng.bytes(16), version=4))
-
-
-def user_nquads(world: World) -> str:
-    """Return every user, their events and consent records as N-Quads in the store layout."""
-    rng = np.random.default_rng([world.seed, 1])
-    a, cg = _n(vocab.RDF_TYPE), _n(vocab.CONSENT_GRAPH)
-    out: list[str] = []
-    for user in world.users:
-        u, g, at = _n(user.iri), _n(vocab.user_graph(user.id)), user.registered_at
-        out += [
-            f"{u} {a} {_n(vocab.USER)} {g} .",
-            f"{u} {_n(vocab.HAS_ROLE)} {_n(world.roles[user.role])} {g} .",
-            f"{u} {_n(vocab.HAS_INDUSTRY)} {_n(world.industries[user.industry])} {g} .",
-            f"{u} {_n(vocab.HAS_PLAN)} {_n(world.plans[user.plan])} {g} .",
-            f"{u} {_n(vocab.SIGNUP_CHANNEL)} {_n(vocab.WEB)} {g} .",
-            f"{u} {_n(vocab.REGISTERED_AT)} {_time(at)} {g} .",
-            f"{u} {_n(vocab.PSEUDONYM)} {_lit(user.pseudonym)} {g} .",
-        ]
-        for purpose, granted, minutes in user.consents:
-            r = _n(vocab.CONSENT_BASE + _uuid(rng))
-            status = vocab.CONSENT_GIVEN if granted else vocab.CONSENT_WITHDRAWN
-            out += [
-                f"{r} {a} {_n(vocab.CONSENT_RECORD)} {cg} .",
-                f"{r} {_n(vocab.HAS_DATA_SUBJECT)} {u} {cg} .",
-                f"{r} {_n(vocab.HAS_PURPOSE)} {_n(PURPOSES[purpose])} {cg} .",
-                f"{r} {_n(vocab.HAS_CONSENT_STATUS)} {_n(status)} {cg} .",
-                f"{r} {_n(vocab.HAS_LEGAL_BASIS)} {_n(vocab.CONSENT_LEGAL_BASIS)} {cg} .",
-                f"{r} {_n(vocab.IS_INDICATED_AT_TIME)} {_time(at + timedelta(minutes=minutes))} {cg} .",
-            ]
-        given = {purpose for purpose, granted, minutes in user.consents if granted and minutes == 0}
-        events: list[tuple[ox.NamedNode, ox.NamedNode | None, str | None]] = []
-        if given & {"Personalization", "Analytics"}:
-            events += [(vocab.FEATURE_USED, vocab.ABOUT_FEATURE, world.features[f]) for f in user.early_features]
-        events += [
-            (vocab.STEP_COMPLETED if done else vocab.STEP_DISMISSED, vocab.ABOUT_STEP, world.steps[s])
-            for s, done in user.journey
-        ]
-        if "Analytics" in given and user.activated:
-            events.append((vocab.ACTIVATED, None, None))
-            if user.converted:
-                events.append((vocab.CONVERTED, None, None))
-        for minute, (cls, about, target) in enumerate(events, start=1):
-            e = _n(vocab.EVENT_BASE + _uuid(rng))
-            out += [
-                f"{e} {a} {_n(cls)} {g} .",
-                f"{e} {_n(vocab.BY_USER)} {u} {g} .",
-                f"{e} {_n(vocab.OCCURRED_AT)} {_time(at + timedelta(minutes=minute))} {g} .",
-            ]
-            if about is not None:
-                out.append(f"{e} {_n(about)} {_n(target)} {g} .")
-    return "\n".join(out) + "\n"
-
-
-def write_world(world: World, folder: Path) -> tuple[Path, Path]:
-    """Write ``catalog.ttl`` and ``users.nq`` into the folder; return both paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    catalog, users = folder / "catalog.ttl", folder / "users.nq"
-    catalog.write_text(catalog_turtle(world))
-    users.write_text(user_nquads(world))
-    return catalog, users
-
-
-def load_world(store: ox.Store, world: World) -> None:
-    """Load the world's catalog into its catalog graph and its users in bulk."""
-    store.load(catalog_turtle(world).encode(), format=ox.RdfFormat.TURTLE, to_graph=world.catalog_graph)
-    store.bulk_load(user_nquads(world).encode(), format=ox.RdfFormat.N_QUADS)

@@ -22,6 +22,7 @@ from rich.table import Table
 from service.errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, WayfinderError
 from service.identity.keys import is_loopback, parse_keys
 from service.knowledge import files as knowledge
+from service.knowledge.queries import Parameter, Query
 from service.knowledge.vocab import local_id
 from service.runtime import Runtime
 from service.settings import Settings
@@ -216,7 +217,14 @@ def query(
 def _run_and_print(runtime: Runtime, text: str, *, param: list[str] | None, format: str) -> None:
     try:
         bindings = dict(_parse_param(p) for p in param or [])
-        result = runtime.store.query(text, **bindings)
+        query = text if isinstance(text, Query) else Query(text)
+        if not query.parameters:  # a query that declares none takes what it is given, as IRIs or literals
+            query = Query(text, parameters={name: Parameter(name, "ANY") for name in bindings})
+        try:
+            bound = query.bind(**bindings)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput("--param", str(exc)) from None
+        result = runtime.store.query(bound)
     except WayfinderError as exc:
         _fail(exc)
     except (OSError, RuntimeError) as exc:  # pyoxigraph's evaluation errors
@@ -347,7 +355,8 @@ def world(
     """
     import tempfile
 
-    from embeddings.world import generate_world, write_world
+    from embeddings.world import generate_world
+    from service.synthetic import write_world
 
     if not 50 <= users <= 200_000:
         _fail(InvalidInput("--users", "must be between 50 and 200000"))
@@ -441,13 +450,13 @@ def evaluate(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here")] = None,
 ) -> None:
     """NDCG@5 against the planted truth on held-out new users of two synthetic worlds, with the baselines."""
-    from embeddings import report
+    from service.models import evaluation
 
     command = " ".join(["wayfinder", "evaluate", *sys.argv[2:]])
-    results = report.run(users=users, members=members, ablations=ablations, command=command)
+    results = evaluation.run(users=users, members=members, ablations=ablations, command=command)
     if out_file is not None:
         out_file.write_text(json.dumps(results, indent=2) + "\n")
-    out.print(report.table(results), highlight=False)
+    out.print(evaluation.table(results), highlight=False)
     for world in results["worlds"]:
         out.print(f"\n[bold]{world['world']['name']}[/]: segment activation lift, top steps per role and industry")
         table = Table("role", "industry", "activation rate", "step", "completers", "activated after", "lift")
@@ -481,7 +490,7 @@ def audit_decision(
 
     runtime = _runtime(store)
     rows = runtime.store.select(
-        runtime.queries["lineage/why-decision"], decision=ox.NamedNode(vocab.DECISION_BASE + decision_id)
+        runtime.queries["lineage/why-decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
     )
     if not rows:
         err.print(f"[bold red]error[/]: no decision {decision_id!r}")

@@ -20,6 +20,7 @@ from service.knowledge import files as knowledge
 from service.knowledge import migrations
 from service.knowledge.catalog import Catalog, read_catalog
 from service.knowledge.embedded import open_store
+from service.knowledge.queries import Queries
 from service.knowledge.store import GraphStore
 from service.knowledge.terms import to_rdflib_graph
 from service.knowledge.validation import Validator
@@ -88,12 +89,9 @@ class Runtime:
         return self.settings.instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     @cached_property
-    def queries(self) -> dict[str, str]:
-        """Shipped queries: ``queries/service/NAME.rq`` as NAME, ``queries/lineage/NAME.rq`` as lineage/NAME."""
-        root = self.settings.queries_dir
-        texts = {p.stem: p.read_text() for p in sorted((root / "service").glob("*.rq"))}
-        texts.update({f"lineage/{p.stem}": p.read_text() for p in sorted((root / "lineage").glob("*.rq"))})
-        return texts
+    def queries(self) -> Queries:
+        """Shipped queries: ``queries/service/NAME.rq`` as NAME, ``queries/DIR/NAME.rq`` as DIR/NAME."""
+        return Queries(self.settings.queries_dir)
 
     @cached_property
     def models(self):

@@ -9,21 +9,12 @@ Why not through the API: ``users.register`` and ``users.record_events`` validate
 every write with pyshacl (about 1,300 events/s on the demo store, so 2M events
 would take more than 25 minutes plus 100k validated registrations), and as the
 store grows their per-user consent query slows them to about 4 events/s at 100k
-users (results/latency-*.json): days. The quads written here are exactly the ones
-those functions write:
-
-- graph ``graph/user/ID`` (``users.register``): ``<user/ID> a wf:User``,
-  ``wf:registeredAt`` (xsd:dateTime, UTC, "Z"), ``wf:pseudonym`` (plain string,
-  32 hex digits), ``wf:hasRole``, ``wf:hasIndustry``, ``wf:hasPlan``,
-  ``wf:signupChannel``;
-- graph ``graph/consent`` (``consent.consent_record``): per record
-  ``<consent/UUID> a dpv:ConsentRecord``, ``dpv:hasDataSubject``,
-  ``dpv:hasPurpose``, ``dpv:hasConsentStatus`` (dpv:ConsentGiven or
-  dpv:ConsentWithdrawn), ``dpv:hasLegalBasis dpv:Consent``,
-  ``dpv:isIndicatedAtTime``;
-- graph ``graph/user/ID`` (``users.record_events``): per event
-  ``<event/UUID> a wf:StepCompleted|StepDismissed|FeatureUsed|Activated|Converted``,
-  ``wf:byUser``, ``wf:occurredAt``, and ``wf:aboutStep`` or ``wf:aboutFeature``.
+users (results/latency-*.json): days. The quads are built by ``service/synthetic.py`` with
+the functions those write paths use (``users.registration_quads``,
+``consent.consent_quads``, ``users.event_quads``): the profile in ``graph/user/ID``, the
+consent records (given or withdrawn, ``wf:recordedAt`` = the time indicated) in
+``graph/consent``, the events (StepCompleted, StepDismissed, FeatureUsed, Activated,
+Converted) in ``graph/user/ID``.
 
 Histories are realistic for the demo catalog: a step is completed only when all
 its prerequisites are (transitively), and only steps open to the user's role and
@@ -37,7 +28,7 @@ ANALYTICS only, 5% PERSONALIZATION only, 8% none; 30% also give MARKETING; 3%
 later withdraw PERSONALIZATION (only users who keep ANALYTICS), 2% withdraw
 MARKETING. Seeded: the same seed and size give the same store.
 
-    .venv/bin/python bench/next_steps/populate.py --store /tmp/wf-bench-store --users 100000
+    .venv/bin/python -m bench.next_steps.populate --store /tmp/wf-bench-store --users 100000
 
 A small sidecar file ``<store>.bench.json`` records the user count, ID format and
 seed for latency.py. Results: ``bench/next_steps/results/populate-<N>.json``.
@@ -46,8 +37,8 @@ seed for latency.py. Results: ``bench/next_steps/results/populate-<N>.json``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import os
 import queue
 import random
 import shutil
@@ -57,68 +48,35 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyoxigraph as ox
+
+from bench import lib
+from service import demo
+from service.decisions import users
+from service.knowledge import vocab
+from service.knowledge.queries import inline
+from service.runtime import Runtime
+from service.settings import Settings
+from service.synthetic import SyntheticConsent, SyntheticEvent, SyntheticUser, user_quads
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-
-import benchlib  # noqa: E402
-import pyoxigraph as ox  # noqa: E402
-
-from service import demo  # noqa: E402
-from service.knowledge import vocab  # noqa: E402
-from service.runtime import Runtime  # noqa: E402
-from service.settings import Settings  # noqa: E402
-
 RESULTS = HERE / "results"
+
+EVENT_CLASS = {
+    "done": vocab.STEP_COMPLETED.value,
+    "dismissed": vocab.STEP_DISMISSED.value,
+    "used": vocab.FEATURE_USED.value,
+    "activated": vocab.ACTIVATED.value,
+    "converted": vocab.CONVERTED.value,
+}
+CHANNELS = [(vocab.WEB.value, 70), (vocab.MOBILE.value, 20), (vocab.EMAIL.value, 10)]  # nobody signs up in-app
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+PLAN_INCLUDES = "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT ?p WHERE { ?plan wf:includesPlan* ?p }"
 
 
 def user_id(i: int) -> str:
     return f"u{i:06d}"
-
-
-def _iri(value: str) -> str:
-    return f"<{value}>"
-
-
-def _wf(name: str) -> str:
-    return _iri(vocab.WF_NS + name)
-
-
-def _dpv(name: str) -> str:
-    return _iri(vocab.DPV_NS + name)
-
-
-A = _iri(vocab.RDF_TYPE.value)
-XSD_DT = _iri(vocab.XSD_DATETIME.value)
-CONSENT_G = _iri(vocab.CONSENT_GRAPH.value)
-USER_CLASS = _wf("User")
-REGISTERED_AT = _wf("registeredAt")
-PSEUDONYM = _wf("pseudonym")
-HAS_ROLE, HAS_INDUSTRY, HAS_PLAN, SIGNUP = _wf("hasRole"), _wf("hasIndustry"), _wf("hasPlan"), _wf("signupChannel")
-BY_USER, OCCURRED_AT, ABOUT_STEP, ABOUT_FEATURE = (
-    _wf("byUser"),
-    _wf("occurredAt"),
-    _wf("aboutStep"),
-    _wf("aboutFeature"),
-)
-CONSENT_RECORD, HAS_SUBJECT, HAS_PURPOSE = _dpv("ConsentRecord"), _dpv("hasDataSubject"), _dpv("hasPurpose")
-HAS_STATUS, LEGAL_BASIS, INDICATED_AT = _dpv("hasConsentStatus"), _dpv("hasLegalBasis"), _dpv("isIndicatedAtTime")
-GIVEN, WITHDRAWN, CONSENT_BASIS = _dpv("ConsentGiven"), _dpv("ConsentWithdrawn"), _dpv("Consent")
-EVENT_CLASS = {
-    "STEP_COMPLETED": _wf("StepCompleted"),
-    "STEP_DISMISSED": _wf("StepDismissed"),
-    "FEATURE_USED": _wf("FeatureUsed"),
-    "ACTIVATED": _wf("Activated"),
-    "CONVERTED": _wf("Converted"),
-}
-CHANNELS = [(_wf("Web"), 70), (_wf("Mobile"), 20), (_wf("Email"), 10)]  # nobody signs up in-app
-EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _dt(value: datetime) -> str:
-    """The literal ``clock.datetime_literal`` writes (whole seconds, UTC, 'Z')."""
-    return f'"{value.strftime("%Y-%m-%dT%H:%M:%SZ")}"^^{XSD_DT}'
 
 
 def _uuid4(rng: random.Random) -> str:
@@ -148,33 +106,29 @@ class DemoCatalog:
         # Plan inclusion, transitively (wf:includesPlan*), as the candidates query reads it.
         self.includes: dict[str, set[str]] = {}
         for plan in plans:
-            rows = runtime.store.select(
-                "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT ?plan ?p WHERE { ?plan wf:includesPlan* ?p }",
-                plan=ox.NamedNode(plan),
-            )
+            rows = runtime.store.select(inline(PLAN_INCLUDES, plan=ox.NamedNode(plan)))
             self.includes[plan] = {r["p"].value for r in rows} | {plan}
         # Free < team < enterprise in the demo: order plans by how much they include.
         self.plans = sorted(plans, key=lambda p: len(self.includes[p]))
         self.purposes = dict(runtime.knowledge.codes.purposes)  # code -> IRI
 
 
-def user_lines(rng: random.Random, cat: DemoCatalog, uid: str, stats: dict) -> list[str]:
-    """The N-Quads lines of one user: profile, consent records, events."""
-    user = _iri(vocab.USER_BASE + uid)
-    g = _iri(vocab.USER_GRAPH_BASE + uid)
+def synthetic_user(rng: random.Random, cat: DemoCatalog, uid: str, stats: dict) -> SyntheticUser:
+    """One user: profile, consent records, events (the draws in a fixed order: the same seed, the same store)."""
     role = rng.choice(cat.roles)
     plan = rng.choices(cat.plans, weights=[50, 35, 15][: len(cat.plans)] + [5] * max(0, len(cat.plans) - 3))[0]
     channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
     registered = EPOCH + timedelta(seconds=rng.randrange(300 * 86400))
-    out = [
-        f"{user} {A} {USER_CLASS} {g} .\n",
-        f"{user} {REGISTERED_AT} {_dt(registered)} {g} .\n",
-        f'{user} {PSEUDONYM} "{rng.getrandbits(128):032x}" {g} .\n',
-        f"{user} {HAS_ROLE} <{role}> {g} .\n",
-        f"{user} {HAS_INDUSTRY} <{rng.choice(cat.industries)}> {g} .\n",
-        f"{user} {HAS_PLAN} <{plan}> {g} .\n",
-        f"{user} {SIGNUP} {channel} {g} .\n",
-    ]
+    pseudonym = f"{rng.getrandbits(128):032x}"
+    user = SyntheticUser(
+        id=uid,
+        registered_at=registered,
+        pseudonym=pseudonym,
+        role=role,
+        industry=rng.choice(cat.industries),
+        plan=plan,
+        signup_channel=channel,
+    )
 
     # Consent records, granted at registration (as users.register writes them).
     r = rng.random()
@@ -189,24 +143,15 @@ def user_lines(rng: random.Random, cat: DemoCatalog, uid: str, stats: dict) -> l
     )
     if rng.random() < 0.30:
         given.append("MARKETING")
-    records = [(code, GIVEN, registered) for code in given]
+    records = [(code, True, registered) for code in given]
     personalization, analytics = "PERSONALIZATION" in given, "ANALYTICS" in given
     later = registered + timedelta(days=rng.randint(20, 60))
     if personalization and analytics and rng.random() < 0.03:
-        records.append(("PERSONALIZATION", WITHDRAWN, later))
+        records.append(("PERSONALIZATION", False, later))
         personalization = False
     if "MARKETING" in given and rng.random() < 0.02:
-        records.append(("MARKETING", WITHDRAWN, later))
-    for code, status, at in records:
-        c = _iri(vocab.CONSENT_BASE + _uuid4(rng))
-        out += [
-            f"{c} {A} {CONSENT_RECORD} {CONSENT_G} .\n",
-            f"{c} {HAS_SUBJECT} {user} {CONSENT_G} .\n",
-            f"{c} {HAS_PURPOSE} <{cat.purposes[code]}> {CONSENT_G} .\n",
-            f"{c} {HAS_STATUS} {status} {CONSENT_G} .\n",
-            f"{c} {LEGAL_BASIS} {CONSENT_BASIS} {CONSENT_G} .\n",
-            f"{c} {INDICATED_AT} {_dt(at)} {CONSENT_G} .\n",
-        ]
+        records.append(("MARKETING", False, later))
+    user.consents = [SyntheticConsent(_uuid4(rng), cat.purposes[code], granted, at) for code, granted, at in records]
     stats["consents"] += len(records)
     feature_ok = personalization or analytics  # FeatureUsed is collected for either
     milestone_ok = analytics  # Activated, Converted: Analytics only
@@ -231,36 +176,31 @@ def user_lines(rng: random.Random, cat: DemoCatalog, uid: str, stats: dict) -> l
             kind = "used"
         if kind == "used" and not feature_ok:
             continue  # nothing left that this user could report
-        e = _iri(vocab.EVENT_BASE + _uuid4(rng))
+        event_id = _uuid4(rng)
+        step = feature = None
         if kind in ("done", "dismissed"):
             ordered = sorted(available)
-            step = ordered[min(int(rng.expovariate(0.9)), len(ordered) - 1)]  # mostly the next in order
-            available.discard(step)
-            out.append(f"{e} {A} {EVENT_CLASS['STEP_COMPLETED' if kind == 'done' else 'STEP_DISMISSED']} {g} .\n")
-            out.append(f"{e} {ABOUT_STEP} <{cat.steps[step].iri}> {g} .\n")
+            index = ordered[min(int(rng.expovariate(0.9)), len(ordered) - 1)]  # mostly the next in order
+            available.discard(index)
+            step = cat.steps[index].iri
             if kind == "done":
-                completed.append(step)
-                for d in cat.dependents[step]:
+                completed.append(index)
+                for d in cat.dependents[index]:
                     missing[d] -= 1
                     if missing[d] == 0 and open_[d]:
                         available.add(d)
         elif kind == "used":
             introduced = cat.steps[rng.choice(completed)].introduces if completed and rng.random() < 0.8 else []
             feature = rng.choice(introduced) if introduced else rng.choice(cat.features).iri
-            out.append(f"{e} {A} {EVENT_CLASS['FEATURE_USED']} {g} .\n")
-            out.append(f"{e} {ABOUT_FEATURE} <{feature}> {g} .\n")
         else:
             activated = activated or kind == "activated"
             converted = converted or kind == "converted"
-            out.append(f"{e} {A} {EVENT_CLASS['ACTIVATED' if kind == 'activated' else 'CONVERTED']} {g} .\n")
-        out.append(f"{e} {BY_USER} {user} {g} .\n")
-        out.append(f"{e} {OCCURRED_AT} {_dt(at)} {g} .\n")
+        user.events.append(SyntheticEvent(event_id, EVENT_CLASS[kind], at, step=step, feature=feature))
         stats["events"] += 1
         stats["by_type"][kind] += 1
     stats["completed_steps"] += len(completed)
     stats["users"] += 1
-    stats["quads"] += len(out)
-    return out
+    return user
 
 
 def folder_size(path: Path) -> int:
@@ -310,16 +250,18 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
     rng = random.Random(seed)
     t1 = time.perf_counter()
     gen_time = 0.0
-    lines: list[str] = []
+    pending: list[ox.Quad] = []
     for i in range(1, n_users + 1):
         tg = time.perf_counter()
-        lines += user_lines(rng, cat, user_id(i), stats)
+        quads = user_quads(synthetic_user(rng, cat, user_id(i), stats))
+        stats["quads"] += len(quads)
+        pending += quads
         gen_time += time.perf_counter() - tg
         if i % chunk == 0 or i == n_users:
             tg = time.perf_counter()
-            data = "".join(lines).encode()
+            data = ox.serialize(pending, format=ox.RdfFormat.N_QUADS)
             gen_time += time.perf_counter() - tg
-            lines = []
+            pending = []
             chunks.put(data)
             if errors:
                 break
@@ -340,8 +282,6 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
     timings["total_s"] = time.perf_counter() - t0
 
     # Sanity: the layout is the service's own (a user exists, reads back, has its consents).
-    from service.decisions import users
-
     probe = user_id(1)
     assert users.exists(runtime, probe), "user graph missing: bulk_load did not register the named graph"
     prof = users.profile(runtime, probe)
@@ -349,8 +289,6 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
     sample_events = users.events(runtime, probe)
     sample_consents = users.consents(runtime, probe)
     del runtime, ox_store, cat
-    import gc
-
     gc.collect()
     return {
         "timings": timings,
@@ -369,8 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-optimize", action="store_true", help="skip Store.optimize() (compaction) at the end")
     parser.add_argument("--force", action="store_true", help="delete an existing store folder first")
     args = parser.parse_args(argv)
-    command = benchlib.command_line()
-    print(f"command: {command}")
+    print(f"command: {lib.command_line()}")
     store: Path = args.store
     if store.exists() and any(store.iterdir()):
         if not args.force:
@@ -391,24 +328,18 @@ def main(argv: list[str] | None = None) -> None:
         ("user quads written", f"{stats['quads']:,}"),
         ("knowledge quads (ontology, catalog, policy, entailments)", f"{result['knowledge_quads']:,}"),
         ("knowledge load (through the service)", f"{t['knowledge_s']:.1f} s"),
-        ("generation (Python, N-Quads text)", f"{t['generate_s']:.1f} s"),
+        ("generation (Python: service.synthetic quads, serialised as N-Quads)", f"{t['generate_s']:.1f} s"),
         ("bulk_load (pyoxigraph, overlapped with generation)", f"{t['bulk_load_s']:.1f} s"),
         ("users wall time", f"{t['users_wall_s']:.1f} s ({stats['quads'] / t['users_wall_s']:,.0f} quads/s)"),
         ("flush + optimize", f"{t['flush_optimize_s']:.1f} s"),
         ("total", f"{t['total_s']:.1f} s"),
         ("store size on disk", f"{size / 1e9:.2f} GB ({store})"),
     ]
-    print(benchlib.table(["what", "value"], rows))
-    payload = {
-        "name": f"populate-{stats['users']}",
-        "command": command,
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "store_size_bytes": size,
-        **result,
-        **benchlib.environment(),
-    }
-    out = benchlib.write_result(f"populate-{benchlib.size_label(stats['users'])}", payload)
-    print(f"wrote {os.path.relpath(out, ROOT)}")
+    text = lib.table(["what", "value"], rows)
+    print(text)
+    payload = {"args": {k: str(v) for k, v in vars(args).items()}, "store_size_bytes": size, **result}
+    out = lib.write_result(RESULTS, f"populate-{lib.size_label(stats['users'])}", payload, markdown=text)
+    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

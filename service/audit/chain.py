@@ -25,6 +25,7 @@ import pyoxigraph as ox
 from service.clock import now
 from service.errors import BrokenAnchors, Conflict
 from service.knowledge import vocab
+from service.knowledge.queries import Query
 from service.knowledge.store import GraphStore
 
 GENESIS = "0" * 64
@@ -69,7 +70,7 @@ class AuditTrail:
     ) -> None:
         self.store = store
         self.chain = chain
-        self._head_query = head_query
+        self._head_query = head_query if isinstance(head_query, Query) else Query(head_query, name="audit-head")
         self.anchor_file = anchor_file
         self.checkpoint_every = checkpoint_every
         self._head: ChainHead | None = None
@@ -85,7 +86,7 @@ class AuditTrail:
             yield
 
     def head(self) -> ChainHead:
-        rows = self.store.select(self._head_query, chain=ox.Literal(self.chain))
+        rows = self.store.select(self._head_query.bind(chain=ox.Literal(self.chain)))
         if not rows:
             return ChainHead(0, GENESIS)
         return ChainHead(int(rows[0]["sequence"].value), rows[0]["hash"].value)

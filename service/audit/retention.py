@@ -34,7 +34,6 @@ from service.clock import now as clock_now
 from service.decisions.idempotency import expired_receipts
 from service.errors import SyntaxProblem
 from service.knowledge import vocab
-from service.knowledge.queries import inline
 from service.runtime import Runtime
 
 log = logging.getLogger("wayfinder.retention")
@@ -111,12 +110,12 @@ def _expired(runtime: Runtime, rule: RetentionRule, limit: datetime) -> dict[ox.
     stamp = datetime_literal(limit)
     found: dict[ox.NamedNode, tuple[str, ox.NamedNode]] = {}
     if rule.measured_from == vocab.SUPERSEDED_AT.value:
-        for row in runtime.store.select(inline(runtime.queries["retention-expired-consent"], cutoff=stamp)):
+        for row in runtime.store.select(runtime.queries["retention-expired-consent"].bind(cutoff=stamp)):
             if rule.purpose is None or row["purpose"].value == rule.purpose:
                 found[row["record"]] = (vocab.CONSENT_RECORD.value, vocab.CONSENT_GRAPH)
         return found
     for event_class in rule.event_classes:
-        query = inline(runtime.queries["retention-expired-events"], eventClass=ox.NamedNode(event_class), cutoff=stamp)
+        query = runtime.queries["retention-expired-events"].bind(eventClass=ox.NamedNode(event_class), cutoff=stamp)
         for row in runtime.store.select(query):
             found[row["event"]] = (event_class, row["graph"])
     return found

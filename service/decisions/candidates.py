@@ -11,15 +11,12 @@ from __future__ import annotations
 import pyoxigraph as ox
 
 from service.knowledge import vocab
-from service.knowledge.queries import inline
 from service.runtime import Runtime
 
 
 def candidate_steps(runtime: Runtime, user: ox.NamedNode, channel_iri: str) -> list[str]:
     """Return the IRIs of the steps the user may be shown next on the channel."""
-    query = inline(
-        runtime.queries["candidates"], user=user, userGraph=graph_of(user), channel=ox.NamedNode(channel_iri)
-    )
+    query = runtime.queries["candidates"].bind(user=user, userGraph=graph_of(user), channel=ox.NamedNode(channel_iri))
     entities = runtime.catalog.entities
     return [row["step"].value for row in runtime.store.select(query) if row["step"].value in entities]
 

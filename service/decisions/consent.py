@@ -10,7 +10,7 @@ import pyoxigraph as ox
 
 from service.clock import consent_order, datetime_literal, now, parse_datetime
 from service.knowledge import vocab
-from service.knowledge.queries import inline
+from service.knowledge.queries import Query
 from service.knowledge.store import GraphStore
 
 
@@ -25,10 +25,10 @@ class ConsentState:
     recorded_at: datetime | None = None  # when the service wrote the record; None for records from before it kept it
 
 
-def consent_history(store: GraphStore, user: ox.NamedNode, query: str) -> list[ConsentState]:
+def consent_history(store: GraphStore, user: ox.NamedNode, query: Query) -> list[ConsentState]:
     """Return every consent record of a user in the order they took effect (``query``: consent-records.rq)."""
     keyed: list[tuple[tuple[datetime, bool, str], ConsentState]] = []
-    for row in store.select(inline(query, user=user)):
+    for row in store.select(query.bind(user=user)):
         state = ConsentState(
             record=row["record"].value,
             purpose=row["code"].value,
@@ -63,17 +63,7 @@ def consent_record(
     service's clock) is what orders the user's records, so it is never a client's time.
     """
     record = ox.NamedNode(vocab.CONSENT_BASE + str(uuid.uuid4()))
-    g = vocab.CONSENT_GRAPH
-    status = vocab.CONSENT_GIVEN if granted else vocab.CONSENT_WITHDRAWN
-    return record, [
-        ox.Quad(record, vocab.RDF_TYPE, vocab.CONSENT_RECORD, g),
-        ox.Quad(record, vocab.HAS_DATA_SUBJECT, user, g),
-        ox.Quad(record, vocab.HAS_PURPOSE, purpose, g),
-        ox.Quad(record, vocab.HAS_CONSENT_STATUS, status, g),
-        ox.Quad(record, vocab.HAS_LEGAL_BASIS, vocab.CONSENT_LEGAL_BASIS, g),
-        ox.Quad(record, vocab.IS_INDICATED_AT_TIME, datetime_literal(at), g),
-        ox.Quad(record, vocab.RECORDED_AT, datetime_literal(recorded_at or now()), g),
-    ]
+    return record, consent_quads(record, user, purpose, granted=granted, at=at, recorded_at=recorded_at or now())
 
 
 def affected_by(
@@ -88,8 +78,31 @@ def affected_by(
     decisions: dict[str, None] = {}
     models: dict[str, None] = {}
     for record in records:
-        for row in store.select(queries["lineage/decisions-using-consent"], consent=record):
+        for row in store.select(queries["lineage/decisions-using-consent"].bind(consent=record)):
             decisions[row["decision"].value.removeprefix(vocab.DECISION_BASE)] = None
-        for row in store.select(queries["lineage/models-using-consent"], consent=record):
+        for row in store.select(queries["lineage/models-using-consent"].bind(consent=record)):
             models[row["version"].value] = None
     return list(decisions), list(models)
+
+
+def consent_quads(
+    record: ox.NamedNode,
+    user: ox.NamedNode,
+    purpose: ox.NamedNode,
+    *,
+    granted: bool,
+    at: datetime,
+    recorded_at: datetime,
+) -> list[ox.Quad]:
+    """Return the quads of one DPV consent record in the consent graph, as the service stores it."""
+    g = vocab.CONSENT_GRAPH
+    status = vocab.CONSENT_GIVEN if granted else vocab.CONSENT_WITHDRAWN
+    return [
+        ox.Quad(record, vocab.RDF_TYPE, vocab.CONSENT_RECORD, g),
+        ox.Quad(record, vocab.HAS_DATA_SUBJECT, user, g),
+        ox.Quad(record, vocab.HAS_PURPOSE, purpose, g),
+        ox.Quad(record, vocab.HAS_CONSENT_STATUS, status, g),
+        ox.Quad(record, vocab.HAS_LEGAL_BASIS, vocab.CONSENT_LEGAL_BASIS, g),
+        ox.Quad(record, vocab.IS_INDICATED_AT_TIME, datetime_literal(at), g),
+        ox.Quad(record, vocab.RECORDED_AT, datetime_literal(recorded_at), g),
+    ]

@@ -211,7 +211,9 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
     if not UUID_PATTERN.fullmatch(decision_id):
         raise InvalidInput("id", "a decision ID is a UUID, as 8-4-4-4-12 hexadecimal digits")
     decision_id = decision_id.lower()
-    rows = runtime.store.select(runtime.queries["decision"], decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
+    rows = runtime.store.select(
+        runtime.queries["decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
+    )
     if not rows:
         return None
     head = rows[0]

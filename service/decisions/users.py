@@ -17,7 +17,6 @@ from service.decisions.writes import check, commit_checked, commit_validated
 from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
 from service.knowledge import vocab
 from service.knowledge.catalog import CHANNEL_CODES
-from service.knowledge.queries import inline
 from service.runtime import Runtime
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
@@ -99,31 +98,32 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
     node = user_node(registration.id, "input.id")
     catalog = runtime.catalog
     codes = runtime.knowledge.codes
-    graph = vocab.user_graph(registration.id)
     recorded_at = now()
     skew = runtime.settings.max_clock_skew_s
     at = checked_utc(registration.at, "input.at", max_skew_s=skew) if registration.at else recorded_at
     pseudonym = secrets.token_hex(16)
-    quads = [
-        ox.Quad(node, vocab.RDF_TYPE, vocab.USER, graph),
-        ox.Quad(node, vocab.REGISTERED_AT, datetime_literal(at), graph),
-        ox.Quad(node, vocab.PSEUDONYM, ox.Literal(pseudonym), graph),
-    ]
     resolved: dict[str, str | None] = {}
-    for kind, value, prop, field_name in (
-        ("Role", registration.role, vocab.HAS_ROLE, "input.role"),
-        ("Industry", registration.industry, vocab.HAS_INDUSTRY, "input.industry"),
-        ("Plan", registration.plan, vocab.HAS_PLAN, "input.plan"),
+    for kind, value, field_name in (
+        ("Role", registration.role, "input.role"),
+        ("Industry", registration.industry, "input.industry"),
+        ("Plan", registration.plan, "input.plan"),
     ):
         if value is not None:
-            iri = resolved[kind] = catalog.resolve(kind, check_id(value, field_name), field_name=field_name)
-            quads.append(ox.Quad(node, prop, ox.NamedNode(iri), graph))
+            resolved[kind] = catalog.resolve(kind, check_id(value, field_name), field_name=field_name)
+    channel = None
     if registration.signup_channel is not None:
         if registration.signup_channel not in CHANNEL_CODES:
             raise InvalidInput("input.signupChannel", f"unknown channel {registration.signup_channel!r}")
-        quads.append(
-            ox.Quad(node, vocab.SIGNUP_CHANNEL, ox.NamedNode(CHANNEL_CODES[registration.signup_channel]), graph)
-        )
+        channel = CHANNEL_CODES[registration.signup_channel]
+    quads = registration_quads(
+        registration.id,
+        registered_at=at,
+        pseudonym=pseudonym,
+        role=resolved.get("Role"),
+        industry=resolved.get("Industry"),
+        plan=resolved.get("Plan"),
+        signup_channel=channel,
+    )
     for i, code in enumerate(dict.fromkeys(registration.consents)):
         if code not in codes.purposes:
             raise InvalidInput(f"input.consents[{i}]", f"unknown purpose {code!r}")
@@ -153,7 +153,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
 def profile(runtime: Runtime, user_id: str) -> Profile | None:
     """Return the user's stored profile, or None when there is no such user."""
     node = user_node(user_id, "id")
-    rows = runtime.store.select(inline(runtime.queries["profile"], user=node, userGraph=vocab.user_graph(user_id)))
+    rows = runtime.store.select(runtime.queries["profile"].bind(user=node, userGraph=vocab.user_graph(user_id)))
     if not rows:
         return None
     row = rows[0]
@@ -175,7 +175,7 @@ def events(runtime: Runtime, user_id: str) -> list[Event]:
     """Return the user's events, oldest first."""
     node = user_node(user_id, "id")
     codes = {iri: code for code, iri in runtime.knowledge.codes.events.items()}
-    query = inline(runtime.queries["user-events"], user=node, userGraph=vocab.user_graph(user_id))
+    query = runtime.queries["user-events"].bind(user=node, userGraph=vocab.user_graph(user_id))
     return [
         Event(
             iri=row["event"].value,
@@ -221,7 +221,6 @@ def record_events(
         if report.user_id not in users:
             users[report.user_id] = require_user(runtime, report.user_id, f"{where}.userId")
             active[report.user_id] = active_purposes(consents(runtime, report.user_id))
-        user = users[report.user_id]
         if report.type not in codes.events:
             raise InvalidInput(f"{where}.type", f"unknown event type {report.type!r}")
         needed = codes.collected_for.get(report.type, [])
@@ -248,16 +247,8 @@ def record_events(
             raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
         at = checked_utc(report.at, f"{where}.at", max_skew_s=runtime.settings.max_clock_skew_s) if report.at else now()
         event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
-        graph = vocab.user_graph(report.user_id)
-        quads += [
-            ox.Quad(event, vocab.RDF_TYPE, ox.NamedNode(codes.events[report.type]), graph),
-            ox.Quad(event, vocab.BY_USER, user, graph),
-            ox.Quad(event, vocab.OCCURRED_AT, datetime_literal(at), graph),
-        ]
-        if step:
-            quads.append(ox.Quad(event, vocab.ABOUT_STEP, ox.NamedNode(step), graph))
-        if feature:
-            quads.append(ox.Quad(event, vocab.ABOUT_FEATURE, ox.NamedNode(feature), graph))
+        event_class = ox.NamedNode(codes.events[report.type])
+        quads += event_quads(event, report.user_id, event_class, at=at, step=step, feature=feature)
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
     checked = check(runtime, quads, users=users.values(), source="events")  # the long part, outside the lock
     with runtime.store.write_lock:
@@ -322,3 +313,51 @@ def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) 
     with runtime.store.write_lock:
         commit_validated(runtime, quads, users=[node], source="consent")
     return ConsentState(record.value, purpose, granted, at, recorded_at=at)
+
+
+def registration_quads(
+    user_id: str,
+    *,
+    registered_at: datetime,
+    pseudonym: str,
+    role: str | None = None,
+    industry: str | None = None,
+    plan: str | None = None,
+    signup_channel: str | None = None,
+) -> list[ox.Quad]:
+    """Return a new user's profile quads in their graph (role, industry, plan, channel: IRIs, each optional)."""
+    node, graph = vocab.user_iri(user_id), vocab.user_graph(user_id)
+    quads = [
+        ox.Quad(node, vocab.RDF_TYPE, vocab.USER, graph),
+        ox.Quad(node, vocab.REGISTERED_AT, datetime_literal(registered_at), graph),
+        ox.Quad(node, vocab.PSEUDONYM, ox.Literal(pseudonym), graph),
+    ]
+    for prop, iri in ((vocab.HAS_ROLE, role), (vocab.HAS_INDUSTRY, industry), (vocab.HAS_PLAN, plan)):
+        if iri is not None:
+            quads.append(ox.Quad(node, prop, ox.NamedNode(iri), graph))
+    if signup_channel is not None:
+        quads.append(ox.Quad(node, vocab.SIGNUP_CHANNEL, ox.NamedNode(signup_channel), graph))
+    return quads
+
+
+def event_quads(
+    event: ox.NamedNode,
+    user_id: str,
+    event_class: ox.NamedNode,
+    *,
+    at: datetime,
+    step: str | None = None,
+    feature: str | None = None,
+) -> list[ox.Quad]:
+    """Return one event's quads in its user's graph: its class, user and time, and the step or feature it is about."""
+    graph = vocab.user_graph(user_id)
+    quads = [
+        ox.Quad(event, vocab.RDF_TYPE, event_class, graph),
+        ox.Quad(event, vocab.BY_USER, vocab.user_iri(user_id), graph),
+        ox.Quad(event, vocab.OCCURRED_AT, datetime_literal(at), graph),
+    ]
+    if step:
+        quads.append(ox.Quad(event, vocab.ABOUT_STEP, ox.NamedNode(step), graph))
+    if feature:
+        quads.append(ox.Quad(event, vocab.ABOUT_FEATURE, ox.NamedNode(feature), graph))
+    return quads

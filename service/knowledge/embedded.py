@@ -15,7 +15,7 @@ commit).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -24,10 +24,6 @@ from service.errors import StoreUnavailable, SyntaxProblem
 from service.knowledge.shared import RemoteStore
 from service.knowledge.store import GraphStore, Row, Term, update_text
 from service.settings import get_settings
-
-
-def _bindings(values: Mapping[str, Term | None]) -> dict[ox.Variable, Term]:
-    return {ox.Variable(name): term for name, term in values.items() if term is not None}
 
 
 class Store:
@@ -61,25 +57,24 @@ class Store:
 
     # -- reads -------------------------------------------------------------
 
-    def query(self, query: str, /, **bindings: Term | None):
-        """Return pyoxigraph's raw result (solutions, boolean or triples).
+    def query(self, query: str, /):
+        """Return pyoxigraph's raw result (solutions, boolean or triples) of a query text.
 
-        A bound variable of a SELECT query must appear in its projection: pyoxigraph
-        substitutes only projected variables.
+        Parameters are written into the text first, by ``Query.bind`` (service.knowledge.queries).
         """
         try:
-            return self._ox.query(query, substitutions=_bindings(bindings), use_default_graph_as_union=True)
+            return self._ox.query(query, use_default_graph_as_union=True)
         except SyntaxError as exc:
             raise SyntaxProblem("query", str(exc)) from exc
 
-    def select(self, query: str, /, **bindings: Term | None) -> list[Row]:
+    def select(self, query: str, /) -> list[Row]:
         """Return the rows of a SELECT query as dicts keyed by variable name."""
-        solutions = self.query(query, **bindings)
+        solutions = self.query(query)
         names = [v.value for v in solutions.variables]
         return [{name: solution[name] for name in names} for solution in solutions]
 
-    def ask(self, query: str, /, **bindings: Term | None) -> bool:
-        return bool(self.query(query, **bindings))
+    def ask(self, query: str, /) -> bool:
+        return bool(self.query(query))
 
     def quads(
         self,

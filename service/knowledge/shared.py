@@ -7,15 +7,13 @@ which the server applies as one transaction.
 
 What differs from the embedded store: a validation reads the neighbourhood and
 the commit follows in a second request, so another process may write in
-between (the embedded store serialises both under one lock); parameters are
-bound by an inline VALUES clause at the start of the query's WHERE group,
-built from typed terms, since the protocol has no substitutions.
+between (the embedded store serialises both under one lock). Parameters are
+written into the query text, as on the embedded store (``Query.bind``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,10 +22,22 @@ import httpx
 import pyoxigraph as ox
 
 from service.errors import StoreUnavailable, SyntaxProblem
-from service.knowledge.store import Row, Term, update_text
+from service.knowledge.queries import Parameter, Query
+from service.knowledge.store import Row, update_text
 
-_WHERE = re.compile(r"\bWHERE\s*\{", re.IGNORECASE)
 _TERM_VARIABLES = ("s", "p", "o", "g")
+# The quads of a pattern: any of the four may be fixed (a Literal only as the object).
+_QUADS = Query(
+    "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }",
+    name="quads",
+    parameters={
+        "s": Parameter("s", "IRI", optional=True),
+        "p": Parameter("p", "IRI", optional=True),
+        "o": Parameter("o", "ANY", optional=True),
+        "g": Parameter("g", "IRI", optional=True),
+    },
+)
+_HAS_GRAPH = Query("ASK WHERE { GRAPH ?g { ?s ?p ?o } }", name="has-graph", parameters={"g": Parameter("g", "IRI")})
 # What a caller is told of an outage; the server's address and answer go to the log only.
 UNAVAILABLE = "the store is unavailable; the request changed nothing"
 UNCERTAIN = "the store did not confirm the write in time; it may have been stored or not"
@@ -54,8 +64,9 @@ class RemoteStore:
 
     # -- reads -------------------------------------------------------------
 
-    def query(self, query: str, /, **bindings: Term | None):
-        text = bind(query, {k: v for k, v in bindings.items() if v is not None})
+    def query(self, query: str, /):
+        """Return the result of a query text (parameters written in by ``Query.bind``)."""
+        text = query
         try:
             response = self.http.post(
                 self.url + "/query",
@@ -77,20 +88,18 @@ class RemoteStore:
             return [q.triple for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)]
         return ox.parse_query_results(response.content, format=ox.QueryResultsFormat.JSON)
 
-    def select(self, query: str, /, **bindings: Term | None) -> list[Row]:
-        solutions = self.query(query, **bindings)
+    def select(self, query: str, /) -> list[Row]:
+        solutions = self.query(query)
         names = [v.value for v in solutions.variables]
         return [{name: solution[name] for name in names} for solution in solutions]
 
-    def ask(self, query: str, /, **bindings: Term | None) -> bool:
-        return bool(self.query(query, **bindings))
+    def ask(self, query: str, /) -> bool:
+        return bool(self.query(query))
 
     def quads(self, *, subject=None, predicate=None, object=None, graph=None) -> Iterator[ox.Quad]:
         fixed = dict(zip(_TERM_VARIABLES, (subject, predicate, object, graph), strict=True))
-        rows = self.select(
-            "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } }", **{k: v for k, v in fixed.items() if v is not None}
-        )
-        for row in rows:
+        given = {k: v for k, v in fixed.items() if v is not None}
+        for row in self.select(_QUADS.bind(**given)):
             yield ox.Quad(row["s"], row["p"], row["o"], row["g"])
 
     def graph(self, name: ox.NamedNode) -> list[ox.Quad]:
@@ -110,7 +119,7 @@ class RemoteStore:
         ]
 
     def has_graph(self, name: ox.NamedNode) -> bool:
-        return self.ask("ASK WHERE { GRAPH ?g { ?s ?p ?o } }", g=name)
+        return self.ask(_HAS_GRAPH.bind(g=name))
 
     def named_graphs(self) -> list[ox.NamedNode]:
         rows = self.select("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")
@@ -176,22 +185,3 @@ class RemoteStore:
         raise StoreUnavailable(
             "back up a shared store on its server: `oxigraph backup --location DIR --destination DIR`"
         )
-
-
-def bind(query: str, bindings: dict[str, Term]) -> str:
-    """Return the query with its parameters bound by an inline VALUES at the start of the WHERE group.
-
-    The values are typed terms, serialised by pyoxigraph in N-Triples syntax (IRIs
-    validated, literals escaped), so no caller text reaches the query unescaped.
-    """
-    if not bindings:
-        return query
-    for name in bindings:
-        if not name.isidentifier():
-            raise ValueError(f"not a variable name: {name!r}")
-    names = " ".join(f"?{name}" for name in bindings)
-    values = " ".join(str(term) for term in bindings.values())
-    inline = f" VALUES ({names}) {{ ({values}) }} "
-    if not _WHERE.search(query):
-        raise SyntaxProblem("query", "a parameterised query needs a WHERE { ... } clause")
-    return _WHERE.sub(lambda m: m.group(0) + inline, query, count=1)

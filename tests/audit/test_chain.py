@@ -60,7 +60,7 @@ def test_every_decision_record_passes_the_decision_shape(runtime):
 def test_why_decision_names_consent_events_profile_policy_and_ranking(runtime):
     recs = setup_users(runtime)
     rows = runtime.store.select(
-        runtime.queries[LINEAGE + "why-decision"], decision=ox.NamedNode(vocab.DECISION_BASE + recs[0].decision_id)
+        runtime.queries[LINEAGE + "why-decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + recs[0].decision_id))
     )
     kinds = {}
     for row in rows:
@@ -76,7 +76,7 @@ def test_why_decision_names_consent_events_profile_policy_and_ranking(runtime):
 def test_a_non_personalised_decision_uses_no_behaviour_or_industry(runtime):
     recs = setup_users(runtime)
     rows = runtime.store.select(
-        runtime.queries[LINEAGE + "why-decision"], decision=ox.NamedNode(vocab.DECISION_BASE + recs[1].decision_id)
+        runtime.queries[LINEAGE + "why-decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + recs[1].decision_id))
     )
     assert rows[0]["personalized"].value == "false"
     assert not [r for r in rows if r["kind"].value == "event"]
@@ -85,20 +85,20 @@ def test_a_non_personalised_decision_uses_no_behaviour_or_industry(runtime):
 def test_decisions_by_policy_model_consent_and_user(runtime):
     recs = setup_users(runtime)
     policy = ox.NamedNode("https://w3id.org/wayfinder/policy/default-1.1.0")
-    by_policy = runtime.store.select(runtime.queries[LINEAGE + "decisions-by-policy-version"], policy=policy)
+    by_policy = runtime.store.select(runtime.queries[LINEAGE + "decisions-by-policy-version"].bind(policy=policy))
     assert {vocab.local_id(r["decision"].value) for r in by_policy} == {r.decision_id for r in recs}
-    affected = runtime.store.select(runtime.queries[LINEAGE + "users-affected-by-policy-change"], policy=policy)
+    affected = runtime.store.select(runtime.queries[LINEAGE + "users-affected-by-policy-change"].bind(policy=policy))
     assert sorted(int(r["decisions"].value) for r in affected) == [1, 2]
     assert {vocab.local_id(r["user"].value) for r in affected} == {"ana", "bo"}
-    mine = runtime.store.select(runtime.queries[LINEAGE + "decisions-for-user"], user=vocab.user_iri("ana"))
+    mine = runtime.store.select(runtime.queries[LINEAGE + "decisions-for-user"].bind(user=vocab.user_iri("ana")))
     assert {vocab.local_id(r["decision"].value) for r in mine} == {recs[0].decision_id, recs[2].decision_id}
-    history = runtime.store.select(runtime.queries[LINEAGE + "consent-history"], user=vocab.user_iri("ana"))
+    history = runtime.store.select(runtime.queries[LINEAGE + "consent-history"].bind(user=vocab.user_iri("ana")))
     assert len(history) == 2
     record = history[0]["record"]
-    using = runtime.store.select(runtime.queries[LINEAGE + "decisions-using-consent"], consent=record)
+    using = runtime.store.select(runtime.queries[LINEAGE + "decisions-using-consent"].bind(consent=record))
     assert {vocab.local_id(r["decision"].value) for r in using} == {recs[0].decision_id, recs[2].decision_id}
     model = runtime.store.select(
-        runtime.queries[LINEAGE + "decisions-by-model-version"], model=ox.NamedNode(vocab.MODEL_BASE + "none")
+        runtime.queries[LINEAGE + "decisions-by-model-version"].bind(model=ox.NamedNode(vocab.MODEL_BASE + "none"))
     )
     assert model == []
 

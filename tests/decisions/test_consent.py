@@ -237,7 +237,7 @@ def test_a_record_time_is_written_on_every_consent_record(client, runtime):
 def test_lineage_consent_history_follows_the_record_time(lenient_client, lenient):
     register(lenient_client, at="2126-01-01T00:00:00Z")
     withdraw_both(lenient_client)
-    rows = lenient.store.select(lenient.queries["lineage/consent-history"], user=vocab.user_iri("u1"))
+    rows = lenient.store.select(lenient.queries["lineage/consent-history"].bind(user=vocab.user_iri("u1")))
     assert [r["status"] for r in rows] == [vocab.CONSENT_GIVEN] * 2 + [vocab.CONSENT_WITHDRAWN] * 2
     assert all(r["recordedAt"] is not None for r in rows)
 

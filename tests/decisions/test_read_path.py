@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import pyoxigraph as ox
-import pytest
 
 from service.clock import datetime_literal, now
 from service.decisions.candidates import candidate_steps
@@ -19,47 +18,11 @@ from service.decisions.consent import consent_record
 from service.decisions.users import EventReport, Registration, consents, events, profile, record_events, register
 from service.knowledge import vocab
 from service.knowledge.catalog import CHANNEL_CODES
-from service.knowledge.queries import inline
 from service.knowledge.shared import RemoteStore
 from service.runtime import Runtime
 from service.settings import Settings
 
 DEMO = "https://w3id.org/wayfinder/demo/"
-
-
-# -- writing terms into a query -----------------------------------------------
-
-
-def test_terms_are_written_in_their_n_triples_form():
-    query = "SELECT ?x WHERE { ?user <http://example.org/p> ?x ; <http://example.org/q> $label }"
-    text = inline(query, user=ox.NamedNode("http://example.org/u?id=1"), label=ox.Literal('a "b" } c', language="en"))
-    assert text == (
-        "SELECT ?x WHERE { <http://example.org/u?id=1> <http://example.org/p> ?x ; "
-        '<http://example.org/q> "a \\"b\\" } c"@en }'
-    )
-
-
-def test_iris_strings_and_comments_that_look_like_variables_are_left_alone():
-    query = '# ?user in a comment\nSELECT ?userName WHERE { ?user <http://example.org/?user> "?user" . BIND (?user AS ?userName) }'
-    text = inline(query, user=ox.NamedNode("http://example.org/u"))
-    assert text == (
-        "# ?user in a comment\nSELECT ?userName WHERE { <http://example.org/u> <http://example.org/?user> "
-        '"?user" . BIND (<http://example.org/u> AS ?userName) }'
-    )
-
-
-def test_a_literal_cannot_escape_into_the_query():
-    store = ox.Store()
-    hostile = ox.Literal('"} ; DROP ALL ; SELECT * WHERE {"')
-    rows = list(store.query(inline("SELECT ?x WHERE { BIND (?value AS ?x) }", value=hostile)))
-    assert [row["x"] for row in rows] == [hostile]
-
-
-def test_only_iris_and_literals_are_written_and_every_name_must_occur():
-    with pytest.raises(TypeError):
-        inline("SELECT ?x WHERE { ?user ?p ?x }", user=ox.BlankNode())
-    with pytest.raises(ValueError, match=r"\?usr"):
-        inline("SELECT ?x WHERE { ?user ?p ?x }", usr=ox.NamedNode("http://example.org/u"))
 
 
 # -- the reads answer for the user alone ----------------------------------------

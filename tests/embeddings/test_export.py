@@ -8,9 +8,10 @@ import pyoxigraph as ox
 import pytest
 
 from embeddings.export import consented_users, export_graph
-from embeddings.world import generate_world, load_world
+from embeddings.world import generate_world
 from service.clock import datetime_literal
 from service.knowledge import vocab
+from service.synthetic import load_world
 
 SIZES = {"n_steps": 20, "n_features": 30, "n_areas": 4, "n_roles": 4, "n_industries": 3}
 

@@ -15,7 +15,8 @@ from embeddings.evaluate import evaluate, mean_ndcg, model_scores, ndcg_at_k, po
 from embeddings.export import export_graph
 from embeddings.scoring import ArtefactMismatch, Scorer, load_model, save_model
 from embeddings.train import TrainOptions, train_model
-from embeddings.world import generate_world, load_world
+from embeddings.world import generate_world
+from service.synthetic import load_world
 
 SIZES = {"n_steps": 20, "n_features": 30, "n_areas": 4, "n_roles": 4, "n_industries": 3}
 N_STORED = 2500

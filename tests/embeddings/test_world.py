@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import numpy as np
 import pyoxigraph as ox
 import pytest
@@ -9,8 +11,9 @@ import rdflib
 from pyshacl import validate
 
 from embeddings.evaluate import ndcg_at_k
-from embeddings.world import WORLD_BASE, bayes_values, catalog_turtle, generate_world, load_world, user_nquads
+from embeddings.world import WORLD_BASE, bayes_values, catalog_turtle, generate_world
 from service.knowledge import vocab
+from service.synthetic import load_world, user_nquads
 from tests.paths import ROOT
 
 SIZES = {"n_steps": 20, "n_features": 30, "n_areas": 4, "n_roles": 4, "n_industries": 3}
@@ -96,3 +99,15 @@ def test_the_shipped_sample_loads(tmp_path):
     store.bulk_load(path=str(folder / "users.nq"), format=ox.RdfFormat.N_QUADS)
     users = list(store.quads_for_pattern(None, vocab.RDF_TYPE, vocab.USER, None))
     assert len(users) == 30
+
+
+def test_the_world_imports_nothing_from_the_service_but_the_vocabulary():
+    tree = ast.parse((ROOT / "embeddings" / "world.py").read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    assert {name for name in names if name.split(".")[0] == "service"} == {"service.knowledge.vocab"}

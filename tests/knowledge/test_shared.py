@@ -15,7 +15,8 @@ from service.audit.chain import verify
 from service.decisions import decide, users
 from service.demo import knowledge_files
 from service.errors import RefusedWrite
-from service.knowledge.shared import RemoteStore, bind
+from service.knowledge.queries import Parameter, Query
+from service.knowledge.shared import RemoteStore
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.oxigraph_server import free_port
@@ -68,13 +69,18 @@ def test_two_processes_share_one_store_each_with_its_own_audit_chain(server, tmp
     assert result.ok and result.records == 30
 
 
-def test_parameters_are_bound_by_inline_values_built_from_typed_terms():
+def test_parameters_are_written_into_the_text_as_typed_terms(server, tmp_path):
     import pyoxigraph as ox
 
-    text = bind("SELECT ?user WHERE { ?user ?p ?o }", {"user": ox.NamedNode("https://w3id.org/wayfinder/user/x")})
-    assert "VALUES (?user) { (<https://w3id.org/wayfinder/user/x>) }" in text
-    tricky = bind("SELECT ?v WHERE { ?s ?p ?v }", {"v": ox.Literal('a" } ; DROP ALL ; #')})
+    by_user = Query("SELECT ?user WHERE { ?user ?p ?o }", parameters={"user": Parameter("user", "IRI")})
+    text = by_user.bind(user=ox.NamedNode("https://w3id.org/wayfinder/user/x"))
+    assert text == "SELECT (<https://w3id.org/wayfinder/user/x> AS ?user) WHERE { <https://w3id.org/wayfinder/user/x> ?p ?o }"
+    by_value = Query("SELECT ?s WHERE { ?s ?p ?v }", parameters={"v": Parameter("v", "ANY")})
+    tricky = by_value.bind(v=ox.Literal('a" } ; DROP ALL ; #'))
     assert '"a\\" } ; DROP ALL ; #"' in tricky
+    runtime = runtime_on(server, tmp_path)
+    before = len(runtime.store)
+    assert runtime.store.select(tricky) == [] and len(runtime.store) == before
 
 
 def test_the_auditors_endpoint_queries_the_shared_store(server, tmp_path):

@@ -16,12 +16,13 @@ import time
 import pyoxigraph as ox
 import pytest
 
-from embeddings.world import generate_world, write_world
+from embeddings.world import generate_world
 from service.knowledge import vocab
 from service.knowledge.embedded import Store
 from service.models import registry
 from service.runtime import Runtime
 from service.settings import Settings
+from service.synthetic import write_world
 from tests.graphql_client import NEXT_STEPS, GraphQLClient
 
 SIZES = {"n_steps": 20, "n_features": 30, "n_areas": 4, "n_roles": 4, "n_industries": 3}
@@ -128,15 +129,17 @@ def test_training_registers_a_candidate_with_its_lineage(api, world_runtime, wor
     # PROV: a training run that used one ANALYTICS consent record per training user
     used = world_runtime.store.select(
         "PREFIX prov: <http://www.w3.org/ns/prov#> SELECT (COUNT(?r) AS ?n) ?model WHERE { "
-        "?model prov:wasGeneratedBy ?run . ?run prov:used ?r } GROUP BY ?model",
-        model=ox.NamedNode(vocab.MODEL_BASE + version),
+        "?model prov:wasGeneratedBy ?run . ?run prov:used ?r } GROUP BY ?model".bind(
+            model=ox.NamedNode(vocab.MODEL_BASE + version)
+        )
     )
     assert int(used[0]["n"].value) == trained["trainingUsers"] > 0
     purposes = world_runtime.store.select(
         "PREFIX prov: <http://www.w3.org/ns/prov#> PREFIX dpv: <https://w3id.org/dpv#> "
         "SELECT DISTINCT ?purpose ?status ?model WHERE { ?model prov:wasGeneratedBy ?run . ?run prov:used ?r . "
-        "?r dpv:hasPurpose ?purpose ; dpv:hasConsentStatus ?status }",
-        model=ox.NamedNode(vocab.MODEL_BASE + version),
+        "?r dpv:hasPurpose ?purpose ; dpv:hasConsentStatus ?status }".bind(
+            model=ox.NamedNode(vocab.MODEL_BASE + version)
+        )
     )
     assert {(r["purpose"], r["status"]) for r in purposes} == {(vocab.ANALYTICS, vocab.CONSENT_GIVEN)}
     # a candidate does not serve
@@ -166,7 +169,7 @@ def test_a_promoted_version_serves_new_users_from_the_next_request(api, world_ru
     ] != [s["score"] for s in b["steps"]]
     # the decision names the model version, and the lineage query finds it
     rows = world_runtime.store.select(
-        world_runtime.queries["lineage/decisions-by-model-version"], model=ox.NamedNode(vocab.MODEL_BASE + version)
+        world_runtime.queries["lineage/decisions-by-model-version"].bind(model=ox.NamedNode(vocab.MODEL_BASE + version))
     )
     assert {r["decision"].value.rsplit("/", 1)[-1] for r in rows} >= {a["decisionId"], b["decisionId"]}
     # a user without personalisation consent is not scored by the model

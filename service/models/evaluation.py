@@ -1,9 +1,9 @@
 """Evaluation on synthetic worlds: train the uplift GNN, score held-out new users against the planted truth.
 
 For each world: generate it, write its catalog (Turtle) and users (one bulk N-Quads
-file), bulk-load both into a pyoxigraph store, export the consented users to PyG,
-train on 80 % of them, and rank for the held-out 10 % as NEW users (never in training):
-NDCG@5 against the planted truth for the model, the segment activation-lift baseline,
+file, in the service's layout: ``service.synthetic``), bulk-load both into a pyoxigraph
+store, export the consented users to PyG, train on 80 % of them, and rank for the
+held-out 10 % as NEW users (never in training): NDCG@5 against the planted truth for the model, the segment activation-lift baseline,
 popularity, the rules-only stand-in and a random order, with the Bayes-posterior
 ceiling for scale. Then save the artefact, load it as a Scorer and time one scoring
 request per test user. The second world has another seed and other catalog sizes and
@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyoxigraph as ox
@@ -31,8 +32,9 @@ from embeddings.export import export_graph
 from embeddings.model import UpliftEnsemble
 from embeddings.scoring import Scorer, save_model
 from embeddings.train import TrainOptions, train_model
-from embeddings.world import bayes_values, catalog_turtle, generate_world, user_nquads
+from embeddings.world import bayes_values, catalog_turtle, generate_world
 from service.knowledge.vocab import WF_NS, local_id
+from service.synthetic import world_users, write_nquads
 
 WORLDS = (
     {"seed": 101, "n_steps": 40, "n_features": 60, "n_areas": 6, "n_roles": 5, "n_industries": 6},
@@ -46,7 +48,7 @@ GOALS = {
     "scoring_p99_ms_max": 2.0,
 }
 REPEATS = 5  # timed scoring requests per test user
-ABLATIONS = {
+ABLATIONS: dict[str, dict[str, float]] = {
     "single member": {"members": 1},
     "no auxiliary task": {"members": 1, "aux": 0.0},
     "no message passing": {"members": 1, "layers": 0},
@@ -59,7 +61,9 @@ def peak_mb() -> float:
 
 def count(store: ox.Store, pattern: str) -> int:
     query = f"PREFIX wf: <{WF_NS}> SELECT (COUNT(*) AS ?n) WHERE {{ {pattern} }}"
-    return int(next(iter(store.query(query, use_default_graph_as_union=True)))["n"].value)
+    solutions = store.query(query, use_default_graph_as_union=True)
+    assert isinstance(solutions, ox.QuerySolutions)
+    return int(next(iter(solutions))["n"].value)
 
 
 def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: bool, workdir: Path) -> dict:
@@ -71,7 +75,7 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
     t = time.perf_counter()
     catalog_path, users_path = workdir / f"{world.name}-catalog.ttl", workdir / f"{world.name}-users.nq"
     catalog_path.write_text(catalog_turtle(world))
-    users_path.write_text(user_nquads(world))
+    write_nquads(world_users(world), users_path)
     store = ox.Store()
     store.load(path=str(catalog_path), format=ox.RdfFormat.TURTLE, to_graph=world.catalog_graph)
     store.bulk_load(path=str(users_path), format=ox.RdfFormat.N_QUADS)
@@ -110,13 +114,16 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
     users = export.iris("user")
     test_users = [users[i] for i in split.test.tolist()]
     records = [world.user(local_id(u)) for u in test_users]
-    against = {"users": test_users, "truth": truth, "step_index": export.index["step"], "k": 5}
+
+    def against_truth(scores: np.ndarray) -> float:
+        return mean_ndcg(scores, users=test_users, truth=truth, step_index=export.index["step"], k=5)
+
     order = [world.steps.index(s) for s in export.iris("step")]
     for name, early in (("bayes_ceiling", True), ("bayes_segment_only", False)):
         scores = np.stack([bayes_values(world, r, early=early)[order] for r in records])
-        ndcg5[name] = mean_ndcg(scores, **against)
+        ndcg5[name] = against_truth(scores)
     members = [
-        mean_ndcg(model_scores(single(result.model, m), export, split.test), **against)
+        against_truth(model_scores(single(result.model, m), export, split.test))
         for m in range(len(result.model.members))
     ]
     timings["evaluate_s"] = time.perf_counter() - t
@@ -135,21 +142,22 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
                 export, seed=0, options=TrainOptions(**{**asdict(options), **change}), split=split, progress=False
             )
             ablation_rows[name] = {
-                "ndcg5": mean_ndcg(model_scores(variant.model, export, split.test), **against),
+                "ndcg5": against_truth(model_scores(variant.model, export, split.test)),
                 "train_s": round(variant.seconds, 1),
             }
 
     artefact = workdir / f"{world.name}.pt"
     sha = save_model(result.model, export, artefact, metrics=ndcg5)
     scorer = Scorer.load(artefact, sha256=sha)
-    latencies, gap = [], 0.0
+    latencies: list[float] = []
+    gap = 0.0
     batch = model_scores(result.model, export, split.test)
     step_index = export.index["step"]
     for repeat in range(REPEATS + 1):  # the first pass warms up and is not timed
         for row, (user, record) in enumerate(zip(test_users, records, strict=True)):
             candidates = list(truth[user])
             t = time.perf_counter()
-            scores = scorer.scores(
+            served = scorer.scores(
                 role=world.roles[record.role],
                 industry=world.industries[record.industry],
                 plan=world.plans[record.plan],
@@ -158,7 +166,7 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
             )
             if repeat:
                 latencies.append(time.perf_counter() - t)
-            gap = max(gap, float(np.abs(np.array(scores) - batch[row, [step_index[s] for s in candidates]]).max()))
+            gap = max(gap, float(np.abs(np.array(served) - batch[row, [step_index[s] for s in candidates]]).max()))
     lift = segment_lift(export, split.train)
     return {
         "world": {"name": world.name, **spec, "n_users": n_users, "params": asdict(world.params)},
@@ -238,7 +246,7 @@ def run(
         ]
     for w in rows:
         w["goals"] = goals(w)
-    results = {
+    results: dict[str, Any] = {
         "command": command,
         "machine": {
             "cpus": os.cpu_count(),
