@@ -24,10 +24,12 @@ run: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-# Lint and format check of the whole tree (pyproject.toml [tool.ruff]); `make test` runs it first.
+# Lint and format check of the whole tree (pyproject.toml [tool.ruff]) and the type check of
+# service/ and embeddings/ ([tool.mypy]); `make test` runs it first.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,7 +11,8 @@ Baselines:
 - rules: a stand-in for the service's rules-only ranking, after ``service.decisions.policies.rank``
   with the default policy's weights (place in the default journey, prerequisites and
   unlocks counted over the ``wf:requires`` closure, affinity with a used feature's
-  nearest non-top area) but without hand-written rules, which a synthetic catalog does
+  nearest non-top area), read from the shipped ``ontology/policies/default.ttl``
+  (:func:`rule_weights`), but without hand-written rules, which a synthetic catalog does
   not have;
 - random: a fixed-seed shuffle, for scale.
 """
@@ -20,16 +21,48 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
+import pyoxigraph as ox
 import torch
 from torch import Tensor
 
+from embeddings.evidence import segment_counts
 from embeddings.export import Export
-from embeddings.inputs import catalog_edges, completion_matrix, user_inputs
-from embeddings.model import UpliftGNN
+from embeddings.inputs import catalog_edges, user_inputs
+from embeddings.model import UpliftEnsemble, UpliftGNN
+from embeddings.queries import ROOT, query, select
+from service.knowledge import vocab
 
-RULE_WEIGHTS = {"depth": -0.05, "unlock": 0.04, "affinity": 0.35}  # ontology/policies/default.ttl
+DEFAULT_POLICY = ROOT / "ontology" / "policies" / "default.ttl"
+
+
+@cache
+def rule_weights(path: Path = DEFAULT_POLICY, *, policy: str = "default") -> dict[str, float]:
+    """Return the depth, unlock and affinity weights of the policy's highest active version in a Turtle file.
+
+    Read as the service reads policy versions (``queries/service/policy-versions.rq``); a
+    weight a version does not state is 0, as in ``service.decisions.policies``.
+    """
+    store = ox.Store()
+    store.load(path.read_bytes(), format=ox.RdfFormat.TURTLE)
+    columns = ("policy", "name", "status", "depthWeight", "unlockWeight", "affinityWeight")
+    active = [
+        row
+        for row in select(store, query("service/policy-versions"), *columns)
+        if row[0] is not None and vocab.local_id(row[0]) == policy and row[2] == "active"
+    ]
+    if not active:
+        raise ValueError(f"{path}: no active version of policy {policy!r}")
+    *_, depth, unlock, affinity = max(active, key=lambda row: _version_key(row[1] or ""))
+    return {"depth": float(depth or 0.0), "unlock": float(unlock or 0.0), "affinity": float(affinity or 0.0)}
+
+
+def _version_key(version: str) -> tuple:
+    """Order version strings as the service does: "1.10.0" after "1.9.0"."""
+    return tuple(int(p) if p.isdigit() else p for p in version.replace("-", ".").split("."))
 
 
 def ndcg_at_k(scores: Sequence[float] | np.ndarray, gains: Sequence[float] | np.ndarray, *, k: int = 5) -> float:
@@ -61,7 +94,7 @@ def mean_ndcg(
 
 
 @torch.no_grad()
-def model_scores(model: UpliftGNN, export: Export, users: Tensor) -> np.ndarray:
+def model_scores(model: UpliftGNN | UpliftEnsemble, export: Export, users: Tensor) -> np.ndarray:
     """Return the model's [users, steps] uplift scores for exported users, read inductively."""
     model.eval()
     uplift, _ = model(catalog_edges(export.data), user_inputs(export.data, users))
@@ -122,38 +155,6 @@ class SegmentLift:
         return rows
 
 
-@dataclass
-class SegmentCounts:
-    """Raw outcome counts per (role, industry) segment: users, activators, and per step completers."""
-
-    users: np.ndarray  # [roles, industries]
-    activated: np.ndarray  # [roles, industries]
-    completers: np.ndarray  # [roles, industries, steps]
-    activators: np.ndarray  # [roles, industries, steps]: completers who activated
-
-
-def segment_counts(export: Export, users: Tensor) -> SegmentCounts:
-    """Count, per segment of these users, who activated and who completed each step."""
-    data = export.data
-    n_roles, n_industries, n_steps = (int(data[k].num_nodes) for k in ("role", "industry", "step"))
-    inputs = user_inputs(data, users)
-    y = data["user"].y[users].numpy()
-    role, industry = inputs.role.numpy(), inputs.industry.numpy()
-    known = (role >= 0) & (industry >= 0)
-    done = completion_matrix(data, users).numpy()
-    counts = SegmentCounts(
-        users=np.zeros((n_roles, n_industries)),
-        activated=np.zeros((n_roles, n_industries)),
-        completers=np.zeros((n_roles, n_industries, n_steps)),
-        activators=np.zeros((n_roles, n_industries, n_steps)),
-    )
-    np.add.at(counts.completers, (role[known], industry[known]), done[known])
-    np.add.at(counts.activators, (role[known], industry[known]), done[known] * y[known, None])
-    np.add.at(counts.users, (role[known], industry[known]), 1.0)
-    np.add.at(counts.activated, (role[known], industry[known]), y[known])
-    return counts
-
-
 def segment_lift(export: Export, train: Tensor, *, prior: float = 10.0) -> SegmentLift:
     """Return the segment activation-lift baseline fitted on the training users."""
     c = segment_counts(export, train)
@@ -175,8 +176,12 @@ def segment_scores(lift: SegmentLift, export: Export, users: Tensor) -> np.ndarr
     )
 
 
-def rules_scores(export: Export, users: Tensor) -> np.ndarray:
-    """Return the rules-only stand-in's [users, steps] scores (see the module docstring)."""
+def rules_scores(export: Export, users: Tensor, *, weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Return the rules-only stand-in's [users, steps] scores (see the module docstring).
+
+    ``weights``: ``depth``, ``unlock`` and ``affinity``; by default the shipped default policy's.
+    """
+    weights = weights if weights is not None else rule_weights()
     data = export.data
     n_steps, n_features = int(data["step"].num_nodes), int(data["feature"].num_nodes)
     order = data["step"].default_order.numpy()
@@ -185,13 +190,13 @@ def rules_scores(export: Export, users: Tensor) -> np.ndarray:
     depth = np.bincount(requires[0], minlength=n_steps).astype(float)  # prerequisites, transitively
     unlocks = np.bincount(requires[1], minlength=n_steps).astype(float)
     part_of = data["feature", "partOf", "feature"].edge_index.numpy()
-    ancestors = [set() for _ in range(n_features)]
+    ancestors: list[set[int]] = [set() for _ in range(n_features)]
     for f, a in part_of.T:
         ancestors[f].add(int(a))
     # nearest area: the ancestor with the most ancestors of its own; top-level areas never count
     nearest = [max(a, key=lambda x: len(ancestors[x])) if a else -1 for a in ancestors]
     introduces = data["step", "introduces", "feature"].edge_index.numpy()
-    static = 1.0 - rank / n_steps + RULE_WEIGHTS["depth"] * depth + RULE_WEIGHTS["unlock"] * unlocks
+    static = 1.0 - rank / n_steps + weights["depth"] * depth + weights["unlock"] * unlocks
     inputs = user_inputs(data, users)
     used: list[set[int]] = [set() for _ in range(users.numel())]
     for u, f in zip(inputs.used_user.tolist(), inputs.used_feature.tolist(), strict=True):
@@ -202,7 +207,7 @@ def rules_scores(export: Export, users: Tensor) -> np.ndarray:
             area = nearest[f]
             near = area >= 0 and ancestors[area] and any(area == g or area in ancestors[g] for g in features)
             if f in features or near:
-                scores[row, s] += RULE_WEIGHTS["affinity"]
+                scores[row, s] += weights["affinity"]
     return scores
 
 
@@ -211,7 +216,7 @@ def random_scores(n_users: int, n_steps: int, *, seed: int = 0) -> np.ndarray:
 
 
 def evaluate(
-    model: UpliftGNN,
+    model: UpliftGNN | UpliftEnsemble,
     export: Export,
     *,
     train: Tensor,

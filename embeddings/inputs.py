@@ -30,7 +30,7 @@ class UserInputs:
 def catalog_edges(data: HeteroData) -> dict[EdgeType, Tensor]:
     """Return the catalog relations and their reverses: the graph the catalog encoder runs on."""
     edges: dict[EdgeType, Tensor] = {}
-    for rel, (src, dst, _) in CATALOG_RELATIONS.items():
+    for rel, (src, dst) in CATALOG_RELATIONS.items():
         for edge_type in ((src, rel, dst), (dst, f"rev_{rel}", src)):
             if edge_type in data.edge_types:
                 edges[edge_type] = data[edge_type].edge_index

@@ -28,7 +28,9 @@ calibrate steps.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -69,11 +71,12 @@ class UpliftGNN(nn.Module):
         super().__init__()
         self.config = config
         h = config.hidden
-        self.embedding = nn.ModuleDict(
-            {kind: nn.Embedding(1 if kind == "step" else max(config.sizes[kind], 1), h) for kind in CATALOG_TYPES}
-        )
-        for emb in self.embedding.values():
+        embedding = {
+            kind: nn.Embedding(1 if kind == "step" else max(config.sizes[kind], 1), h) for kind in CATALOG_TYPES
+        }
+        for emb in embedding.values():
             nn.init.normal_(emb.weight, std=0.5)
+        self.embedding = nn.ModuleDict(embedding)
         self.convs = nn.ModuleList(
             HeteroConv({tuple(rel): SAGEConv((h, h), h) for rel in config.relations}, aggr="sum")
             for _ in range(config.layers)
@@ -97,11 +100,11 @@ class UpliftGNN(nn.Module):
 
     def encode_catalog(self, edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
         """Return the embedding of every catalog node after message passing."""
-        x = {kind: emb.weight for kind, emb in self.embedding.items()}
+        x: dict[str, Tensor] = {kind: cast(nn.Embedding, emb).weight for kind, emb in self.embedding.items()}
         x["step"] = x["step"].expand(self.config.sizes["step"], -1)
         edges = {rel: e for rel, e in edge_index_dict.items() if e.numel()}
         for conv in self.convs:
-            out = conv(x, edges) if edges else {}
+            out: dict[str, Tensor] = cast(HeteroConv, conv)(x, edges) if edges else {}
             x = {kind: x[kind] + torch.tanh(out[kind]) if kind in out else x[kind] for kind in x}
         return x
 
@@ -152,10 +155,14 @@ class UpliftGNN(nn.Module):
 class UpliftEnsemble(nn.Module):
     """Members trained from different seeds; their uplifts and base log-odds are averaged."""
 
-    def __init__(self, config: ModelConfig, members: list[UpliftGNN]) -> None:
+    def __init__(self, config: ModelConfig, members: Iterable[nn.Module]) -> None:
         super().__init__()
         self.config = config
         self.members = nn.ModuleList(members)
+
+    def gnns(self) -> list[UpliftGNN]:
+        """Return the members."""
+        return [cast(UpliftGNN, member) for member in self.members]
 
     @classmethod
     def untrained(cls, config: ModelConfig, members: int) -> UpliftEnsemble:

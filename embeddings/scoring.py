@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor
 from torch_geometric.typing import EdgeType
 
-from embeddings.evaluate import SegmentCounts
+from embeddings.evidence import SegmentCounts
 from embeddings.export import CATALOG_TYPES, Export
 from embeddings.inputs import catalog_edges
 from embeddings.model import PROFILE_TYPES, ModelConfig, UpliftEnsemble
@@ -81,8 +82,11 @@ def load_payload(data: bytes, *, sha256: str | None = None, name: str = "artefac
     """Return an artefact's payload, checking its hash if given."""
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise ArtefactMismatch(f"{name}: SHA-256 is not {sha256}")
-    payload = torch.load(io.BytesIO(data), weights_only=True)
-    if payload.get("format") != FORMAT:
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{name}: not a {FORMAT} artefact: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{name}: not a {FORMAT} artefact")
     return payload
 
@@ -122,7 +126,7 @@ class Scorer:
         self.evidence = evidence
         parts: dict[str, list[np.ndarray]] = {k: [] for k in (*PROFILE_TYPES, "feature", "bias", "w", "b", "z", "zb")}
         with torch.no_grad():
-            for member in model.members:
+            for member in model.gnns():
                 member.eval()
                 catalog = member.encode_catalog(edges)
                 proj = member.user_projections(catalog)

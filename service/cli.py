@@ -12,13 +12,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pyoxigraph as ox
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from embeddings.world import generate_world
 from service.errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, WayfinderError
 from service.identity.keys import is_loopback, parse_keys
 from service.knowledge import files as knowledge
@@ -44,11 +45,28 @@ def _runtime(store: str | None) -> Runtime:
 
 
 def _runtime_from(settings: Settings) -> Runtime:
+    """Open the runtime of one command; its store is closed when the command ends, however it ends."""
     try:
-        return Runtime(settings=settings)
+        runtime = Runtime(settings=settings)
     except WayfinderError as exc:
         _fail(exc)
         raise  # unreachable: _fail exits
+    _opened.append(runtime)
+    return runtime
+
+
+_opened: list[Runtime] = []  # the runtimes the running command opened
+
+
+@app.callback()
+def _each_command(context: typer.Context) -> None:
+    """Close the stores a command opened when it ends, however it ends (a store folder opens in one place at a time)."""
+    context.call_on_close(_close_opened)
+
+
+def _close_opened() -> None:
+    while _opened:
+        _opened.pop().store.close()
 
 
 def _fail(exc: WayfinderError) -> None:
@@ -92,7 +110,7 @@ def serve(
     from service.api.app import create_app
     from service.demo import load_demo
 
-    overrides = {k: v for k, v in {"store": store, "host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"store": store, "host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
     try:
         keys = parse_keys(settings.api_keys, settings.api_keys_file)
@@ -300,7 +318,7 @@ def app_token(
     ttl: Annotated[int, typer.Option(help="Seconds until it expires")] = 900,
 ) -> None:
     """Print a per-user app token, signed as a product's backend signs it (for trying app credentials)."""
-    from service.decisions.users import check_id
+    from service.decisions.subjects import check_id
     from service.identity.app_tokens import mint
 
     settings = Settings()
@@ -325,11 +343,11 @@ def train(
     requested_by: Annotated[str | None, typer.Option("--requested-by", help="Who asked for the run (recorded)")] = None,
 ) -> None:
     """Train on the store's consented data, evaluate on held-out users, register a candidate; print its version."""
-    from service.models import operations as models
+    from service.models import training
 
     runtime = _runtime(store)
     try:
-        version = models.train(
+        version = training.train(
             runtime,
             seed=seed,
             epochs=epochs,
@@ -355,7 +373,6 @@ def world(
     """
     import tempfile
 
-    from embeddings.world import generate_world
     from service.synthetic import write_world
 
     if not 50 <= users <= 200_000:
@@ -394,9 +411,9 @@ def model_list(
     """List the registered versions, oldest first."""
     from dataclasses import asdict
 
-    from service.models import operations as models
+    from service.models import records
 
-    versions = models.versions(_runtime(store))
+    versions = records.versions(_runtime(store))
     if format == "json":
         out.print_json(json.dumps([asdict(v) for v in versions], default=str))
         return
@@ -421,10 +438,10 @@ def model_promote(
     store: StoreOption = None,
 ) -> None:
     """Approve a version and make it serve; the active one is retired."""
-    from service.models import operations as models
+    from service.models import lifecycle
 
     try:
-        promoted = models.promote(_runtime(store), version, approved_by=approved_by)
+        promoted = lifecycle.promote(_runtime(store), version, approved_by=approved_by)
     except WayfinderError as exc:
         _fail(exc)
     out.print(f"{promoted.version} is active (approved by {promoted.approved_by})")
@@ -433,10 +450,10 @@ def model_promote(
 @model_app.command("rollback")
 def model_rollback(store: StoreOption = None) -> None:
     """Return to the version the active one superseded."""
-    from service.models import operations as models
+    from service.models import lifecycle
 
     try:
-        back = models.rollback(_runtime(store))
+        back = lifecycle.rollback(_runtime(store))
     except WayfinderError as exc:
         _fail(exc)
     out.print(f"{back.version} is active again")
@@ -486,8 +503,12 @@ def audit_decision(
     store: StoreOption = None,
 ) -> None:
     """Print the lineage of one decision: what it used, which versions, what it returned."""
+    from service.decisions.decide import UUID_PATTERN
     from service.knowledge import vocab
+    from service.knowledge.store import bound
 
+    if not UUID_PATTERN.fullmatch(decision_id):
+        _fail(InvalidInput("DECISION_ID", f"a decision ID is a UUID (nextSteps' decisionId), not {decision_id!r}"))
     runtime = _runtime(store)
     rows = runtime.store.select(
         runtime.queries["lineage/why-decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
@@ -496,7 +517,11 @@ def audit_decision(
         err.print(f"[bold red]error[/]: no decision {decision_id!r}")
         raise typer.Exit(2)
     head = rows[0]
-    value = lambda name: head[name].value if head[name] is not None else "-"  # noqa: E731
+
+    def value(name: str) -> str:
+        term = head[name]
+        return "-" if term is None else term.value
+
     out.print(f"[bold]decision[/] {decision_id}")
     out.print(f"  at            {value('at')}")
     out.print(f"  personalised  {value('personalized')}")
@@ -511,11 +536,13 @@ def audit_decision(
         ("event", "events used"),
         ("returned", "returned, in rank order"),
     ):
-        items = [r for r in rows if r["kind"].value == kind]
+        items = [r for r in rows if bound(r, "kind").value == kind]
         out.print(f"  [bold]{title}[/] ({len(items)})")
         for r in items:
-            extra = f"#{r['rank'].value} score {float(r['score'].value):.3f} " if kind == "returned" else ""
-            out.print(f"    {extra}{r['item'].value}  {r['detail'].value}")
+            extra = (
+                f"#{bound(r, 'rank').value} score {float(bound(r, 'score').value):.3f} " if kind == "returned" else ""
+            )
+            out.print(f"    {extra}{bound(r, 'item').value}  {bound(r, 'detail').value}")
 
 
 @audit_app.command("query")

@@ -35,17 +35,6 @@ def checked_utc(value: datetime, field_name: str, *, max_skew_s: float) -> datet
     return utc
 
 
-def consent_order(recorded_at: datetime, *, granted: bool, record: str) -> tuple[datetime, bool, str]:
-    """Return the sort key that puts one user's consent records for a purpose in order; the last one holds.
-
-    ``recorded_at`` is when the service wrote the record (wf:recordedAt, or for a
-    record written before the service kept it, dpv:isIndicatedAtTime), never a time
-    a client chose. On equal times a withdrawal comes last and wins: the
-    conservative reading; then the record IRI, so that the order is total.
-    """
-    return (recorded_at, not granted, record)
-
-
 def datetime_literal(value: datetime) -> ox.Literal:
     return ox.Literal(as_utc(value).isoformat().replace("+00:00", "Z"), datatype=vocab.XSD_DATETIME)
 

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from service.decisions import users
+from service.decisions import subjects, users
 from service.runtime import Runtime
 
 
@@ -23,7 +23,7 @@ def load_demo(runtime: Runtime) -> dict[str, int]:
     added = {"users": 0, "events": 0}
     data = json.loads((runtime.settings.demo_dir / "users.json").read_text())
     for entry in data["users"]:
-        if users.exists(runtime, entry["id"]):
+        if subjects.exists(runtime, entry["id"]):
             continue
         users.register(
             runtime,

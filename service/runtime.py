@@ -21,7 +21,7 @@ from service.knowledge import migrations
 from service.knowledge.catalog import Catalog, read_catalog
 from service.knowledge.embedded import open_store
 from service.knowledge.queries import Queries
-from service.knowledge.store import GraphStore
+from service.knowledge.store import GraphStore, bound
 from service.knowledge.terms import to_rdflib_graph
 from service.knowledge.validation import Validator
 from service.settings import Settings, get_settings
@@ -29,9 +29,10 @@ from service.settings import Settings, get_settings
 
 @dataclass
 class Codes:
-    """API codes of purposes and event types, read from the ontology."""
+    """API codes of purposes, event types and channels, read from the ontology."""
 
     purposes: dict[str, str] = field(default_factory=dict)  # code -> purpose IRI
+    channels: dict[str, str] = field(default_factory=dict)  # code -> channel IRI
     events: dict[str, str] = field(default_factory=dict)  # code -> event class IRI
     collected_for: dict[str, list[str]] = field(default_factory=dict)  # event code -> purpose codes
 
@@ -66,7 +67,7 @@ class Runtime:
 
     @cached_property
     def validator(self) -> Validator:
-        return Validator(self.settings.shapes_dir)
+        return Validator(self.settings.shapes_dir, queries_dir=self.settings.queries_dir / "validation")
 
     @cached_property
     def trail(self) -> AuditTrail:
@@ -96,7 +97,7 @@ class Runtime:
     @cached_property
     def models(self):
         """The serving side of the model registry (imports torch on first use)."""
-        from service.models.registry import Serving
+        from service.models.serving import Serving  # torch: imported here, not with the API
 
         return Serving()
 
@@ -138,9 +139,11 @@ class Runtime:
     def _read_knowledge(self) -> Knowledge:
         codes = Codes()
         for row in self.store.select(self.queries["vocabulary-codes"]):
-            code, term = row["code"].value, row["term"].value
-            if row["kind"].value == "purpose":
+            code, term = bound(row, "code").value, bound(row, "term").value
+            if bound(row, "kind").value == "purpose":
                 codes.purposes[code] = term
+            elif bound(row, "kind").value == "channel":
+                codes.channels[code] = term
             else:
                 codes.events[code] = term
                 codes.collected_for.setdefault(code, [])
@@ -152,7 +155,7 @@ class Runtime:
         for name in knowledge.knowledge_graphs(self.store):
             to_rdflib_graph(self.store.graph(name), graph)
         return Knowledge(
-            catalog=read_catalog(self.store, self.queries),
+            catalog=read_catalog(self.store, self.queries, channels=codes.channels),
             policies=read_policies(self.store, self.queries),
             codes=codes,
             graph=graph,

@@ -28,7 +28,10 @@ def configure_tracing(exporter: str) -> None:
     if exporter == "console":
         span_exporter = ConsoleSpanExporter()
     elif exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        # An optional extra (opentelemetry-exporter-otlp-proto-http), installed only where traces go to OTLP.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found, unused-ignore]
+            OTLPSpanExporter,
+        )
 
         span_exporter = OTLPSpanExporter()
     else:

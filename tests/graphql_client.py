@@ -55,3 +55,17 @@ WITHDRAW = "mutation W($u: ID!, $p: Purpose!) { withdrawConsent(userId: $u, purp
 USER = """
 query U($id: ID!) { user(id: $id) { id role industry plan eventCount consents { purpose granted at } completedSteps { id } } }
 """
+
+
+def register(client, user_id="u1", **fields):
+    """Register a user over GraphQL: an analyst in retail on the team plan who consented to everything, but for ``fields``."""
+    payload = {
+        "id": user_id,
+        "role": "analyst",
+        "industry": "retail",
+        "plan": "team",
+        "signupChannel": "WEB",
+        "consents": ["PERSONALIZATION", "ANALYTICS"],
+    }
+    payload.update(fields)
+    return client.data(REGISTER, {"input": payload})["registerUser"]

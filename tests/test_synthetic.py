@@ -8,8 +8,9 @@ import pyoxigraph as ox
 import pytest
 
 from embeddings.world import generate_world
-from service.decisions import users
+from service.decisions import consent, subjects, users
 from service.knowledge import vocab
+from service.knowledge.embedded import Store
 from service.knowledge.files import check_store
 from service.runtime import Runtime
 from service.settings import Settings
@@ -86,7 +87,7 @@ def test_written_users_read_back_as_the_api_reads_them(disk_runtime):
     user = ada(runtime)
     runtime.store.oxigraph.bulk_load(nquads([user]), format=ox.RdfFormat.N_QUADS)
 
-    assert users.exists(runtime, "ada")
+    assert subjects.exists(runtime, "ada")
     profile = users.profile(runtime, "ada")
     assert profile is not None
     assert (profile.role, profile.industry, profile.plan) == (user.role, user.industry, user.plan)
@@ -94,7 +95,7 @@ def test_written_users_read_back_as_the_api_reads_them(disk_runtime):
     assert profile.pseudonym == user.pseudonym
     assert profile.registered_at == AT
 
-    history = users.consents(runtime, "ada")
+    history = consent.consents(runtime, "ada")
     assert [(c.purpose, c.granted, c.at, c.recorded_at) for c in history] == [
         ("ANALYTICS", True, AT, AT),
         ("PERSONALIZATION", True, AT, AT),
@@ -140,7 +141,7 @@ def test_written_users_are_the_quads_register_and_record_events_store(disk_runti
         signup_channel=vocab.WEB.value,
         consents=[
             SyntheticConsent(c.record.removeprefix(vocab.CONSENT_BASE), codes.purposes[c.purpose], c.granted, c.at)
-            for c in users.consents(runtime, "via-api")
+            for c in consent.consents(runtime, "via-api")
         ],
         events=[
             SyntheticEvent(e.iri.removeprefix(vocab.EVENT_BASE), codes.events[e.type], e.at, step=e.step)
@@ -181,10 +182,11 @@ def test_the_world_is_written_with_the_service_builders(world):
 
 
 def test_the_world_conforms_to_the_shapes(world, tmp_path):
-    runtime = Runtime(settings=Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models"))
+    store = Store(tmp_path / "store")
+    runtime = Runtime(settings=Settings(store=str(tmp_path / "store"), models_dir=tmp_path / "models"), store=store)
     runtime.ensure_ontology()
     catalog, people = write_world(world, tmp_path / "world")
     runtime.load([catalog])  # validated, as `wayfinder world` loads it
-    runtime.store.oxigraph.bulk_load(path=str(people), format=ox.RdfFormat.N_QUADS)
+    store.oxigraph.bulk_load(path=str(people), format=ox.RdfFormat.N_QUADS)
     assert users.profile(runtime, world.users[0].id) is not None
     assert check_store(runtime.store, runtime.validator) == []

@@ -28,8 +28,8 @@ RocksDB compaction, ``optimize``).
 Logging is as in library use (the ``wayfinder`` logger is not configured, so
 ``log.info`` is filtered out); tracing is OpenTelemetry's no-op (the default).
 
-    .venv/bin/python bench/audit/overhead.py                      # 20 rounds x 250 requests per mode
-    .venv/bin/python bench/audit/overhead.py --rounds 4 --per-round 100   # quick
+    .venv/bin/python -m bench.audit.overhead                      # 20 rounds x 250 requests per mode
+    .venv/bin/python -m bench.audit.overhead --rounds 4 --per-round 100   # quick
 
 Results: ``bench/audit/results/overhead.json``.
 """
@@ -42,26 +42,24 @@ import gc
 import os
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 from unittest import mock
 
+import pyoxigraph as ox
+
+from bench import lib
+from bench.audit import records
+from service import demo
+from service.audit import chain as audit
+from service.decisions import decide
+from service.knowledge import vocab
+from service.runtime import Runtime
+from service.settings import Settings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-
-import common  # noqa: E402
-import pyoxigraph as ox  # noqa: E402
-import records  # noqa: E402
-
-from service import demo  # noqa: E402
-from service.audit import chain as audit  # noqa: E402
-from service.decisions import decide  # noqa: E402
-from service.knowledge import vocab  # noqa: E402
-from service.runtime import Runtime  # noqa: E402
-from service.settings import Settings  # noqa: E402
+RESULTS = HERE / "results"
 
 MODES = ["with audit", "no append", "no record"]
 
@@ -129,7 +127,7 @@ def interleaved(full: Runtime, bare: Runtime, *, rounds: int, per_round: int, wa
     decisions_before = trail.head().sequence
     full.store.flush()
     quads_before = len(full.store)
-    bytes_before = common.dir_bytes(full.store.location)
+    bytes_before = lib.dir_bytes(full.store.location)
     anchors_before = trail.anchor_file.stat().st_size if trail.anchor_file.exists() else 0
     t_start = time.perf_counter()
     for r in range(rounds):
@@ -139,20 +137,20 @@ def interleaved(full: Runtime, bare: Runtime, *, rounds: int, per_round: int, wa
         for mode in order:
             times = run(mode, batch, keep=True)
             samples[mode].extend(times)
-            per_round_p50[mode].append(common.percentile(sorted(times), 50))
+            per_round_p50[mode].append(lib.percentile(times, 50))
     elapsed = time.perf_counter() - t_start
     decisions = trail.head().sequence - decisions_before
     full.store.flush()
     quads_after = len(full.store)
-    bytes_after = common.dir_bytes(full.store.location)
+    bytes_after = lib.dir_bytes(full.store.location)
     anchors_after = trail.anchor_file.stat().st_size if trail.anchor_file.exists() else 0
     full.store.oxigraph.optimize()
-    bytes_compacted = common.dir_bytes(full.store.location)
+    bytes_compacted = lib.dir_bytes(full.store.location)
     paired = [a - b for a, b in zip(per_round_p50["with audit"], per_round_p50["no append"], strict=True)]
     paired_rec = [a - b for a, b in zip(per_round_p50["no append"], per_round_p50["no record"], strict=True)]
     return {
-        "summary": {m: common.summary_ms(s) for m, s in samples.items()},
-        "cpu_summary": {m: common.summary_ms(s) for m, s in cpu.items()},
+        "summary": {m: lib.summary_ms(s) for m, s in samples.items()},
+        "cpu_summary": {m: lib.summary_ms(s) for m, s in cpu.items()},
         "per_round_p50_diff_ms": {
             "with_audit_minus_no_append": sorted(round(d * 1e3, 4) for d in paired),
             "no_append_minus_no_record": sorted(round(d * 1e3, 4) for d in paired_rec),
@@ -197,7 +195,7 @@ def time_decision_triples(captured: list[dict], n: int) -> dict:
         t0 = time.perf_counter()
         decide.decision_triples(c["record"], c["rec"], **kwargs)
         times.append(time.perf_counter() - t0)
-    return common.summary_ms(times)
+    return lib.summary_ms(times)
 
 
 def time_append(runtime: Runtime, make, n: int) -> dict:
@@ -208,7 +206,7 @@ def time_append(runtime: Runtime, make, n: int) -> dict:
     store = runtime.store
     real_commit = store.commit
     store.flush()
-    quads_before, bytes_before = len(store), common.dir_bytes(store.location)
+    quads_before, bytes_before = len(store), lib.dir_bytes(store.location)
     with (
         mock.patch.object(audit, "stored_form", _timed(audit.stored_form, parts["stored_form"])),
         mock.patch.object(audit, "content_hash", _timed(audit.content_hash, parts["content_hash"])),
@@ -224,10 +222,10 @@ def time_append(runtime: Runtime, make, n: int) -> dict:
             if head.sequence % trail.checkpoint_every == 0:
                 checkpoint_appends.append(dt)
     store.flush()
-    quads_after, bytes_after = len(store), common.dir_bytes(store.location)
+    quads_after, bytes_after = len(store), lib.dir_bytes(store.location)
     return {
-        "append": common.summary_ms(total),
-        "parts": {k: common.summary_ms(v) for k, v in parts.items()},
+        "append": lib.summary_ms(total),
+        "parts": {k: lib.summary_ms(v) for k, v in parts.items()},
         "triples_per_record_mean": round(sum(triples_per_record) / n, 1),
         "checkpoint_appends_ms": [round(x * 1e3, 3) for x in checkpoint_appends],
         "quads_per_decision": round((quads_after - quads_before) / n, 2),
@@ -246,7 +244,7 @@ def main() -> None:
     parser.add_argument("--dir", default="var/bench-audit-overhead", help="the store (removed unless --keep)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    command = common.command_line()
+    command = lib.command_line()
     print(f"$ {command}", flush=True)
     t_all = time.perf_counter()
 
@@ -287,7 +285,7 @@ def main() -> None:
     with mock.patch.object(decide, "decision_triples", _timed(decide.decision_triples, t_make)):
         for i in range(args.micro):
             factory.make(i)
-    dt_big = common.summary_ms(t_make)
+    dt_big = lib.summary_ms(t_make)
     append_big = time_append(full, big_record, args.micro)
 
     checkpoint_times = []
@@ -296,7 +294,7 @@ def main() -> None:
         t0 = time.perf_counter()
         full.trail.checkpoint()
         checkpoint_times.append(time.perf_counter() - t0)
-    checkpoint = common.summary_ms(checkpoint_times)
+    checkpoint = lib.summary_ms(checkpoint_times)
     verify_ok = audit.verify(full.store, full.queries["audit-index"], anchors=full.trail.anchors())
 
     s = inter["summary"]
@@ -370,18 +368,18 @@ def main() -> None:
         "",
         f"next_steps in process, demo store ({len(records.DEMO_USERS)} users x {len(records.CHANNELS)} channels at random), "
         f"ms; {args.rounds} rounds x {args.per_round} requests per mode, interleaved",
-        common.table(["mode", "n", "p50", "p90", "p99", "max", "mean", "CPU p50", "CPU mean"], rows),
+        lib.table(["mode", "n", "p50", "p90", "p99", "max", "mean", "CPU p50", "CPU mean"], rows),
         "",
         "(CPU: process CPU time per request, all threads, RocksDB background threads included)",
         "",
-        common.table(["difference", "p50", "p99", "mean"], diff_rows),
+        lib.table(["difference", "p50", "p99", "mean"], diff_rows),
         "",
         f"per-round p50 difference (with audit - no append), ms, min / median / max over {len(paired)} rounds: "
         f"{paired[0]:.3f} / {paired[len(paired) // 2]:.3f} / {paired[-1]:.3f}",
         f"requests that also sealed a checkpoint (flush + fsync), ms: {inter['checkpoint_requests_ms']}",
         "",
         "parts alone (ms, p50 / p99; parts are timed inside AuditTrail.append)",
-        common.table(
+        lib.table(
             [
                 "records",
                 "triples/record",
@@ -409,8 +407,6 @@ def main() -> None:
     print()
     print(text)
     payload = {
-        "command": command,
-        "environment": common.environment(),
         "settings": vars(args),
         "store": {"path": os.path.relpath(path, ROOT), "demo": loaded},
         "interleaved": inter,
@@ -429,8 +425,8 @@ def main() -> None:
     if not args.keep:
         shutil.rmtree(path, ignore_errors=True)
         anchors_file.unlink(missing_ok=True)
-    result = common.write_result("overhead", payload)
-    print(f"\nwrote {os.path.relpath(result, ROOT)} in {payload['total_s']} s")
+    result = lib.write_result(RESULTS, "overhead", payload, markdown=text, command=command)
+    print(f"\nwrote {result.relative_to(ROOT)} in {payload['total_s']} s")
 
 
 if __name__ == "__main__":

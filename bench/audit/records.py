@@ -29,13 +29,13 @@ import pyoxigraph as ox
 
 from service.audit import chain as audit
 from service.decisions import decide
-from service.decisions.policies import Scored, active_version
+from service.decisions.policies import active_version
+from service.decisions.ranking import Scored
 from service.knowledge import vocab
-from service.knowledge.catalog import CHANNEL_CODES
 from service.runtime import Runtime
 
 DEMO_USERS = ["ana", "eli", "maya", "ada", "sam", "noor"]
-CHANNELS = list(CHANNEL_CODES)
+CHANNELS = ["WEB", "MOBILE", "IN_APP", "EMAIL"]  # the API's Channel values (schema.graphql)
 EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -78,6 +78,7 @@ class RecordFactory:
         catalog = runtime.catalog
         self.steps = [s.iri for s in catalog.steps]
         self.policy = active_version(runtime.knowledge.policies, "default")
+        self.channels = runtime.knowledge.codes.channels
         self.candidates = min(candidates, len(self.steps))
         self.returned = returned
         reasons = sorted({r for c in captured for s in c["rec"].candidates for r in s.reasons})
@@ -120,7 +121,14 @@ class RecordFactory:
         record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
         # decision_triples stamps prov:endedAt with clock.now(): a real time, as in the service.
         return record, decide.decision_triples(
-            record, rec, policy=self.policy, pseudonym=pseudonym, used=used, started=started, model_iri=None
+            record,
+            rec,
+            policy=self.policy,
+            channel_iri=self.channels[rec.channel],
+            pseudonym=pseudonym,
+            used=used,
+            started=started,
+            model_iri=None,
         )
 
 

@@ -13,7 +13,7 @@ and, with the same quads, into an in-memory store; then, on each, times:
 If verify is much faster in memory, the time goes to the on-disk store's reads
 (RocksDB lookups while decoding each quad's terms), not to Python or hashing.
 
-    .venv/bin/python bench/audit/scan_floor.py            # 3000 records, about 1-2 min
+    .venv/bin/python -m bench.audit.scan_floor            # 3000 records, about 1-2 min
 
 Results: ``bench/audit/results/scan_floor.json``.
 """
@@ -21,27 +21,24 @@ Results: ``bench/audit/results/scan_floor.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
+import pyoxigraph as ox
+
+from bench import lib
+from bench.audit import records
+from service import demo
+from service.audit import chain as audit
+from service.knowledge import vocab
+from service.knowledge.embedded import Store
+from service.runtime import Runtime
+from service.settings import Settings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-
-import common  # noqa: E402
-import pyoxigraph as ox  # noqa: E402
-import records  # noqa: E402
-
-from service import demo  # noqa: E402
-from service.audit import chain as audit  # noqa: E402
-from service.knowledge import vocab  # noqa: E402
-from service.knowledge.embedded import Store  # noqa: E402
-from service.runtime import Runtime  # noqa: E402
-from service.settings import Settings  # noqa: E402
+RESULTS = HERE / "results"
 
 
 def measure(store: Store, index: str) -> dict:
@@ -73,7 +70,7 @@ def main() -> None:
     parser.add_argument("--dir", default="var/bench-audit-scan")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    command = common.command_line()
+    command = lib.command_line()
     print(f"$ {command}", flush=True)
     path = (ROOT / args.dir).resolve()
     shutil.rmtree(path, ignore_errors=True)
@@ -119,7 +116,7 @@ def main() -> None:
     text = "\n".join(
         [
             f"$ {command}",
-            common.table(
+            lib.table(
                 [
                     "store",
                     "records",
@@ -137,18 +134,19 @@ def main() -> None:
     )
     print()
     print(text)
-    out = common.write_result(
+    out = lib.write_result(
+        RESULTS,
         "scan_floor",
         {
-            "command": command,
-            "environment": common.environment(),
             "settings": vars(args),
             "results": results,
             "verify_disk_over_memory": round(ratio, 2),
             "text": text,
         },
+        markdown=text,
+        command=command,
     )
-    print(f"\nwrote {os.path.relpath(out, ROOT)}")
+    print(f"\nwrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ rejects a tampered one (a candidate's score changed: broken at that record).
 The page cache is warm (the builder has just written the store): these are warm
 timings, the best case for a command run right after writes.
 
-    .venv/bin/python bench/audit/verify.py                        # 10k and 100k decisions (about 22 min here)
-    .venv/bin/python bench/audit/verify.py --sizes 10000          # quick (about 3 min)
-    .venv/bin/python bench/audit/verify.py --sizes 10000,100000,1000000   # 1M: ~3 h here, ~36 GB of disk
-    .venv/bin/python bench/audit/verify.py --report-only          # re-render table + 1M extrapolation from the JSON
+    .venv/bin/python -m bench.audit.verify                        # 10k and 100k decisions (about 22 min here)
+    .venv/bin/python -m bench.audit.verify --sizes 10000          # quick (about 3 min)
+    .venv/bin/python -m bench.audit.verify --sizes 10000,100000,1000000   # 1M: ~3 h here, ~36 GB of disk
+    .venv/bin/python -m bench.audit.verify --report-only          # re-render table + 1M extrapolation from the JSON
 
 Stores are built under ``--dir`` (default ``var/bench-audit``) and removed at the
 end unless ``--keep``. Results: ``bench/audit/results/verify.json`` and
@@ -51,22 +51,19 @@ import sys
 import time
 from pathlib import Path
 
+import pyoxigraph as ox
+
+from bench import lib
+from bench.audit import records
+from service import demo
+from service.audit import chain as audit
+from service.decisions import decide
+from service.knowledge import vocab
+from service.runtime import Runtime
+from service.settings import Settings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-
-import common  # noqa: E402
-import pyoxigraph as ox  # noqa: E402
-import records  # noqa: E402
-
-from service import demo  # noqa: E402
-from service.audit import chain as audit  # noqa: E402
-from service.decisions import decide  # noqa: E402
-from service.knowledge import vocab  # noqa: E402
-from service.runtime import Runtime  # noqa: E402
-from service.settings import Settings  # noqa: E402
-
 RESULTS = HERE / "results"
 
 
@@ -121,7 +118,7 @@ def build_store(path: Path, total: int, *, seed: int, chunk_quads: int, populati
         "quads_demo": quads_demo,
         "audit_quads": audit_quads,
         "audit_quads_per_decision": round(audit_quads / head.sequence, 1),
-        "store_bytes": common.dir_bytes(path),
+        "store_bytes": lib.dir_bytes(path),
         "anchor_lines": len(anchors.read_text().splitlines()) if anchors.exists() else 0,
     }
 
@@ -201,13 +198,13 @@ def check_records(path: Path, *, seed: int, n: int) -> dict:
 
 
 def worker_verify(store: str, profile_out: str | None, scan: bool = False) -> dict:
-    base_rss = common.rss_mb()
+    base_rss = lib.rss_mb()
     t0 = time.perf_counter()
     runtime = Runtime(settings=Settings(store=store))  # what the command does (cli._runtime)
     index = runtime.queries["audit-index"]
     anchors = runtime.trail.anchors()
     open_s = time.perf_counter() - t0
-    rss_open = common.rss_mb()
+    rss_open = lib.rss_mb()
     t1 = time.perf_counter()
     if profile_out:
         profiler = cProfile.Profile()
@@ -215,7 +212,7 @@ def worker_verify(store: str, profile_out: str | None, scan: bool = False) -> di
     else:
         result = audit.verify(runtime.store, index, anchors=anchors)
     verify_s = time.perf_counter() - t1
-    peak = common.peak_rss_mb()
+    peak = lib.peak_rss_mb()
     out = {
         "ok": result.ok,
         "records": result.records,
@@ -317,14 +314,12 @@ def worker_parallel(store: str, processes: int) -> dict:
         "ok": links_ok and not bad,
         "verify_s": round(elapsed, 3),
         "records_per_s": round(len(work) / elapsed, 1),
-        "peak_rss_parent_mb": common.peak_rss_mb(),
+        "peak_rss_parent_mb": lib.peak_rss_mb(),
     }
 
 
 def run_worker(args: list[str]) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True, cwd=ROOT
-    )
+    proc = subprocess.run([sys.executable, "-m", "bench.audit.verify", *args], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -387,7 +382,7 @@ def main() -> None:
     if args.report_only:
         report(json.loads((RESULTS / "verify.json").read_text()))
         return
-    command = common.command_line()
+    command = lib.command_line()
     print(f"$ {command}", flush=True)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     base = (ROOT / args.dir).resolve()
@@ -407,7 +402,7 @@ def main() -> None:
 
     runs = []
     for n in sizes:
-        label = common.size_label(n)
+        label = lib.size_label(n)
         path = base / f"store-{label}"
         print(f"[{label}] building {n:,} decisions in {path} ...", flush=True)
         built = build_store(
@@ -462,7 +457,6 @@ def main() -> None:
 
     payload = {
         "command": command,
-        "environment": common.environment(),
         "settings": vars(args),
         "check": check,
         "runs": runs,
@@ -519,7 +513,7 @@ def report(payload: dict) -> None:
         b, v = r["build"], r["verify"]
         rows.append(
             (
-                common.size_label(r["size"]),
+                lib.size_label(r["size"]),
                 f"{v['records']:,}",
                 "yes" if v["ok"] else "NO",
                 f"{v['verify_s']:.1f}",
@@ -566,13 +560,13 @@ def report(payload: dict) -> None:
         "store MB",
         "KiB/decision",
     ]
-    lines = [f"$ {payload['command']}", common.table(headers, rows)]
+    lines = [f"$ {payload['command']}", lib.table(headers, rows)]
     if extrapolation:
         e = extrapolation
         lines.append(
-            f"\n1M is an EXTRAPOLATION from {common.size_label(e['from_size'])}, not a measurement: "
+            f"\n1M is an EXTRAPOLATION from {lib.size_label(e['from_size'])}, not a measurement: "
             f"{e['linear_verify_s'] / 60:.0f} min if the per-record cost stayed as at "
-            f"{common.size_label(e['from_size'])}, about {e.get('trend_verify_s', e['linear_verify_s']) / 60:.0f} min "
+            f"{lib.size_label(e['from_size'])}, about {e.get('trend_verify_s', e['linear_verify_s']) / 60:.0f} min "
             f"if it keeps growing as it did (x{e.get('per_record_cost_growth', 1.0)} from the previous size); "
             f"~{e['peak_rss_mb']:,.0f} MB peak RSS, ~{e['store_gb']} GB on disk (building it here would take "
             f"about {e['bulk_build_min_here']:.0f} min)."
@@ -581,7 +575,7 @@ def report(payload: dict) -> None:
         if "parallel_experiment" in r:
             p = r["parallel_experiment"]
             lines.append(
-                f"parallel experiment at {common.size_label(r['size'])}: {p['processes']} processes, "
+                f"parallel experiment at {lib.size_label(r['size'])}: {p['processes']} processes, "
                 f"{p['verify_s']} s vs {r['verify']['verify_s']} s sequential, ok={p['ok']}"
             )
         if "cli" in r:
@@ -596,10 +590,9 @@ def report(payload: dict) -> None:
     payload["extrapolation_1m"] = extrapolation
     payload["table"] = {"headers": headers, "rows": rows}
     payload["text"] = text
-    path = common.write_result("verify", payload)
+    path = lib.write_result(RESULTS, "verify", payload, markdown=text, command=payload["command"])
     print(
-        f"\nwrote {os.path.relpath(path, ROOT)}"
-        + (f" (run took {payload['total_s']} s)" if payload.get("total_s") else "")
+        f"\nwrote {path.relative_to(ROOT)}" + (f" (run took {payload['total_s']} s)" if payload.get("total_s") else "")
     )
 
 

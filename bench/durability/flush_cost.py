@@ -24,8 +24,8 @@ Then the backup: ``Store.backup(dir)`` (a RocksDB checkpoint) of the store, its
 size, what it writes, how long a full copy of it takes (shipping it off the disk),
 and how long the restored folder takes to open.
 
-    .venv/bin/python bench/durability/flush_cost.py                 # 10k users, about 1M quads
-    .venv/bin/python bench/durability/flush_cost.py --users 100000  # about 10M quads
+    .venv/bin/python -m bench.durability.flush_cost                 # 10k users, about 1M quads
+    .venv/bin/python -m bench.durability.flush_cost --users 100000  # about 10M quads
 
 The store is built in ``--dir`` (default ``var/bench-durability``, on the project's
 disk, not tmpfs: fsync must reach a device to mean anything) and removed at the end
@@ -37,31 +37,26 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import json
 import os
-import platform
 import random
-import shlex
 import shutil
-import sys
 import time
 import uuid
-from importlib import metadata
 from pathlib import Path
+
+import pyoxigraph as ox
+
+from bench import lib
+from service import demo
+from service.decisions import users
+from service.knowledge import vocab
+from service.knowledge.embedded import Store
+from service.runtime import Runtime
+from service.settings import Settings
+from service.synthetic import SyntheticConsent, SyntheticEvent, SyntheticUser, nquads
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-
-import pyoxigraph as ox  # noqa: E402
-
-from service import demo  # noqa: E402
-from service.decisions import users  # noqa: E402
-from service.knowledge import vocab  # noqa: E402
-from service.knowledge.embedded import Store  # noqa: E402
-from service.runtime import Runtime  # noqa: E402
-from service.settings import Settings  # noqa: E402
-
 RESULTS = HERE / "results"
 MODES = ("wal", "flush", "wal-fsync")
 
@@ -97,15 +92,10 @@ def sync_wal(folder: Path) -> None:
 # -- a store of realistic size -------------------------------------------------------------
 
 
-def _n(iri: str) -> str:
-    return f"<{iri}>"
-
-
 def synthetic_users(runtime: Runtime, first: int, n_users: int, seed: int) -> bytes:
-    """N-Quads of users shaped as the service writes them: profile, two consent records, ~20 events.
+    """N-Quads of users as the service writes them (``service.synthetic``): profile, two consent records, ~20 events.
 
-    About 100 quads per user, the same layout as users.register / users.record_events
-    (bench/next_steps/populate.py builds richer histories; size is what matters here).
+    About 100 quads per user (bench/next_steps/populate.py builds richer histories; size is what matters here).
     """
     rng = random.Random(seed)
     catalog = runtime.catalog
@@ -115,55 +105,36 @@ def synthetic_users(runtime: Runtime, first: int, n_users: int, seed: int) -> by
     industries = sorted(e.iri for e in catalog.by_id["Industry"].values())
     plans = sorted(e.iri for e in catalog.by_id["Plan"].values())
     purposes = runtime.knowledge.codes.purposes
-    a, xsd_dt = _n(vocab.RDF_TYPE.value), _n(vocab.XSD_DATETIME.value)
-    consent_g = _n(vocab.CONSENT_GRAPH.value)
     epoch = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
-    def when(t: dt.datetime) -> str:
-        return f'"{t.strftime("%Y-%m-%dT%H:%M:%SZ")}"^^{xsd_dt}'
+    def uuid4() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
-    lines: list[str] = []
+    made: list[SyntheticUser] = []
     for i in range(first, first + n_users):
-        uid = f"s{i:07d}"
-        user, g = _n(vocab.USER_BASE + uid), _n(vocab.USER_GRAPH_BASE + uid)
         at = epoch + dt.timedelta(seconds=rng.randrange(300 * 86400))
-        lines += [
-            f"{user} {a} {_n(vocab.USER.value)} {g} .\n",
-            f"{user} {_n(vocab.REGISTERED_AT.value)} {when(at)} {g} .\n",
-            f'{user} {_n(vocab.PSEUDONYM.value)} "{rng.getrandbits(128):032x}" {g} .\n',
-            f"{user} {_n(vocab.HAS_ROLE.value)} <{rng.choice(roles)}> {g} .\n",
-            f"{user} {_n(vocab.HAS_INDUSTRY.value)} <{rng.choice(industries)}> {g} .\n",
-            f"{user} {_n(vocab.HAS_PLAN.value)} <{rng.choice(plans)}> {g} .\n",
-            f"{user} {_n(vocab.SIGNUP_CHANNEL.value)} {_n(vocab.WF_NS + 'Web')} {g} .\n",
+        pseudonym = f"{rng.getrandbits(128):032x}"
+        user = SyntheticUser(
+            id=f"s{i:07d}",
+            registered_at=at,
+            pseudonym=pseudonym,
+            role=rng.choice(roles),
+            industry=rng.choice(industries),
+            plan=rng.choice(plans),
+            signup_channel=vocab.WEB.value,
+        )
+        user.consents = [
+            SyntheticConsent(uuid4(), purposes[code], True, at) for code in ("PERSONALIZATION", "ANALYTICS")
         ]
-        for code in ("PERSONALIZATION", "ANALYTICS"):
-            c = _n(vocab.CONSENT_BASE + str(uuid.UUID(int=rng.getrandbits(128), version=4)))
-            lines += [
-                f"{c} {a} {_n(vocab.CONSENT_RECORD.value)} {consent_g} .\n",
-                f"{c} {_n(vocab.HAS_DATA_SUBJECT.value)} {user} {consent_g} .\n",
-                f"{c} {_n(vocab.HAS_PURPOSE.value)} <{purposes[code]}> {consent_g} .\n",
-                f"{c} {_n(vocab.HAS_CONSENT_STATUS.value)} {_n(vocab.CONSENT_GIVEN.value)} {consent_g} .\n",
-                f"{c} {_n(vocab.HAS_LEGAL_BASIS.value)} {_n(vocab.CONSENT_LEGAL_BASIS.value)} {consent_g} .\n",
-                f"{c} {_n(vocab.IS_INDICATED_AT_TIME.value)} {when(at)} {consent_g} .\n",
-            ]
         for _ in range(rng.randint(12, 28)):
             at += dt.timedelta(seconds=rng.randint(60, 2 * 86400))
-            e = _n(vocab.EVENT_BASE + str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+            event_id = uuid4()
             if rng.random() < 0.45:
-                lines += [
-                    f"{e} {a} {_n(vocab.STEP_COMPLETED.value)} {g} .\n",
-                    f"{e} {_n(vocab.ABOUT_STEP.value)} <{rng.choice(steps)}> {g} .\n",
-                ]
+                user.events.append(SyntheticEvent(event_id, vocab.STEP_COMPLETED.value, at, step=rng.choice(steps)))
             else:
-                lines += [
-                    f"{e} {a} {_n(vocab.FEATURE_USED.value)} {g} .\n",
-                    f"{e} {_n(vocab.ABOUT_FEATURE.value)} <{rng.choice(features)}> {g} .\n",
-                ]
-            lines += [
-                f"{e} {_n(vocab.BY_USER.value)} {user} {g} .\n",
-                f"{e} {_n(vocab.OCCURRED_AT.value)} {when(at)} {g} .\n",
-            ]
-    return "".join(lines).encode()
+                user.events.append(SyntheticEvent(event_id, vocab.FEATURE_USED.value, at, feature=rng.choice(features)))
+        made.append(user)
+    return nquads(made)
 
 
 def build_store(path: Path, n_users: int, seed: int, writers: int) -> tuple[Runtime, dict]:
@@ -219,37 +190,16 @@ def sst_files(path: Path) -> int:
     return len(list(path.glob("*.sst")))
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of sorted values (q in 0..100)."""
-    k = max(0, min(len(sorted_values) - 1, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
-    return sorted_values[k]
-
-
 def summary(seconds: list[float], wall_s: float) -> dict:
-    s = sorted(seconds)
-    ms = lambda v: round(v * 1e3, 3)  # noqa: E731
-    return {
-        "n": len(s),
-        "p50_ms": ms(percentile(s, 50)),
-        "p90_ms": ms(percentile(s, 90)),
-        "p99_ms": ms(percentile(s, 99)),
-        "max_ms": ms(s[-1]),
-        "mean_ms": ms(sum(s) / len(s)),
-        "per_s": round(len(s) / wall_s, 1),
-    }
+    """The latency summary (nearest-rank percentiles, bench.lib), with commits per second."""
+    return {**lib.summary_ms(seconds), "per_s": round(len(seconds) / wall_s, 1)}
 
 
 def event_quads(user_id: str) -> list[ox.Quad]:
     """One event's quads as users.record_events writes them (a STEP_COMPLETED: four quads)."""
     event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
-    graph = vocab.user_graph(user_id)
-    at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [
-        ox.Quad(event, vocab.RDF_TYPE, vocab.STEP_COMPLETED, graph),
-        ox.Quad(event, vocab.BY_USER, vocab.user_iri(user_id), graph),
-        ox.Quad(event, vocab.OCCURRED_AT, ox.Literal(at, datatype=vocab.XSD_DATETIME), graph),
-        ox.Quad(event, vocab.ABOUT_STEP, ox.NamedNode("https://w3id.org/wayfinder/demo/explore-sample-data"), graph),
-    ]
+    step = "https://w3id.org/wayfinder/demo/explore-sample-data"
+    return users.event_quads(event, user_id, vocab.STEP_COMPLETED, at=dt.datetime.now(dt.UTC), step=step)
 
 
 def measure_writes(runtime: Runtime, commits: int, events: int, rounds: int, writers: int) -> dict:
@@ -313,7 +263,7 @@ def measure_backup(runtime: Runtime, work: Path, repeats: int) -> dict:
     after_writes_s = time.perf_counter() - t
     first = targets[0]
     result = {
-        "backup_s": {"n": len(times), "p50": round(sorted(times)[len(times) // 2], 4), "max": round(max(times), 4)},
+        "backup_s": {"n": len(times), "p50": round(lib.percentile(times, 50), 4), "max": round(max(times), 4)},
         "backup_after_200_unflushed_commits_s": round(after_writes_s, 4),
         "backup_files": sum(1 for f in first.rglob("*") if f.is_file()),
         "backup_bytes_apparent": folder_bytes(first),
@@ -348,11 +298,6 @@ def measure_backup(runtime: Runtime, work: Path, repeats: int) -> dict:
 # -- report --------------------------------------------------------------------------------
 
 
-def command_line() -> str:
-    exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
-    return " ".join(shlex.quote(p) for p in [exe, os.path.relpath(os.path.abspath(sys.argv[0]), ROOT), *sys.argv[1:]])
-
-
 def filesystem_of(path: Path) -> dict:
     """The mount holding the path (device, type, options) from /proc/mounts."""
     best: dict = {}
@@ -367,45 +312,6 @@ def filesystem_of(path: Path) -> dict:
     except OSError:
         pass
     return best
-
-
-def environment(store_dir: Path) -> dict:
-    cpu = None
-    try:
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            None,
-        )
-    except OSError:
-        pass
-
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "cpu_model": cpu,
-            "platform": platform.platform(),
-            "loadavg_at_write": os.getloadavg(),
-        },
-        "store_filesystem": filesystem_of(store_dir),
-        "python": sys.version.split()[0],
-        "versions": {p: version(p) for p in ("pyoxigraph", "pyshacl", "rdflib")},
-    }
-
-
-def table(headers: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    return "\n".join(out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -423,9 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backups", type=int, default=5, help="backups timed")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the store folder")
-    parser.add_argument("--out", type=Path, default=RESULTS / "flush_cost.json", help="result file")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "flush_cost.json", help="result file (JSON; .md beside it)"
+    )
     args = parser.parse_args(argv)
-    command = command_line()
+    command = lib.command_line()
     print(f"command: {command}", flush=True)
     work: Path = args.dir
     if work.exists():
@@ -463,59 +371,49 @@ def main(argv: list[str] | None = None) -> None:
                     f"{s['mean_ms'] - base['mean_ms']:+.1f}" if mode != "wal" else "0",
                 ]
             )
-    print()
-    print(
-        table(
-            ["level", "after each commit", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "commits/s", "mean ms added"],
-            rows,
-        )
+    writes_table = lib.table(
+        ["level", "after each commit", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "commits/s", "mean ms added"], rows
     )
-    print(f"\nSST files added per round (interleaved, {args.rounds} rounds): {writes['sst_files_growth_per_round']}")
-    print()
-    print(
-        table(
-            ["backup of the store", "value"],
+    sst = f"SST files added per round (interleaved, {args.rounds} rounds): {writes['sst_files_growth_per_round']}"
+    backup_table = lib.table(
+        ["backup of the store", "value"],
+        [
             [
-                [
-                    "store",
-                    f"{store_info['quads']:,} quads, {store_info['size_bytes'] / 1e6:.0f} MB, "
-                    f"{store_info['sst_files']} SST files",
-                ],
-                [
-                    "Store.backup (checkpoint, same file system), p50 / max",
-                    f"{backup['backup_s']['p50'] * 1e3:.0f} / {backup['backup_s']['max'] * 1e3:.0f} ms",
-                ],
-                [
-                    "Store.backup right after 200 unflushed commits",
-                    f"{backup['backup_after_200_unflushed_commits_s'] * 1e3:.0f} ms",
-                ],
-                [
-                    "backup folder",
-                    f"{backup['backup_files']} files, {backup['backup_bytes_apparent'] / 1e6:.0f} MB apparent, "
-                    f"{backup['backup_bytes_written_not_hard_linked'] / 1e6:.2f} MB not hard-linked",
-                ],
-                ["full copy of the backup (copytree + fsync)", f"{backup['full_copy_of_backup_s']:.2f} s"],
-                ["open the restored copy", f"{backup['open_restored_s'] * 1e3:.0f} ms"],
-                [
-                    "count its quads (full scan)",
-                    f"{backup['count_restored_quads_s']:.2f} s, match: {backup['restored_quads_match_backup']}",
-                ],
+                "store",
+                f"{store_info['quads']:,} quads, {store_info['size_bytes'] / 1e6:.0f} MB, "
+                f"{store_info['sst_files']} SST files",
             ],
-        )
+            [
+                "Store.backup (checkpoint, same file system), p50 / max",
+                f"{backup['backup_s']['p50'] * 1e3:.0f} / {backup['backup_s']['max'] * 1e3:.0f} ms",
+            ],
+            [
+                "Store.backup right after 200 unflushed commits",
+                f"{backup['backup_after_200_unflushed_commits_s'] * 1e3:.0f} ms",
+            ],
+            [
+                "backup folder",
+                f"{backup['backup_files']} files, {backup['backup_bytes_apparent'] / 1e6:.0f} MB apparent, "
+                f"{backup['backup_bytes_written_not_hard_linked'] / 1e6:.2f} MB not hard-linked",
+            ],
+            ["full copy of the backup (copytree + fsync)", f"{backup['full_copy_of_backup_s']:.2f} s"],
+            ["open the restored copy", f"{backup['open_restored_s'] * 1e3:.0f} ms"],
+            [
+                "count its quads (full scan)",
+                f"{backup['count_restored_quads_s']:.2f} s, match: {backup['restored_quads_match_backup']}",
+            ],
+        ],
     )
-
+    text = "\n\n".join([writes_table, sst, backup_table])
+    print("\n" + text)
     payload = {
-        "name": "flush_cost",
-        "command": command,
         "args": {k: str(v) for k, v in vars(args).items()},
         "store": store_info,
+        "store_filesystem": filesystem_of(work),
         "writes": writes,
         "backup": backup,
-        **environment(work),
     }
-    out: Path = args.out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out = lib.write_result(args.out.resolve().parent, args.out.stem, payload, markdown=text, command=command)
     print(f"\nwrote {os.path.relpath(out, ROOT)}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

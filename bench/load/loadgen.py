@@ -15,7 +15,7 @@ withdrew that consent a moment before) is counted as a refusal, apart from error
 an HTTP status other than 200, a timeout or connection failure, a body that is not a GraphQL
 result, or a GraphQL error that is not an expected refusal.
 
-    .venv/bin/python bench/load/loadgen.py --url http://127.0.0.1:8000 --users 1000 --clients 8 --duration 60
+    .venv/bin/python -m bench.load.loadgen --url http://127.0.0.1:8000 --users 1000 --clients 8 --duration 60
 
 Prints a table and, with ``--out``, writes a JSON report (machine, versions, git HEAD, date).
 ``bench/load/run.py`` starts the service configurations and calls :func:`run` for each.
@@ -37,11 +37,7 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.next_steps import benchlib  # noqa: E402
+from bench import lib
 
 CHANNELS = ("WEB", "MOBILE", "IN_APP", "EMAIL")
 PURPOSES = ("PERSONALIZATION", "ANALYTICS", "MARKETING")
@@ -350,7 +346,7 @@ def summarise(outcomes: list[Outcome], wall_s: float) -> dict:
             "error_rate": count["error"] / len(items) if items else 0.0,
             "throughput_rps": len(items) / wall_s if wall_s else 0.0,
         }
-        out.update(benchlib.summary_ms(answered) if answered else {})
+        out.update(lib.summary_ms(answered) if answered else {})
         out.pop("samples_ms", None)
         return out
 
@@ -416,7 +412,7 @@ def table(report: dict) -> str:
                 f"{b['error_rate']:.2%}",
             )
         )
-    return benchlib.table(
+    return lib.table(
         ["operation", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "refused", "errors", "error rate"], rows
     )
 
@@ -460,8 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     if config.duration_s is None and config.requests is None:
         parser.error("give --duration or --requests")
     report, _ = asyncio.run(run(config))
-    report["command"] = benchlib.command_line()
-    report.update(benchlib.environment())
+    report["command"] = lib.command_line()
+    report["environment"] = lib.environment()
     print(table(report))
     for sample in report["error_samples"][:5]:
         print("error:", json.dumps(sample)[:400])

@@ -19,7 +19,7 @@ and counts decisions, events and consent records in the store, to check that eve
 service acknowledged is there. It samples the CPU time of the service processes, of the Oxigraph
 server and of the load generator over the measured window.
 
-    .venv/bin/python bench/load/run.py --users 1000 --clients 8 --duration 60
+    .venv/bin/python -m bench.load.run --users 1000 --clients 8 --duration 60
 
 Writes ``bench/load/results/load-<users>.json`` and ``.md`` (the table).
 """
@@ -43,12 +43,11 @@ from pathlib import Path
 
 import httpx
 
+from bench import lib
+from bench.load import loadgen
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.load import loadgen  # noqa: E402
-from bench.next_steps import benchlib  # noqa: E402
 
 BIN = Path(sys.executable).parent
 OXIGRAPH = str(BIN / "oxigraph")  # run.py --oxigraph and --wayfinder change these (another machine's install)
@@ -99,15 +98,14 @@ def pinned(cpus: set[int] | None):
 def populate(store: Path, users: int, seed: int) -> dict:
     """Build the store with bench/next_steps/populate.py (in a child process, which closes it on exit)."""
     code = (
-        "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
-        "from populate import populate; "
-        "r = populate(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), 5000, True); "
+        "import json, sys; from pathlib import Path; from bench.next_steps.populate import populate; "
+        "r = populate(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), 5000, True); "
         "print('RESULT ' + json.dumps(r, default=str))"
     )
     if store.exists():
         shutil.rmtree(store)
     done = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "bench" / "next_steps"), str(store), str(users), str(seed)],
+        [sys.executable, "-c", code, str(store), str(users), str(seed)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -188,6 +186,7 @@ def working_tree_changes() -> list[str] | None:
         done = subprocess.run(
             ["git", "status", "--porcelain", "--", "service", "queries", "ontology", "shapes", "embeddings"],
             cwd=ROOT,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},  # read only: never refresh the index under another git
             capture_output=True,
             text=True,
             check=True,
@@ -406,7 +405,7 @@ def table(results: dict) -> str:
         )
     for name, why in NOT_POSSIBLE.items():
         rows.append((name, "not possible: " + why, *[""] * 9))
-    return benchlib.table(
+    return lib.table(
         [
             "configuration",
             "req/s",
@@ -425,12 +424,12 @@ def table(results: dict) -> str:
 
 
 def write(results: dict, out: Path, command: str, args) -> None:
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    out.with_suffix(".md").write_text(
-        f"Command: `{command}`\n\n{args.users:,} users, {args.clients} clients, {args.duration:g} s per configuration, "
-        f"{results['date']}, git {results['git_head']}, {results['machine']['cpus']} CPUs (service on "
-        f"{results['cpus']['server']}, load generator on {results['cpus']['loadgen']}).\n\n{table(results)}\n"
+    text = (
+        f"{args.users:,} users, {args.clients} clients, {args.duration:g} s per configuration, git "
+        f"{results['git_head']} (service on {results['cpus']['server']}, load generator on "
+        f"{results['cpus']['loadgen']}).\n\n{table(results)}"
     )
+    lib.write_result(out.parent, out.stem, results, markdown=text, command=command)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -473,10 +472,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown configurations {unknown}; {NOT_POSSIBLE}")
-    command = benchlib.command_line()
+    command = lib.command_line()
     print(f"command: {command}", flush=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    label = benchlib.size_label(args.users)
+    label = lib.size_label(args.users)
     source, meta_file = args.work / f"source-{label}", args.work / f"source-{label}.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() and source.exists() else None
     if args.repopulate or meta is None or meta.get("users") != args.users:
@@ -486,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
         meta = {
             "users": args.users,
             "seed": 42,
-            "git_head": args.git_head or benchlib.environment()["git_head"],
+            "git_head": args.git_head or lib.environment()["git_head"],
             "seconds": round(time.perf_counter() - started_at, 1),
             "populate": populated,
         }
@@ -497,8 +496,6 @@ def main(argv: list[str] | None = None) -> None:
     before = count_writes(source)
     users = loadgen.user_ids(args.users)
     results = {
-        "name": f"load-{label}",
-        "command": command,
         "users": args.users,
         "store": meta,
         "store_counts_before": before,
@@ -508,10 +505,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     out = args.out or RESULTS / f"load-{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    results.update(benchlib.environment())
-    results["git_head"] = args.git_head or results["git_head"]
+    results["environment"] = lib.environment()
+    results["git_head"] = args.git_head or results["environment"]["git_head"]
     results["cpus"] = {"server": args.server_cpus or "any", "loadgen": args.loadgen_cpus or "any"}
-    results["versions"]["oxigraph (server)"] = subprocess.run(
+    results["environment"]["versions"]["oxigraph (server)"] = subprocess.run(
         [OXIGRAPH, "--version"], capture_output=True, text=True
     ).stdout.strip()
     for name in names:

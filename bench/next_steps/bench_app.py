@@ -4,8 +4,8 @@ It does what ``wayfinder serve`` and ``service.api.asgi.create`` do before servi
 (JSON logs at INFO, tracing as configured, off by default), so the server pays the
 same per-request costs as in production:
 
-    WF_BENCH_STORE=/tmp/wf-bench-store .venv/bin/python -m uvicorn --factory bench_app:create \
-        --app-dir bench/next_steps --loop uvloop --http httptools --workers 1 --log-level warning
+    WF_BENCH_STORE=/tmp/wf-bench-store .venv/bin/python -m uvicorn --factory bench.next_steps.bench_app:create \
+        --loop uvloop --http httptools --workers 1 --log-level warning
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ skipped with the reason and the predicted time written down.
 Goals (issue): p99 < 10 ms in process and < 25 ms over HTTP at 100k users,
 recordEvents >= 5,000 events/s. The tables say met or missed, and by how much.
 
-    .venv/bin/python bench/next_steps/latency.py --demo
-    .venv/bin/python bench/next_steps/latency.py --store /tmp/wf-bench-store
+    .venv/bin/python -m bench.next_steps.latency --demo
+    .venv/bin/python -m bench.next_steps.latency --store /tmp/wf-bench-store
 """
 
 from __future__ import annotations
@@ -63,18 +63,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import httpx
+
+from bench import lib
+from service.decisions import decide, users, writes
+from service.knowledge import vocab
+from service.runtime import Runtime
+from service.settings import Settings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-
-import benchlib  # noqa: E402
-import httpx  # noqa: E402
-
-from service.decisions import decide, users, writes  # noqa: E402
-from service.knowledge import vocab  # noqa: E402
-from service.runtime import Runtime  # noqa: E402
-from service.settings import Settings  # noqa: E402
+RESULTS = HERE / "results"
 
 GOAL_INPROC_P99_MS = 10.0
 GOAL_HTTP_P99_MS = 25.0
@@ -268,8 +267,8 @@ class Stages:
                     "stage": label,
                     "calls_per_request": round(len(s) / requests, 2),
                     "mean_ms_per_request": round(sum(s) / requests * 1e3, 3),
-                    "p50_ms": round(benchlib.percentile(s, 50) * 1e3, 3),
-                    "p99_ms": round(benchlib.percentile(s, 99) * 1e3, 3),
+                    "p50_ms": round(lib.percentile(s, 50) * 1e3, 3),
+                    "p99_ms": round(lib.percentile(s, 99) * 1e3, 3),
                     "share_of_total": round(sum(s) / total_s, 3),
                 }
             )
@@ -277,7 +276,7 @@ class Stages:
 
 
 def stage_table(rows: list[dict]) -> str:
-    return benchlib.table(
+    return lib.table(
         ["stage (indented: inside the one above)", "calls/req", "mean ms/req", "p50 ms", "p99 ms", "share"],
         [
             (
@@ -392,8 +391,8 @@ def measure_next_steps(runtime: Runtime, pick, budget: Budget, *, staged: bool) 
             stages.restore()
     out = {
         "requests": len(times),
-        "latency": benchlib.summary_ms(times),
-        "cpu": benchlib.summary_ms(cpu),
+        "latency": lib.summary_ms(times),
+        "cpu": lib.summary_ms(cpu),
         "gc": watch.result(),
         "mean_candidates": round(candidates / len(times), 2),
         "requests_per_s": round(len(times) / sum(times), 2),
@@ -502,7 +501,7 @@ def profile_to_file(name: str, title: str, fn, note: str) -> dict:
     out = io.StringIO()
     out.write(
         f"# {title}\n# call: {note}\n# wall time under the profiler: {wall:.2f} s\n"
-        f"# command: {benchlib.command_line()}\n# {benchlib.environment()['date']}, loadavg {loadavg()}; "
+        f"# command: {lib.command_line()}\n# {lib.environment()['date']}, loadavg {loadavg()}; "
         "cProfile overhead inflates Python-heavy code (rdflib, pyshacl, graphql-core), not Rust (pyoxigraph)\n"
         "# 'store.py:NN(<listcomp>)' in Store.select is where pyoxigraph evaluates a SELECT (solutions are lazy)\n\n"
     )
@@ -511,7 +510,7 @@ def profile_to_file(name: str, title: str, fn, note: str) -> dict:
     stats.strip_dirs().sort_stats("cumulative").print_stats(15)
     out.write("\n## top 15 by own time (tottime)\n")
     stats.sort_stats("tottime").print_stats(15)
-    path = benchlib.RESULTS / f"{name}.txt"
+    path = RESULTS / f"{name}.txt"
     path.write_text(out.getvalue())
     return {"file": os.path.relpath(path, ROOT), "wall_s": round(wall, 3)}
 
@@ -548,7 +547,7 @@ def inproc_record_events(runtime: Runtime, pool: Pool, rng: random.Random, size:
         "seconds": round(total, 3),
         "events_per_s": round(events / total, 1),
         "events_per_cpu_s": round(events / sum(cpu), 1),
-        "batch_latency": benchlib.summary_ms(times),
+        "batch_latency": lib.summary_ms(times),
         "stages": rows,
     }
 
@@ -590,7 +589,7 @@ def history_scaling(
             current += n
         times, _ = inproc_next_steps(runtime, lambda: uid, Budget(reps, budget_s))
         rec = decide.next_steps(runtime, uid, channel="WEB", limit=5)
-        out.append({"events": current, "candidates": len(rec.candidates), "latency": benchlib.summary_ms(times)})
+        out.append({"events": current, "candidates": len(rec.candidates), "latency": lib.summary_ms(times)})
         log(f"  history {current:>5} events: p50 {out[-1]['latency']['p50_ms']:.1f} ms ({len(times)} requests)")
     profile = profile_to_file(
         f"profile-next-steps-long-history-{label}",
@@ -628,9 +627,7 @@ class Server:
             "-m",
             "uvicorn",
             "--factory",
-            "bench_app:create",
-            "--app-dir",
-            str(HERE),
+            "bench.next_steps.bench_app:create",
             "--host",
             "127.0.0.1",
             "--port",
@@ -717,7 +714,7 @@ def http_sequential(server: Server, pick, budget: Budget) -> dict:
         "requests": len(times),
         "wall_s": round(wall, 3),
         "requests_per_s": round(len(times) / wall, 2),
-        "latency": benchlib.summary_ms(times),
+        "latency": lib.summary_ms(times),
         "server_cpu_ms_per_request": round((cpu1 - cpu0) / len(times) * 1e3, 3) if cpu0 is not None else None,
     }
 
@@ -757,7 +754,7 @@ def http_concurrent(server: Server, ids: list[str], connections: int) -> dict:
         "requests": len(ids),
         "wall_s": round(wall, 3),
         "requests_per_s": round(len(ids) / wall, 2),
-        "latency": benchlib.summary_ms(times),
+        "latency": lib.summary_ms(times),
         "server_cpu_ms_per_request": round((cpu1 - cpu0) / len(ids) * 1e3, 3) if cpu0 is not None else None,
     }
 
@@ -784,7 +781,7 @@ def http_record_events(server: Server, pool: Pool, rng: random.Random, size: int
         "events": events,
         "seconds": round(total, 3),
         "events_per_s": round(events / total, 1),
-        "batch_latency": benchlib.summary_ms(times),
+        "batch_latency": lib.summary_ms(times),
     }
 
 
@@ -828,7 +825,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--label", help="name of the result files (default: demo, or the user count: 100k)")
     args = parser.parse_args(argv)
-    command = benchlib.command_line()
+    command = lib.command_line()
     log(f"command: {command}")
     rng = random.Random(args.seed)
     tmp: Path | None = None
@@ -868,7 +865,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"{meta_path} not found: build the store with populate.py first")
         meta = json.loads(meta_path.read_text())
         user_ids = [meta["id_format"].format(i) for i in range(meta["first"], meta["first"] + meta["users"])]
-        label = args.label or benchlib.size_label(meta["users"])
+        label = args.label or lib.size_label(meta["users"])
         runtime = Runtime(settings=Settings(store=str(store)))
         result["store"] = {"kind": "synthetic", "path": str(store), **meta}
     result["name"] = f"latency-{label}"
@@ -919,7 +916,7 @@ def main(argv: list[str] | None = None) -> None:
                 with GcWatch() as watch:
                     gql_times = inproc_graphql(runtime, schema, pick, B())
                 result["inproc_graphql_next_steps"] = {
-                    "latency": benchlib.summary_ms(gql_times),
+                    "latency": lib.summary_ms(gql_times),
                     "gc": watch.result(),
                     "validation_cache": validation_cache_hits(schema, runtime, user_ids[0]),
                 }
@@ -933,7 +930,7 @@ def main(argv: list[str] | None = None) -> None:
                     with GcWatch() as watch:
                         gql_times = inproc_graphql(runtime, what_if, pick, B(min(1000, args.requests)))
                     result["what_if_cached_validation"] = {
-                        "latency": benchlib.summary_ms(gql_times),
+                        "latency": lib.summary_ms(gql_times),
                         "gc": watch.result(),
                         "validation_cache": validation_cache_hits(what_if, runtime, user_ids[0]),
                         "note": "NOT the service: its schema with the limit rules built once (graphql_what_if_schema)",
@@ -1058,13 +1055,14 @@ def main(argv: list[str] | None = None) -> None:
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
     result["total_run_s"] = round(time.perf_counter() - t_start, 1)
-    summary(result, label)
-    result.update(benchlib.environment())
-    out = benchlib.write_result(f"latency-{label}", result)
-    log(f"\ncommand: {command}\nwrote {os.path.relpath(out, ROOT)} in {result['total_run_s']} s")
+    text = summary(result, label)
+    out = lib.write_result(RESULTS, f"latency-{label}", result, markdown=text, command=command)
+    log(f"\ncommand: {command}\nwrote {out.relative_to(ROOT)} in {result['total_run_s']} s")
 
 
-def summary(result: dict, label: str) -> None:
+def summary(result: dict, label: str) -> str:
+    """Print the tables of a run; return them as Markdown."""
+    parts: list[str] = []
     rows = []
     m = result["inproc_next_steps"]
     lat = m["latency"]
@@ -1124,8 +1122,10 @@ def summary(result: dict, label: str) -> None:
             )
         else:
             rows.append((what, 0, "", "", "", "", "", "skipped: " + m["skipped"]))
-    log(f"\n## nextSteps, store {label} (ms)\n")
-    log(benchlib.table(["what", "requests", "p50", "p90", "p99", "max", "req/s", "goal"], rows))
+    parts.append(
+        f"## nextSteps, store {label} (ms)\n\n"
+        + lib.table(["what", "requests", "p50", "p90", "p99", "max", "req/s", "goal"], rows)
+    )
     rows = []
     for where, key in (("in process", "inproc_record_events"), ("over HTTP", "http_record_events")):
         for r in result.get(key, []):
@@ -1145,13 +1145,15 @@ def summary(result: dict, label: str) -> None:
             else:
                 rows.append((what, 0, "", "", "", "skipped: " + r["skipped"]))
     if rows:
-        log(f"\n## recordEvents, store {label}\n")
-        log(benchlib.table(["what", "batches", "batch p50 ms", "batch max ms", "events/s", "goal"], rows))
+        parts.append(
+            f"## recordEvents, store {label}\n\n"
+            + lib.table(["what", "batches", "batch p50 ms", "batch max ms", "events/s", "goal"], rows)
+        )
     hs = result.get("history_scaling")
     if hs and "sizes" in hs:
-        log(f"\n## nextSteps as one new user's history grows, store {label} (ms)\n")
-        log(
-            benchlib.table(
+        parts.append(
+            f"## nextSteps as one new user's history grows, store {label} (ms)\n\n"
+            + lib.table(
                 ["events in history", "candidates", "requests", "p50", "p99"],
                 [
                     (h["events"], h["candidates"], h["latency"]["n"], h["latency"]["p50_ms"], h["latency"]["p99_ms"])
@@ -1159,6 +1161,9 @@ def summary(result: dict, label: str) -> None:
                 ],
             )
         )
+    text = "\n\n".join(parts)
+    log("\n" + text)
+    return text
 
 
 if __name__ == "__main__":

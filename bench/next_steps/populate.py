@@ -52,9 +52,14 @@ import pyoxigraph as ox
 
 from bench import lib
 from service import demo
-from service.decisions import users
+from service.decisions import (
+    consent,  # noqa: E402
+    subjects,  # noqa: E402
+    users,
+)
 from service.knowledge import vocab
 from service.knowledge.queries import inline
+from service.knowledge.store import bound
 from service.runtime import Runtime
 from service.settings import Settings
 from service.synthetic import SyntheticConsent, SyntheticEvent, SyntheticUser, user_quads
@@ -107,7 +112,7 @@ class DemoCatalog:
         self.includes: dict[str, set[str]] = {}
         for plan in plans:
             rows = runtime.store.select(inline(PLAN_INCLUDES, plan=ox.NamedNode(plan)))
-            self.includes[plan] = {r["p"].value for r in rows} | {plan}
+            self.includes[plan] = {bound(r, "p").value for r in rows} | {plan}
         # Free < team < enterprise in the demo: order plans by how much they include.
         self.plans = sorted(plans, key=lambda p: len(self.includes[p]))
         self.purposes = dict(runtime.knowledge.codes.purposes)  # code -> IRI
@@ -283,11 +288,11 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
 
     # Sanity: the layout is the service's own (a user exists, reads back, has its consents).
     probe = user_id(1)
-    assert users.exists(runtime, probe), "user graph missing: bulk_load did not register the named graph"
+    assert subjects.exists(runtime, probe), "user graph missing: bulk_load did not register the named graph"
     prof = users.profile(runtime, probe)
     assert prof is not None and prof.role and prof.pseudonym
     sample_events = users.events(runtime, probe)
-    sample_consents = users.consents(runtime, probe)
+    sample_consents = consent.consents(runtime, probe)
     del runtime, ox_store, cat
     gc.collect()
     return {

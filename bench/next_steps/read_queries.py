@@ -14,31 +14,30 @@ and checks that both give the same rows for every user run both ways
 the old form takes tens of seconds). The channel rotates over the four channels,
 and each user is drawn once, so the reads are as cold as in a run of nextSteps.
 
-    .venv/bin/python bench/next_steps/read_queries.py --store /tmp/wf-bench-store --users 400 --compare 2
+    .venv/bin/python -m bench.next_steps.read_queries --store /tmp/wf-bench-store --users 400 --compare 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import sys
+import re
 import time
 from pathlib import Path
 
+import pyoxigraph as ox
+
+from bench import lib
+from service.knowledge import vocab
+from service.knowledge.queries import inline
+from service.knowledge.store import Row
+from service.runtime import Runtime, term
+from service.settings import Settings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
-
-import benchlib  # noqa: E402
-
-from service.knowledge import vocab  # noqa: E402
-from service.knowledge.catalog import CHANNEL_CODES  # noqa: E402
-from service.knowledge.queries import inline  # noqa: E402
-from service.runtime import Runtime, term  # noqa: E402
-from service.settings import Settings  # noqa: E402
+RESULTS = HERE / "results"
 
 PREFIXES = "PREFIX wf: <https://w3id.org/wayfinder/ontology#>\nPREFIX dpv: <https://w3id.org/dpv#>\n"
 
@@ -108,9 +107,25 @@ PARAMETERS = {
 }
 
 
-def answer(rows: list[dict]) -> list[tuple]:
-    """Rows without the parameters (projected only by the old queries), in a stable order."""
-    return sorted(tuple(sorted((k, str(v)) for k, v in row.items() if k not in ("user", "channel"))) for row in rows)
+def substituted(store: ox.Store, query: str, bound: dict[str, ox.NamedNode]) -> list[Row]:
+    """Return the rows of a query run as before: its parameters bound with pyoxigraph's ``substitutions``."""
+    solutions = store.query(
+        query, substitutions={ox.Variable(k): v for k, v in bound.items()}, use_default_graph_as_union=True
+    )
+    assert isinstance(solutions, ox.QuerySolutions)
+    names = [v.value for v in solutions.variables]
+    return [{name: solution[name] for name in names} for solution in solutions]
+
+
+def projected(query: str) -> set[str]:
+    """Return the variables a SELECT of BEFORE projects, less the parameters (written into the text now)."""
+    head = query[query.index("SELECT") : query.index("WHERE")]
+    return set(re.findall(r"\?(\w+)", head)) - {"user", "channel"}
+
+
+def answer(rows: list[dict], columns: set[str]) -> list[tuple]:
+    """Rows in a stable order, on the columns both forms project (the queries now also give ?recordedAt, ?orderedAt)."""
+    return sorted(tuple(sorted((k, str(v)) for k, v in row.items() if k in columns)) for row in rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,17 +136,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--label")
     args = parser.parse_args(argv)
-    command = benchlib.command_line()
-    print(f"command: {command}", flush=True)
+    print(f"command: {lib.command_line()}", flush=True)
     meta = json.loads(Path(str(args.store) + ".bench.json").read_text())
-    label = args.label or benchlib.size_label(meta["users"])
+    label = args.label or lib.size_label(meta["users"])
     rng = random.Random(args.seed)
     population = range(meta["first"], meta["first"] + meta["users"])
     ids = [meta["id_format"].format(i) for i in rng.sample(population, min(args.users, len(population)))]
     compare = len(ids) if args.compare is None else min(args.compare, len(ids))
-    channels = list(CHANNEL_CODES.values())
 
     runtime = Runtime(settings=Settings(store=str(args.store)))
+    channels = list(runtime.knowledge.codes.channels.values())
     store = runtime.store
     times: dict[str, list[float]] = {f"{name} {when}": [] for name in BEFORE for when in ("before", "now")}
     same = 0
@@ -142,14 +156,14 @@ def main(argv: list[str] | None = None) -> None:
             for name in BEFORE:
                 text = inline(runtime.queries[name], **{p: values[p] for p in PARAMETERS[name]})
                 t = time.perf_counter()
-                now[name] = answer(store.select(text))
+                now[name] = answer(store.select(text), projected(BEFORE[name]))
                 times[f"{name} now"].append(time.perf_counter() - t)
             if i >= compare:
                 continue
             for name, text in BEFORE.items():
                 bound = {"user": values["user"], **({"channel": values["channel"]} if name == "candidates" else {})}
                 t = time.perf_counter()
-                before[name] = answer(store.select(text, **bound))
+                before[name] = answer(substituted(store.oxigraph, text, bound), projected(text))
                 times[f"{name} before"].append(time.perf_counter() - t)
             if before != now:
                 raise SystemExit(f"different answers for {uid} on {channels[i % 4]}: {before} vs {now}")
@@ -166,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         store.close()
 
-    summary = {k: benchlib.summary_ms(v) for k, v in times.items() if v}
+    summary = {k: lib.summary_ms(v) for k, v in times.items() if v}
     rows = []
     for name in BEFORE:
         b, n = summary.get(f"{name} before"), summary[f"{name} now"]
@@ -182,26 +196,24 @@ def main(argv: list[str] | None = None) -> None:
                 n["max_ms"],
             )
         )
-    print(f"\n## per-user queries of nextSteps, before and now, store {label} (ms)\n")
-    print(
-        benchlib.table(
+    text = (
+        f"## per-user queries of nextSteps, before and now, store {label} (ms)\n\n"
+        + lib.table(
             ["query", "users before", "before p50", "before p99", "users now", "now p50", "now p99", "now max"], rows
         )
+        + f"\n\nsame answers on all {same} users run both ways"
     )
-    print(f"\nsame answers on all {same} users run both ways")
+    print("\n" + text)
     payload = {
-        "name": f"read-queries-{label}",
-        "command": command,
         "store": meta,
         "users": len(ids),
         "compared_users": same,
         "timings": summary,
         "before": BEFORE,
         "now": {name: runtime.queries[name] for name in BEFORE},
-        **benchlib.environment(),
     }
-    out = benchlib.write_result(f"read-queries-{label}", payload)
-    print(f"wrote {os.path.relpath(out, ROOT)}")
+    out = lib.write_result(RESULTS, f"read-queries-{label}", payload, markdown=text)
+    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -7,20 +7,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
-B=bench/next_steps
+B=bench.next_steps
 STORE=${STORE:-/tmp/wf-bench-store}
 
-$PY $B/populate.py --store "$STORE" --users 100000 --force
-$PY $B/latency.py --store "$STORE"
-$PY $B/read_queries.py --store "$STORE" --users 400 --compare 2
+$PY -m $B.populate --store "$STORE" --users 100000 --force
+$PY -m $B.latency --store "$STORE"
+$PY -m $B.read_queries --store "$STORE" --users 400 --compare 2
 rm -rf "$STORE" "$STORE.bench.json" "$STORE.anchors.jsonl"
-$PY $B/latency.py --demo
+$PY -m $B.latency --demo
 
 # How nextSteps grows with the store: 1k and 10k users (in-process only).
 for n in 1000 10000; do
   S="/tmp/wf-bench-store-$n"
-  $PY $B/populate.py --store "$S" --users $n --force
-  $PY $B/latency.py --store "$S" --quick --budget-s 30
-  $PY $B/read_queries.py --store "$S" --users 200 --compare 20
+  $PY -m $B.populate --store "$S" --users $n --force
+  $PY -m $B.latency --store "$S" --quick --budget-s 30
+  $PY -m $B.read_queries --store "$S" --users 200 --compare 20
   rm -rf "$S" "$S.bench.json" "$S.anchors.jsonl"
 done

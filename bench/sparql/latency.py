@@ -2,22 +2,24 @@
 
 Runs against whatever `service` package is first on the path, so the same script
 times two versions side by side: this checkout, and another one (a git worktree of
-an older commit) given with PYTHONPATH. Prints p50 and p90 per query and writes JSON.
+an older commit) given first on PYTHONPATH, this checkout after it for ``bench.lib``.
+Prints p50 and p90 (nearest rank, ``bench.lib.percentile``) per query and writes JSON.
 
-    .venv/bin/python bench/sparql/latency.py --runs 20 --out bench/sparql/results/now.json
+    .venv/bin/python -m bench.sparql.latency --runs 20 --out bench/sparql/results/now.json
     git worktree add /tmp/before <commit>
-    PYTHONPATH=/tmp/before .venv/bin/python bench/sparql/latency.py --runs 20 --out bench/sparql/results/before.json
+    cd /tmp/before && PYTHONPATH=/tmp/before:/work/main /work/main/.venv/bin/python /work/main/bench/sparql/latency.py \
+        --runs 20 --out /work/main/bench/sparql/results/before.json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from bench import lib
 
 QUERIES = {
     "ask": "ASK {}",
@@ -54,30 +56,25 @@ def main() -> None:
             times = []
             for _ in range(args.runs + 1):  # the first is a warm-up
                 started = time.perf_counter()
-                answer = asyncio.run(endpoint.answer(query, accept="application/sparql-results+json"))
+                answer = asyncio.run(endpoint.answer(query, accept=["application/sparql-results+json"]))
                 times.append(time.perf_counter() - started)
                 assert answer.status == 200, answer.body[:200]
-            times = sorted(times[1:])
+            times = times[1:]
             results[name] = {
-                "p50_ms": round(1000 * statistics.median(times), 1),
-                "p90_ms": round(1000 * times[int(0.9 * (len(times) - 1))], 1),
+                "p50_ms": round(1000 * lib.percentile(times, 50), 1),
+                "p90_ms": round(1000 * lib.percentile(times, 90), 1),
                 "runs": len(times),
+                "samples_ms": [round(1000 * t, 1) for t in times],
             }
             print(f"{name:22s} p50 {results[name]['p50_ms']:7.1f} ms   p90 {results[name]['p90_ms']:7.1f} ms")
         endpoint.close()
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(
-            json.dumps(
-                {
-                    "service": str(Path(service.__file__).parent),
-                    "results": results,
-                    "command": "python bench/sparql/latency.py " + f"--runs {args.runs}",
-                },
-                indent=2,
-            )
-            + "\n"
+        text = lib.table(
+            ["query", "runs", "p50 ms", "p90 ms"],
+            [(name, r["runs"], r["p50_ms"], r["p90_ms"]) for name, r in results.items()],
         )
+        payload = {"service": str(Path(service.__file__).parent), "results": results}
+        lib.write_result(args.out.resolve().parent, args.out.stem, payload, markdown=text)
 
 
 if __name__ == "__main__":

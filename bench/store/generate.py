@@ -1,6 +1,8 @@
 """Seeded generator of a synthetic Wayfinder store: ontology, catalog, users, events, consent.
 
-The layout is the service's (service/knowledge/vocab.py, service/decisions/users.py, service/decisions/consent.py):
+The layout is the service's: users, their consent records and events are built by
+``service/synthetic.py`` with the service's own quad builders (those of
+``users.register``, ``consent.consent_record`` and ``users.record_events``):
 
 - the ontology (ontology/wayfinder.ttl) in graph ``graph/ontology``;
 - a catalog of ~200 steps (prerequisite chains up to 6 deep, role and plan
@@ -12,9 +14,10 @@ The layout is the service's (service/knowledge/vocab.py, service/decisions/users
   StepDismissed, Activated, Converted) simulated along the prerequisite graph:
   a step is completed only after its prerequisites, and only steps open to the
   user's role and plan are completed;
-- consent records (W3C DPV) in graph ``graph/consent``: Personalization given by
-  85% of users (5% of them withdraw it later), Analytics by 60%, Marketing
-  records for half of them. Events of a class with wf:collectedFor are only
+- consent records (W3C DPV, each with ``wf:recordedAt``) in graph ``graph/consent``:
+  Personalization given by 85% of users (5% of them withdraw it later), Analytics
+  by 60%, Marketing by 25%; a purpose not consented to has no record, as after
+  ``users.register``. Events of a class with wf:collectedFor are only
   generated when the user's final consent allows them, so the data conforms to
   shapes/privacy.ttl (checked by shacl.py, which reports the violations found).
 
@@ -27,7 +30,7 @@ triples with the graph names dropped), byte-identical for the same seed, size
 and ontology/wayfinder.ttl (which is in the file, so an edit to the ontology
 changes the triple count by a few).
 
-    .venv/bin/python bench/store/generate.py --triples 1000000 --format both
+    .venv/bin/python -m bench.store.generate --triples 1000000 --format both
 """
 
 from __future__ import annotations
@@ -37,12 +40,17 @@ import datetime as dt
 import json
 import os
 import random
-import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pyoxigraph as ox
+
+from bench import lib
+from service import synthetic
+from service.synthetic import SyntheticConsent, SyntheticEvent, SyntheticUser
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -69,16 +77,11 @@ def _wf(name: str) -> str:
     return f"<{WF}{name}>"
 
 
-def _dpv(name: str) -> str:
-    return f"<{DPV}{name}>"
-
-
 A = f"<{RDF}type>"
 LABEL = f"<{RDFS}label>"
 ONTOLOGY_GRAPH = _iri(BASE + "graph/ontology")
 CATALOG_GRAPH = _iri(BASE + "graph/catalog/synthetic")
 CONSENT_GRAPH = _iri(BASE + "graph/consent")
-XSD_DATETIME = f"<{XSD}dateTime>"
 XSD_INTEGER = f"<{XSD}integer>"
 
 
@@ -88,22 +91,6 @@ def _en(text: str) -> str:
 
 def _int(value: int) -> str:
     return f'"{value}"^^{XSD_INTEGER}'
-
-
-def _string(value: str) -> str:
-    return f'"{value}"'  # xsd:string; callers pass hex tokens only
-
-
-def _datetime(value: dt.datetime) -> str:
-    return f'"{value.strftime("%Y-%m-%dT%H:%M:%SZ")}"^^{XSD_DATETIME}'
-
-
-def user_iri(user_id: str) -> str:
-    return _iri(BASE + "user/" + user_id)
-
-
-def user_graph(user_id: str) -> str:
-    return _iri(BASE + "graph/user/" + user_id)
 
 
 # ---------------------------------------------------------------------------
@@ -285,52 +272,50 @@ class Counts:
         return self.users + self.events + self.consents
 
 
+EVENT_CLASSES = {
+    "done": "StepCompleted",
+    "dismissed": "StepDismissed",
+    "used": "FeatureUsed",
+    "activated": "Activated",
+    "converted": "Converted",
+}
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def user_quads(
+def synthetic_user(
     rng: random.Random, cat: Catalog, user_id: str, counts: Counts, n_events: int | None = None
-) -> list[Quad]:
-    """One user: profile and events (their graph) and consent records (the consent graph)."""
-    out: list[Quad] = []
-    user = user_iri(user_id)
-    g = user_graph(user_id)
+) -> SyntheticUser:
+    """One user: profile, consent records and events, drawn along the prerequisite graph."""
     role = rng.randrange(len(ROLES))
     plan = rng.choices(range(len(PLANS)), weights=PLAN_WEIGHTS)[0]
     registered = EPOCH + dt.timedelta(seconds=rng.randrange(YEAR_S))
-    out += [
-        (user, A, _wf("User"), g),
-        (user, _wf("hasRole"), _iri(CATALOG_BASE + ROLES[role]), g),
-        (user, _wf("hasIndustry"), _iri(CATALOG_BASE + rng.choice(INDUSTRIES)), g),
-        (user, _wf("hasPlan"), _iri(CATALOG_BASE + PLANS[plan]), g),
-        (user, _wf("signupChannel"), _wf(rng.choices(CHANNELS, weights=SIGNUP_WEIGHTS)[0]), g),
-        (user, _wf("registeredAt"), _datetime(registered), g),
-        (user, _wf("pseudonym"), _string(f"{rng.getrandbits(128):032x}"), g),
-    ]
+    user = SyntheticUser(
+        id=user_id,
+        registered_at=registered,
+        role=CATALOG_BASE + ROLES[role],
+        industry=CATALOG_BASE + rng.choice(INDUSTRIES),
+        plan=CATALOG_BASE + PLANS[plan],
+        signup_channel=WF + rng.choices(CHANNELS, weights=SIGNUP_WEIGHTS)[0],
+        pseudonym=f"{rng.getrandbits(128):032x}",
+    )
 
-    # Consent records: (purpose, status, time); the last record per purpose decides.
-    records: list[tuple[str, str, dt.datetime]] = []
+    # Consent records as the service writes them: a grant at registration, a later withdrawal.
+    # A purpose the user does not consent to has no record (users.register records grants only).
     at = registered + dt.timedelta(seconds=5)
     personalization = rng.random() < 0.85
-    records.append(("Personalization", "ConsentGiven" if personalization else "ConsentRefused", at))
+    records: list[tuple[str, bool, dt.datetime]] = [("Personalization", True, at)] if personalization else []
     analytics = rng.random() < 0.60
-    records.append(("Analytics", "ConsentGiven" if analytics else "ConsentRefused", at))
-    if rng.random() < 0.5:
-        records.append(("Marketing", "ConsentGiven" if rng.random() < 0.5 else "ConsentRefused", at))
+    if analytics:
+        records.append(("Analytics", True, at))
+    if rng.random() < 0.5 and rng.random() < 0.5:
+        records.append(("Marketing", True, at))
     if personalization and rng.random() < 0.05:
-        records.append(("Personalization", "ConsentWithdrawn", at + dt.timedelta(days=rng.randint(20, 60))))
+        records.append(("Personalization", False, at + dt.timedelta(days=rng.randint(20, 60))))
         personalization = False
-    for purpose, status, when in records:
-        c = _iri(BASE + "consent/" + _uuid(rng))
-        out += [
-            (c, A, _dpv("ConsentRecord"), CONSENT_GRAPH),
-            (c, _dpv("hasDataSubject"), user, CONSENT_GRAPH),
-            (c, _dpv("hasPurpose"), _wf(purpose), CONSENT_GRAPH),
-            (c, _dpv("hasConsentStatus"), _dpv(status), CONSENT_GRAPH),
-            (c, _dpv("isIndicatedAtTime"), _datetime(when), CONSENT_GRAPH),
-            (c, _dpv("hasLegalBasis"), _dpv("Consent"), CONSENT_GRAPH),
-        ]
+    user.consents = [SyntheticConsent(_uuid(rng), WF + purpose, granted, when) for purpose, granted, when in records]
     counts.consents += len(records)
     feature_ok = personalization or analytics  # wf:FeatureUsed is collected for both
     milestone_ok = analytics  # wf:Activated and wf:Converted for Analytics only
@@ -356,41 +341,49 @@ def user_quads(
             kind = "used" if feature_ok else None
         if kind is None:
             continue
-        e = _iri(BASE + "event/" + _uuid(rng))
+        event_id = _uuid(rng)
+        step = feature = None
         if kind in ("done", "dismissed"):
-            step = rng.choice(sorted(available)[:5])  # follow the default order, loosely
-            available.discard(step)
-            out.append((e, A, _wf("StepCompleted" if kind == "done" else "StepDismissed"), g))
-            out.append((e, _wf("aboutStep"), cat.steps[step].iri, g))
+            index = rng.choice(sorted(available)[:5])  # follow the default order, loosely
+            available.discard(index)
+            step = cat.steps[index].iri[1:-1]
             if kind == "done":
-                completed.append(step)
-                for d in cat.dependents[step]:
+                completed.append(index)
+                for d in cat.dependents[index]:
                     missing[d] -= 1
                     if missing[d] == 0 and open_to_user[d]:
                         available.add(d)
         elif kind == "used":
             if completed and rng.random() < 0.8:
-                feature = rng.choice(cat.steps[rng.choice(completed)].features)
+                f = rng.choice(cat.steps[rng.choice(completed)].features)
             else:
-                feature = rng.randrange(len(cat.features))
-            out.append((e, A, _wf("FeatureUsed"), g))
-            out.append((e, _wf("aboutFeature"), cat.features[feature].iri, g))
+                f = rng.randrange(len(cat.features))
+            feature = cat.features[f].iri[1:-1]
         else:
             activated = activated or kind == "activated"
             converted = converted or kind == "converted"
-            out.append((e, A, _wf("Activated" if kind == "activated" else "Converted"), g))
-        out.append((e, _wf("byUser"), user, g))
-        out.append((e, _wf("occurredAt"), _datetime(at), g))
+        user.events.append(SyntheticEvent(event_id, WF + EVENT_CLASSES[kind], at, step=step, feature=feature))
         counts.events += 1
     counts.users += 1
+    return user
+
+
+def user_quads(
+    rng: random.Random, cat: Catalog, user_id: str, counts: Counts, n_events: int | None = None
+) -> list[Quad]:
+    """One user's quads (``service.synthetic``, the service's builders): their graph and the consent graph."""
+    out = as_strings(synthetic.user_quads(synthetic_user(rng, cat, user_id, counts, n_events)))
     counts.triples += len(out)
     return out
 
 
+def as_strings(quads: Iterable[ox.Quad]) -> list[Quad]:
+    """Return pyoxigraph quads as N-Triples term strings."""
+    return [(str(q.subject), str(q.predicate), str(q.object), str(q.graph_name)) for q in quads]
+
+
 def ontology_quads() -> list[Quad]:
     """The ontology, in its named graph, serialised by pyoxigraph (blank nodes labelled)."""
-    import pyoxigraph as ox
-
     labels: dict[str, str] = {}
 
     def term(t) -> str:
@@ -497,10 +490,6 @@ def add_to_rdflib(graph, quads: Iterable[Quad]) -> None:
         )
 
 
-def size_label(n: int) -> str:
-    return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
-
-
 def write(path_base: Path, fmt: str, **kwargs) -> tuple[Counts, dict[str, str]]:
     """Write ``path_base``.nq and/or .nt; return the counts and the paths written."""
     path_base.parent.mkdir(parents=True, exist_ok=True)
@@ -532,7 +521,7 @@ def ensure(triples: int, seed: int = 42, fmt: str = "both") -> dict[str, str]:
 
     The "meta" entry is a JSON file with the counts (triples, users, events, ...).
     """
-    base = DATA_DIR / f"synthetic-{size_label(triples)}-seed{seed}"
+    base = DATA_DIR / f"synthetic-{lib.size_label(triples)}-seed{seed}"
     wanted = {"nquads": base.with_suffix(".nq"), "ntriples": base.with_suffix(".nt")}
     if fmt != "both":
         wanted = {fmt: wanted[fmt]}
@@ -556,14 +545,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     n = args.triples or args.users or args.nodes
     unit = "" if args.triples else "u" if args.users else "n"
-    base = args.out or DATA_DIR / f"synthetic-{size_label(n)}{unit}-seed{args.seed}"
+    base = args.out or DATA_DIR / f"synthetic-{lib.size_label(n)}{unit}-seed{args.seed}"
     t0 = time.perf_counter()
     counts, written = write(base, args.format, seed=args.seed, triples=args.triples, users=args.users, nodes=args.nodes)
     elapsed = time.perf_counter() - t0
     cat = build_catalog(random.Random(args.seed))
-    print(
-        f"command: {' '.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]])}"
-    )
+    print(f"command: {lib.command_line()}")
     print("| what | value |\n|---|---|")
     for k, v in (
         ("triples", counts.triples),

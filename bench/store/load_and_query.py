@@ -28,8 +28,8 @@
     a two-pattern lookup (a user's StepCompleted events) with substitutions=
     and inline, which isolates how substitutions= plans.
 
-    .venv/bin/python bench/store/load_and_query.py            # 1M triples, ~10 min
-    .venv/bin/python bench/store/load_and_query.py --quick    # 100k triples, 1 min
+    .venv/bin/python -m bench.store.load_and_query            # 1M triples, ~10 min
+    .venv/bin/python -m bench.store.load_and_query --quick    # 100k triples, 1 min
 """
 
 from __future__ import annotations
@@ -41,18 +41,18 @@ import json
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import lib
+from bench.store import generate
 
-import common  # noqa: E402
-import generate  # noqa: E402
-
-HERE = common.HERE
-ROOT = common.ROOT
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RESULTS = HERE / "results"
 QUERIES = HERE / "queries"
 TMP = HERE / "tmp"
 USER_BASE = "https://w3id.org/wayfinder/user/"
@@ -102,8 +102,8 @@ def timed_pass(users: list[str], run) -> tuple[dict, dict]:
         sigs[u] = signature(rows)
     stats = {
         "n": len(times),
-        "p50_s": common.percentile(times, 50),
-        "p99_s": common.percentile(times, 99),
+        "p50_s": lib.percentile(times, 50),
+        "p99_s": lib.percentile(times, 99),
         "mean_s": sum(times) / len(times),
         "max_s": max(times),
     }
@@ -118,8 +118,8 @@ def passes(users: list[str], run, n: int, warmup: list[str]) -> dict:
     for _ in range(n):
         stats, sigs = timed_pass(users, run)
         out["passes"].append(stats)
-    out["p50_s"] = common.median([p["p50_s"] for p in out["passes"]])
-    out["p99_s"] = common.median([p["p99_s"] for p in out["passes"]])
+    out["p50_s"] = statistics.median([p["p50_s"] for p in out["passes"]])
+    out["p99_s"] = statistics.median([p["p99_s"] for p in out["passes"]])
     out["signatures"] = sigs
     out["answers"] = None
     return out
@@ -138,7 +138,7 @@ def child(spec: dict) -> dict:
         import rdflib.plugins.parsers.nquads  # noqa: F401
         import rdflib.plugins.parsers.ntriples  # noqa: F401
     gc.collect()
-    rss0, _ = common.rss_kib()
+    rss0 = lib.rss_mb()
     result: dict = {}
     if engine == "pyoxigraph":
         import pyoxigraph as ox
@@ -158,7 +158,7 @@ def child(spec: dict) -> dict:
             store.flush()
             result["flush_s"] = time.perf_counter() - t1
         result["triples"] = len(store)
-        rss1, hwm = common.rss_kib()
+        rss1, hwm = lib.rss_mb(), lib.peak_rss_mb()
         if location is not None:
             result["disk_mb"] = sum(f.stat().st_size for f in location.rglob("*") if f.is_file()) / 1e6
     else:
@@ -170,9 +170,9 @@ def child(spec: dict) -> dict:
         result["load_s"] = time.perf_counter() - t0
         result["triples"] = len(graph)
         gc.collect()
-        rss1, hwm = common.rss_kib()
-    result["rss_growth_mb"] = (rss1 - rss0) / 1024
-    result["peak_rss_growth_mb"] = (hwm - rss0) / 1024
+        rss1, hwm = lib.rss_mb(), lib.peak_rss_mb()
+    result["rss_growth_mb"] = rss1 - rss0
+    result["peak_rss_growth_mb"] = hwm - rss0
     result["triples_per_s"] = result["triples"] / result["load_s"]
 
     if spec.get("queries"):
@@ -255,7 +255,11 @@ def child(spec: dict) -> dict:
 
 def run_child(spec: dict, timeout: float) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "bench.store.load_and_query", "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"child failed for {spec}: {proc.stderr[-2000:]}")
@@ -285,7 +289,7 @@ def main() -> None:
         args.triples, args.runs, args.users = 100_000, 2, 50
 
     started = time.perf_counter()
-    machine = common.machine()
+    machine = lib.environment()
     files = generate.ensure(args.triples, args.seed)
     meta = json.loads(Path(files["meta"]).read_text())
     rng = random.Random(args.seed)
@@ -351,13 +355,13 @@ def main() -> None:
     for variant, runs in loads.items():
         engine, store_kind, method, fmt = variant
         med = {
-            k: common.median([r[k] for r in runs])
+            k: statistics.median([r[k] for r in runs])
             for k in ("load_s", "triples_per_s", "rss_growth_mb", "peak_rss_growth_mb")
         }
         extra = ""
         if store_kind == "disk":
-            med["flush_s"] = common.median([r["flush_s"] for r in runs])
-            med["disk_mb"] = common.median([r["disk_mb"] for r in runs])
+            med["flush_s"] = statistics.median([r["flush_s"] for r in runs])
+            med["disk_mb"] = statistics.median([r["disk_mb"] for r in runs])
             extra = f"flush {med['flush_s']:.2f} s, {med['disk_mb']:.0f} MB on disk"
         call = {
             "pyoxigraph": f"Store({'path' if store_kind == 'disk' else ''}).{method}",
@@ -390,49 +394,54 @@ def main() -> None:
 
     def query_rows(qs: dict) -> list[list]:
         return [
-            [name, q["passes"][0]["n"], len(q["passes"]), common.ms(q["p50_s"]), common.ms(q["p99_s"]), q["answers"]]
+            [
+                name,
+                q["passes"][0]["n"],
+                len(q["passes"]),
+                lib.duration_text(q["p50_s"]),
+                lib.duration_text(q["p99_s"]),
+                q["answers"],
+            ]
             for name, q in qs.items()
         ]
 
     elapsed = time.perf_counter() - started
-    print()
-    print(f"command: {common.command_line()}")
-    print(
-        f"data: {Path(files['nquads']).relative_to(ROOT)} ({meta['triples']:,} triples, {meta['users']:,} users, "
-        f"{meta['events']:,} events, {meta['consent_records']:,} consent records); seed {args.seed}"
+    text = "\n".join(
+        [
+            f"data: {Path(files['nquads']).relative_to(ROOT)} ({meta['triples']:,} triples, {meta['users']:,} users, "
+            f"{meta['events']:,} events, {meta['consent_records']:,} consent records); seed {args.seed}",
+            f"machine at start: {lib.machine_line(machine)}",
+            "",
+            f"(a) load, median of {args.runs} runs (each in a fresh process)",
+            "",
+            lib.table(
+                ["engine", "call", "file", "time", "triples/s", "RSS growth", "peak RSS growth", "disk", "runs (s)"],
+                load_rows,
+            ),
+            "",
+            f"(b) next-steps query on the {meta['triples']:,}-triple N-Quads store (union default graph), "
+            f"p50/p99 over random users; median over passes",
+            "",
+            lib.table(["engine: variant", "users", "passes", "p50", "p99", "answers"], query_rows(queries)),
+            "",
+            f"(b') formulations that go wrong, pyoxigraph, {pmeta['triples']:,}-triple store, {args.pitfall_users} users",
+            "",
+            lib.table(["variant", "users", "passes", "p50", "p99", "answers"], query_rows(pitfalls)),
+            "",
+            f"total time {elapsed:.0f} s",
+        ]
     )
-    print(
-        f"machine: {machine['cpu_count']} CPUs, python {machine['python']}, pyoxigraph {machine['pyoxigraph']}, "
-        f"rdflib {machine['rdflib']}; load average at start {machine['load_average_at_start']}"
-    )
-    print()
-    print(f"(a) load, median of {args.runs} runs (each in a fresh process)")
-    print(
-        common.table(
-            ["engine", "call", "file", "time", "triples/s", "RSS growth", "peak RSS growth", "disk", "runs (s)"],
-            load_rows,
-        )
-    )
-    print()
-    print(
-        f"(b) next-steps query on the {meta['triples']:,}-triple N-Quads store (union default graph), "
-        f"p50/p99 over random users; median over passes"
-    )
-    print(common.table(["engine: variant", "users", "passes", "p50", "p99", "answers"], query_rows(queries)))
-    print()
-    print(f"(b') formulations that go wrong, pyoxigraph, {pmeta['triples']:,}-triple store, {args.pitfall_users} users")
-    print(common.table(["variant", "users", "passes", "p50", "p99", "answers"], query_rows(pitfalls)))
-    print(f"\ntotal time {elapsed:.0f} s")
-    path = common.write_json(
+    print(f"\ncommand: {lib.command_line()}\n{text}")
+    path = lib.write_result(
+        RESULTS,
         "load_and_query" + ("-quick" if args.quick else ""),
         {
-            "command": common.command_line(),
-            "machine": machine,
+            "environment_at_start": machine,
             "data": {
                 **meta,
                 "nquads": str(Path(files["nquads"]).relative_to(ROOT)),
                 "ntriples": str(Path(files["ntriples"]).relative_to(ROOT)),
-                "ontology_sha256_16": common.file_digest([ROOT / "ontology" / "wayfinder.ttl"]),
+                "ontology_sha256_16": lib.files_digest([ROOT / "ontology" / "wayfinder.ttl"]),
             },
             "load": load_json,
             "query": {
@@ -443,6 +452,7 @@ def main() -> None:
             "pitfalls": {"triples": pmeta["triples"], "users": args.pitfall_users, "variants": pitfalls},
             "total_s": elapsed,
         },
+        markdown=text,
     )
     print(f"wrote {path.relative_to(ROOT)}")
 

@@ -27,8 +27,8 @@ pyshacl re-parses the text of a SPARQL constraint for every focus node; the
 "cached" variant patches pyshacl (in this process only) to parse each
 constraint's text once (rdflib prepareQuery), to measure what the parsing costs.
 
-    .venv/bin/python bench/store/shacl.py             # ~10 min
-    .venv/bin/python bench/store/shacl.py --quick     # 2k/10k nodes, short caps
+    .venv/bin/python -m bench.store.shacl             # ~10 min
+    .venv/bin/python -m bench.store.shacl --quick     # 2k/10k nodes, short caps
 """
 
 from __future__ import annotations
@@ -39,17 +39,23 @@ import functools
 import json
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pyoxigraph as ox
 
-import common  # noqa: E402
-import generate as G  # noqa: E402
+from bench import lib
+from bench.store import generate as G
+from service.decisions.users import event_quads
+from service.synthetic import SyntheticEvent
 
-ROOT = common.ROOT
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RESULTS = HERE / "results"
 SHAPES_DIR = ROOT / "shapes"
 WF = G.WF
 DPV = G.DPV
@@ -163,7 +169,11 @@ def full_child(spec: dict) -> dict:
 def run_full(nodes: int, shapes: str, cap: float, seed: int) -> dict:
     spec = {"nodes": nodes, "shapes": shapes, "cap": cap, "seed": seed}
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, timeout=cap + 600
+        [sys.executable, "-m", "bench.store.shacl", "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=cap + 600,
+        cwd=ROOT,
     )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
@@ -209,7 +219,7 @@ def per_node_costs(graph, counts, shapes, sample: int, seed: int) -> dict:
             "total": totals[kind],
             "conforms": conforms,
         }
-    overhead = common.median([k["overhead_s_per_call"] for k in out["kinds"].values()])
+    overhead = statistics.median([k["overhead_s_per_call"] for k in out["kinds"].values()])
     out["overhead_s_per_call"] = overhead
     out["projected_full_s"] = overhead + sum(k["marginal_s_per_node"] * k["total"] for k in out["kinds"].values())
     return out
@@ -220,7 +230,6 @@ def per_node_costs(graph, counts, shapes, sample: int, seed: int) -> dict:
 
 
 def delta_bench(nodes: int, runs: int, seed: int, shapes) -> dict:
-    import pyoxigraph as ox
     import rdflib
 
     # The store, as the service holds it.
@@ -246,13 +255,21 @@ def delta_bench(nodes: int, runs: int, seed: int, shapes) -> dict:
         stored = [q for q in qs if q not in events]
         if refuse:  # no consent at all, and one FeatureUsed event
             stored = [q for q in stored if q[3] != G.CONSENT_GRAPH]
-            e = f"<{G.BASE}event/refused-{i}>"
-            events = [
-                (e, G.A, G._wf("FeatureUsed"), G.user_graph(user_id)),
-                (e, G._wf("byUser"), G.user_iri(user_id), G.user_graph(user_id)),
-                (e, G._wf("aboutFeature"), cat.features[0].iri, G.user_graph(user_id)),
-                (e, G._wf("occurredAt"), '"2025-06-01T10:00:00Z"^^<' + G.XSD + "dateTime>", G.user_graph(user_id)),
-            ]
+            refused = SyntheticEvent(
+                f"refused-{i}",
+                G.WF + "FeatureUsed",
+                datetime(2025, 6, 1, 10, tzinfo=UTC),
+                feature=cat.features[0].iri[1:-1],
+            )
+            events = G.as_strings(
+                event_quads(
+                    ox.NamedNode(G.BASE + "event/" + refused.id),
+                    user_id,
+                    ox.NamedNode(refused.type),
+                    at=refused.at,
+                    feature=refused.feature,
+                )
+            )
         store.load("".join(G.nquads_lines(stored)), format=ox.RdfFormat.N_QUADS)
         return user_id, events
 
@@ -305,10 +322,10 @@ def delta_bench(nodes: int, runs: int, seed: int, shapes) -> dict:
             refused = write(*new_user(10_000 + len(out), refuse=True))
         out[label] = {
             "runs": len(results),
-            "neighbourhood_p50_s": common.median([r["neighbourhood_s"] for r in results]),
-            "validate_p50_s": common.median([r["validate_s"] for r in results]),
-            "total_p50_s": common.median([r["total_s"] for r in results]),
-            "total_p99_s": common.percentile([r["total_s"] for r in results], 99),
+            "neighbourhood_p50_s": statistics.median([r["neighbourhood_s"] for r in results]),
+            "validate_p50_s": statistics.median([r["validate_s"] for r in results]),
+            "total_p50_s": statistics.median([r["total_s"] for r in results]),
+            "total_p99_s": lib.percentile([r["total_s"] for r in results], 99),
             "total_max_s": max(r["total_s"] for r in results),
             "graph_triples": results[0]["triples"],
             "focus_nodes": results[0]["focus"],
@@ -351,9 +368,9 @@ def main() -> None:
         args.sizes, args.cap, args.delta_runs, args.delta_nodes, args.sample = "2000,10000", 30, 5, 10_000, 4
     sizes = [int(s) for s in args.sizes.split(",")]
     started = time.perf_counter()
-    machine = common.machine()
+    machine = lib.environment()
     shapes = load_shapes()
-    shapes_digest = common.file_digest(sorted(SHAPES_DIR.glob("*.ttl")))
+    shapes_digest = lib.files_digest(sorted(SHAPES_DIR.glob("*.ttl")))
 
     full: dict = {}
     per_node: dict = {}
@@ -375,15 +392,12 @@ def main() -> None:
     print("  delta done", flush=True)
     elapsed = time.perf_counter() - started
 
-    print()
-    print(f"command: {common.command_line()}")
-    print(
-        f"machine: {machine['cpu_count']} CPUs, python {machine['python']}, pyshacl {machine['pyshacl']}, "
-        f"rdflib {machine['rdflib']}; load average at start {machine['load_average_at_start']}"
-    )
-    print(f"shapes: shapes/*.ttl (sha256 {shapes_digest}), inference none, advanced=True")
-    print()
-    print(
+    lines: list[str] = []
+    emit = lines.append
+    emit(f"machine at start: {lib.machine_line(machine)}")
+    emit(f"shapes: shapes/*.ttl (sha256 {shapes_digest}), inference none, advanced=True")
+    emit("")
+    emit(
         f"1. full validation (fresh process each, stopped after {args.cap:.0f} s; {args.cap_large:.0f} s over 50k nodes)"
     )
     rows = []
@@ -399,10 +413,10 @@ def main() -> None:
                 "" if not r["finished"] else ("conforms" if r["conforms"] else json.dumps(r["violations"])),
             ]
         )
-    print(common.table(["nodes", "users / events / consents", "triples", "shapes", "time", "result"], rows))
-    print()
+    emit(lib.table(["nodes", "users / events / consents", "triples", "shapes", "time", "result"], rows))
+    emit("")
     if not args.full_only:
-        print(
+        emit(
             f"2. cost per focus node over the whole graph (calls with {args.sample} and {2 * args.sample} focus nodes "
             f"per kind; marginal = difference), and the full run it projects"
         )
@@ -414,21 +428,21 @@ def main() -> None:
                     [
                         f"{nodes:,}",
                         "service (pyshacl as is)" if label == "service" else "constraints parsed once",
-                        common.ms(k["event"]["marginal_s_per_node"]),
-                        common.ms(k["user"]["marginal_s_per_node"]),
-                        common.ms(k["consent record"]["marginal_s_per_node"]),
-                        common.ms(r["overhead_s_per_call"]),
+                        lib.duration_text(k["event"]["marginal_s_per_node"]),
+                        lib.duration_text(k["user"]["marginal_s_per_node"]),
+                        lib.duration_text(k["consent record"]["marginal_s_per_node"]),
+                        lib.duration_text(r["overhead_s_per_call"]),
                         f"{r['projected_full_s']:,.0f} s",
                     ]
                 )
-        print(
-            common.table(
+        emit(
+            lib.table(
                 ["nodes", "variant", "per event", "per user", "per consent record", "per call", "projected full run"],
                 rows,
             )
         )
-        print()
-        print(
+        emit("")
+        emit(
             f"3. per-write delta: 10 new events of one user, neighbourhood read from a {delta['nodes']:,}-node store "
             f"({delta['store_quads']:,} quads); {args.delta_runs} writes"
         )
@@ -441,18 +455,18 @@ def main() -> None:
                     label,
                     f"{r['graph_triples']:,}",
                     r["focus_nodes"],
-                    common.ms(r["neighbourhood_p50_s"]),
-                    common.ms(r["validate_p50_s"]),
-                    common.ms(r["total_p50_s"]),
-                    common.ms(r["total_max_s"]),
+                    lib.duration_text(r["neighbourhood_p50_s"]),
+                    lib.duration_text(r["validate_p50_s"]),
+                    lib.duration_text(r["total_p50_s"]),
+                    lib.duration_text(r["total_max_s"]),
                     "yes" if r["all_conform"] else "NO",
                     f"refused: {json.dumps(r['refused_write']['violations'])}"
                     if not r["refused_write"]["conforms"]
                     else "NOT refused",
                 ]
             )
-        print(
-            common.table(
+        emit(
+            lib.table(
                 [
                     "variant",
                     "graph triples",
@@ -467,16 +481,18 @@ def main() -> None:
                 rows,
             )
         )
-    print(f"\ntotal time {elapsed:.0f} s")
-    path = common.write_json(
+    emit(f"\ntotal time {elapsed:.0f} s")
+    text = "\n".join(lines)
+    print(f"\ncommand: {lib.command_line()}\n{text}")
+    path = lib.write_result(
+        RESULTS,
         args.name or ("shacl" + ("-quick" if args.quick else "")),
         {
-            "command": common.command_line(),
-            "machine": machine,
+            "environment_at_start": machine,
             "shapes": {
                 "files": [str(p.relative_to(ROOT)) for p in sorted(SHAPES_DIR.glob("*.ttl"))],
                 "sha256_16": shapes_digest,
-                "ontology_sha256_16": common.file_digest([ROOT / "ontology" / "wayfinder.ttl"]),
+                "ontology_sha256_16": lib.files_digest([ROOT / "ontology" / "wayfinder.ttl"]),
             },
             "settings": {
                 "inference": "none",
@@ -494,6 +510,7 @@ def main() -> None:
             "delta": delta,
             "total_s": elapsed,
         },
+        markdown=text,
     )
     print(f"wrote {path.relative_to(ROOT)}")
 

@@ -2,12 +2,12 @@
 
 Both run in the same process, on the same store, in alternating rounds:
 
-- ``now``: ``users.record_events`` as shipped (``writes.commit_validated``: the
+- ``now``: ``users.record_events`` as shipped (``writes.check``, then ``commit_checked``: the
   knowledge loaded once per version into a ``DeltaValidator``, the write and the
   users' profiles and consent records added to it, only the shapes that target the
   new subjects run, property shapes checked for all focus nodes at once);
-- ``before``: the same ``users.record_events`` with ``commit_validated`` as of
-  755e586 (``previous_commit_validated`` below): the whole knowledge copied into a
+- ``before``: the same ``users.record_events`` with the validation of ``commit_validated`` as of
+  755e586 (``previous_check`` below): the whole knowledge copied into a
   new rdflib graph on every write, pyshacl over all shapes with the focus nodes in a
   list, the SHACL-SPARQL constraints on a fresh Oxigraph store built from that graph.
 
@@ -15,9 +15,9 @@ Batches are drawn as in bench/next_steps/latency.py (5 events per user: 50%
 FEATURE_USED when consented, 40% STEP_COMPLETED, 10% STEP_DISMISSED; ``at`` now).
 Goal of the issue: 5,000 events/s.
 
-    .venv/bin/python bench/writes/record_events.py --demo
-    .venv/bin/python bench/next_steps/populate.py --store /tmp/wf-bench-store-10000 --users 10000 --force
-    .venv/bin/python bench/writes/record_events.py --store /tmp/wf-bench-store-10000
+    .venv/bin/python -m bench.writes.record_events --demo
+    .venv/bin/python -m bench.next_steps.populate --store /tmp/wf-bench-store-10000 --users 10000 --force
+    .venv/bin/python -m bench.writes.record_events --store /tmp/wf-bench-store-10000
 """
 
 from __future__ import annotations
@@ -26,34 +26,32 @@ import argparse
 import json
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pyoxigraph as ox
+import rdflib
+
+from bench import lib
+from bench.next_steps.latency import Pool, reports
+from service.decisions import users, writes
+from service.errors import RefusedWrite
+from service.knowledge import vocab
+from service.knowledge.terms import to_rdflib_graph
+from service.runtime import Runtime
+from service.settings import Settings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench" / "next_steps"))
-
-import benchlib  # noqa: E402
-import pyoxigraph as ox  # noqa: E402
-import rdflib  # noqa: E402
-from latency import Pool, reports  # noqa: E402
-
-from service.decisions import users  # noqa: E402
-from service.errors import RefusedWrite  # noqa: E402
-from service.knowledge import vocab  # noqa: E402
-from service.knowledge.terms import to_rdflib_graph  # noqa: E402
-from service.runtime import Runtime  # noqa: E402
-from service.settings import Settings  # noqa: E402
-
 GOAL_EVENTS_PER_S = 5000.0
 RESULTS = HERE / "results"
 
 
-def previous_commit_validated(runtime, add, *, users, remove=None, source=None) -> None:
-    """service/decisions/writes.py as of 755e586: the write validated in a copy of the whole knowledge."""
+def previous_check(
+    runtime: Runtime, add: list[ox.Quad], *, users: list[ox.NamedNode], source: str | None = None
+) -> writes.Checked:
+    """``writes.check`` with the validation of 755e586: the write validated in a copy of the whole knowledge."""
     users = list(dict.fromkeys(users))
     graph = rdflib.Graph()
     graph += runtime.knowledge.graph
@@ -64,22 +62,23 @@ def previous_commit_validated(runtime, add, *, users, remove=None, source=None) 
         for record in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH):
             to_rdflib_graph(store.quads(subject=record.subject, graph=vocab.CONSENT_GRAPH), graph)
     to_rdflib_graph(add, graph)
-    focus = sorted({rdflib.URIRef(q.subject.value) for q in add if isinstance(q.subject, ox.NamedNode)})
-    violations = runtime.validator.validate(graph, focus=focus)
+    focus = {q.subject for q in add if isinstance(q.subject, ox.NamedNode)}
+    violations = runtime.validator.validate(graph, focus=sorted(rdflib.URIRef(f.value) for f in focus))
     if violations:
         raise RefusedWrite(violations, source=source)
-    runtime.store.commit(add=add, remove=remove or [])
+    return writes.Checked(add, users, focus, frozenset(writes.neighbourhood(store, users)), source)
 
 
-SHIPPED = users.commit_validated
-WRITE_PATHS = {"now": SHIPPED, "before": previous_commit_validated}
+# users.record_events validates with writes.check (outside the write lock), then commits.
+SHIPPED = users.check
+WRITE_PATHS = {"now": SHIPPED, "before": previous_check}
 
 
 def measure(
     runtime: Runtime, pool: Pool, rng: random.Random, size: int, path: str, *, batches: int, budget_s: float
 ) -> dict:
     """Batches of ``size`` events through ``users.record_events`` with one write path."""
-    users.commit_validated = WRITE_PATHS[path]
+    users.check = WRITE_PATHS[path]  # type: ignore[assignment]
     times, cpu, events = [], [], 0
     started = time.perf_counter()
     try:
@@ -91,7 +90,7 @@ def measure(
             cpu.append(time.thread_time() - c)
             events += len(batch)
     finally:
-        users.commit_validated = SHIPPED
+        users.check = SHIPPED
     return {"times": times, "cpu": cpu, "events": events}
 
 
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--label")
     args = parser.parse_args(argv)
-    command = benchlib.command_line()
+    command = lib.command_line()
     print(f"command: {command}", flush=True)
     rng = random.Random(args.seed)
     tmp = None
@@ -123,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         meta = json.loads(Path(str(args.store) + ".bench.json").read_text())
         user_ids = [meta["id_format"].format(i) for i in range(meta["first"], meta["first"] + meta["users"])]
         runtime = Runtime(settings=Settings(store=str(args.store)))
-        label, store_info = args.label or benchlib.size_label(meta["users"]), {"kind": "synthetic", **meta}
+        label, store_info = args.label or lib.size_label(meta["users"]), {"kind": "synthetic", **meta}
     try:
         store_info["quads_before"] = len(runtime.store)
         pool = Pool(runtime, user_ids, rng)
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                 "events": run["events"],
                 "events_per_s": round(run["events"] / total, 1),
                 "events_per_cpu_s": round(run["events"] / sum(run["cpu"]), 1),
-                "batch_latency": benchlib.summary_ms(run["times"]),
+                "batch_latency": lib.summary_ms(run["times"]),
             }
             rows.append(row)
             table.append(
@@ -170,39 +169,23 @@ def main(argv: list[str] | None = None) -> None:
                     "met" if row["events_per_s"] >= GOAL_EVENTS_PER_S else "missed",
                 )
             )
-        print(
-            benchlib.table(
-                [
-                    "batch",
-                    "write path",
-                    "batches",
-                    "events/s",
-                    "events/CPU s",
-                    "p50 ms",
-                    "p99 ms",
-                    f"goal {GOAL_EVENTS_PER_S:,.0f}/s",
-                ],
-                table,
-            )
+        text = lib.table(
+            [
+                "batch",
+                "write path",
+                "batches",
+                "events/s",
+                "events/CPU s",
+                "p50 ms",
+                "p99 ms",
+                f"goal {GOAL_EVENTS_PER_S:,.0f}/s",
+            ],
+            table,
         )
+        print(text)
         store_info["quads_after"] = len(runtime.store)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"record-events-{label}.json"
-        out.write_text(
-            json.dumps(
-                {
-                    "command": command,
-                    "store": store_info,
-                    "goal_events_per_s": GOAL_EVENTS_PER_S,
-                    "rounds": args.rounds,
-                    "results": rows,
-                    **benchlib.environment(),
-                },
-                indent=2,
-                default=str,
-            )
-            + "\n"
-        )
+        payload = {"store": store_info, "goal_events_per_s": GOAL_EVENTS_PER_S, "rounds": args.rounds, "results": rows}
+        out = lib.write_result(RESULTS, f"record-events-{label}", payload, markdown=text, command=command)
         print(f"wrote {out.relative_to(ROOT)}")
     finally:
         runtime.store.close()

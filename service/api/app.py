@@ -7,7 +7,6 @@ import contextlib
 import json
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,6 +27,7 @@ from service.api.credentials import ANONYMOUS, OPEN_CALLER, Authenticator, RateL
 from service.api.limits import refuse_overlong_lists
 from service.api.schema import build_schema
 from service.api.single_flight import SingleFlight
+from service.api.sparql import sparql_response
 from service.audit.retention import purge_periodically
 from service.audit.sparql import SparqlEndpoint
 from service.errors import Forbidden
@@ -53,7 +53,7 @@ def prefers_graphql_response_json(accept: str) -> bool:
     return wanted > 0 and wanted >= ranks.get("application/json", 0.0)
 
 
-class WayfinderGraphQL(GraphQL):
+class WayfinderGraphQL(GraphQL[dict[str, Any], None]):
     """Strawberry's ASGI view with the runtime and the caller's role in the context."""
 
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
@@ -113,7 +113,7 @@ class WayfinderGraphQL(GraphQL):
             raise HTTPException(400, "No GraphQL query found in the request") from exc
 
     async def get_sub_response(self, request: Any) -> Any:
-        sub_response = await super().get_sub_response(request)
+        sub_response: Any = await super().get_sub_response(request)  # a Response that also carries our flag
         sub_response.graphql_response_json = prefers_graphql_response_json(request.headers.get("accept", ""))
         request.state.graphql_sub_response = sub_response
         return sub_response
@@ -122,7 +122,8 @@ class WayfinderGraphQL(GraphQL):
         data = await super().process_result(request, result)
         sub_response = getattr(request.state, "graphql_sub_response", None)
         if (
-            getattr(sub_response, "graphql_response_json", False)
+            sub_response is not None
+            and getattr(sub_response, "graphql_response_json", False)
             and result.data is None
             and result.errors
             and all(error.path is None for error in result.errors)
@@ -237,11 +238,7 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
             require(_role(request), ("auditor",), "/sparql")
         except Forbidden as exc:
             return PlainTextResponse(exc.message, status_code=403)
-        query, problem = await sparql_query_of(request)
-        if problem:
-            return PlainTextResponse(problem[1], status_code=problem[0])
-        answer = await endpoint.answer(query, accept=request.headers.get("accept"))
-        return Response(answer.body, status_code=answer.status, media_type=answer.media_type, headers=answer.headers)
+        return await sparql_response(endpoint, request)
 
     async def metrics(request: Request) -> Response:
         try:
@@ -276,27 +273,3 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
     app.state.runtime = runtime
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # before anything reads a body, on every path
     return KeyAuth(app, auth)
-
-
-async def sparql_query_of(request: Request) -> tuple[str, tuple[int, str] | None]:
-    """Return the query of a SPARQL 1.1 Protocol request, or an HTTP status and reason."""
-    if request.method == "GET":
-        if "update" in request.query_params:
-            return "", (403, "updates are refused: this endpoint is read-only")
-        query = request.query_params.get("query")
-    else:
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "application/sparql-update":
-            return "", (403, "updates are refused: this endpoint is read-only")
-        if kind == "application/sparql-query":
-            query = (await request.body()).decode("utf-8", errors="replace")
-        elif kind == "application/x-www-form-urlencoded":
-            form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
-            if "update" in form:
-                return "", (403, "updates are refused: this endpoint is read-only")
-            query = form.get("query", [None])[0]
-        else:
-            return "", (415, "send the query as application/sparql-query or application/x-www-form-urlencoded")
-    if not query or not isinstance(query, str):
-        return "", (400, "missing the 'query' parameter")
-    return query, None

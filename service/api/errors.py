@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import MaskErrors, ParserCache
-from strawberry.types.graphql import OperationType
+from strawberry.extensions import MaskErrors
 
 from service.errors import WayfinderError
 from service.knowledge.vocab import local_id
-from service.metrics import REFUSED_WRITES, REQUEST_SECONDS
-
-
-def _root_fields(context, schema) -> str:
-    document = getattr(context, "graphql_document", None)
-    if document is None:
-        return ""
-    known = set()
-    for root in (schema._schema.query_type, schema._schema.mutation_type):
-        if root is not None:
-            known.update(root.fields)
-    names = set()
-    for definition in document.definitions:
-        for selection in getattr(getattr(definition, "selection_set", None), "selections", []) or []:
-            name = getattr(getattr(selection, "name", None), "value", None)
-            names.add(name if name in known else "invalid")
-    return ",".join(sorted(names)) if len(names) <= 3 else "several"
-
 
 log = logging.getLogger("wayfinder.api")
 
@@ -39,65 +19,16 @@ log = logging.getLogger("wayfinder.api")
 SUGGESTION = re.compile(r" Did you mean [^?]*\?")
 
 
-def _operation_type(context):
-    """The operation's type, or None when the document names no operation it can run."""
-    try:
-        return context.operation_type
-    except RuntimeError:  # strawberry raises this, not AttributeError, when there is no usable operation
-        return None
-
-
-class ReportingParserCache(ParserCache):
-    """strawberry's ParserCache, but a document that does not parse is left to strawberry to parse again.
-
-    ParserCache parses in ``on_parse``, outside strawberry's error handling: a syntax error (or the
-    token limit) escapes the operation hooks, so ErrorCodes never sees it and the error goes out
-    without ``extensions.code``. Leaving ``graphql_document`` unset makes strawberry parse inside its
-    own try, and the error becomes a result that ErrorCodes processes like any other.
-    """
-
-    def on_parse(self):
-        context = self.execution_context
-        try:
-            context.graphql_document = self.cached_parse_document(context.query, **context.parse_options)
-        except GraphQLError:
-            context.graphql_document = None
-        yield
-
-
 def _is_internal(error: GraphQLError) -> bool:
     original = error.original_error
     return original is not None and not isinstance(original, (WayfinderError, GraphQLError))
 
 
 class ErrorCodes(MaskErrors):
-    """Project errors keep their message and gain a code; anything else is masked as INTERNAL.
-
-    Also times each operation and counts refused writes, for /metrics.
-    """
+    """Project errors keep their message and gain a code; anything else is masked as INTERNAL."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=_is_internal, error_message="Internal error; the request changed nothing.")
-
-    def on_operation(self):
-        started = time.perf_counter()
-        yield from super().on_operation()
-        context = self.execution_context
-        result = context.result
-        # Root field names, never the client-chosen operation name: labels stay few.
-        name = _root_fields(context, context.schema) or "invalid"
-        REQUEST_SECONDS.labels(name).observe(time.perf_counter() - started)
-        if (
-            context.graphql_document is not None
-            and _operation_type(context) == OperationType.MUTATION
-            and getattr(result, "errors", None)
-        ):
-            for error in result.errors:
-                extensions = error.extensions or {}
-                details = extensions.get("details") or []
-                shapes = [d.get("shape") for d in details if isinstance(d, dict) and d.get("shape")]
-                for label in shapes or [extensions.get("code", "UNKNOWN")]:
-                    REFUSED_WRITES.labels(label.rsplit("#", 1)[-1]).inc()
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed = []

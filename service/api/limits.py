@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from graphql import (
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
@@ -22,7 +23,9 @@ def field_budget(limit: int) -> type[ValidationRule]:
 
     class FieldBudget(ValidationRule):
         def enter_operation_definition(self, node: OperationDefinitionNode, *_args) -> None:
-            fragments = {f.name.value: f for f in self.context.document.definitions if hasattr(f, "type_condition")}
+            fragments = {
+                f.name.value: f for f in self.context.document.definitions if isinstance(f, FragmentDefinitionNode)
+            }
             count = _count(node.selection_set, fragments, set(), limit)
             if count > limit:
                 self.report_error(

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from service.clock import now
 from service.errors import BrokenAnchors, Conflict
 from service.knowledge import vocab
 from service.knowledge.queries import Query
-from service.knowledge.store import GraphStore
+from service.knowledge.store import GraphStore, bound, plain
 
 GENESIS = "0" * 64
 _UNCERTAIN_KEPT = 1024  # records whose commit raised that a retry is recognised for
@@ -89,16 +89,16 @@ class AuditTrail:
         rows = self.store.select(self._head_query.bind(chain=ox.Literal(self.chain)))
         if not rows:
             return ChainHead(0, GENESIS)
-        return ChainHead(int(rows[0]["sequence"].value), rows[0]["hash"].value)
+        return ChainHead(int(bound(rows[0], "sequence").value), bound(rows[0], "hash").value)
 
     def append(
         self,
         record: ox.NamedNode,
         triples: list[ox.Triple],
         *,
-        extra: list[ox.Quad] = (),
-        remove: list[ox.Quad] = (),
-        drop: list[ox.NamedNode] = (),
+        extra: Sequence[ox.Quad] = (),
+        remove: Sequence[ox.Quad] = (),
+        drop: Sequence[ox.NamedNode] = (),
     ) -> ChainHead:
         """Chain and store one record, with other changes in the same transaction.
 
@@ -126,7 +126,7 @@ class AuditTrail:
             if stored is None:
                 head = self._head
                 chained = self._chained(record, triples, after=head)
-                appended = ChainHead(head.sequence + 1, chained[-1].object.value)
+                appended = ChainHead(head.sequence + 1, plain(chained[-1].object).value)
                 quads = [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in chained]
                 try:
                     self.store.commit(add=[*quads, *extra], remove=list(remove), drop=list(drop))
@@ -165,7 +165,7 @@ class AuditTrail:
     def _stored(self, record: ox.NamedNode, triples: list[ox.Triple]) -> ChainHead | None:
         """Return the record's place in the chain when it is stored already with this content, else None."""
         own = {
-            q.predicate: q.object.value
+            q.predicate: plain(q.object).value
             for q in self.store.quads(subject=record, graph=vocab.AUDIT_GRAPH)
             if q.predicate in (vocab.SEQUENCE, vocab.PREVIOUS_HASH, vocab.CONTENT_HASH)
         }
@@ -174,7 +174,7 @@ class AuditTrail:
         digest, sequence = own[vocab.CONTENT_HASH], own.get(vocab.SEQUENCE, "")
         if sequence.isdigit() and vocab.PREVIOUS_HASH in own:
             after = ChainHead(int(sequence) - 1, own[vocab.PREVIOUS_HASH])
-            if self._chained(record, triples, after=after)[-1].object.value == digest:
+            if plain(self._chained(record, triples, after=after)[-1].object).value == digest:
                 return ChainHead(int(sequence), digest)
         raise Conflict(f"audit record {record.value} is stored already with other content")
 
@@ -186,12 +186,15 @@ class AuditTrail:
         return head
 
     def _seal(self, head: ChainHead) -> None:
+        anchor_file = self.anchor_file
+        if anchor_file is None:  # callers seal only a trail that has an anchor file
+            return
         # The flush first, so that an anchor never names a record a power loss could still take.
         # Records appended meanwhile are flushed too, and sealed by a later anchor.
         self.store.flush()
         with self._sealing:
-            self.anchor_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.anchor_file.open("a") as out:
+            anchor_file.parent.mkdir(parents=True, exist_ok=True)
+            with anchor_file.open("a") as out:
                 out.write(
                     json.dumps(
                         {"chain": self.chain, "sequence": head.sequence, "hash": head.hash, "at": now().isoformat()}
@@ -283,7 +286,7 @@ def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = 
     chains: dict[str, list] = {}
     for row in rows:
         if row["chain"] is None:
-            return _broken(0, 0, row["record"].value, "chain missing")
+            return _broken(0, 0, bound(row, "record").value, "chain missing")
         chains.setdefault(row["chain"].value, []).append(row)
     hashes: dict[tuple[str, int], str] = {}
     sizes: dict[str, int] = {}
@@ -363,7 +366,7 @@ def _broken(records: int, sequence: int, record: str | None, reason: str) -> Ver
     return Verification(records=records, ok=False, broken_sequence=sequence, broken_record=record, reason=reason)
 
 
-def record_triples(store: GraphStore, record: ox.NamedNode) -> list[ox.Quad]:
+def record_triples(store: GraphStore, record: ox.NamedNode | ox.BlankNode) -> list[ox.Quad]:
     """Return every triple of a record: its own and those of its candidates."""
     own = list(store.quads(subject=record, graph=vocab.AUDIT_GRAPH))
     parts = [q.object for q in own if q.predicate == vocab.HAS_CANDIDATE and isinstance(q.object, ox.NamedNode)]

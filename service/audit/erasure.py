@@ -14,9 +14,11 @@ from datetime import datetime
 
 import pyoxigraph as ox
 
-from service.clock import datetime_literal, now
-from service.decisions.users import require_user
+from service.audit.records import erasure_record
+from service.clock import now
+from service.decisions.subjects import require_user
 from service.knowledge import vocab
+from service.knowledge.store import plain
 from service.runtime import Runtime
 
 
@@ -37,7 +39,7 @@ def erase(runtime: Runtime, user_id: str, *, requested_by: str) -> ErasureReceip
         graph = vocab.user_graph(user_id)
         in_graph = store.graph(graph)
         pseudonym = next(
-            (q.object.value for q in in_graph if q.subject == user and q.predicate == vocab.PSEUDONYM), None
+            (plain(q.object).value for q in in_graph if q.subject == user and q.predicate == vocab.PSEUDONYM), None
         )
         records = {
             q.subject for q in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
@@ -58,13 +60,6 @@ def erase(runtime: Runtime, user_id: str, *, requested_by: str) -> ErasureReceip
         erasure_id = str(uuid.uuid4())
         record = ox.NamedNode(vocab.ERASURE_BASE + erasure_id)
         removed = len(in_graph) + len(consent_quads) + len(elsewhere)
-        T = ox.Triple
-        triples = [
-            T(record, vocab.RDF_TYPE, vocab.ERASURE),
-            T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
-            T(record, vocab.PROV_STARTED_AT, datetime_literal(at)),
-            T(record, vocab.REQUESTED_BY, ox.Literal(requested_by)),
-            T(record, vocab.TRIPLES_REMOVED, ox.Literal(str(removed), datatype=vocab.XSD_INTEGER)),
-        ]
+        triples = erasure_record(record, at=at, requested_by=requested_by, removed=removed)
         runtime.trail.append(record, triples, remove=[*consent_quads, *elsewhere], drop=[graph])
     return ErasureReceipt(user_id, erasure_id, at, removed, decisions)

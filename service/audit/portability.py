@@ -27,8 +27,9 @@ from collections.abc import Iterable
 import pyoxigraph as ox
 
 from service.audit.chain import record_triples
-from service.decisions.users import require_user
+from service.decisions.subjects import require_user
 from service.knowledge import vocab
+from service.knowledge.store import plain
 from service.runtime import Runtime
 
 MEDIA_TYPE = "application/ld+json"
@@ -52,7 +53,7 @@ def held_quads(runtime: Runtime, user_id: str) -> list[ox.Quad]:
     pseudonyms = [q.object for q in quads if q.subject == user and q.predicate == vocab.PSEUDONYM]
     for pseudonym in pseudonyms:
         for link in store.quads(predicate=vocab.SUBJECT_PSEUDONYM, object=pseudonym, graph=vocab.AUDIT_GRAPH):
-            quads.extend(record_triples(store, link.subject))
+            quads.extend(record_triples(store, plain(link.subject)))
     return list(dict.fromkeys(quads))
 
 
@@ -65,12 +66,14 @@ def as_json_ld(quads: Iterable[ox.Quad]) -> dict:
     """Return quads as a flattened JSON-LD document with one entry per named graph."""
     graphs: dict[str, dict[str, dict[str, list]]] = {}
     for quad in quads:
+        if isinstance(quad.graph_name, ox.DefaultGraph):
+            raise TypeError(f"a quad in the default graph, where the service keeps none: {quad}")
         subjects = graphs.setdefault(quad.graph_name.value, {})
-        node = subjects.setdefault(_node_id(quad.subject), {})
+        node = subjects.setdefault(_node_id(plain(quad.subject)), {})
         if quad.predicate == vocab.RDF_TYPE and isinstance(quad.object, ox.NamedNode):
             node.setdefault("@type", []).append(_compact(quad.object.value))
         else:
-            node.setdefault(_compact(quad.predicate.value), []).append(_value(quad.object))
+            node.setdefault(_compact(quad.predicate.value), []).append(_value(plain(quad.object)))
     entries = []
     for name in sorted(graphs):
         nodes = []

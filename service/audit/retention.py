@@ -34,9 +34,11 @@ from service.clock import now as clock_now
 from service.decisions.idempotency import expired_receipts
 from service.errors import SyntaxProblem
 from service.knowledge import vocab
+from service.knowledge.store import Row, bound, value
 from service.runtime import Runtime
 
 log = logging.getLogger("wayfinder.retention")
+Record = ox.NamedNode | ox.BlankNode  # a record that a rule expires: the subject of its triples
 
 
 @dataclass(frozen=True)
@@ -97,28 +99,41 @@ def rules(runtime: Runtime) -> list[RetentionRule]:
     heads: dict[str, tuple[str, str, str | None, str | None]] = {}
     classes: dict[str, list[str]] = {}
     for row in runtime.store.select(runtime.queries["retention-rules"]):
-        iri = row["rule"].value
-        optional = [row[name].value if row[name] is not None else None for name in ("kind", "purpose")]
-        heads.setdefault(iri, (row["period"].value, row["measuredFrom"].value, *optional))
+        iri = bound(row, "rule").value
+        heads.setdefault(
+            iri,
+            (bound(row, "period").value, bound(row, "measuredFrom").value, value(row, "kind"), value(row, "purpose")),
+        )
         if row["eventClass"] is not None:
             classes.setdefault(iri, []).append(row["eventClass"].value)
     return [RetentionRule(iri, *heads[iri], event_classes=tuple(classes.get(iri, ()))) for iri in sorted(heads)]
 
 
-def _expired(runtime: Runtime, rule: RetentionRule, limit: datetime) -> dict[ox.NamedNode, tuple[str, ox.NamedNode]]:
+def _expired(runtime: Runtime, rule: RetentionRule, limit: datetime) -> dict[Record, tuple[str, ox.NamedNode]]:
     """Return what the rule expires: record -> (its kind, the graph that holds it)."""
     stamp = datetime_literal(limit)
-    found: dict[ox.NamedNode, tuple[str, ox.NamedNode]] = {}
+    found: dict[Record, tuple[str, ox.NamedNode]] = {}
     if rule.measured_from == vocab.SUPERSEDED_AT.value:
         for row in runtime.store.select(runtime.queries["retention-expired-consent"].bind(cutoff=stamp)):
-            if rule.purpose is None or row["purpose"].value == rule.purpose:
-                found[row["record"]] = (vocab.CONSENT_RECORD.value, vocab.CONSENT_GRAPH)
+            if rule.purpose is None or bound(row, "purpose").value == rule.purpose:
+                found[_record(row, "record")] = (vocab.CONSENT_RECORD.value, vocab.CONSENT_GRAPH)
         return found
     for event_class in rule.event_classes:
         query = runtime.queries["retention-expired-events"].bind(eventClass=ox.NamedNode(event_class), cutoff=stamp)
         for row in runtime.store.select(query):
-            found[row["event"]] = (event_class, row["graph"])
+            graph = bound(row, "graph")
+            if not isinstance(graph, ox.NamedNode):  # the query keeps only user graphs, by their IRIs
+                raise TypeError(f"?graph is {graph}, where the query binds a user graph's IRI")
+            found[_record(row, "event")] = (event_class, graph)
     return found
+
+
+def _record(row: Row, name: str) -> Record:
+    """Return the record a row binds to ``name``: a subject, so an IRI or a blank node, never a literal."""
+    term = bound(row, name)
+    if isinstance(term, ox.Literal):
+        raise TypeError(f"?{name} is the literal {term}, where the query binds a record")
+    return term
 
 
 def purge(runtime: Runtime, *, now: datetime | None = None, dry_run: bool = False) -> PurgeReport:
@@ -129,7 +144,7 @@ def purge(runtime: Runtime, *, now: datetime | None = None, dry_run: bool = Fals
         ((cutoff(at, r.period), r) for r in rules(runtime)), key=lambda pair: (-pair[0].timestamp(), pair[1].iri)
     )
     outcomes: list[RuleOutcome] = []
-    claimed: dict[ox.NamedNode, ox.NamedNode] = {}  # record -> its graph, under the first rule that expires it
+    claimed: dict[Record, ox.NamedNode] = {}  # record -> its graph, under the first rule that expires it
     for limit, rule in applied:
         outcome = RuleOutcome(rule.iri, rule.period, limit)
         for record, (kind, graph) in _expired(runtime, rule, limit).items():

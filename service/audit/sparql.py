@@ -21,9 +21,10 @@ in-memory store (tests, development) is handed to the worker as N-Quads
 instead, and a shared store is queried on its server.
 
 Answers are capped at ``max_rows`` rows and ``max_bytes`` bytes: past either cap
-an answer is truncated, not refused, and says so in ``X-Wayfinder-Truncated``
-(``true; rows capped at N`` or ``true; bytes capped at N``). Error answers name
-neither the snapshot folder nor the store's location or URL.
+an answer is truncated, not refused, and says so (``Answer.truncated``; over HTTP,
+``X-Wayfinder-Truncated``). Error answers name neither the snapshot folder nor the
+store's location or URL. The HTTP side of the endpoint (the Protocol request, content
+negotiation, headers) is ``service.api.sparql``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,35 +59,19 @@ _STDERR_BYTES = 64 << 10
 
 @dataclass
 class Answer:
+    """What a query came to; ``status`` is the SPARQL 1.1 Protocol's (service.api.sparql sends it over HTTP)."""
+
     status: int
     media_type: str
     body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    truncated: str | None = None  # "rows" or "bytes" when the answer was cut at a cap
+    retry_after_s: int | None = None  # when the query may be asked again with a chance of an answer
 
 
 def refusal(query: str) -> str | None:
     """Return why a query text is refused (an update, LOAD, SERVICE, or a syntax error), or None."""
     refused = refusal_of(canonical(query))
     return refused.reason if refused else None
-
-
-def accepted_types(accept: str | None) -> list[str]:
-    """Return the media types of an Accept header, most preferred first."""
-    if not accept:
-        return []
-    ranked = []
-    for i, part in enumerate(accept.split(",")):
-        media, *params = [p.strip() for p in part.split(";")]
-        q = 1.0
-        for param in params:
-            if param.startswith("q="):
-                try:
-                    q = float(param[2:])
-                except ValueError:
-                    q = 0.0
-        if media and q > 0:
-            ranked.append((-q, i, media.lower()))
-    return [media for _, _, media in sorted(ranked)]
 
 
 @dataclass
@@ -125,11 +110,13 @@ class Snapshots:
                 self._taken += 1
                 target = self.folder / f"snapshot-{self._taken}"
                 self.store.backup(target)
-                self._current = Snapshot(target, time.monotonic(), removals)
+                fresh = Snapshot(target, time.monotonic(), removals)
+                self._current = fresh
                 if current is not None and current.readers == 0:
                     shutil.rmtree(current.path, ignore_errors=True)
-            self._current.readers += 1
-            return self._current
+                current = fresh
+            current.readers += 1
+            return current
 
     def release(self, snapshot: Snapshot) -> None:
         with self._lock:
@@ -214,19 +201,22 @@ class SparqlEndpoint:
             max_bytes=settings.sparql_max_bytes,
         )
 
-    async def answer(self, query: str, *, accept: str | None) -> Answer:
-        """Return the answer to one query: its result, or a refusal, or why it was stopped."""
+    async def answer(self, query: str, *, accept: list[str] | None) -> Answer:
+        """Return the answer to one query: its result, or a refusal, or why it was stopped.
+
+        ``accept``: the media types the asker takes, most preferred first (none: the defaults).
+        """
         if not await self._take_slot():
             return Answer(
                 503,
                 "text/plain",
                 (f"the SPARQL endpoint is busy ({self.max_concurrent} queries running); try again shortly").encode(),
-                {"Retry-After": "1"},
+                retry_after_s=1,
             )
         try:
             request = {
                 "query": query,
-                "accept": accepted_types(accept),
+                "accept": list(accept or []),
                 "max_rows": self.max_rows,
                 "max_bytes": self.max_bytes,
                 "max_memory_mb": self.max_memory_mb,
@@ -274,7 +264,7 @@ class SparqlEndpoint:
                 503,
                 "text/plain",
                 f"query stopped at the time limit of {self.timeout_s:g} s".encode(),
-                {"Retry-After": "60"},
+                retry_after_s=60,
             )
         finally:
             if process.returncode is None:  # its whole process group, so nothing it started outlives it
@@ -307,7 +297,7 @@ class SparqlEndpoint:
                 503,
                 "text/plain",
                 f"query stopped at the time limit of {self.timeout_s:g} s".encode(),
-                {"Retry-After": "60"},
+                retry_after_s=60,
             )
         if returncode == -signal.SIGKILL or b"memory allocation" in err or b"MemoryError" in err:
             # the kernel's OOM killer, Rust's allocator or Python's
@@ -319,12 +309,13 @@ class SparqlEndpoint:
         header = json.loads(head)
         if header["status"] != 200:
             return Answer(header["status"], "text/plain", header.get("error", "").encode())
-        headers = {"Vary": "Accept"}
-        if header.get("truncated") == "bytes":
-            headers["X-Wayfinder-Truncated"] = f"true; bytes capped at {self.max_bytes}"
-        elif header.get("truncated"):
-            headers["X-Wayfinder-Truncated"] = f"true; rows capped at {self.max_rows}"
-        return Answer(200, header["media_type"], body, headers)
+        truncated = header.get("truncated")
+        return Answer(
+            200,
+            header["media_type"],
+            body,
+            truncated="bytes" if truncated == "bytes" else "rows" if truncated else None,
+        )
 
     def _sanitised(self, answer: Answer) -> Answer:
         """Return the answer with the snapshot folder and the store's location or URL replaced by neutral words."""
@@ -340,7 +331,7 @@ class SparqlEndpoint:
             places += [(self._url, "the store"), (urlsplit(self._url).netloc, "the store")]
         for place, word in places:
             text = text.replace(place, word)
-        return Answer(answer.status, answer.media_type, text.encode(), answer.headers)
+        return Answer(answer.status, answer.media_type, text.encode(), answer.truncated, answer.retry_after_s)
 
     def close(self) -> None:
         if self._snapshots is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pyoxigraph as ox
 
 from service.knowledge import vocab
+from service.knowledge.store import bound
 from service.runtime import Runtime
 
 
@@ -18,7 +19,7 @@ def candidate_steps(runtime: Runtime, user: ox.NamedNode, channel_iri: str) -> l
     """Return the IRIs of the steps the user may be shown next on the channel."""
     query = runtime.queries["candidates"].bind(user=user, userGraph=graph_of(user), channel=ox.NamedNode(channel_iri))
     entities = runtime.catalog.entities
-    return [row["step"].value for row in runtime.store.select(query) if row["step"].value in entities]
+    return [bound(row, "step").value for row in runtime.store.select(query) if bound(row, "step").value in entities]
 
 
 def graph_of(user: ox.NamedNode) -> ox.NamedNode:

@@ -1,17 +1,26 @@
-"""Consent as W3C DPV consent records: granted and withdrawn, with their history, never overwritten."""
+"""Consent as W3C DPV consent records: granted and withdrawn, with their history, never overwritten.
+
+The consent flow's one home: recording a grant or a withdrawal, reading the history and the
+current state, and what a consent record fed (decisions, model versions).
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 import pyoxigraph as ox
 
-from service.clock import consent_order, datetime_literal, now, parse_datetime
+from service.clock import datetime_literal, now, parse_datetime
+from service.decisions.subjects import require_user, user_node
+from service.decisions.writes import commit_validated
+from service.errors import InvalidInput
 from service.knowledge import vocab
 from service.knowledge.queries import Query
-from service.knowledge.store import GraphStore
+from service.knowledge.store import GraphStore, Row, bound, value
+from service.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -26,32 +35,29 @@ class ConsentState:
 
 
 def consent_history(store: GraphStore, user: ox.NamedNode, query: Query) -> list[ConsentState]:
-    """Return every consent record of a user in the order they took effect (``query``: consent-records.rq)."""
-    keyed: list[tuple[tuple[datetime, bool, str], ConsentState]] = []
+    """Return every consent record of a user in the order they were recorded (``query``: consent-records.rq)."""
+    return [_state(row, bound(row, "code").value) for row in store.select(query.bind(user=user))]
+
+
+def current_records(store: GraphStore, user: ox.NamedNode, query: Query) -> dict[str, ConsentState]:
+    """Return the user's current consent record per purpose code (``query``: consent-current.rq, the rule)."""
+    current: dict[str, ConsentState] = {}
     for row in store.select(query.bind(user=user)):
-        state = ConsentState(
-            record=row["record"].value,
-            purpose=row["code"].value,
-            granted=row["status"] == vocab.CONSENT_GIVEN,
-            at=parse_datetime(row["at"].value),
-            recorded_at=parse_datetime(row["recordedAt"].value) if row["recordedAt"] is not None else None,
-        )
-        key = consent_order(parse_datetime(row["orderedAt"].value), granted=state.granted, record=state.record)
-        keyed.append((key, state))
-    return [state for _, state in sorted(keyed, key=lambda pair: pair[0])]
+        code = value(row, "code")
+        if code is not None:
+            current[code] = _state(row, code)
+    return current
 
 
-def current_consents(history: list[ConsentState]) -> dict[str, ConsentState]:
-    """Return the latest record per purpose (``history`` in the order of :func:`consent_history`)."""
-    latest: dict[str, ConsentState] = {}
-    for state in history:
-        latest[state.purpose] = state
-    return latest
-
-
-def active_purposes(history: list[ConsentState]) -> set[str]:
-    """Return the purposes the user's latest records grant."""
-    return {code for code, state in current_consents(history).items() if state.granted}
+def _state(row: Row, code: str) -> ConsentState:
+    recorded_at = value(row, "recordedAt")
+    return ConsentState(
+        record=bound(row, "record").value,
+        purpose=code,
+        granted=row["status"] == vocab.CONSENT_GIVEN,
+        at=parse_datetime(bound(row, "at").value),
+        recorded_at=parse_datetime(recorded_at) if recorded_at is not None else None,
+    )
 
 
 def consent_record(
@@ -67,21 +73,22 @@ def consent_record(
 
 
 def affected_by(
-    store: GraphStore, user: ox.NamedNode, purpose: ox.NamedNode, queries: dict[str, str]
+    store: GraphStore, user: ox.NamedNode, purpose: ox.NamedNode, queries: Mapping[str, Query]
 ) -> tuple[list[str], list[str]]:
     """Return the decisions and model versions that used the user's consent records for a purpose."""
     records = [
         q.subject
         for q in store.quads(predicate=vocab.HAS_DATA_SUBJECT, object=user, graph=vocab.CONSENT_GRAPH)
-        if any(store.quads(subject=q.subject, predicate=vocab.HAS_PURPOSE, object=purpose, graph=vocab.CONSENT_GRAPH))
+        if isinstance(q.subject, ox.NamedNode)
+        and any(store.quads(subject=q.subject, predicate=vocab.HAS_PURPOSE, object=purpose, graph=vocab.CONSENT_GRAPH))
     ]
     decisions: dict[str, None] = {}
     models: dict[str, None] = {}
     for record in records:
         for row in store.select(queries["lineage/decisions-using-consent"].bind(consent=record)):
-            decisions[row["decision"].value.removeprefix(vocab.DECISION_BASE)] = None
+            decisions[bound(row, "decision").value.removeprefix(vocab.DECISION_BASE)] = None
         for row in store.select(queries["lineage/models-using-consent"].bind(consent=record)):
-            models[row["version"].value] = None
+            models[bound(row, "version").value] = None
     return list(decisions), list(models)
 
 
@@ -106,3 +113,41 @@ def consent_quads(
         ox.Quad(record, vocab.IS_INDICATED_AT_TIME, datetime_literal(at), g),
         ox.Quad(record, vocab.RECORDED_AT, datetime_literal(recorded_at), g),
     ]
+
+
+# -- the consent flow: what clients ask of it -------------------------------------
+
+
+def consents(runtime: Runtime, user_id: str) -> list[ConsentState]:
+    return consent_history(runtime.store, user_node(user_id, "id"), runtime.queries["consent-records"])
+
+
+def current_consents(runtime: Runtime, user_id: str) -> dict[str, ConsentState]:
+    """Return the user's current consent record per purpose code: the one that holds now."""
+    return current_records(runtime.store, user_node(user_id, "id"), runtime.queries["consent-current"])
+
+
+def active_purposes(runtime: Runtime, user_id: str) -> set[str]:
+    """Return the purposes the user's current records grant."""
+    return {code for code, state in current_consents(runtime, user_id).items() if state.granted}
+
+
+def affected_by_consent(runtime: Runtime, user_id: str, purpose: str) -> tuple[list[str], list[str]]:
+    """Return the decision IDs and model versions that used data under the user's consent for a purpose."""
+    codes = runtime.knowledge.codes
+    if purpose not in codes.purposes:
+        raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
+    return affected_by(runtime.store, user_node(user_id), ox.NamedNode(codes.purposes[purpose]), runtime.queries)
+
+
+def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) -> ConsentState:
+    """Record a grant or a withdrawal of consent for one purpose, keeping the history."""
+    node = require_user(runtime, user_id)
+    codes = runtime.knowledge.codes
+    if purpose not in codes.purposes:
+        raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
+    at = now()
+    record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at, recorded_at=at)
+    with runtime.store.write_lock:
+        commit_validated(runtime, quads, users=[node], source="consent")
+    return ConsentState(record.value, purpose, granted, at, recorded_at=at)

@@ -13,14 +13,17 @@ from datetime import datetime
 
 import pyoxigraph as ox
 
-from service.clock import datetime_literal, now, parse_datetime
+from service.audit.records import decision_record
+from service.clock import now, parse_datetime
 from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
-from service.decisions.policies import Context, PolicyVersion, Scored, Scorer, active_version, rank
-from service.decisions.users import consents, events, profile, require_user
+from service.decisions.policies import PolicyVersion, active_version
+from service.decisions.ranking import Context, Scored, Scorer, rank
+from service.decisions.subjects import require_user
+from service.decisions.users import events, profile
 from service.errors import InvalidInput
 from service.knowledge import vocab
-from service.knowledge.catalog import CHANNEL_CODES
+from service.knowledge.store import bound
 from service.metrics import CANDIDATES, DECISIONS
 from service.runtime import Runtime
 from service.telemetry import tracer
@@ -54,7 +57,7 @@ def next_steps(
     model: Scorer | None = None,
 ) -> Recommendation:
     """Decide, explain and record the user's next steps on a channel."""
-    if channel not in CHANNEL_CODES:
+    if channel not in runtime.knowledge.codes.channels:
         raise InvalidInput("channel", f"unknown channel {channel!r}")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
@@ -84,9 +87,9 @@ def _decide(
     user = require_user(runtime, user_id)
     knowledge = runtime.knowledge
     catalog = knowledge.catalog
-    channel_iri = CHANNEL_CODES[channel]
+    channel_iri = knowledge.codes.channels[channel]
 
-    consent_now = current_consents(consents(runtime, user_id))
+    consent_now = current_consents(runtime, user_id)
     personalized = bool(consent_now.get("PERSONALIZATION") and consent_now["PERSONALIZATION"].granted)
     stored = profile(runtime, user_id)
     assert stored is not None
@@ -146,6 +149,7 @@ def _decide(
                 record,
                 recommendation,
                 policy=policy,
+                channel_iri=channel_iri,
                 pseudonym=stored.pseudonym,
                 used=used,
                 started=started,
@@ -160,50 +164,28 @@ def decision_triples(
     rec: Recommendation,
     *,
     policy: PolicyVersion,
+    channel_iri: str,
     pseudonym: str,
     used: list[str],
     started: datetime,
     model_iri: str | None,
 ) -> list[ox.Triple]:
-    """Return the PROV-O record of a decision; it names the user only by pseudonym."""
-    T, L = ox.Triple, ox.Literal
-    triples = [
-        T(record, vocab.RDF_TYPE, vocab.DECISION),
-        T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
-        T(record, vocab.PROV_STARTED_AT, datetime_literal(started)),
-        T(record, vocab.PROV_ENDED_AT, datetime_literal(now())),
-        T(record, vocab.SUBJECT_PSEUDONYM, L(pseudonym)),
-        T(record, vocab.DECISION_CHANNEL, ox.NamedNode(CHANNEL_CODES[rec.channel])),
-        T(record, vocab.PERSONALIZED, L("true" if rec.personalized else "false", datatype=vocab.XSD_BOOLEAN)),
-        T(record, vocab.REQUESTED_LIMIT, L(str(rec.limit), datatype=vocab.XSD_INTEGER)),
-        T(record, vocab.POLICY_VERSION_OF_DECISION, ox.NamedNode(policy.iri)),
-        T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(policy.iri)),
-    ]
-    if model_iri:
-        triples += [
-            T(record, vocab.MODEL_VERSION_OF_DECISION, ox.NamedNode(model_iri)),
-            T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(model_iri)),
-        ]
-    if rec.variant:
-        triples.append(T(record, vocab.VARIANT, L(rec.variant)))
-    for iri in dict.fromkeys(used):
-        triples.append(T(record, vocab.PROV_USED, ox.NamedNode(iri)))
-    ranks = {s.step: i for i, s in enumerate(rec.steps, start=1)}
-    for i, scored in enumerate(rec.candidates, start=1):
-        node = ox.NamedNode(f"{record.value}/candidate/{i}")
-        triples += [
-            T(record, vocab.HAS_CANDIDATE, node),
-            T(node, vocab.RDF_TYPE, vocab.RANKED_CANDIDATE),
-            T(node, vocab.CANDIDATE_STEP, ox.NamedNode(scored.step)),
-            T(node, vocab.SCORE, L(repr(float(scored.score)), datatype=vocab.XSD_DOUBLE)),
-            T(node, vocab.RULE_SCORE, L(repr(float(scored.rule_score)), datatype=vocab.XSD_DOUBLE)),
-        ]
-        if scored.model_score is not None:
-            triples.append(T(node, vocab.MODEL_SCORE, L(repr(float(scored.model_score)), datatype=vocab.XSD_DOUBLE)))
-        if scored.step in ranks:
-            triples.append(T(node, vocab.RANK, L(str(ranks[scored.step]), datatype=vocab.XSD_INTEGER)))
-            triples += [T(node, vocab.REASON, L(reason)) for reason in scored.reasons]
-    return triples
+    """Return the audit record of a decision (built by ``service.audit.records``); it names the user by pseudonym."""
+    return decision_record(
+        record,
+        started=started,
+        ended=now(),
+        pseudonym=pseudonym,
+        channel=channel_iri,
+        personalized=rec.personalized,
+        limit=rec.limit,
+        policy=policy.iri,
+        model=model_iri,
+        variant=rec.variant,
+        used=used,
+        candidates=rec.candidates,
+        shown={s.step: i for i, s in enumerate(rec.steps, start=1)},
+    )
 
 
 def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
@@ -222,13 +204,13 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
     for row in rows:
         if row["candidate"] is None:
             continue
-        step = row["step"].value
+        step = bound(row, "step").value
         scored = candidates.setdefault(
             step,
             Scored(
                 step,
-                float(row["score"].value),
-                float(row["ruleScore"].value),
+                float(bound(row, "score").value),
+                float(bound(row, "ruleScore").value),
                 float(row["modelScore"].value) if row["modelScore"] else None,
             ),
         )
@@ -237,16 +219,18 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
         if row["reason"] is not None and row["reason"].value not in scored.reasons:
             scored.reasons.append(row["reason"].value)
     ordered = sorted(candidates.values(), key=lambda s: (ranks.get(s.step, 10**9), -s.score, s.step))
-    channel = next(code for code, iri in CHANNEL_CODES.items() if iri == head["channel"].value)
-    policy = runtime.knowledge.policies.get(head["policy"].value)
+    channel = next(
+        code for code, iri in runtime.knowledge.codes.channels.items() if iri == bound(head, "channel").value
+    )
+    policy = runtime.knowledge.policies.get(bound(head, "policy").value)
     return Recommendation(
         decision_id=decision_id,
         steps=[s for s in ordered if s.step in ranks],
-        personalized=head["personalized"].value == "true",
-        policy_version=policy.label if policy else vocab.local_id(head["policy"].value),
+        personalized=bound(head, "personalized").value == "true",
+        policy_version=policy.label if policy else vocab.local_id(bound(head, "policy").value),
         model_version=vocab.local_id(head["model"].value) if head["model"] is not None else None,
         variant=head["variant"].value if head["variant"] is not None else None,
         candidates=ordered,
-        at=parse_datetime(head["at"].value),
+        at=parse_datetime(bound(head, "at").value),
         channel=channel,
     )

@@ -26,7 +26,7 @@ import pyoxigraph as ox
 from service.clock import datetime_literal, now, parse_datetime
 from service.errors import Conflict, InvalidInput
 from service.knowledge import vocab
-from service.knowledge.store import GraphStore
+from service.knowledge.store import GraphStore, plain
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII without spaces
 
@@ -64,13 +64,13 @@ def request_hash(items: Sequence[dict]) -> str:
 def stored_receipt(store: GraphStore, key: IdempotencyKey, *, ttl_s: float) -> Receipt | None:
     """Return the key's receipt while it is honoured, or None."""
     quads = list(store.quads(subject=key.node, graph=vocab.IDEMPOTENCY_GRAPH))
-    values = {q.predicate: q.object for q in quads}
+    values = {q.predicate: plain(q.object) for q in quads}
     if vocab.REQUEST_HASH not in values or vocab.ACCEPTED_AT not in values:
         return None
     accepted = parse_datetime(values[vocab.ACCEPTED_AT].value)
     if now() - accepted > timedelta(seconds=ttl_s):
         return None
-    events = [q.object.value for q in quads if q.predicate == vocab.STORED_EVENT]
+    events = [plain(q.object).value for q in quads if q.predicate == vocab.STORED_EVENT]
     return Receipt(values[vocab.REQUEST_HASH].value, accepted, events)
 
 

@@ -1,33 +1,36 @@
-"""Ranking policies: versioned rule sets kept as Turtle, and how they score candidates.
+"""Policy versions: versioned ranking rules kept as Turtle (``ontology/policies/``), read from the store.
 
-A policy version's rule score for a step is the sum of: its place in the
-unpersonalised journey, a depth term, an unlock term, an affinity term (the
-user used a feature in the same area; personalised only) and the weights of
-the rules that match. The final score mixes it with a model score by the
-version's weights. Rules that read the user's profile or behaviour apply only
-to personalised decisions.
+A version is immutable once active: a change is a new version, and the highest
+active version of a policy serves (:func:`active_version`); retired versions stay
+in the store, so the decisions they made stay explainable. Besides its weights
+and rules, a version states its journey weight, when the model's evidence is
+cited (evidence threshold, lift to cite) and the words of every reason, as
+templates with named placeholders, checked here against those their kind offers
+(``wf:placeholder``). A version written before these existed states none of
+them; it is read with the ontology's ``wf:whenAbsent`` values, the ones it was
+ranked with when it served (``queries/service/policy-*.rq``). How a version
+ranks is :mod:`service.decisions.ranking`.
 """
 
 from __future__ import annotations
 
+import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from service.errors import NotFound
+from service.errors import NotFound, SyntaxProblem
 from service.knowledge import vocab
-from service.knowledge.catalog import Catalog, StepInfo
-from service.knowledge.store import GraphStore
+from service.knowledge.store import GraphStore, Row, bound, value
 
 PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature")
-MIN_EVIDENCE = 20  # completers of a step in the user's segment before their outcomes are cited
-LIFT_TO_CITE = 1.2  # activation ratio a segment's completers must reach to be cited
+OLDER_ONTOLOGY = "or the store's ontology is older than ontology/wayfinder.ttl: reload it (wayfinder migrate)"
 
 
 @dataclass
 class Rule:
     iri: str
     weight: float
-    reason: str | None = None
+    reason: str | None = None  # a template: {step} is the step's title
     conditions: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -35,7 +38,7 @@ class Rule:
         return any(self.conditions.get(c) for c in PERSONAL_CONDITIONS)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PolicyVersion:
     iri: str
     policy: str
@@ -46,6 +49,10 @@ class PolicyVersion:
     depth_weight: float = 0.0
     unlock_weight: float = 0.0
     affinity_weight: float = 0.0
+    journey_weight: float
+    min_evidence: int  # completers of a step in the user's segment before their outcomes are cited
+    lift_to_cite: float  # activation ratio a segment's completers must reach to be cited
+    templates: dict[str, str]  # kind of reason (the local name of its wf:reasonTemplate property) -> template
     approved_by: str | None = None
     rules: list[Rule] = field(default_factory=list)
 
@@ -54,87 +61,92 @@ class PolicyVersion:
         return f"{vocab.local_id(self.policy)}@{self.version}"
 
 
-@dataclass
-class Context:
-    """What a decision may read of the user: profile fields are None when not personalised."""
-
-    channel: str
-    personalized: bool
-    role: str | None = None
-    industry: str | None = None
-    plan: str | None = None
-    used_features: list[str] = field(default_factory=list)
-    completed: list[str] = field(default_factory=list)
-    # Eligibility facts, read in every decision (they decide what the user may see):
-    # used only to leave out steps the user can never reach.
-    eligible_roles: list[str] = field(default_factory=list)
-    eligible_plans: list[str] = field(default_factory=list)
-
-    def may_reach(self, step: StepInfo) -> bool:
-        role_ok = not step.roles or any(r in step.roles for r in self.eligible_roles)
-        plan_ok = all(p in self.eligible_plans for p in step.plans)
-        return role_ok and plan_ok
-
-
-@dataclass
-class Scored:
-    step: str
-    score: float
-    rule_score: float
-    model_score: float | None = None
-    reasons: list[str] = field(default_factory=list)
-
-
-class Scorer(Protocol):
-    """A model that scores candidate steps for a context (the GNN slots in here)."""
-
-    version: str
-
-    def score(self, context: Context, steps: list[str]) -> dict[str, float]: ...
-
-
-def read_policies(store: GraphStore, queries: dict[str, str]) -> dict[str, PolicyVersion]:
-    """Return every policy version in the store, by IRI."""
+def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, PolicyVersion]:
+    """Return every policy version in the store, by IRI; a malformed template raises SyntaxProblem."""
+    placeholders: dict[str, set[str]] = {}
+    for row in store.select(queries["policy-placeholders"]):
+        placeholders.setdefault(vocab.local_id(bound(row, "property").value), set()).add(
+            bound(row, "placeholder").value
+        )
+    templates: dict[str, dict[str, str]] = {}
+    for row in store.select(queries["policy-templates"]):
+        iri, kind, text = bound(row, "version").value, vocab.local_id(bound(row, "kind").value), value(row, "template")
+        if text is None:
+            raise SyntaxProblem(iri, f"no wf:{kind} template, and the ontology gives none (wf:whenAbsent): state one")
+        if kind in templates.setdefault(iri, {}):
+            raise SyntaxProblem(iri, f"two wf:{kind} templates: a version states one of each kind")
+        templates[iri][kind] = checked_template(text, placeholders.get(kind, set()), kind=kind, source=iri)
     versions: dict[str, PolicyVersion] = {}
     for row in store.select(queries["policy-versions"]):
-        num = lambda name, default=0.0, row=row: float(row[name].value) if row[name] is not None else default  # noqa: E731
-        versions[row["version"].value] = PolicyVersion(
-            iri=row["version"].value,
-            policy=row["policy"].value,
-            version=row["name"].value,
-            status=row["status"].value,
-            rule_weight=num("ruleWeight", 1.0),
-            model_weight=num("modelWeight"),
-            depth_weight=num("depthWeight"),
-            unlock_weight=num("unlockWeight"),
-            affinity_weight=num("affinityWeight"),
-            approved_by=row["approvedBy"].value if row["approvedBy"] is not None else None,
+        iri = bound(row, "version").value
+        if iri not in templates:
+            raise SyntaxProblem(
+                iri, f"the ontology declares no kind of reason template (wf:reasonTemplate), {OLDER_ONTOLOGY}"
+            )
+        versions[iri] = PolicyVersion(
+            iri=iri,
+            policy=bound(row, "policy").value,
+            version=bound(row, "name").value,
+            status=bound(row, "status").value,
+            rule_weight=_number(row, "ruleWeight", 1.0),
+            model_weight=_number(row, "modelWeight", 0.0),
+            depth_weight=_number(row, "depthWeight", 0.0),
+            unlock_weight=_number(row, "unlockWeight", 0.0),
+            affinity_weight=_number(row, "affinityWeight", 0.0),
+            journey_weight=float(_stated(row, "journeyWeight", iri)),
+            min_evidence=int(_stated(row, "minEvidence", iri)),
+            lift_to_cite=float(_stated(row, "liftToCite", iri)),
+            templates=templates.get(iri, {}),
+            approved_by=value(row, "approvedBy"),
         )
     rules: dict[tuple[str, str], Rule] = {}
     for row in store.select(queries["policy-rules"]):
-        version = versions.get(row["version"].value)
+        version = versions.get(bound(row, "version").value)
         if version is None:
             continue
-        key = (version.iri, row["rule"].value)
+        key = (version.iri, bound(row, "rule").value)
         rule = rules.get(key)
         if rule is None:
-            rule = rules[key] = Rule(
-                row["rule"].value,
-                float(row["weight"].value),
-                row["reason"].value if row["reason"] is not None else None,
-            )
+            reason = value(row, "reason")
+            if reason is not None:
+                reason = checked_template(
+                    reason, placeholders.get("reasonText", set()), kind="reasonText", source=key[1]
+                )
+            rule = rules[key] = Rule(key[1], float(bound(row, "weight").value), reason)
             version.rules.append(rule)
-        if row["link"] is not None:
-            values = rule.conditions.setdefault(vocab.local_id(row["link"].value), [])
-            if row["value"].value not in values:
-                values.append(row["value"].value)
+        link = value(row, "link")
+        if link is not None:
+            values = rule.conditions.setdefault(vocab.local_id(link), [])
+            if bound(row, "value").value not in values:
+                values.append(bound(row, "value").value)
     for version in versions.values():
         version.rules.sort(key=lambda r: r.iri)
     return versions
 
 
+def checked_template(text: str, offered: set[str], *, kind: str, source: str) -> str:
+    """Return a reason template that names only placeholders its kind offers, as ``{name}``; raise SyntaxProblem otherwise."""
+    names = ", ".join("{" + name + "}" for name in sorted(offered)) or "no placeholder"
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise SyntaxProblem(
+            source, f"the wf:{kind} template {text!r} does not parse ({exc}); write {{{{ and }}}} for a literal brace"
+        ) from exc
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in offered or spec or conversion:
+            written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise SyntaxProblem(
+                source,
+                f"the wf:{kind} template {text!r} uses {written}, which a wf:{kind} does not offer; it offers {names}",
+            )
+    return text
+
+
 def active_version(versions: dict[str, PolicyVersion], policy_id: str) -> PolicyVersion:
-    """Return the active version of the policy whose ID is ``policy_id``."""
+    """Return the active version of the policy whose ID is ``policy_id``: the highest, when several are active."""
     active = [v for v in versions.values() if vocab.local_id(v.policy) == policy_id and v.status == "active"]
     if not active:
         raise NotFound(f"no active version of policy {policy_id!r}; load one into the store (ontology/policies/)")
@@ -145,125 +157,15 @@ def _version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in version.replace("-", ".").split("."))
 
 
-def rank(
-    candidates: list[str],
-    *,
-    policy: PolicyVersion,
-    context: Context,
-    catalog: Catalog,
-    model: Scorer | None = None,
-) -> list[Scored]:
-    """Score and order candidate steps, best first, each with 1 to 3 reasons."""
-    n = max(len(catalog.by_id["Step"]), 1)
-    order = {s.iri: i for i, s in enumerate(catalog.steps)}
-    model_scores = model.score(context, candidates) if model is not None and policy.model_weight else {}
-    scored = []
-    for iri in candidates:
-        step = catalog.step(iri)
-        rule_score = 1.0 - order.get(iri, n) / n + policy.depth_weight * step.depth
-        reasons: list[tuple[float, str]] = []
-        unlocks = [s for s in step.required_by if s in catalog.entities and context.may_reach(catalog.step(s))]
-        if unlocks:
-            rule_score += policy.unlock_weight * len(unlocks)
-            first = min(unlocks, key=lambda s: order.get(s, n))
-            reasons.append((policy.unlock_weight * len(unlocks), f"Needed before {catalog.title(first)}"))
-        if context.personalized and policy.affinity_weight:
-            path = _affinity(step, context, catalog)
-            if path:
-                rule_score += policy.affinity_weight
-                reasons.append((policy.affinity_weight + 1.0, path))
-        for rule in policy.rules:
-            if _matches(rule, step, context, catalog):
-                rule_score += rule.weight
-                if rule.reason and rule.weight > 0:
-                    reasons.append((rule.weight, rule.reason.format(step=step.title)))
-        model_score = model_scores.get(iri)
-        if model_score is not None and model_score > 0:
-            evidence = _similar_users(model, context, step, catalog)
-            if evidence:
-                reasons.append((policy.model_weight * model_score, evidence))
-        score = policy.rule_weight * rule_score + policy.model_weight * (model_score or 0.0)
-        texts = [text for _, text in sorted(reasons, key=lambda r: -r[0])]
-        texts.append(_introduces(step, catalog))
-        scored.append(Scored(iri, round(score, 6), round(rule_score, 6), model_score, _first_unique(texts, 3)))
-    scored.sort(key=lambda s: (-s.score, order.get(s.step, n), s.step))
-    return scored
+def _number(row: Row, name: str, default: float) -> float:
+    text = value(row, name)
+    return float(text) if text is not None else default
 
 
-def _matches(rule: Rule, step: StepInfo, context: Context, catalog: Catalog) -> bool:
-    if rule.personal and not context.personalized:
-        return False
-    c = rule.conditions
-    if c.get("whenRole") and context.role not in c["whenRole"]:
-        return False
-    if c.get("whenIndustry") and context.industry not in c["whenIndustry"]:
-        return False
-    if c.get("whenPlan") and context.plan not in c["whenPlan"]:
-        return False
-    if c.get("whenChannel") and context.channel not in c["whenChannel"]:
-        return False
-    if c.get("whenUsedFeature") and not any(
-        catalog.under(used, area) for used in context.used_features for area in c["whenUsedFeature"]
-    ):
-        return False
-    if c.get("targetStep") and step.iri not in c["targetStep"]:
-        return False
-    if c.get("targetFeature") and not any(
-        catalog.under(f, area) for f in step.introduces for area in c["targetFeature"]
-    ):
-        return False
-    return True
-
-
-def _affinity(step: StepInfo, context: Context, catalog: Catalog) -> str | None:
-    """Return the graph path from the step's feature to a feature the user used, in words.
-
-    Only the feature itself and its nearest area count, and never a top-level
-    area: everything is part of the product, which explains nothing.
-    """
-    for feature in step.introduces:
-        if feature in context.used_features:
-            return f"More on {catalog.title(feature)}, which you started using"
-    for feature in step.introduces:
-        for area in catalog.parents.get(feature, []):
-            if not catalog.parents.get(area):
-                continue
-            for used in context.used_features:
-                if catalog.under(used, area):
-                    return f"Unlocks {catalog.title(feature)}, part of {catalog.title(area)}, which you started using"
-    return None
-
-
-def _similar_users(model: Scorer, context: Context, step: StepInfo, catalog: Catalog) -> str | None:
-    """Cite how the user's segment fared after this step, when the model saw enough of them.
-
-    Only segments with at least MIN_EVIDENCE completers of the step count (small groups
-    say little and could single people out), and only a clear lift (LIFT_TO_CITE).
-    """
-    outcome = getattr(model, "segment_outcome", None)
-    found = outcome(context, step.iri) if outcome is not None else None
-    if not found:
-        return None
-    completers, ratio = found
-    if completers < MIN_EVIDENCE or ratio < LIFT_TO_CITE:
-        return None
-    segment = f"{catalog.title(context.role)}s in {catalog.title(context.industry)}"
-    return f"{segment} who completed this step activated {ratio:.1f}x as often"
-
-
-def _introduces(step: StepInfo, catalog: Catalog) -> str:
-    if not step.introduces:
-        return "Next in the recommended journey"
-    feature = step.introduces[0]
-    areas = catalog.areas(feature)
-    if areas:
-        return f"Introduces {catalog.title(feature)}, part of {catalog.title(areas[0])}"
-    return f"Introduces {catalog.title(feature)}"
-
-
-def _first_unique(texts: list[str], limit: int) -> list[str]:
-    seen: list[str] = []
-    for text in texts:
-        if text not in seen:
-            seen.append(text)
-    return seen[:limit]
+def _stated(row: Row, name: str, version: str) -> str:
+    text = value(row, name)
+    if text is None:
+        raise SyntaxProblem(
+            version, f"no wf:{name}, and the ontology gives none (wf:whenAbsent): state one, {OLDER_ONTOLOGY}"
+        )
+    return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -11,15 +10,15 @@ from datetime import datetime
 import pyoxigraph as ox
 
 from service.clock import checked_utc, datetime_literal, now, parse_datetime
-from service.decisions.consent import ConsentState, active_purposes, affected_by, consent_history, consent_record
+from service.decisions.consent import active_purposes, consent_record
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
+from service.decisions.subjects import check_id, exists, require_user, user_node
 from service.decisions.writes import check, commit_checked, commit_validated
-from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
+from service.errors import Conflict, ConsentRequired, InvalidInput
 from service.knowledge import vocab
-from service.knowledge.catalog import CHANNEL_CODES
+from service.knowledge.store import Term, bound, plain
+from service.knowledge.store import value as value_of
 from service.runtime import Runtime
-
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
 
 
 @dataclass
@@ -64,35 +63,6 @@ class Event:
     at: datetime
 
 
-def check_id(value: str, field_name: str) -> str:
-    """Return the ID when it is well formed: 1 to 128 letters, digits, '.', '_', '~' or '-'."""
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise InvalidInput(
-            field_name,
-            "must be 1 to 128 characters of letters, digits, '.', '_', '~' or '-', starting with a letter or digit",
-        )
-    return value
-
-
-def user_node(user_id: str, field_name: str = "userId") -> ox.NamedNode:
-    return vocab.user_iri(check_id(user_id, field_name))
-
-
-def exists(runtime: Runtime, user_id: str) -> bool:
-    return runtime.store.has_graph(vocab.user_graph(user_id)) and any(
-        runtime.store.quads(subject=vocab.user_iri(user_id), predicate=vocab.RDF_TYPE, graph=vocab.user_graph(user_id))
-    )
-
-
-def require_user(runtime: Runtime, user_id: str, field_name: str = "userId") -> ox.NamedNode:
-    node = user_node(user_id, field_name)
-    if not exists(runtime, user_id):
-        raise NotFound(
-            f"{field_name}: no user with ID {user_id!r}", details=[{"field": field_name, "reason": "unknown user"}]
-        )
-    return node
-
-
 def register(runtime: Runtime, registration: Registration) -> Profile:
     """Register a user with their declared profile and initial consents."""
     node = user_node(registration.id, "input.id")
@@ -112,9 +82,9 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
             resolved[kind] = catalog.resolve(kind, check_id(value, field_name), field_name=field_name)
     channel = None
     if registration.signup_channel is not None:
-        if registration.signup_channel not in CHANNEL_CODES:
+        if registration.signup_channel not in codes.channels:
             raise InvalidInput("input.signupChannel", f"unknown channel {registration.signup_channel!r}")
-        channel = CHANNEL_CODES[registration.signup_channel]
+        channel = codes.channels[registration.signup_channel]
     quads = registration_quads(
         registration.id,
         registered_at=at,
@@ -157,17 +127,18 @@ def profile(runtime: Runtime, user_id: str) -> Profile | None:
     if not rows:
         return None
     row = rows[0]
-    value = lambda name: row[name].value if row[name] is not None else None  # noqa: E731
+    value = lambda name: value_of(row, name)  # noqa: E731
     channel = value("signupChannel")
+    registered_at = value("registeredAt")
     return Profile(
         id=user_id,
         iri=node.value,
         role=value("role"),
         industry=value("industry"),
         plan=value("plan"),
-        signup_channel=next((c for c, i in CHANNEL_CODES.items() if i == channel), None),
+        signup_channel=next((c for c, i in runtime.knowledge.codes.channels.items() if i == channel), None),
         pseudonym=value("pseudonym") or "",
-        registered_at=parse_datetime(value("registeredAt")) if value("registeredAt") else None,
+        registered_at=parse_datetime(registered_at) if registered_at else None,
     )
 
 
@@ -178,20 +149,16 @@ def events(runtime: Runtime, user_id: str) -> list[Event]:
     query = runtime.queries["user-events"].bind(user=node, userGraph=vocab.user_graph(user_id))
     return [
         Event(
-            iri=row["event"].value,
+            iri=bound(row, "event").value,
             user_id=user_id,
-            type=codes[row["type"].value],
+            type=codes[bound(row, "type").value],
             step=row["step"].value if row["step"] is not None else None,
             feature=row["feature"].value if row["feature"] is not None else None,
-            at=parse_datetime(row["at"].value),
+            at=parse_datetime(bound(row, "at").value),
         )
         for row in runtime.store.select(query)
-        if row["type"].value in codes
+        if bound(row, "type").value in codes
     ]
-
-
-def consents(runtime: Runtime, user_id: str) -> list[ConsentState]:
-    return consent_history(runtime.store, user_node(user_id, "id"), runtime.queries["consent-records"])
 
 
 def record_events(
@@ -220,7 +187,7 @@ def record_events(
         where = f"{field_name}[{i}]" if len(reports) > 1 or field_name == "inputs" else field_name
         if report.user_id not in users:
             users[report.user_id] = require_user(runtime, report.user_id, f"{where}.userId")
-            active[report.user_id] = active_purposes(consents(runtime, report.user_id))
+            active[report.user_id] = active_purposes(runtime, report.user_id)
         if report.type not in codes.events:
             raise InvalidInput(f"{where}.type", f"unknown event type {report.type!r}")
         needed = codes.collected_for.get(report.type, [])
@@ -274,13 +241,14 @@ def _replay(runtime: Runtime, key: IdempotencyKey, digest: str) -> list[Event] |
 
 def _stored_event(runtime: Runtime, iri: str, codes: dict[str, str]) -> Event | None:
     """Return one stored event by IRI (None once its user was erased); ``codes`` maps event classes to API codes."""
-    values: dict[ox.NamedNode, ox.NamedNode | ox.Literal] = {}
+    values: dict[ox.NamedNode, Term] = {}
     event_type = None
     for quad in runtime.store.quads(subject=ox.NamedNode(iri)):
-        if quad.predicate == vocab.RDF_TYPE and quad.object.value in codes:
-            event_type = codes[quad.object.value]
+        term = plain(quad.object)
+        if quad.predicate == vocab.RDF_TYPE and term.value in codes:
+            event_type = codes[term.value]
         else:
-            values[quad.predicate] = quad.object
+            values[quad.predicate] = term
     if event_type is None or vocab.BY_USER not in values:
         return None
     step, feature = values.get(vocab.ABOUT_STEP), values.get(vocab.ABOUT_FEATURE)
@@ -292,27 +260,6 @@ def _stored_event(runtime: Runtime, iri: str, codes: dict[str, str]) -> Event | 
         feature.value if feature is not None else None,
         parse_datetime(values[vocab.OCCURRED_AT].value),
     )
-
-
-def affected_by_consent(runtime: Runtime, user_id: str, purpose: str) -> tuple[list[str], list[str]]:
-    """Return the decision IDs and model versions that used data under the user's consent for a purpose."""
-    codes = runtime.knowledge.codes
-    if purpose not in codes.purposes:
-        raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
-    return affected_by(runtime.store, user_node(user_id), ox.NamedNode(codes.purposes[purpose]), runtime.queries)
-
-
-def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) -> ConsentState:
-    """Record a grant or a withdrawal of consent for one purpose, keeping the history."""
-    node = require_user(runtime, user_id)
-    codes = runtime.knowledge.codes
-    if purpose not in codes.purposes:
-        raise InvalidInput("purpose", f"unknown purpose {purpose!r}")
-    at = now()
-    record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at, recorded_at=at)
-    with runtime.store.write_lock:
-        commit_validated(runtime, quads, users=[node], source="consent")
-    return ConsentState(record.value, purpose, granted, at, recorded_at=at)
 
 
 def registration_quads(

@@ -13,7 +13,7 @@ it adds and what it reads about its users, not what the knowledge holds.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pyoxigraph as ox
@@ -86,7 +86,7 @@ def check(runtime: Runtime, add: list[ox.Quad], *, users: Iterable[ox.NamedNode]
 
 
 def commit_checked(
-    runtime: Runtime, checked: Checked, *, extra: list[ox.Quad] = (), remove: list[ox.Quad] = ()
+    runtime: Runtime, checked: Checked, *, extra: Sequence[ox.Quad] = (), remove: Sequence[ox.Quad] = ()
 ) -> None:
     """Commit a checked write, with unvalidated service quads (``extra``), under the write lock.
 

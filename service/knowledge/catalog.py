@@ -7,19 +7,14 @@ graph paths (prerequisites, feature areas) from this view instead of the store.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import pyoxigraph as ox
 
 from service.errors import NotFound
 from service.knowledge import vocab
-from service.knowledge.store import GraphStore
-
-CHANNEL_CODES = {
-    "WEB": vocab.WEB.value,
-    "MOBILE": vocab.MOBILE.value,
-    "IN_APP": vocab.IN_APP.value,
-    "EMAIL": vocab.EMAIL.value,
-}
-CHANNEL_OF_IRI = {iri: code for code, iri in CHANNEL_CODES.items()}
+from service.knowledge.store import GraphStore, bound, value
 
 
 @dataclass
@@ -48,10 +43,12 @@ class Catalog:
     by_id: dict[str, dict[str, Entity]] = field(default_factory=lambda: defaultdict(dict))
     parents: dict[str, list[str]] = field(default_factory=dict)
     includes: dict[str, list[str]] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)  # API code -> channel IRI (the ontology's wf:channelCode)
 
     @property
     def steps(self) -> list[StepInfo]:
-        return sorted(self.by_id["Step"].values(), key=lambda s: (s.order, s.id))
+        steps = [s for s in self.by_id["Step"].values() if isinstance(s, StepInfo)]
+        return sorted(steps, key=lambda s: (s.order, s.id))
 
     def step(self, iri: str) -> StepInfo:
         return self.entities[iri]  # type: ignore[return-value]
@@ -95,17 +92,25 @@ class Catalog:
     def under(self, feature_iri: str, area_iri: str) -> bool:
         return feature_iri == area_iri or area_iri in self.areas(feature_iri)
 
+    def channel_code(self, channel_iri: str) -> str:
+        """Return the API code of a channel."""
+        return next(code for code, iri in self.channels.items() if iri == channel_iri)
 
-def read_catalog(store: GraphStore, queries: dict[str, str]) -> Catalog:
-    """Build the catalog view from the store's ontology, catalog and entailment graphs."""
-    catalog = Catalog()
+
+def read_catalog(store: GraphStore, queries: Mapping[str, str], *, channels: Mapping[str, str]) -> Catalog:
+    """Build the catalog view from the store's ontology, catalog and entailment graphs.
+
+    ``channels`` maps the API code of each channel to its IRI; a step keeps only those channels.
+    """
+    catalog = Catalog(channels=dict(channels))
+    known_channels = set(channels.values())
     labels: dict[str, tuple[int, str]] = {}
     kinds: dict[str, str] = {}
     for row in store.select(queries["catalog-entities"]):
-        iri, kind = row["entity"].value, vocab.local_id(row["class"].value)
+        iri, kind = bound(row, "entity").value, vocab.local_id(bound(row, "class").value)
         kinds.setdefault(iri, kind)
         label = row["label"]
-        if label is not None:
+        if isinstance(label, ox.Literal):
             rank = 0 if label.language in (None, "en") else 1
             if iri not in labels or (rank, label.value) < labels[iri]:
                 labels[iri] = (rank, label.value)
@@ -115,14 +120,14 @@ def read_catalog(store: GraphStore, queries: dict[str, str]) -> Catalog:
         catalog.entities[iri] = entity
         catalog.by_id[kind][entity.id] = entity
     for row in store.select(queries["catalog-steps"]):
-        step = catalog.entities[row["step"].value]
-        if row["order"] is not None:
-            step.order = int(row["order"].value)
-        if row["channel"] is not None and row["channel"].value in CHANNEL_OF_IRI:
-            if row["channel"].value not in step.channels:
-                step.channels.append(row["channel"].value)
+        step = catalog.step(bound(row, "step").value)
+        order, channel = value(row, "order"), value(row, "channel")
+        if order is not None:
+            step.order = int(order)
+        if channel in known_channels and channel not in step.channels:
+            step.channels.append(channel)
     for row in store.select(queries["catalog-links"]):
-        s, link, o = row["s"].value, row["link"].value, row["o"].value
+        s, link, o = bound(row, "s").value, bound(row, "link").value, bound(row, "o").value
         subject = catalog.entities.get(s)
         if link == "partOf":
             catalog.parents.setdefault(s, []).append(o)
@@ -137,13 +142,13 @@ def read_catalog(store: GraphStore, queries: dict[str, str]) -> Catalog:
             }.get(link)
             if target is not None and o not in target:
                 target.append(o)
-    for step in catalog.by_id["Step"].values():
-        assert isinstance(step, StepInfo)
+    steps = [s for s in catalog.by_id["Step"].values() if isinstance(s, StepInfo)]  # in the order read
+    for step in steps:
         for pre in step.requires:
             if isinstance(catalog.entities.get(pre), StepInfo):
                 catalog.step(pre).required_by.append(step.iri)
-    for step in catalog.by_id["Step"].values():
-        step.depth = _depth(catalog, step.iri, set())  # type: ignore[union-attr]
+    for step in steps:
+        step.depth = _depth(catalog, step.iri, set())
     return catalog
 
 

@@ -22,7 +22,7 @@ import pyoxigraph as ox
 
 from service.errors import StoreUnavailable, SyntaxProblem
 from service.knowledge.shared import RemoteStore
-from service.knowledge.store import GraphStore, Row, Term, update_text
+from service.knowledge.store import GraphStore, Object, Row, Subject, rows, update_text
 from service.settings import get_settings
 
 
@@ -69,9 +69,7 @@ class Store:
 
     def select(self, query: str, /) -> list[Row]:
         """Return the rows of a SELECT query as dicts keyed by variable name."""
-        solutions = self.query(query)
-        names = [v.value for v in solutions.variables]
-        return [{name: solution[name] for name in names} for solution in solutions]
+        return rows(self.query(query))
 
     def ask(self, query: str, /) -> bool:
         return bool(self.query(query))
@@ -79,9 +77,9 @@ class Store:
     def quads(
         self,
         *,
-        subject: Term | None = None,
+        subject: Subject | None = None,
         predicate: ox.NamedNode | None = None,
-        object: Term | None = None,
+        object: Object | None = None,
         graph: ox.NamedNode | None = None,
     ) -> Iterator[ox.Quad]:
         return self._ox.quads_for_pattern(subject, predicate, object, graph)
@@ -135,7 +133,7 @@ class Store:
     def close(self) -> None:
         """Release the store (and its folder's lock); the object is unusable afterwards."""
         self.flush()
-        del self._ox
+        self.__dict__.pop("_ox", None)  # closing twice is harmless
 
     def backup(self, target: str | Path) -> None:
         self._ox.backup(str(target))

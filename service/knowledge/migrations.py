@@ -17,6 +17,12 @@ Layouts:
    than the migration, so that a grant a client dated in the future no longer
    outranks the withdrawals that follow it; and reloads the ontology from
    ``ontology/wayfinder.ttl``, which declares the terms this layout uses.
+3. A model version's status is a term, ``wf:modelStatus wf:ActiveVersion``, no
+   longer the string ``wf:status "active"``. Migrating rewrites each status of the
+   models graph and reloads the ontology, which declares the terms. Model version
+   records are not in the audit chain (their status changes as versions are
+   promoted and rolled back); the decisions that name a version are, and stay as
+   they were written.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from service.knowledge import vocab
 from service.knowledge.store import GraphStore
 from service.knowledge.validation import Validator
 
-LAYOUT = 2
+LAYOUT = 3
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Context:
 def layout_version(store: GraphStore) -> int | None:
     """Return the layout version the store records, or None when it records none."""
     quads = list(store.quads(subject=vocab.STORE_NODE, predicate=vocab.LAYOUT_VERSION, graph=vocab.META_GRAPH))
-    return max((int(q.object.value) for q in quads), default=None)
+    return max((int(q.object.value) for q in quads if isinstance(q.object, ox.Literal)), default=None)
 
 
 def stored_layout(store: GraphStore) -> int:
@@ -124,4 +130,32 @@ def _record_times(store: GraphStore, context: Context) -> tuple[list[ox.Quad], l
     return add, [], f"{len(add)} consent records given a record time; ontology reloaded"
 
 
-STEPS: dict[int, Callable[[GraphStore, Context], tuple[list[ox.Quad], list[ox.Quad], str]]] = {1: _record_times}
+# Layout 2 named a model version's status by these strings.
+_STATUS_TERMS = {
+    "candidate": vocab.CANDIDATE_VERSION,
+    "active": vocab.ACTIVE_VERSION,
+    "retired": vocab.RETIRED_VERSION,
+    "rolled-back": vocab.ROLLED_BACK_VERSION,
+}
+
+
+def _model_statuses(store: GraphStore, context: Context) -> tuple[list[ox.Quad], list[ox.Quad], str]:
+    """Layout 2 to 3: a model version's status string becomes its wf:ModelStatus term; reload the ontology."""
+    g = vocab.MODELS_GRAPH
+    versions = {q.subject for q in store.quads(predicate=vocab.RDF_TYPE, object=vocab.MODEL_VERSION_CLASS, graph=g)}
+    add, remove = [], []
+    for q in store.quads(predicate=vocab.STATUS, graph=g):
+        if not isinstance(q.object, ox.Literal) or q.subject not in versions:
+            continue
+        term = _STATUS_TERMS.get(q.object.value)
+        if term is not None:
+            remove.append(q)
+            add.append(ox.Quad(q.subject, vocab.MODEL_STATUS, term, g))
+    knowledge.load_files([context.ontology_file], store=store, validator=context.validator, graph="ontology")
+    return add, remove, f"{len(add)} model version statuses written as terms; ontology reloaded"
+
+
+STEPS: dict[int, Callable[[GraphStore, Context], tuple[list[ox.Quad], list[ox.Quad], str]]] = {
+    1: _record_times,
+    2: _model_statuses,
+}

@@ -124,19 +124,19 @@ def inline(text: str, /, **terms: ox.NamedNode | ox.Literal) -> str:
         raise ValueError(f"the query has no variable {', '.join('?' + n for n in sorted(missing))}")
     parts = []
     for o in found:
-        term = written.get(o.name)
-        if term is None:
+        term_text = written.get(o.name)
+        if term_text is None:
             parts.append(o.before + o.written)
         elif o.alias:
             raise ValueError(
                 f"?{o.name} is the name an expression is bound to (AS ?{o.name}); it cannot be a parameter"
             )
         elif o.projected:
-            parts.append(f"{o.before}({term} AS {o.written})")
+            parts.append(f"{o.before}({term_text} AS {o.written})")
         elif o.modifier:
-            parts.append(f"{o.before}({term})")
+            parts.append(f"{o.before}({term_text})")
         else:
-            parts.append(o.before + term)
+            parts.append(o.before + term_text)
     return "".join(parts) + rest
 
 

@@ -23,7 +23,7 @@ import pyoxigraph as ox
 
 from service.errors import StoreUnavailable, SyntaxProblem
 from service.knowledge.queries import Parameter, Query
-from service.knowledge.store import Row, update_text
+from service.knowledge.store import Row, bound, rows, update_text
 
 _TERM_VARIABLES = ("s", "p", "o", "g")
 # The quads of a pattern: any of the four may be fixed (a Literal only as the object).
@@ -53,7 +53,7 @@ class RemoteStore:
     location = None
 
     def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
-        self.url: str | None = url.rstrip("/")
+        self.url = url.rstrip("/")
         self.removals = 0
         self.http = httpx.Client(timeout=timeout_s)
         self.write_lock = threading.RLock()
@@ -89,9 +89,7 @@ class RemoteStore:
         return ox.parse_query_results(response.content, format=ox.QueryResultsFormat.JSON)
 
     def select(self, query: str, /) -> list[Row]:
-        solutions = self.query(query)
-        names = [v.value for v in solutions.variables]
-        return [{name: solution[name] for name in names} for solution in solutions]
+        return rows(self.query(query))
 
     def ask(self, query: str, /) -> bool:
         return bool(self.query(query))
@@ -100,7 +98,10 @@ class RemoteStore:
         fixed = dict(zip(_TERM_VARIABLES, (subject, predicate, object, graph), strict=True))
         given = {k: v for k, v in fixed.items() if v is not None}
         for row in self.select(_QUADS.bind(**given)):
-            yield ox.Quad(row["s"], row["p"], row["o"], row["g"])
+            s, p, o, g = (bound(row, name) for name in _TERM_VARIABLES)
+            if isinstance(s, ox.Literal) or not isinstance(p, ox.NamedNode) or isinstance(g, ox.Literal):
+                raise TypeError(f"the server answered a quad pattern with a row that is no quad: {row}")
+            yield ox.Quad(s, p, o, g)
 
     def graph(self, name: ox.NamedNode) -> list[ox.Quad]:
         try:
@@ -126,7 +127,7 @@ class RemoteStore:
         return [row["g"] for row in rows if isinstance(row["g"], ox.NamedNode)]
 
     def __len__(self) -> int:
-        return int(self.select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")[0]["n"].value)
+        return int(bound(self.select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")[0], "n").value)
 
     # -- writes ------------------------------------------------------------
 

@@ -11,20 +11,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, overload, runtime_checkable
 
 import pyoxigraph as ox
 
 Term = ox.NamedNode | ox.BlankNode | ox.Literal
 Row = dict[str, Term | None]
+# What pyoxigraph says a quad's subject and object may be: RDF 1.2 allows a quoted triple there.
+Subject = ox.NamedNode | ox.BlankNode | ox.Triple
+Object = Term | ox.Triple
 
 
 @runtime_checkable
 class GraphStore(Protocol):
     """Named graphs read as one union default graph; writes as one transaction each."""
 
-    location: Path | None
-    url: str | None
+    # Read-only here, so that a store may narrow them (the shared store's url is always a str).
+    @property
+    def location(self) -> Path | None: ...
+    @property
+    def url(self) -> str | None: ...
+
     write_lock: threading.RLock
     removals: int  # commits that removed quads or dropped graphs since the store opened
 
@@ -35,9 +42,9 @@ class GraphStore(Protocol):
     def quads(
         self,
         *,
-        subject: Term | None = None,
+        subject: Subject | None = None,
         predicate: ox.NamedNode | None = None,
-        object: Term | None = None,
+        object: Object | None = None,
         graph: ox.NamedNode | None = None,
     ) -> Iterator[ox.Quad]: ...
     def graph(self, name: ox.NamedNode) -> list[ox.Quad]: ...
@@ -54,6 +61,12 @@ class GraphStore(Protocol):
     def backup(self, target: str | Path) -> None: ...
 
 
+def rows(solutions: ox.QuerySolutions) -> list[Row]:
+    """Return the solutions of a SELECT as dicts keyed by variable name (None where a variable is unbound)."""
+    names = [v.value for v in solutions.variables]
+    return [{name: solution[name] for name in names} for solution in solutions]
+
+
 def bound(row: Row, name: str) -> Term:
     """Return the term a row binds to ``name``; a query that must bind it and did not is a bug, said so."""
     term = row[name]
@@ -66,6 +79,17 @@ def value(row: Row, name: str) -> str | None:
     """Return the lexical value (IRI or literal text) a row binds to ``name``, or None when unbound."""
     term = row[name]
     return None if term is None else term.value
+
+
+@overload
+def plain(term: Subject) -> ox.NamedNode | ox.BlankNode: ...
+@overload
+def plain(term: Object) -> Term: ...
+def plain(term: Object) -> Term:
+    """Return a quad's subject or object as the term it is; the service stores no quoted triples, so one is a bug, said so."""
+    if isinstance(term, ox.Triple):
+        raise TypeError(f"a quoted triple where the service stores only IRIs, blank nodes and literals: {term}")
+    return term
 
 
 def update_text(add: list[ox.Quad], remove: list[ox.Quad], drop: list[ox.NamedNode]) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 import pyoxigraph as ox
 import rdflib
 
+from service.knowledge.store import plain
+
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
 
@@ -48,9 +50,23 @@ def to_rdflib_graph(triples: Iterable[ox.Quad | ox.Triple], graph: rdflib.Graph 
     graph = graph if graph is not None else rdflib.Graph()
     add = graph.add
     for t in triples:
-        add((to_rdflib_term(t.subject), to_rdflib_term(t.predicate), to_rdflib_term(t.object)))
+        add((to_rdflib_term(plain(t.subject)), to_rdflib_term(t.predicate), to_rdflib_term(plain(t.object))))
     return graph
 
 
 def from_rdflib_graph(graph: rdflib.Graph, name: ox.NamedNode) -> list[ox.Quad]:
-    return [ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o), name) for s, p, o in graph]
+    return [ox.Quad(_subject(s), _predicate(p), from_rdflib_term(o), name) for s, p, o in graph]
+
+
+def _subject(term: rdflib.term.Node) -> ox.NamedNode | ox.BlankNode:
+    node = from_rdflib_term(term)
+    if isinstance(node, ox.Literal):
+        raise TypeError(f"a literal cannot be a subject: {term!r}")
+    return node
+
+
+def _predicate(term: rdflib.term.Node) -> ox.NamedNode:
+    node = from_rdflib_term(term)
+    if not isinstance(node, ox.NamedNode):
+        raise TypeError(f"a predicate is an IRI, not {term!r}")
+    return node

@@ -13,7 +13,8 @@ reach, with the new subjects as focus nodes, in time that follows the write and
 not the knowledge. (pyshacl also filters the value nodes of sh:or/sh:and/sh:not
 members by the focus nodes, so shapes checked under a focus must not use logical
 constraints; today only catalog shapes do, and knowledge is validated without
-focus.)
+focus.) The validator's own queries are ``queries/validation/*.rq``; the focus nodes
+and target classes are written into their VALUES blocks as IRIs.
 """
 
 from __future__ import annotations
@@ -35,15 +36,13 @@ from rdflib.namespace import OWL, RDF, RDFS, SH
 from service.errors import SyntaxProblem, Violation
 from service.knowledge.terms import from_rdflib_term
 
+QUERIES = Path(__file__).resolve().parents[2] / "queries" / "validation"
 _THIS = re.compile(r"\$this\b")
 _WHERE = re.compile(r"\bWHERE\s*\{", re.IGNORECASE)
+_BODY = re.compile(r"\bWHERE\s*\{(?P<body>.*)\}\s*$", re.IGNORECASE | re.DOTALL)
 _PLACEHOLDER = re.compile(r"\{[$?]([A-Za-z_][A-Za-z0-9_]*)\}")
 _TARGETS = (SH.targetClass, SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf)
 _SCRATCH = ox.NamedNode("urn:x-wayfinder:validated-write")
-# The classes of each focus node as SHACL sees them: rdf:type, then rdfs:subClassOf in the data.
-_FOCUS_CLASSES = (
-    "SELECT DISTINCT ?this ?class WHERE { VALUES ?this { {FOCUS} } ?this a/<" + str(RDFS.subClassOf) + ">* ?class }"
-)
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,11 @@ class SparqlConstraint:
 class Validator:
     """Validates rdflib graphs against a fixed set of shapes files."""
 
-    def __init__(self, shapes_dir: Path) -> None:
+    def __init__(self, shapes_dir: Path, *, queries_dir: Path = QUERIES) -> None:
         self.shapes_dir = shapes_dir
+        # The classes of each focus node of a write, and the focus nodes of a SPARQL constraint.
+        self.focus_classes = (queries_dir / "focus-classes.rq").read_text()
+        self.constraint_targets = _where_body(queries_dir / "constraint-targets.rq")
         self.shapes = rdflib.Graph()
         for path in sorted(shapes_dir.glob("*.ttl")):
             try:
@@ -82,10 +84,7 @@ class Validator:
         if focus is not None and not focus:
             return []
         store = ox.Store()
-        store.extend(
-            ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o), ox.DefaultGraph())
-            for s, p, o in data
-        )
+        store.extend(_quad(s, p, o) for s, p, o in data)
         found = self._core(data, focus) + self._sparql(store, [str(f) for f in focus] if focus is not None else None)
         return _in_order(found)
 
@@ -94,12 +93,13 @@ class Validator:
         return DeltaValidator(self, knowledge)
 
     def _core(self, data: rdflib.Graph, focus: list[rdflib.URIRef] | None) -> list[Violation]:
+        nodes: list[str | rdflib.URIRef] | None = list(focus) if focus is not None else None
         conforms, report, _ = pyshacl.validate(
             data,
             shacl_graph=self.core,
             inference="none",
             allow_warnings=True,
-            focus_nodes=focus,
+            focus_nodes=nodes,
         )
         return [] if conforms else _violations(report)
 
@@ -116,18 +116,18 @@ class Validator:
         With ``instances`` (class -> the focus nodes that are its instances, read from
         the same data), the targets are looked up there instead of in each query.
         """
-        values = "" if focus is None else "VALUES ?this { " + " ".join(f"<{f}>" for f in focus) + " } "
+        values = "" if focus is None else _values("this", focus) + " "
         found = []
         for c in self.sparql:
             if instances is None:
-                targets = " ".join(f"<{t}>" for t in c.target_classes)
-                slot = values + f"VALUES ?wfTarget {{ {targets} }} ?this a/<{RDFS.subClassOf}>* ?wfTarget . "
+                slot = values + with_values(self.constraint_targets, "wfTarget", c.target_classes) + " "
             else:
                 targeted = sorted({f for t in c.target_classes for f in instances.get(t, ())})
                 if not targeted:
                     continue
-                slot = "VALUES ?this { " + " ".join(f"<{f}>" for f in targeted) + " } "
+                slot = _values("this", targeted) + " "
             solutions = store.query(c.query.replace("{FOCUS}", slot), use_default_graph_as_union=union)
+            assert isinstance(solutions, ox.QuerySolutions)  # a SELECT
             names = [v.value for v in solutions.variables]
             for solution in solutions:
                 bound = {name: solution[name] for name in names if solution[name] is not None}
@@ -162,10 +162,7 @@ class DeltaValidator:
 
     def __init__(self, validator: Validator, knowledge: rdflib.Graph) -> None:
         self.validator = validator
-        self._knowledge = [
-            ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o), ox.DefaultGraph())
-            for s, p, o in knowledge
-        ]
+        self._knowledge = [_quad(s, p, o) for s, p, o in knowledge]
         self._shapes: dict[frozenset[str], rdflib.Graph] = {}
         self._lock = threading.Lock()  # one write at a time in the scratch graph
         self._fresh_store()
@@ -178,8 +175,8 @@ class DeltaValidator:
 
     def validate(self, data: Iterable[ox.Quad | ox.Triple], *, focus: Iterable[ox.NamedNode]) -> list[Violation]:
         """Return every violation by the focus nodes, in the knowledge plus ``data`` (empty when they conform)."""
-        focus = sorted({f.value for f in focus})
-        if not focus:
+        nodes = sorted({f.value for f in focus})
+        if not nodes:
             return []
         with self._lock:
             if self._passed > self.REFRESH_AFTER:
@@ -189,14 +186,15 @@ class DeltaValidator:
             self._store.extend(scratch)
             try:
                 instances: dict[str, set[str]] = {}
-                for row in self._store.query(
-                    _FOCUS_CLASSES.replace("{FOCUS}", " ".join(f"<{f}>" for f in focus)),
-                    use_default_graph_as_union=True,
-                ):
+                rows = self._store.query(
+                    with_values(self.validator.focus_classes, "this", nodes), use_default_graph_as_union=True
+                )
+                assert isinstance(rows, ox.QuerySolutions)  # a SELECT
+                for row in rows:
                     if isinstance(row["class"], ox.NamedNode):
                         instances.setdefault(row["class"].value, set()).add(row["this"].value)
-                found = self._core(set(instances), focus) + self.validator._sparql(
-                    self._store, focus, union=True, instances=instances
+                found = self._core(set(instances), nodes) + self.validator._sparql(
+                    self._store, nodes, union=True, instances=instances
                 )
             finally:
                 for quad in scratch:  # one by one: clear_graph is slower, and slows every later write
@@ -225,7 +223,7 @@ class _FocusSet(pyshacl.Validator):
     def make_executor(self):
         executor = super().make_executor()
         if executor.focus_nodes:
-            executor.focus_nodes = frozenset(executor.focus_nodes)
+            executor.focus_nodes = frozenset(executor.focus_nodes)  # type: ignore[assignment]  # read by membership only
         return executor
 
 
@@ -272,7 +270,9 @@ def strings_as_stored(shapes: rdflib.Graph) -> rdflib.Graph:
     """
     typed = rdflib.Graph()
     typed += shapes
-    constants = [(s, SH.hasValue, o) for s, o in shapes.subject_objects(SH.hasValue)]
+    constants: list[tuple[rdflib.term.Node, rdflib.URIRef, rdflib.term.Node | None]] = [
+        (s, SH.hasValue, o) for s, o in shapes.subject_objects(SH.hasValue)
+    ]
     for members in shapes.objects(None, SH["in"]):
         for node in _list_nodes(shapes, members):
             constants.append((node, RDF.first, shapes.value(node, RDF.first)))
@@ -283,7 +283,7 @@ def strings_as_stored(shapes: rdflib.Graph) -> rdflib.Graph:
     return typed
 
 
-def _list_nodes(graph: rdflib.Graph, head: rdflib.term.Node) -> list[rdflib.term.Node]:
+def _list_nodes(graph: rdflib.Graph, head: rdflib.term.Node | None) -> list[rdflib.term.Node]:
     nodes = []
     while head != RDF.nil and head is not None and head not in nodes:
         nodes.append(head)
@@ -316,6 +316,36 @@ def shapes_targeting(shapes: rdflib.Graph, classes: set[str]) -> rdflib.Graph:
                 seen.add(o)
                 todo.append(o)
     return part
+
+
+def _quad(s: rdflib.term.Node, p: rdflib.term.Node, o: rdflib.term.Node) -> ox.Quad:
+    subject, predicate = from_rdflib_term(s), from_rdflib_term(p)
+    if isinstance(subject, ox.Literal) or not isinstance(predicate, ox.NamedNode):
+        raise TypeError(f"not an RDF triple: {s!r} {p!r} {o!r}")
+    return ox.Quad(subject, predicate, from_rdflib_term(o), ox.DefaultGraph())
+
+
+def with_values(query: str, variable: str, iris: Iterable[str]) -> str:
+    """Return the query with its empty ``VALUES ?variable { }`` block holding these IRIs.
+
+    Each IRI is written as pyoxigraph writes a NamedNode (checked, in angle brackets).
+    """
+    empty = re.compile(r"VALUES\s+\?" + re.escape(variable) + r"\s*\{\s*\}")
+    if len(empty.findall(query)) != 1:
+        raise SyntaxProblem("queries/validation", f"the query needs one empty VALUES ?{variable} {{ }} block")
+    return empty.sub(lambda _: _values(variable, iris), query, count=1)
+
+
+def _values(variable: str, iris: Iterable[str]) -> str:
+    return f"VALUES ?{variable} {{ " + " ".join(str(ox.NamedNode(i)) for i in iris) + " }"
+
+
+def _where_body(path: Path) -> str:
+    """Return the group pattern of a query's WHERE clause, to run inside another query."""
+    match = _BODY.search(path.read_text())
+    if match is None:
+        raise SyntaxProblem(str(path), "the query needs a WHERE { ... } clause at its end")
+    return match.group("body").strip()
 
 
 def _in_order(found: list[Violation]) -> list[Violation]:

@@ -141,6 +141,13 @@ DATA_SNAPSHOT = wf("dataSnapshot")
 TRAINING_USERS = wf("trainingUsers")
 SUPERSEDES = wf("supersedes")
 ARTIFACT = wf("artifact")
+# A model version's life cycle (service/models/lifecycle.py)
+MODEL_STATUS_CLASS = wf("ModelStatus")
+MODEL_STATUS = wf("modelStatus")
+CANDIDATE_VERSION = wf("CandidateVersion")
+ACTIVE_VERSION = wf("ActiveVersion")
+RETIRED_VERSION = wf("RetiredVersion")
+ROLLED_BACK_VERSION = wf("RolledBackVersion")
 
 # Experiments and flags
 EXPERIMENT = wf("Experiment")

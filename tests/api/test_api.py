@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from tests.graphql_client import GRANT, NEXT_STEPS, RECORD, RECORD_MANY, REGISTER, USER, WITHDRAW
-
-
-def register(client, user_id="u1", **fields):
-    payload = {
-        "id": user_id,
-        "role": "analyst",
-        "industry": "retail",
-        "plan": "team",
-        "signupChannel": "WEB",
-        "consents": ["PERSONALIZATION", "ANALYTICS"],
-    }
-    payload.update(fields)
-    return client.data(REGISTER, {"input": payload})["registerUser"]
+from tests.graphql_client import GRANT, NEXT_STEPS, RECORD, RECORD_MANY, REGISTER, USER, WITHDRAW, register
 
 
 def complete(client, user_id, *steps):
@@ -61,7 +48,7 @@ def test_next_steps_ranks_explains_and_records_the_decision(client):
     complete(client, "u1", "take-product-tour", "explore-sample-data")
     rec = client.data(NEXT_STEPS, {"user": "u1", "limit": 4})["nextSteps"]
     assert rec["personalized"] is True
-    assert rec["policyVersion"] == "default@1.1.0"
+    assert rec["policyVersion"] == "default@1.2.0"
     assert rec["modelVersion"] is None
     assert [s["rank"] for s in rec["steps"]] == [1, 2, 3, 4]
     scores = [s["score"] for s in rec["steps"]]

@@ -38,7 +38,7 @@ except ImportError:
 
 SDL = ROOT / "schema.graphql"
 
-ROOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")  # users.ID_PATTERN, matched whole
+ROOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")  # subjects.ID_PATTERN, matched whole
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "")

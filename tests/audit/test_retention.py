@@ -15,7 +15,7 @@ from service.audit.chain import verify
 from service.audit.retention import purge
 from service.cli import app
 from service.clock import now as clock_now
-from service.decisions import decide, users
+from service.decisions import consent, decide, users
 from service.decisions.consent import consent_record
 from service.decisions.writes import commit_validated
 from service.knowledge import vocab
@@ -72,7 +72,7 @@ def setup_history(runtime: Runtime) -> dict:
     )
     decision = decide.next_steps(runtime, "ana")
     # Ana withdraws personalisation today: her grant is superseded now, and stays.
-    users.set_consent(runtime, "ana", "PERSONALIZATION", granted=False)
+    consent.set_consent(runtime, "ana", "PERSONALIZATION", granted=False)
     return {
         "expired_events": {stored[i].iri for i in (0, 1, 3, 5)},
         "fresh_events": {stored[i].iri for i in (2, 4, 6)},
@@ -107,9 +107,9 @@ def test_expired_events_and_superseded_consent_records_are_purged(runtime):
 
 def test_each_user_keeps_their_current_consent(runtime):
     setup_history(runtime)
-    before = {u: users.consents(runtime, u)[-1] for u in ("ana", "bo")}
+    before = {u: consent.consents(runtime, u)[-1] for u in ("ana", "bo")}
     purge(runtime, now=NOW + timedelta(days=10_000))
-    after = {u: {c.purpose: c for c in users.consents(runtime, u)} for u in ("ana", "bo")}
+    after = {u: {c.purpose: c for c in consent.consents(runtime, u)} for u in ("ana", "bo")}
     assert after["bo"]["ANALYTICS"] == before["bo"]
     assert after["ana"]["PERSONALIZATION"].granted is False
     assert after["ana"]["ANALYTICS"].granted is True

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from SPARQLWrapper import CSV, JSON, TSV, XML, SPARQLWrapper
 
-from service.audit.sparql import accepted_types, refusal
+from service.audit.sparql import refusal
 from service.decisions import decide, users
 
 COUNT_STEPS = "PREFIX wf: <https://w3id.org/wayfinder/ontology#> SELECT (COUNT(?s) AS ?n) WHERE { ?s a wf:Step }"
@@ -72,7 +72,7 @@ def test_the_lineage_is_readable_by_sparql(server):
         "SELECT ?d ?policy WHERE { ?d a wf:Decision ; wf:policyVersion ?policy ; prov:used ?c }"
     )
     rows = wrapper(server, query, JSON).query().convert()["results"]["bindings"]
-    assert rows and rows[0]["policy"]["value"].endswith("default-1.1.0")
+    assert rows and rows[0]["policy"]["value"].endswith("default-1.2.0")
 
 
 @pytest.mark.parametrize(
@@ -142,11 +142,3 @@ def test_refusal_ignores_keywords_inside_names_strings_and_comments():
         is None
     )
     assert refusal("select * { service <urn:x> { ?s ?p ?o } }") is not None
-
-
-def test_accept_headers_are_ranked_by_quality():
-    assert accepted_types("text/csv;q=0.5, application/sparql-results+json") == [
-        "application/sparql-results+json",
-        "text/csv",
-    ]
-    assert accepted_types(None) == []

@@ -13,7 +13,7 @@ import random
 import pytest
 import rdflib
 
-from service.decisions import decide, users
+from service.decisions import decide, subjects, users
 from service.decisions.candidates import candidate_steps
 from tests.paths import ROOT
 
@@ -64,7 +64,7 @@ def oracle(graph, *, role, plan, channel, completed, dismissed) -> set[str]:
 def candidates(runtime, user_id: str, channel: str) -> set[str]:
     """What the service's candidate query answers, as demo step IDs."""
     return {
-        iri.removeprefix(DEMO) for iri in candidate_steps(runtime, users.user_node(user_id), str(CHANNELS[channel]))
+        iri.removeprefix(DEMO) for iri in candidate_steps(runtime, subjects.user_node(user_id), str(CHANNELS[channel]))
     }
 
 

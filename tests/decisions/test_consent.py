@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from embeddings.export import consent_records
 from service.api.app import create_app
 from service.clock import datetime_literal, now
-from service.decisions import decide, users
+from service.decisions import consent, decide, users
 from service.decisions.consent import active_purposes
 from service.decisions.writes import commit_validated
 from service.demo import knowledge_files
@@ -20,7 +20,7 @@ from service.knowledge import vocab
 from service.knowledge.embedded import Store
 from service.runtime import Runtime
 from service.settings import Settings
-from tests.graphql_client import NEXT_STEPS, RECORD, RECORD_MANY, REGISTER, USER, WITHDRAW, GraphQLClient
+from tests.graphql_client import NEXT_STEPS, RECORD, RECORD_MANY, REGISTER, USER, WITHDRAW, GraphQLClient, register
 
 CONSENTS = "query C($id: ID!) { user(id: $id) { consents { purpose granted at recordedAt } } }"
 
@@ -42,19 +42,6 @@ def lenient(knowledge_quads, tmp_path) -> Runtime:
 def lenient_client(lenient):
     with TestClient(create_app(lenient)) as http:
         yield GraphQLClient(http)
-
-
-def register(client, user_id="u1", **fields):
-    payload = {
-        "id": user_id,
-        "role": "analyst",
-        "industry": "retail",
-        "plan": "team",
-        "signupChannel": "WEB",
-        "consents": ["PERSONALIZATION", "ANALYTICS"],
-    }
-    payload.update(fields)
-    return client.data(REGISTER, {"input": payload})["registerUser"]
 
 
 def withdraw_both(client, user_id="u1"):
@@ -97,8 +84,8 @@ def test_the_grant_keeps_its_indicated_time_and_gets_the_service_record_time(len
     # Oldest first, by the service's record time: the grants, then the withdrawals.
     assert [c["granted"] for c in consents] == [True, True, False, False]
     assert {c["at"] for c in consents[:2]} == {"2126-01-01T00:00:00+00:00"}
-    for consent in consents:
-        recorded = datetime.fromisoformat(consent["recordedAt"])
+    for record in consents:
+        recorded = datetime.fromisoformat(record["recordedAt"])
         assert before - timedelta(seconds=5) <= recorded <= now() + timedelta(seconds=5)
 
 
@@ -252,8 +239,8 @@ def test_on_a_shared_store_withdrawals_after_a_future_dated_grant_end_the_consen
         users.Registration(id="s1", consents=["PERSONALIZATION", "ANALYTICS"], at=datetime(2126, 1, 1, tzinfo=UTC)),
     )
     for purpose in ("PERSONALIZATION", "ANALYTICS"):
-        users.set_consent(shared, "s1", purpose, granted=False)
-    assert active_purposes(users.consents(shared, "s1")) == set()
+        consent.set_consent(shared, "s1", purpose, granted=False)
+    assert active_purposes(shared, "s1") == set()
     assert decide.next_steps(shared, "s1", limit=3).personalized is False
     with pytest.raises(ConsentRequired):
         users.record_events(shared, [users.EventReport("s1", "FEATURE_USED", feature_id="charts")])

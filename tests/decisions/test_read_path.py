@@ -14,10 +14,9 @@ import pyoxigraph as ox
 
 from service.clock import datetime_literal, now
 from service.decisions.candidates import candidate_steps
-from service.decisions.consent import consent_record
-from service.decisions.users import EventReport, Registration, consents, events, profile, record_events, register
+from service.decisions.consent import consent_record, consents
+from service.decisions.users import EventReport, Registration, events, profile, record_events, register
 from service.knowledge import vocab
-from service.knowledge.catalog import CHANNEL_CODES
 from service.knowledge.shared import RemoteStore
 from service.runtime import Runtime
 from service.settings import Settings
@@ -61,7 +60,9 @@ def reads(runtime: Runtime, user_id: str) -> dict:
         "consents": [(c.purpose, c.granted) for c in consents(runtime, user_id)],
         "profile": profile(runtime, user_id),
         "events": [(e.type, e.step, e.feature) for e in events(runtime, user_id)],
-        "candidates": {code: sorted(candidate_steps(runtime, user, iri)) for code, iri in CHANNEL_CODES.items()},
+        "candidates": {
+            code: sorted(candidate_steps(runtime, user, iri)) for code, iri in runtime.knowledge.codes.channels.items()
+        },
     }
 
 

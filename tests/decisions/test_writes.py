@@ -13,7 +13,7 @@ import pytest
 import rdflib
 
 from service.clock import datetime_literal
-from service.decisions import users, writes
+from service.decisions import consent, users, writes
 from service.errors import RefusedWrite
 from service.knowledge import vocab
 from service.knowledge.terms import to_rdflib_graph
@@ -108,9 +108,9 @@ def test_an_event_is_checked_against_the_consent_records_stored_for_its_user(run
     bo = register(runtime, "bo", [])
     used = event("bo", vocab.FEATURE_USED, feature="https://w3id.org/wayfinder/demo/charts")
     assert refusal(runtime, used, bo) == {(used[0].subject.value, "EventConsentShape")}
-    users.set_consent(runtime, "bo", "ANALYTICS", granted=True)
+    consent.set_consent(runtime, "bo", "ANALYTICS", granted=True)
     writes.commit_validated(runtime, used, users=[bo])
-    users.set_consent(runtime, "bo", "ANALYTICS", granted=False)
+    consent.set_consent(runtime, "bo", "ANALYTICS", granted=False)
     again = event("bo", vocab.FEATURE_USED, feature="https://w3id.org/wayfinder/demo/charts")
     assert refusal(runtime, again, bo) == {(again[0].subject.value, "EventConsentShape")}
 

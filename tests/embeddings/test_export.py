@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pyoxigraph as ox
 import pytest
 
-from embeddings.export import consented_users, export_graph
+from embeddings.export import consent_records, consented_users, export_graph
 from embeddings.world import generate_world
 from service.clock import datetime_literal
 from service.knowledge import vocab
@@ -109,3 +109,21 @@ def test_the_latest_record_decides_and_a_tie_means_withdrawn():
     assert len(consented_users(store, purpose=vocab.PERSONALIZATION)) == 5
     exported = export_graph(store)
     assert set(exported.index["user"]) == {vocab.USER_BASE + "regiven", vocab.USER_BASE + "given"}
+
+
+def test_the_export_reads_the_record_the_service_reads_for_each_user(world):
+    """One consent rule: the export's records are those consent-current.rq gives user by user, as the service asks."""
+    from service.knowledge.queries import Query
+    from tests.paths import ROOT
+
+    store = ox.Store()
+    load_world(store, world)
+    current = Query.load(ROOT / "queries" / "service" / "consent-current.rq")
+    exported = consent_records(store)
+    for user in world.users[:60]:
+        node = ox.NamedNode(user.iri)
+        rows = list(store.query(current.bind(user=node, purpose=vocab.ANALYTICS), use_default_graph_as_union=True))
+        granted = [r["record"].value for r in rows if r["status"] == vocab.CONSENT_GIVEN]
+        assert len(rows) <= 1
+        assert exported.get(user.iri) == (granted[0] if granted else None)
+        assert (user.iri in exported) == user.analytics_active()

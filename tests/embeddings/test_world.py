@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 import numpy as np
 import pyoxigraph as ox
@@ -16,7 +17,7 @@ from service.knowledge import vocab
 from service.synthetic import load_world, user_nquads
 from tests.paths import ROOT
 
-SIZES = {"n_steps": 20, "n_features": 30, "n_areas": 4, "n_roles": 4, "n_industries": 3}
+SIZES: dict[str, Any] = {"n_steps": 20, "n_features": 30, "n_areas": 4, "n_roles": 4, "n_industries": 3}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_nquads_follow_the_store_layout(world):
     assert ox.Quad(ox.NamedNode(user.iri), vocab.HAS_ROLE, ox.NamedNode(world.roles[user.role]), graph) in store
     events = list(store.quads_for_pattern(None, vocab.BY_USER, ox.NamedNode(user.iri), None))
     assert events and all(q.graph_name == graph for q in events)
-    assert all(q.subject.value.startswith(vocab.EVENT_BASE) for q in events)
+    assert all(isinstance(q.subject, ox.NamedNode) and q.subject.value.startswith(vocab.EVENT_BASE) for q in events)
     records = list(store.quads_for_pattern(None, vocab.HAS_DATA_SUBJECT, ox.NamedNode(user.iri), None))
     assert records and all(q.graph_name == vocab.CONSENT_GRAPH for q in records)
     assert any(store.quads_for_pattern(None, vocab.RDF_TYPE, vocab.STEP, world.catalog_graph))

@@ -92,6 +92,24 @@ OPEN_TO_EVERYONE = {
     "how-teams-collaborate",
 }
 # Steps any role reaches from the team plan up: team steps and one step that needs a team step.
+# The steps that teach something in the administration area.
+ADMINISTRATION_STEPS = {
+    "open-admin-console",
+    "set-up-roles",
+    "restrict-rows",
+    "configure-sso",
+    "review-audit-log",
+    "choose-plan",
+}
+# The engineer's own steps on any plan from team up.
+ENGINEER_STEPS = {
+    "connect-warehouse",
+    "install-tracking-sdk",
+    "write-first-query",
+    "define-first-metric",
+    "model-your-data",
+    "turn-query-into-chart",
+}
 TEAM_PLAN_STEPS = {"schedule-report", "deliver-reports-to-slack", "set-metric-alert", "enable-push-alerts"}
 
 
@@ -164,14 +182,7 @@ def test_steps_for_an_area_no_step_introduces_directly_come_from_its_parts(store
 
 def test_steps_for_a_top_level_area_cover_the_whole_subtree(store):
     rows = ask(store, "steps-for-area", area=demo("administration"))
-    assert ids(rows, "step") == {
-        "open-admin-console",
-        "set-up-roles",
-        "restrict-rows",
-        "configure-sso",
-        "review-audit-log",
-        "choose-plan",
-    }
+    assert ids(rows, "step") == ADMINISTRATION_STEPS
 
 
 def test_steps_for_the_orphan_feature_are_none(store):
@@ -211,41 +222,18 @@ def test_reachable_steps_for_analyst_on_enterprise_plan_include_team_steps_throu
 
 def test_reachable_steps_for_engineer_on_team_plan_exclude_enterprise_steps(store):
     rows = ask(store, "reachable-steps", role=demo("engineer"), plan=demo("team"))
-    assert ids(rows, "step") == OPEN_TO_EVERYONE | TEAM_PLAN_STEPS | {
-        "connect-warehouse",
-        "install-tracking-sdk",
-        "write-first-query",
-        "define-first-metric",
-        "model-your-data",
-        "turn-query-into-chart",
-    }
+    assert ids(rows, "step") == OPEN_TO_EVERYONE | TEAM_PLAN_STEPS | ENGINEER_STEPS
 
 
 def test_reachable_steps_for_engineer_exclude_a_step_whose_prerequisite_targets_another_role(store):
     # restrict-rows targets engineers on enterprise, but requires set-up-roles, which is for admins only.
     rows = ask(store, "reachable-steps", role=demo("engineer"), plan=demo("enterprise"))
-    assert ids(rows, "step") == OPEN_TO_EVERYONE | TEAM_PLAN_STEPS | {
-        "connect-warehouse",
-        "install-tracking-sdk",
-        "write-first-query",
-        "define-first-metric",
-        "model-your-data",
-        "turn-query-into-chart",
-        "embed-dashboard",
-    }
+    assert ids(rows, "step") == OPEN_TO_EVERYONE | TEAM_PLAN_STEPS | ENGINEER_STEPS | {"embed-dashboard"}
 
 
 def test_reachable_steps_for_admin_on_enterprise_plan_include_every_admin_step(store):
     rows = ask(store, "reachable-steps", role=demo("admin"), plan=demo("enterprise"))
-    assert ids(rows, "step") == OPEN_TO_EVERYONE | TEAM_PLAN_STEPS | {
-        "connect-warehouse",
-        "open-admin-console",
-        "set-up-roles",
-        "restrict-rows",
-        "configure-sso",
-        "review-audit-log",
-        "choose-plan",
-    }
+    assert ids(rows, "step") == OPEN_TO_EVERYONE | TEAM_PLAN_STEPS | ADMINISTRATION_STEPS | {"connect-warehouse"}
 
 
 def test_reachable_steps_for_manager_on_free_plan(store):

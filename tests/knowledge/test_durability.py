@@ -33,7 +33,7 @@ import httpx
 import pyoxigraph as ox
 import pytest
 
-from service.decisions import decide, users
+from service.decisions import consent, decide, subjects, users
 from service.knowledge import vocab
 from service.knowledge.embedded import Store
 from service.runtime import Runtime
@@ -339,7 +339,7 @@ def test_acknowledged_writes_survive_kill_9_of_the_service(service, tmp_path):
     try:
         for led in (ledger, after):
             for user_id in led.sent_users:
-                present = users.exists(runtime, user_id)
+                present = subjects.exists(runtime, user_id)
                 if user_id in led.acked_users:
                     assert present, f"acknowledged registration of {user_id} lost"
                 if not present:
@@ -348,7 +348,7 @@ def test_acknowledged_writes_survive_kill_9_of_the_service(service, tmp_path):
                 # A registration is whole (profile, pseudonym, both consent records) or absent.
                 profile = users.profile(runtime, user_id)
                 assert profile is not None and profile.pseudonym and profile.registered_at
-                assert len(users.consents(runtime, user_id)) == len(CONSENTS)
+                assert len(consent.consents(runtime, user_id)) == len(CONSENTS)
                 stored = _stored_events(runtime, user_id)
                 unanswered_but_stored += (user_id not in led.acked_users) + len(
                     set(stored) - set(led.acked_events.get(user_id, {}))
@@ -433,14 +433,14 @@ def test_a_backup_is_a_full_independent_store_and_leaves_the_original_intact(dis
     copy.flush()
     copy.oxigraph.optimize()
     _register(disk_runtime, "only-in-original")
-    assert users.exists(runtime_copy, "only-in-backup") and not users.exists(runtime_copy, "only-in-original")
-    assert users.exists(disk_runtime, "only-in-original") and not users.exists(disk_runtime, "only-in-backup")
+    assert subjects.exists(runtime_copy, "only-in-backup") and not subjects.exists(runtime_copy, "only-in-original")
+    assert subjects.exists(disk_runtime, "only-in-original") and not subjects.exists(disk_runtime, "only-in-backup")
     _release(runtime_copy, disk_runtime)
 
     reopened = Store(tmp_path / "store")
     try:
         assert before < _content(reopened)  # all it held, plus the one registration after the backup
-        assert not users.exists(Runtime(settings=disk_runtime.settings, store=reopened), "only-in-backup")
+        assert not subjects.exists(Runtime(settings=disk_runtime.settings, store=reopened), "only-in-backup")
     finally:
         reopened.close()
 
@@ -562,13 +562,8 @@ def test_backup_command_copies_store_and_anchors_and_a_restore_verifies(knowledg
     assert result.exit_code == 0 and "2 external anchors match" in result.output, result.output
 
 
-def test_backup_command_refuses_an_existing_folder_and_a_memory_store(knowledge_quads, tmp_path):
-    path = tmp_path / "store"
-    store = Store(path)
-    store.commit(add=knowledge_quads)
-    store.close()
-    del store
-    gc.collect()
+def test_backup_command_refuses_an_existing_folder_and_a_memory_store(service_store, tmp_path):
+    path = service_store
     existing = tmp_path / "exists"
     existing.mkdir()
     (existing / "keep.txt").write_text("untouched")
@@ -599,7 +594,7 @@ def test_with_flush_each_commit_a_commit_survives_the_loss_of_the_write_ahead_lo
     after_crash = _without_write_ahead_log(tmp_path / "store", tmp_path / "after-crash")
     try:
         crashed = Runtime(settings=Settings(store=str(tmp_path / "after-crash")), store=after_crash)
-        assert users.exists(crashed, "kept") is flush
+        assert subjects.exists(crashed, "kept") is flush
         assert len(users.events(crashed, "kept")) == (2 if flush else 0)
     finally:
         _release(after_crash, runtime)

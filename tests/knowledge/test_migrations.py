@@ -10,12 +10,15 @@ from typer.testing import CliRunner
 
 from service.audit.chain import verify
 from service.cli import app as cli
-from service.decisions import users
+from service.decisions import consent, users
 from service.decisions.consent import active_purposes
 from service.decisions.decide import next_steps
 from service.errors import OutdatedStore
 from service.knowledge import migrations, vocab
 from service.knowledge.embedded import Store
+from service.knowledge.terms import to_rdflib_graph
+from service.models import lifecycle, records
+from service.models.records import Status
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -67,8 +70,8 @@ def test_migrate_upgrades_in_place_and_the_audit_trail_still_verifies(old_store,
     assert migrations.layout_version(runtime.store) == migrations.LAYOUT
     assert verify(runtime.store, runtime.queries["audit-index"]).ok  # the decision recorded before still verifies
     # The grant dated in 2126 was stamped no later than the migration: a withdrawal now outranks it.
-    users.set_consent(runtime, "legacy", "PERSONALIZATION", granted=False)
-    assert "PERSONALIZATION" not in active_purposes(users.consents(runtime, "legacy"))
+    consent.set_consent(runtime, "legacy", "PERSONALIZATION", granted=False)
+    assert "PERSONALIZATION" not in active_purposes(runtime, "legacy")
     runtime.store.close()
     again = CliRunner().invoke(cli, ["migrate", "--store", str(old_store)])
     assert again.exit_code == 0 and "already" in again.output
@@ -86,6 +89,75 @@ def test_a_store_of_a_newer_layout_is_refused(tmp_path):
 
 def test_migrate_on_a_new_store_records_the_layout(tmp_path):
     result = CliRunner().invoke(cli, ["migrate", "--store", str(tmp_path / "fresh")])
-    assert result.exit_code == 0 and "a new store: layout 2 recorded" in result.output
+    assert result.exit_code == 0 and f"a new store: layout {migrations.LAYOUT} recorded" in result.output
     again = CliRunner().invoke(cli, ["migrate", "--store", str(tmp_path / "fresh")])
     assert again.exit_code == 0 and "nothing to do" in again.output
+
+
+def as_layout_2_left_model_statuses(store: Store) -> None:
+    """Write each model version's status as layout 2 did, the string ``wf:status "active"``; record layout 2."""
+    terms = list(store.quads(predicate=vocab.MODEL_STATUS, graph=vocab.MODELS_GRAPH))
+    strings = [ox.Quad(q.subject, vocab.STATUS, ox.Literal(str(Status.of(q.object))), q.graph_name) for q in terms]
+    meta = list(store.quads(graph=vocab.META_GRAPH))
+    store.commit(remove=terms + meta, add=strings + migrations.version_quads(2))
+
+
+def register_version(runtime: Runtime, artefact: bytes, minute: int) -> str:
+    at = datetime(2026, 11, 26, 10, minute, tzinfo=UTC)
+    quads = records.version_quads(
+        artefact,
+        snapshot="b" * 64,
+        hyper_parameters={"seed": minute},
+        metrics={},
+        started=at,
+        ended=at,
+        training_users=0,
+        used=[],
+    )
+    runtime.store.commit(add=quads)
+    return records.version_name(artefact)
+
+
+@pytest.fixture
+def layout_2_store(disk_runtime):
+    """A store of layout 2: a decision in the audit chain, a retired and an active model version named by strings."""
+    users.register(disk_runtime, users.Registration(id="anon", at=datetime.now(UTC)))
+    next_steps(disk_runtime, "anon")
+    retired, active = register_version(disk_runtime, b"first", 1), register_version(disk_runtime, b"second", 2)
+    lifecycle.promote(disk_runtime, retired, approved_by="Ada")
+    lifecycle.promote(disk_runtime, active, approved_by="Grace")
+    as_layout_2_left_model_statuses(disk_runtime.store)
+    location = disk_runtime.store.location
+    disk_runtime.store.close()
+    return location, {retired: Status.RETIRED, active: Status.ACTIVE}
+
+
+def test_migrate_writes_model_statuses_as_terms_and_the_audit_trail_still_verifies(layout_2_store, tmp_path):
+    location, statuses = layout_2_store
+    runtime = Runtime(settings=Settings(store=str(location), models_dir=tmp_path / "models"))
+    with pytest.raises(OutdatedStore, match="layout 2"):
+        runtime.ensure_ontology()
+    runtime.store.close()
+    result = CliRunner().invoke(cli, ["migrate", "--store", str(location)])
+    assert result.exit_code == 0, result.output
+    assert "layout 2 -> 3" in result.output and "2 model version statuses written as terms" in result.output
+    runtime = Runtime(settings=Settings(store=str(location), models_dir=tmp_path / "models"))
+    runtime.ensure_ontology()  # opens now
+    assert migrations.layout_version(runtime.store) == migrations.LAYOUT == 3
+    # the versions read as before, the API's strings unchanged, and the active one is the one that serves
+    assert {v.version: v.status for v in records.versions(runtime)} == statuses
+    assert {v.version: str(v.status) for v in records.versions(runtime)} == {
+        version: status.value for version, status in statuses.items()
+    }
+    [served] = runtime.store.select(runtime.queries["model-active"])
+    assert statuses[served["version"].value] is Status.ACTIVE
+    assert not list(runtime.store.quads(predicate=vocab.STATUS, graph=vocab.MODELS_GRAPH))
+    # the records pass the model shapes, whose terms the reloaded ontology declares
+    data = to_rdflib_graph(runtime.store.graph(vocab.MODELS_GRAPH))
+    data += runtime.knowledge.graph
+    assert [v for v in runtime.validator.validate(data) if "/model/" in v.focus] == []
+    # the decision recorded before the migration still verifies: the chain was not touched
+    assert verify(runtime.store, runtime.queries["audit-index"]).ok
+    runtime.store.close()
+    again = CliRunner().invoke(cli, ["migrate", "--store", str(location)])
+    assert again.exit_code == 0 and "already" in again.output

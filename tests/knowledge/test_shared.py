@@ -74,7 +74,10 @@ def test_parameters_are_written_into_the_text_as_typed_terms(server, tmp_path):
 
     by_user = Query("SELECT ?user WHERE { ?user ?p ?o }", parameters={"user": Parameter("user", "IRI")})
     text = by_user.bind(user=ox.NamedNode("https://w3id.org/wayfinder/user/x"))
-    assert text == "SELECT (<https://w3id.org/wayfinder/user/x> AS ?user) WHERE { <https://w3id.org/wayfinder/user/x> ?p ?o }"
+    assert (
+        text
+        == "SELECT (<https://w3id.org/wayfinder/user/x> AS ?user) WHERE { <https://w3id.org/wayfinder/user/x> ?p ?o }"
+    )
     by_value = Query("SELECT ?s WHERE { ?s ?p ?v }", parameters={"v": Parameter("v", "ANY")})
     tricky = by_value.bind(v=ox.Literal('a" } ; DROP ALL ; #'))
     assert '"a\\" } ; DROP ALL ; #"' in tricky

@@ -1,7 +1,10 @@
 """The service's validator (pyshacl for SHACL Core, Oxigraph for SHACL-SPARQL) agrees with
-pyshacl alone on every shape test case, with and without focus nodes."""
+pyshacl alone on every shape test case, with and without focus nodes, and runs its own queries
+from queries/validation/."""
 
 from __future__ import annotations
+
+import shutil
 
 import pyoxigraph as ox
 import pytest
@@ -9,8 +12,9 @@ import rdflib
 from pyshacl import validate
 from rdflib.namespace import RDF, SH
 
+from service.errors import SyntaxProblem
 from service.knowledge.terms import from_rdflib_term, to_rdflib_graph
-from service.knowledge.validation import Validator
+from service.knowledge.validation import QUERIES, Validator, with_values
 from tests.knowledge.test_shapes import CASES, load_case, shapes
 from tests.paths import ROOT
 
@@ -74,7 +78,7 @@ def test_lifted_property_shapes_give_the_same_results(validator, path):
 
 
 def triples(graph: rdflib.Graph) -> list[ox.Triple]:
-    return [ox.Triple(*(from_rdflib_term(t) for t in triple)) for triple in graph]
+    return [ox.Triple(*(from_rdflib_term(t) for t in triple)) for triple in graph]  # type: ignore[arg-type]
 
 
 SPLITS = {  # where a case's data goes: the knowledge the validator is built over, the write, or both
@@ -125,3 +129,44 @@ def test_the_delta_validator_keeps_nothing_of_a_write(validator):
     delta.REFRESH_AFTER = 0
     assert delta.validate(written, focus=[written[0].subject]) != []
     assert delta.validate([], focus=[written[0].subject]) == []
+
+
+# -- the validator's own queries: queries/validation/*.rq ----------------------------------
+
+
+def test_the_validator_runs_the_queries_of_its_folder(tmp_path):
+    """A SPARQL constraint checks the nodes constraint-targets.rq finds: an edited copy finds none."""
+    case = load_case(next(p for p in CASES if p.name == "retention-rule-wrong-values.test.ttl"))
+    sparql_shape = "https://w3id.org/wayfinder/shapes#RetentionTimeFitsKindShape"
+    assert sparql_shape in {v.shape for v in Validator(ROOT / "shapes").validate(case.data)}
+    queries = tmp_path / "validation"
+    shutil.copytree(QUERIES, queries)
+    targets = queries / "constraint-targets.rq"
+    targets.write_text(targets.read_text().replace("?this a/", "?this <https://example.org/never>/"))
+    assert sparql_shape not in {v.shape for v in Validator(ROOT / "shapes", queries_dir=queries).validate(case.data)}
+
+
+def test_the_focus_classes_of_a_write_come_from_focus_classes_rq(validator, tmp_path):
+    case = load_case(next(p for p in CASES if p.name == "event-missing-user.test.ttl"))
+    event = ox.NamedNode("https://example.org/e")
+    written = [
+        ox.Triple(event, ox.NamedNode(str(RDF.type)), ox.NamedNode("https://w3id.org/wayfinder/ontology#Activated"))
+    ]
+    assert validator.for_knowledge(case.data).validate(written, focus=[event]) != []
+    queries = tmp_path / "validation"
+    shutil.copytree(QUERIES, queries)
+    classes = queries / "focus-classes.rq"
+    classes.write_text(classes.read_text().replace("?this a/", "?this <https://example.org/never>/"))
+    blind = Validator(ROOT / "shapes", queries_dir=queries).for_knowledge(case.data)
+    assert blind.validate(written, focus=[event]) == []  # no class, so no shape targets the write
+
+
+def test_values_are_written_as_checked_iris_into_the_one_empty_block():
+    query = "SELECT ?this WHERE { VALUES ?this { } ?this a ?c }"
+    assert with_values(query, "this", ["https://example.org/a", "https://example.org/b"]) == (
+        "SELECT ?this WHERE { VALUES ?this { <https://example.org/a> <https://example.org/b> } ?this a ?c }"
+    )
+    with pytest.raises(ValueError):
+        with_values(query, "this", ["https://example.org/a> } ?x ?y ?z . VALUES ?w { <x"])
+    with pytest.raises(SyntaxProblem):
+        with_values("SELECT ?this WHERE { ?this a ?c }", "this", ["https://example.org/a"])

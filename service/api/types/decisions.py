@@ -1,0 +1,50 @@
+"""GraphQL types of decisions: a recommendation as returned, a decision as recorded, ranked steps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from service.api.types.catalog import Channel, Step, step_of
+from service.decisions.ranking import Scored
+from service.knowledge.catalog import Catalog
+
+
+@strawberry.type
+class RankedStep:
+    step: Step
+    rank: int
+    score: float
+    reasons: list[str]
+
+
+@strawberry.type
+class Recommendation:
+    decision_id: strawberry.ID
+    steps: list[RankedStep]
+    personalized: bool
+    policy_version: str
+    model_version: str | None
+    variant: str | None
+
+
+@strawberry.type
+class Decision:
+    id: strawberry.ID
+    at: datetime
+    channel: Channel
+    personalized: bool
+    policy_version: str
+    model_version: str | None
+    variant: str | None
+    steps: list[RankedStep]
+    candidates: list[RankedStep]
+
+
+def ranked_of(catalog: Catalog, scored: list[Scored]) -> list[RankedStep]:
+    return [
+        RankedStep(step=step_of(catalog, catalog.step(s.step)), rank=i, score=s.score, reasons=s.reasons)
+        for i, s in enumerate(scored, start=1)
+        if s.step in catalog.entities
+    ]

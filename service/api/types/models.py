@@ -1,0 +1,39 @@
+"""GraphQL types of the model registry."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import strawberry
+
+
+@strawberry.type(description="A trained ranking model version in the registry")
+class ModelVersion:
+    version: str
+    status: str = strawberry.field(description="candidate, active, retired or rolled-back")
+    artifact_hash: str = strawberry.field(description="SHA-256 of the model artefact")
+    data_snapshot: str = strawberry.field(description="SHA-256 of the training data the export produced")
+    hyper_parameters: str = strawberry.field(description="Hyper-parameters and seed, as JSON")
+    metrics: str = strawberry.field(description="Metrics on held-out users, as JSON")
+    trained_at: datetime
+    training_users: int = strawberry.field(description="Users with an ANALYTICS consent whose data it read")
+    approved_by: str | None
+    approved_at: datetime | None
+    supersedes: str | None = strawberry.field(description="The version that was active when this one was promoted")
+
+
+def model_of(version) -> ModelVersion:
+    return ModelVersion(
+        version=version.version,
+        status=version.status,
+        artifact_hash=version.artifact_hash,
+        data_snapshot=version.data_snapshot,
+        hyper_parameters=json.dumps(version.hyper_parameters, sort_keys=True),
+        metrics=json.dumps(version.metrics, sort_keys=True),
+        trained_at=version.trained_at,
+        training_users=version.training_users,
+        approved_by=version.approved_by,
+        approved_at=version.approved_at,
+        supersedes=version.supersedes,
+    )

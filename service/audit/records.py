@@ -1,0 +1,102 @@
+"""Every audit record the service writes, built here: decisions and erasures, as PROV-O activities.
+
+The flows gather what a record says (``service.decisions.decide``, ``service.audit.erasure``);
+this module turns it into triples; ``service.audit.chain`` chains and stores them. A record
+names a user only by pseudonym.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+import pyoxigraph as ox
+
+from service.clock import datetime_literal
+from service.knowledge import vocab
+
+
+class Candidate(Protocol):
+    """A scored candidate step, as ranking returns it."""
+
+    step: str
+    score: float
+    rule_score: float
+    model_score: float | None
+    reasons: list[str]
+
+
+def decision_record(
+    record: ox.NamedNode,
+    *,
+    started: datetime,
+    ended: datetime,
+    pseudonym: str,
+    channel: str,
+    personalized: bool,
+    limit: int,
+    policy: str,
+    model: str | None,
+    variant: str | None,
+    used: Iterable[str],
+    candidates: Sequence[Candidate],
+    shown: Mapping[str, int],
+) -> list[ox.Triple]:
+    """Return the record of a decision: context, what it used, every candidate, and the ``shown`` steps' ranks.
+
+    ``channel``, ``policy``, ``model`` and ``used`` are IRIs; a shown candidate carries its rank and reasons.
+    """
+    T, L = ox.Triple, ox.Literal
+    triples = [
+        T(record, vocab.RDF_TYPE, vocab.DECISION),
+        T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
+        T(record, vocab.PROV_STARTED_AT, datetime_literal(started)),
+        T(record, vocab.PROV_ENDED_AT, datetime_literal(ended)),
+        T(record, vocab.SUBJECT_PSEUDONYM, L(pseudonym)),
+        T(record, vocab.DECISION_CHANNEL, ox.NamedNode(channel)),
+        T(record, vocab.PERSONALIZED, L("true" if personalized else "false", datatype=vocab.XSD_BOOLEAN)),
+        T(record, vocab.REQUESTED_LIMIT, L(str(limit), datatype=vocab.XSD_INTEGER)),
+        T(record, vocab.POLICY_VERSION_OF_DECISION, ox.NamedNode(policy)),
+        T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(policy)),
+    ]
+    if model:
+        triples += [
+            T(record, vocab.MODEL_VERSION_OF_DECISION, ox.NamedNode(model)),
+            T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(model)),
+        ]
+    if variant:
+        triples.append(T(record, vocab.VARIANT, L(variant)))
+    for iri in dict.fromkeys(used):
+        triples.append(T(record, vocab.PROV_USED, ox.NamedNode(iri)))
+    for i, scored in enumerate(candidates, start=1):
+        node = ox.NamedNode(f"{record.value}/candidate/{i}")
+        triples += [
+            T(record, vocab.HAS_CANDIDATE, node),
+            T(node, vocab.RDF_TYPE, vocab.RANKED_CANDIDATE),
+            T(node, vocab.CANDIDATE_STEP, ox.NamedNode(scored.step)),
+            T(node, vocab.SCORE, _double(scored.score)),
+            T(node, vocab.RULE_SCORE, _double(scored.rule_score)),
+        ]
+        if scored.model_score is not None:
+            triples.append(T(node, vocab.MODEL_SCORE, _double(scored.model_score)))
+        if scored.step in shown:
+            triples.append(T(node, vocab.RANK, L(str(shown[scored.step]), datatype=vocab.XSD_INTEGER)))
+            triples += [T(node, vocab.REASON, L(reason)) for reason in scored.reasons]
+    return triples
+
+
+def erasure_record(record: ox.NamedNode, *, at: datetime, requested_by: str, removed: int) -> list[ox.Triple]:
+    """Return the record of an erasure: when, at whose request and how much went; never whom."""
+    T = ox.Triple
+    return [
+        T(record, vocab.RDF_TYPE, vocab.ERASURE),
+        T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
+        T(record, vocab.PROV_STARTED_AT, datetime_literal(at)),
+        T(record, vocab.REQUESTED_BY, ox.Literal(requested_by)),
+        T(record, vocab.TRIPLES_REMOVED, ox.Literal(str(removed), datatype=vocab.XSD_INTEGER)),
+    ]
+
+
+def _double(value: float) -> ox.Literal:
+    return ox.Literal(repr(float(value)), datatype=vocab.XSD_DOUBLE)

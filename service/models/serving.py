@@ -1,0 +1,64 @@
+"""Serving: the scorer of the active model version, loaded from its artefact in the store.
+
+Every decision asks the store which version is active (one small query), so a promotion
+or rollback, made by this process or another one on a shared store, serves from the
+next request on. Loading a version checks its artefact's hash; an artefact that fails it,
+or does not load, never serves: decisions fall back to the rules, and the error is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from embeddings.scoring import Scorer
+from service.errors import NotFound
+from service.knowledge.store import bound
+from service.metrics import MODEL_SERVED
+from service.models.records import artefact, find
+from service.runtime import Runtime
+
+log = logging.getLogger("wayfinder.models")
+
+
+@dataclass
+class Serving:
+    """The scorer of the active version, reloaded when another version becomes active."""
+
+    _loaded: tuple[str, Scorer] | None = None  # (artefact SHA-256, its scorer)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def scorer(self, runtime: Runtime) -> Scorer | None:
+        """Return the scorer of the active version, or None when none is active or it cannot serve."""
+        rows = runtime.store.select(runtime.queries["model-active"])
+        if not rows:
+            self._serve(None)
+            return None
+        version, sha = bound(rows[0], "version").value, bound(rows[0], "hash").value
+        loaded = self._loaded
+        if loaded is not None and loaded[0] == sha:
+            return loaded[1]
+        with self._lock:
+            if self._loaded is None or self._loaded[0] != sha:
+                try:
+                    scorer = Scorer.from_bytes(artefact(runtime, find(runtime, version)), sha256=sha, version=version)
+                except (ValueError, NotFound, RuntimeError) as exc:
+                    log.error("model version cannot serve", extra={"model_version": version, "error": str(exc)})
+                    self._serve(None)
+                    return None
+                self._serve(scorer)
+                self._loaded = (sha, scorer)
+            return self._loaded[1]
+
+    def _serve(self, scorer: Scorer | None) -> None:
+        """Set the served-version gauge: 1 for the version now serving, 0 for the one that stopped."""
+        previous = self._loaded[1].version if self._loaded else None
+        current = scorer.version if scorer else None
+        if previous != current:
+            if previous:
+                MODEL_SERVED.labels(previous).set(0)
+            if current:
+                MODEL_SERVED.labels(current).set(1)
+        if scorer is None:
+            self._loaded = None

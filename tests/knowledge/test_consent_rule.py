@@ -1,0 +1,90 @@
+"""The consent rule is written once as a query and checked on writes by a shape: the two agree on every case.
+
+``queries/service/consent-current.rq`` says which record holds per user and purpose (the
+service and the training export read it); ``wfsh:EventConsentShape`` (shapes/privacy.ttl)
+refuses an event of a user without an active consent for one of the event's purposes.
+For every consent case of ``tests/shapes/`` (``consent-*.test.ttl``), each user of the
+case is given a probe event for each purpose alone (an event class collected for that
+purpose only): the shape must refuse the probe exactly when the query gives no current
+granting record for that user and purpose. The case's own events must be refused
+exactly when none of their purposes is granted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyoxigraph as ox
+import pytest
+from pyshacl import validate
+from rdflib import RDF, RDFS, Graph, Literal, Namespace, URIRef
+
+from service.knowledge import vocab
+from service.knowledge.queries import Query
+from tests.knowledge.test_shapes import CASES_DIR, load_case, results_of, shapes
+from tests.paths import ROOT
+
+CASES = sorted(CASES_DIR.glob("consent-*.test.ttl"))
+CURRENT = Query.load(ROOT / "queries" / "service" / "consent-current.rq")
+WF = Namespace(vocab.WF_NS)
+DPV = Namespace(vocab.DPV_NS)
+PROBE = Namespace("https://w3id.org/wayfinder/test/probe/")
+CONSENT_SHAPE = URIRef("https://w3id.org/wayfinder/shapes#EventConsentShape")
+
+
+def granted_by_the_query(data: Graph) -> set[tuple[str, str]]:
+    """(user, purpose) pairs whose current record, by consent-current.rq, gives consent."""
+    store = ox.Store()
+    store.load(data.serialize(format="nt").encode(), format=ox.RdfFormat.N_TRIPLES)
+    rows = store.query(CURRENT, use_default_graph_as_union=True)
+    current = [(r["user"].value, r["purpose"].value, r["status"]) for r in rows]
+    assert len({(u, p) for u, p, _ in current}) == len(current), f"more than one current record: {current}"
+    return {(u, p) for u, p, status in current if status == vocab.CONSENT_GIVEN}
+
+
+def refused_by_the_shape(data: Graph) -> set[URIRef]:
+    """The events the consent shape reports."""
+    _, report, _ = validate(data, shacl_graph=shapes(), inference="none")
+    return {URIRef(str(r.focus)) for r in results_of(report) if r.shape == CONSENT_SHAPE}
+
+
+def purposes_of(data: Graph, event_class: URIRef) -> set[str]:
+    """The purposes an event class is collected for, its superclasses' included."""
+    return {
+        str(p) for c in data.transitive_objects(event_class, RDFS.subClassOf) for p in data.objects(c, WF.collectedFor)
+    }
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.name.removesuffix(".test.ttl") for p in CASES])
+def test_the_consent_query_and_the_write_shape_agree(path: Path) -> None:
+    data = load_case(path).data
+    granted = granted_by_the_query(data)
+    purposes = sorted(data.subjects(RDF.type, WF.ConsentPurpose))
+    users = sorted(set(data.subjects(RDF.type, WF.User)) | set(data.objects(None, DPV.hasDataSubject)))
+    assert purposes
+    cases: dict[URIRef, set[tuple[str, str]]] = {}
+    for event, user in data.subject_objects(WF.byUser):  # the case's own events
+        needs = {
+            (str(user), p) for event_class in data.objects(event, RDF.type) for p in purposes_of(data, event_class)
+        }
+        if needs:
+            cases[event] = needs
+    probed = Graph()
+    probed += data
+    for k, purpose in enumerate(purposes):
+        probe_class = PROBE[f"CollectedFor{k}"]
+        probed.add((probe_class, RDFS.subClassOf, WF.Event))
+        probed.add((probe_class, WF.collectedFor, purpose))
+        for j, user in enumerate(users):
+            probe = PROBE[f"event-{k}-{j}"]
+            probed.add((probe, RDF.type, probe_class))
+            probed.add((probe, WF.byUser, user))
+            probed.add(
+                (probe, WF.occurredAt, Literal("2025-03-05T10:00:00Z", datatype=URIRef(vocab.XSD_DATETIME.value)))
+            )
+            cases[probe] = {(str(user), str(purpose))}
+    refused = refused_by_the_shape(probed)
+    disagree = {
+        str(event): sorted(needs) for event, needs in cases.items() if (event in refused) != (not needs & granted)
+    }
+    assert disagree == {}, f"query grants {sorted(granted)}; the shape refuses {sorted(map(str, refused))}"
