@@ -8,7 +8,7 @@ Baselines:
 - segment lift: per (role, industry) segment, the share of users who activated after
   completing the step, minus the segment's activation rate (shrunk towards the step's
   share over all segments when a cell is small);
-- rules: a stand-in for the service's rules-only ranking, after ``service.decisions.policies.rank``
+- rules: a stand-in for the service's rules-only ranking, after ``service.knowledge.policies.rank``
   with the default policy's weights (place in the default journey, prerequisites and
   unlocks counted over the ``wf:requires`` closure, affinity with a used feature's
   nearest non-top area), read from the shipped ``ontology/policies/default.ttl``
@@ -44,7 +44,7 @@ def rule_weights(path: Path = DEFAULT_POLICY, *, policy: str = "default") -> dic
     """Return the depth, unlock and affinity weights of the policy's highest active version in a Turtle file.
 
     Read as the service reads policy versions (``queries/service/policy-versions.rq``); a
-    weight a version does not state is 0, as in ``service.decisions.policies``.
+    weight a version does not state is 0, as in ``service.knowledge.policies``.
     """
     store = ox.Store()
     store.load(path.read_bytes(), format=ox.RdfFormat.TURTLE)

@@ -108,7 +108,7 @@ def load_model(path: str | Path, *, sha256: str | None = None) -> tuple[UpliftEn
 class Scorer:
     """Precomputed catalog side of a trained model; scores a new user's candidates without a graph pass.
 
-    Also fits ``service.decisions.policies.Scorer``: ``version`` and ``score(context, steps)``.
+    Also fits ``service.knowledge.policies.Scorer``: ``version`` and ``score(context, steps)``.
     """
 
     def __init__(
@@ -214,7 +214,7 @@ class Scorer:
         return int(completers), (activators / completers) / (activated / users)
 
     def score(self, context, steps: list[str]) -> dict[str, float]:
-        """Score the steps the model knows for a ``service.decisions.policies.Context``; others are left out."""
+        """Score the steps the model knows for a ``service.knowledge.policies.Context``; others are left out."""
         known = [s for s in steps if s in self.index["step"]]
         values = self.scores(
             role=context.role,

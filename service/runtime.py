@@ -15,11 +15,11 @@ import pyoxigraph as ox
 import rdflib
 
 from service.audit.chain import AuditTrail
-from service.decisions.policies import PolicyVersion, read_policies
 from service.knowledge import files as knowledge
 from service.knowledge import migrations
 from service.knowledge.catalog import Catalog, read_catalog
 from service.knowledge.embedded import open_store
+from service.knowledge.policies import PolicyVersion, read_policies
 from service.knowledge.queries import Queries
 from service.knowledge.store import GraphStore, bound
 from service.knowledge.terms import to_rdflib_graph
@@ -93,17 +93,6 @@ class Runtime:
     def queries(self) -> Queries:
         """Shipped queries: ``queries/service/NAME.rq`` as NAME, ``queries/DIR/NAME.rq`` as DIR/NAME."""
         return Queries(self.settings.queries_dir)
-
-    @cached_property
-    def models(self):
-        """The serving side of the model registry (imports torch on first use)."""
-        from service.models.serving import Serving  # torch: imported here, not with the API
-
-        return Serving()
-
-    def active_model(self):
-        """The scorer of the active model version, or None when none is active."""
-        return self.models.scorer(self)
 
     @property
     def ontology_file(self) -> Path:

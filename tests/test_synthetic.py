@@ -85,7 +85,7 @@ def ada(runtime) -> SyntheticUser:
 def test_written_users_read_back_as_the_api_reads_them(disk_runtime):
     runtime = disk_runtime
     user = ada(runtime)
-    runtime.store.oxigraph.bulk_load(nquads([user]), format=ox.RdfFormat.N_QUADS)
+    runtime.store.bulk_load(nquads([user]), format=ox.RdfFormat.N_QUADS)
 
     assert subjects.exists(runtime, "ada")
     profile = users.profile(runtime, "ada")
@@ -153,7 +153,7 @@ def test_written_users_are_the_quads_register_and_record_events_store(disk_runti
 
 def test_written_users_conform_to_the_shapes(disk_runtime):
     runtime = disk_runtime
-    runtime.store.oxigraph.bulk_load(nquads([ada(runtime)]), format=ox.RdfFormat.N_QUADS)
+    runtime.store.bulk_load(nquads([ada(runtime)]), format=ox.RdfFormat.N_QUADS)
     assert check_store(runtime.store, runtime.validator) == []
 
 
@@ -161,7 +161,7 @@ def test_an_event_without_its_consent_breaks_the_shapes(disk_runtime):
     runtime = disk_runtime
     user = ada(runtime)
     user.consents = [c for c in user.consents if c.purpose != runtime.knowledge.codes.purposes["ANALYTICS"]]
-    runtime.store.oxigraph.bulk_load(nquads([user]), format=ox.RdfFormat.N_QUADS)
+    runtime.store.bulk_load(nquads([user]), format=ox.RdfFormat.N_QUADS)
     violations = check_store(runtime.store, runtime.validator)
     assert violations and all(user.events[1].id in str(v) for v in violations), violations
 
@@ -187,6 +187,6 @@ def test_the_world_conforms_to_the_shapes(world, tmp_path):
     runtime.ensure_ontology()
     catalog, people = write_world(world, tmp_path / "world")
     runtime.load([catalog])  # validated, as `wayfinder world` loads it
-    store.oxigraph.bulk_load(path=str(people), format=ox.RdfFormat.N_QUADS)
+    store.bulk_load(people, format=ox.RdfFormat.N_QUADS)
     assert users.profile(runtime, world.users[0].id) is not None
     assert check_store(runtime.store, runtime.validator) == []

@@ -144,7 +144,7 @@ def interleaved(full: Runtime, bare: Runtime, *, rounds: int, per_round: int, wa
     quads_after = len(full.store)
     bytes_after = lib.dir_bytes(full.store.location)
     anchors_after = trail.anchor_file.stat().st_size if trail.anchor_file.exists() else 0
-    full.store.oxigraph.optimize()
+    full.store.optimize()
     bytes_compacted = lib.dir_bytes(full.store.location)
     paired = [a - b for a, b in zip(per_round_p50["with audit"], per_round_p50["no append"], strict=True)]
     paired_rec = [a - b for a, b in zip(per_round_p50["no append"], per_round_p50["no record"], strict=True)]

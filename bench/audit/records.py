@@ -12,8 +12,7 @@ records, role, plan, industry when personalised, step and feature events).
 sequence and previous-hash triples, ``audit.stored_form``, ``audit.content_hash``,
 the content-hash triple, quads in the audit graph, an anchor line every
 ``checkpoint_every`` records) but buffers the quads and writes them in large
-chunks with pyoxigraph's ``Store.bulk_extend`` (the service's ``Store`` wrapper has
-no bulk method; ``Store.oxigraph`` is the pyoxigraph store it wraps).
+chunks with the store's ``bulk_load`` (N-Quads, no transaction: pyoxigraph's bulk loader).
 """
 
 from __future__ import annotations
@@ -29,9 +28,10 @@ import pyoxigraph as ox
 
 from service.audit import chain as audit
 from service.decisions import decide
-from service.decisions.policies import active_version
 from service.decisions.ranking import Scored
 from service.knowledge import vocab
+from service.knowledge.policies import active_version
+from service.knowledge.store import GraphStore
 from service.runtime import Runtime
 
 DEMO_USERS = ["ana", "eli", "maya", "ada", "sam", "noor"]
@@ -137,7 +137,7 @@ class ChainWriter:
 
     def __init__(
         self,
-        store: ox.Store,
+        store: GraphStore,
         *,
         chain: str,
         head: audit.ChainHead,
@@ -183,9 +183,9 @@ class ChainWriter:
     def write(self) -> None:
         if self.buffer:
             if self.bulk:
-                self.store.bulk_extend(self.buffer)
+                self.store.bulk_load(nquads(self.buffer), format=ox.RdfFormat.N_QUADS)
             else:
-                self.store.extend(self.buffer)
+                self.store.commit(add=self.buffer)
             self.quads_written += len(self.buffer)
             self.buffer = []
         if self.anchors and self.anchor_file is not None:
@@ -196,3 +196,10 @@ class ChainWriter:
     @property
     def head(self) -> audit.ChainHead:
         return audit.ChainHead(self.sequence, self.previous)
+
+
+def nquads(quads: list[ox.Quad]) -> bytes:
+    """Return quads as N-Quads, for ``bulk_load``."""
+    data = ox.serialize(quads, format=ox.RdfFormat.N_QUADS)
+    assert data is not None
+    return data

@@ -6,7 +6,7 @@ appended by the real ``AuditTrail``), then N - 24 more decision records chained 
 bulk by ``records.ChainWriter``: the real record builder (``decide.decision_triples``)
 and hashing (``audit.stored_form``, ``audit.content_hash``) with
 ``AuditTrail.append``'s chaining, written in chunks with pyoxigraph's
-``Store.bulk_extend``. Records are realistic: 15 ranked candidates each, 5 returned
+the store's ``bulk_load``. Records are realistic: 15 ranked candidates each, 5 returned
 with 1 to 3 reasons, 1 to 3 consent records, role, plan, industry and 0 to 8 events
 used (``records.RecordFactory``). An anchor line is written every 1000 records,
 as the service's checkpoints do.
@@ -86,7 +86,7 @@ def build_store(path: Path, total: int, *, seed: int, chunk_quads: int, populati
     factory = records.RecordFactory(runtime, captured, seed=seed, population=population)
     trail = runtime.trail
     writer = records.ChainWriter(
-        runtime.store.oxigraph,
+        runtime.store,
         chain=trail.chain,
         head=trail.head(),
         anchor_file=trail.anchor_file,
@@ -137,7 +137,7 @@ def check_records(path: Path, *, seed: int, n: int) -> dict:
     factory = records.RecordFactory(runtime, captured, seed=seed, population=100)
     trail = runtime.trail
     writer = records.ChainWriter(
-        runtime.store.oxigraph,
+        runtime.store,
         chain=trail.chain,
         head=trail.head(),
         anchor_file=trail.anchor_file,
@@ -354,7 +354,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="decisions per store, comma-separated")
     parser.add_argument("--dir", default="var/bench-audit", help="where the stores are built (removed unless --keep)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--chunk-quads", type=int, default=1_000_000, help="quads per bulk_extend call")
+    parser.add_argument("--chunk-quads", type=int, default=1_000_000, help="quads per bulk_load call")
     parser.add_argument("--check-records", type=int, default=300, help="bulk records of the correctness check")
     parser.add_argument("--profile-size", type=int, default=10_000, help="size to profile (cProfile); 0: none")
     parser.add_argument("--cli-size", type=int, default=10_000, help="size to run the real command on; 0: none")

@@ -148,7 +148,7 @@ def build_store(path: Path, n_users: int, seed: int, writers: int) -> tuple[Runt
     chunk = 5000
     for start in range(0, n_users, chunk):
         data = synthetic_users(runtime, start, min(chunk, n_users - start), seed + start)
-        store.oxigraph.bulk_load(data, format=ox.RdfFormat.N_QUADS, lenient=True)
+        store.bulk_load(data, format=ox.RdfFormat.N_QUADS)
     bulk_s = time.perf_counter() - t1
     # The users the write benchmark reports events for, registered through the service.
     for w in range(writers):
@@ -160,7 +160,7 @@ def build_store(path: Path, n_users: int, seed: int, writers: int) -> tuple[Runt
         )
     t2 = time.perf_counter()
     store.flush()
-    store.oxigraph.optimize()
+    store.optimize()
     info = {
         "users": n_users,
         "quads": len(store),

@@ -221,7 +221,7 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
     timings["knowledge_s"] = time.perf_counter() - t0
     knowledge_quads = len(runtime.store)
     cat = DemoCatalog(runtime)
-    ox_store = runtime.store.oxigraph
+    store = runtime.store
 
     # Generation (Python, this thread) overlaps with bulk_load (Rust, a second thread:
     # pyoxigraph releases the GIL while it parses and writes).
@@ -244,7 +244,7 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
                 return
             t = time.perf_counter()
             try:
-                ox_store.bulk_load(data, format=ox.RdfFormat.N_QUADS, lenient=True)  # noqa: F821 - deleted only after join
+                store.bulk_load(data, format=ox.RdfFormat.N_QUADS)  # noqa: F821 - deleted only after join
             except BaseException as exc:  # surfaced after join
                 errors.append(exc)
                 return
@@ -282,7 +282,7 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
     t2 = time.perf_counter()
     runtime.store.flush()
     if optimize:
-        ox_store.optimize()
+        store.optimize()
     timings["flush_optimize_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
 
@@ -293,7 +293,7 @@ def populate(store_path: Path, n_users: int, seed: int, chunk: int, optimize: bo
     assert prof is not None and prof.role and prof.pseudonym
     sample_events = users.events(runtime, probe)
     sample_consents = consent.consents(runtime, probe)
-    del runtime, ox_store, cat
+    del runtime, store, cat
     gc.collect()
     return {
         "timings": timings,

@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     runtime = Runtime(settings=Settings(store=str(args.store)))
     channels = list(runtime.knowledge.codes.channels.values())
     store = runtime.store
+    # The old forms bind with pyoxigraph's substitutions, which the service no longer offers: they run on
+    # the same folder opened read-only by pyoxigraph itself (populate.py flushed it; nothing writes it here).
+    raw = ox.Store.read_only(str(args.store))
     times: dict[str, list[float]] = {f"{name} {when}": [] for name in BEFORE for when in ("before", "now")}
     same = 0
     try:
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, text in BEFORE.items():
                 bound = {"user": values["user"], **({"channel": values["channel"]} if name == "candidates" else {})}
                 t = time.perf_counter()
-                before[name] = answer(substituted(store.oxigraph, text, bound), projected(text))
+                before[name] = answer(substituted(raw, text, bound), projected(text))
                 times[f"{name} before"].append(time.perf_counter() - t)
             if before != now:
                 raise SystemExit(f"different answers for {uid} on {channels[i % 4]}: {before} vs {now}")

@@ -204,7 +204,9 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
     runtime.ensure_ontology()
     # Load the model registry (and torch) and the active version now, not in the first
     # request: /healthz says ready only once a decision can be made without that wait.
-    runtime.active_model()
+    from service.models.serving import active_scorer  # torch, imported when an app is made
+
+    active_scorer(runtime)
     settings = runtime.settings
     ring = KeyRing(settings.api_keys, settings.api_keys_file, reload_s=settings.api_keys_reload_s)
     keys = ring.keys

@@ -11,12 +11,11 @@ the record except the ``wf:contentHash`` triple itself; it covers
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,29 +24,12 @@ import pyoxigraph as ox
 from service.clock import now
 from service.errors import BrokenAnchors, Conflict
 from service.knowledge import vocab
+from service.knowledge.canonical import content_hash, stored_form
 from service.knowledge.queries import Query
 from service.knowledge.store import GraphStore, bound, plain
 
 GENESIS = "0" * 64
 _UNCERTAIN_KEPT = 1024  # records whose commit raised that a retry is recognised for
-
-
-def canonical_form(triples: Iterable[ox.Triple | ox.Quad]) -> str:
-    """Return the canonical N-Triples text of a blank-node-free set of triples."""
-    lines = {f"{t.subject} {t.predicate} {t.object} ." for t in triples}
-    return "\n".join(sorted(lines)) + "\n"
-
-
-def content_hash(triples: Iterable[ox.Triple | ox.Quad]) -> str:
-    hashable = [t for t in triples if t.predicate != vocab.CONTENT_HASH]
-    return hashlib.sha256(canonical_form(hashable).encode()).hexdigest()
-
-
-def stored_form(triples: list[ox.Triple]) -> list[ox.Triple]:
-    """Return the triples as Oxigraph stores them (typed literals in canonical form)."""
-    scratch = ox.Store()
-    scratch.extend(ox.Quad(t.subject, t.predicate, t.object) for t in triples)
-    return [q.triple for q in scratch]
 
 
 @dataclass

@@ -17,12 +17,12 @@ from service.audit.records import decision_record
 from service.clock import now, parse_datetime
 from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
-from service.decisions.policies import PolicyVersion, active_version
 from service.decisions.ranking import Context, Scored, Scorer, rank
 from service.decisions.subjects import require_user
 from service.decisions.users import events, profile
 from service.errors import InvalidInput
 from service.knowledge import vocab
+from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import bound
 from service.metrics import CANDIDATES, DECISIONS
 from service.runtime import Runtime
@@ -112,7 +112,11 @@ def _decide(
     used_model = None
     if policy.model_weight and personalized:
         with tracer.start_as_current_span("model.active"):
-            used_model = model if model is not None else runtime.active_model()
+            if model is None:
+                from service.models.serving import active_scorer  # torch, imported when a model may serve
+
+                model = active_scorer(runtime)
+            used_model = model
     with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
         ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
     chosen = ranked[:limit]

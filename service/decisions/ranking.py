@@ -6,7 +6,7 @@ steps)), a depth term, an unlock term, an affinity term (the user used a feature
 in the same area; personalised only) and the weights of the rules that match.
 The final score mixes it with a model score by the version's weights. Rules that
 read the user's profile or behaviour apply only to personalised decisions. Every
-reason is one of the version's templates (:mod:`service.decisions.policies`),
+reason is one of the version's templates (:mod:`service.knowledge.policies`),
 filled in with the placeholders its kind offers; the model's evidence is cited
 only past the version's evidence threshold and lift to cite.
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from service.decisions.policies import PolicyVersion, Rule
 from service.knowledge.catalog import Catalog, StepInfo
+from service.knowledge.policies import PolicyVersion, Rule
 
 
 @dataclass

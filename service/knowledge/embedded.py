@@ -138,9 +138,16 @@ class Store:
     def backup(self, target: str | Path) -> None:
         self._ox.backup(str(target))
 
-    def bulk_load(self, path: Path, *, format: ox.RdfFormat) -> None:
-        """Load a file's quads fast, without transaction or checks (generated data into a new store)."""
-        self._ox.bulk_load(path=str(path), format=format)
+    def bulk_load(self, source: Path | bytes, *, format: ox.RdfFormat) -> None:
+        """Load a file's (or a text's) quads fast, without transaction or checks (generated data into a new store)."""
+        if isinstance(source, bytes):
+            self._ox.bulk_load(source, format=format)
+        else:
+            self._ox.bulk_load(path=str(source), format=format)
+
+    def optimize(self) -> None:
+        """Compact the folder's files (RocksDB), as after a bulk load; an embedded store only."""
+        self._ox.optimize()
 
 
 def open_store(

@@ -18,6 +18,7 @@ import rdflib
 
 from service.errors import RefusedWrite, SyntaxProblem
 from service.knowledge import vocab
+from service.knowledge.canonical import content_hash
 from service.knowledge.reasoning import entailments
 from service.knowledge.store import GraphStore
 from service.knowledge.terms import to_rdflib_graph
@@ -161,7 +162,6 @@ def check_store(store: GraphStore, validator: Validator) -> list:
 
 def seal_policies(triples: list[ox.Triple]) -> list[ox.Triple]:
     """Return the triples with a wf:contentHash on each policy version, over it and its rules."""
-    from service.audit.chain import content_hash
 
     kept = [t for t in triples if t.predicate != vocab.CONTENT_HASH]
     versions = {t.subject for t in kept if t.predicate == vocab.RDF_TYPE and t.object == vocab.POLICY_VERSION}

@@ -13,6 +13,7 @@ written into the query text, as on the embedded store (``Query.bind``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator
@@ -150,10 +151,11 @@ class RemoteStore:
         if remove or drop:
             self.removals += 1
 
-    def bulk_load(self, path: Path, *, format: ox.RdfFormat) -> None:
-        """Add a file's quads to the server's dataset (Graph Store Protocol POST), without per-quad checks."""
+    def bulk_load(self, source: Path | bytes, *, format: ox.RdfFormat) -> None:
+        """Add a file's (or a text's) quads to the server's dataset (Graph Store Protocol POST), unchecked."""
         try:
-            with path.open("rb") as data:
+            with contextlib.ExitStack() as stack:
+                data = source if isinstance(source, bytes) else stack.enter_context(source.open("rb"))
                 response = self.http.post(
                     self.url + "/store", content=data, headers={"content-type": format.media_type}, timeout=None
                 )

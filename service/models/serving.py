@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 from embeddings.scoring import Scorer
@@ -62,3 +63,21 @@ class Serving:
                 MODEL_SERVED.labels(current).set(1)
         if scorer is None:
             self._loaded = None
+
+
+_serving: weakref.WeakKeyDictionary[Runtime, Serving] = weakref.WeakKeyDictionary()
+_serving_lock = threading.Lock()
+
+
+def serving_of(runtime: Runtime) -> Serving:
+    """Return the runtime's serving state, made on first use (one per runtime, as the runtime is one per process)."""
+    with _serving_lock:
+        found = _serving.get(runtime)
+        if found is None:
+            found = _serving[runtime] = Serving()
+        return found
+
+
+def active_scorer(runtime: Runtime) -> Scorer | None:
+    """Return the scorer of the store's active model version, or None when none is active or it cannot serve."""
+    return serving_of(runtime).scorer(runtime)

@@ -15,7 +15,7 @@ from embeddings.evaluate import (
     rules_scores,
     segment_lift,
 )
-from service.decisions.policies import active_version
+from service.knowledge.policies import active_version
 
 POLICY = """
 @prefix wf:  <https://w3id.org/wayfinder/ontology#> .

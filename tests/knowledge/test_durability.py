@@ -431,7 +431,7 @@ def test_a_backup_is_a_full_independent_store_and_leaves_the_original_intact(dis
     runtime_copy = Runtime(settings=Settings(store=str(target), models_dir=tmp_path / "m2"), store=copy)
     _register(runtime_copy, "only-in-backup")
     copy.flush()
-    copy.oxigraph.optimize()
+    copy.optimize()
     _register(disk_runtime, "only-in-original")
     assert subjects.exists(runtime_copy, "only-in-backup") and not subjects.exists(runtime_copy, "only-in-original")
     assert subjects.exists(disk_runtime, "only-in-original") and not subjects.exists(disk_runtime, "only-in-backup")

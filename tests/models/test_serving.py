@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from service.knowledge import vocab
 from service.models import lifecycle
-from service.models.serving import Serving
+from service.models.serving import Serving, serving_of
 from tests.graphql_client import NEXT_STEPS
 from tests.models.conftest import PROMOTE, QUICK, REGISTER, TRAIN, new_user, register_untrained
 
@@ -59,7 +59,7 @@ def test_an_artefact_that_fails_its_hash_never_serves(api, world, world_runtime)
             )
         ],
     )
-    world_runtime.models._loaded = None  # as a freshly started process would
+    serving_of(world_runtime)._loaded = None  # as a freshly started process would
     new_user(api, world, "fresh-t")
     assert api.data(NEXT_STEPS, {"user": "fresh-t"})["nextSteps"]["modelVersion"] is None
 

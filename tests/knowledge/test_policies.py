@@ -8,9 +8,9 @@ import pytest
 import rdflib
 
 from service.decisions import decide, users
-from service.decisions.policies import active_version, checked_template, read_policies
 from service.errors import RefusedWrite, SyntaxProblem
 from service.knowledge import files, vocab
+from service.knowledge.policies import active_version, checked_template, read_policies
 from service.knowledge.store import value
 from tests.paths import ROOT
 
