@@ -70,6 +70,19 @@ RESULTS = HERE / "results"
 # -- building ----------------------------------------------------------------------------------------------
 
 
+def chain_writer(runtime: Runtime, *, checkpoint_every: int, chunk_quads: int) -> records.ChainWriter:
+    """A bulk writer that continues the runtime's own audit chain from its head."""
+    trail = runtime.trail
+    return records.ChainWriter(
+        runtime.store,
+        chain=trail.chain,
+        head=trail.head(),
+        anchor_file=trail.anchor_file,
+        checkpoint_every=checkpoint_every,
+        chunk_quads=chunk_quads,
+    )
+
+
 def build_store(path: Path, total: int, *, seed: int, chunk_quads: int, population: int) -> dict:
     """Build a store of ``total`` chained decisions (24 real, the rest in bulk); return what it took."""
     if path.exists():
@@ -85,14 +98,7 @@ def build_store(path: Path, total: int, *, seed: int, chunk_quads: int, populati
     real_audit_quads = sum(1 for _ in runtime.store.quads(graph=vocab.AUDIT_GRAPH))
     factory = records.RecordFactory(runtime, captured, seed=seed, population=population)
     trail = runtime.trail
-    writer = records.ChainWriter(
-        runtime.store,
-        chain=trail.chain,
-        head=trail.head(),
-        anchor_file=trail.anchor_file,
-        checkpoint_every=trail.checkpoint_every,
-        chunk_quads=chunk_quads,
-    )
+    writer = chain_writer(runtime, checkpoint_every=trail.checkpoint_every, chunk_quads=chunk_quads)
     bulk = max(0, total - len(captured))
     t0 = time.perf_counter()
     for i in range(bulk):
@@ -136,14 +142,7 @@ def check_records(path: Path, *, seed: int, n: int) -> dict:
     captured, _ = records.capture_real_decisions(runtime)
     factory = records.RecordFactory(runtime, captured, seed=seed, population=100)
     trail = runtime.trail
-    writer = records.ChainWriter(
-        runtime.store,
-        chain=trail.chain,
-        head=trail.head(),
-        anchor_file=trail.anchor_file,
-        checkpoint_every=100,
-        chunk_quads=5_000,
-    )
+    writer = chain_writer(runtime, checkpoint_every=100, chunk_quads=5_000)
     for i in range(n):
         writer.add(*factory.make(i))
     writer.write()

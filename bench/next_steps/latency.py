@@ -92,6 +92,20 @@ RECORD_MANY = "mutation Many($inputs: [EventInput!]!) { recordEvents(inputs: $in
 EVENTS_PER_USER = 5
 
 
+def _batches(size: int, times: list[float], events: int) -> dict:
+    """What a run of write batches came to: counts, throughput and the batch latency."""
+    total = sum(times)
+    return {
+        "batch_size": size,
+        "users_per_batch": size // EVENTS_PER_USER,
+        "batches": len(times),
+        "events": events,
+        "seconds": round(total, 3),
+        "events_per_s": round(events / total, 1),
+        "batch_latency": lib.summary_ms(times),
+    }
+
+
 def log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -540,14 +554,8 @@ def inproc_record_events(runtime: Runtime, pool: Pool, rng: random.Random, size:
     total = sum(times)
     rows = stages.summary(len(times), total)
     return {
-        "batch_size": size,
-        "users_per_batch": size // EVENTS_PER_USER,
-        "batches": len(times),
-        "events": events,
-        "seconds": round(total, 3),
-        "events_per_s": round(events / total, 1),
+        **_batches(size, times, events),
         "events_per_cpu_s": round(events / sum(cpu), 1),
-        "batch_latency": lib.summary_ms(times),
         "stages": rows,
     }
 
@@ -694,6 +702,30 @@ def _check(body: dict) -> None:
         raise RuntimeError(f"GraphQL errors: {body['errors']}")
 
 
+def _latency_row(what: str, m: dict, goal_p99_ms: float) -> tuple:
+    """A table row of a latency run: requests, percentiles, throughput, and the p99 against its goal."""
+    lat = m["latency"]
+    return (
+        what,
+        m["requests"],
+        lat["p50_ms"],
+        lat["p90_ms"],
+        lat["p99_ms"],
+        lat["max_ms"],
+        m["requests_per_s"],
+        verdict(lat["p99_ms"], goal_p99_ms, lower_is_better=True),
+    )
+
+
+def _timed_post(client: httpx.Client, query: str, variables: dict, times: list[float]) -> dict:
+    """POST one GraphQL request, add its time to ``times``, and return its body once checked for errors."""
+    t = time.perf_counter()
+    body = client.post("/graphql", json={"query": query, "variables": variables}).json()
+    times.append(time.perf_counter() - t)
+    _check(body)
+    return body
+
+
 def http_sequential(server: Server, pick, budget: Budget) -> dict:
     with httpx.Client(base_url=server.url, timeout=1800) as client:
         cpu0 = cpu_seconds(server.proc.pid)
@@ -701,12 +733,8 @@ def http_sequential(server: Server, pick, budget: Budget) -> dict:
         t0 = time.perf_counter()
         while budget.more():
             uid = pick()
-            t = time.perf_counter()
-            r = client.post("/graphql", json={"query": NEXT_STEPS, "variables": {"user": uid}})
-            body = r.json()
-            times.append(time.perf_counter() - t)
+            _timed_post(client, NEXT_STEPS, {"user": uid}, times)
             budget.done += 1
-            _check(body)
         wall = time.perf_counter() - t0
         cpu1 = cpu_seconds(server.proc.pid)
     return {
@@ -764,25 +792,12 @@ def http_record_events(server: Server, pool: Pool, rng: random.Random, size: int
         times, events = [], 0
         while budget.more():
             batch = pool.batch(rng, size)
-            t = time.perf_counter()
-            r = client.post("/graphql", json={"query": RECORD_MANY, "variables": {"inputs": batch}})
-            body = r.json()
-            times.append(time.perf_counter() - t)
+            body = _timed_post(client, RECORD_MANY, {"inputs": batch}, times)
             budget.done += 1
-            _check(body)
             if body["data"]["recordEvents"] != len(batch):
                 raise RuntimeError("recordEvents stored a different number of events")
             events += len(batch)
-    total = sum(times)
-    return {
-        "batch_size": size,
-        "users_per_batch": size // EVENTS_PER_USER,
-        "batches": len(times),
-        "events": events,
-        "seconds": round(total, 3),
-        "events_per_s": round(events / total, 1),
-        "batch_latency": lib.summary_ms(times),
-    }
+    return _batches(size, times, events)
 
 
 # ---------------------------------------------------------------------------
@@ -1065,19 +1080,7 @@ def summary(result: dict, label: str) -> str:
     parts: list[str] = []
     rows = []
     m = result["inproc_next_steps"]
-    lat = m["latency"]
-    rows.append(
-        (
-            "nextSteps in process (next_steps + audit write)",
-            m["requests"],
-            lat["p50_ms"],
-            lat["p90_ms"],
-            lat["p99_ms"],
-            lat["max_ms"],
-            m["requests_per_s"],
-            verdict(lat["p99_ms"], GOAL_INPROC_P99_MS, lower_is_better=True),
-        )
-    )
+    rows.append(_latency_row("nextSteps in process (next_steps + audit write)", m, GOAL_INPROC_P99_MS))
     cpu = m.get("cpu")
     if cpu:
         rows.append(
@@ -1107,19 +1110,7 @@ def summary(result: dict, label: str) -> str:
     for m in result.get("http_next_steps", []):
         what = f"nextSteps over HTTP, {m['connections']} connection{'s' if m['connections'] > 1 else ''}"
         if "latency" in m:
-            lat = m["latency"]
-            rows.append(
-                (
-                    what,
-                    m["requests"],
-                    lat["p50_ms"],
-                    lat["p90_ms"],
-                    lat["p99_ms"],
-                    lat["max_ms"],
-                    m["requests_per_s"],
-                    verdict(lat["p99_ms"], GOAL_HTTP_P99_MS, lower_is_better=True),
-                )
-            )
+            rows.append(_latency_row(what, m, GOAL_HTTP_P99_MS))
         else:
             rows.append((what, 0, "", "", "", "", "", "skipped: " + m["skipped"]))
     parts.append(
