@@ -103,7 +103,6 @@ def _edges(pairs: set[tuple[int, int]]) -> torch.Tensor:
 
 def export_graph(store: Any, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse: bool = True) -> Export:
     """Export the catalog and every user with an active consent for the purpose as a ``HeteroData``."""
-    store = getattr(store, "oxigraph", store)  # also accept service.knowledge.embedded.Store
     kinds = {cls.value: kind for kind, cls in CLASSES.items()}
     found: dict[str, set[str]] = defaultdict(set)
     for node, cls in select_bound(store, query("export/catalog-nodes"), "node", "class"):

@@ -83,7 +83,7 @@ def test_the_knowledge_layer_imports_no_flow(name):
 
 
 def test_only_the_store_modules_reach_into_pyoxigraph_stores():
-    reach = re.compile(r"(?<!args)\.oxigraph\b|getattr\([^)]*[\"']url[\"']")
+    reach = re.compile(r"(?<!args)\.oxigraph\b|getattr\([^)]*[\"'](url|oxigraph)[\"']")
     found = [
         f"{path.relative_to(ROOT)}:{i}"
         for root in ("service", "embeddings", "bench", "tests")
