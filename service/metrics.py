@@ -31,3 +31,18 @@ MODEL_SERVED = Gauge(
     ["version"],
 )
 STORE_QUADS = Gauge("wayfinder_store_quads", "Quads in the store, counted at scrape time (cached for a minute)")
+ASSIGNMENTS = Counter(
+    "wayfinder_experiment_assignments_total",
+    "First exposures of users to an experiment, by experiment and arm",
+    ["experiment", "arm"],
+)
+GUARDRAIL_STATE = Gauge(
+    "wayfinder_guardrail_state",
+    "1 while a guardrail shows harm for an arm (the arm is then rolled back), 0 otherwise",
+    ["experiment", "arm", "kpi"],
+)
+ROLLBACKS = Counter(
+    "wayfinder_experiment_rollbacks_total",
+    "Arms rolled back by the guardrail monitor",
+    ["experiment", "arm"],
+)

@@ -28,6 +28,7 @@ from service.api.permissions import (
 )
 from service.api.types.catalog import Channel, Step, runtime_of, step_of
 from service.api.types.decisions import Decision, Recommendation, ranked_of
+from service.api.types.experiments import Experiment, ExperimentInput, experiment_of, spec_of
 from service.api.types.models import ModelVersion, model_of
 from service.api.types.users import (
     Consent,
@@ -49,6 +50,7 @@ from service.audit import erasure, portability
 from service.clock import now
 from service.decisions import consent, decide, users
 from service.errors import Forbidden, InvalidInput
+from service.experiments import registry
 from service.models import lifecycle, records
 from service.settings import Settings
 
@@ -114,6 +116,10 @@ class Query:
     @strawberry.field(permission_classes=AUDITOR, description="Every registered model version, oldest first")
     def models(self, info: Info) -> list[ModelVersion]:
         return [model_of(v) for v in records.versions(runtime_of(info))]
+
+    @strawberry.field(permission_classes=OPERATOR, description="Every experiment, by ID")
+    def experiments(self, info: Info) -> list[Experiment]:
+        return [experiment_of(e) for e in registry.experiments(runtime_of(info))]
 
 
 @strawberry.type
@@ -209,6 +215,56 @@ class Mutation:
     @strawberry.mutation(permission_classes=OPERATOR, description="Return to the version the active one superseded")
     def rollback_model(self, info: Info) -> ModelVersion:
         return model_of(lifecycle.rollback(runtime_of(info)))
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR, description="Record a draft experiment; the first arm is the control"
+    )
+    def create_experiment(self, info: Info, input: ExperimentInput) -> Experiment:
+        return experiment_of(registry.create(runtime_of(info), spec_of(input), by=principal(info.context)))
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="Approve a draft: with API keys, by a principal other than its creator; without keys not needed",
+    )
+    def approve_experiment(self, info: Info, id: strawberry.ID) -> Experiment:
+        four_eyes = bool(info.context.get("keys_on"))
+        return experiment_of(
+            registry.approve(runtime_of(info), str(id), by=principal(info.context), four_eyes=four_eyes)
+        )
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR, description="Start assigning users (with API keys, once approved)"
+    )
+    def start_experiment(self, info: Info, id: strawberry.ID) -> Experiment:
+        needs = bool(info.context.get("keys_on"))
+        return experiment_of(
+            registry.start(runtime_of(info), str(id), by=principal(info.context), needs_approval=needs)
+        )
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="Change the share of users the experiment takes in; users already in stay in their arm",
+    )
+    def ramp_experiment(self, info: Info, id: strawberry.ID, coverage: float) -> Experiment:
+        return experiment_of(registry.ramp(runtime_of(info), str(id), coverage, by=principal(info.context)))
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="Change the arms' weights, one per arm in order (normalised); users already assigned keep their arm",
+    )
+    def reweight_experiment(self, info: Info, id: strawberry.ID, weights: list[float]) -> Experiment:
+        return experiment_of(registry.reweight(runtime_of(info), str(id), weights, by=principal(info.context)))
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR, description="Stop assigning; the policy's active version serves all"
+    )
+    def stop_experiment(self, info: Info, id: strawberry.ID) -> Experiment:
+        return experiment_of(registry.stop(runtime_of(info), str(id), by=principal(info.context)))
+
+
+def principal(context: dict) -> str:
+    """Who provenance names for a change: the authenticated principal ("open" on a service without keys)."""
+    return str(context.get("principal") or "open")
 
 
 def approver(context: dict, named: str | None) -> str:

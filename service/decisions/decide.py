@@ -21,6 +21,8 @@ from service.decisions.ranking import Context, Scored, Scorer, rank
 from service.decisions.subjects import require_user
 from service.decisions.users import events, profile
 from service.errors import InvalidInput
+from service.experiments.assignment import assign
+from service.experiments.exposure import exposed
 from service.knowledge import vocab
 from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import bound
@@ -95,7 +97,8 @@ def _decide(
     assert stored is not None
     history = events(runtime, user_id)
 
-    policy = active_version(knowledge.policies, policy_id)
+    assignment = assign(runtime, policy_id, stored.pseudonym)
+    policy = assignment.serving if assignment else active_version(knowledge.policies, policy_id)
     with tracer.start_as_current_span("sparql.candidates"):
         candidates = candidate_steps(runtime, user, channel_iri)
     context = Context(
@@ -140,26 +143,32 @@ def _decide(
         personalized=personalized,
         policy_version=policy.label,
         model_version=getattr(used_model, "version", None),
+        variant=assignment.arm.name if assignment else None,
         candidates=ranked,
         at=started,
         channel=channel,
         limit=limit,
     )
     record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
+    triples = decision_triples(
+        record,
+        recommendation,
+        policy=policy,
+        channel_iri=channel_iri,
+        pseudonym=stored.pseudonym,
+        used=used,
+        started=started,
+        model_iri=getattr(used_model, "iri", None),
+    )
+    extra: list[ox.Quad] = []
+    if assignment is not None:
+        triples += assignment.record_triples(record)
+        if assignment.new:
+            extra = assignment.assignment_quads(stored.pseudonym)
     with tracer.start_as_current_span("audit.append"):
-        runtime.trail.append(
-            record,
-            decision_triples(
-                record,
-                recommendation,
-                policy=policy,
-                channel_iri=channel_iri,
-                pseudonym=stored.pseudonym,
-                used=used,
-                started=started,
-                model_iri=getattr(used_model, "iri", None),
-            ),
-        )
+        runtime.trail.append(record, triples, extra=extra)
+    if assignment is not None and assignment.new:
+        exposed(runtime, assignment, stored.pseudonym, started)
     return recommendation
 
 

@@ -212,10 +212,17 @@ def record_events(
             )
         elif report.feature_id:
             raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
-        at = checked_utc(report.at, f"{where}.at", max_skew_s=runtime.settings.max_clock_skew_s) if report.at else now()
+        received = now()  # read per event, so that a batch's events keep their order
+        at = (
+            checked_utc(report.at, f"{where}.at", max_skew_s=runtime.settings.max_clock_skew_s)
+            if report.at
+            else received
+        )
         event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
         event_class = ox.NamedNode(codes.events[report.type])
-        quads += event_quads(event, report.user_id, event_class, at=at, step=step, feature=feature)
+        quads += event_quads(
+            event, report.user_id, event_class, at=at, recorded_at=received, step=step, feature=feature
+        )
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
     checked = check(runtime, quads, users=users.values(), source="events")  # the long part, outside the lock
     with runtime.store.write_lock:
@@ -293,15 +300,21 @@ def event_quads(
     event_class: ox.NamedNode,
     *,
     at: datetime,
+    recorded_at: datetime | None = None,
     step: str | None = None,
     feature: str | None = None,
 ) -> list[ox.Quad]:
-    """Return one event's quads in its user's graph: its class, user and time, and the step or feature it is about."""
+    """Return one event's quads in its user's graph: its class, user, times, and the step or feature it is about.
+
+    ``at`` is when it happened (a client may state it); ``recorded_at`` when the service stored it, by its
+    own clock (``at`` when not given, as for synthetic histories).
+    """
     graph = vocab.user_graph(user_id)
     quads = [
         ox.Quad(event, vocab.RDF_TYPE, event_class, graph),
         ox.Quad(event, vocab.BY_USER, vocab.user_iri(user_id), graph),
         ox.Quad(event, vocab.OCCURRED_AT, datetime_literal(at), graph),
+        ox.Quad(event, vocab.RECORDED_AT, datetime_literal(recorded_at or at), graph),
     ]
     if step:
         quads.append(ox.Quad(event, vocab.ABOUT_STEP, ox.NamedNode(step), graph))

@@ -26,6 +26,10 @@ MODEL_BASE = BASE + "model/"
 TRAINING_BASE = BASE + "training/"
 GRAPH_BASE = BASE + "graph/"
 RECEIPT_BASE = BASE + "receipt/"
+EXPERIMENT_BASE = BASE + "experiment/"
+EXPERIMENT_CHANGE_BASE = BASE + "experiment-change/"
+ASSIGNMENT_BASE = BASE + "assignment/"
+ANALYSIS_BASE = BASE + "analysis/"
 
 
 def wf(name: str) -> NamedNode:
@@ -149,13 +153,44 @@ ACTIVE_VERSION = wf("ActiveVersion")
 RETIRED_VERSION = wf("RetiredVersion")
 ROLLED_BACK_VERSION = wf("RolledBackVersion")
 
-# Experiments and flags
+# Experiments and flags (service/experiments/)
 EXPERIMENT = wf("Experiment")
 VARIANT_CLASS = wf("Variant")
+GUARDRAIL = wf("Guardrail")
 FEATURE_FLAG = wf("FeatureFlag")
+DRAFT_EXPERIMENT = wf("DraftExperiment")
+RUNNING_EXPERIMENT = wf("RunningExperiment")
+STOPPED_EXPERIMENT = wf("StoppedExperiment")
+ACTIVE_ARM = wf("ActiveArm")
+ROLLED_BACK_ARM = wf("RolledBackArm")
+EXPERIMENT_ID = wf("experimentId")
+EXPERIMENT_STATUS = wf("experimentStatus")
+HASH_VERSION = wf("hashVersion")
+COVERAGE = wf("coverage")
+CREATED_BY = wf("createdBy")
 HAS_VARIANT = wf("hasVariant")
+ARM_NAME = wf("armName")
+ARM_POSITION = wf("armPosition")
 SERVED_BY = wf("servedBy")
 ALLOCATION = wf("allocation")
+ARM_STATUS = wf("armStatus")
+HAS_GUARDRAIL = wf("hasGuardrail")
+GUARDRAIL_KPI = wf("guardrailKpi")
+MAX_RELATIVE_DROP = wf("maxRelativeDrop")
+EXPERIMENT_CHANGE = wf("ExperimentChange")
+ROLLBACK = wf("Rollback")
+ANALYSIS_SNAPSHOT = wf("AnalysisSnapshot")
+CHANGE_KIND = wf("changeKind")
+STATE_AFTER = wf("stateAfter")
+ANALYSIS = wf("analysis")
+ROLLED_BACK_ARM_OF = wf("rolledBackArm")
+IN_EXPERIMENT = wf("inExperiment")
+ASSIGNED_ARM = wf("assignedArm")
+BUCKET = wf("bucket")
+ASSIGNMENT_REASON = wf("assignmentReason")
+ASSIGNMENT = wf("Assignment")
+REVISION = wf("revision")
+EXPERIMENTS_NODE = NamedNode(BASE + "experiments")
 
 # Decisions and audit
 DECISION = wf("Decision")
@@ -211,6 +246,7 @@ ENTAILMENTS_GRAPH = NamedNode(GRAPH_BASE + "entailments")
 CONSENT_GRAPH = NamedNode(GRAPH_BASE + "consent")
 AUDIT_GRAPH = NamedNode(GRAPH_BASE + "audit")
 MODELS_GRAPH = NamedNode(GRAPH_BASE + "models")
+EXPERIMENTS_GRAPH = NamedNode(GRAPH_BASE + "experiments")
 MODEL_ARTIFACTS_GRAPH = NamedNode(GRAPH_BASE + "model-artifacts")
 USER_GRAPH_BASE = GRAPH_BASE + "user/"
 IDEMPOTENCY_GRAPH = NamedNode(GRAPH_BASE + "idempotency")

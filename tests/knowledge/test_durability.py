@@ -240,8 +240,8 @@ def _writer(url: str, thread: int, ledger: Ledger, prefix: str, users_per_thread
                 kind, step, feature = EVENT_KINDS[j % len(EVENT_KINDS)]
                 at = _at(thread, k, j)
                 with ledger.lock:
-                    # type, byUser, occurredAt, and aboutStep or aboutFeature when there is one
-                    ledger.sent_events[user_id][_literal(at)] = 3 + bool(step or feature)
+                    # type, byUser, occurredAt, recordedAt, and aboutStep or aboutFeature when there is one
+                    ledger.sent_events[user_id][_literal(at)] = 4 + bool(step or feature)
                 data = send(
                     RECORD,
                     {

@@ -1,0 +1,1 @@
+"""Flags, experiments, KPIs and their statistics."""

@@ -1,0 +1,124 @@
+"""Assignment inside a next-steps decision: which arm of the running experiment the user is in, and who serves them.
+
+Every user who asks for next steps under a policy with a running experiment is
+assigned (consent decides what a policy may read, not who is assigned), unless the
+experiment's coverage leaves their bucket out. The first decision that exposes a user
+writes their assignment (``wf:Assignment``, named by experiment and pseudonym); later
+decisions keep it (STICKY), so changing weights never moves a user already assigned.
+The decision record carries experiment, arm, bucket, hash version and reason, so any
+assignment can be re-derived from the audit trail alone. A rolled-back arm keeps its
+users (intention to treat) but serves them the control arm's policy version.
+
+The running experiments are cached per runtime and re-read only when the experiments
+graph's revision token changed (one quad lookup per request).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from weakref import WeakKeyDictionary
+
+import pyoxigraph as ox
+
+from service.experiments.bucketing import arm_of, bucket
+from service.experiments.registry import RUNNING, Arm, Experiment, experiments, revision
+from service.knowledge import vocab
+from service.knowledge.policies import PolicyVersion
+from service.knowledge.store import plain
+from service.runtime import Runtime
+
+SPLIT, STICKY = "SPLIT", "STICKY"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    experiment: Experiment
+    arm: Arm
+    bucket: int
+    reason: str  # SPLIT (first exposure) or STICKY (kept from an earlier one)
+    serving: PolicyVersion  # the arm's version, or the control's once the arm is rolled back
+
+    @property
+    def new(self) -> bool:
+        return self.reason == SPLIT
+
+    def record_triples(self, decision: ox.NamedNode) -> list[ox.Triple]:
+        """What the decision record says of the assignment."""
+        T, L = ox.Triple, ox.Literal
+        return [
+            T(decision, vocab.IN_EXPERIMENT, ox.NamedNode(self.experiment.iri)),
+            T(decision, vocab.ASSIGNED_ARM, ox.NamedNode(self.experiment.arm_iri(self.arm))),
+            T(decision, vocab.BUCKET, L(str(self.bucket), datatype=vocab.XSD_INTEGER)),
+            T(decision, vocab.HASH_VERSION, L(str(self.experiment.hash_version), datatype=vocab.XSD_INTEGER)),
+            T(decision, vocab.ASSIGNMENT_REASON, L(self.reason)),
+        ]
+
+    def assignment_quads(self, pseudonym: str) -> list[ox.Quad]:
+        """The assignment entity a first exposure writes; its content is the same however often it is written."""
+        g, L = vocab.EXPERIMENTS_GRAPH, ox.Literal
+        node = assignment_node(self.experiment.id, pseudonym)
+        return [
+            ox.Quad(node, vocab.RDF_TYPE, vocab.ASSIGNMENT, g),
+            ox.Quad(node, vocab.IN_EXPERIMENT, ox.NamedNode(self.experiment.iri), g),
+            ox.Quad(node, vocab.ASSIGNED_ARM, ox.NamedNode(self.experiment.arm_iri(self.arm)), g),
+            ox.Quad(node, vocab.BUCKET, L(str(self.bucket), datatype=vocab.XSD_INTEGER), g),
+            ox.Quad(node, vocab.HASH_VERSION, L(str(self.experiment.hash_version), datatype=vocab.XSD_INTEGER), g),
+            ox.Quad(node, vocab.SUBJECT_PSEUDONYM, L(pseudonym), g),
+        ]
+
+
+def assignment_node(experiment_id: str, pseudonym: str) -> ox.NamedNode:
+    return ox.NamedNode(f"{vocab.ASSIGNMENT_BASE}{experiment_id}/{pseudonym}")
+
+
+class _Running:
+    """The running experiments of one runtime, re-read when the revision token changes."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.by_policy: dict[str, Experiment] = {}
+        self.lock = threading.Lock()
+
+
+_running: WeakKeyDictionary[Runtime, _Running] = WeakKeyDictionary()
+_running_lock = threading.Lock()
+
+
+def running(runtime: Runtime, policy_id: str) -> Experiment | None:
+    """The experiment running on the policy, if any (start refuses a second one)."""
+    with _running_lock:
+        cache = _running.setdefault(runtime, _Running())
+    token = revision(runtime)
+    if token != cache.token:
+        with cache.lock:
+            if token != cache.token:
+                cache.by_policy = {e.policy: e for e in experiments(runtime) if e.status == RUNNING}
+                cache.token = token
+    return cache.by_policy.get(policy_id)
+
+
+def assign(runtime: Runtime, policy_id: str, pseudonym: str) -> Assignment | None:
+    """Return the user's assignment under the policy's running experiment, or None when they are not in one."""
+    experiment = running(runtime, policy_id)
+    if experiment is None:
+        return None
+    stored = {
+        q.predicate: plain(q.object).value
+        for q in runtime.store.quads(subject=assignment_node(experiment.id, pseudonym), graph=vocab.EXPERIMENTS_GRAPH)
+    }
+    if vocab.ASSIGNED_ARM in stored:
+        arm_iri = stored[vocab.ASSIGNED_ARM]
+        arm = next((a for a in experiment.arms if experiment.arm_iri(a) == arm_iri), None)
+        if arm is None:  # an arm the experiment no longer has: nothing removes arms, so this is a damaged store
+            raise ValueError(f"assignment of experiment {experiment.id!r} names an unknown arm {arm_iri}")
+        chosen, reason, at = arm, STICKY, int(stored[vocab.BUCKET])
+    else:
+        at = bucket(experiment.id, pseudonym, version=experiment.hash_version)
+        index = arm_of(at, [a.weight for a in experiment.arms], experiment.coverage)
+        if index is None:
+            return None
+        chosen, reason = experiment.arms[index], SPLIT
+    policies = runtime.knowledge.policies
+    serving = policies[(experiment.control if chosen.rolled_back else chosen).policy_iri]
+    return Assignment(experiment, chosen, at, reason, serving)
