@@ -66,7 +66,7 @@ def _each_command(context: typer.Context) -> None:
 
 def _close_opened() -> None:
     while _opened:
-        _opened.pop().store.close()
+        _opened.pop().close()
 
 
 def _fail(exc: WayfinderError) -> None:
@@ -151,7 +151,7 @@ def serve(
                 "(an `oxigraph serve` process); an embedded store opens in one process only",
             )
         )
-    runtime.store.close()
+    runtime.close()
     os.environ.update(
         {"WAYFINDER_STORE": settings.store, "WAYFINDER_HOST": settings.host, "WAYFINDER_PORT": str(settings.port)}
     )
@@ -582,7 +582,7 @@ def audit_verify(store: StoreOption = None) -> None:
         err.print(f"[bold red]error[/]: {escape(exc.message)}", highlight=False)
         raise typer.Exit(2) from None
     finally:
-        runtime.store.close()  # a failed check must not keep the store's folder locked
+        runtime.close()  # a failed check must not keep the store's folder locked
     if not result.ok:
         err.print(
             f"[bold red]broken[/] at record {result.broken_sequence}: {escape(result.broken_record or '(no record)')}"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
+from service.analytics.log import EventLog, open_log
 from service.audit.chain import AuditTrail
 from service.knowledge import files as knowledge
 from service.knowledge import migrations
@@ -81,6 +82,21 @@ class Runtime:
             anchor_file=anchors,
             checkpoint_every=self.settings.audit_checkpoint_every,
         )
+
+    @cached_property
+    def log(self) -> EventLog:
+        """The analytics log beside an embedded store's folder (in memory otherwise); catch it up through
+        ``service.analytics.feed.log`` before reading it."""
+        path = None
+        if self.store.location is not None and self.store.url is None:
+            path = self.store.location.with_name(self.store.location.name + ".analytics.duckdb")
+        return open_log(path)
+
+    def close(self) -> None:
+        """Close the analytics log (if it was opened) and the store."""
+        if "log" in self.__dict__:
+            self.log.close()
+        self.store.close()
 
     @cached_property
     def chain(self) -> str:

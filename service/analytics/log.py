@@ -100,6 +100,7 @@ _INSERT_EXPOSURES = (
 )
 
 T = TypeVar("T")
+_IN_USE = "in_use"  # meta: "1" from open to a clean close
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ class EventLog:
         path = None if path is None else Path(path)
         self.path = path
         self._lock = threading.Lock()
+        self.needs_catch_up = True  # until the open below finds a log closed cleanly
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,15 +213,35 @@ class EventLog:
                 f"the analytics log {path} has schema version {found}, this release reads {SCHEMA_VERSION}:"
                 " delete it and rebuild it from the store"
             )
+        # A log that was not closed since it was last opened (a crash, a kill -9 between a store
+        # commit and its append), or one made just now, may miss what the store holds: whoever
+        # opens it catches it up from the store (service.analytics.feed) before trusting it.
+        in_use = self.get_meta(_IN_USE)
+        self.needs_catch_up = in_use != "0"
+        self._write(lambda conn: conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", [_IN_USE]))
 
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the database; closing twice does nothing."""
+        """Close the database, marked as closed cleanly; closing twice does nothing."""
         with self._lock:
             if self._conn is not None:
+                state = "1" if self.needs_catch_up else "0"  # a log known to be behind stays marked for catch-up
+                with contextlib.suppress(duckdb.Error):
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [_IN_USE, state])
                 self._conn.close()
                 self._conn = None
+
+    def mark_behind(self) -> None:
+        """Record that the log missed a write (an append failed after its commit): the next opener catches up."""
+        self.needs_catch_up = True
+
+    def caught_up(self) -> None:
+        self.needs_catch_up = False
+
+    def clear(self) -> None:
+        """Delete every subject, event and exposure (before a rebuild from the store)."""
+        self._write(lambda conn: [conn.execute(f"DELETE FROM {t}") for t in ("subjects", "events", "exposures")])
 
     def __enter__(self) -> EventLog:
         return self

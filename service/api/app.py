@@ -22,6 +22,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from service.analytics import feed
 from service.api.body_limit import BodyLimit
 from service.api.credentials import ANONYMOUS, OPEN_CALLER, Authenticator, RateLimited, Unauthorized
 from service.api.limits import refuse_overlong_lists
@@ -207,6 +208,7 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
     from service.models.serving import active_scorer  # torch, imported when an app is made
 
     active_scorer(runtime)
+    feed.log(runtime)  # caught up from the store now, if it has to be, not in the first request that writes
     settings = runtime.settings
     ring = KeyRing(settings.api_keys, settings.api_keys_file, reload_s=settings.api_keys_reload_s)
     keys = ring.keys

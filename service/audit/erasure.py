@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pyoxigraph as ox
 
+from service.analytics import feed
 from service.audit.records import erasure_record
 from service.clock import now
 from service.decisions.subjects import require_user
@@ -62,4 +63,6 @@ def erase(runtime: Runtime, user_id: str, *, requested_by: str) -> ErasureReceip
         removed = len(in_graph) + len(consent_quads) + len(elsewhere)
         triples = erasure_record(record, at=at, requested_by=requested_by, removed=removed)
         runtime.trail.append(record, triples, remove=[*consent_quads, *elsewhere], drop=[graph])
+        if pseudonym:
+            feed.erased(runtime, pseudonym)
     return ErasureReceipt(user_id, erasure_id, at, removed, decisions)

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 import pyoxigraph as ox
 from rdflib.xsd_datetime import parse_xsd_duration
 
+from service.analytics import feed
 from service.clock import as_utc, datetime_literal
 from service.clock import now as clock_now
 from service.decisions.idempotency import expired_receipts
@@ -170,6 +171,7 @@ def purge(runtime: Runtime, *, now: datetime | None = None, dry_run: bool = Fals
     report.purge_id = str(uuid.uuid4())
     node = ox.NamedNode(vocab.PURGE_BASE + report.purge_id)
     runtime.trail.append(node, _purge_record(node, report, [rule for _, rule in applied]), remove=[*remove, *receipts])
+    feed.purged(runtime, (record.value for record in claimed))
     return report
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import pyoxigraph as ox
 
+from service.analytics import feed
 from service.clock import datetime_literal, now, parse_datetime
 from service.decisions.subjects import require_user, user_node
 from service.decisions.writes import commit_validated
@@ -150,4 +151,5 @@ def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) 
     record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at, recorded_at=at)
     with runtime.store.write_lock:
         commit_validated(runtime, quads, users=[node], source="consent")
+    feed.consent_changed(runtime, node.value)
     return ConsentState(record.value, purpose, granted, at, recorded_at=at)

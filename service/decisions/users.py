@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pyoxigraph as ox
 
+from service.analytics import feed
 from service.clock import checked_utc, datetime_literal, now, parse_datetime
 from service.decisions.consent import active_purposes, consent_record
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
@@ -88,6 +89,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
     quads = registration_quads(
         registration.id,
         registered_at=at,
+        recorded_at=recorded_at,
         pseudonym=pseudonym,
         role=resolved.get("Role"),
         industry=resolved.get("Industry"),
@@ -108,6 +110,15 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
                 details=[{"field": "input.id", "reason": "duplicate user"}],
             )
         commit_validated(runtime, quads, users=[node], source=f"registerUser {registration.id}")
+    feed.registered(
+        runtime,
+        pseudonym,
+        recorded_at,
+        role=resolved.get("Role"),
+        industry=resolved.get("Industry"),
+        plan=resolved.get("Plan"),
+        channel=registration.signup_channel,
+    )
     return Profile(
         registration.id,
         node.value,
@@ -183,6 +194,7 @@ def record_events(
     stored: list[Event] = []
     users: dict[str, ox.NamedNode] = {}
     active: dict[str, set[str]] = {}
+    received_at: list[datetime] = []
     for i, report in enumerate(reports):
         where = f"{field_name}[{i}]" if len(reports) > 1 or field_name == "inputs" else field_name
         if report.user_id not in users:
@@ -224,6 +236,7 @@ def record_events(
             event, report.user_id, event_class, at=at, recorded_at=received, step=step, feature=feature
         )
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
+        received_at.append(received)
     checked = check(runtime, quads, users=users.values(), source="events")  # the long part, outside the lock
     with runtime.store.write_lock:
         receipt: list[ox.Quad] = []
@@ -233,7 +246,25 @@ def record_events(
                 return replayed
             receipt, stale = receipt_changes(runtime.store, idempotency, digest, [e.iri for e in stored])
         commit_checked(runtime, checked, extra=receipt, remove=stale)
+    pseudonyms = {user_id: _pseudonym(runtime, node) for user_id, node in users.items()}
+    feed.recorded(
+        runtime,
+        (
+            feed.event(
+                e.iri, pseudonyms[e.user_id], e.type, at=e.at, recorded_at=recorded_at, step=e.step, feature=e.feature
+            )
+            for e, recorded_at in zip(stored, received_at, strict=True)
+            if feed.keeps(runtime, e.type, active[e.user_id])
+        ),
+    )
     return stored
+
+
+def _pseudonym(runtime: Runtime, user: ox.NamedNode) -> str:
+    graph = ox.NamedNode(vocab.USER_GRAPH_BASE + user.value.removeprefix(vocab.USER_BASE))
+    return next(
+        plain(q.object).value for q in runtime.store.quads(subject=user, predicate=vocab.PSEUDONYM, graph=graph)
+    )
 
 
 def _replay(runtime: Runtime, key: IdempotencyKey, digest: str) -> list[Event] | None:
@@ -273,17 +304,23 @@ def registration_quads(
     user_id: str,
     *,
     registered_at: datetime,
+    recorded_at: datetime | None = None,
     pseudonym: str,
     role: str | None = None,
     industry: str | None = None,
     plan: str | None = None,
     signup_channel: str | None = None,
 ) -> list[ox.Quad]:
-    """Return a new user's profile quads in their graph (role, industry, plan, channel: IRIs, each optional)."""
+    """Return a new user's profile quads in their graph (role, industry, plan, channel: IRIs, each optional).
+
+    ``registered_at`` is when the user signed up (a client may state it); ``recorded_at`` when the service
+    stored them, by its own clock (``registered_at`` when not given, as for synthetic users).
+    """
     node, graph = vocab.user_iri(user_id), vocab.user_graph(user_id)
     quads = [
         ox.Quad(node, vocab.RDF_TYPE, vocab.USER, graph),
         ox.Quad(node, vocab.REGISTERED_AT, datetime_literal(registered_at), graph),
+        ox.Quad(node, vocab.RECORDED_AT, datetime_literal(recorded_at or registered_at), graph),
         ox.Quad(node, vocab.PSEUDONYM, ox.Literal(pseudonym), graph),
     ]
     for prop, iri in ((vocab.HAS_ROLE, role), (vocab.HAS_INDUSTRY, industry), (vocab.HAS_PLAN, plan)):

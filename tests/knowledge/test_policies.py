@@ -121,18 +121,18 @@ def test_a_retired_version_stays_readable_and_its_decisions_name_it(runtime, tmp
     users.register(runtime, users.Registration(id="bo", role="manager", plan="free"))
     before = decide.next_steps(runtime, "bo")
     assert before.policy_version == "default@1.2.0"
-    # The next release: 1.2.0 retired (its Turtle otherwise unchanged), 1.3.0 active.
+    # The next release: 1.2.0 retired (its Turtle otherwise unchanged), 1.4.0 active (1.3.0 is the shipped candidate).
     text = DEFAULT.read_text()
     retired = text.replace(
         'wf:version "1.2.0" ;\n    wf:status "active" ;', 'wf:version "1.2.0" ;\n    wf:status "retired" ;'
     )
     assert retired != text
     path = tmp_path / "default.ttl"
-    path.write_text(retired + default_version("1.3.0"))
+    path.write_text(retired + default_version("1.4.0"))
     runtime.load([path])
 
     policies = runtime.knowledge.policies
-    assert active_version(policies, "default").version == "1.3.0"
+    assert active_version(policies, "default").version == "1.4.0"
     old = policies[POL + "default-1.2.0"]
     assert old.status == "retired" and old.min_evidence == 20 and len(old.rules) == 12
     assert old.templates["unlockReason"] == "Needed before {unlocked}"
@@ -146,7 +146,7 @@ def test_a_retired_version_stays_readable_and_its_decisions_name_it(runtime, tmp
     assert value(why[0], "approvedBy") == "Onboarding product team"
     (stored,) = runtime.store.quads(subject=ox.NamedNode(POL + "default-1.2.0"), predicate=vocab.CONTENT_HASH)
     assert why[0]["policyHash"] == stored.object
-    assert decide.next_steps(runtime, "bo").policy_version == "default@1.3.0"
+    assert decide.next_steps(runtime, "bo").policy_version == "default@1.4.0"
 
 
 def test_a_template_with_an_unknown_placeholder_is_refused_at_load(runtime, tmp_path):

@@ -1,0 +1,228 @@
+"""Feeding the analytics log from the store's commits, and rebuilding it from the store.
+
+The store is the source of truth. Each flow, once its commit has landed, hands this
+module what it wrote (a registration, events, a first exposure, an erasure, a consent
+change, a purge); the log then holds, keyed by pseudonym:
+
+- every user's signup covariates;
+- the events of necessary types (no ``wf:collectedFor``), and the events of types
+  collected for a purpose only while the user consents to ANALYTICS, the purpose the
+  log serves (a withdrawal takes them out, a new grant brings them back);
+- every first exposure to an experiment.
+
+A log that may have missed a commit (not closed cleanly since it was opened: a crash
+or kill between a commit and its append; an append that failed; a log made just now
+beside an existing store) is rebuilt from the store before it is read (:func:`log`).
+An append that fails is logged and marks the log behind; the write it follows stands.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from weakref import WeakKeyDictionary
+
+import pyoxigraph as ox
+
+from service.analytics.log import EventLog, EventRow, ExposureRow, SubjectRow
+from service.clock import parse_datetime
+from service.knowledge import vocab
+from service.knowledge.store import Row, bound, plain, value
+from service.runtime import Runtime
+
+log_ = logging.getLogger("wayfinder.analytics")
+_locks: WeakKeyDictionary[Runtime, threading.Lock] = WeakKeyDictionary()
+_locks_lock = threading.Lock()
+
+
+def log(runtime: Runtime) -> EventLog:
+    """The runtime's analytics log, rebuilt from the store first when it may have missed a commit."""
+    elog = runtime.log
+    if elog.needs_catch_up:
+        with _locks_lock:
+            lock = _locks.setdefault(runtime, threading.Lock())
+        with lock:
+            if elog.needs_catch_up:
+                rebuild(runtime, elog)
+    return elog
+
+
+def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
+    """Replace the log's rows with what the store holds now; return the rows per table."""
+    store, queries = runtime.store, runtime.queries
+    codes = runtime.knowledge.codes
+    pseudonyms: dict[str, str] = {}
+    subjects: list[SubjectRow] = []
+    channels = {iri: code for code, iri in codes.channels.items()}
+    for row in store.select(queries["analytics/subjects"]):
+        user, pseudonym = bound(row, "user").value, bound(row, "pseudonym").value
+        pseudonyms[user] = pseudonym
+        subjects.append(
+            SubjectRow(
+                pseudonym,
+                parse_datetime(bound(row, "registeredAt").value),
+                role=_local(value(row, "role")),
+                industry=_local(value(row, "industry")),
+                plan=_local(value(row, "plan")),
+                signup_channel=channels.get(value(row, "channel") or ""),
+            )
+        )
+    analytics_on = {
+        bound(row, "user").value
+        for row in store.select(queries["consent-current"].bind(purpose=vocab.ANALYTICS))
+        if bound(row, "status").value == vocab.dpv("ConsentGiven").value
+    }
+    type_codes = {iri: code for code, iri in codes.events.items()}
+    events: list[EventRow] = []
+    for row in store.select(queries["analytics/events"]):
+        user = bound(row, "user").value
+        code = type_codes.get(bound(row, "type").value)
+        if code is None or user not in pseudonyms or not _kept(runtime, code, user in analytics_on):
+            continue
+        events.append(_event_row(row, pseudonyms[user], code))
+    exposures = [
+        ExposureRow(
+            bound(row, "id").value,
+            bound(row, "arm").value,
+            bound(row, "pseudonym").value,
+            int(bound(row, "bucket").value),
+            parse_datetime(bound(row, "exposedAt").value),
+        )
+        for row in store.select(queries["analytics/exposures"])
+    ]
+    elog.clear()
+    elog.add_subjects(subjects)
+    elog.add_events(events)
+    elog.add_exposures(exposures)
+    refresh_value_features(runtime, elog)
+    elog.caught_up()
+    counts = elog.counts()
+    log_.info("analytics log rebuilt from the store", extra={"rows": counts})
+    return counts
+
+
+def refresh_value_features(runtime: Runtime, elog: EventLog) -> None:
+    """Copy the catalog's value moments into the log (a knowledge engineer may have changed them)."""
+    elog.set_value_features(
+        _local(bound(row, "feature").value) or ""
+        for row in runtime.store.select(runtime.queries["analytics/value-features"])
+    )
+
+
+def registered(
+    runtime: Runtime,
+    pseudonym: str,
+    at: datetime,
+    *,
+    role: str | None,
+    industry: str | None,
+    plan: str | None,
+    channel: str | None,
+) -> None:
+    """A user registered (``role``, ``industry`` and ``plan`` are IRIs, ``channel`` an API code)."""
+    row = SubjectRow(pseudonym, at, _local(role), _local(industry), _local(plan), channel)
+    _append(runtime, lambda elog: elog.add_subjects([row]))
+
+
+def recorded(runtime: Runtime, rows: Iterable[EventRow]) -> None:
+    """Events were stored; the caller passes those :func:`keeps` says the log keeps."""
+    rows = list(rows)
+    if rows:
+        _append(runtime, lambda elog: elog.add_events(rows))
+
+
+def keeps(runtime: Runtime, code: str, active_purposes: set[str]) -> bool:
+    """Whether the log keeps an event of type ``code`` for a user whose consents grant ``active_purposes``."""
+    analytics = runtime.knowledge.codes.purpose_code(vocab.ANALYTICS.value)
+    return _kept(runtime, code, analytics in active_purposes)
+
+
+def _kept(runtime: Runtime, code: str, analytics_on: bool) -> bool:
+    return analytics_on or not runtime.knowledge.codes.collected_for.get(code)
+
+
+def exposed(runtime: Runtime, experiment: str, arm: str, pseudonym: str, bucket: int, at: datetime) -> None:
+    """A user's first decision in an experiment was stored."""
+    row = ExposureRow(experiment, arm, pseudonym, bucket, at)
+    _append(runtime, lambda elog: elog.add_exposures([row]))
+
+
+def erased(runtime: Runtime, pseudonym: str) -> None:
+    """A user was erased: their subject and event rows go (exposures stay, pseudonymous like decision records)."""
+    _append(runtime, lambda elog: elog.erase_subject(pseudonym))
+
+
+def consent_changed(runtime: Runtime, user: str) -> None:
+    """A user's consent changed: their events in the log become the ones it keeps under their consent now."""
+    store, queries = runtime.store, runtime.queries
+    node = ox.NamedNode(user)
+    pseudonym = next((plain(q.object).value for q in store.quads(subject=node, predicate=vocab.PSEUDONYM)), None)
+    if pseudonym is None:
+        return
+    analytics_on = any(
+        bound(row, "status").value == vocab.dpv("ConsentGiven").value
+        for row in store.select(queries["consent-current"].bind(user=node, purpose=vocab.ANALYTICS))
+    )
+    type_codes = {iri: code for code, iri in runtime.knowledge.codes.events.items()}
+    rows = []
+    for row in store.select(queries["analytics/events"].bind(user=node)):
+        code = type_codes.get(bound(row, "type").value)
+        if code is not None and _kept(runtime, code, analytics_on):
+            rows.append(_event_row(row, pseudonym, code))
+
+    def replace(elog: EventLog) -> None:
+        elog.remove_subject_events(pseudonym, list(type_codes.values()))
+        elog.add_events(rows)
+
+    _append(runtime, replace)
+
+
+def purged(runtime: Runtime, records: Iterable[str]) -> None:
+    """Records were removed by retention: any that are events leave the log."""
+    iris = [r for r in records if r.startswith(vocab.EVENT_BASE)]
+    if iris:
+        _append(runtime, lambda elog: elog.remove_events(iris))
+
+
+def _append(runtime: Runtime, work: Callable[[EventLog], object]) -> None:
+    """Apply one change to the log after its commit; a failure marks the log behind instead of failing the write."""
+    elog = log(runtime)
+    try:
+        work(elog)
+    except Exception:
+        log_.exception("analytics log append failed: it is rebuilt from the store when next opened")
+        elog.mark_behind()
+
+
+def event(
+    iri: str,
+    pseudonym: str,
+    code: str,
+    *,
+    at: datetime,
+    recorded_at: datetime,
+    step: str | None = None,
+    feature: str | None = None,
+) -> EventRow:
+    """The log's row of an event (``step`` and ``feature`` are IRIs; the log keeps their local IDs)."""
+    return EventRow(iri, pseudonym, code, at, recorded_at, step=_local(step), feature=_local(feature))
+
+
+def _event_row(row: Row, pseudonym: str, code: str) -> EventRow:
+    at = parse_datetime(bound(row, "at").value)
+    recorded_at = value(row, "recordedAt")
+    return event(
+        bound(row, "event").value,
+        pseudonym,
+        code,
+        at=at,
+        recorded_at=parse_datetime(recorded_at) if recorded_at else at,
+        step=value(row, "step"),
+        feature=value(row, "feature"),
+    )
+
+
+def _local(iri: str | None) -> str | None:
+    return vocab.local_id(iri) if iri else None
