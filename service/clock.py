@@ -1,8 +1,16 @@
-"""Times as the store keeps them: timezone-aware UTC xsd:dateTime literals."""
+"""The service's clock, and times as the store keeps them: timezone-aware UTC xsd:dateTime literals.
+
+Every time the service records (consent, events, decisions, experiments) comes from
+:func:`now`. A simulation that needs days to pass runs the service in process under a
+:class:`SimulatedClock` (:func:`use_clock`); nothing exposes the clock over HTTP.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pyoxigraph as ox
 
@@ -10,8 +18,45 @@ from service.errors import InvalidInput
 from service.knowledge import vocab
 
 
-def now() -> datetime:
+class SimulatedClock:
+    """A clock that moves only when told, a microsecond per reading so that readings stay ordered."""
+
+    def __init__(self, start: datetime) -> None:
+        self._at = as_utc(start)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            self._at += timedelta(microseconds=1)
+            return self._at
+
+    def advance(self, **delta: float) -> datetime:
+        """Move the clock forward (``days=1``, ``hours=3``, ...); return the new time."""
+        with self._lock:
+            self._at += timedelta(**delta)
+            return self._at
+
+
+def _system() -> datetime:
     return datetime.now(UTC)
+
+
+_source = _system
+
+
+def now() -> datetime:
+    return _source()
+
+
+@contextlib.contextmanager
+def use_clock(clock: SimulatedClock) -> Iterator[SimulatedClock]:
+    """Run the service under ``clock`` in this process until the block ends."""
+    global _source
+    previous, _source = _source, clock
+    try:
+        yield clock
+    finally:
+        _source = previous
 
 
 def as_utc(value: datetime) -> datetime:

@@ -108,6 +108,19 @@ class Settings(BaseSettings):
         "", description="Name of this process's audit chain; default: 'main', or unique per process on a shared store"
     )
     audit_checkpoint_every: int = Field(1000, gt=0, description="Decisions between two audit checkpoints")
+    guardrail_interval_s: float = Field(
+        3_600.0,
+        ge=0,
+        description=(
+            "Seconds between two runs of the guardrail monitor over every running experiment (the first one "
+            "interval after start); 0 turns the periodic monitor off (checkGuardrails and "
+            "`wayfinder experiment monitor` still run it once)"
+        ),
+    )
+    guardrail_webhook_url: str | None = Field(
+        None,
+        description="A URL the guardrail monitor POSTs a JSON notice to when it rolls an arm back (optional)",
+    )
     retention_interval_s: float = Field(
         86_400.0,
         ge=0,

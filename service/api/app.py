@@ -32,6 +32,7 @@ from service.api.sparql import sparql_response
 from service.audit.retention import purge_periodically
 from service.audit.sparql import SparqlEndpoint
 from service.errors import Forbidden
+from service.experiments.monitor import monitor_periodically
 from service.identity.keys import OPEN, KeyRing, require
 from service.metrics import REQUEST_SECONDS, STORE_QUADS
 from service.runtime import Runtime
@@ -257,12 +258,16 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         interval = runtime.settings.retention_interval_s
-        purging = asyncio.create_task(purge_periodically(runtime, interval)) if interval > 0 else None
+        tasks = []
+        if interval > 0:
+            tasks.append(asyncio.create_task(purge_periodically(runtime, interval)))
+        if runtime.settings.guardrail_interval_s > 0:
+            tasks.append(asyncio.create_task(monitor_periodically(runtime, runtime.settings.guardrail_interval_s)))
         yield
-        if purging is not None:
-            purging.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await purging
+                await task
         endpoint.close()
 
     app = Starlette(

@@ -28,7 +28,14 @@ from service.api.permissions import (
 )
 from service.api.types.catalog import Channel, Step, runtime_of, step_of
 from service.api.types.decisions import Decision, Recommendation, ranked_of
-from service.api.types.experiments import Experiment, ExperimentInput, experiment_of, spec_of
+from service.api.types.experiments import (
+    Experiment,
+    ExperimentInput,
+    ExperimentResults,
+    experiment_of,
+    results_of,
+    spec_of,
+)
 from service.api.types.models import ModelVersion, model_of
 from service.api.types.users import (
     Consent,
@@ -50,7 +57,7 @@ from service.audit import erasure, portability
 from service.clock import now
 from service.decisions import consent, decide, users
 from service.errors import Forbidden, InvalidInput
-from service.experiments import registry
+from service.experiments import analysis, monitor, registry
 from service.models import lifecycle, records
 from service.settings import Settings
 
@@ -120,6 +127,17 @@ class Query:
     @strawberry.field(permission_classes=OPERATOR, description="Every experiment, by ID")
     def experiments(self, info: Info) -> list[Experiment]:
         return [experiment_of(e) for e in registry.experiments(runtime_of(info))]
+
+    @strawberry.field(
+        permission_classes=OPERATOR,
+        description="Per-arm KPIs with intervals and lifts, SRM state, sequential decisions and guardrail states; "
+        "null when there is no such experiment",
+    )
+    def experiment_results(self, info: Info, id: strawberry.ID) -> ExperimentResults | None:
+        runtime = runtime_of(info)
+        if registry.find(runtime, str(id)) is None:
+            return None
+        return results_of(analysis.analyse(runtime, str(id)))
 
 
 @strawberry.type
@@ -260,6 +278,14 @@ class Mutation:
     )
     def stop_experiment(self, info: Info, id: strawberry.ID) -> Experiment:
         return experiment_of(registry.stop(runtime_of(info), str(id), by=principal(info.context)))
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="Run the guardrail monitor once, now: evaluate every running experiment (rolling back harmed "
+        "arms) and return every running, stopped or rolled-back one",
+    )
+    def check_guardrails(self, info: Info) -> list[Experiment]:
+        return [experiment_of(e) for e in monitor.check(runtime_of(info))]
 
 
 def principal(context: dict) -> str:

@@ -353,12 +353,14 @@ def roll_back(
     arm_name: str,
     *,
     by: str,
-    evidence: list[ox.Triple] | None = None,
-    evidence_iri: str | None = None,
+    evidence: str | None = None,
+    agent: str | None = None,
 ) -> Experiment:
     """Turn an arm off: its users are served by the control's version from the next request on.
 
-    The rollback record uses the analysis snapshot (``evidence``, its triples, stored with it) that showed harm.
+    The rollback record uses ``evidence`` (the IRI of the analysis snapshot that showed harm) and names the
+    ``agent`` (an IRI: the guardrail monitor) that acted on behalf of ``by``. Rolling back an arm that is
+    rolled back already changes nothing.
     """
     with runtime.trail.exclusive():
         current = require(runtime, experiment_id)
@@ -377,9 +379,9 @@ def roll_back(
             after,
             kind="rollback",
             by=by,
-            extra_triples=evidence or [],
             rolled_back=current.arm_iri(arm),
-            evidence=evidence_iri,
+            evidence=evidence,
+            agent=agent,
         )
     return after
 
@@ -391,9 +393,9 @@ def _change(
     *,
     kind: str,
     by: str,
-    extra_triples: list[ox.Triple] | None = None,
     rolled_back: str | None = None,
     evidence: str | None = None,
+    agent: str | None = None,
 ) -> None:
     """Replace the experiment's state and append the change record, in one commit."""
     at = now()
@@ -416,7 +418,8 @@ def _change(
         ]
     if evidence:
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(evidence)))
-    triples += extra_triples or []
+    if agent:
+        triples.append(T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(agent)))
     g = vocab.EXPERIMENTS_GRAPH
     remove = [q for q in runtime.store.quads(subject=vocab.EXPERIMENTS_NODE, predicate=vocab.REVISION, graph=g)]
     if before is not None:

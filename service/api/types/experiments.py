@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import strawberry
 
+from service.experiments import analysis as analysis_
 from service.experiments import registry
 
 
@@ -82,3 +84,67 @@ def experiment_of(experiment: registry.Experiment) -> Experiment:
         approved_by=experiment.approved_by,
         approved_at=experiment.approved_at,
     )
+
+
+@strawberry.type(description="A KPI of one arm: its own level with an interval and, beside control, its lift")
+class KpiResult:
+    kpi: str
+    units: int = strawberry.field(description="Units that count for the KPI")
+    estimate: float = strawberry.field(description="The arm's level, e.g. its activation share")
+    lower: float
+    upper: float
+    lift: float | None = strawberry.field(description="Relative change against control (None for control)")
+    lift_lower: float | None = strawberry.field(description="Lower end of the lift's confidence sequence")
+    lift_upper: float | None
+    p_value: float | None = strawberry.field(description="Always-valid p-value, Holm-adjusted over goal KPIs")
+    decision: str | None = strawberry.field(description="better, worse or inconclusive, against control")
+    method: str
+
+
+@strawberry.type(description="One arm's exposures and KPIs")
+class ArmResult:
+    name: str
+    users: int = strawberry.field(description="Users exposed to the arm (intention to treat)")
+    kpis: list[KpiResult]
+
+
+@strawberry.type(description="A guardrail's one-sided sequential test for one arm against control")
+class GuardrailResult:
+    arm: str
+    kpi: str
+    state: str = strawberry.field(description="ok, or harm (the monitor then rolls the arm back)")
+    estimate: float = strawberry.field(description="Relative change against control")
+    bound: float | None = strawberry.field(
+        description="The one-sided bound the test compares with the threshold (None while there are too few users)"
+    )
+    threshold: float
+    method: str
+
+
+@strawberry.type(description="An experiment's results now, from the analytics log")
+class ExperimentResults:
+    experiment: Experiment
+    analysed_at: datetime
+    srm_p_value: float | None = strawberry.field(description="Sample-ratio mismatch test p-value (None: no users)")
+    sample_ratio_mismatch: bool = strawberry.field(description="True when the SRM p-value is below 0.001")
+    arms: list[ArmResult]
+    guardrails: list[GuardrailResult]
+
+
+def results_of(analysis: analysis_.Analysis) -> ExperimentResults:
+    return ExperimentResults(
+        experiment=experiment_of(analysis.experiment),
+        analysed_at=analysis.at,
+        srm_p_value=analysis.srm_p_value,
+        sample_ratio_mismatch=analysis.sample_ratio_mismatch,
+        arms=[
+            ArmResult(name=a.name, users=a.users, kpis=[KpiResult(**_finite(k.__dict__)) for k in a.kpis])
+            for a in analysis.arms
+        ],
+        guardrails=[GuardrailResult(**_finite(g.__dict__)) for g in analysis.guardrails],
+    )
+
+
+def _finite(fields: dict) -> dict:
+    """The fields with non-finite numbers made None (GraphQL floats are finite)."""
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in fields.items()}
