@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pyoxigraph as ox
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from embeddings.world import generate_world
@@ -28,6 +30,10 @@ from service.knowledge.vocab import local_id
 from service.runtime import Runtime
 from service.settings import Settings
 from service.telemetry import configure_logging, configure_tracing
+
+if TYPE_CHECKING:
+    from service.experiments.analysis import KpiResult
+    from service.experiments.registry import Experiment, ExperimentSpec
 
 app = typer.Typer(
     help="Wayfinder: decides which onboarding steps each new user sees next, and why.", no_args_is_help=True
@@ -657,6 +663,339 @@ def user_export(
         return
     out_file.write_text(text)
     err.print(f"wrote {out_file}")
+
+
+experiment_app = typer.Typer(
+    help="Operators: experiments comparing policy versions (create, approve, start, ramp, reweight, stop, results).",
+    no_args_is_help=True,
+)
+app.add_typer(experiment_app, name="experiment")
+
+ByOption = Annotated[str, typer.Option("--by", help="Who acts (recorded as the change's principal)")]
+
+
+def _acting(by: str) -> str:
+    """The name a change records as who made it; the CLI runs without API keys, so the operator names it."""
+    if not by.strip():
+        _fail(InvalidInput("--by", "name who acts"))
+    return by.strip()
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None or not math.isfinite(share) else f"{share:+.1%}"
+
+
+def _number(number: float | None) -> str:
+    return "-" if number is None or not math.isfinite(number) else f"{number:.4g}"
+
+
+def _arms_text(experiment: Experiment) -> str:
+    return "\n".join(f"{a.name}={a.policy_version} {a.weight:.3g} {a.status}" for a in experiment.arms)
+
+
+def _describe(experiment: Experiment) -> str:
+    arms = ", ".join(
+        f"{a.name}={a.policy_version} {a.weight:.3g}{'' if a.status == 'active' else ' ' + a.status}"
+        for a in experiment.arms
+    )
+    return f"{experiment.id} is {experiment.status} (coverage {experiment.coverage:g}; arms {arms})"
+
+
+_SPEC_KEYS = {"id": str, "arms": list, "guardrails": list, "coverage": float}
+_ARM_KEYS = {"name": str, "policyVersion": str, "weight": float}
+_GUARDRAIL_KEYS = {"kpi": str, "maxRelativeDrop": float}
+_KINDS: dict[type, str] = {str: "a string", list: "a list"}
+_REQUIRED = {"id", "arms", "name", "policyVersion", "weight", "kpi", "maxRelativeDrop"}
+
+
+def _fields(data: object, where: str, keys: dict[str, type]) -> dict[str, Any]:
+    """The object's fields, checked against ``keys`` (name -> type); raise InvalidInput naming the first bad one."""
+    if not isinstance(data, dict):
+        raise InvalidInput(where, f"an object, got {type(data).__name__}")
+    for key in data:
+        if key not in keys:
+            raise InvalidInput(f"{where}.{key}", f"unknown field; expected {', '.join(keys)}")
+    found: dict[str, Any] = {}
+    for key, kind in keys.items():
+        if key not in data:
+            if key in _REQUIRED:
+                raise InvalidInput(f"{where}.{key}", "missing")
+            continue
+        item = data[key]
+        if kind is float:
+            ok = isinstance(item, int | float) and not isinstance(item, bool)
+            expected = "a number"
+        else:
+            ok = isinstance(item, kind)
+            expected = _KINDS[kind]
+        if not ok:
+            raise InvalidInput(f"{where}.{key}", f"{expected}, got {json.dumps(item)}")
+        found[key] = float(item) if kind is float else item
+    return found
+
+
+def _spec_of_file(path: Path) -> ExperimentSpec:
+    """The ExperimentSpec a JSON file describes, in ExperimentInput's shape (GraphQL)."""
+    from service.experiments.registry import ArmSpec, ExperimentSpec, Guardrail
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidInput("FILE", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SyntaxProblem(str(path), f"not JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
+    spec = _fields(data, "input", _SPEC_KEYS)
+    arms = [_fields(a, f"input.arms[{i}]", _ARM_KEYS) for i, a in enumerate(spec["arms"])]
+    guardrails = [
+        _fields(g, f"input.guardrails[{i}]", _GUARDRAIL_KEYS) for i, g in enumerate(spec.get("guardrails", []))
+    ]
+    return ExperimentSpec(
+        id=spec["id"],
+        arms=[ArmSpec(a["name"], a["policyVersion"], a["weight"]) for a in arms],
+        guardrails=[Guardrail(g["kpi"], g["maxRelativeDrop"]) for g in guardrails],
+        coverage=spec.get("coverage", 1.0),
+    )
+
+
+@experiment_app.command("list")
+def experiment_list(store: StoreOption = None) -> None:
+    """List the experiments by ID: status, coverage, arms (the first is the control), guardrails."""
+    from service.experiments import registry
+
+    found = registry.experiments(_runtime(store))
+    table = Table(
+        "id", "status", "coverage", "arms (name=policy weight status)", "guardrails", "created by", "approved by"
+    )
+    for e in found:
+        table.add_row(
+            e.id,
+            e.status,
+            f"{e.coverage:g}",
+            _arms_text(e),
+            "\n".join(f"{g.kpi} max drop {g.max_relative_drop:g}" for g in e.guardrails) or "-",
+            escape(e.created_by or "-"),
+            escape(e.approved_by or "-"),
+        )
+    Console(width=max(out.width, 140)).print(table)
+    out.print(f"{len(found)} experiment(s)", style="dim")
+
+
+@experiment_app.command("create")
+def experiment_create(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help='JSON as GraphQL\'s ExperimentInput: {"id", "arms": [{"name", "policyVersion", "weight"}], '
+            '"guardrails": [{"kpi", "maxRelativeDrop"}], "coverage"}; the first arm is the control'
+        ),
+    ],
+    by: ByOption,
+    store: StoreOption = None,
+) -> None:
+    """Record a draft experiment from a JSON file."""
+    from service.experiments import registry
+
+    who = _acting(by)
+    try:
+        spec = _spec_of_file(file)
+        created = registry.create(_runtime(store), spec, by=who)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(_describe(created), highlight=False)
+
+
+@experiment_app.command("approve")
+def experiment_approve(
+    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
+    by: ByOption,
+    store: StoreOption = None,
+) -> None:
+    """Approve a draft; four eyes: whoever created it may not approve it."""
+    from service.experiments import registry
+
+    who = _acting(by)
+    try:
+        approved = registry.approve(_runtime(store), experiment_id, by=who, four_eyes=True)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(f"{approved.id} approved by {escape(approved.approved_by or '')}", highlight=False)
+
+
+@experiment_app.command("start")
+def experiment_start(
+    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
+    by: ByOption,
+    store: StoreOption = None,
+) -> None:
+    """Start assigning users. The CLI acts on the store directly, as the service does without API keys
+    (development mode), so no approval is required; approve first to have one on record."""
+    from service.experiments import registry
+
+    who = _acting(by)
+    try:
+        started = registry.start(_runtime(store), experiment_id, by=who, needs_approval=False)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(_describe(started), highlight=False)
+
+
+@experiment_app.command("ramp")
+def experiment_ramp(
+    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
+    coverage: Annotated[float, typer.Argument(help="The share of users it takes in, in (0, 1]")],
+    by: ByOption,
+    store: StoreOption = None,
+) -> None:
+    """Change the share of users the experiment takes in; users already in stay in their arm."""
+    from service.experiments import registry
+
+    who = _acting(by)
+    try:
+        ramped = registry.ramp(_runtime(store), experiment_id, coverage, by=who)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(_describe(ramped), highlight=False)
+
+
+@experiment_app.command("reweight")
+def experiment_reweight(
+    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
+    weights: Annotated[list[float], typer.Argument(help="One positive weight per arm, in arm order (normalised)")],
+    by: ByOption,
+    store: StoreOption = None,
+) -> None:
+    """Change the arms' weights; users already assigned keep their arm."""
+    from service.experiments import registry
+
+    who = _acting(by)
+    try:
+        after = registry.reweight(_runtime(store), experiment_id, weights, by=who)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(_describe(after), highlight=False)
+
+
+@experiment_app.command("stop")
+def experiment_stop(
+    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
+    by: ByOption,
+    store: StoreOption = None,
+) -> None:
+    """Stop assigning: every user is served by the policy's active version again."""
+    from service.experiments import registry
+
+    who = _acting(by)
+    try:
+        stopped = registry.stop(_runtime(store), experiment_id, by=who)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(_describe(stopped), highlight=False)
+
+
+def _finite(data: object) -> object:
+    """The data with every non-finite number as None (JSON has none)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
+@experiment_app.command("results")
+def experiment_results(
+    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
+    store: StoreOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the analysis snapshot (moments, method, verdicts) as JSON")
+    ] = False,
+) -> None:
+    """Analyse the experiment now: per KPI and arm its level and lift with always-valid intervals, SRM, guardrails."""
+    from service.experiments.analysis import ALPHA, CORRECTION, analyse
+
+    try:
+        analysis = analyse(_runtime(store), experiment_id)
+    except WayfinderError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(_finite(analysis.snapshot()), indent=2, default=str) + "\n")
+        return
+    experiment = analysis.experiment
+    wide = Console(width=max(out.width, 140))
+    out.print(
+        f"[bold]{experiment.id}[/] ({experiment.status}) at {analysis.at.isoformat(timespec='seconds')}; "
+        f"control {experiment.control.name}; {1 - ALPHA:.0%} intervals, lifts as always-valid confidence sequences, "
+        f"p-values always valid and {CORRECTION}-adjusted over the goal KPIs (guarded KPIs: see guardrails)",
+        highlight=False,
+    )
+    users = {a.name: a.users for a in analysis.arms}
+    by_kpi: dict[str, list[tuple[str, KpiResult]]] = {}
+    for arm in analysis.arms:
+        for k in arm.kpis:
+            by_kpi.setdefault(k.kpi, []).append((arm.name, k))
+    for kpi, rows in by_kpi.items():
+        table = Table(
+            "arm",
+            "users",
+            "units",
+            escape("estimate [lower, upper]"),
+            escape("lift [lower, upper]"),
+            "p (adjusted)",
+            "decision",
+            title=kpi,
+            title_justify="left",
+        )
+        for name, k in rows:
+            table.add_row(
+                name,
+                str(users[name]),
+                str(k.units),
+                escape(f"{_number(k.estimate)} [{_number(k.lower)}, {_number(k.upper)}]"),
+                "-"
+                if k.lift is None
+                else escape(f"{_percent(k.lift)} [{_percent(k.lift_lower)}, {_percent(k.lift_upper)}]"),
+                _number(k.p_value),
+                k.decision or "-",
+            )
+        wide.print(table)
+    out.print(f"SRM p-value {_number(analysis.srm_p_value)}", highlight=False)
+    if analysis.sample_ratio_mismatch:
+        out.print("[bold red]sample ratio mismatch[/]: the arms' exposures do not match their weights")
+    if analysis.guardrails:
+        table = Table("arm", "kpi", "state", "estimate", "bound", "threshold", title="guardrails", title_justify="left")
+        for g in analysis.guardrails:
+            table.add_row(
+                g.arm,
+                g.kpi,
+                "[bold red]harm[/]" if g.state == "harm" else g.state,
+                _percent(g.estimate),
+                _percent(g.bound),
+                _percent(g.threshold),
+            )
+        wide.print(table)
+    else:
+        out.print("no guardrails")
+
+
+@experiment_app.command("monitor")
+def experiment_monitor(store: StoreOption = None) -> None:
+    """Run the guardrail monitor once: analyse each running experiment, roll back arms shown harmful."""
+    from service.experiments import monitor
+
+    try:
+        checked = monitor.check(_runtime(store))
+    except WayfinderError as exc:
+        _fail(exc)
+    if not checked:
+        out.print("no running or stopped experiments")
+        return
+    table = Table("id", "status", "arms")
+    for e in checked:
+        table.add_row(e.id, e.status, "\n".join(f"{a.name} {a.status}" for a in e.arms))
+    Console(width=max(out.width, 100)).print(table)
 
 
 def _parse_param(text: str) -> tuple[str, ox.NamedNode | ox.Literal]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pyoxigraph as ox
 import pytest
 from starlette.testclient import TestClient
 
@@ -129,7 +130,19 @@ def test_the_decision_record_lets_an_auditor_rederive_the_assignment(client, run
     assert row["id"] == "rules-vs-hybrid" and row["hash"] == "1" and row["reason"] == "SPLIT"
     assert int(row["bucket"]) == bucket("rules-vs-hybrid", row["pseudonym"])
     assert row["arm"] == rec["variant"] == ("control" if int(row["bucket"]) < 5_000 else "rules-only")
-    client.data(NEXT_STEPS, {"user": "ana"})
+    client.data(REWEIGHT, {"id": "rules-vs-hybrid", "w": [1, 3]})
+    again = client.data(NEXT_STEPS, {"user": "ana"})["nextSteps"]
+    lineage = runtime.store.select(
+        runtime.queries["lineage/decision-experiment"].bind(
+            decision=ox.NamedNode(vocab.DECISION_BASE + again["decisionId"])
+        )
+    )
+    assert len(lineage) == 1
+    found = {k: lineage[0][k].value for k in ("experimentId", "arm", "bucket", "reason", "changeKind", "pseudonym")}
+    assert found["experimentId"] == "rules-vs-hybrid" and found["arm"] == rec["variant"]
+    assert found["reason"] == "STICKY" and found["changeKind"] == "reweight"
+    assert int(found["bucket"]) == bucket("rules-vs-hybrid", found["pseudonym"])
+    assert json.loads(lineage[0]["stateBefore"].value)["arms"][1]["weight"] == 0.75
     reasons = sorted(
         r["reason"].value
         for r in runtime.store.select(

@@ -36,6 +36,10 @@ def test_a_harmful_arm_is_rolled_back_automatically_with_its_evidence_in_the_aud
     moments = evidence["moments"]["activation"]
     assert moments["control"]["n"] > 0 and moments["treatment"]["total"] < moments["control"]["total"]
     assert verify(runtime.store, runtime.queries["audit-index"]).ok
+    # The auditor's lineage query finds the same rollback and its evidence.
+    lineage = runtime.store.select(runtime.queries["lineage/rollbacks"])
+    assert [(r["experimentId"].value, r["arm"].value) for r in lineage] == [("sim-harm", "treatment")]
+    assert json.loads(lineage[0]["analysis"].value) == evidence
 
 
 def test_a_truly_better_arm_is_detected_as_better_and_not_rolled_back():
