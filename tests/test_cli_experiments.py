@@ -75,25 +75,30 @@ def test_create_from_a_file_and_list_it(store, spec_file):
     assert again.exit_code == 2 and "exists" in again.output
 
 
-@pytest.mark.parametrize(
-    ("text", "named"),
-    [
-        ('{"id": "x", "arms": [', "experiment.json:1"),
-        (json.dumps({k: v for k, v in SPEC.items() if k != "arms"}), "input.arms: missing"),
-        (json.dumps({**SPEC, "arms": [SPEC["arms"][0], {"name": "b", "weight": 1}]}), "input.arms[1].policyVersion"),
-        (json.dumps({**SPEC, "arms": [SPEC["arms"][0], {**SPEC["arms"][1], "weight": "1"}]}), "input.arms[1].weight"),
-        (json.dumps({**SPEC, "guardrails": [{"kpi": "activation", "max_drop": 0.1}]}), "input.guardrails[0].max_drop"),
-        (json.dumps({**SPEC, "coverage": True}), "input.coverage"),
-        (json.dumps([SPEC]), "input: an object"),
-        (json.dumps({**SPEC, "coverage": 2}), "input.coverage: a share"),  # the flow's own check
-    ],
-)
-def test_a_malformed_file_names_the_field_and_creates_nothing(store, tmp_path, text, named):
+MALFORMED = [
+    ('{"id": "x", "arms": [', "experiment.json:1"),
+    (json.dumps({k: v for k, v in SPEC.items() if k != "arms"}), "input.arms: missing"),
+    (
+        json.dumps({**SPEC, "arms": [SPEC["arms"][0], {"name": "b", "weight": 1}]}),
+        "input.arms[1].policyVersion: missing",
+    ),
+    (json.dumps({**SPEC, "arms": [SPEC["arms"][0], {**SPEC["arms"][1], "weight": "1"}]}), "input.arms[1].weight"),
+    (json.dumps({**SPEC, "guardrails": [{"kpi": "activation", "max_drop": 0.1}]}), "input.guardrails[0].max_drop"),
+    (json.dumps({**SPEC, "coverage": True}), "input.coverage: a number"),
+    (json.dumps([SPEC]), "input: an object"),
+    (json.dumps({**SPEC, "coverage": 2}), "input.coverage: a share"),  # the flow's own check
+]
+
+
+def test_a_malformed_file_names_the_field_and_creates_nothing(store, tmp_path):
     path = tmp_path / "experiment.json"
-    path.write_text(text)
-    result = run("experiment", "create", str(path), "--by", "ana", "--store", store)
-    assert result.exit_code == 2, result.output
-    assert named in result.output
+    for text, named in MALFORMED:
+        path.write_text(text)
+        result = run("experiment", "create", str(path), "--by", "ana", "--store", store)
+        assert result.exit_code == 2, (text, result.output)
+        assert named in result.output, (text, result.output)
+    missing = run("experiment", "create", str(tmp_path / "none.json"), "--by", "ana", "--store", store)
+    assert missing.exit_code == 2 and "cannot read" in missing.output
     assert "0 experiment(s)" in run("experiment", "list", "--store", store).output
 
 

@@ -49,6 +49,22 @@ def log(runtime: Runtime) -> EventLog:
     return elog
 
 
+def for_analysis(runtime: Runtime) -> EventLog:
+    """The log to analyse: on a shared store, where other processes write too, rebuilt from the store first.
+
+    Each process of a shared store keeps its own log in memory, which sees only its own writes; an
+    analysis there reads the whole store (slower, but complete). One columnar log fed by every process
+    is not built yet.
+    """
+    elog = log(runtime)
+    if runtime.store.url is not None:
+        with _locks_lock:
+            lock = _locks.setdefault(runtime, threading.Lock())
+        with lock:
+            rebuild(runtime, elog)
+    return elog
+
+
 def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
     """Replace the log's rows with what the store holds now; return the rows per table."""
     store, queries = runtime.store, runtime.queries

@@ -1,7 +1,9 @@
 """Experiment KPIs: read their definitions from ``queries/kpi/*.sql`` and compute per-unit values on the analytics log.
 
 A KPI file is a header of ``-- key: value`` lines (``kpi``, ``measures``, ``unit``,
-``higher_is_better``, ``window_days``) followed by one SELECT in a portable SQL subset
+``higher_is_better``, ``window_days``, and optionally ``windows: closed`` to count only
+units whose window has ended; by default ``open``, a unit counts with what has arrived)
+followed by one SELECT in a portable SQL subset
 (DuckDB and Spark SQL run it unchanged). The SELECT reads the log's tables and its
 one-row ``analysis_clock`` and returns one row per exposed unit: ``experiment, arm,
 subject, value, window_closed``. The runner sets the clock, wraps the SELECT to join
@@ -25,6 +27,7 @@ from service.errors import InvalidInput, SyntaxProblem
 
 KPI_DIR = Path(__file__).resolve().parents[2] / "queries" / "kpi"
 HEADER_KEYS = ("kpi", "measures", "unit", "higher_is_better", "window_days")
+OPTIONAL_KEYS = ("windows",)  # open (the default: a unit whose window is still open counts with what arrived) or closed
 KPI_UNITS = ("share", "hours")
 
 # Dialect features the KPI SQL must not use, so that other engines run it unchanged; `?`, `$`
@@ -56,6 +59,7 @@ class Kpi:
     higher_is_better: bool
     window_days: int
     sql: str
+    closed_windows_only: bool = False  # header `windows: closed`: only units whose window has ended count
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,11 @@ def parse_kpi(text: str, source: str, name: str) -> Kpi:
             body_start = number - 1
             break
         key, value = match.group(1), match.group(2)
-        if key not in HEADER_KEYS:
+        if key not in HEADER_KEYS + OPTIONAL_KEYS:
             raise SyntaxProblem(
-                source, f"unknown header key {key!r}; the keys are {', '.join(HEADER_KEYS)}", line=number
+                source,
+                f"unknown header key {key!r}; the keys are {', '.join(HEADER_KEYS + OPTIONAL_KEYS)}",
+                line=number,
             )
         if key in header:
             raise SyntaxProblem(source, f"header key {key!r} given twice", line=number)
@@ -138,6 +144,10 @@ def parse_kpi(text: str, source: str, name: str) -> Kpi:
     if not re.fullmatch(r"[1-9][0-9]{0,4}", window):
         raise bad("window_days", f"{window!r} is not a whole number of days from 1 to 99999")
 
+    windows = header.get("windows", ("open", 0))[0]
+    if windows not in ("open", "closed"):
+        raise bad("windows", f"{windows!r} is neither open nor closed")
+
     body = "\n".join(lines[body_start:]).strip()
     body = re.sub(r";\s*\Z", "", body).rstrip()
     code = _COMMENT.sub("", body)
@@ -154,6 +164,7 @@ def parse_kpi(text: str, source: str, name: str) -> Kpi:
         higher_is_better=higher == "true",
         window_days=int(window),
         sql=body,
+        closed_windows_only=windows == "closed",
     )
 
 

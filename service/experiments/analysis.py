@@ -120,7 +120,7 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
     """Analyse the experiment on what the analytics log holds now (or as of ``at``)."""
     experiment = require(runtime, experiment_id)
     at = at or now()
-    elog = feed.log(runtime)
+    elog = feed.for_analysis(runtime)
     feed.refresh_value_features(runtime, elog)
     kpis = read_kpis(runtime.settings.queries_dir / "kpi")
     names = [a.name for a in experiment.arms]
@@ -129,7 +129,7 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
     counts = arm_counts(elog, experiment.id, now=at)
     exposed = [counts.get(arm, 0) for arm in names]
     for name, kpi in sorted(kpis.items()):
-        units = unit_arrays(elog, kpi, experiment.id, now=at, arms=names)
+        units = unit_arrays(elog, kpi, experiment.id, now=at, arms=names, closed_only=kpi.closed_windows_only)
         counted = ~np.isnan(units.value)
         moments[name] = {
             arm: st.Moments.from_units(

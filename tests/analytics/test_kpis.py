@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from service.analytics.kpis import KPI_DIR, Kpi, arm_counts, read_kpi, read_kpis, unit_arrays, units
+from service.analytics.kpis import KPI_DIR, Kpi, arm_counts, parse_kpi, read_kpi, read_kpis, unit_arrays, units
 from service.analytics.log import EventLog, EventRow, ExposureRow, SubjectRow, open_log
 from service.errors import InvalidInput, SyntaxProblem
 from tests.paths import ROOT
@@ -539,3 +539,13 @@ def test_the_random_world_reaches_every_case(world_and_log, kpis):
         else:
             assert {0.0, 1.0} <= values_seen, name
     assert log.counts()["subjects"] == len(world.subjects) - len(world.erased)
+
+
+def test_a_kpi_may_count_only_closed_windows(tmp_path):
+    text = (KPI_DIR / "activation.sql").read_text()
+    closed = text.replace("-- window_days: 14\n", "-- window_days: 14\n-- windows: closed\n", 1)
+    assert closed != text
+    assert parse_kpi(closed, "closed.sql", "activation").closed_windows_only
+    assert not parse_kpi(text, "activation.sql", "activation").closed_windows_only
+    with pytest.raises(SyntaxProblem, match="neither open nor closed"):
+        parse_kpi(closed.replace("windows: closed", "windows: sometimes"), "bad.sql", "activation")

@@ -159,3 +159,26 @@ def test_both_stores_offer_what_the_service_asks_of_a_store(server, tmp_path):
         store.commit(drop=[ox.NamedNode("urn:g")])
         assert store.removals == before + 1 and not store.graph(ox.NamedNode("urn:g"))
         store.close()
+
+
+def test_experiment_results_on_a_shared_store_count_every_processs_writes(server, tmp_path):
+    from service.experiments import registry
+    from service.experiments.analysis import analyse
+
+    first = runtime_on(server, tmp_path, "one")
+    first.ensure_ontology()
+    first.load(knowledge_files(first))
+    second = runtime_on(server, tmp_path, "two")
+    spec = registry.ExperimentSpec(
+        "shared-exp", [registry.ArmSpec("a", "default@1.2.0", 1), registry.ArmSpec("b", "default@1.3.0", 1)]
+    )
+    registry.create(first, spec, by="test")
+    registry.start(first, "shared-exp", by="test", needs_approval=False)
+    for runtime, uid in ((first, "p1"), (second, "p2"), (second, "p3")):
+        users.register(runtime, users.Registration(id=uid, role="manager", consents=["ANALYTICS"]))
+        decide.next_steps(runtime, uid)  # the second process sees the experiment the first started
+    users.record_events(second, [users.EventReport("p2", "ACTIVATED")])
+    analysis = analyse(first, "shared-exp")  # in the process that wrote none of p2's and p3's data
+    assert sum(a.users for a in analysis.arms) == 3
+    activated = sum(m["total"] for m in analysis.moments["activation"].values())
+    assert activated == 1
