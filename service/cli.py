@@ -703,7 +703,7 @@ def _describe(experiment: Experiment) -> str:
 
 _SPEC_KEYS = {"id": str, "arms": list, "guardrails": list, "coverage": float}
 _ARM_KEYS = {"name": str, "policyVersion": str, "weight": float}
-_GUARDRAIL_KEYS = {"kpi": str, "maxRelativeDrop": float}
+_GUARDRAIL_KEYS = {"kpi": str, "maxRelativeDrop": float, "detectableDrop": float}
 _KINDS: dict[type, str] = {str: "a string", list: "a list"}
 _REQUIRED = {"id", "arms", "name", "policyVersion", "weight", "kpi", "maxRelativeDrop"}
 
@@ -754,7 +754,14 @@ def _spec_of_file(path: Path) -> ExperimentSpec:
     return ExperimentSpec(
         id=spec["id"],
         arms=[ArmSpec(a["name"], a["policyVersion"], a["weight"]) for a in arms],
-        guardrails=[Guardrail(g["kpi"], g["maxRelativeDrop"]) for g in guardrails],
+        guardrails=[
+            Guardrail(
+                g["kpi"],
+                g["maxRelativeDrop"],
+                **({"detectable_drop": g["detectableDrop"]} if "detectableDrop" in g else {}),
+            )
+            for g in guardrails
+        ],
         coverage=spec.get("coverage", 1.0),
     )
 
@@ -774,11 +781,14 @@ def experiment_list(store: StoreOption = None) -> None:
             e.status,
             f"{e.coverage:g}",
             _arms_text(e),
-            "\n".join(f"{g.kpi} max drop {g.max_relative_drop:g}" for g in e.guardrails) or "-",
+            "\n".join(
+                f"{g.kpi} max drop {g.max_relative_drop:g}, detectable {g.detectable_drop:g}" for g in e.guardrails
+            )
+            or "-",
             escape(e.created_by or "-"),
             escape(e.approved_by or "-"),
         )
-    Console(width=max(out.width, 140)).print(table)
+    Console(width=max(out.width, 160)).print(table)
     out.print(f"{len(found)} experiment(s)", style="dim")
 
 
@@ -788,7 +798,7 @@ def experiment_create(
         Path,
         typer.Argument(
             help='JSON as GraphQL\'s ExperimentInput: {"id", "arms": [{"name", "policyVersion", "weight"}], '
-            '"guardrails": [{"kpi", "maxRelativeDrop"}], "coverage"}; the first arm is the control'
+            '"guardrails": [{"kpi", "maxRelativeDrop", "detectableDrop"}], "coverage"}; the first arm is the control'
         ),
     ],
     by: ByOption,
@@ -848,12 +858,12 @@ def experiment_ramp(
     by: ByOption,
     store: StoreOption = None,
 ) -> None:
-    """Change the share of users the experiment takes in; users already in stay in their arm."""
-    from service.experiments import registry
+    """Change the share of users it takes in; widening a guarded one needs evidence able to detect its harms."""
+    from service.experiments import ramps
 
     who = _acting(by)
     try:
-        ramped = registry.ramp(_runtime(store), experiment_id, coverage, by=who)
+        ramped = ramps.ramp(_runtime(store), experiment_id, coverage, by=who)
     except WayfinderError as exc:
         _fail(exc)
     out.print(_describe(ramped), highlight=False)
@@ -927,8 +937,13 @@ def experiment_results(
     wide = Console(width=max(out.width, 140))
     out.print(
         f"[bold]{experiment.id}[/] ({experiment.status}) at {analysis.at.isoformat(timespec='seconds')}; "
-        f"control {experiment.control.name}; {1 - ALPHA:.0%} intervals, lifts as always-valid confidence sequences, "
-        f"p-values always valid and {CORRECTION}-adjusted over the goal KPIs (guarded KPIs: see guardrails)",
+        f"control: {experiment.control.name}",
+        highlight=False,
+    )
+    out.print(
+        f"{1 - ALPHA:.0%} intervals; lifts relative to control, with always-valid confidence sequences; "
+        f"p always valid, {CORRECTION}-adjusted over the KPIs no guardrail watches",
+        style="dim",
         highlight=False,
     )
     users = {a.name: a.users for a in analysis.arms}

@@ -19,7 +19,7 @@ SPEC = {
         {"name": "control", "policyVersion": "default@1.2.0", "weight": 1},
         {"name": "rules-only", "policyVersion": "default@1.3.0", "weight": 1},
     ],
-    "guardrails": [{"kpi": "activation", "maxRelativeDrop": 0.5}],
+    "guardrails": [{"kpi": "activation", "maxRelativeDrop": 0.05, "detectableDrop": 0.3}],
     "coverage": 1,
 }
 
@@ -70,7 +70,8 @@ def test_create_from_a_file_and_list_it(store, spec_file):
     assert listed.exit_code == 0, listed.output
     for shown in ("rules-vs-hybrid", "draft", "control=default@1.2.0 0.5 active", "rules-only=default@1.3.0"):
         assert shown in listed.output
-    assert "activation max drop 0.5" in listed.output and "ana" in listed.output
+    assert "activation max drop 0.05, detectable 0.3" in listed.output, listed.output
+    assert "ana" in listed.output
     again = run("experiment", "create", str(spec_file), "--by", "ana", "--store", store)
     assert again.exit_code == 2 and "exists" in again.output
 
@@ -85,6 +86,10 @@ MALFORMED = [
     (json.dumps({**SPEC, "arms": [SPEC["arms"][0], {**SPEC["arms"][1], "weight": "1"}]}), "input.arms[1].weight"),
     (json.dumps({**SPEC, "guardrails": [{"kpi": "activation", "max_drop": 0.1}]}), "input.guardrails[0].max_drop"),
     (json.dumps({**SPEC, "coverage": True}), "input.coverage: a number"),
+    (
+        json.dumps({**SPEC, "guardrails": [{"kpi": "activation", "maxRelativeDrop": 0.1, "detectableDrop": "big"}]}),
+        "input.guardrails[0].detectableDrop: a number",
+    ),
     (json.dumps([SPEC]), "input: an object"),
     (json.dumps({**SPEC, "coverage": 2}), "input.coverage: a share"),  # the flow's own check
 ]
@@ -136,6 +141,10 @@ def test_results_monitor_and_stop_with_a_few_users(store, spec_file, tmp_path):
     assert snapshot["experiment"] == "rules-vs-hybrid"
     assert sum(r["users"] for r in snapshot["results"]) == 8
     assert {g["kpi"] for g in snapshot["guardrails"]} == {"activation"}
+    down = run("experiment", "ramp", "rules-vs-hybrid", "0.5", "--by", "ana", "--store", store)
+    assert down.exit_code == 0 and "coverage 0.5" in down.output  # lowering is always allowed
+    up = run("experiment", "ramp", "rules-vs-hybrid", "1", "--by", "ana", "--store", store)
+    assert up.exit_code == 2 and "coverage stays at 0.5" in up.output  # 8 users cannot show a 30% drop
     monitored = run("experiment", "monitor", "--store", store)
     assert monitored.exit_code == 0, monitored.output
     assert "rules-vs-hybrid" in monitored.output and "running" in monitored.output

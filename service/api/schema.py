@@ -57,7 +57,7 @@ from service.audit import erasure, portability
 from service.clock import now
 from service.decisions import consent, decide, users
 from service.errors import Forbidden, InvalidInput
-from service.experiments import analysis, monitor, registry
+from service.experiments import analysis, monitor, ramps, registry
 from service.models import lifecycle, records
 from service.settings import Settings
 
@@ -261,10 +261,12 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=OPERATOR,
-        description="Change the share of users the experiment takes in; users already in stay in their arm",
+        description="Change the share of users the experiment takes in; users already in stay in their arm. "
+        "Widening a running experiment with guardrails needs evidence that could detect each guardrail's "
+        "detectableDrop (80% power); lowering is always allowed",
     )
     def ramp_experiment(self, info: Info, id: strawberry.ID, coverage: float) -> Experiment:
-        return experiment_of(registry.ramp(runtime_of(info), str(id), coverage, by=principal(info.context)))
+        return experiment_of(ramps.ramp(runtime_of(info), str(id), coverage, by=principal(info.context)))
 
     @strawberry.mutation(
         permission_classes=OPERATOR,

@@ -61,6 +61,7 @@ class Arm:
 class Guardrail:
     kpi: str
     max_relative_drop: float
+    detectable_drop: float = 0.2  # the relative harm the evidence must be able to detect before a ramp widens exposure
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,11 @@ def checked_spec(runtime: Runtime, spec: ExperimentSpec) -> Experiment:
             raise InvalidInput(
                 f"input.guardrails[{i}].maxRelativeDrop", f"a share in [0, 1), got {guardrail.max_relative_drop}"
             )
+        if not guardrail.max_relative_drop < guardrail.detectable_drop < 1:
+            raise InvalidInput(
+                f"input.guardrails[{i}].detectableDrop",
+                f"a share above maxRelativeDrop ({guardrail.max_relative_drop}) and below 1, got {guardrail.detectable_drop}",
+            )
     total = sum(a.weight for a in spec.arms)
     arms = tuple(Arm(a.name, v.label, v.iri, a.weight / total) for a, v in zip(spec.arms, versions, strict=True))
     return Experiment(spec.id, DRAFT, arms, tuple(spec.guardrails), coverage=spec.coverage)
@@ -212,7 +218,9 @@ def experiments(runtime: Runtime) -> list[Experiment]:
             )
         if row["kpi"] is not None:
             entry["guardrails"][bound(row, "kpi").value] = Guardrail(
-                bound(row, "kpi").value, float(bound(row, "maxRelativeDrop").value)
+                bound(row, "kpi").value,
+                float(bound(row, "maxRelativeDrop").value),
+                float(bound(row, "detectableDrop").value),
             )
     policies = runtime.knowledge.policies
     result = []
@@ -316,8 +324,12 @@ def stop(runtime: Runtime, experiment_id: str, *, by: str) -> Experiment:
     return stopped
 
 
-def ramp(runtime: Runtime, experiment_id: str, coverage: float, *, by: str) -> Experiment:
-    """Change the share of users the experiment takes in (users already in stay in)."""
+def ramp(runtime: Runtime, experiment_id: str, coverage: float, *, by: str, evidence: str | None = None) -> Experiment:
+    """Change the share of users the experiment takes in (users already in stay in).
+
+    This records the change only: whether the evidence allows widening exposure is decided by
+    :func:`service.experiments.ramps.ramp`, which passes the snapshot it decided on as ``evidence``.
+    """
     if not math.isfinite(coverage) or not 0 < coverage <= 1:
         raise InvalidInput("coverage", f"a share in (0, 1], got {coverage}")
     with runtime.trail.exclusive():
@@ -325,7 +337,7 @@ def ramp(runtime: Runtime, experiment_id: str, coverage: float, *, by: str) -> E
         if current.status == STOPPED:
             raise Conflict(f"experiment {experiment_id!r} is stopped")
         ramped = replace(current, coverage=coverage)
-        _change(runtime, current, ramped, kind="ramp", by=by)
+        _change(runtime, current, ramped, kind="ramp", by=by, evidence=evidence)
     return ramped
 
 
@@ -482,6 +494,7 @@ def state_quads(experiment: Experiment) -> list[ox.Quad]:
             ox.Quad(guard, vocab.RDF_TYPE, vocab.GUARDRAIL, g),
             ox.Quad(guard, vocab.GUARDRAIL_KPI, L(guardrail.kpi), g),
             ox.Quad(guard, vocab.MAX_RELATIVE_DROP, _double(guardrail.max_relative_drop), g),
+            ox.Quad(guard, vocab.DETECTABLE_DROP, _double(guardrail.detectable_drop), g),
         ]
     return quads
 

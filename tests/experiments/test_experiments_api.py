@@ -18,7 +18,10 @@ from service.runtime import Runtime
 from service.settings import Settings
 from tests.graphql_client import NEXT_STEPS, register
 
-FIELDS = "id status coverage hashVersion createdBy approvedBy arms { name policyVersion weight status } guardrails { kpi maxRelativeDrop }"
+FIELDS = (
+    "id status coverage hashVersion createdBy approvedBy arms { name policyVersion weight status } "
+    "guardrails { kpi maxRelativeDrop detectableDrop }"
+)
 CREATE = f"mutation C($input: ExperimentInput!) {{ createExperiment(input: $input) {{ {FIELDS} }} }}"
 START = f"mutation S($id: ID!) {{ startExperiment(id: $id) {{ {FIELDS} }} }}"
 STOP = f"mutation S($id: ID!) {{ stopExperiment(id: $id) {{ {FIELDS} }} }}"
@@ -53,7 +56,7 @@ def test_a_draft_is_created_with_normalised_weights_and_listed(client):
         ("control", 0.75, "active"),
         ("rules-only", 0.25, "active"),
     ]
-    assert created["guardrails"] == [{"kpi": "activation", "maxRelativeDrop": 0.0}]
+    assert created["guardrails"] == [{"kpi": "activation", "maxRelativeDrop": 0.0, "detectableDrop": 0.2}]
     assert client.data(LIST)["experiments"] == [created]
 
 
@@ -170,7 +173,7 @@ def test_assignment_is_sticky_when_weights_change(client):
 
 
 def test_a_ramp_takes_in_more_users_and_keeps_those_already_in(client):
-    spec = {**RULES_VS_HYBRID, "coverage": 0.1}
+    spec = {**RULES_VS_HYBRID, "coverage": 0.1, "guardrails": []}  # unguarded: nothing to detect first
     started(client, spec)
     variants = {}
     for i in range(80):
@@ -182,6 +185,34 @@ def test_a_ramp_takes_in_more_users_and_keeps_those_already_in(client):
     after = {u: client.data(NEXT_STEPS, {"user": u})["nextSteps"]["variant"] for u in variants}
     assert all(after[u] == v for u, v in inside.items())
     assert all(v is not None for v in after.values())
+
+
+RECORD = "mutation E($input: EventInput!) { recordEvent(input: $input) { id } }"
+
+
+def test_a_guarded_ramp_widens_only_once_the_evidence_could_detect_the_harm(client, runtime):
+    guarded = [{"kpi": "activation", "maxRelativeDrop": 0.0, "detectableDrop": 0.6}]
+    started(client, {**RULES_VS_HYBRID, "coverage": 0.5, "guardrails": guarded})
+    refused = client.error(RAMP, {"id": "rules-vs-hybrid", "c": 1.0})
+    assert refused["extensions"]["code"] == "CONFLICT" and "coverage stays at 0.5" in refused["message"]
+    assert "no drop at all yet" in refused["message"]
+    assert client.data(LIST)["experiments"][0]["coverage"] == 0.5
+    inside = 0
+    for i in range(400):
+        register(client, f"u{i}")
+        if client.data(NEXT_STEPS, {"user": f"u{i}"})["nextSteps"]["variant"] is not None:
+            inside += 1
+            if i % 2:
+                client.data(RECORD, {"input": {"userId": f"u{i}", "type": "ACTIVATED"}})
+        if inside >= 90:
+            break
+    assert client.data(RAMP, {"id": "rules-vs-hybrid", "c": 1.0})["rampExperiment"]["coverage"] == 1.0
+    rows = runtime.store.select(
+        """PREFIX wf: <https://w3id.org/wayfinder/ontology#> PREFIX prov: <http://www.w3.org/ns/prov#>
+        SELECT ?snapshot WHERE { GRAPH ?g { ?c wf:changeKind "ramp" ; prov:used ?snapshot . ?snapshot a wf:AnalysisSnapshot } }"""
+    )
+    assert len(rows) == 1  # the ramp record uses the analysis it was allowed on
+    assert client.data(RAMP, {"id": "rules-vs-hybrid", "c": 0.2})["rampExperiment"]["coverage"] == 0.2  # lowering: always
 
 
 def test_a_rolled_back_arm_keeps_its_users_but_serves_the_controls_version(client, runtime):

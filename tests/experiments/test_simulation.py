@@ -51,6 +51,6 @@ def test_a_truly_better_arm_is_detected_as_better_and_not_rolled_back():
 
 
 def test_an_injected_assignment_imbalance_is_caught_by_the_srm_check():
-    outcome = run(Scenario("srm", rates=(0.3, 0.3), users=400, check_every=400, drop=0.4, seed=2))
+    outcome = run(Scenario("srm", rates=(0.3, 0.3), users=400, check_every=400, drop=0.6, seed=2))
     assert outcome.exposed["treatment"] < outcome.exposed["control"]
     assert outcome.sample_ratio_mismatch and outcome.srm_p_value is not None and outcome.srm_p_value < 0.001, outcome

@@ -23,6 +23,9 @@ class Arm:
 class Guardrail:
     kpi: str
     max_relative_drop: float
+    detectable_drop: float = strawberry.field(
+        description="The relative harm the evidence must be able to detect before a ramp widens exposure"
+    )
 
 
 @strawberry.type(description="A comparison of policy versions over a share of users")
@@ -50,6 +53,7 @@ class ArmInput:
 class GuardrailInput:
     kpi: str
     max_relative_drop: float
+    detectable_drop: float = 0.2
 
 
 @strawberry.input
@@ -64,7 +68,7 @@ def spec_of(data: ExperimentInput) -> registry.ExperimentSpec:
     return registry.ExperimentSpec(
         id=str(data.id),
         arms=[registry.ArmSpec(a.name, a.policy_version, a.weight) for a in data.arms],
-        guardrails=[registry.Guardrail(g.kpi, g.max_relative_drop) for g in data.guardrails],
+        guardrails=[registry.Guardrail(g.kpi, g.max_relative_drop, g.detectable_drop) for g in data.guardrails],
         coverage=data.coverage,
     )
 
@@ -76,7 +80,10 @@ def experiment_of(experiment: registry.Experiment) -> Experiment:
         arms=[
             Arm(name=a.name, policy_version=a.policy_version, weight=a.weight, status=a.status) for a in experiment.arms
         ],
-        guardrails=[Guardrail(kpi=g.kpi, max_relative_drop=g.max_relative_drop) for g in experiment.guardrails],
+        guardrails=[
+            Guardrail(kpi=g.kpi, max_relative_drop=g.max_relative_drop, detectable_drop=g.detectable_drop)
+            for g in experiment.guardrails
+        ],
         coverage=experiment.coverage,
         hash_version=experiment.hash_version,
         created_by=experiment.created_by,
