@@ -36,6 +36,7 @@ from service.api.types.experiments import (
     results_of,
     spec_of,
 )
+from service.api.types.flags import Flag, FlagEvaluation, FlagInput, definition_of, evaluation_of, flag_of
 from service.api.types.models import ModelVersion, model_of
 from service.api.types.users import (
     Consent,
@@ -57,7 +58,7 @@ from service.audit import erasure, portability
 from service.clock import now
 from service.decisions import consent, decide, users
 from service.errors import Forbidden, InvalidInput
-from service.experiments import analysis, monitor, ramps, registry
+from service.experiments import analysis, flags, monitor, ramps, registry
 from service.models import lifecycle, records
 from service.settings import Settings
 
@@ -127,6 +128,19 @@ class Query:
     @strawberry.field(permission_classes=OPERATOR, description="Every experiment, by ID")
     def experiments(self, info: Info) -> list[Experiment]:
         return [experiment_of(e) for e in registry.experiments(runtime_of(info))]
+
+    @strawberry.field(permission_classes=OPERATOR, description="Every feature flag, by ID")
+    def flags(self, info: Info) -> list[Flag]:
+        return [flag_of(f) for f in flags.flags(runtime_of(info))]
+
+    @strawberry.field(
+        permission_classes=OPERATOR,
+        description="Evaluate a flag for a user now, as nextSteps would (OpenFeature-style details); records nothing",
+    )
+    def evaluate_flag(
+        self, info: Info, id: strawberry.ID, user_id: strawberry.ID, channel: Channel = Channel.WEB
+    ) -> FlagEvaluation:
+        return evaluation_of(decide.flag_details(runtime_of(info), str(id), str(user_id), channel=channel.value))
 
     @strawberry.field(
         permission_classes=OPERATOR,
@@ -288,6 +302,22 @@ class Mutation:
     )
     def check_guardrails(self, info: Info) -> list[Experiment]:
         return [experiment_of(e) for e in monitor.check(runtime_of(info))]
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR, description="Create a flag (version 1) pinning a policy's version"
+    )
+    def create_flag(self, info: Info, input: FlagInput) -> Flag:
+        return flag_of(flags.save(runtime_of(info), definition_of(input), by=principal(info.context), kind="create"))
+
+    @strawberry.mutation(permission_classes=OPERATOR, description="Replace a flag's definition: its next version")
+    def update_flag(self, info: Info, input: FlagInput) -> Flag:
+        return flag_of(flags.save(runtime_of(info), definition_of(input), by=principal(info.context), kind="update"))
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR, description="Turn a flag on, or off (the kill switch: everyone gets its default)"
+    )
+    def set_flag_enabled(self, info: Info, id: strawberry.ID, enabled: bool) -> Flag:
+        return flag_of(flags.set_enabled(runtime_of(info), str(id), enabled, by=principal(info.context)))
 
 
 def principal(context: dict) -> str:

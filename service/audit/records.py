@@ -1,4 +1,4 @@
-"""Every audit record the service writes, built here: decisions and erasures, as PROV-O activities.
+"""Every audit record the service writes, built here: decisions, erasures and changes, as PROV-O activities.
 
 The flows gather what a record says (``service.decisions.decide``, ``service.audit.erasure``);
 this module turns it into triples; ``service.audit.chain`` chains and stores them. A record
@@ -7,6 +7,7 @@ names a user only by pseudonym.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -95,6 +96,30 @@ def erasure_record(record: ox.NamedNode, *, at: datetime, requested_by: str, rem
         T(record, vocab.PROV_STARTED_AT, datetime_literal(at)),
         T(record, vocab.REQUESTED_BY, ox.Literal(requested_by)),
         T(record, vocab.TRIPLES_REMOVED, ox.Literal(str(removed), datatype=vocab.XSD_INTEGER)),
+    ]
+
+
+def change_record(
+    record: ox.NamedNode,
+    *,
+    kind: str,
+    by: str,
+    at: datetime,
+    entity: str,
+    state: dict,
+    classes: Sequence[ox.NamedNode],
+) -> list[ox.Triple]:
+    """Return the record of a change to a versioned entity (an experiment, a flag): who, when, what kind, and the
+    entity's whole state after it, as canonical JSON; ``classes`` are the record's own (besides prov:Activity)."""
+    T, L = ox.Triple, ox.Literal
+    return [
+        *(T(record, vocab.RDF_TYPE, c) for c in classes),
+        T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
+        T(record, vocab.PROV_STARTED_AT, datetime_literal(at)),
+        T(record, vocab.REQUESTED_BY, L(by)),
+        T(record, vocab.CHANGE_KIND, L(kind)),
+        T(record, vocab.PROV_USED, ox.NamedNode(entity)),
+        T(record, vocab.STATE_AFTER, L(json.dumps(state, sort_keys=True, separators=(",", ":")))),
     ]
 
 

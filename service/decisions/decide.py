@@ -19,10 +19,12 @@ from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
 from service.decisions.ranking import Context, Scored, Scorer, rank
 from service.decisions.subjects import require_user
-from service.decisions.users import events, profile
+from service.decisions.users import Profile, events, profile
 from service.errors import InvalidInput
-from service.experiments.assignment import assign
+from service.experiments import flags
+from service.experiments.assignment import assign, flag_choice
 from service.experiments.exposure import exposed
+from service.experiments.flags import segment_of
 from service.knowledge import vocab
 from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import bound
@@ -98,7 +100,15 @@ def _decide(
     history = events(runtime, user_id)
 
     assignment = assign(runtime, policy_id, stored.pseudonym)
-    policy = assignment.serving if assignment else active_version(knowledge.policies, policy_id)
+    pinned = None
+    if assignment is None:
+        pinned = flag_choice(runtime, policy_id, _segment(stored, personalized=personalized, channel=channel))
+    if assignment is not None:
+        policy = assignment.serving
+    elif pinned is not None:
+        policy = next(v for v in knowledge.policies.values() if v.label == pinned[1].value)
+    else:
+        policy = active_version(knowledge.policies, policy_id)
     with tracer.start_as_current_span("sparql.candidates"):
         candidates = candidate_steps(runtime, user, channel_iri)
     context = Context(
@@ -161,6 +171,8 @@ def _decide(
         model_iri=getattr(used_model, "iri", None),
     )
     extra: list[ox.Quad] = []
+    if pinned is not None:
+        triples += flags.record_triples(record, *pinned)
     if assignment is not None:
         triples += assignment.record_triples(record)
         if assignment.new:
@@ -170,6 +182,31 @@ def _decide(
     if assignment is not None and assignment.new:
         exposed(runtime, assignment, stored.pseudonym, started)
     return recommendation
+
+
+def _segment(stored: Profile, *, personalized: bool, channel: str) -> flags.Segment:
+    """What flag targeting reads of the user; the industry only under a personalisation consent, as ranking."""
+    return segment_of(
+        stored.pseudonym,
+        role=stored.role,
+        industry=stored.industry if personalized else None,
+        plan=stored.plan,
+        channel=channel,
+        registered_at=stored.registered_at,
+    )
+
+
+def flag_details(runtime: Runtime, flag_id: str, user_id: str, *, channel: str = "WEB") -> flags.Evaluation:
+    """Evaluate a flag for a user as a decision would now (OpenFeature-style details); records nothing."""
+    if channel not in runtime.knowledge.codes.channels:
+        raise InvalidInput("channel", f"unknown channel {channel!r}")
+    require_user(runtime, user_id)
+    stored = profile(runtime, user_id)
+    assert stored is not None
+    consent = current_consents(runtime, user_id).get("PERSONALIZATION")
+    segment = _segment(stored, personalized=bool(consent and consent.granted), channel=channel)
+    every = {f.id: f for f in flags.flags(runtime)}
+    return flags.evaluate(every.get(flag_id), segment, every.get, flag_id=flag_id)
 
 
 def decision_triples(

@@ -22,6 +22,7 @@ from weakref import WeakKeyDictionary
 import pyoxigraph as ox
 
 from service.experiments.bucketing import arm_of, bucket
+from service.experiments.flags import Evaluation, Flag, Segment, evaluate, flags, serving
 from service.experiments.registry import RUNNING, Arm, Experiment, experiments, revision
 from service.knowledge import vocab
 from service.knowledge.policies import PolicyVersion
@@ -73,11 +74,12 @@ def assignment_node(experiment_id: str, pseudonym: str) -> ox.NamedNode:
 
 
 class _Running:
-    """The running experiments of one runtime, re-read when the revision token changes."""
+    """The running experiments and the flags of one runtime, re-read when the revision token changes."""
 
     def __init__(self) -> None:
         self.token: str | None = None
         self.by_policy: dict[str, Experiment] = {}
+        self.flags: dict[str, Flag] = {}
         self.lock = threading.Lock()
 
 
@@ -85,8 +87,7 @@ _running: WeakKeyDictionary[Runtime, _Running] = WeakKeyDictionary()
 _running_lock = threading.Lock()
 
 
-def running(runtime: Runtime, policy_id: str) -> Experiment | None:
-    """The experiment running on the policy, if any (start refuses a second one)."""
+def _current(runtime: Runtime) -> _Running:
     with _running_lock:
         cache = _running.setdefault(runtime, _Running())
     token = revision(runtime)
@@ -94,8 +95,24 @@ def running(runtime: Runtime, policy_id: str) -> Experiment | None:
         with cache.lock:
             if token != cache.token:
                 cache.by_policy = {e.policy: e for e in experiments(runtime) if e.status == RUNNING}
+                cache.flags = {f.id: f for f in flags(runtime)}
                 cache.token = token
-    return cache.by_policy.get(policy_id)
+    return cache
+
+
+def running(runtime: Runtime, policy_id: str) -> Experiment | None:
+    """The experiment running on the policy, if any (start refuses a second one)."""
+    return _current(runtime).by_policy.get(policy_id)
+
+
+def flag_choice(runtime: Runtime, policy_id: str, segment: Segment) -> tuple[Flag, Evaluation] | None:
+    """The policy's flag and its evaluation for the user, when the flag chose a variant that may serve."""
+    cache = _current(runtime)
+    flag = next((f for f in cache.flags.values() if f.policy == policy_id), None)
+    if flag is None:
+        return None
+    evaluation = evaluate(flag, segment, cache.flags.get)
+    return (flag, evaluation) if serving(runtime, evaluation) is not None else None
 
 
 def assign(runtime: Runtime, policy_id: str, pseudonym: str) -> Assignment | None:

@@ -12,7 +12,6 @@ experiments only when one changed, in this process or another.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
+from service.audit.records import change_record
 from service.clock import datetime_literal, now, parse_datetime
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.experiments.bucketing import HASH_VERSION
@@ -410,24 +410,12 @@ def _change(
     agent: str | None = None,
 ) -> None:
     """Replace the experiment's state and append the change record, in one commit."""
-    at = now()
     record = ox.NamedNode(vocab.EXPERIMENT_CHANGE_BASE + str(uuid.uuid4()))
     T, L = ox.Triple, ox.Literal
-    experiment = ox.NamedNode(after.iri)
-    triples = [
-        T(record, vocab.RDF_TYPE, vocab.EXPERIMENT_CHANGE),
-        T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
-        T(record, vocab.PROV_STARTED_AT, datetime_literal(at)),
-        T(record, vocab.REQUESTED_BY, L(by)),
-        T(record, vocab.CHANGE_KIND, L(kind)),
-        T(record, vocab.PROV_USED, experiment),
-        T(record, vocab.STATE_AFTER, L(json.dumps(after.state(), sort_keys=True, separators=(",", ":")))),
-    ]
+    classes = [vocab.EXPERIMENT_CHANGE, vocab.ROLLBACK] if rolled_back else [vocab.EXPERIMENT_CHANGE]
+    triples = change_record(record, kind=kind, by=by, at=now(), entity=after.iri, state=after.state(), classes=classes)
     if rolled_back:
-        triples += [
-            T(record, vocab.RDF_TYPE, vocab.ROLLBACK),
-            T(record, vocab.ROLLED_BACK_ARM_OF, ox.NamedNode(rolled_back)),
-        ]
+        triples.append(T(record, vocab.ROLLED_BACK_ARM_OF, ox.NamedNode(rolled_back)))
     if evidence:
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(evidence)))
     if agent:

@@ -30,6 +30,8 @@ EXPERIMENT_BASE = BASE + "experiment/"
 EXPERIMENT_CHANGE_BASE = BASE + "experiment-change/"
 ASSIGNMENT_BASE = BASE + "assignment/"
 ANALYSIS_BASE = BASE + "analysis/"
+FLAG_BASE = BASE + "flag/"
+FLAG_CHANGE_BASE = BASE + "flag-change/"
 
 
 def wf(name: str) -> NamedNode:
@@ -191,6 +193,18 @@ BUCKET = wf("bucket")
 ASSIGNMENT_REASON = wf("assignmentReason")
 ASSIGNMENT = wf("Assignment")
 REVISION = wf("revision")
+FLAG_CHANGE = wf("FlagChange")
+FLAG_ID = wf("flagId")
+PINS_POLICY = wf("pinsPolicy")
+FLAG_ENABLED = wf("flagEnabled")
+FLAG_VERSION = wf("flagVersion")
+DEFAULT_VARIANT = wf("defaultVariant")
+TARGETING = wf("targeting")
+HAS_FLAG_VARIANT = wf("hasFlagVariant")
+EVALUATED_FLAG = wf("evaluatedFlag")
+FLAG_VARIANT = wf("flagVariant")
+FLAG_REASON = wf("flagReason")
+FLAG_BUCKET = wf("flagBucket")
 EXPERIMENTS_NODE = NamedNode(BASE + "experiments")
 
 # Decisions and audit
