@@ -212,7 +212,9 @@ def test_a_guarded_ramp_widens_only_once_the_evidence_could_detect_the_harm(clie
         SELECT ?snapshot WHERE { GRAPH ?g { ?c wf:changeKind "ramp" ; prov:used ?snapshot . ?snapshot a wf:AnalysisSnapshot } }"""
     )
     assert len(rows) == 1  # the ramp record uses the analysis it was allowed on
-    assert client.data(RAMP, {"id": "rules-vs-hybrid", "c": 0.2})["rampExperiment"]["coverage"] == 0.2  # lowering: always
+    assert (
+        client.data(RAMP, {"id": "rules-vs-hybrid", "c": 0.2})["rampExperiment"]["coverage"] == 0.2
+    )  # lowering: always
 
 
 def test_a_rolled_back_arm_keeps_its_users_but_serves_the_controls_version(client, runtime):
