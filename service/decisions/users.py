@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 import pyoxigraph as ox
@@ -36,10 +36,14 @@ class Registration:
 @dataclass
 class EventReport:
     user_id: str
-    type: str
+    type: str  # an API code, or CUSTOM with the product's own code in custom_type
     step_id: str | None = None
     feature_id: str | None = None
     at: datetime | None = None
+    custom_type: str | None = None
+
+
+CUSTOM = "CUSTOM"
 
 
 @dataclass
@@ -185,7 +189,7 @@ def record_events(
     """
     if not reports:
         return []
-    digest = request_hash([asdict(report) for report in reports]) if idempotency else ""
+    digest = request_hash([_hashed(report) for report in reports]) if idempotency else ""
     if idempotency and (replayed := _replay(runtime, idempotency, digest)) is not None:
         return replayed
     catalog = runtime.catalog
@@ -200,6 +204,12 @@ def record_events(
         if report.user_id not in users:
             users[report.user_id] = require_user(runtime, report.user_id, f"{where}.userId")
             active[report.user_id] = active_purposes(runtime, report.user_id)
+        if report.type == CUSTOM:
+            report = replace(
+                report, type=_custom_code(runtime, report.custom_type, f"{where}.customType"), custom_type=None
+            )
+        elif report.custom_type is not None:
+            raise InvalidInput(f"{where}.customType", "only with type CUSTOM")
         if report.type not in codes.events:
             raise InvalidInput(f"{where}.type", f"unknown event type {report.type!r}")
         needed = codes.collected_for.get(report.type, [])
@@ -265,6 +275,30 @@ def _pseudonym(runtime: Runtime, user: ox.NamedNode) -> str:
     return next(
         plain(q.object).value for q in runtime.store.quads(subject=user, predicate=vocab.PSEUDONYM, graph=graph)
     )
+
+
+def _hashed(report: EventReport) -> dict:
+    """What a keyed write's request hash covers: the report, without custom_type when it is unset (as before it
+    existed, so that a retry across an upgrade still matches)."""
+    fields = asdict(report)
+    if fields["custom_type"] is None:
+        del fields["custom_type"]
+    return fields
+
+
+def _custom_code(runtime: Runtime, code: str | None, field_name: str) -> str:
+    """The code of an event type the product declared (not one of the ontology's own); InvalidInput otherwise."""
+    if not code:
+        raise InvalidInput(field_name, "required with type CUSTOM: the event type the product declares in its catalog")
+    term = runtime.knowledge.codes.events.get(code)
+    if term is None:
+        raise InvalidInput(
+            field_name,
+            f"unknown event type {code!r}: declare it in a catalog file as a subclass of wf:Event with wf:eventType",
+        )
+    if term.startswith(vocab.WF_NS):
+        raise InvalidInput(field_name, f"{code} is one of the service's own types: send type {code}")
+    return code
 
 
 def _replay(runtime: Runtime, key: IdempotencyKey, digest: str) -> list[Event] | None:

@@ -32,6 +32,10 @@ class EventType(Enum):
     CONVERTED = "CONVERTED"
     SESSION_STARTED = "SESSION_STARTED"
     SUPPORT_CONTACTED = "SUPPORT_CONTACTED"
+    CUSTOM = "CUSTOM"  # an event type the product declares in its catalog, named by customType
+
+
+BUILT_IN = {t.value for t in EventType} - {EventType.CUSTOM.value}
 
 
 @strawberry.type
@@ -130,6 +134,7 @@ class Event:
     id: strawberry.ID
     user_id: strawberry.ID
     type: EventType
+    custom_type: str | None = strawberry.field(description="With type CUSTOM: the product's own event type")
     step_id: strawberry.ID | None
     feature_id: strawberry.ID | None
     at: datetime
@@ -150,6 +155,11 @@ class RegisterUserInput:
 class EventInput:
     user_id: strawberry.ID
     type: EventType
+    custom_type: str | None = strawberry.field(
+        default=None,
+        description="With type CUSTOM: an event type the product declares in its catalog (a direct rdfs:subClassOf "
+        "wf:Event with a wf:eventType), e.g. REPORT_EXPORTED; its KPIs go in queries/kpi/",
+    )
     step_id: strawberry.ID | None = None
     feature_id: strawberry.ID | None = None
     at: datetime | None = None
@@ -159,7 +169,8 @@ def event_of(event: users.Event) -> Event:
     return Event(
         id=strawberry.ID(local_id(event.iri)),
         user_id=strawberry.ID(event.user_id),
-        type=EventType(event.type),
+        type=EventType(event.type) if event.type in BUILT_IN else EventType.CUSTOM,
+        custom_type=None if event.type in BUILT_IN else event.type,
         step_id=strawberry.ID(local_id(event.step)) if event.step else None,
         feature_id=strawberry.ID(local_id(event.feature)) if event.feature else None,
         at=event.at,
@@ -170,6 +181,7 @@ def report_of(item: EventInput) -> users.EventReport:
     return users.EventReport(
         user_id=str(item.user_id),
         type=item.type.value,
+        custom_type=item.custom_type,
         step_id=str(item.step_id) if item.step_id is not None else None,
         feature_id=str(item.feature_id) if item.feature_id is not None else None,
         at=item.at,
