@@ -33,6 +33,7 @@ from service.telemetry import configure_logging, configure_tracing
 
 if TYPE_CHECKING:
     from service.experiments.analysis import KpiResult
+    from service.experiments.flags import Flag
     from service.experiments.registry import Experiment, ExperimentSpec
 
 app = typer.Typer(
@@ -1011,6 +1012,179 @@ def experiment_monitor(store: StoreOption = None) -> None:
     for e in checked:
         table.add_row(e.id, e.status, "\n".join(f"{a.name} {a.status}" for a in e.arms))
     Console(width=max(out.width, 100)).print(table)
+
+
+flag_app = typer.Typer(
+    help="Operators: feature flags that pin which policy version serves which users (list, evaluate, create, "
+    "update, on, off).",
+    no_args_is_help=True,
+)
+app.add_typer(flag_app, name="flag")
+
+_FLAG_KEYS = {
+    "id": str,
+    "policy": str,
+    "variants": list,
+    "defaultVariant": str,
+    "rules": list,
+    "prerequisites": list,
+    "enabled": bool,
+}
+_FLAG_REQUIRED = {"id", "policy", "variants", "defaultVariant"}
+
+
+def _flag_of_file(path: Path) -> Flag:
+    """The flag a JSON file describes, in GraphQL's FlagInput shape; InvalidInput names the first bad field."""
+    from service.experiments import flags
+
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise InvalidInput("FILE", f"cannot read {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SyntaxProblem(str(path), f"not JSON: {exc.msg}", line=exc.lineno, column=exc.colno) from None
+    if not isinstance(data, dict):
+        raise InvalidInput("input", f"an object, got {type(data).__name__}")
+    for key in data:
+        if key not in _FLAG_KEYS:
+            raise InvalidInput(f"input.{key}", f"unknown field; expected {', '.join(_FLAG_KEYS)}")
+    for key, kind in _FLAG_KEYS.items():
+        if key in _FLAG_REQUIRED and key not in data:
+            raise InvalidInput(f"input.{key}", "missing")
+        if key in data and not isinstance(data[key], kind):
+            raise InvalidInput(f"input.{key}", f"expected {kind.__name__}, got {json.dumps(data[key])}")
+    try:
+        return flags.Flag(
+            id=data["id"],
+            policy=data["policy"],
+            variants=tuple((v["name"], v["policyVersion"]) for v in data["variants"]),
+            default_variant=data["defaultVariant"],
+            rules=tuple(
+                flags.Rule(
+                    conditions=tuple(
+                        flags.Condition(c["attribute"], tuple(c["values"])) for c in r.get("conditions", [])
+                    ),
+                    variant=r.get("variant"),
+                    split=tuple((x["variant"], float(x["weight"])) for x in r.get("split", [])),
+                )
+                for r in data.get("rules", [])
+            ),
+            prerequisites=tuple(flags.Prerequisite(p["flag"], p["variant"]) for p in data.get("prerequisites", [])),
+            enabled=data.get("enabled", True),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInput(
+            "input", f"malformed variants, rules or prerequisites ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _flag_text(flag: Flag) -> str:
+    variants = ", ".join(f"{n}={v}" for n, v in flag.variants)
+    state = "on" if flag.enabled else "off (kill switch)"
+    return f"{flag.id} v{flag.version} pins {flag.policy}: {state}; default {flag.default_variant}; {variants}"
+
+
+@flag_app.command("list")
+def flag_list(store: StoreOption = None) -> None:
+    """List the flags: policy pinned, state, version, variants, rules and prerequisites."""
+    from service.experiments import flags
+
+    found = flags.flags(_runtime(store))
+    table = Table("id", "policy", "state", "version", "default", "variants", "rules", "prerequisites", "created by")
+    for f in found:
+        rules = []
+        for r in f.rules:
+            when = " and ".join(f"{c.attribute} in {','.join(c.values)}" for c in r.conditions) or "everyone"
+            then = r.variant or ", ".join(f"{v} {w:.0%}" for v, w in r.split)
+            rules.append(f"{when}: {then}")
+        table.add_row(
+            f.id,
+            f.policy,
+            "on" if f.enabled else "off",
+            str(f.version),
+            f.default_variant,
+            "\n".join(f"{n}={v}" for n, v in f.variants),
+            escape("\n".join(rules) or "-"),
+            "\n".join(f"{p.flag}={p.variant}" for p in f.prerequisites) or "-",
+            escape(f.created_by),
+        )
+    Console(width=max(out.width, 140)).print(table)
+    out.print(f"{len(found)} flag(s)", style="dim")
+
+
+@flag_app.command("evaluate")
+def flag_evaluate(
+    flag_id: Annotated[str, typer.Argument(metavar="ID")],
+    user_id: Annotated[str, typer.Argument(metavar="USER")],
+    channel: Annotated[str, typer.Option(help="The request's channel: WEB, MOBILE, IN_APP or EMAIL")] = "WEB",
+    store: StoreOption = None,
+) -> None:
+    """Evaluate a flag for a user as nextSteps would now (value, variant, reason, error code); records nothing."""
+    from service.decisions import decide
+
+    try:
+        result = decide.flag_details(_runtime(store), flag_id, user_id, channel=channel)
+    except WayfinderError as exc:
+        _fail(exc)
+    for name in ("flag", "value", "variant", "reason", "error_code", "flag_version", "bucket", "detail"):
+        shown = getattr(result, name)
+        out.print(f"  {name:<13} {escape(str(shown)) if shown not in (None, '') else '-'}", highlight=False)
+
+
+def _save_flag(file: Path, by: str, store: str | None, kind: str) -> None:
+    from service.experiments import flags
+
+    who = _acting(by)
+    try:
+        saved = flags.save(_runtime(store), _flag_of_file(file), by=who, kind=kind)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(_flag_text(saved), highlight=False)
+
+
+FlagFile = Annotated[
+    Path,
+    typer.Argument(
+        help='JSON as GraphQL\'s FlagInput: {"id", "policy", "variants": [{"name", "policyVersion"}], "defaultVariant", '
+        '"rules": [{"conditions": [{"attribute", "values"}], "variant" or "split": [{"variant", "weight"}]}], '
+        '"prerequisites": [{"flag", "variant"}], "enabled"}'
+    ),
+]
+
+
+@flag_app.command("create")
+def flag_create(file: FlagFile, by: ByOption, store: StoreOption = None) -> None:
+    """Create a flag (version 1) from a JSON file."""
+    _save_flag(file, by, store, "create")
+
+
+@flag_app.command("update")
+def flag_update(file: FlagFile, by: ByOption, store: StoreOption = None) -> None:
+    """Replace a flag's definition from a JSON file: its next version."""
+    _save_flag(file, by, store, "update")
+
+
+def _switch(flag_id: str, enabled: bool, by: str, store: str | None) -> None:
+    from service.experiments import flags
+
+    who = _acting(by)
+    try:
+        saved = flags.set_enabled(_runtime(store), flag_id, enabled, by=who)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(_flag_text(saved), highlight=False)
+
+
+@flag_app.command("on")
+def flag_on(flag_id: Annotated[str, typer.Argument(metavar="ID")], by: ByOption, store: StoreOption = None) -> None:
+    """Turn a flag on: its rules apply again."""
+    _switch(flag_id, True, by, store)
+
+
+@flag_app.command("off")
+def flag_off(flag_id: Annotated[str, typer.Argument(metavar="ID")], by: ByOption, store: StoreOption = None) -> None:
+    """The kill switch: everyone gets the flag's default variant from the next request on."""
+    _switch(flag_id, False, by, store)
 
 
 def _parse_param(text: str) -> tuple[str, ox.NamedNode | ox.Literal]:

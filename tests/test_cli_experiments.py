@@ -154,3 +154,35 @@ def test_results_monitor_and_stop_with_a_few_users(store, spec_file, tmp_path):
     assert after.exit_code == 0 and "stopped" in after.output
     again = run("experiment", "stop", "rules-vs-hybrid", "--by", "ana", "--store", store)
     assert again.exit_code == 2 and "stopped already" in again.output
+
+
+FLAG = {
+    "id": "ranking",
+    "policy": "default",
+    "variants": [
+        {"name": "hybrid", "policyVersion": "default@1.2.0"},
+        {"name": "rules", "policyVersion": "default@1.3.0"},
+    ],
+    "defaultVariant": "hybrid",
+    "rules": [{"conditions": [{"attribute": "role", "values": ["analyst"]}], "variant": "rules"}],
+}
+
+
+def test_flag_commands_create_list_evaluate_and_switch_a_flag(store, tmp_path):
+    path = tmp_path / "flag.json"
+    path.write_text(json.dumps(FLAG))
+    result = run("flag", "create", str(path), "--by", "ana", "--store", store)
+    assert result.exit_code == 0 and "ranking v1 pins default: on" in result.output, result.output
+    listed = run("flag", "list", "--store", store)
+    assert "role in analyst: rules" in listed.output and "1 flag(s)" in listed.output
+    serve_users(store, tmp_path, 1)
+    evaluated = run("flag", "evaluate", "ranking", "u0", "--store", store)
+    assert "TARGETING_MATCH" in evaluated.output and "default@1.3.0" in evaluated.output, evaluated.output
+    off = run("flag", "off", "ranking", "--by", "bo", "--store", store)
+    assert off.exit_code == 0 and "v2" in off.output and "off (kill switch)" in off.output
+    assert "DISABLED" in run("flag", "evaluate", "ranking", "u0", "--store", store).output
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**FLAG, "id": "other", "defaultVariant": 3}))
+    refused = run("flag", "create", str(bad), "--by", "ana", "--store", store)
+    assert refused.exit_code == 2 and "input.defaultVariant" in refused.output
+    assert run("flag", "evaluate", "nope", "u0", "--store", store).output.count("FLAG_NOT_FOUND") == 1
