@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from weakref import WeakKeyDictionary
 
@@ -113,6 +113,7 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
     elog.add_events(events)
     elog.add_exposures(exposures)
     refresh_value_features(runtime, elog)
+    elog.flush()  # writes queued while the store was read: idempotent on what it held, needed for what came after
     elog.caught_up()
     counts = elog.counts()
     log_.info("analytics log rebuilt from the store", extra={"rows": counts})
@@ -139,14 +140,14 @@ def registered(
 ) -> None:
     """A user registered (``role``, ``industry`` and ``plan`` are IRIs, ``channel`` an API code)."""
     row = SubjectRow(pseudonym, at, _local(role), _local(industry), _local(plan), channel)
-    _append(runtime, lambda elog: elog.add_subjects([row]))
+    _append(runtime, "subjects", [row])
 
 
 def recorded(runtime: Runtime, rows: Iterable[EventRow]) -> None:
     """Events were stored; the caller passes those :func:`keeps` says the log keeps."""
-    rows = list(rows)
-    if rows:
-        _append(runtime, lambda elog: elog.add_events(rows))
+    listed = list(rows)
+    if listed:
+        _append(runtime, "events", listed)
 
 
 def keeps(runtime: Runtime, code: str, active_purposes: set[str]) -> bool:
@@ -161,13 +162,12 @@ def _kept(runtime: Runtime, code: str, analytics_on: bool) -> bool:
 
 def exposed(runtime: Runtime, experiment: str, arm: str, pseudonym: str, bucket: int, at: datetime) -> None:
     """A user's first decision in an experiment was stored."""
-    row = ExposureRow(experiment, arm, pseudonym, bucket, at)
-    _append(runtime, lambda elog: elog.add_exposures([row]))
+    _append(runtime, "exposures", [ExposureRow(experiment, arm, pseudonym, bucket, at)])
 
 
 def erased(runtime: Runtime, pseudonym: str) -> None:
     """A user was erased: their subject and event rows go (exposures stay, pseudonymous like decision records)."""
-    _append(runtime, lambda elog: elog.erase_subject(pseudonym))
+    _append(runtime, "erase_subject", pseudonym)
 
 
 def consent_changed(runtime: Runtime, user: str) -> None:
@@ -187,26 +187,22 @@ def consent_changed(runtime: Runtime, user: str) -> None:
         code = type_codes.get(bound(row, "type").value)
         if code is not None and _kept(runtime, code, analytics_on):
             rows.append(_event_row(row, pseudonym, code))
-
-    def replace(elog: EventLog) -> None:
-        elog.remove_subject_events(pseudonym, list(type_codes.values()))
-        elog.add_events(rows)
-
-    _append(runtime, replace)
+    _append(runtime, "replace_subject_events", (pseudonym, list(type_codes.values()), rows))
 
 
 def purged(runtime: Runtime, records: Iterable[str]) -> None:
     """Records were removed by retention: any that are events leave the log."""
     iris = [r for r in records if r.startswith(vocab.EVENT_BASE)]
     if iris:
-        _append(runtime, lambda elog: elog.remove_events(iris))
+        _append(runtime, "remove_events", iris)
 
 
-def _append(runtime: Runtime, work: Callable[[EventLog], object]) -> None:
-    """Apply one change to the log after its commit; a failure marks the log behind instead of failing the write."""
+def _append(runtime: Runtime, operation: str, payload: object) -> None:
+    """Queue one change for the log after its commit (``EventLog.defer``); a failure to apply it marks the log
+    behind instead of failing the write it follows."""
     elog = log(runtime)
     try:
-        work(elog)
+        elog.defer(operation, payload)
     except Exception:
         log_.exception("analytics log append failed: it is rebuilt from the store when next opened")
         elog.mark_behind()

@@ -194,6 +194,10 @@ class EventLog:
         self.path = path
         self._lock = threading.Lock()
         self.needs_catch_up = True  # until the open below finds a log closed cleanly
+        self._deferred: list[tuple[str, Any]] = []  # writes not applied yet, in order (see defer)
+        self._deferred_rows = 0
+        self._deferred_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +227,12 @@ class EventLog:
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the database, marked as closed cleanly; closing twice does nothing."""
+        """Apply the deferred writes and close the database, marked as closed cleanly; closing twice does nothing."""
+        if self._conn is not None:
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - a log that cannot apply them stays marked for catch-up
+                self.needs_catch_up = True
         with self._lock:
             if self._conn is not None:
                 state = "1" if self.needs_catch_up else "0"  # a log known to be behind stays marked for catch-up
@@ -240,8 +249,52 @@ class EventLog:
         self.needs_catch_up = False
 
     def clear(self) -> None:
-        """Delete every subject, event and exposure (before a rebuild from the store)."""
+        """Delete every subject, event and exposure (before a rebuild from the store).
+
+        Deferred writes stay queued: applied after the rebuild, they change nothing the store's rows do not
+        already say (adds are idempotent, removals repeatable), and those that came after the rebuild read
+        the store are kept.
+        """
         self._write(lambda conn: [conn.execute(f"DELETE FROM {t}") for t in ("subjects", "events", "exposures")])
+
+    # -- deferred writes -----------------------------------------------------------
+    #
+    # A DuckDB statement costs milliseconds however few rows it writes, which a request that
+    # registers a user or records one event must not pay. The service therefore defers its
+    # writes: they queue in memory, in order, and are applied in batches (consecutive adds of a
+    # kind as one insert) before any read of the log, when the queue reaches FLUSH_ROWS rows, and
+    # on close. A crash loses the queue, and the log, not closed cleanly, is rebuilt from the
+    # store when next opened: the store holds everything the queue held.
+
+    FLUSH_ROWS = 2_000
+
+    def defer(self, operation: str, payload: Any) -> None:
+        """Queue a write: ``subjects``, ``events`` or ``exposures`` (a list of rows), ``remove_events`` (IDs),
+        ``remove_subject_events`` ((subject, types)), ``erase_subject`` (a subject) or ``replace_subject_events``
+        ((subject, types, rows))."""
+        if operation not in _DEFERRED:
+            raise ValueError(f"unknown deferred operation {operation!r}")
+        size = len(payload) if operation in ("subjects", "events", "exposures") else 1
+        with self._deferred_lock:
+            self._deferred.append((operation, payload))
+            self._deferred_rows += size
+            due = self._deferred_rows >= self.FLUSH_ROWS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Apply the deferred writes in order; on failure the log is marked behind (caught up when next opened)."""
+        with self._flush_lock:
+            with self._deferred_lock:
+                queued, self._deferred, self._deferred_rows = self._deferred, [], 0
+            if not queued:
+                return
+            try:
+                for operation, payload in _coalesced(queued):
+                    _DEFERRED[operation](self, payload)
+            except BaseException:
+                self.needs_catch_up = True
+                raise
 
     def __enter__(self) -> EventLog:
         return self
@@ -430,6 +483,7 @@ class EventLog:
         """Rows per data table: subjects, events, exposures, value_features."""
         names = ("subjects", "events", "exposures", "value_features")
         statement = "SELECT " + ", ".join(f"(SELECT count(*) FROM {name})" for name in names)
+        self.flush()
         with self._lock:
             row = self._connection().execute(statement).fetchone()
         assert row is not None
@@ -442,6 +496,7 @@ class EventLog:
             "SELECT (SELECT count(*) FROM subjects WHERE subject = ?) + (SELECT count(*) FROM events WHERE subject = ?)"
             " + (SELECT count(*) FROM exposures WHERE subject = ?)"
         )
+        self.flush()
         with self._lock:
             row = self._connection().execute(statement, [subject, subject, subject]).fetchone()
         assert row is not None
@@ -449,6 +504,7 @@ class EventLog:
 
     def query(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run one of the service's own read statements (values only as ``?`` parameters); return its rows."""
+        self.flush()
         with self._lock:
             return self._connection().execute(statement, list(params)).fetchall()
 
@@ -456,6 +512,7 @@ class EventLog:
         """Set the analysis clock to ``now`` and run one read statement, both under the lock and in one transaction,
         so that no other thread's clock comes between them."""
         now_s = epoch_s(now, "now")
+        self.flush()
 
         def run(conn: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
             conn.execute("UPDATE analysis_clock SET now_s = ?", [now_s])
@@ -463,6 +520,35 @@ class EventLog:
 
         result: list[tuple[Any, ...]] = self._write(run)
         return result
+
+
+def _replace_subject_events(log: EventLog, payload: tuple[str, list[str], list[EventRow]]) -> None:
+    subject, types, rows = payload
+    log.remove_subject_events(subject, types)
+    log.add_events(rows)
+
+
+_DEFERRED: dict[str, Callable[[EventLog, Any], object]] = {
+    "subjects": EventLog.add_subjects,
+    "events": EventLog.add_events,
+    "exposures": EventLog.add_exposures,
+    "remove_events": EventLog.remove_events,
+    "remove_subject_events": lambda log, payload: log.remove_subject_events(*payload),
+    "erase_subject": EventLog.erase_subject,
+    "replace_subject_events": _replace_subject_events,
+}
+_BATCHED = ("subjects", "events", "exposures")
+
+
+def _coalesced(queued: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The queue with each run of consecutive adds of one kind merged into one batch (order otherwise kept)."""
+    merged: list[tuple[str, Any]] = []
+    for operation, payload in queued:
+        if operation in _BATCHED and merged and merged[-1][0] == operation:
+            merged[-1] = (operation, [*merged[-1][1], *payload])
+        else:
+            merged.append((operation, list(payload) if operation in _BATCHED else payload))
+    return merged
 
 
 def open_log(path: Path | None) -> EventLog:

@@ -276,3 +276,33 @@ def test_100k_events_load_in_well_under_a_few_seconds(tmp_path):
         elapsed = time.perf_counter() - started
         assert log.add_events(rows[:10]) == 0
     assert elapsed < 5, f"100,000 events took {elapsed:.2f} s"
+
+
+def test_deferred_writes_apply_in_order_before_any_read_and_on_close(tmp_path):
+    path = tmp_path / "deferred.duckdb"
+    log = open_log(path)
+    log.caught_up()  # as the service marks a log it rebuilt: a new file is behind its store until then
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    log.defer("subjects", [SubjectRow("p1", at, role="analyst")])
+    log.defer("events", [EventRow("e1", "p1", "ACTIVATED", at, at)])
+    log.defer("events", [EventRow("e2", "p1", "SESSION_STARTED", at, at)])
+    log.defer("erase_subject", "p1")  # an erasure between adds: what came before it goes, what comes after stays
+    log.defer("events", [EventRow("e3", "p1", "ACTIVATED", at, at)])
+    assert log._deferred  # nothing applied yet
+    assert log.query("SELECT event FROM events ORDER BY event") == [("e3",)]
+    assert log.counts()["subjects"] == 0
+    log.defer("exposures", [ExposureRow("x", "a", "p2", 7, at)])
+    log.close()  # applied on close, and closed cleanly
+    again = open_log(path)
+    assert not again.needs_catch_up and again.counts()["exposures"] == 1
+    again.close()
+
+
+def test_a_deferred_write_that_cannot_be_applied_marks_the_log_behind():
+    log = open_log(None)
+    log.caught_up()
+    log.defer("events", [EventRow("e1", "p1", "ACTIVATED", datetime(2026, 1, 1), datetime(2026, 1, 1))])  # naive
+    with pytest.raises(InvalidInput):
+        log.flush()
+    assert log.needs_catch_up
+    log.close()
