@@ -702,7 +702,7 @@ def _describe(experiment: Experiment) -> str:
     return f"{experiment.id} is {experiment.status} (coverage {experiment.coverage:g}; arms {arms})"
 
 
-_SPEC_KEYS = {"id": str, "arms": list, "guardrails": list, "coverage": float}
+_SPEC_KEYS = {"id": str, "arms": list, "guardrails": list, "coverage": float, "holdout": float}
 _ARM_KEYS = {"name": str, "policyVersion": str, "weight": float}
 _GUARDRAIL_KEYS = {"kpi": str, "maxRelativeDrop": float, "detectableDrop": float}
 _KINDS: dict[type, str] = {str: "a string", list: "a list"}
@@ -764,6 +764,7 @@ def _spec_of_file(path: Path) -> ExperimentSpec:
             for g in guardrails
         ],
         coverage=spec.get("coverage", 1.0),
+        holdout=spec.get("holdout", 0.0),
     )
 
 

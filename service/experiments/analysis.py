@@ -12,6 +12,9 @@ regression adjustment). Then, per arm against the control (arm 0):
   not guardrails;
 - for each guardrail, the one-sided sequential test of harm beyond its threshold.
 
+A holdout, when the experiment has one, is reported as one more group (``holdout``)
+with its lift against the control, neither guarded nor counted among the tests.
+
 The sample-ratio check compares the arms' exposures with what the weights expected,
 epoch by epoch: a reweighting changes the expected shares only for users first exposed
 after it (they are read from the experiment's change records).
@@ -36,7 +39,7 @@ from service.analytics.kpis import arm_counts, read_kpis, unit_arrays
 from service.analytics.log import EventLog
 from service.clock import now, parse_datetime
 from service.experiments import statistics as st
-from service.experiments.registry import Experiment, require
+from service.experiments.registry import HOLDOUT, Experiment, require
 from service.knowledge.store import bound
 from service.runtime import Runtime
 
@@ -123,7 +126,8 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
     elog = feed.for_analysis(runtime)
     feed.refresh_value_features(runtime, elog)
     kpis = read_kpis(runtime.settings.queries_dir / "kpi")
-    names = [a.name for a in experiment.arms]
+    names = [a.name for a in experiment.arms] + ([HOLDOUT] if experiment.holdout > 0 else [])
+    arm_count = len(experiment.arms)  # the holdout, when there is one, comes after the arms
     guarded = {g.kpi: g for g in experiment.guardrails}
     moments: dict[str, dict[str, st.Moments]] = {}
     counts = arm_counts(elog, experiment.id, now=at)
@@ -167,6 +171,8 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
                     method=c.method,
                 )
             )
+            if i >= arm_count:
+                continue  # the holdout: compared, but neither guarded nor counted among the tests
             if name not in guarded and c.always_valid_p_value is not None:
                 tests.append((arm, len(results[arm]) - 1))
                 p_values.append(c.always_valid_p_value)
@@ -190,7 +196,8 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
             old = results[arm][index]
             results[arm][index] = KpiResult(**{**old.__dict__, "p_value": adjusted})
     expected = expected_exposures(runtime, experiment, elog, at)
-    srm_p = st.srm(exposed, expected) if sum(exposed) and sum(expected) > 0 else None
+    in_arms = exposed[:arm_count]  # the holdout's share depends on the coverage, the arms' shares do not
+    srm_p = st.srm(in_arms, expected) if sum(in_arms) and sum(expected) > 0 else None
     return Analysis(
         experiment=experiment,
         at=at,
@@ -213,8 +220,8 @@ def expected_exposures(runtime: Runtime, experiment: Experiment, elog: EventLog,
     expected = [0.0] * len(experiment.arms)
     for i, (start, weights) in enumerate(epochs):
         end = epochs[i + 1][0] if i + 1 < len(epochs) else None
-        query = "SELECT count(*) FROM exposures WHERE experiment = ? AND exposed_s >= ? AND exposed_s <= ?"
-        params: list[object] = [experiment.id, start.timestamp() if start else float("-inf"), at.timestamp()]
+        query = "SELECT count(*) FROM exposures WHERE experiment = ? AND arm <> ? AND exposed_s >= ? AND exposed_s <= ?"
+        params: list[object] = [experiment.id, HOLDOUT, start.timestamp() if start else float("-inf"), at.timestamp()]
         if end is not None:
             query += " AND exposed_s < ?"
             params.append(end.timestamp())

@@ -2,7 +2,9 @@
 
 Every user who asks for next steps under a policy with a running experiment is
 assigned (consent decides what a policy may read, not who is assigned), unless the
-experiment's coverage leaves their bucket out. The first decision that exposes a user
+experiment's coverage leaves their bucket out; a bucket in the experiment's holdout puts them
+in the group ``holdout`` (HOLDOUT: served the policy's active version, recorded like an arm
+and compared with the control). The first decision that exposes a user
 writes their assignment (``wf:Assignment``, named by experiment and pseudonym); later
 decisions keep it (STICKY), so changing weights never moves a user already assigned.
 The decision record carries experiment, arm, bucket, hash version and reason, so any
@@ -16,20 +18,20 @@ graph's revision token changed (one quad lookup per request).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from weakref import WeakKeyDictionary
 
 import pyoxigraph as ox
 
-from service.experiments.bucketing import arm_of, bucket
+from service.experiments.bucketing import arm_of, bucket, held_out
 from service.experiments.flags import Evaluation, Flag, Segment, evaluate, flags, serving
-from service.experiments.registry import RUNNING, Arm, Experiment, experiments, revision
+from service.experiments.registry import HOLDOUT, RUNNING, Arm, Experiment, experiments, revision
 from service.knowledge import vocab
-from service.knowledge.policies import PolicyVersion
+from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import plain
 from service.runtime import Runtime
 
-SPLIT, STICKY = "SPLIT", "STICKY"
+SPLIT, STICKY, HELD_OUT = "SPLIT", "STICKY", "HOLDOUT"
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,9 @@ class Assignment:
     experiment: Experiment
     arm: Arm
     bucket: int
-    reason: str  # SPLIT (first exposure) or STICKY (kept from an earlier one)
-    serving: PolicyVersion  # the arm's version, or the control's once the arm is rolled back
-
-    @property
-    def new(self) -> bool:
-        return self.reason == SPLIT
+    reason: str  # SPLIT (first exposure), STICKY (kept from an earlier one) or HOLDOUT (held out of every arm)
+    serving: PolicyVersion  # the arm's version, the control's once the arm is rolled back, or the active one
+    new: bool  # the user's first exposure: the decision writes the assignment
 
     def record_triples(self, decision: ox.NamedNode) -> list[ox.Triple]:
         """What the decision record says of the assignment."""
@@ -124,18 +123,33 @@ def assign(runtime: Runtime, policy_id: str, pseudonym: str) -> Assignment | Non
         q.predicate: plain(q.object).value
         for q in runtime.store.quads(subject=assignment_node(experiment.id, pseudonym), graph=vocab.EXPERIMENTS_GRAPH)
     }
+    policies = runtime.knowledge.policies
+    holdout = Arm(HOLDOUT, "", "", experiment.holdout)
     if vocab.ASSIGNED_ARM in stored:
         arm_iri = stored[vocab.ASSIGNED_ARM]
+        at, new = int(stored[vocab.BUCKET]), False
+        if arm_iri == experiment.arm_iri(holdout):
+            return _held_out(experiment, holdout, at, policies, policy_id, new=False)
         arm = next((a for a in experiment.arms if experiment.arm_iri(a) == arm_iri), None)
         if arm is None:  # an arm the experiment no longer has: nothing removes arms, so this is a damaged store
             raise ValueError(f"assignment of experiment {experiment.id!r} names an unknown arm {arm_iri}")
-        chosen, reason, at = arm, STICKY, int(stored[vocab.BUCKET])
+        chosen, reason = arm, STICKY
     else:
-        at = bucket(experiment.id, pseudonym, version=experiment.hash_version)
-        index = arm_of(at, [a.weight for a in experiment.arms], experiment.coverage)
+        at, new = bucket(experiment.id, pseudonym, version=experiment.hash_version), True
+        if held_out(at, experiment.holdout):
+            return _held_out(experiment, holdout, at, policies, policy_id, new=True)
+        index = arm_of(at, [a.weight for a in experiment.arms], experiment.coverage, experiment.holdout)
         if index is None:
             return None
         chosen, reason = experiment.arms[index], SPLIT
-    policies = runtime.knowledge.policies
     serving = policies[(experiment.control if chosen.rolled_back else chosen).policy_iri]
-    return Assignment(experiment, chosen, at, reason, serving)
+    return Assignment(experiment, chosen, at, reason, serving, new)
+
+
+def _held_out(
+    experiment: Experiment, holdout: Arm, at: int, policies: dict[str, PolicyVersion], policy_id: str, *, new: bool
+) -> Assignment:
+    """A held-out user: served the policy's active version, recorded in the group ``holdout``."""
+    active = active_version(policies, policy_id)
+    arm = replace(holdout, policy_version=active.label, policy_iri=active.iri)
+    return Assignment(experiment, arm, at, HELD_OUT, active, new)

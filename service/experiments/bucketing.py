@@ -17,7 +17,8 @@ without any personal identifier; it is the same in every process and after resta
 Arms take consecutive ranges of the bucket space in their order (arm 0, the control,
 first), each as wide as its normalised weight times the experiment's coverage, starting
 where the arm's full-coverage range starts: raising the coverage (a ramp) only adds
-users, it never moves one. Changing weights would move users, so an assignment, once
+users, it never moves one. An experiment's holdout takes the top of the bucket space
+(``[(1 - holdout) * 10,000, 10,000)``, whatever the coverage); the arms share the rest. Changing weights would move users, so an assignment, once
 recorded, is kept (sticky; :mod:`service.experiments.assignment`).
 """
 
@@ -47,22 +48,31 @@ def bucket(experiment_id: str, unit: str, *, version: int = HASH_VERSION) -> int
     return fnv1a32(str(first).encode()) % BUCKETS
 
 
-def ranges(weights: Sequence[float], coverage: float = 1.0) -> list[tuple[int, int]]:
-    """Return each arm's bucket range ``[start, end)`` for normalised ``weights`` at ``coverage``."""
+def ranges(weights: Sequence[float], coverage: float = 1.0, holdout: float = 0.0) -> list[tuple[int, int]]:
+    """Return each arm's bucket range ``[start, end)`` for normalised ``weights`` at ``coverage``.
+
+    A holdout share takes the top of the bucket space, ``[(1 - holdout) * 10,000, 10,000)``; the arms share the rest.
+    """
     total = sum(weights)
+    space = 1.0 - holdout
     starts, edge = [], 0.0
     for w in weights:
         starts.append(edge)
-        edge += w / total
+        edge += w / total * space
     return [
-        (round(start * BUCKETS), round((start + w / total * coverage) * BUCKETS))
+        (round(start * BUCKETS), round((start + w / total * space * coverage) * BUCKETS))
         for start, w in zip(starts, weights, strict=True)
     ]
 
 
-def arm_of(bucket_value: int, weights: Sequence[float], coverage: float = 1.0) -> int | None:
+def held_out(bucket_value: int, holdout: float) -> bool:
+    """Whether the bucket falls in an experiment's holdout (the top ``holdout`` share of the buckets)."""
+    return holdout > 0 and bucket_value >= round((1.0 - holdout) * BUCKETS)
+
+
+def arm_of(bucket_value: int, weights: Sequence[float], coverage: float = 1.0, holdout: float = 0.0) -> int | None:
     """Return the index of the arm whose range holds the bucket, or None when it is outside the coverage."""
-    for i, (start, end) in enumerate(ranges(weights, coverage)):
+    for i, (start, end) in enumerate(ranges(weights, coverage, holdout)):
         if start <= bucket_value < end:
             return i
     return None

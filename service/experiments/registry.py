@@ -32,6 +32,8 @@ from service.runtime import Runtime
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_ARMS = 10
+MAX_HOLDOUT = 0.2
+HOLDOUT = "holdout"  # the group name of held-out users, in decisions (wf:variant) and results
 DRAFT, RUNNING, STOPPED = "draft", "running", "stopped"
 ACTIVE_ARM, ROLLED_BACK_ARM = "active", "rolled-back"
 SERVABLE = ("active", "candidate")  # policy statuses an arm may serve (a candidate earns promotion so)
@@ -71,6 +73,7 @@ class Experiment:
     arms: tuple[Arm, ...]
     guardrails: tuple[Guardrail, ...] = ()
     coverage: float = 1.0
+    holdout: float = 0.0  # the share of users kept out of every arm and served the policy's active version
     hash_version: int = HASH_VERSION
     created_by: str = ""
     created_at: datetime | None = None
@@ -120,6 +123,7 @@ class ExperimentSpec:
     arms: list[ArmSpec]
     guardrails: list[Guardrail] = field(default_factory=list)
     coverage: float = 1.0
+    holdout: float = 0.0
 
 
 def kpi_names(runtime: Runtime) -> set[str]:
@@ -139,6 +143,8 @@ def checked_spec(runtime: Runtime, spec: ExperimentSpec) -> Experiment:
     versions: list[PolicyVersion] = []
     for i, arm in enumerate(spec.arms):
         where = f"input.arms[{i}]"
+        if arm.name == HOLDOUT:
+            raise InvalidInput(f"{where}.name", f"{HOLDOUT!r} names the held-out users; choose another name")
         if not ID_PATTERN.fullmatch(arm.name or "") or len(arm.name) > 40:
             raise InvalidInput(
                 f"{where}.name", "1 to 40 letters, digits, '.', '_' or '-', starting with one of the first"
@@ -165,6 +171,8 @@ def checked_spec(runtime: Runtime, spec: ExperimentSpec) -> Experiment:
         versions.append(version)
     if not 0 < spec.coverage <= 1 or not math.isfinite(spec.coverage):
         raise InvalidInput("input.coverage", f"a share in (0, 1], got {spec.coverage}")
+    if not 0 <= spec.holdout <= MAX_HOLDOUT or not math.isfinite(spec.holdout):
+        raise InvalidInput("input.holdout", f"a share from 0 to {MAX_HOLDOUT}, got {spec.holdout}")
     known_kpis = kpi_names(runtime)
     guarded: set[str] = set()
     for i, guardrail in enumerate(spec.guardrails):
@@ -186,7 +194,7 @@ def checked_spec(runtime: Runtime, spec: ExperimentSpec) -> Experiment:
             )
     total = sum(a.weight for a in spec.arms)
     arms = tuple(Arm(a.name, v.label, v.iri, a.weight / total) for a, v in zip(spec.arms, versions, strict=True))
-    return Experiment(spec.id, DRAFT, arms, tuple(spec.guardrails), coverage=spec.coverage)
+    return Experiment(spec.id, DRAFT, arms, tuple(spec.guardrails), coverage=spec.coverage, holdout=spec.holdout)
 
 
 def experiments(runtime: Runtime) -> list[Experiment]:
@@ -199,6 +207,7 @@ def experiments(runtime: Runtime) -> list[Experiment]:
             {
                 "status": vocab.local_id(bound(row, "status").value),
                 "coverage": float(bound(row, "coverage").value),
+                "holdout": float(value(row, "holdout") or 0.0),
                 "hash_version": int(bound(row, "hashVersion").value),
                 "created_by": bound(row, "createdBy").value,
                 "created_at": parse_datetime(bound(row, "createdAt").value),
@@ -456,6 +465,7 @@ def state_quads(experiment: Experiment) -> list[ox.Quad]:
         ox.Quad(node, vocab.EXPERIMENT_ID, L(experiment.id), g),
         ox.Quad(node, vocab.EXPERIMENT_STATUS, _STATUS_TERMS[experiment.status], g),
         ox.Quad(node, vocab.COVERAGE, _double(experiment.coverage), g),
+        ox.Quad(node, vocab.HOLDOUT, _double(experiment.holdout), g),
         ox.Quad(node, vocab.HASH_VERSION, L(str(experiment.hash_version), datatype=vocab.XSD_INTEGER), g),
         ox.Quad(node, vocab.CREATED_BY, L(experiment.created_by), g),
         ox.Quad(node, vocab.PROV_GENERATED_AT, datetime_literal(experiment.created_at or now()), g),

@@ -19,7 +19,7 @@ from service.settings import Settings
 from tests.graphql_client import NEXT_STEPS, register
 
 FIELDS = (
-    "id status coverage hashVersion createdBy approvedBy arms { name policyVersion weight status } "
+    "id status coverage holdout hashVersion createdBy approvedBy arms { name policyVersion weight status } "
     "guardrails { kpi maxRelativeDrop detectableDrop }"
 )
 CREATE = f"mutation C($input: ExperimentInput!) {{ createExperiment(input: $input) {{ {FIELDS} }} }}"
@@ -230,6 +230,34 @@ def test_a_rolled_back_arm_keeps_its_users_but_serves_the_controls_version(clien
         rec = client.data(NEXT_STEPS, {"user": user})["nextSteps"]
         assert rec["variant"] == arm  # intention to treat
         assert rec["policyVersion"] == "default@1.2.0"
+
+
+def test_a_holdout_keeps_its_share_out_of_every_arm_on_the_active_version(client, runtime):
+    started(client, {**RULES_VS_HYBRID, "holdout": 0.2, "coverage": 0.5})
+    from service.decisions.users import profile
+
+    groups = {}
+    for i in range(120):
+        register(client, f"u{i}")
+        rec = client.data(NEXT_STEPS, {"user": f"u{i}"})["nextSteps"]
+        at = bucket("rules-vs-hybrid", profile(runtime, f"u{i}").pseudonym)
+        if at >= 8_000:  # the top fifth of the buckets, whatever the coverage
+            assert rec["variant"] == "holdout" and rec["policyVersion"] == "default@1.2.0"
+        else:
+            assert rec["variant"] != "holdout"
+        groups[f"u{i}"] = rec["variant"]
+    assert 0 < list(groups.values()).count("holdout") < 45
+    again = {u: client.data(NEXT_STEPS, {"user": u})["nextSteps"]["variant"] for u in list(groups)[:30]}
+    assert all(again[u] == groups[u] for u in again)  # sticky, held-out users too
+    from service.experiments.analysis import analyse
+
+    analysis = analyse(runtime, "rules-vs-hybrid")
+    assert [a.name for a in analysis.arms] == ["control", "rules-only", "holdout"]
+    assert analysis.arms[2].users == list(groups.values()).count("holdout")
+    assert len(analysis.expected) == 2  # the SRM check is over the arms only
+    assert all(g.arm != "holdout" for g in analysis.guardrails)
+    error = client.error(CREATE, {"input": {**RULES_VS_HYBRID, "id": "too-much", "holdout": 0.5}})
+    assert "input.holdout" in error["message"]
 
 
 def test_a_stopped_experiment_assigns_no_one(client):

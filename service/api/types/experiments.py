@@ -35,6 +35,9 @@ class Experiment:
     arms: list[Arm] = strawberry.field(description="The first arm is the control")
     guardrails: list[Guardrail]
     coverage: float = strawberry.field(description="The share of users the experiment takes in")
+    holdout: float = strawberry.field(
+        description="The share of users kept out of every arm (group 'holdout', served the policy's active version)"
+    )
     hash_version: int = strawberry.field(description="The bucketing hash it assigns with (docs/experiments.md)")
     created_by: str
     created_at: datetime | None
@@ -62,6 +65,7 @@ class ExperimentInput:
     arms: list[ArmInput]
     guardrails: list[GuardrailInput] = strawberry.field(default_factory=list)
     coverage: float = 1.0
+    holdout: float = 0.0
 
 
 def spec_of(data: ExperimentInput) -> registry.ExperimentSpec:
@@ -70,6 +74,7 @@ def spec_of(data: ExperimentInput) -> registry.ExperimentSpec:
         arms=[registry.ArmSpec(a.name, a.policy_version, a.weight) for a in data.arms],
         guardrails=[registry.Guardrail(g.kpi, g.max_relative_drop, g.detectable_drop) for g in data.guardrails],
         coverage=data.coverage,
+        holdout=data.holdout,
     )
 
 
@@ -85,6 +90,7 @@ def experiment_of(experiment: registry.Experiment) -> Experiment:
             for g in experiment.guardrails
         ],
         coverage=experiment.coverage,
+        holdout=experiment.holdout,
         hash_version=experiment.hash_version,
         created_by=experiment.created_by,
         created_at=experiment.created_at,
