@@ -191,7 +191,7 @@ RECORD = "mutation E($input: EventInput!) { recordEvent(input: $input) { id } }"
 
 
 def test_a_guarded_ramp_widens_only_once_the_evidence_could_detect_the_harm(client, runtime):
-    guarded = [{"kpi": "activation", "maxRelativeDrop": 0.0, "detectableDrop": 0.6}]
+    guarded = [{"kpi": "activation", "maxRelativeDrop": 0.0, "detectableDrop": 0.9}]
     started(client, {**RULES_VS_HYBRID, "coverage": 0.5, "guardrails": guarded})
     refused = client.error(RAMP, {"id": "rules-vs-hybrid", "c": 1.0})
     assert refused["extensions"]["code"] == "CONFLICT" and "coverage stays at 0.5" in refused["message"]
