@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -818,44 +819,45 @@ def experiment_create(
     out.print(_describe(created), highlight=False)
 
 
+ExperimentId = Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")]
+
+
+def _change_experiment(store: str | None, by: str, change: Callable[[Runtime, str], Experiment]) -> Experiment:
+    """Apply one change to an experiment as ``by``; a refusal ends the command with its message."""
+    who = _acting(by)
+    try:
+        return change(_runtime(store), who)
+    except WayfinderError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+
+
 @experiment_app.command("approve")
-def experiment_approve(
-    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
-    by: ByOption,
-    store: StoreOption = None,
-) -> None:
+def experiment_approve(experiment_id: ExperimentId, by: ByOption, store: StoreOption = None) -> None:
     """Approve a draft; four eyes: whoever created it may not approve it."""
     from service.experiments import registry
 
-    who = _acting(by)
-    try:
-        approved = registry.approve(_runtime(store), experiment_id, by=who, four_eyes=True)
-    except WayfinderError as exc:
-        _fail(exc)
+    approved = _change_experiment(
+        store, by, lambda runtime, who: registry.approve(runtime, experiment_id, by=who, four_eyes=True)
+    )
     out.print(f"{approved.id} approved by {escape(approved.approved_by or '')}", highlight=False)
 
 
 @experiment_app.command("start")
-def experiment_start(
-    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
-    by: ByOption,
-    store: StoreOption = None,
-) -> None:
+def experiment_start(experiment_id: ExperimentId, by: ByOption, store: StoreOption = None) -> None:
     """Start assigning users. The CLI acts on the store directly, as the service does without API keys
     (development mode), so no approval is required; approve first to have one on record."""
     from service.experiments import registry
 
-    who = _acting(by)
-    try:
-        started = registry.start(_runtime(store), experiment_id, by=who, needs_approval=False)
-    except WayfinderError as exc:
-        _fail(exc)
+    started = _change_experiment(
+        store, by, lambda runtime, who: registry.start(runtime, experiment_id, by=who, needs_approval=False)
+    )
     out.print(_describe(started), highlight=False)
 
 
 @experiment_app.command("ramp")
 def experiment_ramp(
-    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
+    experiment_id: ExperimentId,
     coverage: Annotated[float, typer.Argument(help="The share of users it takes in, in (0, 1]")],
     by: ByOption,
     store: StoreOption = None,
@@ -863,17 +865,13 @@ def experiment_ramp(
     """Change the share of users it takes in; widening a guarded one needs evidence able to detect its harms."""
     from service.experiments import ramps
 
-    who = _acting(by)
-    try:
-        ramped = ramps.ramp(_runtime(store), experiment_id, coverage, by=who)
-    except WayfinderError as exc:
-        _fail(exc)
+    ramped = _change_experiment(store, by, lambda runtime, who: ramps.ramp(runtime, experiment_id, coverage, by=who))
     out.print(_describe(ramped), highlight=False)
 
 
 @experiment_app.command("reweight")
 def experiment_reweight(
-    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
+    experiment_id: ExperimentId,
     weights: Annotated[list[float], typer.Argument(help="One positive weight per arm, in arm order (normalised)")],
     by: ByOption,
     store: StoreOption = None,
@@ -881,40 +879,19 @@ def experiment_reweight(
     """Change the arms' weights; users already assigned keep their arm."""
     from service.experiments import registry
 
-    who = _acting(by)
-    try:
-        after = registry.reweight(_runtime(store), experiment_id, weights, by=who)
-    except WayfinderError as exc:
-        _fail(exc)
+    after = _change_experiment(
+        store, by, lambda runtime, who: registry.reweight(runtime, experiment_id, weights, by=who)
+    )
     out.print(_describe(after), highlight=False)
 
 
 @experiment_app.command("stop")
-def experiment_stop(
-    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="An ID from `wayfinder experiment list`")],
-    by: ByOption,
-    store: StoreOption = None,
-) -> None:
+def experiment_stop(experiment_id: ExperimentId, by: ByOption, store: StoreOption = None) -> None:
     """Stop assigning: every user is served by the policy's active version again."""
     from service.experiments import registry
 
-    who = _acting(by)
-    try:
-        stopped = registry.stop(_runtime(store), experiment_id, by=who)
-    except WayfinderError as exc:
-        _fail(exc)
+    stopped = _change_experiment(store, by, lambda runtime, who: registry.stop(runtime, experiment_id, by=who))
     out.print(_describe(stopped), highlight=False)
-
-
-def _finite(data: object) -> object:
-    """The data with every non-finite number as None (JSON has none)."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    return data
 
 
 @experiment_app.command("results")
@@ -933,7 +910,7 @@ def experiment_results(
     except WayfinderError as exc:
         _fail(exc)
     if as_json:
-        sys.stdout.write(json.dumps(_finite(analysis.snapshot()), indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(analysis.snapshot(), indent=2) + "\n")
         return
     experiment = analysis.experiment
     wide = Console(width=max(out.width, 140))

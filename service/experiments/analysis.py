@@ -26,10 +26,11 @@ time), as the snapshot the monitor stores before it acts on it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyoxigraph as ox
@@ -99,24 +100,38 @@ class Analysis:
         return [g for g in self.guardrails if g.state == "harm"]
 
     def snapshot(self) -> dict:
-        """Everything the analysis was computed from and what it found, as plain data."""
-        return {
-            "experiment": self.experiment.id,
-            "at": self.at.isoformat(),
-            "method": {
-                "alpha": ALPHA,
-                "sequential": {"method": "asymptotic confidence sequence", "tuning": TUNING},
-                "adjustment": "regression on signup covariates (pooled theta) when every arm has enough units",
-                "correction": CORRECTION,
-                "srm": "chi-square against the weights of each epoch",
-            },
-            "arms": [{"name": a.name, "weight": a.weight, "status": a.status} for a in self.experiment.arms],
-            "moments": self.moments,
-            "expected_exposures": self.expected,
-            "srm_p_value": self.srm_p_value,
-            "results": [{"arm": a.name, "users": a.users, "kpis": [k.__dict__ for k in a.kpis]} for a in self.arms],
-            "guardrails": [g.__dict__ for g in self.guardrails],
-        }
+        """Everything the analysis was computed from and what it found, as plain JSON-ready data (a number that is
+        not finite, as an interval with too few users, is None)."""
+        return finite(
+            {
+                "experiment": self.experiment.id,
+                "at": self.at.isoformat(),
+                "method": {
+                    "alpha": ALPHA,
+                    "sequential": {"method": "asymptotic confidence sequence", "tuning": TUNING},
+                    "adjustment": "regression on signup covariates (pooled theta) when every arm has enough units",
+                    "correction": CORRECTION,
+                    "srm": "chi-square against the weights of each epoch",
+                },
+                "arms": [{"name": a.name, "weight": a.weight, "status": a.status} for a in self.experiment.arms],
+                "moments": self.moments,
+                "expected_exposures": self.expected,
+                "srm_p_value": self.srm_p_value,
+                "results": [{"arm": a.name, "users": a.users, "kpis": [k.__dict__ for k in a.kpis]} for a in self.arms],
+                "guardrails": [g.__dict__ for g in self.guardrails],
+            }
+        )
+
+
+def finite(value: Any) -> Any:
+    """The value with every number that is not finite made None, in nested dicts and lists (JSON and GraphQL have none)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None) -> Analysis:

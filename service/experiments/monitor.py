@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import threading
 import uuid
 from datetime import datetime
@@ -79,7 +78,7 @@ def store_snapshot(runtime: Runtime, analysis: Analysis) -> str:
     """Append the analysis as a chained snapshot record; return its IRI."""
     node = ox.NamedNode(vocab.ANALYSIS_BASE + str(uuid.uuid4()))
     T, L = ox.Triple, ox.Literal
-    content = json.dumps(_finite(analysis.snapshot()), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    content = json.dumps(analysis.snapshot(), sort_keys=True, separators=(",", ":"), allow_nan=False)
     runtime.trail.append(
         node,
         [
@@ -91,17 +90,6 @@ def store_snapshot(runtime: Runtime, analysis: Analysis) -> str:
         ],
     )
     return node.value
-
-
-def _finite(value: object) -> object:
-    """The value with every non-finite number as None (JSON has none)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _post(url: str, notice: dict) -> None:

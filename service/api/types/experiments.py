@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 import strawberry
@@ -151,13 +150,8 @@ def results_of(analysis: analysis_.Analysis) -> ExperimentResults:
         srm_p_value=analysis.srm_p_value,
         sample_ratio_mismatch=analysis.sample_ratio_mismatch,
         arms=[
-            ArmResult(name=a.name, users=a.users, kpis=[KpiResult(**_finite(k.__dict__)) for k in a.kpis])
+            ArmResult(name=a.name, users=a.users, kpis=[KpiResult(**analysis_.finite(k.__dict__)) for k in a.kpis])
             for a in analysis.arms
         ],
-        guardrails=[GuardrailResult(**_finite(g.__dict__)) for g in analysis.guardrails],
+        guardrails=[GuardrailResult(**analysis_.finite(g.__dict__)) for g in analysis.guardrails],
     )
-
-
-def _finite(fields: dict) -> dict:
-    """The fields with non-finite numbers made None (GraphQL floats are finite)."""
-    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in fields.items()}
