@@ -337,3 +337,19 @@ def test_with_keys_another_principal_approves_before_it_starts(keyed):
         as_(keyed, "op-key-ann-0123456789", START, id="rules-vs-hybrid")["data"]["startExperiment"]["status"]
         == "running"
     )
+
+
+def test_metrics_count_assignments_by_arm_and_show_guardrail_state(client):
+    started(client)
+    for i in range(6):
+        register(client, f"m{i}")
+        client.data(NEXT_STEPS, {"user": f"m{i}"})
+    client.data("mutation { checkGuardrails { id } }")
+    text = client.http.get("/metrics").text
+    counted = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("wayfinder_experiment_assignments_total{") and 'experiment="rules-vs-hybrid"' in line
+    ]
+    assert sum(counted) >= 6  # the counter is process-wide: other tests' experiments of this name add to it
+    assert 'wayfinder_guardrail_state{arm="rules-only",experiment="rules-vs-hybrid",kpi="activation"} 0.0' in text
