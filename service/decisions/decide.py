@@ -22,7 +22,7 @@ from service.decisions.subjects import require_user
 from service.decisions.users import Profile, events, profile
 from service.errors import InvalidInput
 from service.experiments import flags
-from service.experiments.assignment import assign, flag_choice
+from service.experiments.assignment import assign, current, flag_choice
 from service.experiments.exposure import exposed
 from service.experiments.flags import segment_of
 from service.knowledge import vocab
@@ -99,10 +99,12 @@ def _decide(
     assert stored is not None
     history = events(runtime, user_id)
 
-    assignment = assign(runtime, policy_id, stored.pseudonym)
+    serving = current(runtime)  # the running experiments and flags, read once per decision
+    assignment = assign(runtime, policy_id, stored.pseudonym, state=serving)
     pinned = None
     if assignment is None:
-        pinned = flag_choice(runtime, policy_id, _segment(stored, personalized=personalized, channel=channel))
+        segment = _segment(stored, personalized=personalized, channel=channel)
+        pinned = flag_choice(runtime, policy_id, segment, state=serving)
     if assignment is not None:
         policy = assignment.serving
     elif pinned is not None:

@@ -72,7 +72,7 @@ def assignment_node(experiment_id: str, pseudonym: str) -> ox.NamedNode:
     return ox.NamedNode(f"{vocab.ASSIGNMENT_BASE}{experiment_id}/{pseudonym}")
 
 
-class _Running:
+class Serving:
     """The running experiments and the flags of one runtime, re-read when the revision token changes."""
 
     def __init__(self) -> None:
@@ -82,13 +82,14 @@ class _Running:
         self.lock = threading.Lock()
 
 
-_running: WeakKeyDictionary[Runtime, _Running] = WeakKeyDictionary()
+_running: WeakKeyDictionary[Runtime, Serving] = WeakKeyDictionary()
 _running_lock = threading.Lock()
 
 
-def _current(runtime: Runtime) -> _Running:
+def current(runtime: Runtime) -> Serving:
+    """The running experiments and flags as of now (one lookup of the revision token; a re-read when it changed)."""
     with _running_lock:
-        cache = _running.setdefault(runtime, _Running())
+        cache = _running.setdefault(runtime, Serving())
     token = revision(runtime)
     if token != cache.token:
         with cache.lock:
@@ -101,12 +102,14 @@ def _current(runtime: Runtime) -> _Running:
 
 def running(runtime: Runtime, policy_id: str) -> Experiment | None:
     """The experiment running on the policy, if any (start refuses a second one)."""
-    return _current(runtime).by_policy.get(policy_id)
+    return current(runtime).by_policy.get(policy_id)
 
 
-def flag_choice(runtime: Runtime, policy_id: str, segment: Segment) -> tuple[Flag, Evaluation] | None:
+def flag_choice(
+    runtime: Runtime, policy_id: str, segment: Segment, *, state: Serving | None = None
+) -> tuple[Flag, Evaluation] | None:
     """The policy's flag and its evaluation for the user, when the flag chose a variant that may serve."""
-    cache = _current(runtime)
+    cache = state or current(runtime)
     flag = next((f for f in cache.flags.values() if f.policy == policy_id), None)
     if flag is None:
         return None
@@ -114,9 +117,9 @@ def flag_choice(runtime: Runtime, policy_id: str, segment: Segment) -> tuple[Fla
     return (flag, evaluation) if serving(runtime, evaluation) is not None else None
 
 
-def assign(runtime: Runtime, policy_id: str, pseudonym: str) -> Assignment | None:
+def assign(runtime: Runtime, policy_id: str, pseudonym: str, *, state: Serving | None = None) -> Assignment | None:
     """Return the user's assignment under the policy's running experiment, or None when they are not in one."""
-    experiment = running(runtime, policy_id)
+    experiment = (state or current(runtime)).by_policy.get(policy_id)
     if experiment is None:
         return None
     stored = {
