@@ -12,6 +12,11 @@ regression adjustment). Then, per arm against the control (arm 0):
   not guardrails;
 - for each guardrail, the one-sided sequential test of harm beyond its threshold.
 
+Nothing is judged (decision "inconclusive", guardrail "ok") while an arm or the control has
+fewer than ten units with the outcome, or without it, for a share KPI (thirty units for a KPI
+in hours): the normal approximation does not hold there, and outcomes that arrive days late
+make that the common case early on.
+
 A holdout, when the experiment has one, is reported as one more group (``holdout``)
 with its lift against the control, neither guarded nor counted among the tests.
 
@@ -47,6 +52,12 @@ from service.runtime import Runtime
 ALPHA = 0.05
 TUNING = st.DEFAULT_TUNING  # the expected sample size N* the confidence sequences are tuned for
 CORRECTION: Literal["holm", "bh"] = "holm"
+# Before this many units with the outcome and this many without, in control and in the arm, a share KPI's normal
+# approximation (the np >= 10 rule of thumb) does not hold: an arm with no outcome yet has a variance of 0, and a
+# one-sided bound would call 3 activations against 0 "harm". Early on, with outcomes that arrive days late, that
+# is the common case. A KPI in hours needs this many units per arm instead.
+MIN_OUTCOMES = 10
+MIN_UNITS = 30
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,7 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
                 results[arm].append(KpiResult(name, m.n, estimate, lower, upper, method=st.ARM_INTERVAL_METHOD))
                 continue
             c = st.compare(control, m, alpha=ALPHA, relative=True, adjust=adjust, sequential=st.Sequential(TUNING))
+            thin = too_little(kpi.unit, control, m)
             results[arm].append(
                 KpiResult(
                     name,
@@ -182,8 +194,8 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
                     lift_lower=c.lower,
                     lift_upper=c.upper,
                     p_value=c.always_valid_p_value,
-                    decision=c.decision(higher_is_better=kpi.higher_is_better),
-                    method=c.method,
+                    decision="inconclusive" if thin else c.decision(higher_is_better=kpi.higher_is_better),
+                    method=c.method + (f"; not judged yet: {thin}" if thin else ""),
                 )
             )
             if i >= arm_count:
@@ -203,7 +215,13 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
                 )
                 guardrails.append(
                     GuardrailResult(
-                        arm, name, verdict.state, verdict.estimate, verdict.bound, verdict.threshold, verdict.method
+                        arm,
+                        name,
+                        "ok" if thin else verdict.state,
+                        verdict.estimate,
+                        verdict.bound,
+                        verdict.threshold,
+                        verdict.method + (f"; not judged yet: {thin}" if thin else ""),
                     )
                 )
     if p_values:
@@ -222,6 +240,18 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
         moments={k: {arm: m.to_dict() for arm, m in per_arm.items()} for k, per_arm in moments.items()},
         expected=expected,
     )
+
+
+def too_little(unit: str, control: st.Moments, arm: st.Moments) -> str | None:
+    """Why the evidence is too thin to judge an arm against control yet, or None when it is not."""
+    if unit == "share":
+        for name, m in (("control", control), ("the arm", arm)):
+            if m.total < MIN_OUTCOMES or m.n - m.total < MIN_OUTCOMES:
+                return f"{name} has {m.total:g} of {m.n} units with the outcome; both counts must reach {MIN_OUTCOMES}"
+        return None
+    if min(control.n, arm.n) < MIN_UNITS:
+        return f"{min(control.n, arm.n)} units in an arm; {MIN_UNITS} needed"
+    return None
 
 
 def _can_adjust(arms: Iterable[st.Moments]) -> bool:

@@ -113,3 +113,23 @@ def test_every_shipped_kpi_is_reported_for_every_arm_and_the_snapshot_recomputes
     kept = snapshot["moments"]["activation"]
     again = compare(Moments.from_dict(kept["control"]), Moments.from_dict(kept["rules"]), adjust=False)
     assert again.control_mean == pytest.approx(activation_of(analysis, "control")[1].estimate)
+
+
+def test_no_arm_is_judged_on_too_few_outcomes(runtime):
+    """Eight activations against one, early on, is thin evidence: with one outcome an arm's variance is near 0, and the
+    bare one-sided bound, overconfident, says harm; the analysis waits for ten outcomes in each arm."""
+    from service.experiments.monitor import check
+
+    start(runtime)
+    arms = {}
+    for i in range(160):
+        users.register(runtime, users.Registration(id=f"u{i}", role="analyst", consents=["ANALYTICS"]))
+        arms[f"u{i}"] = decide.next_steps(runtime, f"u{i}").variant
+    activated = [u for u, a in arms.items() if a == "control"][:8] + [u for u, a in arms.items() if a == "rules"][:1]
+    users.record_events(runtime, [users.EventReport(u, "ACTIVATED") for u in activated])
+    analysis = analyse(runtime, "analysis-test")
+    guard = next(g for g in analysis.guardrails if g.kpi == "activation")
+    assert guard.state == "ok" and "not judged yet" in guard.method
+    assert guard.bound is not None and guard.bound < 0  # the bare one-sided bound would have said harm
+    assert activation_of(analysis, "rules")[1].decision == "inconclusive"
+    assert all(a.status == "active" for a in check(runtime)[0].arms)
