@@ -35,6 +35,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from bench import lib
+from service.experiments.analysis import MIN_OUTCOMES
 from service.experiments.statistics import (
     DEFAULT_SEQUENTIAL,
     Moments,
@@ -103,6 +104,15 @@ def evaluate(runs: Runs) -> Evaluated:
     estimate = np.where(usable, estimate, np.nan)  # compare() calls these inconclusive
     return Evaluated(
         estimate=estimate, se=np.sqrt(np.where(usable, variance, np.nan)), df=welch_df(var_c, runs.n_c, var_t, runs.n_t)
+    )
+
+
+def judged(runs: Runs) -> np.ndarray:
+    """Where the service judges at all: both arms have MIN_OUTCOMES units with and without the outcome
+    (``service.experiments.analysis.too_little``); decisions below count only there."""
+    enough = MIN_OUTCOMES
+    return (
+        (runs.s_c >= enough) & (runs.n_c - runs.s_c >= enough) & (runs.s_t >= enough) & (runs.n_t - runs.s_t >= enough)
     )
 
 
@@ -193,10 +203,11 @@ def main() -> None:
     lo, hi = sequential_bounds(aa, ev, one_sided=False)
     _, hi1 = sequential_bounds(aa, ev, one_sided=True)
     flo, fhi = fixed_bounds(ev)
-    seq_fp = ((lo > 0) | (hi < 0)).any(axis=1)
+    ok = judged(aa)
+    seq_fp = (((lo > 0) | (hi < 0)) & ok).any(axis=1)
     naive_fp = ((flo > 0) | (fhi < 0)).any(axis=1)
     final_fp = (flo[:, -1] > 0) | (fhi[:, -1] < 0)
-    false_harm = (hi1 < 0.0).any(axis=1)
+    false_harm = ((hi1 < 0.0) & ok).any(axis=1)
     null = {
         "sequential_two_sided_peeking": rate(int(seq_fp.sum()), E),
         "naive_fixed_horizon_peeking": rate(int(naive_fp.sum()), E),
@@ -211,9 +222,10 @@ def main() -> None:
     spot_check(rng, bad, ev)
     _, hi1 = sequential_bounds(bad, ev, one_sided=True)
     _, hi2 = sequential_bounds(bad, ev, one_sided=False)
+    ok = judged(bad)
     harm = {
-        "guardrail_one_sided_sequential": stopping(hi1 < 0.0, bad.users),
-        "two_sided_sequential_worse": stopping(hi2 < 0.0, bad.users),
+        "guardrail_one_sided_sequential": stopping((hi1 < 0.0) & ok, bad.users),
+        "two_sided_sequential_worse": stopping((hi2 < 0.0) & ok, bad.users),
     }
 
     # Better arm: 30 % -> 33 %, a relative lift of exactly +0.10.
@@ -224,11 +236,12 @@ def main() -> None:
     lo, hi = sequential_bounds(good, ev, one_sided=False)
     flo, fhi = fixed_bounds(ev)
     true_lift = 0.33 / 0.30 - 1
+    ok = judged(good)
     better = {
         "true_relative_lift": round(true_lift, 6),
-        "sequential_power_by_end": rate(int((lo > 0).any(axis=1).sum()), E),
-        "sequential_stops": stopping(lo > 0, good.users),
-        "sequential_wrong_direction": rate(int((hi < 0).any(axis=1).sum()), E),
+        "sequential_power_by_end": rate(int(((lo > 0) & ok).any(axis=1).sum()), E),
+        "sequential_stops": stopping((lo > 0) & ok, good.users),
+        "sequential_wrong_direction": rate(int(((hi < 0) & ok).any(axis=1).sum()), E),
         "sequential_final_interval_coverage": rate(int(((lo[:, -1] <= true_lift) & (true_lift <= hi[:, -1])).sum()), E),
         "fixed_horizon_power_at_end": rate(int((flo[:, -1] > 0).sum()), E),
         "fixed_horizon_final_interval_coverage": rate(
