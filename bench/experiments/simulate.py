@@ -79,7 +79,7 @@ class Outcome:
     scenario: str
     users_registered: int
     rolled_back_at: int | None  # users exposed (both arms) when the monitor rolled the treatment back
-    served_after_rollback: list[str] = field(default_factory=list)  # policy versions the treatment's users got since
+    served_after_rollback: dict[str, int] = field(default_factory=dict)  # versions the treatment's users got since
     decision: str | None = None  # the treatment's activation decision at the end
     lift: float | None = None
     lift_interval: tuple[float | None, float | None] = (None, None)
@@ -149,7 +149,8 @@ def run(scenario: Scenario, runtime: Runtime | None = None) -> Outcome:
             exposed += 1
             arm = [n for n, _ in ARMS].index(rec["variant"])
             if outcome.rolled_back_at is not None and arm == 1:
-                outcome.served_after_rollback.append(rec["policyVersion"])
+                served = outcome.served_after_rollback
+                served[rec["policyVersion"]] = served.get(rec["policyVersion"], 0) + 1
             if rng.random() < scenario.rates[arm]:
                 delay = float(rng.uniform(0.1, 3.0)) * 86_400  # activation arrives hours to days later
                 heapq.heappush(pending, (now.timestamp() + delay, i, user))

@@ -14,7 +14,7 @@ def test_a_harmful_arm_is_rolled_back_automatically_with_its_evidence_in_the_aud
     runtime = runtime_for_simulation()
     outcome = run(Scenario("harm", rates=(0.5, 0.15), users=300, check_every=50, users_per_day=50), runtime)
     assert outcome.rolled_back_at is not None and outcome.rolled_back_at <= 250, outcome
-    assert outcome.served_after_rollback and set(outcome.served_after_rollback) == {"default@1.2.0"}
+    assert outcome.served_after_rollback and set(outcome.served_after_rollback) == {"default@1.2.0"}  # control's
     rows = runtime.store.select(
         """
         PREFIX wf: <https://w3id.org/wayfinder/ontology#>
