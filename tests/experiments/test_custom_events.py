@@ -35,9 +35,11 @@ GROUP BY x.experiment, x.arm, x.subject, x.exposed_s, c.now_s
 """
 
 
-@pytest.fixture
-def product(knowledge_quads, tmp_path):
-    """A service whose catalog declares REPORT_EXPORTED and whose queries folder has a KPI counting it."""
+@pytest.fixture(scope="module")
+def product(knowledge_quads, tmp_path_factory):
+    """A service whose catalog declares REPORT_EXPORTED and whose queries folder has a KPI counting it (shared by
+    this module's tests: loading the catalog is the slow part; each test uses users of its own)."""
+    tmp_path = tmp_path_factory.mktemp("product")
     queries = tmp_path / "queries"
     shutil.copytree(ROOT / "queries", queries)
     (queries / "kpi" / "report_exports.sql").write_text(EXPORTS_KPI)
@@ -81,13 +83,16 @@ def test_a_declared_event_type_is_recorded_as_custom_and_counted_by_its_kpi(prod
 )
 def test_a_custom_event_names_a_declared_type_of_the_product(product, input, reason):
     runtime, client = product
-    register(client, "u1")
-    error = client.error(RECORD, {"input": {"userId": "u1", **input}})
+    user = f"bad-{abs(hash(reason))}"
+    register(client, user)
+    error = client.error(RECORD, {"input": {"userId": user, **input}})
     assert "input.customType" in error["message"] and reason in error["message"], error
 
 
 def test_a_custom_event_needs_the_consent_its_type_is_collected_for(product):
     _, client = product
-    register(client, "u1", consents=["PERSONALIZATION"])
-    error = client.error(RECORD, {"input": {"userId": "u1", "type": "CUSTOM", "customType": "REPORT_EXPORTED"}})
+    register(client, "no-analytics", consents=["PERSONALIZATION"])
+    error = client.error(
+        RECORD, {"input": {"userId": "no-analytics", "type": "CUSTOM", "customType": "REPORT_EXPORTED"}}
+    )
     assert error["extensions"]["code"] == "CONSENT_REQUIRED"
