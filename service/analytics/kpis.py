@@ -237,13 +237,6 @@ def arm_counts(log: EventLog, experiment: str, *, now: datetime | None = None) -
     return {str(arm): int(n) for arm, n in rows}
 
 
-def _codes(values: list[str | None]) -> tuple[list[str | None], npt.NDArray[np.int64]]:
-    """Return the sorted levels (None first) of a categorical column and each value's level index."""
-    levels = sorted(set(values), key=lambda v: (v is not None, v or ""))
-    index = {level: i for i, level in enumerate(levels)}
-    return levels, np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
-
-
 def unit_arrays(
     log: EventLog,
     kpi: Kpi,
@@ -253,26 +246,40 @@ def unit_arrays(
     closed_only: bool = False,
     arms: Sequence[str] | None = None,
 ) -> UnitArrays:
-    """Return the KPI's units as arrays (see :class:`UnitArrays`); ``arms`` fixes the arm order (sorted otherwise)."""
-    rows = _unit_rows(log, kpi, experiment, now, closed_only)
-    columns: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(8)]
-    arm_names = tuple(arms) if arms is not None else tuple(sorted(set(columns[0])))
-    unknown = set(columns[0]) - set(arm_names)
+    """Return the KPI's units as arrays (see :class:`UnitArrays`); ``arms`` fixes the arm order (sorted otherwise).
+
+    The rows come back from DuckDB as numpy columns and are coded with numpy: at 100,000 units a
+    row-by-row path took about 0.6 s per KPI, mostly building Python tuples.
+    """
+    _experiment(experiment)
+    missing = "\x00"  # a missing covariate sorts before every level, as None sorts first
+    statement = (
+        "SELECT k.arm, k.subject, CAST(k.value AS DOUBLE) AS value, "
+        + ", ".join(f"COALESCE(s.{c}, '{missing}') AS {c}" for c in COVARIATES)
+        + f"\nFROM (\n{kpi.sql}\n) k\nLEFT JOIN subjects s ON s.subject = k.subject\n"
+        "WHERE k.experiment = ?" + (" AND k.window_closed" if closed_only else "") + "\nORDER BY k.subject"
+    )
+    columns = log.query_numpy_at(now, statement, [experiment])
+    count = len(columns["subject"])
+    found, arm_codes = np.unique(columns["arm"].astype(str), return_inverse=True) if count else (np.array([]), None)
+    arm_names = tuple(arms) if arms is not None else tuple(str(a) for a in found)
+    unknown = set(found.tolist()) - set(arm_names)
     if unknown:
         raise InvalidInput("arms", f"units were exposed to arms not listed: {', '.join(sorted(unknown))}")
-    arm_index = {arm: i for i, arm in enumerate(arm_names)}
+    remap = np.array([arm_names.index(str(a)) for a in found], dtype=np.int64)
     names: list[str] = []
     blocks: list[npt.NDArray[np.float64]] = []
-    for covariate, values in zip(COVARIATES, columns[4:], strict=True):
-        levels, codes = _codes(values)
+    for covariate in COVARIATES:
+        levels, codes = np.unique(columns[covariate].astype(str), return_inverse=True)
         # One level per covariate is left out (the first), so the columns are not collinear with an intercept.
         blocks.append((codes[:, None] == np.arange(1, len(levels))[None, :]).astype(np.float64))
-        names.extend(f"{covariate}={'NULL' if level is None else level}" for level in levels[1:])
+        names.extend(f"{covariate}={'NULL' if level == missing else level}" for level in levels[1:])
+    value = np.ma.filled(np.ma.asarray(columns["value"], dtype=np.float64), np.nan)
     return UnitArrays(
         arms=arm_names,
-        subjects=tuple(columns[1]),
-        arm=np.fromiter((arm_index[a] for a in columns[0]), dtype=np.int64, count=len(rows)),
-        value=np.array(columns[2], dtype=np.float64).reshape(len(rows)),
+        subjects=tuple(columns["subject"].tolist()),
+        arm=remap[arm_codes] if count else np.zeros(0, dtype=np.int64),
+        value=value.reshape(count),
         covariate_names=tuple(names),
-        covariates=np.hstack(blocks),
+        covariates=np.hstack(blocks) if blocks else np.zeros((count, 0)),
     )

@@ -521,6 +521,22 @@ class EventLog:
         result: list[tuple[Any, ...]] = self._write(run)
         return result
 
+    def query_numpy_at(self, now: datetime, statement: str, params: Sequence[object] = ()) -> dict[str, np.ndarray]:
+        """As :meth:`query_at`, with the rows as one numpy array per column (masked where a value is NULL)."""
+        now_s = epoch_s(now, "now")
+        self.flush()
+
+        def run(conn: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
+            conn.execute("UPDATE analysis_clock SET now_s = ?", [now_s])
+            return _numpy_result(conn, statement, list(params))
+
+        columns: dict[str, np.ndarray] = self._write(run)
+        return columns
+
+
+def _numpy_result(conn: duckdb.DuckDBPyConnection, statement: str, params: list[object]) -> dict[str, np.ndarray]:
+    return dict(conn.execute(statement, params).fetchnumpy())
+
 
 def _replace_subject_events(log: EventLog, payload: tuple[str, list[str], list[EventRow]]) -> None:
     subject, types, rows = payload
