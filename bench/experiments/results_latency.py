@@ -26,14 +26,17 @@ Three parts, in one run (``--parts`` picks some):
    b. **right after new events**: in the same process, 1,000 new ACTIVATED events for random
       exposed users (batches of 100 through ``users.record_events``, timed apart), then
       ``analyse`` again, timed;
-   c. **warm**: ``analyse`` three more times.
+   c. **warm**: ``analyse`` ``--warm`` (2) more times.
 
    Each analysis is split by wrapping (``perf_counter``) the functions ``analyse`` calls: the
    knowledge read (``Runtime._read_knowledge``), the log's open and catch-up (``feed.log``), the
-   KPI SQL in DuckDB (``kpis._unit_rows``), the rows turned into arrays (the rest of
-   ``unit_arrays``), the exposure counts, the SRM epochs; the rest is the statistics. Each child
-   also counts calls to ``feed.rebuild`` (none is expected) and CPU time (all threads: DuckDB
-   runs a query on both cores).
+   exposure counts (``arm_counts``: the first read, so the flush of deferred log writes lands
+   in it), the KPIs (``unit_arrays``, per KPI), within them the SQL in DuckDB with its fetch
+   (``EventLog.query_at`` / ``query_numpy_at``) and the rest (rows turned into arrays), the
+   SRM epochs; the rest is the statistics. Each child also counts calls to ``feed.rebuild``
+   (none is expected), CPU time (all threads: DuckDB runs a query on both cores), the load
+   average at its start, and a digest of ``service/`` and ``queries/`` (the code was being
+   changed by others while this bench ran: every figure says which code it measured).
 
    Last, once per size, **the log rebuilt from the store**: a fresh process deletes
    ``<store>.analytics.duckdb``, opens the Runtime, reads the knowledge (timed apart), and forces
@@ -73,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -146,6 +150,12 @@ class Parts:
         return {k: round(v, 4) for k, v in sorted(self.seconds.items())}
 
 
+def code_digest() -> str:
+    """A short digest of the service code and queries the figures depend on (others edit them as this runs)."""
+    files = [p for d in ("service", "queries") for p in (ROOT / d).rglob("*") if p.suffix in (".py", ".sql", ".rq")]
+    return lib.files_digest(files)
+
+
 def ms(seconds: float) -> float:
     return round(seconds * 1e3, 2)
 
@@ -182,42 +192,51 @@ def analysis_summary(result) -> dict:
 
 
 def instrument_analysis(parts: Parts) -> dict[str, bool]:
-    """Wrap the functions analyse calls, so each analysis can be split into its parts."""
-    from service.analytics import feed, kpis
+    """Wrap the functions analyse calls, so each analysis can be split into its parts.
+
+    The wrapped names are the analysis's own calls and the log's read methods (stable points: the
+    KPI runner inside them was being rewritten while this bench was written); a name that does not
+    exist is reported as not wrapped.
+    """
+    from service.analytics import feed
+    from service.analytics.log import EventLog
     from service.experiments import analysis
     from service.runtime import Runtime
 
-    wrapped = {
+    def kpi_name(a, _k):
+        return "kpi:" + getattr(a[1], "name", "?")
+
+    return {
         "knowledge read": parts.wrap(Runtime, "_read_knowledge", "knowledge read"),
+        "experiment read": parts.wrap(analysis, "require", "experiment read"),
         "log open + catch-up": parts.wrap(feed, "log", "log open + catch-up"),
         "value features": parts.wrap(feed, "refresh_value_features", "value features"),
-        "KPI SQL (DuckDB, fetch)": parts.wrap(kpis, "_unit_rows", "KPI SQL (DuckDB, fetch)"),
-        "per KPI": parts.wrap(kpis, "_unit_rows", key_of=lambda a, k: "sql:" + getattr(a[1], "name", "?")),
-        "unit_arrays (SQL + arrays)": parts.wrap(analysis, "unit_arrays", "unit_arrays (SQL + arrays)"),
+        "unit_arrays": parts.wrap(analysis, "unit_arrays", "unit_arrays"),
+        "unit_arrays per KPI": parts.wrap(analysis, "unit_arrays", key_of=kpi_name),
         "arm counts": parts.wrap(analysis, "arm_counts", "arm counts"),
         "SRM epochs": parts.wrap(analysis, "expected_exposures", "SRM epochs"),
-        "experiment read": parts.wrap(analysis, "require", "experiment read"),
+        "KPI SQL (query_at)": parts.wrap(EventLog, "query_at", "KPI SQL"),
+        "KPI SQL (query_numpy_at)": parts.wrap(EventLog, "query_numpy_at", "KPI SQL"),
+        "deferred writes flush": parts.wrap(EventLog, "flush", "deferred writes flush"),
     }
-    return wrapped
+
+
+TOP_PARTS = ("experiment read", "log open + catch-up", "value features", "unit_arrays", "arm counts", "SRM epochs")
 
 
 def split(parts: Parts, total: float) -> dict[str, float]:
-    """Parts of one analysis, in ms, with the arrays part and the rest (statistics) derived."""
+    """Parts of one analysis, in ms: the analysis's calls, the KPI SQL within unit_arrays, the rest (statistics).
+
+    Nested: the knowledge read is inside the experiment read (cold process only); the deferred writes'
+    flush runs inside the first read of the log after them; the KPI SQL is inside unit_arrays.
+    """
     s = dict(parts.seconds)
-    out = {k: ms(v) for k, v in sorted(s.items()) if k != "unit_arrays (SQL + arrays)" and not k.startswith("sql:")}
-    out["per_kpi_sql"] = {k.removeprefix("sql:"): ms(v) for k, v in sorted(s.items()) if k.startswith("sql:")}
-    if "unit_arrays (SQL + arrays)" in s:
-        out["rows to arrays"] = ms(s["unit_arrays (SQL + arrays)"] - s.get("KPI SQL (DuckDB, fetch)", 0.0))
-    # experiment read contains the knowledge read on a cold process; the rest excludes nested parts once.
-    top = [
-        "experiment read",
-        "log open + catch-up",
-        "value features",
-        "unit_arrays (SQL + arrays)",
-        "arm counts",
-        "SRM epochs",
-    ]
-    out["statistics and the rest"] = ms(total - sum(s.get(k, 0.0) for k in top))
+    out: dict = {k: ms(v) for k, v in sorted(s.items()) if not k.startswith("kpi:") and k != "unit_arrays"}
+    out["per_kpi"] = {k.removeprefix("kpi:"): ms(v) for k, v in sorted(s.items()) if k.startswith("kpi:")}
+    if "unit_arrays" in s:
+        out["KPIs (unit_arrays)"] = ms(s["unit_arrays"])
+        out["rows to arrays"] = ms(s["unit_arrays"] - s.get("KPI SQL", 0.0))
+    out["statistics and the rest"] = ms(total - sum(s.get(k, 0.0) for k in TOP_PARTS))
     return out
 
 
@@ -254,7 +273,13 @@ def child_analyse(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     runtime = Runtime(settings=Settings(store=str(args.store)))
     open_s = time.perf_counter() - t0
-    out: dict = {"import_s": round(import_s, 3), "open_s": open_s, "wrapped": wrapped}
+    out: dict = {
+        "import_s": round(import_s, 3),
+        "open_s": open_s,
+        "wrapped": wrapped,
+        "code_digest": code_digest(),
+        "loadavg_at_start": os.getloadavg(),
+    }
     out["cold"] = timed_analyse(runtime, parts)
 
     rng = random.Random(args.seed)
@@ -322,6 +347,7 @@ def child_rebuild(args: argparse.Namespace) -> dict:
     after = timed_analyse(runtime, parts)
     runtime.close()
     return {
+        "code_digest": code_digest(),
         "removed": removed,
         "open_s": open_s,
         "knowledge_s": knowledge_s,
@@ -439,6 +465,8 @@ def setup_store(store: Path, n_users: int, args: argparse.Namespace) -> dict:
         result = pop.populate(store, n_users, SEED, 5000, True)
         meta = {
             "users": n_users,
+            "setup_code_digest": code_digest(),
+            "setup_started": datetime.now(UTC).isoformat(timespec="seconds"),
             "populated": True,
             "populate": {"timings_s": result["timings"], "events": result["stats"]["events"]},
             "store_bytes": lib.dir_bytes(store),
@@ -582,7 +610,7 @@ def measure_store(store: Path, args: argparse.Namespace, *, synthetic: bool = Fa
             "--seed",
             str(1000 + r),
             "--warm",
-            "3",
+            str(args.warm),
         ]
         argv += (
             ["--synthetic", "--refuse-rebuild"]
@@ -621,6 +649,8 @@ def aggregate(runs: list[dict]) -> dict:
         "after_events_parts_ms_median": median_parts([r["after_events"]["parts_ms"] for r in runs]),
         "warm_parts_ms_median": median_parts([w["parts_ms"] for r in runs for w in r["warm"]]),
         "rebuilds_in_children": sum(r["rebuilds"] for r in runs),
+        "code_digests": sorted({r.get("code_digest", "?") for r in runs}),
+        "loadavg_at_child_start": [r.get("loadavg_at_start") for r in runs],
         "log_counts": runs[-1]["log_counts"],
         "last_summary": runs[-1]["warm"][-1]["summary"],
         "goal_after_events_max_s": GOAL_S,
@@ -630,11 +660,11 @@ def aggregate(runs: list[dict]) -> dict:
 
 
 def median_parts(all_parts: list[dict]) -> dict:
-    keys = sorted({k for p in all_parts for k in p if k != "per_kpi_sql"})
+    keys = sorted({k for p in all_parts for k in p if k != "per_kpi"})
     out: dict = {k: round(float(np.median([p.get(k, 0.0) for p in all_parts])), 2) for k in keys}
-    kpis = sorted({k for p in all_parts for k in p.get("per_kpi_sql", {})})
-    out["per_kpi_sql"] = {
-        k: round(float(np.median([p.get("per_kpi_sql", {}).get(k, 0.0) for p in all_parts])), 2) for k in kpis
+    kpis = sorted({k for p in all_parts for k in p.get("per_kpi", {})})
+    out["per_kpi"] = {
+        k: round(float(np.median([p.get("per_kpi", {}).get(k, 0.0) for p in all_parts])), 2) for k in kpis
     }
     return out
 
@@ -848,10 +878,24 @@ def rebuild_verdict(reb: dict, setup: dict) -> str:
     return f"{len(reb['differences'])} differences (see JSON)"
 
 
+PART_ORDER = (
+    "knowledge read",
+    "experiment read",
+    "log open + catch-up",
+    "deferred writes flush",
+    "arm counts",
+    "KPIs (unit_arrays)",
+    "KPI SQL",
+    "rows to arrays",
+    "SRM epochs",
+    "statistics and the rest",
+)
+
+
 def parts_text(p: dict) -> str:
-    main = ", ".join(f"{k} {v:,.0f}" for k, v in p.items() if k != "per_kpi_sql" and v >= 0.5)
-    sql = ", ".join(f"{k} {v:,.0f}" for k, v in p.get("per_kpi_sql", {}).items())
-    return f"{main}; SQL per KPI: {sql}" if sql else main
+    main = ", ".join(f"{k} {p[k]:,.0f}" for k in PART_ORDER if k in p and p[k] >= 0.5)
+    per = ", ".join(f"{k} {v:,.0f}" for k, v in p.get("per_kpi", {}).items())
+    return f"{main}; per KPI: {per}" if per else main
 
 
 def markdown(payload: dict) -> str:
@@ -989,7 +1033,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--log-sizes", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--scale-repeats", type=int, default=5)
+    parser.add_argument("--scale-repeats", type=int, default=3)
     parser.add_argument("--events", type=int, default=1000, help="new events before analysis (b)")
     parser.add_argument("--parts", nargs="*", default=["setup", "measure", "rebuild", "scale"])
     parser.add_argument("--reuse", action="store_true", help="keep stores already set up (resume an interrupted one)")
@@ -1007,7 +1051,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warm", type=int, default=3)
+    parser.add_argument("--warm", type=int, default=2, help="warm analyses per fresh process")
     parser.add_argument("--synthetic", action="store_true")
     parser.add_argument("--refuse-rebuild", action="store_true")
     args = parser.parse_args(argv)
@@ -1025,6 +1069,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     payload: dict = {
+        "code_digest_at_start": code_digest(),
         "args": {k: str(v) for k, v in vars(args).items() if k not in ("child", "store", "pool", "seed", "results")},
         "environment_at_start": lib.environment(),
         "stores": {},
@@ -1080,6 +1125,7 @@ def main(argv: list[str] | None = None) -> None:
         payload["scale"] = scale(args, work)
         payload["timings_s"]["scale"] = round(time.perf_counter() - t0, 1)
     payload["timings_s"]["total"] = round(time.perf_counter() - t_all, 1)
+    payload["code_digest_at_end"] = code_digest()
     text = markdown(payload)
     print(text)
     path = lib.write_result(args.results, args.out, payload, markdown=text)
