@@ -25,7 +25,9 @@ ratio with / without of p50 and p99 (nearest rank, ``bench.lib.percentile``) is 
 (issue): ratio <= 1.1. Stage timers (``perf_counter`` wrappers, the same on both sides) sum
 ``assign``, the audit append and ``feed.exposed`` per call. When a phase misses the goal, a
 cProfile of ``--profile-calls`` calls on each side (fresh users kept apart for the first-exposure
-path) is diffed per function: where the extra time goes, as file:function and ms per call.
+path), interleaved in blocks of 25 like the timed phases, is diffed per function: where the extra
+time goes, as file:function and ms per call. The stopped phase doubles as an A/A check: both
+sides run the same code path, so its ratios show how far noise alone moves them.
 
     .venv/bin/python -m bench.experiments.assignment_cost
     .venv/bin/python -m bench.experiments.assignment_cost --sizes 10000 100000
@@ -240,21 +242,25 @@ def phase_result(calls: list[dict], rng: np.random.Generator) -> dict:
     return out
 
 
-def profile_diff(runtimes: dict, users: dict[str, list[str]], top: int = 25) -> dict:
-    """cProfile the same calls on both sides; per function, cumulative ms per call with and without, and the difference."""
+def profile_diff(
+    runtimes: dict, users: dict[str, list[str]], rng: random.Random, top: int = 25, block: int = 25
+) -> dict:
+    """cProfile the same calls on both sides, interleaved in blocks (random side first, as the timed phases), so
+    that the machine's load drifts over both alike; per function, cumulative ms per call with and without."""
     from service.decisions import decide
 
-    stats = {}
-    n = {}
-    for side in SIDES:
-        rt = runtimes[side]
-        pr = cProfile.Profile()
-        pr.enable()
-        for u in users[side]:
-            decide.next_steps(rt, u)
-        pr.disable()
-        stats[side] = pstats.Stats(pr).stats  # type: ignore[attr-defined]
-        n[side] = len(users[side])
+    profiles = {side: cProfile.Profile() for side in SIDES}
+    n = {side: len(users[side]) for side in SIDES}
+    for start in range(0, max(n.values()), block):
+        order = list(SIDES)
+        rng.shuffle(order)
+        for side in order:
+            rt, pr = runtimes[side], profiles[side]
+            pr.enable()
+            for u in users[side][start : start + block]:
+                decide.next_steps(rt, u)
+            pr.disable()
+    stats = {side: pstats.Stats(profiles[side]).stats for side in SIDES}  # type: ignore[attr-defined]
 
     def key(func: tuple) -> str:
         file, line, name = func
@@ -356,7 +362,7 @@ def measure_size(n: int, args: argparse.Namespace) -> dict:
             chosen = {s: users for s in SIDES}
         else:
             chosen = {s: kept_for_profile for s in SIDES}  # fresh on both sides: each side's first decision
-        out["profiles"][name] = profile_diff(runtimes, chosen)
+        out["profiles"][name] = profile_diff(runtimes, chosen, rng)
 
     # Stopped: the experiment stops; the same comparison (a stopped experiment is 'without assignment').
     if args.stopped_blocks:
@@ -471,9 +477,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/wf-exp-assign"))
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000])
-    parser.add_argument("--fresh", type=int, default=3000, help="users in the first-exposure phase (the sticky pool)")
+    parser.add_argument("--fresh", type=int, default=5000, help="users in the first-exposure phase (the sticky pool)")
     parser.add_argument("--block", type=int, default=50, help="calls per side in a block")
-    parser.add_argument("--blocks", type=int, default=80, help="blocks in the sticky phase")
+    parser.add_argument("--blocks", type=int, default=200, help="blocks in the sticky phase")
     parser.add_argument("--stopped-blocks", type=int, default=20)
     parser.add_argument("--profile-calls", type=int, default=300)
     parser.add_argument("--always-profile", action="store_true", help="profile even when the goal is met")
