@@ -31,8 +31,8 @@ Three parts, in one run (``--parts`` picks some):
    Each analysis is split by wrapping (``perf_counter``) the functions ``analyse`` calls: the
    knowledge read (``Runtime._read_knowledge``), the log's open and catch-up (``feed.log``), the
    exposure counts (``arm_counts``: the first read, so the flush of deferred log writes lands
-   in it), the KPIs (``unit_arrays``, per KPI), within them the SQL in DuckDB with its fetch
-   (``EventLog.query_at`` / ``query_numpy_at``) and the rest (rows turned into arrays), the
+   in it), the KPIs (``kpis.cells``: every KPI in one statement), within them the SQL in DuckDB
+   with its fetch (``EventLog.query_numpy_at``) and the rest (cells coded as arrays), the
    SRM epochs; the rest is the statistics. Each child also counts calls to ``feed.rebuild``
    (none is expected), CPU time (all threads: DuckDB runs a query on both cores), the load
    average at its start, and a digest of ``service/`` and ``queries/`` (the code was being
@@ -203,16 +203,12 @@ def instrument_analysis(parts: Parts) -> dict[str, bool]:
     from service.experiments import analysis
     from service.runtime import Runtime
 
-    def kpi_name(a, _k):
-        return "kpi:" + getattr(a[1], "name", "?")
-
     return {
         "knowledge read": parts.wrap(Runtime, "_read_knowledge", "knowledge read"),
         "experiment read": parts.wrap(analysis, "require", "experiment read"),
         "log open + catch-up": parts.wrap(feed, "log", "log open + catch-up"),
         "value features": parts.wrap(feed, "refresh_value_features", "value features"),
-        "unit_arrays": parts.wrap(analysis, "unit_arrays", "unit_arrays"),
-        "unit_arrays per KPI": parts.wrap(analysis, "unit_arrays", key_of=kpi_name),
+        "cells": parts.wrap(analysis, "cells", "cells"),
         "arm counts": parts.wrap(analysis, "arm_counts", "arm counts"),
         "SRM epochs": parts.wrap(analysis, "expected_exposures", "SRM epochs"),
         "KPI SQL (query_at)": parts.wrap(EventLog, "query_at", "KPI SQL"),
@@ -221,21 +217,20 @@ def instrument_analysis(parts: Parts) -> dict[str, bool]:
     }
 
 
-TOP_PARTS = ("experiment read", "log open + catch-up", "value features", "unit_arrays", "arm counts", "SRM epochs")
+TOP_PARTS = ("experiment read", "log open + catch-up", "value features", "cells", "arm counts", "SRM epochs")
 
 
 def split(parts: Parts, total: float) -> dict[str, float]:
-    """Parts of one analysis, in ms: the analysis's calls, the KPI SQL within unit_arrays, the rest (statistics).
+    """Parts of one analysis, in ms: the analysis's calls, the KPI SQL within cells, the rest (statistics).
 
     Nested: the knowledge read is inside the experiment read (cold process only); the deferred writes'
-    flush runs inside the first read of the log after them; the KPI SQL is inside unit_arrays.
+    flush runs inside the first read of the log after them; the KPI SQL is inside cells.
     """
     s = dict(parts.seconds)
-    out: dict = {k: ms(v) for k, v in sorted(s.items()) if not k.startswith("kpi:") and k != "unit_arrays"}
-    out["per_kpi"] = {k.removeprefix("kpi:"): ms(v) for k, v in sorted(s.items()) if k.startswith("kpi:")}
-    if "unit_arrays" in s:
-        out["KPIs (unit_arrays)"] = ms(s["unit_arrays"])
-        out["rows to arrays"] = ms(s["unit_arrays"] - s.get("KPI SQL", 0.0))
+    out: dict = {k: ms(v) for k, v in sorted(s.items()) if k != "cells"}
+    if "cells" in s:
+        out["KPIs (cells)"] = ms(s["cells"])
+        out["cells to arrays"] = ms(s["cells"] - s.get("KPI SQL", 0.0))
     out["statistics and the rest"] = ms(total - sum(s.get(k, 0.0) for k in TOP_PARTS))
     return out
 
@@ -884,18 +879,16 @@ PART_ORDER = (
     "log open + catch-up",
     "deferred writes flush",
     "arm counts",
-    "KPIs (unit_arrays)",
+    "KPIs (cells)",
     "KPI SQL",
-    "rows to arrays",
+    "cells to arrays",
     "SRM epochs",
     "statistics and the rest",
 )
 
 
 def parts_text(p: dict) -> str:
-    main = ", ".join(f"{k} {p[k]:,.0f}" for k in PART_ORDER if k in p and p[k] >= 0.5)
-    per = ", ".join(f"{k} {v:,.0f}" for k, v in p.get("per_kpi", {}).items())
-    return f"{main}; per KPI: {per}" if per else main
+    return ", ".join(f"{k} {p[k]:,.0f}" for k in PART_ORDER if k in p and p[k] >= 0.5)
 
 
 def markdown(payload: dict) -> str:

@@ -81,26 +81,39 @@ class Unit:
 
 
 @dataclass(frozen=True)
-class UnitArrays:
-    """A KPI's units as arrays for fast analysis, in subject order.
+class KpiCells:
+    """A KPI's counted units (value not NULL) summed per cell: one cell per arm and combination of covariate levels.
 
-    ``arm`` indexes ``arms``; ``value`` is NaN where the unit does not count; ``covariates``
-    is a one-hot matrix with one column per level of each covariate except its first level
-    in sorted order (missing, if any, sorts first), named in ``covariate_names`` as
-    ``role=admin``, ``plan=NULL``.
+    ``arm`` indexes ``arms``; ``n``, ``total`` and ``total_sq`` are each cell's unit count, sum
+    and sum of squares of the value; ``covariates`` is the cells' one-hot rows, one column per
+    level of each covariate except its first level in sorted order (missing, if any, sorts
+    first), named in ``covariate_names`` as ``role=admin``, ``plan=NULL``. Every unit of a cell
+    has the same covariate row, so the per-arm sums a regression on the covariates needs
+    (``sum x``, ``sum x x^T``, ``sum x y``) follow from the cells exactly.
     """
 
+    kpi: str
     arms: tuple[str, ...]
-    subjects: tuple[str, ...]
     arm: npt.NDArray[np.int64]
-    value: npt.NDArray[np.float64]
+    n: npt.NDArray[np.int64]
+    total: npt.NDArray[np.float64]
+    total_sq: npt.NDArray[np.float64]
     covariate_names: tuple[str, ...]
     covariates: npt.NDArray[np.float64]
 
-    @property
-    def counted(self) -> npt.NDArray[np.bool_]:
-        """True for the units that count (value not NaN)."""
-        return ~np.isnan(self.value)
+    def of_arm(self, index: int) -> KpiCells:
+        """The cells of one arm (by its index in ``arms``), with the same covariate columns."""
+        keep = self.arm == index
+        return KpiCells(
+            self.kpi,
+            self.arms,
+            self.arm[keep],
+            self.n[keep],
+            self.total[keep],
+            self.total_sq[keep],
+            self.covariate_names,
+            self.covariates[keep],
+        )
 
 
 def parse_kpi(text: str, source: str, name: str) -> Kpi:
@@ -237,49 +250,69 @@ def arm_counts(log: EventLog, experiment: str, *, now: datetime | None = None) -
     return {str(arm): int(n) for arm, n in rows}
 
 
-def unit_arrays(
+_MISSING = "\x00"  # a missing covariate's level: it sorts before every level, as None sorts first
+
+
+def cells(
     log: EventLog,
-    kpi: Kpi,
+    kpis: Sequence[Kpi],
     experiment: str,
     *,
     now: datetime,
-    closed_only: bool = False,
     arms: Sequence[str] | None = None,
-) -> UnitArrays:
-    """Return the KPI's units as arrays (see :class:`UnitArrays`); ``arms`` fixes the arm order (sorted otherwise).
+) -> dict[str, KpiCells]:
+    """Return each KPI's counted units summed per arm and covariate cell (see :class:`KpiCells`), by KPI name.
 
-    The rows come back from DuckDB as numpy columns and are coded with numpy: at 100,000 units a
-    row-by-row path took about 0.6 s per KPI, mostly building Python tuples.
+    One statement runs every KPI (their SELECTs side by side under UNION ALL, each grouped by arm
+    and the covariates, a KPI whose header says ``windows: closed`` keeping only closed windows),
+    so DuckDB plans them together and only a few hundred rows come back, however many units
+    there are: at 100,000 units and 2M events the five shipped KPIs took 0.26 s so, against
+    0.58 s one by one and 1.2 s more to fetch and code 100,000 rows per KPI.
+    ``arms`` fixes the arm order (sorted otherwise); a unit in an arm not listed is refused.
     """
     _experiment(experiment)
-    missing = "\x00"  # a missing covariate sorts before every level, as None sorts first
-    statement = (
-        "SELECT k.arm, k.subject, CAST(k.value AS DOUBLE) AS value, "
-        + ", ".join(f"COALESCE(s.{c}, '{missing}') AS {c}" for c in COVARIATES)
-        + f"\nFROM (\n{kpi.sql}\n) k\nLEFT JOIN subjects s ON s.subject = k.subject\n"
-        "WHERE k.experiment = ?" + (" AND k.window_closed" if closed_only else "") + "\nORDER BY k.subject"
-    )
-    columns = log.query_numpy_at(now, statement, [experiment])
-    count = len(columns["subject"])
-    found, arm_codes = np.unique(columns["arm"].astype(str), return_inverse=True) if count else (np.array([]), None)
-    arm_names = tuple(arms) if arms is not None else tuple(str(a) for a in found)
-    unknown = set(found.tolist()) - set(arm_names)
+    listed = list(kpis)
+    if not listed:
+        return {}
+    covariates = ", ".join(f"COALESCE(s.{c}, '{_MISSING}') AS {c}" for c in COVARIATES)
+    parts = [
+        f"SELECT {i} AS kpi, k.arm, {covariates}, count(*) AS n, sum(CAST(k.value AS DOUBLE)) AS total,"
+        " sum(CAST(k.value AS DOUBLE) * CAST(k.value AS DOUBLE)) AS total_sq\n"
+        f"FROM (\n{kpi.sql}\n) k\nLEFT JOIN subjects s ON s.subject = k.subject\n"
+        "WHERE k.experiment = ? AND k.value IS NOT NULL"
+        + (" AND k.window_closed" if kpi.closed_windows_only else "")
+        + "\nGROUP BY k.arm, "
+        + ", ".join(f"s.{c}" for c in COVARIATES)
+        for i, kpi in enumerate(listed)
+    ]
+    statement = "\nUNION ALL\n".join(f"SELECT * FROM (\n{part}\n)" for part in parts)
+    columns = log.query_numpy_at(now, statement, [experiment] * len(listed))
+    which = np.asarray(columns["kpi"], dtype=np.int64)
+    found = sorted({str(a) for a in columns["arm"].tolist()})
+    arm_names = tuple(arms) if arms is not None else tuple(found)
+    unknown = set(found) - set(arm_names)
     if unknown:
         raise InvalidInput("arms", f"units were exposed to arms not listed: {', '.join(sorted(unknown))}")
-    remap = np.array([arm_names.index(str(a)) for a in found], dtype=np.int64)
-    names: list[str] = []
-    blocks: list[npt.NDArray[np.float64]] = []
-    for covariate in COVARIATES:
-        levels, codes = np.unique(columns[covariate].astype(str), return_inverse=True)
-        # One level per covariate is left out (the first), so the columns are not collinear with an intercept.
-        blocks.append((codes[:, None] == np.arange(1, len(levels))[None, :]).astype(np.float64))
-        names.extend(f"{covariate}={'NULL' if level == missing else level}" for level in levels[1:])
-    value = np.ma.filled(np.ma.asarray(columns["value"], dtype=np.float64), np.nan)
-    return UnitArrays(
-        arms=arm_names,
-        subjects=tuple(columns["subject"].tolist()),
-        arm=remap[arm_codes] if count else np.zeros(0, dtype=np.int64),
-        value=value.reshape(count),
-        covariate_names=tuple(names),
-        covariates=np.hstack(blocks) if blocks else np.zeros((count, 0)),
-    )
+    arm_index = np.array([arm_names.index(str(a)) for a in columns["arm"].tolist()], dtype=np.int64)
+    out: dict[str, KpiCells] = {}
+    for i, kpi in enumerate(listed):
+        rows = which == i
+        names: list[str] = []
+        blocks: list[npt.NDArray[np.float64]] = []
+        for covariate in COVARIATES:
+            levels, codes = np.unique(columns[covariate][rows].astype(str), return_inverse=True)
+            # One level per covariate is left out (the first), so the columns are not collinear with an intercept.
+            blocks.append((codes.reshape(-1)[:, None] == np.arange(1, len(levels))[None, :]).astype(np.float64))
+            names.extend(f"{covariate}={'NULL' if level == _MISSING else level}" for level in levels[1:])
+        count = int(rows.sum())
+        out[kpi.name] = KpiCells(
+            kpi=kpi.name,
+            arms=arm_names,
+            arm=arm_index[rows],
+            n=np.asarray(columns["n"], dtype=np.int64)[rows],
+            total=np.asarray(columns["total"], dtype=np.float64)[rows],
+            total_sq=np.asarray(columns["total_sq"], dtype=np.float64)[rows],
+            covariate_names=tuple(names),
+            covariates=np.hstack(blocks) if names else np.zeros((count, 0)),
+        )
+    return out

@@ -89,9 +89,11 @@ _BATCH = "_analytics_batch"
 _INSERT_SUBJECTS = (
     f"INSERT OR REPLACE INTO subjects SELECT subject, registered_s, role, industry, plan, signup_channel FROM {_BATCH}"
 )
-_INSERT_EVENTS = (
-    f"INSERT OR IGNORE INTO events SELECT event, subject, type, step, feature, occurred_s, recorded_s FROM {_BATCH}"
-)
+# Events are appended with a plain INSERT, and again with OR IGNORE only when one of them is already there
+# (an append replayed after a crash): measured for 1,000 events into 2M, OR IGNORE took 0.1 to 0.2 s and the
+# plain INSERT 0.01 s.
+_APPEND_EVENTS = f"INSERT INTO events SELECT event, subject, type, step, feature, occurred_s, recorded_s FROM {_BATCH}"
+_INSERT_EVENTS = _APPEND_EVENTS.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _INSERT_EXPOSURES = (
     f"INSERT INTO exposures SELECT experiment, arm, subject, bucket, exposed_s FROM {_BATCH}"
     " ON CONFLICT (experiment, subject) DO UPDATE SET"
@@ -391,7 +393,10 @@ class EventLog:
             "occurred_s": np.array(occurred, dtype=np.float64),
             "recorded_s": np.array(recorded, dtype=np.float64),
         }
-        return int(self._write(lambda conn: self._insert(conn, _INSERT_EVENTS, columns)))
+        try:
+            return int(self._write(lambda conn: self._insert(conn, _APPEND_EVENTS, columns)))
+        except duckdb.ConstraintException:  # some were there already: the transaction wrote nothing; keep the rest
+            return int(self._write(lambda conn: self._insert(conn, _INSERT_EVENTS, columns)))
 
     def add_exposures(self, rows: Iterable[ExposureRow]) -> int:
         """Record first exposures; return the rows inserted or moved earlier.
@@ -426,8 +431,11 @@ class EventLog:
         conn.register(_BATCH, columns)
         try:
             row = conn.execute(statement).fetchone()
-        finally:
+        except BaseException:
+            conn.rollback()  # an aborted transaction refuses everything, unregistering too, until rolled back
             conn.unregister(_BATCH)
+            raise
+        conn.unregister(_BATCH)
         return int(row[0]) if row else 0
 
     def set_value_features(self, features: Iterable[str]) -> None:

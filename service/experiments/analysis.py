@@ -1,9 +1,10 @@
 """Analysis of an experiment: per-arm KPIs from the analytics log, lifts against control, SRM, guardrails.
 
-Each KPI of ``queries/kpi/`` is read per exposed unit from the analytics log
-(:mod:`service.analytics.kpis`) and summarised per arm as sufficient statistics
-(:class:`~service.experiments.statistics.Moments`, with the signup covariates for
-regression adjustment). Then, per arm against the control (arm 0):
+Each KPI of ``queries/kpi/`` runs on the analytics log (:mod:`service.analytics.kpis`),
+all of them in one statement that sums the exposed units per arm and signup-covariate cell,
+and the cells make each arm's sufficient statistics
+(:class:`~service.experiments.statistics.Moments`, with the covariate sums for regression
+adjustment) exactly, without a row per unit leaving DuckDB. Then, per arm against the control (arm 0):
 
 - the arm's own level with its interval (a share's normal interval);
 - the relative lift with an asymptotic confidence sequence (valid however often one
@@ -37,11 +38,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import numpy as np
 import pyoxigraph as ox
 
 from service.analytics import feed
-from service.analytics.kpis import arm_counts, read_kpis, unit_arrays
+from service.analytics.kpis import arm_counts, cells, read_kpis
 from service.analytics.log import EventLog
 from service.clock import now, parse_datetime
 from service.experiments import statistics as st
@@ -158,15 +158,11 @@ def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None)
     moments: dict[str, dict[str, st.Moments]] = {}
     counts = arm_counts(elog, experiment.id, now=at)
     exposed = [counts.get(arm, 0) for arm in names]
-    for name, kpi in sorted(kpis.items()):
-        units = unit_arrays(elog, kpi, experiment.id, now=at, arms=names, closed_only=kpi.closed_windows_only)
-        counted = ~np.isnan(units.value)
-        moments[name] = {
-            arm: st.Moments.from_units(
-                units.value[counted & (units.arm == i)], units.covariates[counted & (units.arm == i)]
-            )
-            for i, arm in enumerate(names)
-        }
+    for name, summed in sorted(cells(elog, list(kpis.values()), experiment.id, now=at, arms=names).items()):
+        moments[name] = {}
+        for i, arm in enumerate(names):
+            own = summed.of_arm(i)
+            moments[name][arm] = st.Moments.from_cells(own.n, own.total, own.total_sq, own.covariates)
     results: dict[str, list[KpiResult]] = {arm: [] for arm in names}
     tests: list[tuple[str, int]] = []  # (arm, index in its list) of each goal comparison, for the correction
     p_values: list[float] = []

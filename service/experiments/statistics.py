@@ -178,6 +178,43 @@ class Moments:
         )
 
     @classmethod
+    def from_cells(
+        cls,
+        n: npt.ArrayLike,
+        total: npt.ArrayLike,
+        total_sq: npt.ArrayLike,
+        x: npt.ArrayLike | None = None,
+    ) -> Moments:
+        """Sum an arm's cells: ``n`` units per cell with the sums ``total`` and ``total_sq`` of their KPI values,
+        all sharing the cell's covariate row (a row of ``x``), so ``sum x x^T`` is ``sum n x x^T`` and
+        ``sum x y`` is ``sum total x`` exactly, as if summed unit by unit."""
+        ns = np.asarray(n, dtype=np.float64).reshape(-1)
+        ts = np.asarray(total, dtype=np.float64).reshape(-1)
+        qs = np.asarray(total_sq, dtype=np.float64).reshape(-1)
+        if not len(ns) == len(ts) == len(qs):
+            raise InvalidInput("cells", f"n, total and total_sq differ in length ({len(ns)}, {len(ts)}, {len(qs)})")
+        if np.any(ns < 0) or np.any(ns != np.round(ns)):
+            raise InvalidInput("n", "a cell holds a whole number of units, at least 0")
+        units = int(ns.sum())
+        if x is None:
+            return cls(n=units, total=float(ts.sum()), total_sq=float(qs.sum()))
+        xs = np.asarray(x, dtype=np.float64)
+        if xs.size == 0:
+            xs = xs.reshape(len(ns), xs.shape[1] if xs.ndim == 2 else 0)
+        if xs.ndim != 2 or xs.shape[0] != len(ns):
+            raise InvalidInput("x", f"needs one row of covariates per cell: {xs.shape[0]} rows for {len(ns)} cells")
+        if not np.all(np.isfinite(xs)):
+            raise InvalidInput("x", "must be finite numbers")
+        return cls(
+            n=units,
+            total=float(ts.sum()),
+            total_sq=float(qs.sum()),
+            x_total=tuple((xs.T @ ns).tolist()),
+            xx_total=tuple(tuple(row) for row in ((xs * ns[:, None]).T @ xs).tolist()),
+            xy_total=tuple((xs.T @ ts).tolist()),
+        )
+
+    @classmethod
     def binary(cls, n: int, successes: int) -> Moments:
         """Moments of a 0/1 KPI (activated or not): ``successes`` of ``n`` units, so sum = sum of squares."""
         if isinstance(successes, bool) or not isinstance(successes, int | np.integer):
@@ -828,6 +865,16 @@ def adjust_p_values(p: Sequence[float], method: Literal["holm", "bh"]) -> list[f
         raise InvalidInput("p", "p-values lie between 0 and 1")
     if not values:
         return []
+    if method == "holm":
+        # Holm's step-down (Holm 1979): the i-th smallest of m p-values times (m - i + 1), made monotone and
+        # capped at 1. Written out because statsmodels' Holm branch runs a full gc.collect() on every call,
+        # 0.1 s in a service process with a large heap; tests check it against statsmodels' multipletests.
+        order = np.argsort(values, kind="stable")
+        m = len(values)
+        stepped = np.maximum.accumulate(np.asarray(values)[order] * np.arange(m, 0, -1))
+        adjusted = np.empty(m)
+        adjusted[order] = np.minimum(stepped, 1.0)
+        return [float(v) for v in adjusted]
     return [float(v) for v in multipletests(values, alpha=DEFAULT_ALPHA, method=names[method])[1]]
 
 

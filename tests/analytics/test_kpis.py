@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
-from service.analytics.kpis import KPI_DIR, Kpi, arm_counts, parse_kpi, read_kpi, read_kpis, unit_arrays, units
+from service.analytics.kpis import KPI_DIR, Kpi, arm_counts, parse_kpi, read_kpi, read_kpis, units
+from service.analytics.kpis import cells as kpi_cells
 from service.analytics.log import EventLog, EventRow, ExposureRow, SubjectRow, open_log
 from service.errors import InvalidInput, SyntaxProblem
 from tests.paths import ROOT
@@ -329,31 +330,46 @@ def test_an_experiment_id_is_a_parameter_never_sql(log, kpis):
     assert units(log, kpis["activation"], "x' OR '1' = '1", now=T0) == []
 
 
-def test_unit_arrays_match_the_units(log, kpis):
+def test_cells_sum_the_counted_units_per_arm_and_covariates(log, kpis):
     log.set_value_features(["share-report"])
     log.add_subjects(
         [
             SubjectRow("p1", T0, "admin", "saas", "free", "WEB"),
             SubjectRow("p2", T0, "analyst", "saas", "team", "WEB"),
             SubjectRow("p3", T0, "admin", None, "free", "WEB"),
+            SubjectRow("p4", T0, "analyst", "saas", "team", "WEB"),
         ]
     )
-    log.add_exposures([ExposureRow(EXP, arm, s, 1, T0) for s, arm in [("p1", "t"), ("p2", "c"), ("p3", "t")]])
-    log.add_events([ev("p2", "FEATURE_USED", T0 + 7200 * SECOND, feature="share-report")])
-    arrays = unit_arrays(log, kpis["time_to_first_value"], EXP, now=T0 + DAY, arms=["c", "t"])
-    assert arrays.arms == ("c", "t")
-    assert arrays.subjects == ("p1", "p2", "p3")
-    assert arrays.arm.tolist() == [1, 0, 1]
-    np.testing.assert_array_equal(arrays.value, [np.nan, 2.0, np.nan])
-    assert arrays.counted.tolist() == [False, True, False]
-    # One level dropped per covariate: role (admin) analyst; industry (NULL) saas; plan (free) team; channel none.
-    assert arrays.covariate_names == ("role=analyst", "industry=saas", "plan=team")
-    np.testing.assert_array_equal(arrays.covariates, [[0, 1, 0], [1, 1, 1], [0, 0, 0]])
-    assert unit_arrays(log, kpis["activation"], EXP, now=T0 + DAY).arms == ("c", "t")
-    with pytest.raises(InvalidInput):
-        unit_arrays(log, kpis["activation"], EXP, now=T0 + DAY, arms=["c"])
-    empty = unit_arrays(log, kpis["activation"], "nothing", now=T0)
-    assert empty.arm.shape == (0,) and empty.value.shape == (0,) and empty.covariates.shape[0] == 0
+    exposed = [("p1", "t"), ("p2", "c"), ("p3", "t"), ("p4", "c")]
+    log.add_exposures([ExposureRow(EXP, arm, s, 1, T0) for s, arm in exposed])
+    log.add_events(
+        [
+            ev("p2", "FEATURE_USED", T0 + 7200 * SECOND, feature="share-report"),
+            ev("p4", "FEATURE_USED", T0 + 3600 * SECOND, feature="share-report"),
+            ev("p3", "FEATURE_USED", T0 + 3600 * SECOND, feature="share-report"),
+        ]
+    )
+    got = kpi_cells(log, [kpis["time_to_first_value"], kpis["activation"]], EXP, now=T0 + DAY, arms=["c", "t"])
+    assert set(got) == {"time_to_first_value", "activation"}
+    ttv = got["time_to_first_value"]
+    # p1 has not reached value (does not count); p2 and p4 share a cell (2 h and 1 h); p3 is alone.
+    assert ttv.arms == ("c", "t")
+    order = np.argsort(ttv.arm, kind="stable")
+    assert ttv.arm[order].tolist() == [0, 1]
+    assert ttv.n[order].tolist() == [2, 1]
+    assert ttv.total[order].tolist() == [3.0, 1.0] and ttv.total_sq[order].tolist() == [5.0, 1.0]
+    # One level dropped per covariate among the counted units: role (admin) analyst; industry (NULL) saas;
+    # plan (free) team; channel has one level only.
+    assert ttv.covariate_names == ("role=analyst", "industry=saas", "plan=team")
+    np.testing.assert_array_equal(ttv.covariates[order], [[1, 1, 1], [0, 0, 0]])
+    activation = got["activation"]  # every unit counts (0 without an activation): three cells
+    assert sorted(activation.n.tolist()) == [1, 1, 2] and activation.total.sum() == 0.0
+    assert kpi_cells(log, [kpis["activation"]], EXP, now=T0 + DAY)["activation"].arms == ("c", "t")
+    with pytest.raises(InvalidInput, match="arms"):
+        kpi_cells(log, [kpis["activation"]], EXP, now=T0 + DAY, arms=["c"])
+    empty = kpi_cells(log, [kpis["activation"]], "nothing", now=T0)["activation"]
+    assert empty.arm.shape == (0,) and empty.n.shape == (0,) and empty.covariates.shape[0] == 0
+    assert kpi_cells(log, [], EXP, now=T0) == {}
 
 
 # -- the oracle ---------------------------------------------------------------------------
@@ -524,6 +540,33 @@ def test_every_kpi_agrees_with_the_oracle_on_a_random_world(world_and_log, kpis,
         assert [u.subject for u in closed_units] == sorted(s for s, (_, _, c) in expected.items() if c)
         checked += len(expected)
     assert checked > 150  # the world is not trivially empty for this experiment
+
+
+@pytest.mark.parametrize("experiment", ["exp-a", "exp-b"])
+def test_the_cells_sum_to_what_the_units_sum_to(world_and_log, kpis, experiment):
+    """All KPIs in one statement, summed per cell, give each arm's count, sums and covariate sums exactly as the
+    units read one KPI at a time and summed in Python do."""
+    _, log = world_and_log
+    now = T0 + 5 * DAY
+    closed = {name: replace(kpi, closed_windows_only=name == "retention_7d") for name, kpi in kpis.items()}
+    got = kpi_cells(log, list(closed.values()), experiment, now=now)
+    for name, kpi in closed.items():
+        summed = got[name]
+        counted = [
+            u for u in units(log, kpi, experiment, now=now, closed_only=kpi.closed_windows_only) if u.value is not None
+        ]
+        assert counted, name
+        for index, arm in enumerate(summed.arms):
+            mine = [u for u in counted if u.arm == arm]
+            own = summed.of_arm(index)
+            assert int(own.n.sum()) == len(mine), (name, arm)
+            assert own.total.sum() == pytest.approx(sum(u.value for u in mine), abs=1e-6)
+            assert own.total_sq.sum() == pytest.approx(sum(u.value**2 for u in mine), rel=1e-12)
+            for column, label in enumerate(summed.covariate_names):
+                covariate, level = label.split("=", 1)
+                having = [u for u in mine if (getattr(u, covariate) or "NULL") == level]
+                assert own.n @ own.covariates[:, column] == len(having), (name, arm, label)
+                assert own.total @ own.covariates[:, column] == pytest.approx(sum(u.value for u in having), abs=1e-6)
 
 
 def test_the_random_world_reaches_every_case(world_and_log, kpis):

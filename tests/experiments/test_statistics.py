@@ -74,6 +74,28 @@ def test_moments_are_the_sums_of_the_units_and_give_the_sample_mean_and_variance
     assert np.allclose(np.array(m.xx_total), x.T @ x)
 
 
+def test_moments_from_cells_equal_the_moments_of_their_units():
+    rng = np.random.default_rng(4)
+    y = rng.normal(3.0, 2.0, 800)
+    cell = rng.integers(0, 6, 800)
+    rows = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0, 0], [1, 0]], dtype=float)  # cells 0 and 4 share a row
+    by_units = Moments.from_units(y, rows[cell])
+    n = np.bincount(cell, minlength=6)
+    total = np.bincount(cell, weights=y, minlength=6)
+    total_sq = np.bincount(cell, weights=y**2, minlength=6)
+    by_cells = Moments.from_cells(n, total, total_sq, rows)
+    assert by_cells.n == by_units.n == 800
+    assert close(by_cells.total, by_units.total) and close(by_cells.total_sq, by_units.total_sq)
+    assert np.allclose(by_cells.x_total, by_units.x_total) and np.allclose(by_cells.xy_total, by_units.xy_total)
+    assert np.allclose(np.array(by_cells.xx_total), np.array(by_units.xx_total))
+    assert Moments.from_cells([3, 2], [1.0, 2.0], [1.0, 4.0]) == Moments(5, 3.0, 5.0)
+    assert Moments.from_cells([], [], [], np.zeros((0, 2))).k == 2
+    with pytest.raises(InvalidInput, match="n"):
+        Moments.from_cells([1.5], [1.0], [1.0])
+    with pytest.raises(InvalidInput, match="x"):
+        Moments.from_cells([1, 2], [1.0, 2.0], [1.0, 2.0], [[1.0]])
+
+
 def test_moments_survive_a_json_round_trip():
     rng = np.random.default_rng(2)
     m = Moments.from_units(rng.normal(size=50).tolist(), rng.random((50, 3)).tolist())
@@ -383,9 +405,11 @@ def test_srm_is_scipys_chi_square_against_the_normalised_weights():
 
 @pytest.mark.parametrize("method", ["holm", "bh"])
 def test_corrections_are_statsmodels_multipletests(method):
-    p = np.random.default_rng(9).random(12) ** 3
-    expected = multipletests(p, method={"holm": "holm", "bh": "fdr_bh"}[method])[1]
-    assert adjust_p_values(p.tolist(), method) == pytest.approx(expected.tolist(), rel=TIGHT)
+    rng = np.random.default_rng(9)
+    cases = [rng.random(12) ** 3, rng.random(30), np.array([0.01, 0.04, 0.04, 0.2, 0.01, 0.9]), np.array([0.3])]
+    for p in cases:
+        expected = multipletests(p, method={"holm": "holm", "bh": "fdr_bh"}[method])[1]
+        assert adjust_p_values(p.tolist(), method) == pytest.approx(expected.tolist(), rel=TIGHT)
     assert adjust_p_values([], method) == []
 
 
