@@ -15,6 +15,7 @@ import pyoxigraph as ox
 import rdflib
 
 from service.analytics.log import EventLog, open_log
+from service.analytics.segments import SharedLog
 from service.audit.chain import AuditTrail
 from service.knowledge import files as knowledge
 from service.knowledge import migrations
@@ -85,8 +86,11 @@ class Runtime:
 
     @cached_property
     def log(self) -> EventLog:
-        """The analytics log beside an embedded store's folder (in memory otherwise); catch it up through
+        """The analytics log beside an embedded store's folder; on a shared store, the segments in
+        ``analytics_dir`` when it is set (in memory otherwise). Catch it up through
         ``service.analytics.feed.log`` before reading it."""
+        if self.store.url is not None and self.settings.analytics_dir is not None:
+            return SharedLog(self.settings.analytics_dir, self.chain)
         path = None
         if self.store.location is not None and self.store.url is None:
             path = self.store.location.with_name(self.store.location.name + ".analytics.duckdb")

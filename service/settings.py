@@ -108,6 +108,14 @@ class Settings(BaseSettings):
         "", description="Name of this process's audit chain; default: 'main', or unique per process on a shared store"
     )
     audit_checkpoint_every: int = Field(1000, gt=0, description="Decisions between two audit checkpoints")
+    analytics_dir: Path | None = Field(
+        None,
+        description=(
+            "On a shared store, the folder of analytics segments that every process of the store writes and reads "
+            "(one host, or a file system with working locks); unset, each process keeps its own analytics log in "
+            "memory and an experiment analysis first rebuilds it from the store"
+        ),
+    )
     guardrail_interval_s: float = Field(
         3_600.0,
         ge=0,

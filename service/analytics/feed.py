@@ -27,6 +27,7 @@ from weakref import WeakKeyDictionary
 import pyoxigraph as ox
 
 from service.analytics.log import EventLog, EventRow, ExposureRow, SubjectRow
+from service.analytics.segments import SharedLog
 from service.clock import parse_datetime
 from service.knowledge import vocab
 from service.knowledge.store import Row, bound, plain, value
@@ -50,14 +51,15 @@ def log(runtime: Runtime) -> EventLog:
 
 
 def for_analysis(runtime: Runtime) -> EventLog:
-    """The log to analyse: on a shared store, where other processes write too, rebuilt from the store first.
+    """The log to analyse, complete with every process's writes.
 
-    Each process of a shared store keeps its own log in memory, which sees only its own writes; an
-    analysis there reads the whole store (slower, but complete). One columnar log fed by every process
-    is not built yet.
+    On a shared store with ``analytics_dir``, every process's segments (:mod:`service.analytics.segments`)
+    are read in before each read of the log. Without it, each process of a shared store keeps its own log
+    in memory, which sees only its own writes, and an analysis rebuilds it from the whole store first
+    (complete, but a full read of the store each time).
     """
     elog = log(runtime)
-    if runtime.store.url is not None:
+    if runtime.store.url is not None and not isinstance(elog, SharedLog):
         with _locks_lock:
             lock = _locks.setdefault(runtime, threading.Lock())
         with lock:
@@ -69,6 +71,7 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
     """Replace the log's rows with what the store holds now; return the rows per table."""
     store, queries = runtime.store, runtime.queries
     codes = runtime.knowledge.codes
+    token = elog.begin_rebuild()
     pseudonyms: dict[str, str] = {}
     subjects: list[SubjectRow] = []
     channels = {iri: code for code, iri in codes.channels.items()}
@@ -108,10 +111,7 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
         )
         for row in store.select(queries["analytics/exposures"])
     ]
-    elog.clear()
-    elog.add_subjects(subjects)
-    elog.add_events(events)
-    elog.add_exposures(exposures)
+    elog.replace_all(token, subjects, events, exposures)
     refresh_value_features(runtime, elog)
     elog.flush()  # writes queued while the store was read: idempotent on what it held, needed for what came after
     elog.caught_up()

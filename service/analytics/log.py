@@ -188,8 +188,82 @@ def _strings(values: Iterable[str], field_name: str) -> list[str]:
     return listed
 
 
+def subject_columns(rows: Iterable[SubjectRow]) -> dict[str, np.ndarray] | None:
+    """Check subject rows and return them as columns (the last row for a pseudonym wins), or None for no rows."""
+    latest: dict[str, tuple[SubjectRow, float]] = {}
+    for i, row in enumerate(_checked(rows, SubjectRow, "subjects")):
+        subject = _required(row.subject, "subject", i)
+        for name in COVARIATES:
+            _optional(getattr(row, name), name, i)
+        latest[subject] = (row, epoch_s(row.registered_at, "registered_at", i))
+    if not latest:
+        return None
+    chosen = [row for row, _ in latest.values()]
+    return {
+        "subject": _objects(list(latest)),
+        "registered_s": np.array([at for _, at in latest.values()], dtype=np.float64),
+        **{name: _objects([getattr(r, name) for r in chosen]) for name in COVARIATES},
+    }
+
+
+def event_columns(rows: Iterable[EventRow]) -> dict[str, np.ndarray] | None:
+    """Check event rows and return them as columns (the first of a batch's duplicates kept), or None for no rows."""
+    kept: dict[str, EventRow] = {}
+    occurred: list[float] = []
+    recorded: list[float] = []
+    for i, row in enumerate(_checked(rows, EventRow, "events")):
+        event = _required(row.event, "event", i)
+        _required(row.subject, "subject", i)
+        _required(row.type, "type", i)
+        _optional(row.step, "step", i)
+        _optional(row.feature, "feature", i)
+        o = epoch_s(row.occurred_at, "occurred_at", i)
+        r = epoch_s(row.recorded_at, "recorded_at", i)
+        if event not in kept:  # the first of a batch's duplicates, as the table keeps the first written
+            kept[event] = row
+            occurred.append(o)
+            recorded.append(r)
+    if not kept:
+        return None
+    chosen = list(kept.values())
+    return {
+        "event": _objects(list(kept)),
+        "subject": _objects([r.subject for r in chosen]),
+        "type": _objects([r.type for r in chosen]),
+        "step": _objects([r.step for r in chosen]),
+        "feature": _objects([r.feature for r in chosen]),
+        "occurred_s": np.array(occurred, dtype=np.float64),
+        "recorded_s": np.array(recorded, dtype=np.float64),
+    }
+
+
+def exposure_columns(rows: Iterable[ExposureRow]) -> dict[str, np.ndarray] | None:
+    """Check exposure rows and return them as columns (the earliest per experiment and subject), or None."""
+    first: dict[tuple[str, str], tuple[ExposureRow, float]] = {}
+    for i, row in enumerate(_checked(rows, ExposureRow, "exposures")):
+        key = (_required(row.experiment, "experiment", i), _required(row.subject, "subject", i))
+        _required(row.arm, "arm", i)
+        if isinstance(row.bucket, bool) or not isinstance(row.bucket, int) or not 0 <= row.bucket < 2**31:
+            raise InvalidInput("bucket", f"row {i}: expected an integer from 0 to 2**31 - 1")
+        at = epoch_s(row.exposed_at, "exposed_at", i)
+        if key not in first or at < first[key][1]:
+            first[key] = (row, at)
+    if not first:
+        return None
+    chosen = [row for row, _ in first.values()]
+    return {
+        "experiment": _objects([r.experiment for r in chosen]),
+        "arm": _objects([r.arm for r in chosen]),
+        "subject": _objects([r.subject for r in chosen]),
+        "bucket": np.array([r.bucket for r in chosen], dtype=np.int64),
+        "exposed_s": np.array([at for _, at in first.values()], dtype=np.float64),
+    }
+
+
 class EventLog:
     """The analytics log over one DuckDB database: a file, or memory when ``path`` is None."""
+
+    DDL: tuple[str, ...] = _DDL
 
     def __init__(self, path: Path | None) -> None:
         path = None if path is None else Path(path)
@@ -207,7 +281,7 @@ class EventLog:
         except (duckdb.Error, OSError) as e:
             raise StoreUnavailable(f"cannot open the analytics log {path}: {e}") from e
         try:
-            self._write(lambda conn: [conn.execute(statement) for statement in _DDL])
+            self._write(lambda conn: [conn.execute(statement) for statement in self.DDL])
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except BaseException:
             self.close()
@@ -251,12 +325,7 @@ class EventLog:
         self.needs_catch_up = False
 
     def clear(self) -> None:
-        """Delete every subject, event and exposure (before a rebuild from the store).
-
-        Deferred writes stay queued: applied after the rebuild, they change nothing the store's rows do not
-        already say (adds are idempotent, removals repeatable), and those that came after the rebuild read
-        the store are kept.
-        """
+        """Delete every subject, event and exposure (before a rebuild from the store; see :meth:`replace_all`)."""
         self._write(lambda conn: [conn.execute(f"DELETE FROM {t}") for t in ("subjects", "events", "exposures")])
 
     # -- deferred writes -----------------------------------------------------------
@@ -264,8 +333,8 @@ class EventLog:
     # A DuckDB statement costs milliseconds however few rows it writes, which a request that
     # registers a user or records one event must not pay. The service therefore defers its
     # writes: they queue in memory, in order, and are applied in batches (consecutive adds of a
-    # kind as one insert) before any read of the log, when the queue reaches FLUSH_ROWS rows, and
-    # on close. A crash loses the queue, and the log, not closed cleanly, is rebuilt from the
+    # kind as one insert) before any read of the log, when the queue reaches FLUSH_ROWS rows, when an
+    # erasure is queued, and on close. A crash loses the queue, and the log, not closed cleanly, is rebuilt from the
     # store when next opened: the store holds everything the queue held.
 
     FLUSH_ROWS = 2_000
@@ -280,12 +349,15 @@ class EventLog:
         with self._deferred_lock:
             self._deferred.append((operation, payload))
             self._deferred_rows += size
-            due = self._deferred_rows >= self.FLUSH_ROWS
+            due = self._deferred_rows >= self.FLUSH_ROWS or operation in _AT_ONCE
         if due:
-            self.flush()
+            self._apply_queue()
 
     def flush(self) -> None:
         """Apply the deferred writes in order; on failure the log is marked behind (caught up when next opened)."""
+        self._apply_queue()
+
+    def _apply_queue(self) -> None:
         with self._flush_lock:
             with self._deferred_lock:
                 queued, self._deferred, self._deferred_rows = self._deferred, [], 0
@@ -347,52 +419,17 @@ class EventLog:
 
     def add_subjects(self, rows: Iterable[SubjectRow]) -> int:
         """Insert or replace subjects (the last row for a pseudonym wins); return the rows written."""
-        latest: dict[str, tuple[SubjectRow, float]] = {}
-        for i, row in enumerate(_checked(rows, SubjectRow, "subjects")):
-            subject = _required(row.subject, "subject", i)
-            for name in COVARIATES:
-                _optional(getattr(row, name), name, i)
-            latest[subject] = (row, epoch_s(row.registered_at, "registered_at", i))
-        if not latest:
+        columns = subject_columns(rows)
+        if columns is None:
             return 0
-        chosen = [row for row, _ in latest.values()]
-        columns = {
-            "subject": _objects(list(latest)),
-            "registered_s": np.array([at for _, at in latest.values()], dtype=np.float64),
-            **{name: _objects([getattr(r, name) for r in chosen]) for name in COVARIATES},
-        }
         self._write(lambda conn: self._insert(conn, _INSERT_SUBJECTS, columns))
-        return len(latest)
+        return len(columns["subject"])
 
     def add_events(self, rows: Iterable[EventRow]) -> int:
         """Append events, ignoring any already present (appends are replayed after a crash); return the rows added."""
-        kept: dict[str, EventRow] = {}
-        occurred: list[float] = []
-        recorded: list[float] = []
-        for i, row in enumerate(_checked(rows, EventRow, "events")):
-            event = _required(row.event, "event", i)
-            _required(row.subject, "subject", i)
-            _required(row.type, "type", i)
-            _optional(row.step, "step", i)
-            _optional(row.feature, "feature", i)
-            o = epoch_s(row.occurred_at, "occurred_at", i)
-            r = epoch_s(row.recorded_at, "recorded_at", i)
-            if event not in kept:  # the first of a batch's duplicates, as the table keeps the first written
-                kept[event] = row
-                occurred.append(o)
-                recorded.append(r)
-        if not kept:
+        columns = event_columns(rows)
+        if columns is None:
             return 0
-        chosen = list(kept.values())
-        columns = {
-            "event": _objects(list(kept)),
-            "subject": _objects([r.subject for r in chosen]),
-            "type": _objects([r.type for r in chosen]),
-            "step": _objects([r.step for r in chosen]),
-            "feature": _objects([r.feature for r in chosen]),
-            "occurred_s": np.array(occurred, dtype=np.float64),
-            "recorded_s": np.array(recorded, dtype=np.float64),
-        }
         try:
             return int(self._write(lambda conn: self._insert(conn, _APPEND_EVENTS, columns)))
         except duckdb.ConstraintException:  # some were there already: the transaction wrote nothing; keep the rest
@@ -404,26 +441,37 @@ class EventLog:
         For an (experiment, subject) already present, in the table or earlier in the batch, the
         earlier exposure is kept with its arm and bucket (on a tie, the one written first).
         """
-        first: dict[tuple[str, str], tuple[ExposureRow, float]] = {}
-        for i, row in enumerate(_checked(rows, ExposureRow, "exposures")):
-            key = (_required(row.experiment, "experiment", i), _required(row.subject, "subject", i))
-            _required(row.arm, "arm", i)
-            if isinstance(row.bucket, bool) or not isinstance(row.bucket, int) or not 0 <= row.bucket < 2**31:
-                raise InvalidInput("bucket", f"row {i}: expected an integer from 0 to 2**31 - 1")
-            at = epoch_s(row.exposed_at, "exposed_at", i)
-            if key not in first or at < first[key][1]:
-                first[key] = (row, at)
-        if not first:
+        columns = exposure_columns(rows)
+        if columns is None:
             return 0
-        chosen = [row for row, _ in first.values()]
-        columns = {
-            "experiment": _objects([r.experiment for r in chosen]),
-            "arm": _objects([r.arm for r in chosen]),
-            "subject": _objects([r.subject for r in chosen]),
-            "bucket": np.array([r.bucket for r in chosen], dtype=np.int64),
-            "exposed_s": np.array([at for _, at in first.values()], dtype=np.float64),
-        }
         return int(self._write(lambda conn: self._insert(conn, _INSERT_EXPOSURES, columns)))
+
+    def replace_subject_events(self, subject: str, types: Iterable[str], rows: Iterable[EventRow]) -> None:
+        """Make ``rows`` the subject's events of these type codes (a consent changed): the others go, in one step."""
+        self.remove_subject_events(subject, types)
+        self.add_events(rows)
+
+    def begin_rebuild(self) -> object:
+        """Called before a rebuild reads the store; what it returns goes to :meth:`replace_all`."""
+        return None
+
+    def replace_all(
+        self,
+        token: object,
+        subjects: Iterable[SubjectRow],
+        events: Iterable[EventRow],
+        exposures: Iterable[ExposureRow],
+    ) -> None:
+        """Replace every subject, event and exposure with these rows (a rebuild from the store).
+
+        Deferred writes stay queued: applied after the rebuild, they change nothing the store's rows do not
+        already say (adds are idempotent, removals repeatable), and those that came after the rebuild read
+        the store are kept.
+        """
+        self.clear()
+        self.add_subjects(subjects)
+        self.add_events(events)
+        self.add_exposures(exposures)
 
     @staticmethod
     def _insert(conn: duckdb.DuckDBPyConnection, statement: str, columns: dict[str, np.ndarray]) -> int:
@@ -547,21 +595,22 @@ def _numpy_result(conn: duckdb.DuckDBPyConnection, statement: str, params: list[
 
 
 def _replace_subject_events(log: EventLog, payload: tuple[str, list[str], list[EventRow]]) -> None:
-    subject, types, rows = payload
-    log.remove_subject_events(subject, types)
-    log.add_events(rows)
+    log.replace_subject_events(*payload)
 
 
+# Each deferred operation calls the log's own method, so a log of another kind (service.analytics.segments) applies
+# it its own way.
 _DEFERRED: dict[str, Callable[[EventLog, Any], object]] = {
-    "subjects": EventLog.add_subjects,
-    "events": EventLog.add_events,
-    "exposures": EventLog.add_exposures,
-    "remove_events": EventLog.remove_events,
+    "subjects": lambda log, rows: log.add_subjects(rows),
+    "events": lambda log, rows: log.add_events(rows),
+    "exposures": lambda log, rows: log.add_exposures(rows),
+    "remove_events": lambda log, ids: log.remove_events(ids),
     "remove_subject_events": lambda log, payload: log.remove_subject_events(*payload),
-    "erase_subject": EventLog.erase_subject,
+    "erase_subject": lambda log, subject: log.erase_subject(subject),
     "replace_subject_events": _replace_subject_events,
 }
 _BATCHED = ("subjects", "events", "exposures")
+_AT_ONCE = ("erase_subject",)  # an erasure leaves the log's files when it is queued, not at the next read
 
 
 def _coalesced(queued: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

@@ -8,6 +8,13 @@ the whole state after it, as canonical JSON: the records are the experiment's ve
 history. State and record land in one commit. A revision token in the graph changes
 with every change, so that serving (:mod:`service.experiments.assignment`) re-reads the
 experiments only when one changed, in this process or another.
+
+On a shared store two processes may change one experiment at once, and the second commit
+then rewrites the state from what it read before the first landed. A rollback cannot be
+lost that way: an arm is rolled back when a ``wf:Rollback`` record of the audit trail names
+it (records are never rewritten), whatever status a later commit wrote. Two guardrail
+monitors that judge one arm at the same moment may each record its rollback, each with the
+snapshot it saw; the arm is rolled back either way.
 """
 
 from __future__ import annotations
@@ -223,7 +230,7 @@ def experiments(runtime: Runtime) -> list[Experiment]:
                 "",
                 bound(row, "servedBy").value,
                 float(bound(row, "allocation").value),
-                _ARM_NAMES[bound(row, "armStatus").value],
+                ROLLED_BACK_ARM if _true(row, "rolledBack") else _ARM_NAMES[bound(row, "armStatus").value],
             )
         if row["kpi"] is not None:
             entry["guardrails"][bound(row, "kpi").value] = Guardrail(
@@ -246,6 +253,10 @@ def experiments(runtime: Runtime) -> list[Experiment]:
         guardrails = tuple(g for _, g in sorted(entry.pop("guardrails").items()))
         result.append(Experiment(exp_id, _STATUS_NAMES[entry.pop("status")], arms, guardrails, **entry))
     return result
+
+
+def _true(row, name: str) -> bool:
+    return value(row, name) in ("true", "1")
 
 
 _STATUS_NAMES = {vocab.local_id(t.value): name for name, t in _STATUS_TERMS.items()}

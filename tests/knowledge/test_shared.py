@@ -182,3 +182,102 @@ def test_experiment_results_on_a_shared_store_count_every_processs_writes(server
     assert sum(a.users for a in analysis.arms) == 3
     activated = sum(m["total"] for m in analysis.moments["activation"].values())
     assert activated == 1
+
+
+def test_a_rollback_survives_a_concurrent_change_from_another_process(server, tmp_path):
+    """Process two rolls an arm back while process one, having read the experiment before, reweights it: the
+    reweight rewrites the arm's status from its stale read, and the arm stays rolled back, for both processes."""
+    from service.experiments import registry
+    from service.experiments.assignment import current
+
+    first = runtime_on(server, tmp_path, "one")
+    first.ensure_ontology()
+    first.load(knowledge_files(first))
+    second = runtime_on(server, tmp_path, "two")
+    spec = registry.ExperimentSpec(
+        "race",
+        [
+            registry.ArmSpec("a", "default@1.2.0", 1),
+            registry.ArmSpec("b", "default@1.3.0", 1),
+            registry.ArmSpec("c", "default@1.3.0", 1),
+        ],
+    )
+    registry.create(first, spec, by="test")
+    registry.start(first, "race", by="test", needs_approval=False)
+    stale = registry.require(first, "race")
+    registry.roll_back(second, "race", "b", by="test", evidence=None)
+    reweighted = registry.replace(
+        stale, arms=tuple(registry.replace(a, weight=w) for a, w in zip(stale.arms, (0.5, 0.25, 0.25), strict=True))
+    )
+    registry._change(first, stale, reweighted, kind="reweight", by="operator")  # the commit of a stale read
+    for runtime in (first, second):
+        state = registry.require(runtime, "race")
+        assert [a.rolled_back for a in state.arms] == [False, True, False]
+        assert [round(a.weight, 2) for a in state.arms] == [0.5, 0.25, 0.25]
+        assert current(runtime).by_policy["default"].arm("b").rolled_back
+    # A second monitor's rollback of the same arm, also from a stale read, leaves it rolled back once in the state.
+    registry.roll_back(first, "race", "c", by="test")
+    assert [a.rolled_back for a in registry.require(second, "race").arms] == [False, True, True]
+
+
+def test_with_an_analytics_folder_every_process_writes_segments_and_analysis_reads_them_without_a_rebuild(
+    server, tmp_path, monkeypatch
+):
+    from service.analytics import feed
+    from service.analytics.log import open_log
+    from service.analytics.segments import SharedLog
+    from service.audit import erasure
+    from service.experiments import registry
+    from service.experiments.analysis import analyse
+
+    folder = tmp_path / "analytics"
+
+    def on(instance):
+        return Runtime(
+            settings=Settings(store=server, instance=instance, models_dir=tmp_path / "models", analytics_dir=folder)
+        )
+
+    first = on("one")
+    first.ensure_ontology()
+    first.load(knowledge_files(first))
+    second = on("two")
+    spec = registry.ExperimentSpec(
+        "segments", [registry.ArmSpec("a", "default@1.2.0", 1), registry.ArmSpec("b", "default@1.3.0", 1)]
+    )
+    registry.create(first, spec, by="test")
+    registry.start(first, "segments", by="test", needs_approval=False)
+    for runtime, uid in ((first, "p1"), (second, "p2"), (second, "p3"), (first, "p4")):
+        users.register(runtime, users.Registration(id=uid, role="manager", consents=["ANALYTICS"]))
+        decide.next_steps(runtime, uid)
+    users.record_events(second, [users.EventReport("p2", "ACTIVATED"), users.EventReport("p4", "ACTIVATED")])
+    assert isinstance(first.log, SharedLog) and isinstance(second.log, SharedLog)
+    rebuilds = []
+    monkeypatch.setattr(feed, "rebuild", lambda *a: rebuilds.append(a))
+    # p2's and p3's rows were written by the other process, whose queue reaches its segments within a second.
+    deadline = time.monotonic() + 10
+    analysis = analyse(first, "segments")
+    while sum(a.users for a in analysis.arms) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        analysis = analyse(first, "segments")
+    assert sum(a.users for a in analysis.arms) == 4
+    assert sum(m["total"] for m in analysis.moments["activation"].values()) == 2
+    assert rebuilds == []
+    monkeypatch.undo()
+    p2 = users.profile(second, "p2").pseudonym
+    erasure.erase(first, "p2", requested_by="test")  # erased through the process that wrote none of p2's rows
+    import duckdb
+
+    for table in ("subjects", "events"):
+        files = [str(p) for p in folder.glob(f"*/*-{table}.parquet")]
+        with duckdb.connect() as conn:
+            found = conn.execute("SELECT count(*) FROM read_parquet(?) WHERE subject = ?", [files, p2]).fetchall()
+        assert found == [(0,)], table
+    fresh = open_log(None)
+    feed.rebuild(first, fresh)
+    for table in ("subjects", "exposures"):
+        query = f"SELECT * FROM {table} ORDER BY ALL"
+        assert second.log.query(query) == fresh.query(query)
+    events = "SELECT event, subject, type, recorded_s FROM events ORDER BY ALL"
+    assert second.log.query(events) == fresh.query(events)
+    for runtime in (first, second):
+        runtime.close()
