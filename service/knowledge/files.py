@@ -87,7 +87,21 @@ def graph_named(name: str) -> ox.NamedNode:
 
 
 def knowledge_graphs(store: GraphStore) -> list[ox.NamedNode]:
+    """The ontology, catalog and policy graphs: from the knowledge index that each load writes, or, in a store
+    loaded before there was one, by walking every named graph."""
+    indexed = sorted(
+        {q.subject for q in store.quads(predicate=vocab.RDF_TYPE, graph=vocab.KNOWLEDGE_INDEX_GRAPH)}, key=str
+    )
+    if indexed:
+        return [g for g in indexed if isinstance(g, ox.NamedNode)]
     return [g for g in store.named_graphs() if vocab.is_knowledge_graph(g)]
+
+
+def _index(names: Iterable[ox.NamedNode]) -> list[ox.Quad]:
+    return [
+        ox.Quad(g, vocab.RDF_TYPE, vocab.KNOWLEDGE_GRAPH, vocab.KNOWLEDGE_INDEX_GRAPH)
+        for g in sorted(set(names), key=str)
+    ]
 
 
 def check(
@@ -138,7 +152,10 @@ def replace_knowledge(
             raise RefusedWrite(violations, source=source)
         inferred = entailments(graph)
         add = [ox.Quad(t.subject, t.predicate, t.object, name) for name, ts in replacing.items() for t in ts]
-        store.commit(drop=[*replacing, vocab.ENTAILMENTS_GRAPH], add=[*add, *inferred])
+        index = _index([*knowledge_graphs(store), *replacing])
+        store.commit(
+            drop=[*replacing, vocab.ENTAILMENTS_GRAPH, vocab.KNOWLEDGE_INDEX_GRAPH], add=[*add, *inferred, *index]
+        )
     report = LoadReport({name.value: len(set(ts)) for name, ts in replacing.items()}, len(inferred))
     return report
 
@@ -155,7 +172,11 @@ def check_store(store: GraphStore, validator: Validator) -> list:
     """Return every violation in the whole store (knowledge, users, consent): an offline check."""
     graph = rdflib.Graph()
     for name in store.named_graphs():
-        if name.value not in (vocab.ENTAILMENTS_GRAPH.value, vocab.AUDIT_GRAPH.value):
+        if name.value not in (
+            vocab.ENTAILMENTS_GRAPH.value,
+            vocab.AUDIT_GRAPH.value,
+            vocab.KNOWLEDGE_INDEX_GRAPH.value,
+        ):
             to_rdflib_graph(store.graph(name), graph)
     return validator.validate(graph)
 

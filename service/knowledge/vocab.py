@@ -156,6 +156,7 @@ RETIRED_VERSION = wf("RetiredVersion")
 ROLLED_BACK_VERSION = wf("RolledBackVersion")
 
 # Experiments and flags (service/experiments/)
+KNOWLEDGE_GRAPH = wf("KnowledgeGraph")
 EXPERIMENT = wf("Experiment")
 VARIANT_CLASS = wf("Variant")
 GUARDRAIL = wf("Guardrail")
@@ -259,6 +260,9 @@ ONTOLOGY_GRAPH = NamedNode(GRAPH_BASE + "ontology")
 CATALOG_GRAPH_BASE = GRAPH_BASE + "catalog/"
 POLICY_GRAPH_BASE = GRAPH_BASE + "policies/"
 ENTAILMENTS_GRAPH = NamedNode(GRAPH_BASE + "entailments")
+# The names of the knowledge graphs, rewritten with each load: a process lists them from here instead of
+# walking every named graph (one per user and more: 1 s at 100,000 users).
+KNOWLEDGE_INDEX_GRAPH = NamedNode(GRAPH_BASE + "knowledge-index")
 CONSENT_GRAPH = NamedNode(GRAPH_BASE + "consent")
 AUDIT_GRAPH = NamedNode(GRAPH_BASE + "audit")
 MODELS_GRAPH = NamedNode(GRAPH_BASE + "models")

@@ -160,3 +160,23 @@ def test_backup_command_copies_the_store_and_the_copy_serves(tmp_path):
         str(q) for q in copy.quads() if not isinstance(q.subject, ox.BlankNode)
     }
     assert runner.invoke(app, ["backup", str(tmp_path / "copy"), "--store", str(tmp_path / "other")]).exit_code == 2
+
+
+def test_the_knowledge_graphs_are_listed_from_the_index_each_load_writes(empty, monkeypatch):
+    from service import demo
+
+    empty.load(demo.knowledge_files(empty))
+    walked = {g for g in empty.store.named_graphs() if vocab.is_knowledge_graph(g)}
+    indexed = set(knowledge.knowledge_graphs(empty.store))
+    assert indexed == walked and vocab.ONTOLOGY_GRAPH in indexed and len(indexed) >= 3
+    # Users' graphs are many; the index spares the walk over them.
+    monkeypatch.setattr(empty.store, "named_graphs", lambda: pytest.fail("walked every named graph"))
+    assert set(knowledge.knowledge_graphs(empty.store)) == walked
+    monkeypatch.undo()
+    # A store loaded before the index existed is walked as before.
+    empty.store.commit(drop=[vocab.KNOWLEDGE_INDEX_GRAPH])
+    assert set(knowledge.knowledge_graphs(empty.store)) == walked
+    # The next load writes the index again, with every knowledge graph, not only those it replaced.
+    empty.load([ROOT / "ontology" / "policies" / "retention.ttl"])
+    assert set(knowledge.knowledge_graphs(empty.store)) == walked
+    assert knowledge.check_store(empty.store, empty.validator) == []
