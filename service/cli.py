@@ -283,7 +283,8 @@ def backup(
     destination: Annotated[Path, typer.Argument(help="A folder that does not exist yet")],
     store: StoreOption = None,
 ) -> None:
-    """Copy the embedded store, consistently, to a new folder (restore: serve with --store DESTINATION)."""
+    """Copy the embedded store, consistently, to a new folder, with its audit anchors and analytics log beside it
+    (restore: serve with --store DESTINATION)."""
     runtime = _runtime(store)
     if runtime.store.location is None:
         _fail(
@@ -298,7 +299,10 @@ def backup(
     anchors = runtime.trail.anchor_file
     if anchors is not None and anchors.exists():
         shutil.copy(anchors, destination.with_name(destination.name + ".anchors.jsonl"))
-    out.print(f"backed up {len(runtime.store)} quads to {destination}")
+    from service.analytics import feed
+
+    feed.log(runtime).backup(destination.with_name(destination.name + ".analytics.duckdb"))  # caught up first
+    out.print(f"backed up {len(runtime.store)} quads and the analytics log to {destination}")
 
 
 @app.command()

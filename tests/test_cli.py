@@ -85,3 +85,27 @@ def test_an_invalid_load_stores_nothing(tmp_path):
     refused = run(app, ["load", str(FIXTURES / "cycle.ttl"), "--store", store])
     assert refused.exit_code == 1
     assert run(app, ["query", count, "--store", store, "-f", "csv"]).stdout == before
+
+
+def test_backup_copies_the_analytics_log_and_the_restored_store_needs_no_rebuild(disk_runtime, tmp_path, monkeypatch):
+    from service.analytics import feed
+    from service.runtime import Runtime
+    from service.settings import Settings
+
+    setup_users(disk_runtime)
+    before = feed.log(disk_runtime).counts()
+    assert before["subjects"] > 0 and before["events"] > 0
+    disk_runtime.close()
+    target = tmp_path / "restored"
+    result = run(app, ["backup", str(target), "--store", disk_runtime.settings.store])
+    assert result.exit_code == 0, result.output
+    assert "analytics log" in result.stdout
+    assert target.with_name("restored.analytics.duckdb").exists()
+    rebuilds = []
+    monkeypatch.setattr(feed, "rebuild", lambda *a: rebuilds.append(a))
+    gc.collect()
+    restored = Runtime(settings=Settings(store=str(target), models_dir=tmp_path / "models"))
+    assert feed.log(restored).counts() == before and rebuilds == []
+    restored.close()
+    again = run(app, ["backup", str(target), "--store", disk_runtime.settings.store])
+    assert again.exit_code == 2 and "exists already" in again.output

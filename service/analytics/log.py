@@ -317,6 +317,30 @@ class EventLog:
                 self._conn.close()
                 self._conn = None
 
+    def backup(self, target: Path) -> None:
+        """Copy the log, with the deferred writes applied, to a new DuckDB file ``target``.
+
+        The copy opens as closed cleanly when this log is caught up with its store (so a store restored
+        with it needs no rebuild), and as needing a catch-up otherwise.
+        """
+        target = Path(target)
+        if self.path is None:
+            raise InvalidInput("log", "an analytics log in memory has no file to back up")
+        if target.exists():
+            raise InvalidInput("target", f"{target} exists already; name a new file")
+        self.flush()
+        with self._lock:
+            conn = self._connection()
+            source = conn.execute("SELECT current_database()").fetchone()
+            assert source is not None
+            conn.execute(f"ATTACH '{str(target).replace(chr(39), chr(39) * 2)}' AS wayfinder_backup")
+            try:
+                conn.execute(f'COPY FROM DATABASE "{source[0]}" TO wayfinder_backup')
+                state = "1" if self.needs_catch_up else "0"
+                conn.execute("INSERT OR REPLACE INTO wayfinder_backup.meta VALUES (?, ?)", [_IN_USE, state])
+            finally:
+                conn.execute("DETACH wayfinder_backup")
+
     def mark_behind(self) -> None:
         """Record that the log missed a write (an append failed after its commit): the next opener catches up."""
         self.needs_catch_up = True
