@@ -128,7 +128,7 @@ def test_the_union_equals_the_embedded_log_after_the_same_random_writes(tmp_path
     erased: set[str] = set()
     events: list[str] = []
     with use_clock(SimulatedClock(T0)) as clock:
-        for step in range(160):
+        for step in range(100):
             at = clock.advance(minutes=1)
             elog = rng.choice(writers)
             live = [s for s in subjects if s not in erased]
