@@ -241,17 +241,13 @@ class SharedLog(EventLog):
             oldest = self._oldest
             if oldest is not None and time.monotonic() - oldest >= self.FLUSH_AFTER_S:
                 try:
-                    self._write_queue()
+                    self._apply_queue()
                 except Exception:  # noqa: BLE001 - logged; the log is marked behind and rebuilt when next opened
                     log.exception("writing analytics segments failed")
 
-    def _write_queue(self) -> None:
-        """Write the queued writes as segment files (the base class applies them through the add_ methods)."""
-        self._apply_queue()
-
     def flush(self) -> None:
         """Write the queued writes as segments, then read every writer's new segments into memory."""
-        self._write_queue()
+        self._apply_queue()
         self.refresh()
 
     def add_subjects(self, rows: Iterable[SubjectRow]) -> int:
@@ -386,7 +382,7 @@ class SharedLog(EventLog):
 
     def begin_rebuild(self) -> object:
         """Flush, then list the files a rebuild from the store (read after this) supersedes."""
-        self._write_queue()
+        self._apply_queue()
         return [str(p.relative_to(self.root)) for t in TABLES for p in self.files(t)]
 
     def replace_all(
