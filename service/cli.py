@@ -459,6 +459,27 @@ def model_promote(
     out.print(f"{promoted.version} is active (approved by {promoted.approved_by})")
 
 
+@model_app.command("approve")
+def model_approve(
+    version: Annotated[str, typer.Argument(help="A version from `wayfinder model list`")],
+    approved_by: Annotated[str, typer.Option("--approved-by", help="Who approves it (recorded)")],
+    reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Record an approval (or rejection) of a version as it is, without promoting it."""
+    from service.governance import approvals
+    from service.models import lifecycle
+
+    runtime = _runtime(store)
+    verdict = approvals.REJECTED if reject else approvals.APPROVED
+    try:
+        judged = lifecycle.approve(runtime, version, approved_by=approved_by, verdict=verdict)
+    except WayfinderError as exc:
+        _fail(exc)
+    current = [a for a in approvals.of(runtime, judged.iri) if a.content == judged.artifact_hash]
+    out.print(f"{judged.version}: {verdict} by {approved_by}; {len(current)} verdicts on it as it is")
+
+
 @model_app.command("rollback")
 def model_rollback(store: StoreOption = None) -> None:
     """Return to the version the active one superseded."""

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
         "", description="Name of this process's audit chain; default: 'main', or unique per process on a shared store"
     )
     audit_checkpoint_every: int = Field(1000, gt=0, description="Decisions between two audit checkpoints")
+    approvals_required: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description=(
+            "With API keys: approvals from principals other than its author that a model version needs before it "
+            "serves; without keys approvals are recorded, none is required"
+        ),
+    )
     analytics_dir: Path | None = Field(
         None,
         description=(

@@ -59,6 +59,7 @@ from service.clock import now
 from service.decisions import consent, decide, users
 from service.errors import Forbidden, InvalidInput
 from service.experiments import analysis, flags, monitor, ramps, registry
+from service.governance import approvals
 from service.models import lifecycle, records
 from service.settings import Settings
 
@@ -242,7 +243,26 @@ class Mutation:
         permission_classes=OPERATOR, description="Approve a version and serve it from the next request on"
     )
     def promote_model(self, info: Info, version: str, approved_by: str | None = None) -> ModelVersion:
-        return model_of(lifecycle.promote(runtime_of(info), version, approved_by=approver(info.context, approved_by)))
+        runtime = runtime_of(info)
+        needed = approvals.required(runtime, keys_on=bool(info.context.get("keys_on")))
+        promoted = lifecycle.promote(runtime, version, approved_by=approver(info.context, approved_by), required=needed)
+        return model_of(promoted)
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description=(
+            "Approve (or, with approve: false, reject) a model version as it is, for the caller's principal; with "
+            "API keys it serves once WAYFINDER_APPROVALS_REQUIRED principals other than its author approve it"
+        ),
+    )
+    def approve_model_version(
+        self, info: Info, version: str, approved_by: str | None = None, approve: bool = True
+    ) -> ModelVersion:
+        verdict = approvals.APPROVED if approve else approvals.REJECTED
+        judged = lifecycle.approve(
+            runtime_of(info), version, approved_by=approver(info.context, approved_by), verdict=verdict
+        )
+        return model_of(judged)
 
     @strawberry.mutation(permission_classes=OPERATOR, description="Return to the version the active one superseded")
     def rollback_model(self, info: Info) -> ModelVersion:

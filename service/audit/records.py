@@ -123,5 +123,21 @@ def change_record(
     ]
 
 
+def approval_record(
+    record: ox.NamedNode, *, by: str, at: datetime, entity: str, content: str, verdict: str
+) -> list[ox.Triple]:
+    """Return the record of an approval (or rejection) by ``by`` of the ``entity`` whose content hash is ``content``."""
+    T, L = ox.Triple, ox.Literal
+    return [
+        T(record, vocab.RDF_TYPE, vocab.APPROVAL),
+        T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
+        T(record, vocab.PROV_STARTED_AT, datetime_literal(at)),
+        T(record, vocab.APPROVED_BY, L(by)),
+        T(record, vocab.PROV_USED, ox.NamedNode(entity)),
+        T(record, vocab.APPROVED_CONTENT, L(content)),
+        T(record, vocab.VERDICT, L(verdict)),
+    ]
+
+
 def _double(value: float) -> ox.Literal:
     return ox.Literal(repr(float(value)), datatype=vocab.XSD_DOUBLE)

@@ -32,6 +32,7 @@ ASSIGNMENT_BASE = BASE + "assignment/"
 ANALYSIS_BASE = BASE + "analysis/"
 FLAG_BASE = BASE + "flag/"
 FLAG_CHANGE_BASE = BASE + "flag-change/"
+APPROVAL_BASE = BASE + "approval/"
 
 
 def wf(name: str) -> NamedNode:
@@ -187,6 +188,9 @@ ROLLBACK = wf("Rollback")
 ANALYSIS_SNAPSHOT = wf("AnalysisSnapshot")
 CHANGE_KIND = wf("changeKind")
 STATE_AFTER = wf("stateAfter")
+APPROVAL = wf("Approval")
+APPROVED_CONTENT = wf("approvedContent")
+VERDICT = wf("verdict")
 ANALYSIS = wf("analysis")
 ROLLED_BACK_ARM_OF = wf("rolledBackArm")
 IN_EXPERIMENT = wf("inExperiment")

@@ -1,7 +1,9 @@
 """The life cycle of a model version: candidate, then active once approved, then retired or rolled back.
 
-A new version is a candidate (``service.models.training`` registers it). ``promote``
-records who approved it and makes it active; the previously active one becomes retired
+A new version is a candidate (``service.models.training`` registers it). ``approve``
+records a principal's approval of it (:mod:`service.governance.approvals`); ``promote``
+records the promoter's approval with the promotion and makes it active once enough
+principals other than whoever trained it approve it; the previously active one becomes retired
 and is remembered by ``wf:supersedes``. ``rollback`` marks the active one rolled back
 and makes the one it superseded active again. Only the active version serves
 (``service.models.serving``). Each change is one commit, under the store's write lock.
@@ -14,7 +16,8 @@ import logging
 import pyoxigraph as ox
 
 from service.clock import datetime_literal, now
-from service.errors import Conflict, InvalidInput
+from service.errors import Conflict, Forbidden, InvalidInput
+from service.governance import approvals
 from service.knowledge import vocab
 from service.models.records import ModelVersion, Status, active, find, status_quad
 from service.runtime import Runtime
@@ -23,17 +26,50 @@ MAX_APPROVER = 200
 log = logging.getLogger("wayfinder.models")
 
 
-def promote(runtime: Runtime, version: str, *, approved_by: str) -> ModelVersion:
-    """Approve a version and make it the one that serves; the previously active one is retired."""
-    approver = (approved_by or "").strip()
-    if not approver:
-        raise InvalidInput("approvedBy", "name who approved the version")
+def approve(runtime: Runtime, version: str, *, approved_by: str, verdict: str = approvals.APPROVED) -> ModelVersion:
+    """Record ``approved_by``'s approval (or rejection) of a version as it is; it serves only once promoted."""
+    with runtime.trail.exclusive():
+        target = find(runtime, version)
+        approvals.record(
+            runtime,
+            target.iri,
+            content=target.artifact_hash,
+            author=target.requested_by,
+            by=approved_by,
+            verdict=verdict,
+            what=f"model version {version}",
+        )
+    return find(runtime, version)
+
+
+def promote(runtime: Runtime, version: str, *, approved_by: str, required: int = 0) -> ModelVersion:
+    """Approve a version and make it the one that serves; the previously active one is retired.
+
+    ``approved_by``'s approval is recorded with the promotion, in one commit. The version serves only when,
+    with it, ``required`` principals other than its author approve its artifact as it is and none rejects it;
+    otherwise nothing is written.
+    """
+    approver = approvals.check_principal(approved_by)
     if len(approver) > MAX_APPROVER:
         raise InvalidInput("approvedBy", f"at most {MAX_APPROVER} characters")
-    with runtime.store.write_lock:
+    with runtime.trail.exclusive():
         target = find(runtime, version)
         if target.status is Status.ACTIVE:
             raise Conflict(f"model version {version} is already active")
+        what = f"model version {version}"
+        if target.requested_by is not None and approver == target.requested_by:
+            raise Forbidden(f"{what} was trained at {approver!r}'s request: another principal approves it")
+        stand = approvals.standing(
+            runtime, target.iri, content=target.artifact_hash, author=target.requested_by, needed=required
+        )
+        if stand.rejections:
+            raise Forbidden(f"{what} was rejected by {', '.join(a.by for a in stand.rejections)}")
+        have = len(set(stand.approvers) | {approver})
+        if have < required:
+            raise Forbidden(
+                f"{what} needs {required} approvals from principals other than its author and has {have} with "
+                f"{approver!r}'s: approveModelVersion by another principal first"
+            )
         current = active(runtime)
         g = vocab.MODELS_GRAPH
         node = ox.NamedNode(target.iri)
@@ -52,7 +88,19 @@ def promote(runtime: Runtime, version: str, *, approved_by: str) -> ModelVersion
             old = ox.NamedNode(current.iri)
             remove.append(status_quad(old, Status.ACTIVE))
             add += [status_quad(old, Status.RETIRED), ox.Quad(node, vocab.SUPERSEDES, old, g)]
-        runtime.store.commit(add=add, remove=remove)
+        if approver in stand.approvers:
+            runtime.store.commit(add=add, remove=remove)
+        else:
+            approvals.record(
+                runtime,
+                target.iri,
+                content=target.artifact_hash,
+                author=target.requested_by,
+                by=approver,
+                what=what,
+                extra=add,
+                remove=remove,
+            )
     log.info("model promoted", extra={"model_version": version, "approved_by": approver})
     return find(runtime, version)
 

@@ -6,6 +6,20 @@ import json
 from datetime import datetime
 
 import strawberry
+from strawberry.types import Info
+
+from service.governance import approvals
+
+
+@strawberry.type(
+    description="A principal's approval or rejection of one content of a version, as the audit trail records it"
+)
+class Approval:
+    by: str = strawberry.field(description="The principal: the caller's, with API keys")
+    at: datetime
+    verdict: str = strawberry.field(description="approved or rejected")
+    content: str = strawberry.field(description="The content hash it judged (a model version's artifact hash)")
+    current: bool = strawberry.field(description="Whether it judged the content as it is now (only those count)")
 
 
 @strawberry.type(description="A trained ranking model version in the registry")
@@ -21,6 +35,15 @@ class ModelVersion:
     approved_by: str | None
     approved_at: datetime | None
     supersedes: str | None = strawberry.field(description="The version that was active when this one was promoted")
+    iri: strawberry.Private[str]
+
+    @strawberry.field(description="Every approval and rejection recorded for this version, oldest first")
+    def approvals(self, info: Info) -> list[Approval]:
+        runtime = info.context["runtime"]
+        return [
+            Approval(by=a.by, at=a.at, verdict=a.verdict, content=a.content, current=a.content == self.artifact_hash)
+            for a in approvals.of(runtime, self.iri)
+        ]
 
 
 def model_of(version) -> ModelVersion:
@@ -36,4 +59,5 @@ def model_of(version) -> ModelVersion:
         approved_by=version.approved_by,
         approved_at=version.approved_at,
         supersedes=version.supersedes,
+        iri=version.iri,
     )

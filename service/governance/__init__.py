@@ -1,0 +1,1 @@
+"""Governance: approvals bound to identities."""
