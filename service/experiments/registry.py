@@ -19,6 +19,8 @@ snapshot it saw; the arm is rolled back either way.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import uuid
@@ -32,6 +34,7 @@ from service.audit.records import change_record
 from service.clock import datetime_literal, now, parse_datetime
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.experiments.bucketing import HASH_VERSION
+from service.governance import approvals
 from service.knowledge import vocab
 from service.knowledge.policies import PolicyVersion
 from service.knowledge.store import bound, plain, value
@@ -108,6 +111,18 @@ class Experiment:
 
     def arm_iri(self, arm: Arm) -> str:
         return f"{self.iri}/arm/{arm.name}"
+
+    def plan_hash(self) -> str:
+        """The hash of what an approval of the experiment judges: its arms (name, policy version, weight), guardrails,
+        coverage, holdout and hash version. A change to any of them needs a new approval."""
+        plan = {
+            "arms": [[a.name, a.policy_iri, a.weight] for a in self.arms],
+            "guardrails": [[g.kpi, g.max_relative_drop, g.detectable_drop] for g in self.guardrails],
+            "coverage": self.coverage,
+            "holdout": self.holdout,
+            "hash_version": self.hash_version,
+        }
+        return hashlib.sha256(json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def state(self) -> dict:
         """The whole state as plain data, as each change record keeps it."""
@@ -307,8 +322,11 @@ def approve(runtime: Runtime, experiment_id: str, *, by: str, four_eyes: bool) -
             raise Forbidden(
                 f"experiment {experiment_id!r} was created by {by!r}: another principal approves it (four eyes)"
             )
+        for earlier in approvals.of(runtime, current.iri):
+            if earlier.by == by and earlier.content == current.plan_hash():
+                raise Conflict(f"{by!r} has approved experiment {experiment_id!r} already, as it is now")
         approved = replace(current, approved_by=by, approved_at=now())
-        _change(runtime, current, approved, kind="approve", by=by)
+        _change(runtime, current, approved, kind="approve", by=by, approves=current.plan_hash())
     return approved
 
 
@@ -318,10 +336,17 @@ def start(runtime: Runtime, experiment_id: str, *, by: str, needs_approval: bool
         current = require(runtime, experiment_id)
         if current.status != DRAFT:
             raise Conflict(f"experiment {experiment_id!r} is {current.status}: only a draft starts")
-        if needs_approval and current.approved_by is None:
-            raise Forbidden(
-                f"experiment {experiment_id!r} is not approved: approveExperiment by another principal first"
+        if needs_approval:
+            needed = runtime.settings.approvals_required
+            stand = approvals.standing(
+                runtime, current.iri, content=current.plan_hash(), author=current.created_by, needed=needed
             )
+            if not stand.approved:
+                raise Forbidden(
+                    f"experiment {experiment_id!r} is not approved: its plan as it is now needs {needed} approvals "
+                    f"from principals other than its creator and has {len(stand.approvals)}; approveExperiment by "
+                    "another principal first (a change to a draft's plan revokes earlier approvals)"
+                )
         for other in experiments(runtime):
             if other.status == RUNNING and other.policy == current.policy:
                 raise Conflict(
@@ -356,8 +381,7 @@ def ramp(runtime: Runtime, experiment_id: str, coverage: float, *, by: str, evid
         current = require(runtime, experiment_id)
         if current.status == STOPPED:
             raise Conflict(f"experiment {experiment_id!r} is stopped")
-        ramped = replace(current, coverage=coverage)
-        _change(runtime, current, ramped, kind="ramp", by=by, evidence=evidence)
+        ramped = _change(runtime, current, replace(current, coverage=coverage), kind="ramp", by=by, evidence=evidence)
     return ramped
 
 
@@ -374,8 +398,7 @@ def reweight(runtime: Runtime, experiment_id: str, weights: list[float], *, by: 
             raise Conflict(f"experiment {experiment_id!r} is stopped")
         total = sum(weights)
         arms = tuple(replace(a, weight=w / total) for a, w in zip(current.arms, weights, strict=True))
-        after = replace(current, arms=arms)
-        _change(runtime, current, after, kind="reweight", by=by)
+        after = _change(runtime, current, replace(current, arms=arms), kind="reweight", by=by)
     return after
 
 
@@ -428,12 +451,27 @@ def _change(
     rolled_back: str | None = None,
     evidence: str | None = None,
     agent: str | None = None,
-) -> None:
-    """Replace the experiment's state and append the change record, in one commit."""
+    approves: str | None = None,
+) -> Experiment:
+    """Replace the experiment's state and append the change record, in one commit; return the state stored.
+
+    ``approves`` (a plan hash) makes the record an approval of that plan too (``wf:Approval``). A change to a
+    draft's plan leaves it unapproved: the approvals of the plan before no longer count.
+    """
+    if before is not None and after.status == DRAFT and approves is None and after.plan_hash() != before.plan_hash():
+        after = replace(after, approved_by=None, approved_at=None)
     record = ox.NamedNode(vocab.EXPERIMENT_CHANGE_BASE + str(uuid.uuid4()))
     T, L = ox.Triple, ox.Literal
     classes = [vocab.EXPERIMENT_CHANGE, vocab.ROLLBACK] if rolled_back else [vocab.EXPERIMENT_CHANGE]
+    if approves is not None:
+        classes.append(vocab.APPROVAL)
     triples = change_record(record, kind=kind, by=by, at=now(), entity=after.iri, state=after.state(), classes=classes)
+    if approves is not None:
+        triples += [
+            T(record, vocab.APPROVED_BY, L(by)),
+            T(record, vocab.APPROVED_CONTENT, L(approves)),
+            T(record, vocab.VERDICT, L(approvals.APPROVED)),
+        ]
     if rolled_back:
         triples.append(T(record, vocab.ROLLED_BACK_ARM_OF, ox.NamedNode(rolled_back)))
     if evidence:
@@ -450,6 +488,7 @@ def _change(
         extra=[*state_quads(after), ox.Quad(vocab.EXPERIMENTS_NODE, vocab.REVISION, L(uuid.uuid4().hex), g)],
         remove=remove,
     )
+    return after
 
 
 def stored_quads(runtime: Runtime, experiment: Experiment) -> list[ox.Quad]:

@@ -339,6 +339,22 @@ def test_with_keys_another_principal_approves_before_it_starts(keyed):
     )
 
 
+def test_a_change_to_an_approved_draft_revokes_its_approval(keyed):
+    as_(keyed, "op-key-ann-0123456789", CREATE, input=RULES_VS_HYBRID)
+    assert as_(keyed, "op-key-bob-0123456789", APPROVE, id="rules-vs-hybrid")["data"]["approveExperiment"]["approvedBy"]
+    reweight = "mutation($id: ID!, $w: [Float!]!) { reweightExperiment(id: $id, weights: $w) { approvedBy } }"
+    edited = as_(keyed, "op-key-ann-0123456789", reweight, id="rules-vs-hybrid", w=[3, 1])
+    assert edited["data"]["reweightExperiment"]["approvedBy"] is None
+    refused = as_(keyed, "op-key-ann-0123456789", START, id="rules-vs-hybrid")
+    assert "not approved" in refused["errors"][0]["message"] and "has 0" in refused["errors"][0]["message"]
+    # Bob approves the plan as it is now; approving it twice as it is is refused.
+    assert as_(keyed, "op-key-bob-0123456789", APPROVE, id="rules-vs-hybrid")["data"]["approveExperiment"]["approvedBy"]
+    twice = as_(keyed, "op-key-bob-0123456789", APPROVE, id="rules-vs-hybrid")
+    assert twice["errors"][0]["extensions"]["code"] == "CONFLICT"
+    started = as_(keyed, "op-key-ann-0123456789", START, id="rules-vs-hybrid")["data"]["startExperiment"]
+    assert started["status"] == "running"
+
+
 def test_metrics_count_assignments_by_arm_and_show_guardrail_state(client):
     started(client)
     for i in range(6):
