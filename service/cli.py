@@ -416,6 +416,49 @@ model_app = typer.Typer(
 app.add_typer(model_app, name="model")
 
 
+policy_app = typer.Typer(
+    help="Operators: policy versions and their approvals. With API keys a version serves once approved.",
+    no_args_is_help=True,
+)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("list")
+def policy_list(store: StoreOption = None) -> None:
+    """List the policy versions: as they serve (with API keys configured), as declared, and their approvals."""
+    from service.governance import approvals
+    from service.knowledge.policies import read_policies
+
+    runtime = _runtime(store)
+    declared = read_policies(runtime.store, runtime.queries)
+    table = Table("version", "serves as", "declared", "approved by (content as it is)", "content hash")
+    for iri, version in sorted(runtime.knowledge.policies.items(), key=lambda item: item[1].label):
+        current = [a for a in approvals.of(runtime, iri) if a.content == version.content_hash]
+        verdicts = ", ".join(f"{a.by} ({a.verdict})" for a in current) or "-"
+        table.add_row(version.label, version.status, declared[iri].status, verdicts, (version.content_hash or "-")[:12])
+    Console(width=max(out.width, 120)).print(table)
+
+
+@policy_app.command("approve")
+def policy_approve(
+    versions: Annotated[list[str], typer.Argument(help="Versions by label, e.g. default@1.2.0")],
+    approved_by: Annotated[str, typer.Option("--approved-by", help="Who approves (recorded)")],
+    reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Record an approval (or rejection) of policy versions as their content is now."""
+    from service.governance import approvals
+
+    runtime = _runtime(store)
+    verdict = approvals.REJECTED if reject else approvals.APPROVED
+    for label in versions:
+        try:
+            approvals.approve_policy(runtime, label, by=approved_by, verdict=verdict)
+        except WayfinderError as exc:
+            _fail(exc)
+        out.print(f"{label}: {verdict} by {approved_by}")
+
+
 @model_app.command("list")
 def model_list(
     store: StoreOption = None, format: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table"

@@ -163,12 +163,25 @@ class Runtime:
         graph = rdflib.Graph()
         for name in knowledge.knowledge_graphs(self.store):
             to_rdflib_graph(self.store.graph(name), graph)
+        from service.governance import approvals
+
+        policies = approvals.serving_policies(
+            self, read_policies(self.store, self.queries), needed=self.approvals_needed
+        )
         return Knowledge(
             catalog=read_catalog(self.store, self.queries, channels=codes.channels),
-            policies=read_policies(self.store, self.queries),
+            policies=policies,
             codes=codes,
             graph=graph,
         )
+
+    @property
+    def approvals_needed(self) -> int:
+        """Approvals a policy version needs before it serves: the quorum with API keys, none without."""
+        from service.identity.keys import parse_keys
+
+        keys = parse_keys(self.settings.api_keys, self.settings.api_keys_file)
+        return self.settings.approvals_required if keys.enabled else 0
 
     @property
     def catalog(self) -> Catalog:

@@ -102,3 +102,14 @@ def live_server(disk_runtime):
     """The app served by a real uvicorn server on a free loopback port; yields its base URL."""
     with serving(disk_runtime) as url:
         yield url
+
+
+def approve_policies(runtime: Runtime, by: str = "release-manager") -> None:
+    """Approve every policy version its file declares active, as a release manager does before a service with API
+    keys serves them (with keys, an unapproved version is a candidate)."""
+    from service.governance import approvals
+    from service.knowledge.policies import read_policies
+
+    for version in read_policies(runtime.store, runtime.queries).values():
+        if version.status == "active":
+            approvals.approve_policy(runtime, version.label, by=by)

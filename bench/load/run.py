@@ -294,6 +294,12 @@ def run_config(name: str, args, source: Path, before: dict[str, int], users: lis
     subprocess.run(
         [OXIGRAPH, "backup", "--location", str(source), "--destination", str(store)], check=True, capture_output=True
     )
+    # With API keys a policy version serves once approved: approve the demo's, as a release manager would.
+    subprocess.run(
+        [*WAYFINDER, "policy", "approve", "default@1.2.0", "--approved-by", "bench", "--store", str(store)],
+        check=True,
+        capture_output=True,
+    )
     key = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAYFINDER_")}
     env.update(

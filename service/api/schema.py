@@ -38,6 +38,7 @@ from service.api.types.experiments import (
 )
 from service.api.types.flags import Flag, FlagEvaluation, FlagInput, definition_of, evaluation_of, flag_of
 from service.api.types.models import ModelVersion, model_of
+from service.api.types.policies import PolicyVersion, policy_of
 from service.api.types.users import (
     Consent,
     ErasureReceipt,
@@ -125,6 +126,16 @@ class Query:
     @strawberry.field(permission_classes=AUDITOR, description="Every registered model version, oldest first")
     def models(self, info: Info) -> list[ModelVersion]:
         return [model_of(v) for v in records.versions(runtime_of(info))]
+
+    @strawberry.field(
+        permission_classes=AUDITOR, description="Every policy version, as it serves and as its file declares it"
+    )
+    def policy_versions(self, info: Info) -> list[PolicyVersion]:
+        runtime = runtime_of(info)
+        return [
+            _policy_version(runtime, v.label)
+            for v in sorted(runtime.knowledge.policies.values(), key=lambda v: v.label)
+        ]
 
     @strawberry.field(permission_classes=OPERATOR, description="Every experiment, by ID")
     def experiments(self, info: Info) -> list[Experiment]:
@@ -251,6 +262,22 @@ class Mutation:
     @strawberry.mutation(
         permission_classes=OPERATOR,
         description=(
+            "Approve (or, with approve: false, reject) a policy version as its content is now, for the caller's "
+            "principal; with API keys a version its file declares active serves once WAYFINDER_APPROVALS_REQUIRED "
+            "principals approve it"
+        ),
+    )
+    def approve_policy_version(
+        self, info: Info, version: str, approved_by: str | None = None, approve: bool = True
+    ) -> PolicyVersion:
+        runtime = runtime_of(info)
+        verdict = approvals.APPROVED if approve else approvals.REJECTED
+        approvals.approve_policy(runtime, version, by=approver(info.context, approved_by), verdict=verdict)
+        return _policy_version(runtime, version)
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description=(
             "Approve (or, with approve: false, reject) a model version as it is, for the caller's principal; with "
             "API keys it serves once WAYFINDER_APPROVALS_REQUIRED principals other than its author approve it"
         ),
@@ -338,6 +365,14 @@ class Mutation:
     )
     def set_flag_enabled(self, info: Info, id: strawberry.ID, enabled: bool) -> Flag:
         return flag_of(flags.set_enabled(runtime_of(info), str(id), enabled, by=principal(info.context)))
+
+
+def _policy_version(runtime, label: str) -> PolicyVersion:
+    from service.knowledge.policies import read_policies
+
+    declared = {v.iri: v for v in read_policies(runtime.store, runtime.queries).values()}
+    serving = next(v for v in runtime.knowledge.policies.values() if v.label == label)
+    return policy_of(serving, declared[serving.iri])
 
 
 def principal(context: dict) -> str:

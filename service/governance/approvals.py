@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pyoxigraph as ox
 
 from service.audit.records import approval_record
 from service.clock import now, parse_datetime
-from service.errors import Conflict, Forbidden, InvalidInput
+from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.knowledge import vocab
 from service.knowledge.store import bound
-from service.runtime import Runtime
+
+if TYPE_CHECKING:  # the runtime reads approvals with the knowledge: no import at run time
+    from service.runtime import Runtime
 
 APPROVED, REJECTED = "approved", "rejected"
 VERDICTS = (APPROVED, REJECTED)
@@ -71,6 +74,21 @@ def required(runtime: Runtime, *, keys_on: bool) -> int:
     return runtime.settings.approvals_required if keys_on else 0
 
 
+def serving_policies(runtime: Runtime, versions: dict, *, needed: int) -> dict:
+    """The policy versions as they serve: one its file declares active serves only once ``needed`` principals
+    approve its content (``wf:contentHash``) and none rejects it; until then it is a candidate."""
+    if needed <= 0:
+        return versions
+    serving = {}
+    for iri, version in versions.items():
+        if version.status == "active":
+            stand = standing(runtime, iri, content=version.content_hash or "", author=None, needed=needed)
+            if not stand.approved:
+                version = replace(version, status="candidate")
+        serving[iri] = version
+    return serving
+
+
 def of(runtime: Runtime, entity: str) -> list[Approval]:
     """Every approval and rejection recorded for the entity, oldest first."""
     rows = runtime.store.select(runtime.queries["approvals"].bind(entity=ox.NamedNode(entity)))
@@ -96,6 +114,30 @@ def standing(runtime: Runtime, entity: str, *, content: str, author: str | None,
             continue
         (counted if approval.verdict == APPROVED else rejected).setdefault(approval.by, approval)
     return Standing(entity, content, needed, tuple(counted.values()), tuple(rejected.values()))
+
+
+def approve_policy(runtime: Runtime, label: str, *, by: str, verdict: str = APPROVED) -> Approval:
+    """Record ``by``'s verdict on a policy version (by label, ``default@1.3.0``) as its content is now."""
+    from service.knowledge.policies import read_policies
+
+    declared = {v.label: v for v in read_policies(runtime.store, runtime.queries).values()}
+    if label not in declared:
+        raise NotFound(f"no policy version {label!r}; the versions are {', '.join(sorted(declared))}")
+    version = declared[label]
+    if not version.content_hash:
+        raise Conflict(f"policy version {label!r} has no content hash: load its file again")
+    with runtime.trail.exclusive():
+        judged = record(
+            runtime,
+            version.iri,
+            content=version.content_hash,
+            author=None,
+            by=by,
+            verdict=verdict,
+            what=f"policy version {label}",
+        )
+    runtime.knowledge_changed()
+    return judged
 
 
 def check_principal(by: str, field: str = "approvedBy") -> str:

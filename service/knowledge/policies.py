@@ -55,6 +55,7 @@ class PolicyVersion:
     templates: dict[str, str]  # kind of reason (the local name of its wf:reasonTemplate property) -> template
     approved_by: str | None = None
     rules: list[Rule] = field(default_factory=list)
+    content_hash: str | None = None  # wf:contentHash, over the version and its rules (what an approval judges)
 
     @property
     def label(self) -> str:
@@ -98,6 +99,7 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
             lift_to_cite=float(_stated(row, "liftToCite", iri)),
             templates=templates.get(iri, {}),
             approved_by=value(row, "approvedBy"),
+            content_hash=value(row, "contentHash"),
         )
     rules: dict[tuple[str, str], Rule] = {}
     for row in store.select(queries["policy-rules"]):
@@ -149,7 +151,10 @@ def active_version(versions: dict[str, PolicyVersion], policy_id: str) -> Policy
     """Return the active version of the policy whose ID is ``policy_id``: the highest, when several are active."""
     active = [v for v in versions.values() if vocab.local_id(v.policy) == policy_id and v.status == "active"]
     if not active:
-        raise NotFound(f"no active version of policy {policy_id!r}; load one into the store (ontology/policies/)")
+        raise NotFound(
+            f"no active version of policy {policy_id!r}; load one into the store (ontology/policies/); with API keys,"
+            " a version serves once approved (approvePolicyVersion, `wayfinder policy approve`)"
+        )
     return max(active, key=lambda v: _version_key(v.version))
 
 

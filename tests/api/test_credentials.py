@@ -14,6 +14,7 @@ from service.knowledge import vocab
 from service.knowledge.embedded import Store
 from service.runtime import Runtime
 from service.settings import Settings
+from tests.conftest import approve_policies
 
 SERVER = "s" * 24  # the product backend's key: any user of the product
 OPERATOR = "o" * 24
@@ -43,7 +44,9 @@ def make_client(knowledge_quads, tmp_path, keys: str = KEYS, **settings) -> Test
     store = Store(":memory:")
     store.commit(add=knowledge_quads)
     config = Settings(store=":memory:", api_keys=keys, models_dir=tmp_path / "models", **settings)
-    return TestClient(create_app(Runtime(settings=config, store=store)))
+    runtime = Runtime(settings=config, store=store)
+    approve_policies(runtime)
+    return TestClient(create_app(runtime))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from service.audit.chain import verify
 from service.knowledge.shared import RemoteStore
 from service.runtime import Runtime
 from service.settings import Settings
+from tests.conftest import approve_policies
 from tests.graphql_client import REGISTER, USER
 from tests.oxigraph_server import free_port
 
@@ -144,6 +145,7 @@ def test_a_refusal_by_design_is_not_an_error():
 
 def test_two_workers_on_a_shared_store_with_keys(server, knowledge_quads, tmp_path):  # noqa: F811
     RemoteStore(server).commit(add=knowledge_quads)
+    approve_policies(Runtime(settings=Settings(store=server, instance="setup", models_dir=tmp_path / "models")))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAYFINDER_")}
     env.update(
@@ -184,4 +186,4 @@ def test_two_workers_on_a_shared_store_with_keys(server, knowledge_quads, tmp_pa
         process.wait(timeout=30)
     runtime = Runtime(settings=Settings(store=server, models_dir=tmp_path / "models"))
     chains = verify(runtime.store, runtime.queries["audit-index"])
-    assert chains.ok and chains.records == ledger.decisions
+    assert chains.ok and chains.records == ledger.decisions + 1  # and the approval of the demo policy

@@ -14,8 +14,11 @@ from service.runtime import Runtime
 from service.settings import Settings
 from tests.models.conftest import register_untrained
 
-ANN, BO, CY, AUDITOR = "n" * 24, "b" * 24, "c" * 24, "a" * 24
-KEYS = f"{ANN}:operator:ops-ann,{BO}:operator:ops-bo,{CY}:operator:ops-cy,{AUDITOR}:auditor:audit-team"
+ANN, BO, CY, AUDITOR, CLIENT = "n" * 24, "b" * 24, "c" * 24, "a" * 24, "k" * 24
+KEYS = (
+    f"{ANN}:operator:ops-ann,{BO}:operator:ops-bo,{CY}:operator:ops-cy,{AUDITOR}:auditor:audit-team,"
+    f"{CLIENT}:client:backend"
+)
 APPROVE = (
     "mutation($v: String!, $ok: Boolean) { approveModelVersion(version: $v, approve: $ok) "
     "{ version status approvals { by verdict current } } }"
@@ -137,3 +140,83 @@ def test_the_command_line_records_an_approval_and_refuses_the_author(disk_runtim
     ok = CliRunner().invoke(app, ["model", "approve", version, "--approved-by", "Grace", "--store", store])
     assert ok.exit_code == 0, ok.output
     assert "approved by Grace; 1 verdicts on it as it is" in ok.stdout
+
+
+POLICIES = "{ policyVersions { version status declaredStatus approvals { by verdict current } } }"
+APPROVE_POLICY = (
+    "mutation($v: String!, $ok: Boolean) { approvePolicyVersion(version: $v, approve: $ok) "
+    "{ version status approvals { by verdict current } } }"
+)
+NEXT = "query($u: ID!) { nextSteps(userId: $u) { policyVersion } }"
+REGISTER = "mutation($id: ID!) { registerUser(input: {id: $id, consents: [PERSONALIZATION]}) { id } }"
+
+
+def policy(http, label: str) -> dict:
+    return next(p for p in call(http, AUDITOR, POLICIES)["data"]["policyVersions"] if p["version"] == label)
+
+
+def test_with_keys_a_policy_file_declaring_a_version_active_serves_it_only_once_approved(knowledge_quads, tmp_path):
+    http, runtime = serving(knowledge_quads, tmp_path)
+    assert policy(http, "default@1.2.0") | {"approvals": []} == {
+        "version": "default@1.2.0",
+        "status": "candidate",
+        "declaredStatus": "active",
+        "approvals": [],
+    }
+    call(http, CLIENT, REGISTER, id="u1")
+    assert code_of(call(http, CLIENT, NEXT, u="u1")) == "NOT_FOUND"  # no approved active version: nothing serves
+    approved = call(http, CY, APPROVE_POLICY, v="default@1.2.0")["data"]["approvePolicyVersion"]
+    assert approved["status"] == "active" and approved["approvals"] == [
+        {"by": "ops-cy", "verdict": "approved", "current": True}
+    ]
+    assert call(http, CLIENT, NEXT, u="u1")["data"]["nextSteps"]["policyVersion"] == "default@1.2.0"
+    assert code_of(call(http, AUDITOR, APPROVE_POLICY, v="default@1.2.0")) == "FORBIDDEN"  # operators approve
+    assert code_of(call(http, CY, APPROVE_POLICY, v="default@9.9.9")) == "NOT_FOUND"
+
+    # An edit of the approved version revokes its approval: the file loaded again with another rule weight.
+    text = (runtime.settings.ontology_dir / "policies" / "default.ttl").read_text()
+    start = text.index("pol:default-1.2.0 a wf:PolicyVersion")
+    edited = text[:start] + text[start:].replace("wf:ruleWeight 1.0 ;", "wf:ruleWeight 0.9 ;", 1)
+    assert edited != text
+    changed = tmp_path / "default.ttl"
+    changed.write_text(edited)
+    runtime.load([changed])
+    revoked = policy(http, "default@1.2.0")
+    assert revoked["status"] == "candidate" and revoked["approvals"] == [
+        {"by": "ops-cy", "verdict": "approved", "current": False}
+    ]
+    # A rejection keeps the edited content from serving even after another approval.
+    call(http, BO, APPROVE_POLICY, v="default@1.2.0", ok=False)
+    assert call(http, CY, APPROVE_POLICY, v="default@1.2.0")["data"]["approvePolicyVersion"]["status"] == "candidate"
+
+
+def test_without_keys_a_declared_active_version_serves_at_once(client):
+    client.data(REGISTER, {"id": "u2"})
+    assert client.data(NEXT, {"u": "u2"})["nextSteps"]["policyVersion"] == "default@1.2.0"
+
+
+def test_policy_commands_list_and_approve(disk_runtime, monkeypatch):
+    import gc
+
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    disk_runtime.close()
+    gc.collect()
+    store = disk_runtime.settings.store
+    monkeypatch.setenv("WAYFINDER_API_KEYS", KEYS)
+    listed = CliRunner().invoke(app, ["policy", "list", "--store", store])
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if "default@1.2.0" in line)
+    assert "candidate" in row and "active" in row  # serves as a candidate, declared active
+    gc.collect()
+    ok = CliRunner().invoke(app, ["policy", "approve", "default@1.2.0", "--approved-by", "Grace", "--store", store])
+    assert ok.exit_code == 0 and "approved by Grace" in ok.stdout
+    gc.collect()
+    listed = CliRunner().invoke(app, ["policy", "list", "--store", store])
+    row = next(line for line in listed.stdout.splitlines() if "default@1.2.0" in line)
+    assert "candidate" not in row and "Grace (approved)" in row
+    gc.collect()
+    missing = CliRunner().invoke(app, ["policy", "approve", "nope@1.0.0", "--approved-by", "Grace", "--store", store])
+    assert missing.exit_code != 0 and "no policy version" in missing.output

@@ -12,6 +12,7 @@ from service.errors import InvalidInput
 from service.identity.keys import parse_keys
 from service.runtime import Runtime
 from service.settings import Settings
+from tests.conftest import approve_policies
 
 KEYS = {"client": "c" * 24, "engineer": "e" * 24, "operator": "o" * 24, "auditor": "a" * 24}
 
@@ -30,7 +31,9 @@ def secured(knowledge_quads, tmp_path):
         max_aliases=3,
         max_fields=40,
     )
-    with TestClient(create_app(Runtime(settings=settings, store=store))) as http:
+    runtime = Runtime(settings=settings, store=store)
+    approve_policies(runtime)
+    with TestClient(create_app(runtime)) as http:
         yield http
 
 
