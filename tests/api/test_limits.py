@@ -110,10 +110,12 @@ def test_a_long_write_refused_at_its_last_event_does_not_hold_up_next_steps(runt
     inputs[-1]["stepId"] = "no-such-step"
     body = json.dumps({"query": RECORD_MANY, "variables": {"inputs": inputs}})
     with serving(runtime) as url:
-        answer, latencies, _ = next_steps_during(url, body)
+        answer, latencies, write_seconds = next_steps_during(url, body)
     assert answer["errors"][0]["extensions"]["code"] in ("NOT_FOUND", "BAD_USER_INPUT"), answer
     assert "inputs[19999].stepId" in answer["errors"][0]["message"]
-    assert latencies and max(latencies) < 1.0, latencies
+    # Decisions go on being made while the write is checked: several answer, each in a fraction of the write's
+    # time (a bound relative to the write, not in seconds, so a loaded machine does not make it fail).
+    assert len(latencies) >= 3 and max(latencies) < 0.5 * write_seconds, (latencies, write_seconds)
 
 
 def test_a_long_valid_write_lets_next_steps_through(runtime):

@@ -130,6 +130,8 @@ def test_no_arm_is_judged_on_too_few_outcomes(runtime):
     analysis = analyse(runtime, "analysis-test")
     guard = next(g for g in analysis.guardrails if g.kpi == "activation")
     assert guard.state == "ok" and "not judged yet" in guard.method
-    assert guard.bound is not None and guard.bound < 0  # the bare one-sided bound would have said harm
+    # Whether the bare one-sided bound would have said harm depends on how the random pseudonyms split the users
+    # (it usually does, not always); the verdict must be "ok" either way.
+    assert guard.bound is not None and guard.estimate < 0
     assert activation_of(analysis, "rules")[1].decision == "inconclusive"
     assert all(a.status == "active" for a in check(runtime)[0].arms)
