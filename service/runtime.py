@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -65,6 +66,8 @@ class Runtime:
             )
         )
         self._knowledge: Knowledge | None = None
+        self._revision: str | None = None  # the knowledge revision the cached knowledge was read at
+        self._checked = 0.0
         self._lock = threading.Lock()
 
     @cached_property
@@ -135,13 +138,23 @@ class Runtime:
         with self._lock:
             self._knowledge = None
 
+    # How often a process checks whether another one changed the knowledge (a load, a policy approval).
+    KNOWLEDGE_CHECK_S = 1.0
+
     @property
     def knowledge(self) -> Knowledge:
         current = self._knowledge
+        if current is not None and time.monotonic() - self._checked >= self.KNOWLEDGE_CHECK_S:
+            self._checked = time.monotonic()
+            if knowledge.revision(self.store) != self._revision:
+                current = None
         if current is None:
             with self._lock:
-                if self._knowledge is None:
+                revision = knowledge.revision(self.store)
+                if self._knowledge is None or revision != self._revision:
                     self._knowledge = self._read_knowledge()
+                    self._revision = revision
+                    self._checked = time.monotonic()
                 current = self._knowledge
         return current
 

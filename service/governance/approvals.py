@@ -26,6 +26,7 @@ import pyoxigraph as ox
 from service.audit.records import approval_record
 from service.clock import now, parse_datetime
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.knowledge import files as knowledge
 from service.knowledge import vocab
 from service.knowledge.store import bound
 
@@ -135,6 +136,8 @@ def approve_policy(runtime: Runtime, label: str, *, by: str, verdict: str = APPR
             by=by,
             verdict=verdict,
             what=f"policy version {label}",
+            extra=[knowledge.revision_quad()],  # every process re-reads the knowledge, and so the approval
+            remove=knowledge.revision_quads(runtime.store),
         )
     runtime.knowledge_changed()
     return judged

@@ -9,6 +9,7 @@ nothing and lists every violation.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,21 @@ def knowledge_graphs(store: GraphStore) -> list[ox.NamedNode]:
     return [g for g in store.named_graphs() if vocab.is_knowledge_graph(g)]
 
 
+def revision(store: GraphStore) -> str | None:
+    """The knowledge revision: a token that changes with every load and every policy approval, in any process."""
+    found = [q.object.value for q in revision_quads(store) if isinstance(q.object, ox.Literal)]
+    return min(found) if found else None
+
+
+def revision_quads(store: GraphStore) -> list[ox.Quad]:
+    return list(store.quads(subject=vocab.STORE_NODE, predicate=vocab.KNOWLEDGE_REVISION, graph=vocab.META_GRAPH))
+
+
+def revision_quad() -> ox.Quad:
+    """A new knowledge revision, to commit with a change (removing the old ones: ``revision_quads``)."""
+    return ox.Quad(vocab.STORE_NODE, vocab.KNOWLEDGE_REVISION, ox.Literal(uuid.uuid4().hex), vocab.META_GRAPH)
+
+
 def _index(names: Iterable[ox.NamedNode]) -> list[ox.Quad]:
     return [
         ox.Quad(g, vocab.RDF_TYPE, vocab.KNOWLEDGE_GRAPH, vocab.KNOWLEDGE_INDEX_GRAPH)
@@ -154,7 +170,9 @@ def replace_knowledge(
         add = [ox.Quad(t.subject, t.predicate, t.object, name) for name, ts in replacing.items() for t in ts]
         index = _index([*knowledge_graphs(store), *replacing])
         store.commit(
-            drop=[*replacing, vocab.ENTAILMENTS_GRAPH, vocab.KNOWLEDGE_INDEX_GRAPH], add=[*add, *inferred, *index]
+            drop=[*replacing, vocab.ENTAILMENTS_GRAPH, vocab.KNOWLEDGE_INDEX_GRAPH],
+            add=[*add, *inferred, *index, revision_quad()],
+            remove=revision_quads(store),
         )
     report = LoadReport({name.value: len(set(ts)) for name, ts in replacing.items()}, len(inferred))
     return report

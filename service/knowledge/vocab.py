@@ -279,6 +279,7 @@ META_GRAPH = NamedNode(GRAPH_BASE + "meta")
 # The store itself (service/knowledge/migrations.py)
 STORE_NODE = NamedNode(BASE + "store")
 LAYOUT_VERSION = wf("layoutVersion")
+KNOWLEDGE_REVISION = wf("knowledgeRevision")  # changes with every load and policy approval (graph meta)
 
 # Idempotent writes (service/decisions/idempotency.py)
 WRITE_RECEIPT = wf("WriteReceipt")

@@ -281,3 +281,25 @@ def test_with_an_analytics_folder_every_process_writes_segments_and_analysis_rea
     assert second.log.query(events) == fresh.query(events)
     for runtime in (first, second):
         runtime.close()
+
+
+def test_a_policy_approval_in_one_process_reaches_the_others_within_a_second(server, tmp_path):
+    from service.governance import approvals
+
+    keys = "k" * 24 + ":client:backend"
+    first = Runtime(settings=Settings(store=server, instance="one", api_keys=keys, models_dir=tmp_path / "m"))
+    first.ensure_ontology()
+    first.load(knowledge_files(first))
+    second = Runtime(settings=Settings(store=server, instance="two", api_keys=keys, models_dir=tmp_path / "m"))
+    label = "default@1.2.0"
+
+    def status(runtime):
+        return next(v.status for v in runtime.knowledge.policies.values() if v.label == label)
+
+    assert status(first) == status(second) == "candidate"  # with keys, not approved yet
+    approvals.approve_policy(first, label, by="release-manager")
+    assert status(first) == "active"
+    deadline = time.monotonic() + 5
+    while status(second) != "active" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status(second) == "active"
