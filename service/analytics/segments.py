@@ -261,7 +261,7 @@ class SharedLog(EventLog):
         columns = event_columns(rows)
         if columns is None:
             return 0
-        columns["replacement"] = _objects([None] * len(columns["event"]))
+        _replaced_by(columns, None)
         self._segment({"events": columns})
         return len(columns["event"])
 
@@ -295,7 +295,7 @@ class SharedLog(EventLog):
         }
         columns = event_columns(rows)
         if columns is not None:
-            columns["replacement"] = _objects([replacement] * len(columns["event"]))
+            _replaced_by(columns, replacement)
             tables["events"] = columns
         self._segment(tables)
         kept = [] if columns is None else list(columns["event"])
@@ -400,7 +400,7 @@ class SharedLog(EventLog):
         if (columns := subject_columns(subjects)) is not None:
             tables["subjects"] = columns
         if (columns := event_columns(events)) is not None:
-            columns["replacement"] = _objects([None] * len(columns["event"]))
+            _replaced_by(columns, None)
             tables["events"] = columns
         if (columns := exposure_columns(exposures)) is not None:
             tables["exposures"] = columns
@@ -492,6 +492,11 @@ class SharedLog(EventLog):
 
 _RESET = ("subjects", "events", "exposures", "erased", "removed", "replacements")
 _REMOVAL_KINDS = ("erase", "event", "replace")
+
+
+def _replaced_by(columns: dict[str, np.ndarray], replacement: str | None) -> None:
+    """Tag event columns with the consent change that wrote them (None: a plain append)."""
+    columns["replacement"] = _objects([replacement] * len(columns["event"]))
 
 
 def _removals(rows: list[tuple[str, str | None, str | None, str | None, float | None]]) -> dict[str, np.ndarray]:

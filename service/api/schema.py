@@ -131,11 +131,7 @@ class Query:
         permission_classes=AUDITOR, description="Every policy version, as it serves and as its file declares it"
     )
     def policy_versions(self, info: Info) -> list[PolicyVersion]:
-        runtime = runtime_of(info)
-        return [
-            _policy_version(runtime, v.label)
-            for v in sorted(runtime.knowledge.policies.values(), key=lambda v: v.label)
-        ]
+        return _policy_versions(runtime_of(info))
 
     @strawberry.field(permission_classes=OPERATOR, description="Every experiment, by ID")
     def experiments(self, info: Info) -> list[Experiment]:
@@ -273,7 +269,7 @@ class Mutation:
         runtime = runtime_of(info)
         verdict = approvals.APPROVED if approve else approvals.REJECTED
         approvals.approve_policy(runtime, version, by=approver(info.context, approved_by), verdict=verdict)
-        return _policy_version(runtime, version)
+        return _policy_versions(runtime, [version])[0]
 
     @strawberry.mutation(
         permission_classes=OPERATOR,
@@ -367,12 +363,13 @@ class Mutation:
         return flag_of(flags.set_enabled(runtime_of(info), str(id), enabled, by=principal(info.context)))
 
 
-def _policy_version(runtime, label: str) -> PolicyVersion:
+def _policy_versions(runtime, labels: list[str] | None = None) -> list[PolicyVersion]:
+    """The versions (all, or these labels) as they serve and as declared, with one read of the declared ones."""
     from service.knowledge.policies import read_policies
 
-    declared = {v.iri: v for v in read_policies(runtime.store, runtime.queries).values()}
-    serving = next(v for v in runtime.knowledge.policies.values() if v.label == label)
-    return policy_of(serving, declared[serving.iri])
+    declared = read_policies(runtime.store, runtime.queries)
+    serving = sorted(runtime.knowledge.policies.values(), key=lambda v: v.label)
+    return [policy_of(v, declared[v.iri]) for v in serving if labels is None or v.label in labels]
 
 
 def principal(context: dict) -> str:
