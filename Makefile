@@ -24,7 +24,14 @@ run: $(STAMP)
 	$(BIN)/wayfinder migrate
 	$(BIN)/wayfinder serve --demo
 
-test: lint
+# The Open Bandit Dataset sample that the off-policy estimators are checked on (tests/governance/test_offline.py):
+# it ships inside obp's wheel, read with zipfile. obp does not install on Python 3.11, so only its wheel is fetched.
+OBD := var/obd/obp-0.4.1-py3-none-any.whl
+
+$(OBD): $(STAMP)
+	$(BIN)/python -m pip download --quiet obp==0.4.1 --no-deps --python-version 3.10 --only-binary=:all: -d var/obd
+
+test: lint $(OBD)
 	$(BIN)/python -m pytest -q
 
 # Lint and format check of the whole tree (pyproject.toml [tool.ruff]) and the type check of

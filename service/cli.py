@@ -26,6 +26,7 @@ from embeddings.world import generate_world
 from service.errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, WayfinderError
 from service.identity.keys import is_loopback, parse_keys
 from service.knowledge import files as knowledge
+from service.knowledge import history
 from service.knowledge.queries import Parameter, Query
 from service.knowledge.vocab import local_id
 from service.runtime import Runtime
@@ -181,12 +182,20 @@ def load(
     ],
     store: StoreOption = None,
     graph: Annotated[str | None, typer.Option(help="Target graph: ontology, catalog/NAME or policies/NAME")] = None,
+    by: Annotated[str, typer.Option("--by", help="Who loads (recorded with each catalog and policy version)")] = (
+        knowledge.LOCAL_OPERATOR
+    ),
 ) -> None:
-    """Validate (SHACL) and load files into the store; an invalid load stores nothing."""
+    """Validate (SHACL) and load files into the store; an invalid load stores nothing.
+
+    Each catalog or policy graph whose content changes gets a new version; the one it replaces stays
+    restorable with `wayfinder rollback`."""
     runtime = _runtime(store)
     try:
         runtime.ensure_ontology()
-        report = knowledge.load_files(_expand(files), store=runtime.store, validator=runtime.validator, graph=graph)
+        report = knowledge.load_files(
+            _expand(files), store=runtime.store, validator=runtime.validator, graph=graph, by=_acting(by)
+        )
     except WayfinderError as exc:
         _fail(exc)
     runtime.store.flush()
@@ -408,6 +417,82 @@ def world(
         f"{generated.name}: {len(generated.steps)} steps, {len(generated.features)} features, {users} users "
         f"in {runtime.store.location}"
     )
+
+
+ByOption = Annotated[str, typer.Option("--by", help="Who acts (recorded as the change's principal)")]
+
+
+def _acting(by: str) -> str:
+    """The name a change records as who made it; the CLI runs without API keys, so the operator names it."""
+    if not by.strip():
+        _fail(InvalidInput("--by", "name who acts"))
+    return by.strip()
+
+
+rollback_app = typer.Typer(
+    help="Operators: restore an earlier version of a catalog or policy graph, through the same validation as a load.",
+    no_args_is_help=True,
+)
+app.add_typer(rollback_app, name="rollback")
+VersionArgument = Annotated[
+    int | None, typer.Argument(help="The version number to restore (see `wayfinder versions`); default: the previous")
+]
+
+
+def _rollback(kind: str, name: str, number: int | None, by: str, store: str | None) -> None:
+    runtime = _runtime(store)
+    try:
+        restored = knowledge.rollback(
+            f"{kind}/{name}", number, store=runtime.store, validator=runtime.validator, by=_acting(by)
+        )
+    except WayfinderError as exc:
+        _fail(exc)
+    runtime.store.flush()
+    now_at = history.current(runtime.store)[restored.graph]
+    out.print(f"{restored.name}: restored version {restored.number} as version {now_at.rsplit('/', 1)[-1]}")
+
+
+@rollback_app.command("catalog")
+def rollback_catalog(
+    name: Annotated[str, typer.Argument(help="The catalog graph's name, e.g. demo")],
+    version: VersionArgument = None,
+    by: ByOption = knowledge.LOCAL_OPERATOR,
+    store: StoreOption = None,
+) -> None:
+    """Restore a catalog graph's earlier version."""
+    _rollback("catalog", name, version, by, store)
+
+
+@rollback_app.command("policy")
+def rollback_policy(
+    name: Annotated[str, typer.Argument(help="The policy graph's name (its file's stem), e.g. default")],
+    version: VersionArgument = None,
+    by: ByOption = knowledge.LOCAL_OPERATOR,
+    store: StoreOption = None,
+) -> None:
+    """Restore a policy graph's earlier version; approvals count again for the content they judged."""
+    _rollback("policies", name, version, by, store)
+
+
+@app.command()
+def versions(
+    name: Annotated[str | None, typer.Argument(help="One graph, e.g. catalog/demo or policies/default")] = None,
+    store: StoreOption = None,
+) -> None:
+    """List the recorded versions of the catalog and policy graphs: who loaded each, when, and its content hash."""
+    runtime = _runtime(store)
+    try:
+        graph = knowledge.graph_named(name) if name else None
+    except WayfinderError as exc:
+        _fail(exc)
+    current = history.current(runtime.store)
+    table = Table("graph", "version", "loaded by", "loaded at", "content hash", "restores", "current")
+    for v in history.versions(runtime.store, graph):
+        restores = v.restores.rsplit("/", 1)[-1] if v.restores else "-"
+        at = v.loaded_at.isoformat() if v.loaded_at else "-"
+        mark = "yes" if current.get(v.graph) == v.iri else ""
+        table.add_row(v.name, str(v.number), v.loaded_by, at, v.content_hash[:12], restores, mark)
+    Console(width=max(out.width, 120)).print(table)
 
 
 model_app = typer.Typer(
@@ -740,15 +825,6 @@ experiment_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(experiment_app, name="experiment")
-
-ByOption = Annotated[str, typer.Option("--by", help="Who acts (recorded as the change's principal)")]
-
-
-def _acting(by: str) -> str:
-    """The name a change records as who made it; the CLI runs without API keys, so the operator names it."""
-    if not by.strip():
-        _fail(InvalidInput("--by", "name who acts"))
-    return by.strip()
 
 
 def _percent(share: float | None) -> str:

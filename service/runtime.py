@@ -19,7 +19,7 @@ from service.analytics.log import EventLog, open_log
 from service.analytics.segments import SharedLog
 from service.audit.chain import AuditTrail
 from service.knowledge import files as knowledge
-from service.knowledge import migrations
+from service.knowledge import history, migrations
 from service.knowledge.catalog import Catalog, read_catalog
 from service.knowledge.embedded import open_store
 from service.knowledge.policies import PolicyVersion, read_policies
@@ -49,6 +49,8 @@ class Knowledge:
     policies: dict[str, PolicyVersion]
     codes: Codes
     graph: rdflib.Graph
+    # The current version of each catalog and policy graph (graph IRI -> version IRI), which decisions name.
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 class Runtime:
@@ -128,9 +130,11 @@ class Runtime:
             self.knowledge_changed()
         return loaded
 
-    def load(self, paths: list[Path], *, graph: str | None = None) -> knowledge.LoadReport:
-        """Validate and load knowledge files, then refresh the views."""
-        report = knowledge.load_files(paths, store=self.store, validator=self.validator, graph=graph)
+    def load(
+        self, paths: list[Path], *, graph: str | None = None, by: str = knowledge.LOCAL_OPERATOR
+    ) -> knowledge.LoadReport:
+        """Validate and load knowledge files (``by`` names who loads them), then refresh the views."""
+        report = knowledge.load_files(paths, store=self.store, validator=self.validator, graph=graph, by=by)
         self.knowledge_changed()
         return report
 
@@ -186,6 +190,7 @@ class Runtime:
             policies=policies,
             codes=codes,
             graph=graph,
+            versions=history.current(self.store),
         )
 
     @property

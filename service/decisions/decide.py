@@ -147,6 +147,7 @@ def _decide(
         for e in history
         if e.type in ("STEP_COMPLETED", "STEP_DISMISSED") or personalized and e.type == "FEATURE_USED"
     ]
+    used += knowledge.versions.values()  # the catalog and policy versions: the decision can be re-derived later
 
     decision_id = str(uuid.uuid4())
     recommendation = Recommendation(

@@ -17,8 +17,8 @@ from pathlib import Path
 import pyoxigraph as ox
 import rdflib
 
-from service.errors import RefusedWrite, SyntaxProblem
-from service.knowledge import vocab
+from service.errors import InvalidInput, RefusedWrite, SyntaxProblem
+from service.knowledge import history, vocab
 from service.knowledge.canonical import content_hash
 from service.knowledge.reasoning import entailments
 from service.knowledge.store import GraphStore
@@ -34,6 +34,9 @@ FORMATS = {
     ".rdf": ox.RdfFormat.RDF_XML,
     ".owl": ox.RdfFormat.RDF_XML,
 }
+
+# Who a load names when no one is named: a load from code or the CLI on the operator's own machine.
+LOCAL_OPERATOR = "local operator"
 
 
 @dataclass
@@ -139,15 +142,16 @@ def load_files(
     store: GraphStore,
     validator: Validator,
     graph: str | None = None,
+    by: str = LOCAL_OPERATOR,
 ) -> LoadReport:
-    """Validate and load knowledge files; each file replaces the graph it goes to."""
+    """Validate and load knowledge files; each file replaces the graph it goes to, ``by`` names who loads them."""
     paths = list(paths)
     replacing: dict[ox.NamedNode, list[ox.Triple]] = {}
     for path in paths:
         triples = read_rdf(path)
         name = graph_named(graph) if graph else graph_for(path, triples)
         replacing.setdefault(name, []).extend(triples)
-    return replace_knowledge(replacing, store=store, validator=validator, source=", ".join(map(str, paths)))
+    return replace_knowledge(replacing, store=store, validator=validator, source=", ".join(map(str, paths)), by=by)
 
 
 def replace_knowledge(
@@ -156,8 +160,11 @@ def replace_knowledge(
     store: GraphStore,
     validator: Validator,
     source: str | None = None,
+    by: str = LOCAL_OPERATOR,
+    restores: dict[ox.NamedNode, str] | None = None,
 ) -> LoadReport:
-    """Validate, reason and commit new content for knowledge graphs, all or nothing."""
+    """Validate, reason and commit new content for knowledge graphs, all or nothing, with the catalog and
+    policy versions it makes (:mod:`service.knowledge.history`)."""
     replacing = {
         name: seal_policies(triples) if name.value.startswith(vocab.POLICY_GRAPH_BASE) else triples
         for name, triples in replacing.items()
@@ -166,16 +173,37 @@ def replace_knowledge(
         graph, violations = check(store, validator, replacing)
         if violations:
             raise RefusedWrite(violations, source=source)
+        versions = history.changes(store, replacing, by=by, restores=restores)
         inferred = entailments(graph)
         add = [ox.Quad(t.subject, t.predicate, t.object, name) for name, ts in replacing.items() for t in ts]
         index = _index([*knowledge_graphs(store), *replacing])
         store.commit(
             drop=[*replacing, vocab.ENTAILMENTS_GRAPH, vocab.KNOWLEDGE_INDEX_GRAPH],
-            add=[*add, *inferred, *index, revision_quad()],
+            add=[*add, *inferred, *index, *versions, revision_quad()],
             remove=revision_quads(store),
         )
     report = LoadReport({name.value: len(set(ts)) for name, ts in replacing.items()}, len(inferred))
     return report
+
+
+def rollback(
+    name: str, number: int | None = None, *, store: GraphStore, validator: Validator, by: str = LOCAL_OPERATOR
+) -> history.Version:
+    """Restore a recorded version of a catalog or policy graph (None: the one before the current) through the
+    same validation as a load; return the version it restored. A refused restore stores nothing."""
+    graph = graph_named(name)
+    if not history.versioned(graph):
+        raise InvalidInput("name", "only catalog and policy graphs keep versions to roll back to")
+    version = history.find(store, graph, number)
+    replace_knowledge(
+        {graph: history.content(store, version)},
+        store=store,
+        validator=validator,
+        source=f"{version.name} version {version.number}",
+        by=by,
+        restores={graph: version.iri},
+    )
+    return version
 
 
 def ensure_ontology(store: GraphStore, *, ontology_file: Path, validator: Validator) -> bool:
@@ -194,6 +222,7 @@ def check_store(store: GraphStore, validator: Validator) -> list:
             vocab.ENTAILMENTS_GRAPH.value,
             vocab.AUDIT_GRAPH.value,
             vocab.KNOWLEDGE_INDEX_GRAPH.value,
+            vocab.HISTORY_GRAPH.value,
         ):
             to_rdflib_graph(store.graph(name), graph)
     return validator.validate(graph)

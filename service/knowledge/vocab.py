@@ -33,6 +33,7 @@ ANALYSIS_BASE = BASE + "analysis/"
 FLAG_BASE = BASE + "flag/"
 FLAG_CHANGE_BASE = BASE + "flag-change/"
 APPROVAL_BASE = BASE + "approval/"
+KNOWLEDGE_VERSION_BASE = BASE + "knowledge-version/"
 
 
 def wf(name: str) -> NamedNode:
@@ -258,6 +259,15 @@ PROV_WAS_DERIVED_FROM = prov("wasDerivedFrom")
 PROV_STARTED_AT = prov("startedAtTime")
 PROV_ENDED_AT = prov("endedAtTime")
 PROV_GENERATED_AT = prov("generatedAtTime")
+PROV_WAS_REVISION_OF = prov("wasRevisionOf")
+
+# Knowledge history (service/knowledge/history.py)
+KNOWLEDGE_VERSION = wf("KnowledgeVersion")
+OF_GRAPH = wf("ofGraph")
+VERSION_NUMBER = wf("versionNumber")
+LOADED_BY = wf("loadedBy")
+SNAPSHOT = wf("snapshot")
+RESTORES = wf("restores")
 
 # Named graphs (ARCHITECTURE.md, store layout)
 ONTOLOGY_GRAPH = NamedNode(GRAPH_BASE + "ontology")
@@ -275,6 +285,8 @@ MODEL_ARTIFACTS_GRAPH = NamedNode(GRAPH_BASE + "model-artifacts")
 USER_GRAPH_BASE = GRAPH_BASE + "user/"
 IDEMPOTENCY_GRAPH = NamedNode(GRAPH_BASE + "idempotency")
 META_GRAPH = NamedNode(GRAPH_BASE + "meta")
+# Every version of each catalog and policy graph, as snapshots (service/knowledge/history.py).
+HISTORY_GRAPH = NamedNode(GRAPH_BASE + "knowledge-history")
 
 # The store itself (service/knowledge/migrations.py)
 STORE_NODE = NamedNode(BASE + "store")
