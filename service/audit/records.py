@@ -43,8 +43,11 @@ def decision_record(
     used: Iterable[str],
     candidates: Sequence[Candidate],
     shown: Mapping[str, int],
+    propensities: Mapping[str, float] | None = None,
+    explored: bool | None = None,
 ) -> list[ox.Triple]:
-    """Return the record of a decision: context, what it used, every candidate, and the ``shown`` steps' ranks.
+    """Return the record of a decision: context, what it used, every candidate, and the ``shown`` steps' ranks
+    (and, when its policy version explores, their propensities and whether the slate was the random one).
 
     ``channel``, ``policy``, ``model`` and ``used`` are IRIs; a shown candidate carries its rank and reasons.
     """
@@ -68,6 +71,8 @@ def decision_record(
         ]
     if variant:
         triples.append(T(record, vocab.VARIANT, L(variant)))
+    if explored is not None:
+        triples.append(T(record, vocab.EXPLORED, L("true" if explored else "false", datatype=vocab.XSD_BOOLEAN)))
     for iri in dict.fromkeys(used):
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(iri)))
     for i, scored in enumerate(candidates, start=1):
@@ -83,6 +88,8 @@ def decision_record(
             triples.append(T(node, vocab.MODEL_SCORE, _double(scored.model_score)))
         if scored.step in shown:
             triples.append(T(node, vocab.RANK, L(str(shown[scored.step]), datatype=vocab.XSD_INTEGER)))
+            if propensities is not None:
+                triples.append(T(node, vocab.PROPENSITY, _double(propensities[scored.step])))
             triples += [T(node, vocab.REASON, L(reason)) for reason in scored.reasons]
     return triples
 
@@ -137,6 +144,39 @@ def approval_record(
         T(record, vocab.APPROVED_CONTENT, L(content)),
         T(record, vocab.VERDICT, L(verdict)),
     ]
+
+
+def fairness_report_record(
+    record: ox.NamedNode,
+    *,
+    at: datetime,
+    version: str,
+    governance: str | None,
+    users: int,
+    groups: int,
+    figures: Mapping,
+    breaches: Sequence[str],
+    requested_by: str | None = None,
+) -> list[ox.Triple]:
+    """Return the record of a fairness report on a model or policy ``version`` (an IRI), under the ``governance``
+    policy whose limits it applied: counts, figures (canonical JSON) and breaches in words; it names no user."""
+    T, L = ox.Triple, ox.Literal
+    triples = [
+        T(record, vocab.RDF_TYPE, vocab.FAIRNESS_REPORT),
+        T(record, vocab.RDF_TYPE, vocab.PROV_ENTITY),
+        T(record, vocab.PROV_GENERATED_AT, datetime_literal(at)),
+        T(record, vocab.PROV_WAS_DERIVED_FROM, ox.NamedNode(version)),
+        T(record, vocab.REPORTED_USERS, L(str(users), datatype=vocab.XSD_INTEGER)),
+        T(record, vocab.REPORTED_GROUPS, L(str(groups), datatype=vocab.XSD_INTEGER)),
+        T(record, vocab.PASSED_GATE, L("false" if breaches else "true", datatype=vocab.XSD_BOOLEAN)),
+        T(record, vocab.FAIRNESS_FIGURES, L(json.dumps(figures, sort_keys=True, separators=(",", ":")))),
+        *(T(record, vocab.BREACH, L(text)) for text in breaches),
+    ]
+    if governance is not None:
+        triples.append(T(record, vocab.PROV_USED, ox.NamedNode(governance)))
+    if requested_by:
+        triples.append(T(record, vocab.REQUESTED_BY, L(requested_by)))
+    return triples
 
 
 def _double(value: float) -> ox.Literal:

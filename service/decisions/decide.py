@@ -17,7 +17,7 @@ from service.audit.records import decision_record
 from service.clock import now, parse_datetime
 from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
-from service.decisions.ranking import Context, Scored, Scorer, rank
+from service.decisions.ranking import Context, Scored, Scorer, rank, slate
 from service.decisions.subjects import require_user
 from service.decisions.users import Profile, events, profile
 from service.errors import InvalidInput
@@ -49,6 +49,9 @@ class Recommendation:
     at: datetime | None = None
     channel: str = "WEB"
     limit: int = 5
+    # Set when the policy version explores: each shown step's position-wise propensity, and whether it explored.
+    propensities: list[float] | None = None
+    explored: bool = False
 
 
 def next_steps(
@@ -132,9 +135,10 @@ def _decide(
 
                 model = active_scorer(runtime)
             used_model = model
+    decision_id = str(uuid.uuid4())
     with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
         ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
-    chosen = ranked[:limit]
+    shown = slate(ranked, limit=limit, exploration_rate=policy.exploration_rate, seed=exploration_seed(decision_id))
 
     # What the decision read: the consent state, the eligibility facts (role, plan,
     # step events) and, when personalised, the rest of the profile and behaviour.
@@ -149,10 +153,9 @@ def _decide(
     ]
     used += knowledge.versions.values()  # the catalog and policy versions: the decision can be re-derived later
 
-    decision_id = str(uuid.uuid4())
     recommendation = Recommendation(
         decision_id=decision_id,
-        steps=chosen,
+        steps=shown.steps,
         personalized=personalized,
         policy_version=policy.label,
         model_version=getattr(used_model, "version", None),
@@ -161,6 +164,8 @@ def _decide(
         at=started,
         channel=channel,
         limit=limit,
+        propensities=shown.propensities if policy.exploration_rate else None,
+        explored=shown.explored,
     )
     record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
     triples = decision_triples(
@@ -185,6 +190,11 @@ def _decide(
     if assignment is not None and assignment.new:
         exposed(runtime, assignment, stored.pseudonym, started)
     return recommendation
+
+
+def exploration_seed(decision_id: str) -> int:
+    """The seed a decision's exploration draws from: its own (random) ID, so its record reproduces the slate."""
+    return uuid.UUID(decision_id).int
 
 
 def _segment(stored: Profile, *, personalized: bool, channel: str) -> flags.Segment:
@@ -238,6 +248,10 @@ def decision_triples(
         used=used,
         candidates=rec.candidates,
         shown={s.step: i for i, s in enumerate(rec.steps, start=1)},
+        propensities={s.step: p for s, p in zip(rec.steps, rec.propensities, strict=True)}
+        if rec.propensities
+        else None,
+        explored=rec.explored if rec.propensities else None,
     )
 
 

@@ -13,6 +13,7 @@ only past the version's evidence threshold and lift to cite.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -103,6 +104,36 @@ def rank(
         scored.append(Scored(iri, round(score, 6), round(rule_score, 6), model_score, _first_unique(texts, 3)))
     scored.sort(key=lambda s: (-s.score, order.get(s.step, n), s.step))
     return scored
+
+
+@dataclass(frozen=True)
+class Slate:
+    """What a decision shows: the steps in order, each one's position-wise propensity, and whether it explored."""
+
+    steps: list[Scored]
+    propensities: list[float]
+    explored: bool
+
+
+def slate(ranked: list[Scored], *, limit: int, exploration_rate: float, seed: int) -> Slate:
+    """The steps to show: the ranked top ``limit``, or, with probability ``exploration_rate``, a uniformly random
+    ordered sample of the candidates, drawn from ``seed`` (the decision's ID, so the trail reproduces it).
+
+    A step's propensity at rank k is (1 - rate) when the ranked slate has it at k, plus rate / n (a uniform
+    slate puts any of the n candidates at any rank with probability 1 / n): exact, so the slate estimators
+    of :mod:`service.governance.offline` apply to the log.
+    """
+    k = min(limit, len(ranked))
+    draw = random.Random(seed)
+    explored = exploration_rate > 0 and draw.random() < exploration_rate
+    shown = draw.sample(ranked, k) if explored else ranked[:k]
+    return Slate(shown, [propensity(ranked, s.step, i, exploration_rate) for i, s in enumerate(shown)], explored)
+
+
+def propensity(ranked: list[Scored], step: str, position: int, exploration_rate: float) -> float:
+    """The probability that a policy exploring at this rate shows ``step`` at ``position`` (0-based)."""
+    ranked_there = position < len(ranked) and ranked[position].step == step
+    return (1.0 - exploration_rate) * ranked_there + exploration_rate / len(ranked)
 
 
 def _say(policy: PolicyVersion, kind: str, **values: str) -> str:

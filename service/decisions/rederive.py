@@ -4,8 +4,9 @@ A decision record names everything ranking read: the catalog and policy versions
 the knowledge history), the policy version and model version, the profile facts and events, and
 whether it was personalised. :func:`rederive` rebuilds the knowledge as those versions had it (in
 a scratch store, with its OWL 2 RL entailments), the context from the facts and events the record
-names, loads the recorded model version's artefact, ranks the recorded candidates again and
-compares scores and order with what the record says was returned.
+names, loads the recorded model version's artefact, ranks the recorded candidates again, draws
+the slate again (an exploring policy draws from the decision's ID) and compares scores and order
+with what the record says was returned.
 
 Candidate generation is not replayed: the candidates are the record's own (it keeps every one,
 with its scores), so what is checked is that ranking and explanation follow from what was used.
@@ -13,21 +14,28 @@ with its scores), so what is checked is that ranking and explanation follow from
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 
-from service.decisions.decide import UUID_PATTERN
-from service.decisions.ranking import Context, rank
+from service.decisions.decide import UUID_PATTERN, exploration_seed
+from service.decisions.ranking import Context, Scored, Scorer, rank, slate
 from service.errors import InvalidInput, NotFound
 from service.knowledge import history, vocab
-from service.knowledge.catalog import read_catalog
+from service.knowledge.catalog import Catalog, read_catalog
 from service.knowledge.embedded import Store
-from service.knowledge.policies import read_policies
+from service.knowledge.policies import PolicyVersion, read_policies
 from service.knowledge.reasoning import entailments
 from service.runtime import Runtime
 
 TOLERANCE = 1e-6  # scores are recorded rounded to 6 decimals
+# Knowledge as sets of versions had it, built with its entailments (about a second each), kept for re-use:
+# an auditor or an offline evaluation replays many decisions made under the same versions.
+KNOWLEDGE_CACHE_SIZE = 8
+_knowledge_cache: OrderedDict[tuple[tuple[str, str], ...], tuple[Catalog, dict[str, PolicyVersion]]] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,31 @@ class Rederivation:
         return not self.differences
 
 
-def rederive(runtime: Runtime, decision_id: str) -> Rederivation:
-    """Rank a recorded decision's candidates again from what its record says it used."""
+@dataclass(frozen=True)
+class Recorded:
+    """What a decision record says: its inputs, its candidates with scores, and what it showed."""
+
+    decision_id: str
+    pseudonym: str
+    at: str
+    channel: str
+    personalized: bool
+    limit: int
+    policy: str
+    model: str | None
+    used: list[str]
+    versions: tuple[str, ...]  # the catalog and policy versions it used
+    candidates: list[tuple[str, float]]  # shown ones first, by rank
+    shown: list[str]
+    propensities: dict[str, float]  # shown step -> its position-wise propensity, when its policy explored
+
+
+def read_record(runtime: Runtime, decision_id: str) -> Recorded:
+    """Read a decision record; a decision made before records named their catalog version is refused."""
     if not UUID_PATTERN.fullmatch(decision_id):
         raise InvalidInput("id", "a decision ID is a UUID, as 8-4-4-4-12 hexadecimal digits")
-    record = ox.NamedNode(vocab.DECISION_BASE + decision_id.lower())
+    decision_id = decision_id.lower()
+    record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
     facts = list(runtime.store.quads(subject=record, graph=vocab.AUDIT_GRAPH))
     if not facts:
         raise NotFound(f"no decision {decision_id}")
@@ -60,46 +88,110 @@ def rederive(runtime: Runtime, decision_id: str) -> Rederivation:
         return next((q.object.value for q in facts if q.predicate == predicate and hasattr(q.object, "value")), None)
 
     used = [q.object.value for q in facts if q.predicate == vocab.PROV_USED and isinstance(q.object, ox.NamedNode)]
-    recorded_versions = [history.version_of(runtime.store, iri) for iri in used if _is_version(runtime, iri)]
-    if not any(v.graph.startswith(vocab.CATALOG_GRAPH_BASE) for v in recorded_versions):
+    versions = tuple(iri for iri in used if iri.startswith(vocab.KNOWLEDGE_VERSION_BASE))
+    if not any(iri.startswith(vocab.KNOWLEDGE_VERSION_BASE + "catalog/") for iri in versions):
         raise InvalidInput("id", "the decision was recorded before decisions named their catalog version")
+    candidates, shown, propensities = _candidates(runtime, record)
+    return Recorded(
+        decision_id=decision_id,
+        pseudonym=one(vocab.SUBJECT_PSEUDONYM) or "",
+        at=one(vocab.PROV_STARTED_AT) or "",
+        channel=one(vocab.DECISION_CHANNEL) or "",
+        personalized=one(vocab.PERSONALIZED) == "true",
+        limit=int(one(vocab.REQUESTED_LIMIT) or len(shown)),
+        policy=one(vocab.POLICY_VERSION_OF_DECISION) or "",
+        model=one(vocab.MODEL_VERSION_OF_DECISION),
+        used=used,
+        versions=versions,
+        candidates=candidates,
+        shown=shown,
+        propensities=propensities,
+    )
 
-    knowledge = _knowledge_at(runtime, recorded_versions)
-    catalog = read_catalog(knowledge, runtime.queries, channels=runtime.knowledge.codes.channels)
-    policies = read_policies(knowledge, runtime.queries)
-    policy_iri = one(vocab.POLICY_VERSION_OF_DECISION)
-    if policy_iri not in policies:
-        raise InvalidInput("id", f"the policy version {policy_iri} is not in the knowledge versions the decision used")
-    personalized = one(vocab.PERSONALIZED) == "true"
-    context = _context(runtime, used, catalog=catalog, channel=one(vocab.DECISION_CHANNEL) or "", personal=personalized)
-    model = _model(runtime, one(vocab.MODEL_VERSION_OF_DECISION))
 
-    recorded, shown = _candidates(runtime, record)
-    derived = rank([s for s, _ in recorded], policy=policies[policy_iri], context=context, catalog=catalog, model=model)
-    derived_shown = [s.step for s in derived[: len(shown)]]
-    recorded_score = dict(recorded)
+class Replay:
+    """Ranks recorded decisions again, with the knowledge of the versions they used (built once per set)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._models: dict[str, Scorer] = {}
+
+    def knowledge(self, recorded: Recorded) -> tuple[Catalog, dict[str, PolicyVersion]]:
+        """The catalog and policy versions as the decision's knowledge versions had them."""
+        versions = [history.version_of(self.runtime.store, iri) for iri in sorted(recorded.versions)]
+        # A version never changes, but another store may hold other content under the same IRI: key by both.
+        key = tuple((v.iri, v.content_hash) for v in versions)
+        with _cache_lock:
+            found = _knowledge_cache.get(key)
+            if found is not None:
+                _knowledge_cache.move_to_end(key)
+                return found
+        scratch = _knowledge_at(self.runtime, versions)
+        catalog = read_catalog(scratch, self.runtime.queries, channels=self.runtime.knowledge.codes.channels)
+        built = (catalog, read_policies(scratch, self.runtime.queries))
+        with _cache_lock:
+            _knowledge_cache[key] = built
+            while len(_knowledge_cache) > KNOWLEDGE_CACHE_SIZE:
+                _knowledge_cache.popitem(last=False)
+        return built
+
+    def rank(self, recorded: Recorded, policy: PolicyVersion | None = None) -> tuple[PolicyVersion, list[Scored]]:
+        """The recorded candidates ranked again: by the decision's own policy version, or by ``policy``."""
+        catalog, policies = self.knowledge(recorded)
+        if policy is None:
+            if recorded.policy not in policies:
+                raise InvalidInput(
+                    "id", f"the policy version {recorded.policy} is not in the knowledge versions the decision used"
+                )
+            policy = policies[recorded.policy]
+        context = _context(
+            self.runtime, recorded.used, catalog=catalog, channel=recorded.channel, personal=recorded.personalized
+        )
+        model = self._model(recorded.model) if recorded.model else None
+        steps = [s for s, _ in recorded.candidates]
+        return policy, rank(steps, policy=policy, context=context, catalog=catalog, model=model)
+
+    def _model(self, model_iri: str) -> Scorer:
+        if model_iri not in self._models:
+            from embeddings.scoring import Scorer as Loaded  # torch, imported only when a decision used a model
+            from service.models.records import artefact, find
+
+            version = find(self.runtime, vocab.local_id(model_iri))
+            data = artefact(self.runtime, version)
+            self._models[model_iri] = Loaded.from_bytes(data, sha256=version.artifact_hash, version=version.version)
+        return self._models[model_iri]
+
+
+def rederive(runtime: Runtime, decision_id: str) -> Rederivation:
+    """Rank a recorded decision's candidates again from what its record says it used."""
+    recorded = read_record(runtime, decision_id)
+    policy, derived = Replay(runtime).rank(recorded)
+    seed = exploration_seed(recorded.decision_id)
+    again = slate(derived, limit=recorded.limit, exploration_rate=policy.exploration_rate, seed=seed)
+    derived_shown = [s.step for s in again.steps]
+    recorded_score = dict(recorded.candidates)
     differences = [
         f"{vocab.local_id(s.step)}: recorded score {recorded_score[s.step]}, derived {s.score}"
         for s in derived
         if abs(recorded_score[s.step] - s.score) > TOLERANCE
     ]
-    if derived_shown != shown:
-        differences.append(
-            f"returned {[vocab.local_id(s) for s in shown]}, derived {[vocab.local_id(s) for s in derived_shown]}"
-        )
+    if derived_shown != recorded.shown:
+        returned = [vocab.local_id(s) for s in recorded.shown]
+        differences.append(f"returned {returned}, derived {[vocab.local_id(s) for s in derived_shown]}")
+    for step, p in zip(derived_shown, again.propensities, strict=True):
+        if step in recorded.propensities and abs(recorded.propensities[step] - p) > TOLERANCE:
+            differences.append(
+                f"{vocab.local_id(step)}: recorded propensity {recorded.propensities[step]}, derived {p}"
+            )
     return Rederivation(
-        decision_id=decision_id.lower(),
-        knowledge_versions=[v.iri for v in recorded_versions],
-        recorded=recorded,
+        decision_id=recorded.decision_id,
+        knowledge_versions=list(recorded.versions),
+        recorded=recorded.candidates,
         derived=[(s.step, s.score) for s in derived],
-        shown=shown,
+        shown=recorded.shown,
         derived_shown=derived_shown,
         differences=differences,
     )
-
-
-def _is_version(runtime: Runtime, iri: str) -> bool:
-    return iri.startswith(vocab.KNOWLEDGE_VERSION_BASE)
 
 
 def _knowledge_at(runtime: Runtime, versions: list[history.Version]) -> Store:
@@ -150,20 +242,11 @@ def _is_a(runtime: Runtime, iri: str, cls: ox.NamedNode) -> bool:
     return any(True for _ in runtime.store.quads(subject=ox.NamedNode(iri), predicate=vocab.RDF_TYPE, object=cls))
 
 
-def _model(runtime: Runtime, model_iri: str | None):
-    if model_iri is None:
-        return None
-    from embeddings.scoring import Scorer  # torch, imported only when the decision used a model
-    from service.models.records import artefact, find
-
-    version = find(runtime, vocab.local_id(model_iri))
-    return Scorer.from_bytes(artefact(runtime, version), sha256=version.artifact_hash, version=version.version)
-
-
-def _candidates(runtime: Runtime, record: ox.NamedNode) -> tuple[list[tuple[str, float]], list[str]]:
-    """The record's candidates with their scores, and the returned steps by rank."""
+def _candidates(runtime: Runtime, record: ox.NamedNode) -> tuple[list[tuple[str, float]], list[str], dict[str, float]]:
+    """The record's candidates with their scores, the returned steps by rank, and their propensities if recorded."""
     scores: dict[str, float] = {}
     ranks: dict[str, int] = {}
+    propensities: dict[str, float] = {}
     for link in runtime.store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH):
         assert isinstance(link.object, ox.NamedNode)
         fields = {
@@ -175,6 +258,8 @@ def _candidates(runtime: Runtime, record: ox.NamedNode) -> tuple[list[tuple[str,
         scores[step] = float(fields[vocab.SCORE])
         if vocab.RANK in fields:
             ranks[step] = int(fields[vocab.RANK])
+        if vocab.PROPENSITY in fields:
+            propensities[step] = float(fields[vocab.PROPENSITY])
     shown = sorted(ranks, key=ranks.__getitem__)
     ordered = shown + sorted((s for s in scores if s not in ranks), key=lambda s: (-scores[s], s))
-    return [(s, scores[s]) for s in ordered], shown
+    return [(s, scores[s]) for s in ordered], shown, propensities

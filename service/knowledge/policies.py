@@ -56,6 +56,9 @@ class PolicyVersion:
     approved_by: str | None = None
     rules: list[Rule] = field(default_factory=list)
     content_hash: str | None = None  # wf:contentHash, over the version and its rules (what an approval judges)
+    # The share of decisions that show a uniformly random slate of the candidates instead of the ranked one, so
+    # that every shown step has a known propensity and other policies can be evaluated offline on the log.
+    exploration_rate: float = 0.0
 
     @property
     def label(self) -> str:
@@ -100,6 +103,7 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
             templates=templates.get(iri, {}),
             approved_by=value(row, "approvedBy"),
             content_hash=value(row, "contentHash"),
+            exploration_rate=_number(row, "explorationRate", 0.0),
         )
     rules: dict[tuple[str, str], Rule] = {}
     for row in store.select(queries["policy-rules"]):

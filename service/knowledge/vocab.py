@@ -34,6 +34,8 @@ FLAG_BASE = BASE + "flag/"
 FLAG_CHANGE_BASE = BASE + "flag-change/"
 APPROVAL_BASE = BASE + "approval/"
 KNOWLEDGE_VERSION_BASE = BASE + "knowledge-version/"
+HEALTH_REPORT_BASE = BASE + "health-report/"
+FAIRNESS_REPORT_BASE = BASE + "fairness-report/"
 
 
 def wf(name: str) -> NamedNode:
@@ -83,12 +85,14 @@ HAS_PLAN = wf("hasPlan")
 SIGNUP_CHANNEL = wf("signupChannel")
 REGISTERED_AT = wf("registeredAt")
 PSEUDONYM = wf("pseudonym")
+HAS_PROTECTED_GROUP = wf("hasProtectedGroup")  # collected for FAIRNESS only; ranking never reads it
 
 # Consent
 CONSENT_PURPOSE = wf("ConsentPurpose")
 PERSONALIZATION = wf("Personalization")
 ANALYTICS = wf("Analytics")
 MARKETING = wf("Marketing")
+FAIRNESS_MONITORING = wf("FairnessMonitoring")
 PURPOSE_CODE = wf("purposeCode")
 COLLECTED_FOR = wf("collectedFor")
 CONSENT_RECORD = dpv("ConsentRecord")
@@ -156,6 +160,13 @@ CANDIDATE_VERSION = wf("CandidateVersion")
 ACTIVE_VERSION = wf("ActiveVersion")
 RETIRED_VERSION = wf("RetiredVersion")
 ROLLED_BACK_VERSION = wf("RolledBackVersion")
+# Model health (service/models/profiles.py, monitoring.py)
+TRAINING_PROFILE = wf("trainingProfile")
+HEALTH_REPORT = wf("HealthReport")
+HEALTH_FIGURES = wf("healthFigures")
+HEALTH_ALERT = wf("healthAlert")
+HEALTH_VERDICT = wf("healthVerdict")
+HEALTH_OCCASION = wf("healthOccasion")
 
 # Experiments and flags (service/experiments/)
 KNOWLEDGE_GRAPH = wf("KnowledgeGraph")
@@ -231,6 +242,9 @@ SCORE = wf("score")
 RULE_SCORE = wf("ruleScore")
 MODEL_SCORE = wf("modelScore")
 RANK = wf("rank")
+PROPENSITY = wf("propensity")
+EXPLORED = wf("explored")
+EXPLORATION_RATE = wf("explorationRate")
 REASON = wf("reason")
 SEQUENCE = wf("sequence")
 PREVIOUS_HASH = wf("previousHash")
@@ -268,6 +282,16 @@ VERSION_NUMBER = wf("versionNumber")
 LOADED_BY = wf("loadedBy")
 SNAPSHOT = wf("snapshot")
 RESTORES = wf("restores")
+
+# Fairness monitoring (service/governance/fairness_gate.py)
+PROTECTED_GROUP = wf("ProtectedGroup")
+PROTECTED_ATTRIBUTE = wf("protectedAttribute")
+FAIRNESS_REPORT = wf("FairnessReport")
+FAIRNESS_FIGURES = wf("fairnessFigures")
+BREACH = wf("breach")
+PASSED_GATE = wf("passedGate")
+REPORTED_USERS = wf("reportedUsers")
+REPORTED_GROUPS = wf("reportedGroups")
 
 # Named graphs (ARCHITECTURE.md, store layout)
 ONTOLOGY_GRAPH = NamedNode(GRAPH_BASE + "ontology")
