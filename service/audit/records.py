@@ -179,5 +179,16 @@ def fairness_report_record(
     return triples
 
 
+def offline_record(record: ox.NamedNode, *, experiment: str, figures: Sequence[Mapping]) -> list[ox.Triple]:
+    """Return the record of the offline evidence an experiment started on: each arm's estimate against control's."""
+    T, L = ox.Triple, ox.Literal
+    return [
+        T(record, vocab.RDF_TYPE, vocab.OFFLINE_EVALUATION),
+        T(record, vocab.RDF_TYPE, vocab.PROV_ENTITY),
+        T(record, vocab.PROV_WAS_DERIVED_FROM, ox.NamedNode(experiment)),
+        T(record, vocab.ESTIMATES, L(json.dumps(list(figures), sort_keys=True))),
+    ]
+
+
 def _double(value: float) -> ox.Literal:
     return ox.Literal(repr(float(value)), datatype=vocab.XSD_DOUBLE)

@@ -30,11 +30,12 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service.audit.records import change_record
+from service.audit.records import change_record, offline_record
 from service.clock import datetime_literal, now, parse_datetime
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.experiments.bucketing import HASH_VERSION
 from service.governance import approvals
+from service.governance.gates import gates
 from service.knowledge import vocab
 from service.knowledge.policies import PolicyVersion
 from service.knowledge.store import bound, plain, value
@@ -89,6 +90,9 @@ class Experiment:
     created_at: datetime | None = None
     approved_by: str | None = None
     approved_at: datetime | None = None
+    # When set, the plan requires offline evidence before it starts: each arm's version, estimated on the logged
+    # decisions of an exploring version, must be no worse than control's by more than this (service.governance).
+    offline_margin: float | None = None
 
     @property
     def iri(self) -> str:
@@ -122,6 +126,8 @@ class Experiment:
             "holdout": self.holdout,
             "hash_version": self.hash_version,
         }
+        if self.offline_margin is not None:  # only when stated: plans made before it keep their hash
+            plan["offline_margin"] = self.offline_margin
         return hashlib.sha256(json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def state(self) -> dict:
@@ -146,6 +152,7 @@ class ExperimentSpec:
     guardrails: list[Guardrail] = field(default_factory=list)
     coverage: float = 1.0
     holdout: float = 0.0
+    offline_margin: float | None = None
 
 
 def kpi_names(runtime: Runtime) -> set[str]:
@@ -214,9 +221,25 @@ def checked_spec(runtime: Runtime, spec: ExperimentSpec) -> Experiment:
                 f"input.guardrails[{i}].detectableDrop",
                 f"a share above maxRelativeDrop ({guardrail.max_relative_drop}) and below 1, got {guardrail.detectable_drop}",
             )
+    if spec.offline_margin is not None:
+        cap = gates(runtime).offline_margin
+        if not 0 <= spec.offline_margin <= 1 or not math.isfinite(spec.offline_margin):
+            raise InvalidInput("input.offlineMargin", f"a share from 0 to 1, got {spec.offline_margin}")
+        if cap is not None and spec.offline_margin > cap:
+            raise InvalidInput(
+                "input.offlineMargin", f"the governance policy allows at most {cap}, got {spec.offline_margin}"
+            )
     total = sum(a.weight for a in spec.arms)
     arms = tuple(Arm(a.name, v.label, v.iri, a.weight / total) for a, v in zip(spec.arms, versions, strict=True))
-    return Experiment(spec.id, DRAFT, arms, tuple(spec.guardrails), coverage=spec.coverage, holdout=spec.holdout)
+    return Experiment(
+        spec.id,
+        DRAFT,
+        arms,
+        tuple(spec.guardrails),
+        coverage=spec.coverage,
+        holdout=spec.holdout,
+        offline_margin=spec.offline_margin,
+    )
 
 
 def experiments(runtime: Runtime) -> list[Experiment]:
@@ -235,6 +258,7 @@ def experiments(runtime: Runtime) -> list[Experiment]:
                 "created_at": parse_datetime(bound(row, "createdAt").value),
                 "approved_by": value(row, "approvedBy"),
                 "approved_at": parse_datetime(a) if (a := value(row, "approvedAt")) else None,
+                "offline_margin": float(m) if (m := value(row, "offlineMargin")) is not None else None,
                 "arms": {},
                 "guardrails": {},
             },
@@ -353,9 +377,41 @@ def start(runtime: Runtime, experiment_id: str, *, by: str, needs_approval: bool
                     f"experiment {other.id!r} is running on policy {current.policy!r}: stop it first "
                     "(a user is served by one policy version at a time)"
                 )
+        evidence = offline_evidence(runtime, current) if current.offline_margin is not None else None
         started = replace(current, status=RUNNING)
-        _change(runtime, current, started, kind="start", by=by)
+        _change(runtime, current, started, kind="start", by=by, evidence=evidence)
     return started
+
+
+def offline_evidence(runtime: Runtime, experiment: Experiment) -> str:
+    """Estimate every arm's version against control's on the logged decisions; record the estimates as an entity
+    and return its IRI, or refuse (writing nothing) when an arm is worse by more than the plan's margin."""
+    from service.governance import evaluation  # numpy and the replay: only for a plan that asks for evidence
+
+    assert experiment.offline_margin is not None
+    control = experiment.control.policy_version
+    found = [
+        evaluation.evaluate(runtime, arm.policy_version, control=control)
+        for arm in experiment.arms[1:]
+        if arm.policy_version != control
+    ]
+    worse = [e for e in found if not e.not_worse(experiment.offline_margin)]
+    if worse:
+        said = "; ".join(
+            f"{e.candidate} minus {e.control}: {e.difference.value:+.4f} "
+            f"({e.difference.level:.0%} interval {e.difference.low:+.4f} to {e.difference.high:+.4f})"
+            for e in worse
+        )
+        raise Conflict(
+            f"experiment {experiment.id!r} does not start: offline, an arm's uptake may be worse than control's by "
+            f"more than the plan's margin {experiment.offline_margin} ({said}, over {worse[0].decisions} logged "
+            "decisions)"
+        )
+    record = ox.NamedNode(vocab.OFFLINE_EVALUATION_BASE + str(uuid.uuid4()))
+    runtime.trail.append(
+        record, offline_record(record, experiment=experiment.iri, figures=[e.figures() for e in found])
+    )
+    return record.value
 
 
 def stop(runtime: Runtime, experiment_id: str, *, by: str) -> Experiment:
@@ -524,6 +580,8 @@ def state_quads(experiment: Experiment) -> list[ox.Quad]:
         quads.append(ox.Quad(node, vocab.APPROVED_BY, L(experiment.approved_by), g))
     if experiment.approved_at is not None:
         quads.append(ox.Quad(node, vocab.APPROVED_AT, datetime_literal(experiment.approved_at), g))
+    if experiment.offline_margin is not None:
+        quads.append(ox.Quad(node, vocab.OFFLINE_MARGIN, _double(experiment.offline_margin), g))
     for position, arm in enumerate(experiment.arms):
         arm_node = ox.NamedNode(experiment.arm_iri(arm))
         quads += [

@@ -53,6 +53,32 @@ class OfflineEvaluation:
     control_value: offline.Estimate
     difference: offline.Estimate  # candidate (SNIPW) minus control, paired over decisions
 
+    def figures(self) -> dict:
+        """The evaluation as plain figures, as its audit record keeps them."""
+
+        def estimate(e: offline.Estimate) -> dict:
+            return {
+                "estimator": e.estimator,
+                "value": e.value,
+                "stderr": e.stderr,
+                "low": e.low,
+                "high": e.high,
+                "level": e.level,
+                "effective_sample_size": e.effective_sample_size,
+            }
+
+        return {
+            "candidate": self.candidate,
+            "control": self.control,
+            "decisions": self.decisions,
+            "rows": self.rows,
+            "window_days": self.window_days,
+            "snipw": estimate(self.candidate_snipw),
+            "dr": estimate(self.candidate_dr),
+            "control_value": estimate(self.control_value),
+            "difference": estimate(self.difference),
+        }
+
     def not_worse(self, margin: float) -> bool:
         """Whether the lower bound of the difference is above ``-margin``."""
         return self.difference.low >= -margin

@@ -34,6 +34,7 @@ FLAG_BASE = BASE + "flag/"
 FLAG_CHANGE_BASE = BASE + "flag-change/"
 APPROVAL_BASE = BASE + "approval/"
 KNOWLEDGE_VERSION_BASE = BASE + "knowledge-version/"
+OFFLINE_EVALUATION_BASE = BASE + "offline-evaluation/"
 HEALTH_REPORT_BASE = BASE + "health-report/"
 FAIRNESS_REPORT_BASE = BASE + "fairness-report/"
 
@@ -245,6 +246,9 @@ RANK = wf("rank")
 PROPENSITY = wf("propensity")
 EXPLORED = wf("explored")
 EXPLORATION_RATE = wf("explorationRate")
+OFFLINE_MARGIN = wf("offlineMargin")
+OFFLINE_EVALUATION = wf("OfflineEvaluation")
+ESTIMATES = wf("estimates")
 REASON = wf("reason")
 SEQUENCE = wf("sequence")
 PREVIOUS_HASH = wf("previousHash")

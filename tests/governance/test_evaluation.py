@@ -13,7 +13,7 @@ from service.clock import SimulatedClock, use_clock
 from service.decisions import decide, users
 from service.decisions.ranking import propensity
 from service.decisions.rederive import Replay, read_record, rederive
-from service.errors import InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 from service.governance import evaluation
 from service.knowledge import vocab
 from tests.paths import FIXTURES
@@ -134,3 +134,92 @@ def test_without_an_exploring_log_there_is_nothing_to_estimate(runtime):
     decide.next_steps(runtime, "ana")  # default@1.2.0 does not explore
     with pytest.raises(NotFound):
         evaluation.evaluate(runtime, "default@1.3.0")
+
+
+def test_graphql_gives_the_same_estimate(world, client):
+    runtime, _, _, _ = world
+    direct = evaluation.evaluate(runtime, "trial@2.0.0")
+    query = """query ($c: String!) { offlineEvaluation(candidate: $c) {
+        candidate control decisions rows snipw { value low high level } doublyRobust { value }
+        controlValue { value } difference { estimator value low } } }"""
+    found = client.data(query, {"c": "trial@2.0.0"})["offlineEvaluation"]
+    assert (found["decisions"], found["rows"], found["control"]) == (120, 360, "logged")
+    assert found["snipw"]["value"] == pytest.approx(direct.candidate_snipw.value)
+    assert found["doublyRobust"]["value"] == pytest.approx(direct.candidate_dr.value)
+    assert found["difference"]["low"] == pytest.approx(direct.difference.low)
+    refused = client.error(query.replace("candidate: $c", 'candidate: $c, windowDays: 0'), {"c": "trial@2.0.0"})
+    assert "windowDays" in refused["message"]
+
+
+def test_the_command_line_estimates_and_judges_a_margin(disk_runtime):
+    import gc
+
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    disk_runtime.load([TRIAL])
+    clock = SimulatedClock(datetime(2026, 11, 1, tzinfo=UTC))
+    with use_clock(clock):
+        for i in range(12):
+            users.register(disk_runtime, users.Registration(id=f"c{i}", role="manager", plan="team"))
+            made = decide.next_steps(disk_runtime, f"c{i}", policy_id="trial", limit=3)
+            first = vocab.local_id(made.steps[0].step)
+            users.record_events(disk_runtime, [users.EventReport(f"c{i}", "STEP_COMPLETED", step_id=first)])
+    store = disk_runtime.settings.store
+    disk_runtime.close()
+    gc.collect()
+    shown = CliRunner().invoke(app, ["policy", "evaluate", "trial@2.0.0", "--margin", "1", "--store", store])
+    assert shown.exit_code == 0, shown.output
+    assert "12 logged decisions, 36 shown steps" in shown.output and "snipw" in shown.output
+    assert "not worse than control by more than 1.0: yes" in shown.output
+    gc.collect()
+    unknown = CliRunner().invoke(app, ["policy", "evaluate", "trial@0.0.1", "--store", store])
+    assert unknown.exit_code != 0 and "no policy version 'trial@0.0.1'" in unknown.output
+
+
+def test_a_plan_that_requires_offline_evidence_starts_only_when_the_candidate_is_not_worse(world, tmp_path):
+    import json
+
+    from service.experiments import registry
+
+    runtime, _, _, _ = world
+    # This product's governance lets a plan accept a candidate up to 0.5 worse (the demo's allows 0.02).
+    text = (FIXTURES.parent.parent / "ontology" / "policies" / "governance.ttl").read_text()
+    assert "wf:offlineMargin 0.02" in text
+    (tmp_path / "governance.ttl").write_text(text.replace("wf:offlineMargin 0.02", "wf:offlineMargin 0.5"))
+    runtime.load([tmp_path / "governance.ttl"])
+
+    def plan(exp_id: str, control: str, treatment: str, margin: float) -> registry.ExperimentSpec:
+        arms = [registry.ArmSpec("control", control, 1.0), registry.ArmSpec("treatment", treatment, 1.0)]
+        return registry.ExperimentSpec(id=exp_id, arms=arms, offline_margin=margin)
+
+    # trial@1.0.0 against trial@2.0.0 as control, with no margin: not shown to be at least as good, so refused.
+    registry.create(runtime, plan("back", "trial@2.0.0", "trial@1.0.0", 0.0), by="kim")
+    before = len(runtime.store)
+    with pytest.raises(Conflict) as refused:
+        registry.start(runtime, "back", by="kim", needs_approval=False)
+    assert "offline" in str(refused.value) and "trial@1.0.0 minus trial@2.0.0" in str(refused.value)
+    assert len(runtime.store) == before and registry.require(runtime, "back").status == registry.DRAFT
+
+    registry.create(runtime, plan("forward", "trial@1.0.0", "trial@2.0.0", 0.5), by="kim")
+    started = registry.start(runtime, "forward", by="kim", needs_approval=False)
+    assert started.status == registry.RUNNING and started.offline_margin == 0.5
+    rows = runtime.store.select(
+        "PREFIX wf: <https://w3id.org/wayfinder/ontology#> PREFIX prov: <http://www.w3.org/ns/prov#> "
+        "SELECT ?figures WHERE { ?change wf:changeKind 'start' ; prov:used ?evidence . "
+        "?evidence a wf:OfflineEvaluation ; wf:estimates ?figures }"
+    )
+    figures = json.loads(rows[0]["figures"].value)
+    assert figures[0]["candidate"] == "trial@2.0.0" and figures[0]["control"] == "trial@1.0.0"
+    assert figures[0]["decisions"] == 120 and figures[0]["difference"]["low"] >= -0.5
+
+
+def test_a_plan_states_a_margin_within_the_governance_policys(runtime):
+    from service.experiments import registry
+
+    runtime.load([TRIAL])
+    arms = [registry.ArmSpec("control", "trial@1.0.0", 1.0), registry.ArmSpec("treatment", "trial@2.0.0", 1.0)]
+    with pytest.raises(InvalidInput) as wide:
+        registry.create(runtime, registry.ExperimentSpec(id="wide", arms=arms, offline_margin=0.5), by="kim")
+    assert wide.value.field == "input.offlineMargin" and "at most 0.02" in str(wide.value)

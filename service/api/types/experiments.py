@@ -42,6 +42,10 @@ class Experiment:
     created_at: datetime | None
     approved_by: str | None
     approved_at: datetime | None
+    offline_margin: float | None = strawberry.field(
+        description="When set, the plan starts only if offline each arm's version is no worse than control's by more"
+        " than this (the lower bound of the difference in step uptake, on an exploring version's logged decisions)"
+    )
 
 
 @strawberry.input
@@ -65,6 +69,9 @@ class ExperimentInput:
     guardrails: list[GuardrailInput] = strawberry.field(default_factory=list)
     coverage: float = 1.0
     holdout: float = 0.0
+    offline_margin: float | None = strawberry.field(
+        default=None, description="Require offline evidence before the start: the margin an arm may fall short by"
+    )
 
 
 def spec_of(data: ExperimentInput) -> registry.ExperimentSpec:
@@ -74,6 +81,7 @@ def spec_of(data: ExperimentInput) -> registry.ExperimentSpec:
         guardrails=[registry.Guardrail(g.kpi, g.max_relative_drop, g.detectable_drop) for g in data.guardrails],
         coverage=data.coverage,
         holdout=data.holdout,
+        offline_margin=data.offline_margin,
     )
 
 
@@ -95,6 +103,7 @@ def experiment_of(experiment: registry.Experiment) -> Experiment:
         created_at=experiment.created_at,
         approved_by=experiment.approved_by,
         approved_at=experiment.approved_at,
+        offline_margin=experiment.offline_margin,
     )
 
 

@@ -36,3 +36,54 @@ def policy_of(serving, declared) -> PolicyVersion:
         content_hash=serving.content_hash,
         iri=serving.iri,
     )
+
+
+@strawberry.type(description="A policy value estimated off-policy, with its normal interval (cluster-robust)")
+class PolicyEstimate:
+    estimator: str = strawberry.field(description="snipw, dr, on-policy, or a difference of two")
+    value: float
+    low: float
+    high: float
+    level: float = strawberry.field(description="The interval's confidence level, e.g. 0.95")
+    effective_sample_size: float = strawberry.field(description="(sum of weights)^2 / sum of squared weights")
+
+
+@strawberry.type(
+    description="A candidate policy version's step uptake (the share of shown steps completed within the window), "
+    "estimated from the decisions an exploring version logged, against control's on the same decisions"
+)
+class OfflineEvaluation:
+    candidate: str
+    control: str = strawberry.field(description='A version label, or "logged" for the versions that made the log')
+    decisions: int
+    rows: int = strawberry.field(description="Shown steps in those decisions")
+    window_days: float
+    snipw: PolicyEstimate = strawberry.field(description="The candidate's uptake, self-normalised IPW")
+    doubly_robust: PolicyEstimate = strawberry.field(description="The candidate's uptake, doubly robust")
+    control_value: PolicyEstimate
+    difference: PolicyEstimate = strawberry.field(description="Candidate (SNIPW) minus control, paired by decision")
+
+
+def estimate_of(found) -> PolicyEstimate:
+    return PolicyEstimate(
+        estimator=found.estimator,
+        value=found.value,
+        low=found.low,
+        high=found.high,
+        level=found.level,
+        effective_sample_size=found.effective_sample_size,
+    )
+
+
+def offline_evaluation_of(found) -> OfflineEvaluation:
+    return OfflineEvaluation(
+        candidate=found.candidate,
+        control=found.control,
+        decisions=found.decisions,
+        rows=found.rows,
+        window_days=found.window_days,
+        snipw=estimate_of(found.candidate_snipw),
+        doubly_robust=estimate_of(found.candidate_dr),
+        control_value=estimate_of(found.control_value),
+        difference=estimate_of(found.difference),
+    )
