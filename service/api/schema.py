@@ -5,6 +5,9 @@ The types live in ``service.api.types``, one module per area.
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
+
 import strawberry
 from graphql import GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
@@ -36,9 +39,19 @@ from service.api.types.experiments import (
     results_of,
     spec_of,
 )
-from service.api.types.flags import Flag, FlagEvaluation, FlagInput, definition_of, evaluation_of, flag_of
+from service.api.types.fairness import FairnessReport, fairness_report_of
+from service.api.types.flags import (
+    Flag,
+    FlagChangeRequest,
+    FlagEvaluation,
+    FlagInput,
+    definition_of,
+    evaluation_of,
+    flag_of,
+    request_of,
+)
 from service.api.types.models import ModelVersion, model_of
-from service.api.types.policies import PolicyVersion, policy_of
+from service.api.types.policies import OfflineEvaluation, PolicyVersion, offline_evaluation_of, policy_of
 from service.api.types.users import (
     Consent,
     ErasureReceipt,
@@ -58,9 +71,9 @@ from service.api.types.users import (
 from service.audit import erasure, portability
 from service.clock import now
 from service.decisions import consent, decide, users
-from service.errors import Forbidden, InvalidInput
+from service.errors import Forbidden, InvalidInput, NotFound
 from service.experiments import analysis, flags, monitor, ramps, registry
-from service.governance import approvals
+from service.governance import approvals, change_requests
 from service.models import lifecycle, records
 from service.settings import Settings
 
@@ -128,10 +141,50 @@ class Query:
         return [model_of(v) for v in records.versions(runtime_of(info))]
 
     @strawberry.field(
+        permission_classes=AUDITOR,
+        description="The fairness report the gate would make now on a model version (by name) or a policy version "
+        "(by label, default@1.3.0): exposure to each step and activation by protected group, over the users with a "
+        "FAIRNESS consent, judged by the governance policy's limits; not stored (promoting or approving stores one)",
+    )
+    def fairness_report(
+        self, info: Info, version: str, channel: Channel = Channel.WEB, limit: int = 5
+    ) -> FairnessReport:
+        from service.governance import fairness_gate
+
+        judged = fairness_gate.judge(runtime_of(info), version, channel=channel.value, limit=limit)
+        return fairness_report_of(judged)
+
+    @strawberry.field(
         permission_classes=AUDITOR, description="Every policy version, as it serves and as its file declares it"
     )
     def policy_versions(self, info: Info) -> list[PolicyVersion]:
         return _policy_versions(runtime_of(info))
+
+    @strawberry.field(
+        permission_classes=AUDITOR,
+        description="Estimate a candidate policy version's step uptake offline, from the decisions an exploring "
+        "version logged (SNIPW and doubly robust), against control's: the logging versions, or a version named",
+    )
+    def offline_evaluation(
+        self,
+        info: Info,
+        candidate: str,
+        control: str | None = None,
+        window_days: float = 7.0,
+        max_decisions: int = 20_000,
+    ) -> OfflineEvaluation:
+        from service.governance import evaluation
+
+        if not 0 < window_days <= 365:
+            raise InvalidInput("windowDays", f"between 0 and 365 days, got {window_days}")
+        found = evaluation.evaluate(
+            runtime_of(info),
+            candidate,
+            control=control,
+            window=timedelta(days=window_days),
+            max_decisions=max_decisions,
+        )
+        return offline_evaluation_of(found)
 
     @strawberry.field(permission_classes=OPERATOR, description="Every experiment, by ID")
     def experiments(self, info: Info) -> list[Experiment]:
@@ -176,6 +229,7 @@ class Mutation:
                 signup_channel=input.signup_channel.value if input.signup_channel else None,
                 consents=[p.value for p in input.consents],
                 at=input.at,
+                protected_group=str(input.protected_group) if input.protected_group is not None else None,
             ),
         )
         return user_of(profile)
@@ -347,20 +401,56 @@ class Mutation:
         return [experiment_of(e) for e in monitor.check(runtime_of(info))]
 
     @strawberry.mutation(
-        permission_classes=OPERATOR, description="Create a flag (version 1) pinning a policy's version"
+        permission_classes=OPERATOR,
+        description="Create a flag (version 1) pinning a policy's version. With approvals required it is proposed "
+        "instead (it may widen exposure): the answer is the proposal as version 0, its pendingChange in review",
     )
     def create_flag(self, info: Info, input: FlagInput) -> Flag:
-        return flag_of(flags.save(runtime_of(info), definition_of(input), by=principal(info.context), kind="create"))
-
-    @strawberry.mutation(permission_classes=OPERATOR, description="Replace a flag's definition: its next version")
-    def update_flag(self, info: Info, input: FlagInput) -> Flag:
-        return flag_of(flags.save(runtime_of(info), definition_of(input), by=principal(info.context), kind="update"))
+        return _flag_change(info, definition_of(input), kind="create")
 
     @strawberry.mutation(
-        permission_classes=OPERATOR, description="Turn a flag on, or off (the kill switch: everyone gets its default)"
+        permission_classes=OPERATOR,
+        description="Replace a flag's definition: its next version. With approvals required, a change that may widen "
+        "exposure is proposed instead: the flag comes back as it is, its pendingChange in review",
+    )
+    def update_flag(self, info: Info, input: FlagInput) -> Flag:
+        return _flag_change(info, definition_of(input), kind="update")
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="Turn a flag on, or off (the kill switch: everyone gets its default, at once). Turning it on "
+        "may widen exposure: with approvals required it is proposed instead",
     )
     def set_flag_enabled(self, info: Info, id: strawberry.ID, enabled: bool) -> Flag:
-        return flag_of(flags.set_enabled(runtime_of(info), str(id), enabled, by=principal(info.context)))
+        current = flags.find(runtime_of(info), str(id))
+        if current is None:
+            raise NotFound(f"no flag {str(id)!r}")
+        return _flag_change(
+            info, dataclasses.replace(current, enabled=enabled), kind="enable" if enabled else "disable"
+        )
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="Approve (or, approve: false, reject) a flag's change in review, as its content is now; it applies "
+        "once the quorum of principals other than its author approved it",
+    )
+    def approve_flag_change(self, info: Info, id: strawberry.ID, approve: bool = True) -> FlagChangeRequest:
+        runtime = runtime_of(info)
+        verdict = approvals.APPROVED if approve else approvals.REJECTED
+        needed = approvals.required(runtime, keys_on=bool(info.context.get("keys_on")))
+        done = change_requests.approve(runtime, str(id), by=principal(info.context), verdict=verdict, needed=needed)
+        return request_of(runtime, done)
+
+
+def _flag_change(info: Info, flag: flags.Flag, *, kind: str) -> Flag:
+    """Apply a flag change, or propose it when approvals are required and it may widen exposure."""
+    runtime = runtime_of(info)
+    needed = approvals.required(runtime, keys_on=bool(info.context.get("keys_on")))
+    done = change_requests.save(runtime, flag, by=principal(info.context), kind=kind, needed=needed)
+    if isinstance(done, change_requests.ChangeRequest):
+        current = flags.find(runtime, flag.id)
+        return flag_of(current if current is not None else dataclasses.replace(done.proposed, version=0))
+    return flag_of(done)
 
 
 def _policy_versions(runtime, labels: list[str] | None = None) -> list[PolicyVersion]:

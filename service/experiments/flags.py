@@ -255,17 +255,38 @@ def flags(runtime: Runtime) -> list[Flag]:
             (name, policies[iri].label if iri in policies else vocab.local_id(iri))
             for name, iri in sorted(entry.pop("variants").items())
         )
-        rules = tuple(
-            Rule(
-                conditions=tuple(Condition(c["attribute"], tuple(c["values"])) for c in r["conditions"]),
-                variant=r["variant"],
-                split=tuple((s[0], float(s[1])) for s in r["split"]),
-            )
-            for r in targeting["rules"]
-        )
-        prerequisites = tuple(Prerequisite(p["flag"], p["variant"]) for p in targeting["prerequisites"])
+        rules, prerequisites = _targeting_of(targeting)
         result.append(Flag(flag_id, variants=variants, rules=rules, prerequisites=prerequisites, **entry))
     return result
+
+
+def _targeting_of(targeting: dict) -> tuple[tuple[Rule, ...], tuple[Prerequisite, ...]]:
+    rules = tuple(
+        Rule(
+            conditions=tuple(Condition(c["attribute"], tuple(c["values"])) for c in r["conditions"]),
+            variant=r["variant"],
+            split=tuple((s[0], float(s[1])) for s in r["split"]),
+        )
+        for r in targeting["rules"]
+    )
+    return rules, tuple(Prerequisite(p["flag"], p["variant"]) for p in targeting["prerequisites"])
+
+
+def from_state(data: dict) -> Flag:
+    """A flag from the plain data of :meth:`Flag.state` (as change records and change requests keep it)."""
+    rules, prerequisites = _targeting_of({"rules": data["rules"], "prerequisites": data["prerequisites"]})
+    return Flag(
+        id=data["id"],
+        policy=data["policy"],
+        variants=tuple((str(n), str(v)) for n, v in data["variants"]),
+        default_variant=data["default_variant"],
+        rules=rules,
+        prerequisites=prerequisites,
+        enabled=bool(data["enabled"]),
+        version=int(data["version"]),
+        created_by=data["created_by"],
+        created_at=parse_datetime(data["created_at"]) if data["created_at"] else None,
+    )
 
 
 def find(runtime: Runtime, flag_id: str) -> Flag | None:

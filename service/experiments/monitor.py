@@ -5,7 +5,8 @@ stores the analysis as a chained ``wf:AnalysisSnapshot`` record (its moments, me
 parameters and verdicts, enough to recompute it), and rolls back every arm whose
 one-sided sequential guardrail test shows harm beyond its threshold. The rollback is a
 ``wf:Rollback`` change record that uses the snapshot, names the monitor as the agent
-and the experiment's creator as whom it acted for. The monitor only ever takes exposure
+and, as whom it acted for, the principals who approved the plan (its guardrails are part
+of what they approved), or the experiment's creator where nobody approved it. The monitor only ever takes exposure
 away (it rolls arms back; it never starts, ramps or reweights), and running it in several
 processes at once is safe: an arm rolled back already is left as it is.
 
@@ -28,6 +29,7 @@ import pyoxigraph as ox
 from service.clock import datetime_literal, now
 from service.experiments.analysis import Analysis, analyse
 from service.experiments.registry import RUNNING, STOPPED, Experiment, experiments, roll_back
+from service.governance import approvals
 from service.knowledge import vocab
 from service.metrics import GUARDRAIL_STATE, ROLLBACKS
 from service.runtime import Runtime
@@ -44,6 +46,13 @@ def check(runtime: Runtime, *, at: datetime | None = None) -> list[Experiment]:
     return [e for e in experiments(runtime) if e.status in (RUNNING, STOPPED) or any(arm.rolled_back for arm in e.arms)]
 
 
+def on_behalf_of(runtime: Runtime, experiment: Experiment) -> list[str]:
+    """Whom an automatic rollback acts for: the principals who approved the experiment's plan (its guardrails
+    included), or, where none did (a service without keys), its creator."""
+    approved = [a.by for a in approvals.of(runtime, experiment.iri) if a.verdict == approvals.APPROVED]
+    return list(dict.fromkeys(approved)) or [experiment.created_by]
+
+
 def monitor(runtime: Runtime, experiment: Experiment, *, at: datetime | None = None) -> Analysis:
     """Analyse one running experiment, store the snapshot and roll back the arms it shows harmful."""
     analysis = analyse(runtime, experiment.id, at=at)
@@ -54,7 +63,16 @@ def monitor(runtime: Runtime, experiment: Experiment, *, at: datetime | None = N
     for verdict in analysis.harmed():
         if verdict.arm in rolled:
             continue
-        roll_back(runtime, experiment.id, verdict.arm, by=experiment.created_by, evidence=snapshot, agent=MONITOR_AGENT)
+        behalf = on_behalf_of(runtime, experiment)
+        roll_back(
+            runtime,
+            experiment.id,
+            verdict.arm,
+            by=behalf[0],
+            on_behalf_of=behalf[1:],
+            evidence=snapshot,
+            agent=MONITOR_AGENT,
+        )
         rolled.add(verdict.arm)
         ROLLBACKS.labels(experiment.id, verdict.arm).inc()
         notice = {

@@ -24,6 +24,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -466,12 +467,14 @@ def roll_back(
     by: str,
     evidence: str | None = None,
     agent: str | None = None,
+    on_behalf_of: Sequence[str] = (),
 ) -> Experiment:
     """Turn an arm off: its users are served by the control's version from the next request on.
 
     The rollback record uses ``evidence`` (the IRI of the analysis snapshot that showed harm) and names the
-    ``agent`` (an IRI: the guardrail monitor) that acted on behalf of ``by``. Rolling back an arm that is
-    rolled back already changes nothing.
+    ``agent`` (an IRI: the guardrail monitor) that acted on behalf of ``by`` and of each of ``on_behalf_of``
+    (every ``wf:requestedBy``). A rollback only takes exposure away. Rolling back an arm that is rolled back
+    already changes nothing.
     """
     with runtime.trail.exclusive():
         current = require(runtime, experiment_id)
@@ -493,6 +496,7 @@ def roll_back(
             rolled_back=current.arm_iri(arm),
             evidence=evidence,
             agent=agent,
+            also_by=on_behalf_of,
         )
     return after
 
@@ -508,6 +512,7 @@ def _change(
     evidence: str | None = None,
     agent: str | None = None,
     approves: str | None = None,
+    also_by: Sequence[str] = (),
 ) -> Experiment:
     """Replace the experiment's state and append the change record, in one commit; return the state stored.
 
@@ -534,6 +539,7 @@ def _change(
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(evidence)))
     if agent:
         triples.append(T(record, vocab.PROV_WAS_ASSOCIATED_WITH, ox.NamedNode(agent)))
+    triples += [T(record, vocab.REQUESTED_BY, L(other)) for other in also_by if other != by]
     g = vocab.EXPERIMENTS_GRAPH
     remove = [q for q in runtime.store.quads(subject=vocab.EXPERIMENTS_NODE, predicate=vocab.REVISION, graph=g)]
     if before is not None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from strawberry.types import Info
 
+from service.api.types.models import Approval
 from service.experiments import flags
+from service.governance import approvals, change_requests
 
 
 @strawberry.type(description="A variant of a flag: the policy version it serves")
@@ -52,6 +55,25 @@ class Flag:
     prerequisites: list[FlagPrerequisite]
     created_by: str
     created_at: datetime | None
+
+    @strawberry.field(
+        description="The flag's latest change request, if it had one: with approvals required, a change that may "
+        "widen exposure waits in review for approval by principals other than its author"
+    )
+    def pending_change(self, info: Info) -> FlagChangeRequest | None:
+        found = change_requests.pending(info.context["runtime"], str(self.id))
+        return request_of(info.context["runtime"], found) if found is not None else None
+
+
+@strawberry.type(description="A proposed flag change and where it stands")
+class FlagChangeRequest:
+    kind: str = strawberry.field(description="create, update or enable")
+    status: str = strawberry.field(description="in-review, applied or rejected")
+    proposed_by: str
+    proposed_at: datetime
+    content_hash: str = strawberry.field(description="What approvals judge: the change as proposed")
+    proposed: Flag = strawberry.field(description="The definition it applies (version 0 until applied)")
+    approvals: list[Approval]
 
 
 @strawberry.type(description="A flag's evaluation for one user, as OpenFeature's evaluation details")
@@ -159,4 +181,21 @@ def evaluation_of(evaluation: flags.Evaluation) -> FlagEvaluation:
         flag_version=evaluation.flag_version,
         bucket=evaluation.bucket,
         detail=evaluation.detail,
+    )
+
+
+def request_of(runtime, request: change_requests.ChangeRequest) -> FlagChangeRequest:
+    from dataclasses import replace
+
+    return FlagChangeRequest(
+        kind=request.kind,
+        status=request.status,
+        proposed_by=request.created_by,
+        proposed_at=request.created_at,
+        content_hash=request.content,
+        proposed=flag_of(replace(request.proposed, version=0)),
+        approvals=[
+            Approval(by=a.by, at=a.at, verdict=a.verdict, content=a.content, current=a.content == request.content)
+            for a in approvals.of(runtime, request.iri)
+        ],
     )
