@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from service.experiments.analysis import KpiResult
     from service.experiments.flags import Flag
     from service.experiments.registry import Experiment, ExperimentSpec
+    from service.models.monitoring import ModelHealth
 
 app = typer.Typer(
     help="Wayfinder: decides which onboarding steps each new user sees next, and why.", no_args_is_help=True
@@ -524,6 +525,51 @@ def policy_list(store: StoreOption = None) -> None:
     Console(width=max(out.width, 120)).print(table)
 
 
+@policy_app.command("evaluate")
+def policy_evaluate(
+    candidate: Annotated[str, typer.Argument(help="The candidate version's label, e.g. default@1.3.0")],
+    control: Annotated[
+        str | None, typer.Option(help="A version to compare with; default: the versions that logged the decisions")
+    ] = None,
+    window_days: Annotated[float, typer.Option(help="Days after a decision a completion counts", min=0.01)] = 7.0,
+    max_decisions: Annotated[int, typer.Option(help="The newest logged decisions to read, at most")] = 20_000,
+    margin: Annotated[
+        float | None, typer.Option(help="Exit 1 unless the difference's lower bound is above -MARGIN")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Estimate a candidate's step uptake offline from an exploring version's logged decisions (SNIPW, DR)."""
+    from datetime import timedelta
+
+    from service.governance import evaluation
+
+    runtime = _runtime(store)
+    try:
+        found = evaluation.evaluate(
+            runtime, candidate, control=control, window=timedelta(days=window_days), max_decisions=max_decisions
+        )
+    except WayfinderError as exc:
+        _fail(exc)
+    table = Table("policy", "estimator", "uptake", f"{found.difference.level:.0%} interval", "effective n")
+    for name, e in (
+        (found.candidate, found.candidate_snipw),
+        (found.candidate, found.candidate_dr),
+        (found.control, found.control_value),
+        ("difference", found.difference),
+        ("difference", found.difference_snipw),
+    ):
+        table.add_row(
+            name, e.estimator, f"{e.value:.4f}", f"{e.low:.4f} to {e.high:.4f}", f"{e.effective_sample_size:.0f}"
+        )
+    out.print(f"{found.decisions} logged decisions, {found.rows} shown steps, a {found.window_days:g}-day window")
+    Console(width=max(out.width, 100)).print(table)
+    if margin is not None:
+        verdict = found.not_worse(margin)
+        out.print(f"not worse than control by more than {margin}: {'yes' if verdict else 'no'}")
+        if not verdict:
+            raise typer.Exit(1)
+
+
 @policy_app.command("approve")
 def policy_approve(
     versions: Annotated[list[str], typer.Argument(help="Versions by label, e.g. default@1.2.0")],
@@ -620,6 +666,77 @@ def model_rollback(store: StoreOption = None) -> None:
     out.print(f"{back.version} is active again")
 
 
+@model_app.command("health")
+def model_health(
+    version: Annotated[
+        str | None, typer.Argument(help="A version from `wayfinder model list`; default: the active one")
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Score the latest decisions with it instead of reading those it served")
+    ] = False,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="Append the report to the audit trail")] = True,
+    by: Annotated[str | None, typer.Option("--by", help="Who asks (recorded with the report)")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Drift of a version's inputs and scores since training, calibration by decile, and the alerts.
+
+    Exits 1 when a figure passes a limit of the governance policy (ontology/policies/governance.ttl).
+    """
+    from service.models import monitoring
+
+    runtime = _runtime(store)
+    try:
+        report = monitoring.model_health(runtime, version, offline=offline or None)
+        recorded = monitoring.record_health(runtime, report, requested_by=by) if record else None
+    except WayfinderError as exc:
+        _fail(exc)
+    _print_health(report)
+    if recorded:
+        out.print(f"report: {recorded}")
+    if report.breaches:
+        raise typer.Exit(1)
+
+
+def _print_health(report: ModelHealth) -> None:
+    """Print a health report: the sample, PSI by subject, calibration by decile, the alerts."""
+    limits = report.limits
+    out.print(f"model version {report.version} ({report.status}): {report.verdict}")
+    if limits.policy is None:
+        out.print("limits: no governance policy is loaded, nothing is judged")
+    else:
+        shift, ece = limits.max_population_shift, limits.max_calibration_error
+        out.print(
+            f"limits of {local_id(limits.policy)}: PSI {'-' if shift is None else f'{shift:g}'}, "
+            f"calibration error {'-' if ece is None else f'{ece:g}'}"
+        )
+    for note in report.notes:
+        out.print(f"note: {note}")
+    h = report.health
+    if h is None:
+        return
+    out.print(f"{report.source}: {report.decisions} decisions ({report.left_out} left out), {report.scores} scores")
+    table = Table("subject", "PSI", "largest change (training -> now)")
+    for s in (*h.features, h.score):
+        i = max(range(len(s.bins)), key=lambda k: abs(s.current[k] - s.reference[k]))
+        change = f"{local_id(s.bins[i])}: {s.reference[i]:.1%} -> {s.current[i]:.1%}"
+        table.add_row(s.feature, f"{s.psi:.3f}", change)
+    out.print(table)
+    fit = h.calibration
+    if fit is not None:
+        units = report.calibration_units
+        out.print(f"calibration: the first step's model score against activation, {units} decisions, by decile")
+        deciles = Table("decile", "decisions", "mean score", "activated")
+        for k, b in enumerate(fit.bins, start=1):
+            deciles.add_row(str(k), str(b.count), f"{b.mean_prediction:.3f}", f"{b.observed_rate:.1%}")
+        out.print(deciles)
+        agreement = "-" if fit.rank_agreement is None else f"{fit.rank_agreement:.2f}"
+        out.print(f"ECE {fit.ece:.3f}, slope {fit.slope:.3f}, intercept {fit.intercept:.3f}, agreement {agreement}")
+    alerts = report.alerts
+    out.print("alerts:" if alerts else "alerts: none")
+    for alert in alerts:
+        out.print(f"  {'BREACH' if alert in report.breaches else 'warning'}: {alert}", highlight=False)
+
+
 @app.command()
 def evaluate(
     users: Annotated[int, typer.Option(help="Users per synthetic world")] = 10_000,
@@ -650,6 +767,71 @@ def evaluate(
                     f"{step['lift']:+.2f}",
                 )
         out.print(table)
+
+
+fairness_app = typer.Typer(
+    help="Operators and auditors: fairness reports on model and policy versions (the fairness gate).",
+    no_args_is_help=True,
+)
+app.add_typer(fairness_app, name="fairness")
+
+
+@fairness_app.command("report")
+def fairness_report(
+    version: Annotated[str, typer.Argument(help="A model version (`wayfinder model list`) or a label, default@1.3.0")],
+    channel: Annotated[str, typer.Option(help="The channel ranked for: WEB, MOBILE, IN_APP or EMAIL")] = "WEB",
+    limit: Annotated[int, typer.Option(help="How many steps a decision shows")] = 5,
+    record: Annotated[bool, typer.Option("--record", help="Store the report in the audit trail, as the gate")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Exposure and activation by protected group under a version, with intervals and the gate's breaches.
+
+    Exit 1 when the version breaches a fairness limit of the governance policy."""
+    from service.governance import fairness_gate
+
+    runtime = _runtime(store)
+    try:
+        judged = fairness_gate.judge(runtime, version, channel=channel, limit=limit)
+        if record:
+            judged = fairness_gate.record(runtime, judged)
+    except WayfinderError as exc:
+        _fail(exc)
+    g = judged.gates
+    out.print(
+        f"{judged.kind} {version}, ranked by {judged.ranked_by} on {channel}: {judged.users} users with a FAIRNESS "
+        f"consent and a protected group ({g.protected_attribute or 'protected attribute'}), limits of "
+        f"{g.policy or 'no governance policy'}"
+    )
+    found = judged.report
+    if found is not None:
+        counts = [f"{c.group} {c.users}" + (" (too few to report)" if c.suppressed else "") for c in found.groups]
+        out.print(f"groups: {', '.join(counts)}")
+        table = Table("metric", "group", "users", "value", f"{found.confidence:.0%} interval", "difference", "ratio")
+        for b in (found.activation, *found.exposure):
+            d = b.disparity
+            for i, gv in enumerate(b.groups):
+                first = i == 0
+                table.add_row(
+                    (b.metric if b.step is None else f"exposure to {b.step}") if first else "",
+                    gv.group,
+                    str(gv.users),
+                    f"{gv.value.value:.3f}",
+                    _interval(gv.value),
+                    f"{d.difference.value:.3f} ({_interval(d.difference)})" if d and first else "",
+                    f"{d.ratio.value:.3f} ({_interval(d.ratio)})" if d and first else "",
+                )
+        Console(width=max(out.width, 140)).print(table)
+    for breach in judged.breaches:
+        out.print(f"[bold red]breach[/]: {escape(str(breach))}")
+    if judged.record:
+        out.print(f"stored as {judged.record}")
+    out.print("passed the fairness gate" if judged.passed else "refused by the fairness gate")
+    if not judged.passed:
+        raise typer.Exit(1)
+
+
+def _interval(estimate: Any) -> str:
+    return f"{estimate.low:.3f} to {estimate.high:.3f}"
 
 
 audit_app = typer.Typer(
@@ -847,7 +1029,14 @@ def _describe(experiment: Experiment) -> str:
     return f"{experiment.id} is {experiment.status} (coverage {experiment.coverage:g}; arms {arms})"
 
 
-_SPEC_KEYS = {"id": str, "arms": list, "guardrails": list, "coverage": float, "holdout": float}
+_SPEC_KEYS = {
+    "id": str,
+    "arms": list,
+    "guardrails": list,
+    "coverage": float,
+    "holdout": float,
+    "offlineMargin": float,
+}
 _ARM_KEYS = {"name": str, "policyVersion": str, "weight": float}
 _GUARDRAIL_KEYS = {"kpi": str, "maxRelativeDrop": float, "detectableDrop": float}
 _KINDS: dict[type, str] = {str: "a string", list: "a list"}
@@ -910,6 +1099,7 @@ def _spec_of_file(path: Path) -> ExperimentSpec:
         ],
         coverage=spec.get("coverage", 1.0),
         holdout=spec.get("holdout", 0.0),
+        offline_margin=spec.get("offlineMargin"),
     )
 
 

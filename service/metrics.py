@@ -41,6 +41,23 @@ GUARDRAIL_STATE = Gauge(
     "1 while a guardrail shows harm for an arm (the arm is then rolled back), 0 otherwise",
     ["experiment", "arm", "kpi"],
 )
+MODEL_PSI = Gauge(
+    "wayfinder_model_psi",
+    "Population stability index of a model version's input (subject: its name) or score (subject: score) against "
+    "its training profile, at the latest health check",
+    ["version", "subject"],
+)
+MODEL_CALIBRATION_ERROR = Gauge(
+    "wayfinder_model_calibration_error",
+    "Expected calibration error of a model version's top-ranked score against observed activation, by decile, "
+    "at the latest health check that had outcomes",
+    ["version"],
+)
+MODEL_HEALTH_BREACHES = Gauge(
+    "wayfinder_model_health_breaches",
+    "Health figures of a model version past a governance limit at its latest health check (0: within them)",
+    ["version"],
+)
 ROLLBACKS = Counter(
     "wayfinder_experiment_rollbacks_total",
     "Arms rolled back by the guardrail monitor",

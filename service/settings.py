@@ -117,6 +117,14 @@ class Settings(BaseSettings):
             "serves; without keys approvals are recorded, none is required"
         ),
     )
+    health_window: int = Field(
+        5000,
+        gt=0,
+        description=(
+            "Model health: how many of the latest personalised decisions a version's inputs, scores and calibration "
+            "are compared with its training profile over"
+        ),
+    )
     analytics_dir: Path | None = Field(
         None,
         description=(

@@ -156,7 +156,6 @@ def fairness_report_record(
     groups: int,
     figures: Mapping,
     breaches: Sequence[str],
-    requested_by: str | None = None,
 ) -> list[ox.Triple]:
     """Return the record of a fairness report on a model or policy ``version`` (an IRI), under the ``governance``
     policy whose limits it applied: counts, figures (canonical JSON) and breaches in words; it names no user."""
@@ -174,8 +173,6 @@ def fairness_report_record(
     ]
     if governance is not None:
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(governance)))
-    if requested_by:
-        triples.append(T(record, vocab.REQUESTED_BY, L(requested_by)))
     return triples
 
 

@@ -150,6 +150,26 @@ def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) 
     at = now()
     record, quads = consent_record(node, ox.NamedNode(codes.purposes[purpose]), granted=granted, at=at, recorded_at=at)
     with runtime.store.write_lock:
-        commit_validated(runtime, quads, users=[node], source="consent")
+        # Minimisation: a withdrawal deletes, in the same commit, the profile data held only for that purpose.
+        held = [] if granted else held_only_for(runtime, user_id, codes.purposes[purpose])
+        commit_validated(runtime, quads, users=[node], remove=held, source="consent")
     feed.consent_changed(runtime, node.value)
     return ConsentState(record.value, purpose, granted, at, recorded_at=at)
+
+
+def held_only_for(runtime: Runtime, user_id: str, purpose: str) -> list[ox.Quad]:
+    """Return the user's profile quads whose property the ontology says is collected for ``purpose`` (an IRI)
+    and for no other purpose the user consents to now (``wf:collectedFor`` on a property: a protected group)."""
+    node, graph = user_node(user_id, "userId"), vocab.user_graph(user_id)
+    purposes = runtime.knowledge.codes.purposes
+    others = {purposes[code] for code in active_purposes(runtime, user_id) if code in purposes} - {purpose}
+    collected: dict[ox.NamedNode, set[str]] = {}
+    for quad in runtime.store.quads(predicate=vocab.COLLECTED_FOR, graph=vocab.ONTOLOGY_GRAPH):
+        if isinstance(quad.subject, ox.NamedNode) and isinstance(quad.object, ox.NamedNode):
+            collected.setdefault(quad.subject, set()).add(quad.object.value)
+    return [
+        quad
+        for prop, collected_for in collected.items()
+        if purpose in collected_for and not collected_for & others
+        for quad in runtime.store.quads(subject=node, predicate=prop, graph=graph)
+    ]

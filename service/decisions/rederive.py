@@ -114,7 +114,6 @@ class Replay:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._models: dict[str, Scorer] = {}
 
     def knowledge(self, recorded: Recorded) -> tuple[Catalog, dict[str, PolicyVersion]]:
         """The catalog and policy versions as the decision's knowledge versions had them."""
@@ -152,14 +151,10 @@ class Replay:
         return policy, rank(steps, policy=policy, context=context, catalog=catalog, model=model)
 
     def _model(self, model_iri: str) -> Scorer:
-        if model_iri not in self._models:
-            from embeddings.scoring import Scorer as Loaded  # torch, imported only when a decision used a model
-            from service.models.records import artefact, find
+        from service.models.records import find
+        from service.models.serving import version_scorer  # torch, imported only when a decision used a model
 
-            version = find(self.runtime, vocab.local_id(model_iri))
-            data = artefact(self.runtime, version)
-            self._models[model_iri] = Loaded.from_bytes(data, sha256=version.artifact_hash, version=version.version)
-        return self._models[model_iri]
+        return version_scorer(self.runtime, find(self.runtime, vocab.local_id(model_iri)))
 
 
 def rederive(runtime: Runtime, decision_id: str) -> Rederivation:

@@ -15,7 +15,7 @@ from service.decisions.consent import active_purposes, consent_record
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from service.decisions.subjects import check_id, exists, require_user, user_node
 from service.decisions.writes import check, commit_checked, commit_validated
-from service.errors import Conflict, ConsentRequired, InvalidInput
+from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
 from service.knowledge import vocab
 from service.knowledge.store import Term, bound, plain
 from service.knowledge.store import value as value_of
@@ -31,6 +31,9 @@ class Registration:
     signup_channel: str | None = None
     consents: list[str] = field(default_factory=list)
     at: datetime | None = None
+    # The protected group the user declares (an ID, e.g. age-18-34): stored only with a FAIRNESS consent among
+    # ``consents``, read only by fairness reports (service/governance/fairness_gate.py), never by ranking.
+    protected_group: str | None = None
 
 
 @dataclass
@@ -90,6 +93,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
         if registration.signup_channel not in codes.channels:
             raise InvalidInput("input.signupChannel", f"unknown channel {registration.signup_channel!r}")
         channel = codes.channels[registration.signup_channel]
+    group = _protected_group(runtime, registration)
     quads = registration_quads(
         registration.id,
         registered_at=at,
@@ -99,6 +103,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
         industry=resolved.get("Industry"),
         plan=resolved.get("Plan"),
         signup_channel=channel,
+        protected_group=group,
     )
     for i, code in enumerate(dict.fromkeys(registration.consents)):
         if code not in codes.purposes:
@@ -133,6 +138,30 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
         pseudonym,
         at,
     )
+
+
+def _protected_group(runtime: Runtime, registration: Registration) -> str | None:
+    """The IRI of the protected group a registration declares; refused without a FAIRNESS consent in it."""
+    if registration.protected_group is None:
+        return None
+    field_name = "input.protectedGroup"
+    group_id = check_id(registration.protected_group, field_name)
+    groups = runtime.catalog.by_id["ProtectedGroup"]
+    if group_id not in groups:
+        known = ", ".join(sorted(groups)) or "none: the catalog declares no wf:ProtectedGroup"
+        raise NotFound(
+            f"{field_name}: no protected group with ID {group_id!r} in the catalog (known: {known})",
+            details=[{"field": field_name, "reason": "unknown protected group"}],
+        )
+    codes = runtime.knowledge.codes
+    fairness = next((c for c, iri in codes.purposes.items() if iri == vocab.FAIRNESS_MONITORING.value), None)
+    if fairness is None or fairness not in registration.consents:
+        raise ConsentRequired(
+            f"{field_name}: a protected group is stored only with consent for fairness monitoring, which this "
+            f"registration does not give: add {fairness or 'FAIRNESS'} to input.consents, or leave the group out",
+            details=[{"field": field_name, "reason": "consent required", "purposes": [fairness or "FAIRNESS"]}],
+        )
+    return groups[group_id].iri
 
 
 def profile(runtime: Runtime, user_id: str) -> Profile | None:
@@ -344,8 +373,10 @@ def registration_quads(
     industry: str | None = None,
     plan: str | None = None,
     signup_channel: str | None = None,
+    protected_group: str | None = None,
 ) -> list[ox.Quad]:
-    """Return a new user's profile quads in their graph (role, industry, plan, channel: IRIs, each optional).
+    """Return a new user's profile quads in their graph (role, industry, plan, channel, protected group: IRIs, each
+    optional; the shapes refuse a protected group without a FAIRNESS consent).
 
     ``registered_at`` is when the user signed up (a client may state it); ``recorded_at`` when the service
     stored them, by its own clock (``registered_at`` when not given, as for synthetic users).
@@ -362,6 +393,8 @@ def registration_quads(
             quads.append(ox.Quad(node, prop, ox.NamedNode(iri), graph))
     if signup_channel is not None:
         quads.append(ox.Quad(node, vocab.SIGNUP_CHANNEL, ox.NamedNode(signup_channel), graph))
+    if protected_group is not None:
+        quads.append(ox.Quad(node, vocab.HAS_PROTECTED_GROUP, ox.NamedNode(protected_group), graph))
     return quads
 
 

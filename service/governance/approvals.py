@@ -119,6 +119,7 @@ def standing(runtime: Runtime, entity: str, *, content: str, author: str | None,
 
 def approve_policy(runtime: Runtime, label: str, *, by: str, verdict: str = APPROVED) -> Approval:
     """Record ``by``'s verdict on a policy version (by label, ``default@1.3.0``) as its content is now."""
+    from service.governance.fairness_gate import require_fair
     from service.knowledge.policies import read_policies
 
     declared = {v.label: v for v in read_policies(runtime.store, runtime.queries).values()}
@@ -127,6 +128,8 @@ def approve_policy(runtime: Runtime, label: str, *, by: str, verdict: str = APPR
     version = declared[label]
     if not version.content_hash:
         raise Conflict(f"policy version {label!r} has no content hash: load its file again")
+    if verdict == APPROVED:
+        require_fair(runtime, label)  # disparity past a fairness limit: refused, with the report stored
     with runtime.trail.exclusive():
         judged = record(
             runtime,

@@ -26,8 +26,9 @@ import pyoxigraph as ox
 
 from service.audit.records import change_record
 from service.clock import datetime_literal, now, parse_datetime
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 from service.experiments import flags
+from service.experiments.registry import ID_PATTERN
 from service.governance import approvals
 from service.knowledge import vocab
 from service.knowledge.store import bound
@@ -85,6 +86,8 @@ def save(runtime: Runtime, flag: flags.Flag, *, by: str, kind: str, needed: int)
 
 def pending(runtime: Runtime, flag_id: str) -> ChangeRequest | None:
     """The flag's latest change request, whatever its state (None when it never had one)."""
+    if not ID_PATTERN.fullmatch(flag_id):
+        raise InvalidInput("id", "a flag ID: 1 to 64 letters, digits, '.', '_' or '-', starting with one of the first")
     rows = runtime.store.select(runtime.queries["flag-requests"].bind(request=ox.NamedNode(_iri(flag_id))))
     if not rows:
         return None

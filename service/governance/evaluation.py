@@ -51,7 +51,10 @@ class OfflineEvaluation:
     candidate_snipw: offline.Estimate
     candidate_dr: offline.Estimate
     control_value: offline.Estimate
-    difference: offline.Estimate  # candidate (SNIPW) minus control, paired over decisions
+    # Candidate minus control, paired over decisions: by the doubly robust estimate (its interval is the narrower
+    # where the reward model is any good, and it is what the experiment gate reads), and by SNIPW.
+    difference: offline.Estimate
+    difference_snipw: offline.Estimate
 
     def figures(self) -> dict:
         """The evaluation as plain figures, as its audit record keeps them."""
@@ -77,6 +80,7 @@ class OfflineEvaluation:
             "dr": estimate(self.candidate_dr),
             "control_value": estimate(self.control_value),
             "difference": estimate(self.difference),
+            "difference_snipw": estimate(self.difference_snipw),
         }
 
     def not_worse(self, margin: float) -> bool:
@@ -162,7 +166,8 @@ def evaluate(
         candidate_snipw=snipw,
         candidate_dr=dr,
         control_value=control_value,
-        difference=offline.difference(snipw, control_value),
+        difference=offline.difference(dr, control_value),
+        difference_snipw=offline.difference(snipw, control_value),
     )
 
 

@@ -28,6 +28,7 @@ class Gates:
     max_population_shift: float | None = None
     max_calibration_error: float | None = None
     offline_margin: float | None = None
+    protected_attribute: str | None = None  # the name of the attribute whose groups fairness reports compare
 
 
 def gates(runtime: Runtime) -> Gates:
@@ -50,4 +51,5 @@ def gates(runtime: Runtime) -> Gates:
         max_population_shift=number("maxPopulationShift"),
         max_calibration_error=number("maxCalibrationError"),
         offline_margin=number("offlineMargin"),
+        protected_attribute=value(row, "protectedAttribute"),
     )

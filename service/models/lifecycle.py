@@ -17,8 +17,9 @@ import pyoxigraph as ox
 
 from service.clock import datetime_literal, now
 from service.errors import Conflict, Forbidden, InvalidInput
-from service.governance import approvals
+from service.governance import approvals, fairness_gate
 from service.knowledge import vocab
+from service.models import monitoring
 from service.models.records import ModelVersion, Status, active, find, status_quad
 from service.runtime import Runtime
 
@@ -42,6 +43,30 @@ def approve(runtime: Runtime, version: str, *, approved_by: str, verdict: str = 
     return find(runtime, version)
 
 
+def _check_promotable(
+    runtime: Runtime, version: str, approver: str, required: int
+) -> tuple[ModelVersion, approvals.Standing]:
+    """Refuse a promotion the version's status or approvals do not allow; return the version and its standing."""
+    target = find(runtime, version)
+    if target.status is Status.ACTIVE:
+        raise Conflict(f"model version {version} is already active")
+    what = f"model version {version}"
+    if target.requested_by is not None and approver == target.requested_by:
+        raise Forbidden(f"{what} was trained at {approver!r}'s request: another principal approves it")
+    stand = approvals.standing(
+        runtime, target.iri, content=target.artifact_hash, author=target.requested_by, needed=required
+    )
+    if stand.rejections:
+        raise Forbidden(f"{what} was rejected by {', '.join(a.by for a in stand.rejections)}")
+    have = len(set(stand.approvers) | {approver})
+    if have < required:
+        raise Forbidden(
+            f"{what} needs {required} approvals from principals other than its author and has {have} with "
+            f"{approver!r}'s: approveModelVersion by another principal first"
+        )
+    return target, stand
+
+
 def promote(runtime: Runtime, version: str, *, approved_by: str, required: int = 0) -> ModelVersion:
     """Approve a version and make it the one that serves; the previously active one is retired.
 
@@ -52,24 +77,11 @@ def promote(runtime: Runtime, version: str, *, approved_by: str, required: int =
     approver = approvals.check_principal(approved_by)
     if len(approver) > MAX_APPROVER:
         raise InvalidInput("approvedBy", f"at most {MAX_APPROVER} characters")
+    _check_promotable(runtime, version, approver, required)  # the cheap checks first, before the gates' work
+    monitoring.check_promotion(runtime, version, by=approver)  # drift past the governance limit: refused, reported
+    fairness_gate.require_fair(runtime, version)  # disparity past a fairness limit: refused, reported
     with runtime.trail.exclusive():
-        target = find(runtime, version)
-        if target.status is Status.ACTIVE:
-            raise Conflict(f"model version {version} is already active")
-        what = f"model version {version}"
-        if target.requested_by is not None and approver == target.requested_by:
-            raise Forbidden(f"{what} was trained at {approver!r}'s request: another principal approves it")
-        stand = approvals.standing(
-            runtime, target.iri, content=target.artifact_hash, author=target.requested_by, needed=required
-        )
-        if stand.rejections:
-            raise Forbidden(f"{what} was rejected by {', '.join(a.by for a in stand.rejections)}")
-        have = len(set(stand.approvers) | {approver})
-        if have < required:
-            raise Forbidden(
-                f"{what} needs {required} approvals from principals other than its author and has {have} with "
-                f"{approver!r}'s: approveModelVersion by another principal first"
-            )
+        target, stand = _check_promotable(runtime, version, approver, required)  # again: another may have acted
         current = active(runtime)
         g = vocab.MODELS_GRAPH
         node = ox.NamedNode(target.iri)
@@ -97,7 +109,7 @@ def promote(runtime: Runtime, version: str, *, approved_by: str, required: int =
                 content=target.artifact_hash,
                 author=target.requested_by,
                 by=approver,
-                what=what,
+                what=f"model version {version}",
                 extra=add,
                 remove=remove,
             )

@@ -17,7 +17,7 @@ from embeddings.scoring import Scorer
 from service.errors import NotFound
 from service.knowledge.store import bound
 from service.metrics import MODEL_SERVED
-from service.models.records import artefact, find
+from service.models.records import ModelVersion, artefact, find
 from service.runtime import Runtime
 
 log = logging.getLogger("wayfinder.models")
@@ -76,6 +76,31 @@ def serving_of(runtime: Runtime) -> Serving:
         if found is None:
             found = _serving[runtime] = Serving()
         return found
+
+
+# Scorers of versions loaded to be judged or replayed (health, fairness, re-derivation), by artefact hash.
+MAX_SCORERS = 4
+_scorers: dict[str, Scorer] = {}
+_scorers_lock = threading.Lock()
+
+
+def version_scorer(runtime: Runtime, version: ModelVersion) -> Scorer:
+    """The scorer of any registered version (serving or not), loaded once per artefact and checked against its
+    hash; raises ValueError or RuntimeError when its artefact does not load."""
+    with _scorers_lock:
+        found = _scorers.pop(version.artifact_hash, None)
+        if found is None:
+            data = artefact(runtime, version)
+            found = Scorer.from_bytes(data, sha256=version.artifact_hash, version=version.version)
+        _scorers[version.artifact_hash] = found  # the most recently used last
+        while len(_scorers) > MAX_SCORERS:
+            del _scorers[next(iter(_scorers))]
+        return found
+
+
+def scorer_of_bytes(data: bytes, *, version: str) -> Scorer:
+    """The scorer of an artefact not registered yet (a version being registered)."""
+    return Scorer.from_bytes(data, version=version)
 
 
 def active_scorer(runtime: Runtime) -> Scorer | None:

@@ -27,6 +27,7 @@ from embeddings.scoring import artefact_bytes
 from embeddings.train import TrainOptions, activation_loss, split_users, torch_threads, train_model
 from service.clock import now
 from service.errors import Conflict, InvalidInput, NotEnoughData
+from service.models.profiles import profile_quads
 from service.models.records import ModelVersion, find, version_name, version_quads, versions
 from service.runtime import Runtime
 
@@ -173,6 +174,7 @@ def register(
         used=export.consent_records,
         requested_by=requested_by,
     )
+    quads += profile_quads(runtime, data, export, seed=int(hyper_parameters.get("seed", 0)))  # model health's reference
     with runtime.store.write_lock:
         runtime.store.commit(add=quads)
     version = version_name(data)

@@ -94,7 +94,10 @@ def test_an_exploring_policy_records_exact_propensities_and_its_slates_rederive(
 
 def test_the_candidates_offline_estimate_covers_its_true_value(world):
     runtime, _, roles, decisions = world
-    found = evaluation.evaluate(runtime, "trial@2.0.0")
+    # The slates are drawn from each decision's random ID, so every run logs other slates: at a 99.9% level the
+    # test fails about once in a thousand runs per interval; the coverage at 95% is measured over many logs in
+    # test_offline.py, where the world is seeded.
+    found = evaluation.evaluate(runtime, "trial@2.0.0", level=0.999)
     truth = true_uptake(runtime, roles, decisions, "trial@2.0.0")
     logged_truth = true_uptake(runtime, roles, decisions, "trial@1.0.0")
     assert found.decisions == 120 and found.rows == 360
@@ -104,13 +107,14 @@ def test_the_candidates_offline_estimate_covers_its_true_value(world):
     # the exploring version truly earns (half ranked, half random) only loosely, so it is not asserted.
     completed = sum(1 for _ in runtime.store.quads(predicate=vocab.RDF_TYPE, object=vocab.STEP_COMPLETED))
     assert found.control_value.value == pytest.approx(completed / 360)
-    assert found.difference.value == pytest.approx(found.candidate_snipw.value - found.control_value.value)
+    assert found.difference_snipw.value == pytest.approx(found.candidate_snipw.value - found.control_value.value)
+    assert found.difference.value == pytest.approx(found.candidate_dr.value - found.control_value.value)
     assert truth > logged_truth  # the candidate is truly better here: managers and admins invite teammates
 
 
 def test_a_named_control_is_estimated_on_the_same_log(world):
     runtime, _, roles, decisions = world
-    found = evaluation.evaluate(runtime, "trial@2.0.0", control="default@1.2.0")
+    found = evaluation.evaluate(runtime, "trial@2.0.0", control="default@1.2.0", level=0.999)
     truth = true_uptake(runtime, roles, decisions, "default@1.2.0")
     assert found.control == "default@1.2.0"
     assert found.control_value.low <= truth <= found.control_value.high
@@ -147,7 +151,7 @@ def test_graphql_gives_the_same_estimate(world, client):
     assert found["snipw"]["value"] == pytest.approx(direct.candidate_snipw.value)
     assert found["doublyRobust"]["value"] == pytest.approx(direct.candidate_dr.value)
     assert found["difference"]["low"] == pytest.approx(direct.difference.low)
-    refused = client.error(query.replace("candidate: $c", 'candidate: $c, windowDays: 0'), {"c": "trial@2.0.0"})
+    refused = client.error(query.replace("candidate: $c", "candidate: $c, windowDays: 0"), {"c": "trial@2.0.0"})
     assert "windowDays" in refused["message"]
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
+from service.api.permissions import OPERATOR
+from service.api.types.health import ModelHealth, health_of
 from service.governance import approvals
+from service.models import monitoring
 
 
 @strawberry.type(
@@ -44,6 +48,23 @@ class ModelVersion:
             Approval(by=a.by, at=a.at, verdict=a.verdict, content=a.content, current=a.content == self.artifact_hash)
             for a in approvals.of(runtime, self.iri)
         ]
+
+    @strawberry.field(
+        permission_classes=OPERATOR,
+        description=(
+            "Operators: drift of its inputs and scores since training and calibration by decile, against the "
+            "governance limits (computed now, not recorded; `wayfinder model health` records a report)"
+        ),
+    )
+    def health(
+        self,
+        info: Info,
+        offline: Annotated[
+            bool,
+            strawberry.argument(description="Score the latest decisions with it instead of reading those it served"),
+        ] = False,
+    ) -> ModelHealth:
+        return health_of(monitoring.model_health(info.context["runtime"], self.version, offline=offline or None))
 
 
 def model_of(version) -> ModelVersion:

@@ -61,7 +61,10 @@ class OfflineEvaluation:
     snipw: PolicyEstimate = strawberry.field(description="The candidate's uptake, self-normalised IPW")
     doubly_robust: PolicyEstimate = strawberry.field(description="The candidate's uptake, doubly robust")
     control_value: PolicyEstimate
-    difference: PolicyEstimate = strawberry.field(description="Candidate (SNIPW) minus control, paired by decision")
+    difference: PolicyEstimate = strawberry.field(
+        description="Candidate (doubly robust) minus control, paired by decision: what an experiment's offline gate reads"
+    )
+    difference_snipw: PolicyEstimate = strawberry.field(description="Candidate (SNIPW) minus control")
 
 
 def estimate_of(found) -> PolicyEstimate:
@@ -86,4 +89,5 @@ def offline_evaluation_of(found) -> OfflineEvaluation:
         doubly_robust=estimate_of(found.candidate_dr),
         control_value=estimate_of(found.control_value),
         difference=estimate_of(found.difference),
+        difference_snipw=estimate_of(found.difference_snipw),
     )

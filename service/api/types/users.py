@@ -21,6 +21,7 @@ class Purpose(Enum):
     PERSONALIZATION = "PERSONALIZATION"
     ANALYTICS = "ANALYTICS"
     MARKETING = "MARKETING"
+    FAIRNESS = "FAIRNESS"  # fairness monitoring: the protected group, only for fairness reports
 
 
 @strawberry.enum
@@ -149,6 +150,14 @@ class RegisterUserInput:
     signup_channel: Channel | None = None
     consents: list[Purpose] = strawberry.field(default_factory=list)
     at: datetime | None = None
+    protected_group: strawberry.ID | None = strawberry.field(
+        default=None,
+        description=(
+            "A protected group the user declares (a wf:ProtectedGroup of the catalog, e.g. an age band), for "
+            "fairness reports only: refused unless consents include FAIRNESS; ranking never reads it, and "
+            "withdrawing FAIRNESS deletes it"
+        ),
+    )
 
 
 @strawberry.input
