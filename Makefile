@@ -31,8 +31,9 @@ OBD := var/obd/obp-0.4.1-py3-none-any.whl
 $(OBD): $(STAMP)
 	$(BIN)/python -m pip download --quiet obp==0.4.1 --no-deps --python-version 3.10 --only-binary=:all: -d var/obd
 
+# Two workers: the suite's tests are independent (temporary stores, free ports) and mostly use one core each.
 test: lint $(OBD)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # Lint and format check of the whole tree (pyproject.toml [tool.ruff]) and the type check of
 # service/ and embeddings/ ([tool.mypy]); `make test` runs it first.

@@ -28,7 +28,7 @@ from service.identity.keys import is_loopback, parse_keys
 from service.knowledge import files as knowledge
 from service.knowledge import history
 from service.knowledge.queries import Parameter, Query
-from service.knowledge.vocab import local_id
+from service.knowledge.vocab import KNOWLEDGE_VERSION_BASE, local_id
 from service.runtime import Runtime
 from service.settings import Settings
 from service.telemetry import configure_logging, configure_tracing
@@ -933,6 +933,31 @@ def audit_verify(store: StoreOption = None) -> None:
         err.print(f"  {escape(result.reason or '')}", highlight=False)
         raise typer.Exit(1)
     out.print(f"[green]intact[/]: {result.records} records chained, {result.anchors_checked} external anchors match")
+
+
+@audit_app.command("rederive")
+def audit_rederive(
+    decision_id: Annotated[str, typer.Argument(metavar="DECISION_ID", help="The decision's ID (a UUID)")],
+    store: StoreOption = None,
+) -> None:
+    """Rank a past decision again from its record alone (the catalog and policy versions it used, its inputs and
+    model version) and compare with what it returned; exit 1 when they differ."""
+    from service.decisions.rederive import rederive
+
+    runtime = _runtime(store)
+    try:
+        found = rederive(runtime, decision_id)
+    except WayfinderError as exc:
+        _fail(exc)
+    versions = ", ".join(v.removeprefix(KNOWLEDGE_VERSION_BASE) for v in found.knowledge_versions)
+    out.print(f"knowledge versions: {versions}")
+    out.print(f"returned: {', '.join(local_id(s) for s in found.shown)}")
+    out.print(f"derived:  {', '.join(local_id(s) for s in found.derived_shown)}")
+    if not found.matches:
+        for difference in found.differences:
+            err.print(f"[bold red]differs[/]: {difference}", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"[green]re-derived[/]: the {len(found.recorded)} candidates' scores and the order returned follow")
 
 
 @app.command()

@@ -134,6 +134,8 @@ def test_a_tampered_record_does_not_rederive(runtime):
 
 def test_versions_and_rollback_on_the_command_line(disk_runtime, tmp_path):
     disk_runtime.load([edited_catalog(tmp_path, TOUR_FIRST, TOUR_LAST)], by="kim")
+    users.register(disk_runtime, users.Registration(id="cli", role="analyst", plan="team"))
+    made = decide.next_steps(disk_runtime, "cli", limit=3)
     store = disk_runtime.settings.store
     disk_runtime.store.close()
     gc.collect()
@@ -147,3 +149,7 @@ def test_versions_and_rollback_on_the_command_line(disk_runtime, tmp_path):
     gc.collect()
     missing = CliRunner().invoke(app, ["rollback", "policy", "default", "--store", store])
     assert missing.exit_code != 0 and "only one version" in missing.output
+    gc.collect()  # the decision made under version 2 of the catalog re-derives after the rollback to 1
+    again = CliRunner().invoke(app, ["audit", "rederive", made.decision_id, "--store", store])
+    assert again.exit_code == 0, again.output
+    assert "catalog/demo/2" in again.output and "re-derived" in again.output
