@@ -26,6 +26,7 @@ from service.experiments.assignment import assign, current, flag_choice
 from service.experiments.exposure import exposed
 from service.experiments.flags import segment_of
 from service.knowledge import vocab
+from service.knowledge.catalog import Catalog
 from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import bound
 from service.metrics import CANDIDATES, DECISIONS
@@ -116,17 +117,7 @@ def _decide(
         policy = active_version(knowledge.policies, policy_id)
     with tracer.start_as_current_span("sparql.candidates"):
         candidates = candidate_steps(runtime, user, channel_iri)
-    context = Context(
-        channel=channel_iri,
-        personalized=personalized,
-        role=stored.role if personalized else None,
-        industry=stored.industry if personalized else None,
-        plan=stored.plan if personalized else None,
-        used_features=[e.feature for e in history if personalized and e.type == "FEATURE_USED" and e.feature],
-        completed=[e.step for e in history if e.type == "STEP_COMPLETED" and e.step],
-        eligible_roles=[stored.role] if stored.role else [],
-        eligible_plans=catalog.plans_included(stored.plan) if stored.plan else [],
-    )
+    context = context_of(stored, history, channel_iri=channel_iri, personalized=personalized, catalog=catalog)
     used_model = None
     if policy.model_weight and personalized:
         with tracer.start_as_current_span("model.active"):
@@ -190,6 +181,22 @@ def _decide(
     if assignment is not None and assignment.new:
         exposed(runtime, assignment, stored.pseudonym, started)
     return recommendation
+
+
+def context_of(stored: Profile, history: list, *, channel_iri: str, personalized: bool, catalog: Catalog) -> Context:
+    """What a decision may read of the user: the profile and behaviour only when personalised, the eligibility facts
+    (role, plan, completed steps) always; never a protected group."""
+    return Context(
+        channel=channel_iri,
+        personalized=personalized,
+        role=stored.role if personalized else None,
+        industry=stored.industry if personalized else None,
+        plan=stored.plan if personalized else None,
+        used_features=[e.feature for e in history if personalized and e.type == "FEATURE_USED" and e.feature],
+        completed=[e.step for e in history if e.type == "STEP_COMPLETED" and e.step],
+        eligible_roles=[stored.role] if stored.role else [],
+        eligible_plans=catalog.plans_included(stored.plan) if stored.plan else [],
+    )
 
 
 def exploration_seed(decision_id: str) -> int:

@@ -40,8 +40,8 @@ from service.audit.records import fairness_report_record
 from service.clock import now
 from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
-from service.decisions.decide import MAX_LIMIT
-from service.decisions.ranking import Context, rank
+from service.decisions.decide import MAX_LIMIT, context_of
+from service.decisions.ranking import rank
 from service.decisions.users import events, profile
 from service.errors import Conflict, InvalidInput, NotFound
 from service.governance.fairness import Breach, FairnessReport, Limits, Thresholds, report
@@ -245,18 +245,8 @@ def population(
         personal = consent_now.get("PERSONALIZATION")
         personalized = bool(personal and personal.granted)
         history = events(runtime, user_id)
-        # What a decision may read of the user (as service.decisions.decide builds it): no protected group.
-        context = Context(
-            channel=channel_iri,
-            personalized=personalized,
-            role=stored.role if personalized else None,
-            industry=stored.industry if personalized else None,
-            plan=stored.plan if personalized else None,
-            used_features=[e.feature for e in history if personalized and e.type == "FEATURE_USED" and e.feature],
-            completed=[e.step for e in history if e.type == "STEP_COMPLETED" and e.step],
-            eligible_roles=[stored.role] if stored.role else [],
-            eligible_plans=catalog.plans_included(stored.plan) if stored.plan else [],
-        )
+        # What a decision may read of the user, as service.decisions.decide builds it: no protected group.
+        context = context_of(stored, history, channel_iri=channel_iri, personalized=personalized, catalog=catalog)
         used = scorer() if policy.model_weight and personalized else None
         ranked = rank(
             candidate_steps(runtime, ox.NamedNode(user.value), channel_iri),

@@ -7,9 +7,9 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from service.api.types.models import Approval
+from service.api.types.models import Approval, approvals_of
 from service.experiments import flags
-from service.governance import approvals, change_requests
+from service.governance import change_requests
 
 
 @strawberry.type(description="A variant of a flag: the policy version it serves")
@@ -194,8 +194,5 @@ def request_of(runtime, request: change_requests.ChangeRequest) -> FlagChangeReq
         proposed_at=request.created_at,
         content_hash=request.content,
         proposed=flag_of(replace(request.proposed, version=0)),
-        approvals=[
-            Approval(by=a.by, at=a.at, verdict=a.verdict, content=a.content, current=a.content == request.content)
-            for a in approvals.of(runtime, request.iri)
-        ],
+        approvals=approvals_of(runtime, request.iri, content=request.content),
     )

@@ -43,11 +43,7 @@ class ModelVersion:
 
     @strawberry.field(description="Every approval and rejection recorded for this version, oldest first")
     def approvals(self, info: Info) -> list[Approval]:
-        runtime = info.context["runtime"]
-        return [
-            Approval(by=a.by, at=a.at, verdict=a.verdict, content=a.content, current=a.content == self.artifact_hash)
-            for a in approvals.of(runtime, self.iri)
-        ]
+        return approvals_of(info.context["runtime"], self.iri, content=self.artifact_hash)
 
     @strawberry.field(
         permission_classes=OPERATOR,
@@ -65,6 +61,14 @@ class ModelVersion:
         ] = False,
     ) -> ModelHealth:
         return health_of(monitoring.model_health(info.context["runtime"], self.version, offline=offline or None))
+
+
+def approvals_of(runtime, entity: str, *, content: str | None) -> list[Approval]:
+    """Every approval and rejection of an entity, oldest first, each marked current when it judged ``content``."""
+    return [
+        Approval(by=a.by, at=a.at, verdict=a.verdict, content=a.content, current=a.content == content)
+        for a in approvals.of(runtime, entity)
+    ]
 
 
 def model_of(version) -> ModelVersion:

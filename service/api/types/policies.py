@@ -5,8 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from service.api.types.models import Approval
-from service.governance import approvals
+from service.api.types.models import Approval, approvals_of
 
 
 @strawberry.type(description="A policy version as it serves, with the approvals of its content")
@@ -21,10 +20,7 @@ class PolicyVersion:
 
     @strawberry.field(description="Every approval and rejection recorded for this version, oldest first")
     def approvals(self, info: Info) -> list[Approval]:
-        return [
-            Approval(by=a.by, at=a.at, verdict=a.verdict, content=a.content, current=a.content == self.content_hash)
-            for a in approvals.of(info.context["runtime"], self.iri)
-        ]
+        return approvals_of(info.context["runtime"], self.iri, content=self.content_hash)
 
 
 def policy_of(serving, declared) -> PolicyVersion:
