@@ -79,6 +79,7 @@ class Scenario:
     users_per_day: int = 200
     check_every: int = 100
     offline_margin: float = 0.02
+    exploration: float = 0.5  # default@1.4.0's exploration rate
     seed: int = 0
 
 
@@ -95,7 +96,7 @@ class Outcome:
     seconds: float = 0.0
 
 
-def policy_file(folder: Path) -> Path:
+def policy_file(folder: Path, exploration: float = 0.5) -> Path:
     """The demo's default policy file with an exploring version 1.4.0 (active) and a candidate 1.5.0."""
     text = (Path(__file__).resolve().parents[2] / "ontology" / "policies" / "default.ttl").read_text()
     block = text[text.index("pol:default-1.3.0 a wf:PolicyVersion ;") :].split("\n\n", 1)[0]
@@ -103,7 +104,7 @@ def policy_file(folder: Path) -> Path:
         block.replace("pol:default-1.3.0", "pol:default-1.4.0")
         .replace('wf:version "1.3.0"', 'wf:version "1.4.0"')
         .replace('wf:status "candidate"', 'wf:status "active"')
-        .replace("wf:modelWeight 0.0 ;", "wf:modelWeight 0.0 ;\n    wf:explorationRate 0.5 ;")
+        .replace("wf:modelWeight 0.0 ;", f"wf:modelWeight 0.0 ;\n    wf:explorationRate {exploration} ;")
         .replace("version 1.3.0: 1.2.0 ranked by its rules alone, without the model", "version 1.4.0: 1.3.0, exploring")
     )
     candidate = (
@@ -135,7 +136,7 @@ def run(scenario: Scenario) -> Outcome:
     outcome = Outcome()
     clock = SimulatedClock(START_AT)
     with tempfile.TemporaryDirectory() as folder, use_clock(clock), TestClient(create_app(runtime)) as http:
-        runtime.load([policy_file(Path(folder))], by="ops-ann")
+        runtime.load([policy_file(Path(folder), scenario.exploration)], by="ops-ann")
 
         def call(key: str, query: str, **variables) -> dict:
             body = http.post(
