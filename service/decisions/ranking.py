@@ -124,8 +124,10 @@ def slate(ranked: list[Scored], *, limit: int, exploration_rate: float, seed: in
     of :mod:`service.governance.offline` apply to the log.
     """
     k = min(limit, len(ranked))
+    if not exploration_rate:  # the common case, on the next-steps path: no draw to seed
+        return Slate(ranked[:k], [1.0] * k, False)
     draw = random.Random(seed)
-    explored = exploration_rate > 0 and draw.random() < exploration_rate
+    explored = draw.random() < exploration_rate
     shown = draw.sample(ranked, k) if explored else ranked[:k]
     return Slate(shown, [propensity(ranked, s.step, i, exploration_rate) for i, s in enumerate(shown)], explored)
 

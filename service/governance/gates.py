@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 DEFAULT_MIN_GROUP_SIZE = 10
+DEFAULT_MIN_HEALTH_DECISIONS = 50
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Gates:
     max_population_shift: float | None = None
     max_calibration_error: float | None = None
     offline_margin: float | None = None
+    min_health_decisions: int = DEFAULT_MIN_HEALTH_DECISIONS  # fewer decisions: health reported, not judged
     protected_attribute: str | None = None  # the name of the attribute whose groups fairness reports compare
 
 
@@ -42,7 +44,7 @@ def gates(runtime: Runtime) -> Gates:
         found = value(row, name)
         return float(found) if found is not None else None
 
-    size = value(row, "minGroupSize")
+    size, decisions = value(row, "minGroupSize"), value(row, "minHealthDecisions")
     return Gates(
         policy=value(row, "policy"),
         min_group_size=int(size) if size is not None else DEFAULT_MIN_GROUP_SIZE,
@@ -51,5 +53,6 @@ def gates(runtime: Runtime) -> Gates:
         max_population_shift=number("maxPopulationShift"),
         max_calibration_error=number("maxCalibrationError"),
         offline_margin=number("offlineMargin"),
+        min_health_decisions=int(decisions) if decisions is not None else DEFAULT_MIN_HEALTH_DECISIONS,
         protected_attribute=value(row, "protectedAttribute"),
     )

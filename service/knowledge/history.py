@@ -57,28 +57,42 @@ def version_iri(graph: ox.NamedNode, number: int) -> ox.NamedNode:
     return ox.NamedNode(f"{vocab.KNOWLEDGE_VERSION_BASE}{graph.value.removeprefix(vocab.GRAPH_BASE)}/{number}")
 
 
-def versions(store: GraphStore, graph: ox.NamedNode | None = None) -> list[Version]:
-    """Every recorded version, oldest first; of one graph when ``graph`` is given."""
+# What a version records besides its snapshot: read one predicate at a time, so that listing versions (at every
+# knowledge refresh, in every process) never carries the snapshots' text.
+_FIELDS = (
+    vocab.OF_GRAPH,
+    vocab.VERSION_NUMBER,
+    vocab.CONTENT_HASH,
+    vocab.LOADED_BY,
+    vocab.PROV_GENERATED_AT,
+    vocab.PROV_WAS_REVISION_OF,
+    vocab.RESTORES,
+)
+
+
+def versions(store: GraphStore, graph: ox.NamedNode | None = None, *, iri: str | None = None) -> list[Version]:
+    """Every recorded version, oldest first; of one graph when ``graph`` is given, the one version ``iri`` names."""
+    subject = ox.NamedNode(iri) if iri is not None else None
+    fields: dict[str, dict[str, str]] = {}
+    for predicate in _FIELDS:
+        for q in store.quads(subject=subject, predicate=predicate, graph=vocab.HISTORY_GRAPH):
+            if isinstance(q.subject, ox.NamedNode) and isinstance(q.object, ox.NamedNode | ox.Literal):
+                fields.setdefault(q.subject.value, {})[predicate.value] = q.object.value
     found = []
-    for q in store.quads(predicate=vocab.RDF_TYPE, object=vocab.KNOWLEDGE_VERSION, graph=vocab.HISTORY_GRAPH):
-        fields = {
-            p.predicate.value: p.object.value
-            for p in store.quads(subject=q.subject, graph=vocab.HISTORY_GRAPH)
-            if isinstance(p.object, ox.NamedNode | ox.Literal) and p.predicate != vocab.SNAPSHOT
-        }
-        if graph is not None and fields[vocab.OF_GRAPH.value] != graph.value:
+    for node, f in fields.items():
+        if graph is not None and f[vocab.OF_GRAPH.value] != graph.value:
             continue
-        at = fields.get(vocab.PROV_GENERATED_AT.value)
+        at = f.get(vocab.PROV_GENERATED_AT.value)
         found.append(
             Version(
-                iri=q.subject.value if isinstance(q.subject, ox.NamedNode) else str(q.subject),
-                graph=fields[vocab.OF_GRAPH.value],
-                number=int(fields[vocab.VERSION_NUMBER.value]),
-                content_hash=fields[vocab.CONTENT_HASH.value],
-                loaded_by=fields[vocab.LOADED_BY.value],
+                iri=node,
+                graph=f[vocab.OF_GRAPH.value],
+                number=int(f[vocab.VERSION_NUMBER.value]),
+                content_hash=f[vocab.CONTENT_HASH.value],
+                loaded_by=f[vocab.LOADED_BY.value],
                 loaded_at=parse_datetime(at) if at is not None else None,
-                revises=fields.get(vocab.PROV_WAS_REVISION_OF.value),
-                restores=fields.get(vocab.RESTORES.value),
+                revises=f.get(vocab.PROV_WAS_REVISION_OF.value),
+                restores=f.get(vocab.RESTORES.value),
             )
         )
     return sorted(found, key=lambda v: (v.graph, v.number))
@@ -181,7 +195,7 @@ def _version(
 
 def version_of(store: GraphStore, iri: str) -> Version:
     """A recorded version by its IRI."""
-    for v in versions(store):
-        if v.iri == iri:
-            return v
-    raise NotFound(f"no knowledge version {iri}")
+    found = versions(store, iri=iri)
+    if not found:
+        raise NotFound(f"no knowledge version {iri}")
+    return found[0]

@@ -22,7 +22,7 @@ least one of those decisions was followed by an activation.
 Limits are the governance policy's (``service.governance.gates``): a PSI over ``wf:maxPopulationShift`` and an
 expected calibration error over ``wf:maxCalibrationError`` are breaches; a PSI from 0.1 (the conventional
 "moderate" band, or the limit where that is lower) up to the limit is a warning. A limit the policy leaves out
-is not checked. Fewer than ``MIN_DECISIONS`` decisions are not judged: the figures are kept, no alert is raised,
+is not checked. Fewer than the governance policy's ``wf:minHealthDecisions`` decisions are not judged: the figures are kept, no alert is raised,
 since a PSI over a few dozen units is mostly noise. A promotion is refused on a PSI breach (:func:`check_promotion`).
 """
 
@@ -56,7 +56,6 @@ if TYPE_CHECKING:  # torch: imported when a version is scored offline, not with 
 
 BINS = 10
 MODERATE_PSI = 0.1
-MIN_DECISIONS = 50
 SERVED, OFFLINE = "served", "offline"
 PROMOTION, MONITORING = "promotion", "monitoring"
 HEALTHY, WARNING, BREACH, NOT_ASSESSED = "healthy", "warning", "breach", "not assessed"
@@ -83,7 +82,7 @@ class ModelHealth:
     @property
     def alerts(self) -> list[Alert]:
         """Every figure past a threshold: the warnings and the breaches."""
-        if self.health is None or self.decisions < MIN_DECISIONS:
+        if self.health is None or self.decisions < self.limits.min_health_decisions:
             return []
         return self.health.alerts(thresholds(self.limits))
 
@@ -94,7 +93,7 @@ class ModelHealth:
 
     @property
     def verdict(self) -> str:
-        if self.health is None or self.decisions < MIN_DECISIONS:
+        if self.health is None or self.decisions < self.limits.min_health_decisions:
             return NOT_ASSESSED
         return BREACH if self.breaches else WARNING if self.alerts else HEALTHY
 
@@ -166,8 +165,9 @@ def model_health(runtime: Runtime, version: str | None = None, *, offline: bool 
         report = replace(report, calibration_units=units)
         if missing:
             notes.append(missing)
-    if len(read) < MIN_DECISIONS:
-        notes.append(f"not judged: {len(read)} decisions, fewer than the {MIN_DECISIONS} a PSI needs to mean much")
+    least = report.limits.min_health_decisions
+    if len(read) < least:
+        notes.append(f"not judged: {len(read)} decisions, fewer than the {least} a PSI needs to mean much")
     report = replace(report, source=source, health=health, notes=tuple(notes))
     _set_gauges(report)
     return report
