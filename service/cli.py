@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from embeddings.world import generate_world
-from service.errors import Forbidden, InvalidInput, RefusedWrite, SyntaxProblem, WayfinderError
+from service.errors import Forbidden, InvalidInput, NotFound, RefusedWrite, SyntaxProblem, WayfinderError
 from service.identity.keys import is_loopback, parse_keys
 from service.knowledge import files as knowledge
 from service.knowledge import history
@@ -421,6 +421,22 @@ def world(
 
 
 ByOption = Annotated[str, typer.Option("--by", help="Who acts (recorded as the change's principal)")]
+APPROVER_ROLES = ("operator", "auditor", "engineer")
+RoleOption = Annotated[
+    str,
+    typer.Option(
+        "--role",
+        help="The role the approver acts in, recorded with the approval: operator, auditor or engineer (a change "
+        "to who sees high-impact steps needs approvals of two roles)",
+    ),
+]
+
+
+def _approver_role(role: str) -> str:
+    if role not in APPROVER_ROLES:
+        out.print(f"--role: one of {', '.join(APPROVER_ROLES)}, not {role!r}", highlight=False)
+        raise typer.Exit(2)
+    return role
 
 
 def _acting(by: str) -> str:
@@ -575,19 +591,53 @@ def policy_approve(
     versions: Annotated[list[str], typer.Argument(help="Versions by label, e.g. default@1.2.0")],
     approved_by: Annotated[str, typer.Option("--approved-by", help="Who approves (recorded)")],
     reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead")] = False,
+    role: RoleOption = "operator",
     store: StoreOption = None,
 ) -> None:
     """Record an approval (or rejection) of policy versions as their content is now."""
     from service.governance import approvals
 
+    role = _approver_role(role)
     runtime = _runtime(store)
     verdict = approvals.REJECTED if reject else approvals.APPROVED
     for label in versions:
         try:
-            approvals.approve_policy(runtime, label, by=approved_by, verdict=verdict)
+            approvals.approve_policy(runtime, label, by=approved_by, role=role, verdict=verdict)
         except WayfinderError as exc:
             _fail(exc)
         out.print(f"{label}: {verdict} by {approved_by}")
+
+
+def _print_impact(found) -> None:
+    """Print an impact assessment: the verdict, its baseline and counts per high-impact step."""
+    verdict = (
+        f"high-impact: approvals of two roles, one of them {found.role}" if found.high_impact else "not high-impact"
+    )
+    out.print(f"{verdict}; against {found.baseline}: {found.summary()}", highlight=False)
+    table = Table("high-impact step", "shown now", "shown by it", "gained", "lost", "moved")
+    for s in found.steps:
+        table.add_row(local_id(s.step), *(str(n) for n in (s.before, s.after, s.gained, s.lost, s.moved)))
+    out.print(table)
+    out.print(f"impact assessment {found.record}", highlight=False)
+
+
+@policy_app.command("impact")
+def policy_impact(
+    version: Annotated[str, typer.Argument(help="A version by label, e.g. default@1.3.0")],
+    store: StoreOption = None,
+) -> None:
+    """Assess (and record) whether a policy version changes who sees the catalog's high-impact steps."""
+    from service.governance import impact
+    from service.knowledge.policies import read_policies
+
+    runtime = _runtime(store)
+    declared = {v.label: v for v in read_policies(runtime.store, runtime.queries).values()}
+    if version not in declared:
+        _fail(NotFound(f"no policy version {version!r}; the versions are {', '.join(sorted(declared))}"))
+    try:
+        _print_impact(impact.assess_policy(runtime, declared[version]))
+    except WayfinderError as exc:
+        _fail(exc)
 
 
 @model_app.command("list")
@@ -638,20 +688,38 @@ def model_approve(
     version: Annotated[str, typer.Argument(help="A version from `wayfinder model list`")],
     approved_by: Annotated[str, typer.Option("--approved-by", help="Who approves it (recorded)")],
     reject: Annotated[bool, typer.Option("--reject", help="Record a rejection instead")] = False,
+    role: RoleOption = "operator",
     store: StoreOption = None,
 ) -> None:
     """Record an approval (or rejection) of a version as it is, without promoting it."""
     from service.governance import approvals
     from service.models import lifecycle
 
+    role = _approver_role(role)
     runtime = _runtime(store)
     verdict = approvals.REJECTED if reject else approvals.APPROVED
     try:
-        judged = lifecycle.approve(runtime, version, approved_by=approved_by, verdict=verdict)
+        judged = lifecycle.approve(runtime, version, approved_by=approved_by, role=role, verdict=verdict)
     except WayfinderError as exc:
         _fail(exc)
     current = [a for a in approvals.of(runtime, judged.iri) if a.content == judged.artifact_hash]
     out.print(f"{judged.version}: {verdict} by {approved_by}; {len(current)} verdicts on it as it is")
+
+
+@model_app.command("impact")
+def model_impact(
+    version: Annotated[str, typer.Argument(help="A version from `wayfinder model list`")],
+    store: StoreOption = None,
+) -> None:
+    """Assess (and record) whether a model version changes who sees the catalog's high-impact steps."""
+    from service.governance import impact
+    from service.models import records
+
+    runtime = _runtime(store)
+    try:
+        _print_impact(impact.assess_model(runtime, records.find(runtime, version)))
+    except WayfinderError as exc:
+        _fail(exc)
 
 
 @model_app.command("rollback")
@@ -1192,12 +1260,15 @@ def _change_experiment(store: str | None, by: str, change: Callable[[Runtime, st
 
 
 @experiment_app.command("approve")
-def experiment_approve(experiment_id: ExperimentId, by: ByOption, store: StoreOption = None) -> None:
+def experiment_approve(
+    experiment_id: ExperimentId, by: ByOption, role: RoleOption = "operator", store: StoreOption = None
+) -> None:
     """Approve a draft; four eyes: whoever created it may not approve it."""
     from service.experiments import registry
 
+    role = _approver_role(role)
     approved = _change_experiment(
-        store, by, lambda runtime, who: registry.approve(runtime, experiment_id, by=who, four_eyes=True)
+        store, by, lambda runtime, who: registry.approve(runtime, experiment_id, by=who, four_eyes=True, role=role)
     )
     out.print(f"{approved.id} approved by {escape(approved.approved_by or '')}", highlight=False)
 

@@ -59,4 +59,7 @@ CLIENT_OR_AUDITOR = [allow("client", "auditor")]
 CLIENT_OR_OPERATOR = [allow("client", "operator")]
 AUDITOR = [allow("auditor", "operator")]
 OPERATOR = [allow("operator")]
+# Approvals: operators, and the second role a high-impact change needs (the schema checks which one the governance
+# policy names).
+APPROVER = [allow("operator", "auditor", "engineer")]
 ANYONE = [allow("client", "engineer", "operator", "auditor")]

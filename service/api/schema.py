@@ -22,6 +22,7 @@ from service.api.operation_metrics import OperationMetrics
 from service.api.parser_cache import ReportingParserCache
 from service.api.permissions import (
     ANYONE,
+    APPROVER,
     AUDITOR,
     CLIENT,
     CLIENT_OR_APP_USER,
@@ -74,6 +75,7 @@ from service.decisions import consent, decide, users
 from service.errors import Forbidden, InvalidInput, NotFound
 from service.experiments import analysis, flags, monitor, ramps, registry
 from service.governance import approvals, change_requests
+from service.governance.gates import gates
 from service.models import lifecycle, records
 from service.settings import Settings
 
@@ -306,15 +308,21 @@ class Mutation:
     def promote_model(self, info: Info, version: str, approved_by: str | None = None) -> ModelVersion:
         runtime = runtime_of(info)
         needed = approvals.required(runtime, keys_on=bool(info.context.get("keys_on")))
-        promoted = lifecycle.promote(runtime, version, approved_by=approver(info.context, approved_by), required=needed)
+        promoted = lifecycle.promote(
+            runtime,
+            version,
+            approved_by=approver(info.context, approved_by),
+            required=needed,
+            role=approver_role(info.context),
+        )
         return model_of(promoted)
 
     @strawberry.mutation(
-        permission_classes=OPERATOR,
+        permission_classes=APPROVER,
         description=(
             "Approve (or, with approve: false, reject) a policy version as its content is now, for the caller's "
             "principal; with API keys a version its file declares active serves once WAYFINDER_APPROVALS_REQUIRED "
-            "principals approve it"
+            "principals approve it (of two roles when it changes who sees high-impact steps: see impactAssessment)"
         ),
     )
     def approve_policy_version(
@@ -322,22 +330,34 @@ class Mutation:
     ) -> PolicyVersion:
         runtime = runtime_of(info)
         verdict = approvals.APPROVED if approve else approvals.REJECTED
-        approvals.approve_policy(runtime, version, by=approver(info.context, approved_by), verdict=verdict)
+        approvals.approve_policy(
+            runtime,
+            version,
+            by=approver(info.context, approved_by),
+            role=approver_role(info.context, runtime),
+            verdict=verdict,
+        )
         return _policy_versions(runtime, [version])[0]
 
     @strawberry.mutation(
-        permission_classes=OPERATOR,
+        permission_classes=APPROVER,
         description=(
             "Approve (or, with approve: false, reject) a model version as it is, for the caller's principal; with "
-            "API keys it serves once WAYFINDER_APPROVALS_REQUIRED principals other than its author approve it"
+            "API keys it serves once WAYFINDER_APPROVALS_REQUIRED principals other than its author approve it (of "
+            "two roles when it changes who sees high-impact steps: see impactAssessment)"
         ),
     )
     def approve_model_version(
         self, info: Info, version: str, approved_by: str | None = None, approve: bool = True
     ) -> ModelVersion:
         verdict = approvals.APPROVED if approve else approvals.REJECTED
+        runtime = runtime_of(info)
         judged = lifecycle.approve(
-            runtime_of(info), version, approved_by=approver(info.context, approved_by), verdict=verdict
+            runtime,
+            version,
+            approved_by=approver(info.context, approved_by),
+            role=approver_role(info.context, runtime),
+            verdict=verdict,
         )
         return model_of(judged)
 
@@ -352,13 +372,16 @@ class Mutation:
         return experiment_of(registry.create(runtime_of(info), spec_of(input), by=principal(info.context)))
 
     @strawberry.mutation(
-        permission_classes=OPERATOR,
-        description="Approve a draft: with API keys, by a principal other than its creator; without keys not needed",
+        permission_classes=APPROVER,
+        description="Approve a draft: with API keys, by a principal other than its creator (and by two roles when an "
+        "arm's version changes who sees high-impact steps); without keys not needed",
     )
     def approve_experiment(self, info: Info, id: strawberry.ID) -> Experiment:
         four_eyes = bool(info.context.get("keys_on"))
+        runtime = runtime_of(info)
+        role = approver_role(info.context, runtime)
         return experiment_of(
-            registry.approve(runtime_of(info), str(id), by=principal(info.context), four_eyes=four_eyes)
+            registry.approve(runtime, str(id), by=principal(info.context), four_eyes=four_eyes, role=role)
         )
 
     @strawberry.mutation(
@@ -430,15 +453,23 @@ class Mutation:
         )
 
     @strawberry.mutation(
-        permission_classes=OPERATOR,
+        permission_classes=APPROVER,
         description="Approve (or, approve: false, reject) a flag's change in review, as its content is now; it applies "
-        "once the quorum of principals other than its author approved it",
+        "once the quorum of principals other than its author approved it (of two roles when a variant's version "
+        "changes who sees high-impact steps)",
     )
     def approve_flag_change(self, info: Info, id: strawberry.ID, approve: bool = True) -> FlagChangeRequest:
         runtime = runtime_of(info)
         verdict = approvals.APPROVED if approve else approvals.REJECTED
         needed = approvals.required(runtime, keys_on=bool(info.context.get("keys_on")))
-        done = change_requests.approve(runtime, str(id), by=principal(info.context), verdict=verdict, needed=needed)
+        done = change_requests.approve(
+            runtime,
+            str(id),
+            by=principal(info.context),
+            verdict=verdict,
+            needed=needed,
+            role=approver_role(info.context, runtime),
+        )
         return request_of(runtime, done)
 
 
@@ -465,6 +496,21 @@ def _policy_versions(runtime, labels: list[str] | None = None) -> list[PolicyVer
 def principal(context: dict) -> str:
     """Who provenance names for a change: the authenticated principal ("open" on a service without keys)."""
     return str(context.get("principal") or "open")
+
+
+def approver_role(context: dict, runtime=None) -> str:
+    """The role an approval is recorded with: the caller's. Operators approve; with a ``runtime``, the second role
+    the governance policy names for high-impact changes (auditor by default) approves too, and no other role."""
+    role = str(context.get("role") or "open")
+    if runtime is None or role in ("operator", "open"):
+        return role
+    second = gates(runtime).high_impact_role
+    if role != second:
+        raise Forbidden(
+            f"a key of the {role} role approves nothing: operators approve, and the {second} role gives the second "
+            "approval a high-impact change needs"
+        )
+    return role
 
 
 def approver(context: dict, named: str | None) -> str:

@@ -131,11 +131,13 @@ def change_record(
 
 
 def approval_record(
-    record: ox.NamedNode, *, by: str, at: datetime, entity: str, content: str, verdict: str
+    record: ox.NamedNode, *, by: str, role: str, at: datetime, entity: str, content: str, verdict: str
 ) -> list[ox.Triple]:
-    """Return the record of an approval (or rejection) by ``by`` of the ``entity`` whose content hash is ``content``."""
+    """Return the record of an approval (or rejection) by ``by``, acting in ``role``, of the ``entity`` whose content
+    hash is ``content``."""
     T, L = ox.Triple, ox.Literal
     return [
+        T(record, vocab.APPROVER_ROLE, L(role)),
         T(record, vocab.RDF_TYPE, vocab.APPROVAL),
         T(record, vocab.RDF_TYPE, vocab.PROV_ACTIVITY),
         T(record, vocab.PROV_STARTED_AT, datetime_literal(at)),
@@ -170,6 +172,41 @@ def fairness_report_record(
         T(record, vocab.PASSED_GATE, L("false" if breaches else "true", datatype=vocab.XSD_BOOLEAN)),
         T(record, vocab.FAIRNESS_FIGURES, L(json.dumps(figures, sort_keys=True, separators=(",", ":")))),
         *(T(record, vocab.BREACH, L(text)) for text in breaches),
+    ]
+    if governance is not None:
+        triples.append(T(record, vocab.PROV_USED, ox.NamedNode(governance)))
+    return triples
+
+
+def impact_record(
+    record: ox.NamedNode,
+    *,
+    at: datetime,
+    entity: str,
+    content: str,
+    baseline: str,
+    high_impact: bool,
+    role: str,
+    ranked: int,
+    changed: int,
+    figures: Mapping,
+    governance: str | None,
+) -> list[ox.Triple]:
+    """Return the record of an impact assessment of one ``content`` of a policy or model version (``entity``)
+    against the ``baseline`` serving then: counts per high-impact step, never users."""
+    T, L = ox.Triple, ox.Literal
+    triples = [
+        T(record, vocab.RDF_TYPE, vocab.IMPACT_ASSESSMENT),
+        T(record, vocab.RDF_TYPE, vocab.PROV_ENTITY),
+        T(record, vocab.PROV_GENERATED_AT, datetime_literal(at)),
+        T(record, vocab.PROV_WAS_DERIVED_FROM, ox.NamedNode(entity)),
+        T(record, vocab.ASSESSED_CONTENT, L(content)),
+        T(record, vocab.BASELINE, L(baseline)),
+        T(record, vocab.HIGH_IMPACT, L("true" if high_impact else "false", datatype=vocab.XSD_BOOLEAN)),
+        T(record, vocab.REQUIRES_ROLE, L(role)),
+        T(record, vocab.RANKED_SUBJECTS, L(str(ranked), datatype=vocab.XSD_INTEGER)),
+        T(record, vocab.CHANGED_SUBJECTS, L(str(changed), datatype=vocab.XSD_INTEGER)),
+        T(record, vocab.IMPACT_FIGURES, L(json.dumps(figures, sort_keys=True, separators=(",", ":")))),
     ]
     if governance is not None:
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(governance)))

@@ -337,8 +337,13 @@ def create(runtime: Runtime, spec: ExperimentSpec, *, by: str) -> Experiment:
     return created
 
 
-def approve(runtime: Runtime, experiment_id: str, *, by: str, four_eyes: bool) -> Experiment:
-    """Approve a draft; with ``four_eyes`` (API keys on) the approver must not be its creator."""
+def approve(runtime: Runtime, experiment_id: str, *, by: str, four_eyes: bool, role: str = "operator") -> Experiment:
+    """Approve a draft, acting in ``role``; with ``four_eyes`` (API keys on) the approver must not be its creator.
+
+    The arms' candidate versions have their impact on high-impact steps assessed first (and stored): a plan whose
+    arm changes who sees one starts only once principals of two roles approved it."""
+    current = require(runtime, experiment_id)
+    _assess_arms(runtime, current)
     with runtime.trail.exclusive():
         current = require(runtime, experiment_id)
         if current.status != DRAFT:
@@ -351,8 +356,32 @@ def approve(runtime: Runtime, experiment_id: str, *, by: str, four_eyes: bool) -
             if earlier.by == by and earlier.content == current.plan_hash():
                 raise Conflict(f"{by!r} has approved experiment {experiment_id!r} already, as it is now")
         approved = replace(current, approved_by=by, approved_at=now())
-        _change(runtime, current, approved, kind="approve", by=by, approves=current.plan_hash())
+        _change(runtime, current, approved, kind="approve", by=by, approves=current.plan_hash(), role=role)
     return approved
+
+
+def _arm_versions(runtime: Runtime, experiment: Experiment) -> list[PolicyVersion]:
+    """The policy versions the arms serve, control's aside (an approved plan approves them)."""
+    by_label = {v.label: v for v in runtime.knowledge.policies.values()}
+    control = experiment.control.policy_version
+    labels = dict.fromkeys(a.policy_version for a in experiment.arms[1:] if a.policy_version != control)
+    return [by_label[label] for label in labels if label in by_label]
+
+
+def _assess_arms(runtime: Runtime, experiment: Experiment) -> None:
+    from service.governance import impact  # the replay: only when a plan is approved
+
+    for version in _arm_versions(runtime, experiment):
+        impact.assess_policy(runtime, version)
+
+
+def second_role(runtime: Runtime, experiment: Experiment) -> str | None:
+    """The second role the plan's approvals need: when an arm's version changes who sees a high-impact step."""
+    for version in _arm_versions(runtime, experiment):
+        role = approvals.second_role(runtime, version.iri, version.content_hash or "")
+        if role is not None:
+            return role
+    return None
 
 
 def start(runtime: Runtime, experiment_id: str, *, by: str, needs_approval: bool) -> Experiment:
@@ -364,8 +393,19 @@ def start(runtime: Runtime, experiment_id: str, *, by: str, needs_approval: bool
         if needs_approval:
             needed = runtime.settings.approvals_required
             stand = approvals.standing(
-                runtime, current.iri, content=current.plan_hash(), author=current.created_by, needed=needed
+                runtime,
+                current.iri,
+                content=current.plan_hash(),
+                author=current.created_by,
+                needed=needed,
+                second=second_role(runtime, current),
             )
+            missing = stand.roles_missing()
+            if missing and not stand.rejections and len(stand.approvals) >= needed:
+                raise Forbidden(
+                    f"experiment {experiment_id!r} is not approved: an arm's policy version changes who sees "
+                    f"high-impact steps, so its plan needs {missing}; approveExperiment by such a principal first"
+                )
             if not stand.approved:
                 raise Forbidden(
                     f"experiment {experiment_id!r} is not approved: its plan as it is now needs {needed} approvals "
@@ -512,11 +552,13 @@ def _change(
     evidence: str | None = None,
     agent: str | None = None,
     approves: str | None = None,
+    role: str = "operator",
     also_by: Sequence[str] = (),
 ) -> Experiment:
     """Replace the experiment's state and append the change record, in one commit; return the state stored.
 
-    ``approves`` (a plan hash) makes the record an approval of that plan too (``wf:Approval``). A change to a
+    ``approves`` (a plan hash) makes the record an approval of that plan too (``wf:Approval``, by ``by`` acting
+    in ``role``). A change to a
     draft's plan leaves it unapproved: the approvals of the plan before no longer count.
     """
     if before is not None and after.status == DRAFT and approves is None and after.plan_hash() != before.plan_hash():
@@ -532,6 +574,7 @@ def _change(
             T(record, vocab.APPROVED_BY, L(by)),
             T(record, vocab.APPROVED_CONTENT, L(approves)),
             T(record, vocab.VERDICT, L(approvals.APPROVED)),
+            T(record, vocab.APPROVER_ROLE, L(role)),
         ]
     if rolled_back:
         triples.append(T(record, vocab.ROLLED_BACK_ARM_OF, ox.NamedNode(rolled_back)))

@@ -29,8 +29,9 @@ from service.clock import datetime_literal, now, parse_datetime
 from service.errors import Conflict, InvalidInput, NotFound
 from service.experiments import flags
 from service.experiments.registry import ID_PATTERN
-from service.governance import approvals
+from service.governance import approvals, impact
 from service.knowledge import vocab
+from service.knowledge.policies import PolicyVersion
 from service.knowledge.store import bound
 from service.runtime import Runtime
 
@@ -104,18 +105,34 @@ def pending(runtime: Runtime, flag_id: str) -> ChangeRequest | None:
     )
 
 
-def approve(runtime: Runtime, flag_id: str, *, by: str, verdict: str, needed: int) -> ChangeRequest:
-    """Record a principal's verdict on the flag's pending change; apply it once the quorum approved."""
+def approve(
+    runtime: Runtime, flag_id: str, *, by: str, verdict: str, needed: int, role: str = "operator"
+) -> ChangeRequest:
+    """Record a principal's verdict (acting in ``role``) on the flag's pending change; apply it once the quorum
+    approved. A change whose variants serve a version that changes who sees high-impact steps needs approvals of
+    two roles (the versions are assessed, and the assessments stored, before the verdict is recorded)."""
+    request = pending(runtime, flag_id)
+    if request is not None and request.status == IN_REVIEW and verdict == approvals.APPROVED:
+        for version in _variant_versions(runtime, request.proposed):
+            impact.assess_policy(runtime, version)
     with runtime.trail.exclusive():
         request = pending(runtime, flag_id)
         if request is None or request.status != IN_REVIEW:
             raise NotFound(f"flag {flag_id!r} has no change in review")
         what = f"the change to flag {flag_id!r}"
         approvals.record(
-            runtime, request.iri, content=request.content, author=request.created_by, by=by, verdict=verdict, what=what
+            runtime,
+            request.iri,
+            content=request.content,
+            author=request.created_by,
+            by=by,
+            role=role,
+            verdict=verdict,
+            what=what,
         )
+        second = second_role(runtime, request)
         stand = approvals.standing(
-            runtime, request.iri, content=request.content, author=request.created_by, needed=needed
+            runtime, request.iri, content=request.content, author=request.created_by, needed=needed, second=second
         )
         if stand.rejections:
             done = replace(request, status=REJECTED)
@@ -127,6 +144,22 @@ def approve(runtime: Runtime, flag_id: str, *, by: str, verdict: str, needed: in
         done = replace(request, status=APPLIED)
         _store(runtime, done, change="apply", by=by, approvers=stand.approvers)
         return done
+
+
+def second_role(runtime: Runtime, request: ChangeRequest) -> str | None:
+    """The second role the change's approvals need: when a variant's version changes who sees a high-impact step."""
+    for version in _variant_versions(runtime, request.proposed):
+        role = approvals.second_role(runtime, version.iri, version.content_hash or "")
+        if role is not None:
+            return role
+    return None
+
+
+def _variant_versions(runtime: Runtime, flag: flags.Flag) -> list[PolicyVersion]:
+    """The policy versions the flag's variants would serve, as the knowledge has them now."""
+    by_label = {v.label: v for v in runtime.knowledge.policies.values()}
+    labels = dict.fromkeys(label for _, label in flag.variants)
+    return [by_label[label] for label in labels if label in by_label]
 
 
 def _iri(flag_id: str) -> str:

@@ -1,4 +1,5 @@
-"""The release gates a product's knowledge sets: fairness limits, model-health limits, the offline margin.
+"""The release gates a product's knowledge sets: fairness and model-health limits, the offline margin, the
+second role that high-impact changes need.
 
 They are knowledge, not settings: ``ontology/policies/governance.ttl`` (a ``wf:GovernancePolicy``,
 checked by ``shapes/governance.ttl``), loaded, versioned and rolled back as any catalog file. A
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MIN_GROUP_SIZE = 10
 DEFAULT_MIN_HEALTH_DECISIONS = 50
+DEFAULT_HIGH_IMPACT_ROLE = "auditor"
+DEFAULT_IMPACT_SAMPLE = 200
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,15 @@ class Gates:
     offline_margin: float | None = None
     min_health_decisions: int = DEFAULT_MIN_HEALTH_DECISIONS  # fewer decisions: health reported, not judged
     protected_attribute: str | None = None  # the name of the attribute whose groups fairness reports compare
+    high_impact_role: str = DEFAULT_HIGH_IMPACT_ROLE  # the second role a change to who sees high-impact steps needs
+    impact_sample: int = DEFAULT_IMPACT_SAMPLE  # the recent decisions an impact assessment replays
 
 
 def gates(runtime: Runtime) -> Gates:
-    """The release gates of the loaded governance policy (the first by IRI when several are loaded)."""
+    """The release gates of the loaded governance policy (the first by IRI when several are loaded).
+
+    With none loaded nothing is gated, except that a change to who sees a high-impact step still needs
+    approvals of two roles (operators and auditors, by default): that rule comes with the catalog's marks."""
     rows = runtime.store.select(runtime.queries["governance-policy"])
     if not rows:
         return Gates(policy=None)
@@ -45,6 +53,7 @@ def gates(runtime: Runtime) -> Gates:
         return float(found) if found is not None else None
 
     size, decisions = value(row, "minGroupSize"), value(row, "minHealthDecisions")
+    role, sample = value(row, "highImpactApproverRole"), value(row, "impactSampleSize")
     return Gates(
         policy=value(row, "policy"),
         min_group_size=int(size) if size is not None else DEFAULT_MIN_GROUP_SIZE,
@@ -55,4 +64,6 @@ def gates(runtime: Runtime) -> Gates:
         offline_margin=number("offlineMargin"),
         min_health_decisions=int(decisions) if decisions is not None else DEFAULT_MIN_HEALTH_DECISIONS,
         protected_attribute=value(row, "protectedAttribute"),
+        high_impact_role=role or DEFAULT_HIGH_IMPACT_ROLE,
+        impact_sample=int(sample) if sample is not None else DEFAULT_IMPACT_SAMPLE,
     )

@@ -34,6 +34,7 @@ class StepInfo(Entity):
     required_by: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     plans: list[str] = field(default_factory=list)
+    impact: list[str] = field(default_factory=list)  # its wf:impactArea values: a high-impact step when any
     depth: int = 0
 
 
@@ -49,6 +50,11 @@ class Catalog:
     def steps(self) -> list[StepInfo]:
         steps = [s for s in self.by_id["Step"].values() if isinstance(s, StepInfo)]
         return sorted(steps, key=lambda s: (s.order, s.id))
+
+    @property
+    def high_impact(self) -> list[str]:
+        """The IRIs of the steps the catalog marks with an impact area, in catalog order."""
+        return [s.iri for s in self.steps if s.impact]
 
     def step(self, iri: str) -> StepInfo:
         return self.entities[iri]  # type: ignore[return-value]
@@ -121,7 +127,9 @@ def read_catalog(store: GraphStore, queries: Mapping[str, str], *, channels: Map
         catalog.by_id[kind][entity.id] = entity
     for row in store.select(queries["catalog-steps"]):
         step = catalog.step(bound(row, "step").value)
-        order, channel = value(row, "order"), value(row, "channel")
+        order, channel, impact = value(row, "order"), value(row, "channel"), value(row, "impact")
+        if impact is not None and impact not in step.impact:
+            step.impact.append(impact)
         if order is not None:
             step.order = int(order)
         if channel in known_channels and channel not in step.channels:

@@ -38,6 +38,7 @@ KNOWLEDGE_VERSION_BASE = BASE + "knowledge-version/"
 OFFLINE_EVALUATION_BASE = BASE + "offline-evaluation/"
 HEALTH_REPORT_BASE = BASE + "health-report/"
 FAIRNESS_REPORT_BASE = BASE + "fairness-report/"
+IMPACT_ASSESSMENT_BASE = BASE + "impact-assessment/"
 
 
 def wf(name: str) -> NamedNode:
@@ -205,6 +206,7 @@ STATE_AFTER = wf("stateAfter")
 APPROVAL = wf("Approval")
 APPROVED_CONTENT = wf("approvedContent")
 VERDICT = wf("verdict")
+APPROVER_ROLE = wf("approverRole")
 ANALYSIS = wf("analysis")
 ROLLED_BACK_ARM_OF = wf("rolledBackArm")
 IN_EXPERIMENT = wf("inExperiment")
@@ -298,6 +300,17 @@ FAIRNESS_REPORT = wf("FairnessReport")
 FAIRNESS_FIGURES = wf("fairnessFigures")
 BREACH = wf("breach")
 PASSED_GATE = wf("passedGate")
+
+# High-impact steps (service/governance/impact.py)
+IMPACT_AREA = wf("impactArea")
+IMPACT_ASSESSMENT = wf("ImpactAssessment")
+ASSESSED_CONTENT = wf("assessedContent")
+BASELINE = wf("baseline")
+HIGH_IMPACT = wf("highImpact")
+REQUIRES_ROLE = wf("requiresRole")
+RANKED_SUBJECTS = wf("rankedSubjects")
+CHANGED_SUBJECTS = wf("changedSubjects")
+IMPACT_FIGURES = wf("impactFigures")
 REPORTED_USERS = wf("reportedUsers")
 REPORTED_GROUPS = wf("reportedGroups")
 

@@ -186,5 +186,6 @@ def test_two_workers_on_a_shared_store_with_keys(server, knowledge_quads, tmp_pa
         process.wait(timeout=30)
     runtime = Runtime(settings=Settings(store=server, models_dir=tmp_path / "models"))
     chains = verify(runtime.store, runtime.queries["audit-index"])
-    # and the setup's two: the approval of the demo policy and the fairness report it was approved on
-    assert chains.ok and chains.chains["setup"] == 2 and chains.records == ledger.decisions + 2
+    # and the setup's three: the approval of the demo policy, the fairness report it was approved on and the
+    # assessment of its impact on high-impact steps
+    assert chains.ok and chains.chains["setup"] == 3 and chains.records == ledger.decisions + 3

@@ -170,7 +170,13 @@ def test_with_keys_a_policy_file_declaring_a_version_active_serves_it_only_once_
         {"by": "ops-cy", "verdict": "approved", "current": True}
     ]
     assert call(http, CLIENT, NEXT, u="u1")["data"]["nextSteps"]["policyVersion"] == "default@1.2.0"
-    assert code_of(call(http, AUDITOR, APPROVE_POLICY, v="default@1.2.0")) == "FORBIDDEN"  # operators approve
+    assert code_of(call(http, CLIENT, APPROVE_POLICY, v="default@1.2.0")) == "FORBIDDEN"  # operators approve
+    # An auditor's approval is recorded with its role (the second role high-impact changes need).
+    assert call(http, AUDITOR, APPROVE_POLICY, v="default@1.2.0")["data"]["approvePolicyVersion"]["approvals"][1] == {
+        "by": "audit-team",
+        "verdict": "approved",
+        "current": True,
+    }
     assert code_of(call(http, CY, APPROVE_POLICY, v="default@9.9.9")) == "NOT_FOUND"
 
     # An edit of the approved version revokes its approval: the file loaded again with another rule weight.
@@ -183,7 +189,8 @@ def test_with_keys_a_policy_file_declaring_a_version_active_serves_it_only_once_
     runtime.load([changed])
     revoked = policy(http, "default@1.2.0")
     assert revoked["status"] == "candidate" and revoked["approvals"] == [
-        {"by": "ops-cy", "verdict": "approved", "current": False}
+        {"by": "ops-cy", "verdict": "approved", "current": False},
+        {"by": "audit-team", "verdict": "approved", "current": False},
     ]
     # A rejection keeps the edited content from serving even after another approval.
     call(http, BO, APPROVE_POLICY, v="default@1.2.0", ok=False)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import strawberry
+from strawberry.types import Info
 
+from service.api.types.models import Review, review_of
 from service.experiments import analysis as analysis_
 from service.experiments import registry
 
@@ -46,6 +48,30 @@ class Experiment:
         description="When set, the plan starts only if offline each arm's version is no worse than control's by more"
         " than this (the lower bound of the difference in step uptake, on an exploring version's logged decisions)"
     )
+    source: strawberry.Private[registry.Experiment | None] = None
+
+    @strawberry.field(
+        description="Where its plan stands: draft, in-review (some approvals), approved, active (running) or retired "
+        "(stopped); an approved plan is the approval of the candidate versions its arms serve"
+    )
+    def review(self, info: Info) -> Review:
+        from service.governance import approvals
+
+        runtime, experiment = info.context["runtime"], self.source
+        assert experiment is not None
+        needed = approvals.required(runtime, keys_on=bool(info.context.get("keys_on")))
+        stand = approvals.standing(
+            runtime,
+            experiment.iri,
+            content=experiment.plan_hash(),
+            author=experiment.created_by,
+            needed=needed,
+            second=registry.second_role(runtime, experiment) if needed else None,
+        )
+        state = stand.state(
+            serving=experiment.status == registry.RUNNING, proposed=False, retired=experiment.status != registry.DRAFT
+        )
+        return review_of(stand, state)
 
 
 @strawberry.input
@@ -87,6 +113,7 @@ def spec_of(data: ExperimentInput) -> registry.ExperimentSpec:
 
 def experiment_of(experiment: registry.Experiment) -> Experiment:
     return Experiment(
+        source=experiment,
         id=strawberry.ID(experiment.id),
         status=experiment.status,
         arms=[

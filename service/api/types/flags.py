@@ -7,7 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from service.api.types.models import Approval, approvals_of
+from service.api.types.models import Approval, Review, approvals_of, review_of
 from service.experiments import flags
 from service.governance import change_requests
 
@@ -74,6 +74,7 @@ class FlagChangeRequest:
     content_hash: str = strawberry.field(description="What approvals judge: the change as proposed")
     proposed: Flag = strawberry.field(description="The definition it applies (version 0 until applied)")
     approvals: list[Approval]
+    review: Review = strawberry.field(description="Where it stands: in-review, approved, active (applied) or rejected")
 
 
 @strawberry.type(description="A flag's evaluation for one user, as OpenFeature's evaluation details")
@@ -195,4 +196,21 @@ def request_of(runtime, request: change_requests.ChangeRequest) -> FlagChangeReq
         content_hash=request.content,
         proposed=flag_of(replace(request.proposed, version=0)),
         approvals=approvals_of(runtime, request.iri, content=request.content),
+        review=_review(runtime, request),
     )
+
+
+def _review(runtime, request: change_requests.ChangeRequest) -> Review:
+    from service.governance import approvals
+
+    needed = runtime.approvals_needed
+    stand = approvals.standing(
+        runtime,
+        request.iri,
+        content=request.content,
+        author=request.created_by,
+        needed=needed,
+        second=change_requests.second_role(runtime, request) if needed else None,
+    )
+    applied = request.status == change_requests.APPLIED
+    return review_of(stand, stand.state(serving=applied, proposed=request.status == change_requests.IN_REVIEW))

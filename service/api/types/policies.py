@@ -5,7 +5,8 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from service.api.types.models import Approval, approvals_of
+from service.api.types.models import Approval, ImpactAssessment, Review, approvals_of, impact_of, review_of
+from service.governance import approvals
 
 
 @strawberry.type(description="A policy version as it serves, with the approvals of its content")
@@ -21,6 +22,35 @@ class PolicyVersion:
     @strawberry.field(description="Every approval and rejection recorded for this version, oldest first")
     def approvals(self, info: Info) -> list[Approval]:
         return approvals_of(info.context["runtime"], self.iri, content=self.content_hash)
+
+    @strawberry.field(
+        description="The latest assessment of whether this version changes who sees high-impact steps (made when "
+        "it, an experiment plan or a flag change serving it is approved); null before any"
+    )
+    def impact_assessment(self, info: Info) -> ImpactAssessment | None:
+        return impact_of(info.context["runtime"], self.iri, self.content_hash)
+
+    @strawberry.field(
+        description="Where it stands: draft (a candidate its file does not propose), in-review (declared active, "
+        "waiting for approvals), approved, active, rejected or retired"
+    )
+    def review(self, info: Info) -> Review:
+        runtime = info.context["runtime"]
+        needed, content = runtime.approvals_needed, self.content_hash or ""
+        stand = approvals.standing(
+            runtime,
+            self.iri,
+            content=content,
+            author=None,
+            needed=needed,
+            second=approvals.second_role(runtime, self.iri, content) if needed else None,
+        )
+        state = stand.state(
+            serving=self.status == "active",
+            proposed=self.declared_status == "active",
+            retired=self.declared_status == "retired",
+        )
+        return review_of(stand, state)
 
 
 def policy_of(serving, declared) -> PolicyVersion:
