@@ -92,7 +92,6 @@ class Settings(BaseSettings):
         ),
     )
     sparql_timeout_s: float = Field(10.0, gt=0, description="Time limit of one /sparql query")
-    sparql_snapshot_max_age_s: float = Field(1.0, ge=0, description="How stale the snapshot /sparql reads may be")
     sparql_max_rows: int = Field(10_000, gt=0, description="Row cap of one /sparql answer")
     sparql_max_bytes: int = Field(
         16 << 20, gt=0, description="Byte cap of one /sparql answer (past it the answer is truncated and says so)"

@@ -39,7 +39,6 @@ def disk_runtime(knowledge_quads, tmp_path) -> Runtime:
         models_dir=tmp_path / "models",
         sparql_timeout_s=3,
         sparql_max_rows=100,
-        sparql_snapshot_max_age_s=0,
     )
     return Runtime(settings=settings, store=store)
 

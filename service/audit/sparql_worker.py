@@ -1,18 +1,24 @@
-"""Runs one read-only SPARQL query in its own process, so that it can be stopped.
+"""Runs read-only SPARQL queries in a process of its own, so that a runaway one can be stopped.
 
-pyoxigraph cannot interrupt a query, so the endpoint runs each auditor query
-here, on a snapshot of the store (or against the shared store's server), and
-kills the process when the time limit passes. The request is one JSON line on
-stdin; the answer on stdout is one JSON header line (status, media type,
-truncated) followed by the body.
+pyoxigraph cannot interrupt a query, so the endpoint runs auditor queries in
+worker processes, on a snapshot of the store (or against the shared store's
+server), and kills a worker when a query runs past the time limit. A worker is
+warm: it serves one query after another (the endpoint keeps a pool of them), so
+a query costs neither a Python start nor the parser's import. Each request is one
+JSON line on stdin; each answer on stdout is one JSON header line (status, media
+type, truncated, the body's ``length`` in bytes) followed by exactly that many
+bytes of body. The store a request names (a snapshot folder, or a version of an
+in-memory store sent as N-Quads) stays open for the next request that names it.
 
 Before it reads anything the worker confines itself:
 
 - it dies with the service (``PR_SET_PDEATHSIG``), and exits at once if the
   service is already gone;
-- its address space is capped (``RLIMIT_AS``, ``max_memory_mb``), and so are its
-  CPU time and wall-clock time (``RLIMIT_CPU`` and an alarm, a little past the
-  time limit the service enforces, for when the service cannot);
+- its address space is capped (``RLIMIT_AS``, ``max_memory_mb``); each query's
+  CPU time and wall-clock time are capped too (the soft ``RLIMIT_CPU`` raised to
+  the CPU time used so far plus the limit, and an alarm, each a little past the
+  time limit the service enforces, for when the service cannot): past either the
+  process dies, and the endpoint starts another;
 - reading a local snapshot it leaves the network: it moves into a network
   namespace of its own where the platform allows (Linux, with the privilege to
   create one), and carries on without that elsewhere.
@@ -189,8 +195,8 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
-def confine(*, memory_mb: int, time_s: float, offline: bool) -> None:
-    """Cap this process's memory and time and, when offline, take it off the network where the platform allows."""
+def confine(*, memory_mb: int, offline: bool) -> None:
+    """Cap this process's memory and, when offline, take it off the network where the platform allows."""
     libc = _libc()
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is not None:
@@ -198,12 +204,24 @@ def confine(*, memory_mb: int, time_s: float, offline: bool) -> None:
         mallopt(_M_ARENA_MAX, 1)
     _limit(resource.RLIMIT_AS, memory_mb << 20)
     _limit(resource.RLIMIT_CORE, 0)
-    seconds = math.ceil(time_s)
-    _limit(resource.RLIMIT_CPU, seconds + 1)
-    signal.alarm(seconds + 2)  # the default action ends the process, without needing Python code to run
-    unshare = getattr(libc, "unshare", None)
+    unshare = getattr(libc, "unshare", None) if libc is not None else None
     if offline and unshare is not None and unshare(_CLONE_NEWNET) != 0:
         unshare(_CLONE_NEWUSER | _CLONE_NEWNET)  # without privilege: a user namespace lends it; failing that, none
+
+
+def limit_time(time_s: float) -> None:
+    """Let the next query use ``time_s`` (plus a little) of CPU and wall-clock time, past which the process dies."""
+    seconds = math.ceil(time_s)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = math.ceil(usage.ru_utime + usage.ru_stime)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = used + seconds + 1
+    if hard == resource.RLIM_INFINITY or soft <= hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+        except (ValueError, OSError):
+            pass  # a platform without this limit: the alarm and the service's own time limit still hold
+    signal.alarm(seconds + 2)  # the default action ends the process, without needing Python code to run
 
 
 def _limit(kind: int, value: int) -> None:
@@ -283,7 +301,33 @@ class Solutions:
     rows: list[list]
 
 
-def run(request: dict) -> tuple[dict, bytes]:
+class Opened:
+    """The store the last request read, kept open for the next one that names it."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.store: ox.Store | None = None
+
+    def store_for(self, request: dict) -> ox.Store:
+        """The store a request names: a snapshot folder, or a version of an in-memory store (its N-Quads sent once)."""
+        if request.get("snapshot"):
+            key: tuple = ("snapshot", request["snapshot"])
+        else:
+            key = ("version", request.get("version"))
+        if key != self.key or self.store is None:
+            self.store, self.key = None, None  # the old one closes before the new one opens
+            if key[0] == "snapshot":
+                store = ox.Store.read_only(request["snapshot"])
+            else:
+                if "nquads" not in request:
+                    raise OSError("the request names a store version this worker does not hold")
+                store = ox.Store()
+                store.load(request["nquads"].encode(), format=ox.RdfFormat.N_QUADS)
+            self.store, self.key = store, key
+        return self.store
+
+
+def run(request: dict, opened: Opened | None = None) -> tuple[dict, bytes]:
     """Return the answer header and body of one request: checked, run, serialised within the caps."""
     text = canonical(request["query"])
     refused = refusal_of(text)
@@ -293,11 +337,7 @@ def run(request: dict) -> tuple[dict, bytes]:
         if request.get("remote"):
             result = remote_query(request["remote"], text, timeout_s=request["timeout_s"])
         else:
-            if request.get("snapshot"):
-                store = ox.Store.read_only(request["snapshot"])
-            else:
-                store = ox.Store()
-                store.load(request["nquads"].encode(), format=ox.RdfFormat.N_QUADS)
+            store = (opened or Opened()).store_for(request)
             result = store.query(text, use_default_graph_as_union=request.get("union", True))
     except SyntaxError as exc:
         return {"status": 400, "error": f"query syntax: {exc}"}, b""
@@ -467,15 +507,24 @@ _FORMATS: dict[str, Callable[[list[str]], Format]] = {"json": _json, "xml": _xml
 def main() -> None:
     if len(sys.argv) > 1:
         die_with(int(sys.argv[1]))
-    request = json.loads(sys.stdin.buffer.readline())
-    confine(memory_mb=request["max_memory_mb"], time_s=request["timeout_s"], offline=not request.get("remote"))
     sys.setrecursionlimit(20_000)  # the parser recurses once per nesting level of the query
-    try:
-        header, body = run(request)
-    except MemoryError:
-        header, body = {"status": 503, "error": MEMORY.format(mb=request["max_memory_mb"])}, b""
-    sys.stdout.buffer.write(json.dumps(header).encode() + b"\n" + body)
-    sys.stdout.buffer.flush()
+    opened, confined = Opened(), False
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        if not confined:  # one endpoint, one mode: a worker for a local store stays off the network
+            confine(memory_mb=request["max_memory_mb"], offline=not request.get("remote"))
+            confined = True
+        limit_time(request["timeout_s"])
+        try:
+            header, body = run(request, opened)
+        except MemoryError:
+            opened = Opened()
+            header, body = {"status": 503, "error": MEMORY.format(mb=request["max_memory_mb"])}, b""
+        signal.alarm(0)
+        header["length"] = len(body)
+        header["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        sys.stdout.buffer.write(json.dumps(header).encode() + b"\n" + body)
+        sys.stdout.buffer.flush()
 
 
 if __name__ == "__main__":

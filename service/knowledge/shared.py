@@ -56,6 +56,7 @@ class RemoteStore:
     def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")
         self.removals = 0
+        self.commits = 0
         self.http = httpx.Client(timeout=timeout_s)
         self.write_lock = threading.RLock()
         try:
@@ -150,6 +151,7 @@ class RemoteStore:
             raise self._refused("update", response)
         if remove or drop:
             self.removals += 1
+        self.commits += 1
 
     def bulk_load(self, source: Path | bytes, *, format: ox.RdfFormat) -> None:
         """Add a file's (or a text's) quads to the server's dataset (Graph Store Protocol POST), unchecked."""

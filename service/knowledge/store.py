@@ -34,6 +34,7 @@ class GraphStore(Protocol):
 
     write_lock: threading.RLock
     removals: int  # commits that removed quads or dropped graphs since the store opened
+    commits: int  # commits since the store opened (the auditors' endpoint reads its snapshots at a count)
 
     # Query texts with their parameters written in (service.knowledge.queries.Query.bind).
     def query(self, query: str, /): ...

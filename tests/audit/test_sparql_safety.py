@@ -372,7 +372,7 @@ def test_removing_commits_are_counted(tmp_path):
 
 
 def test_an_erased_user_is_gone_from_sparql_and_from_every_snapshot(disk_runtime):
-    runtime = runtime_with(disk_runtime, sparql_snapshot_max_age_s=3600)
+    runtime = disk_runtime
     user = "erase-me-5f2c9a1e"
     naming = f'SELECT ?s ?p ?o WHERE {{ ?s ?p ?o FILTER(CONTAINS(STR(?s), "{user}") || CONTAINS(STR(?o), "{user}")) }}'
     with TestClient(create_app(runtime)) as http:
