@@ -976,17 +976,31 @@ def audit_query(
 
 
 @audit_app.command("verify")
-def audit_verify(store: StoreOption = None) -> None:
+def audit_verify(
+    store: StoreOption = None,
+    since_anchor: Annotated[
+        bool,
+        typer.Option(
+            "--since-anchor",
+            help="Check only what was appended since each chain's last external anchor (seconds, however long the "
+            "chains), that the anchored record is unchanged, and that every anchor names its record; the full check "
+            "re-hashes everything",
+        ),
+    ] = False,
+) -> None:
     """Check the whole audit chain; exit 1 naming the first broken record, 2 when the anchors are unreadable or missing."""
     from rich.markup import escape
 
-    from service.audit.chain import verify
+    from service.audit.chain import verify, verify_since_anchors
     from service.errors import BrokenAnchors
 
     runtime = _runtime(store)
     try:
         anchors = runtime.trail.anchors()
-        result = verify(runtime.store, runtime.queries["audit-index"], anchors=anchors)
+        if since_anchor:
+            result = verify_since_anchors(runtime.store, runtime.queries["audit-head"], anchors)
+        else:
+            result = verify(runtime.store, runtime.queries["audit-index"], anchors=anchors)
         if result.ok:
             runtime.trail.require_anchors(result.chains, anchors)
     except BrokenAnchors as exc:
@@ -1000,6 +1014,13 @@ def audit_verify(store: StoreOption = None) -> None:
         )
         err.print(f"  {escape(result.reason or '')}", highlight=False)
         raise typer.Exit(1)
+    if since_anchor:
+        heads = ", ".join(f"{chain} at {n}" for chain, n in sorted(result.chains.items()))
+        out.print(
+            f"[green]intact since the anchors[/]: {result.records} records checked (the anchored ones and those after),"
+            f" {result.anchors_checked} external anchors match; heads: {heads or 'none'}"
+        )
+        return
     out.print(f"[green]intact[/]: {result.records} records chained, {result.anchors_checked} external anchors match")
 
 

@@ -344,6 +344,134 @@ def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = 
     return Verification(records=checked_records, ok=True, anchors_checked=checked, chains=sizes)
 
 
+def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]) -> Verification:
+    """Check each chain from its last external anchor (or its first record) to its head, in index lookups only.
+
+    Each chain starts at the record its last anchor names, which must be stored with the anchored hash and must
+    hash to it; from there each record is found by its predecessor's hash (``wf:previousHash``), its sequence must
+    follow and its content must hash to its ``wf:contentHash``; the walk must end at the chain's head (``head_query``:
+    the record with the highest sequence), so a record removed from the tail's middle is found. Earlier anchors must name stored records with their hashes. What lies before the last
+    anchor is not hashed again: that is the full :func:`verify`, to run from time to time; this one answers in
+    seconds after a checkpoint, however long the chains.
+    """
+    chains = {plain(q.object).value for q in _linked_to(store, GENESIS, None) if q is not None}
+    last: dict[str, dict] = {}
+    for anchor in anchors:
+        chain = anchor.get("chain", "main")
+        chains.add(chain)
+        if chain not in last or int(anchor["sequence"]) > int(last[chain]["sequence"]):
+            last[chain] = anchor
+    checked_records = checked_anchors = 0
+    sizes: dict[str, int] = {}
+    for chain in sorted(chains):
+        for anchor in anchors:
+            if anchor.get("chain", "main") != chain:
+                continue
+            found = _at(store, chain, int(anchor["sequence"]))
+            if len(found) != 1 or _own(store, found[0]).get(vocab.CONTENT_HASH) != anchor["hash"]:
+                return _broken(
+                    checked_records,
+                    int(anchor["sequence"]),
+                    found[0].value if len(found) == 1 else None,
+                    f"record {anchor['sequence']} of chain {chain} is missing or differs from its external anchor "
+                    "(the chain was cut or rewritten)",
+                )
+            checked_anchors += 1
+        sequence, digest = (int(last[chain]["sequence"]), last[chain]["hash"]) if chain in last else (0, GENESIS)
+        if sequence:
+            (anchored,) = _at(store, chain, sequence)
+            if content_hash(record_triples(store, anchored)) != digest:
+                return _broken(
+                    checked_records,
+                    sequence,
+                    anchored.value,
+                    "content hash does not match: a triple was added, removed or changed",
+                )
+            checked_records += 1
+        while True:
+            following = [q.subject for q in _linked_to(store, digest, chain)]
+            if not following:
+                break
+            if len(following) > 1:
+                return _broken(
+                    checked_records,
+                    sequence + 1,
+                    following[1].value,
+                    f"two records follow record {sequence} of chain {chain} (a commit was applied twice)",
+                )
+            record = following[0]
+            own = _own(store, record)
+            if own.get(vocab.SEQUENCE) != str(sequence + 1):
+                return _broken(
+                    checked_records,
+                    sequence + 1,
+                    record.value,
+                    f"sequence {own.get(vocab.SEQUENCE)} where {sequence + 1} was expected in chain {chain}",
+                )
+            recomputed = content_hash(record_triples(store, record))
+            if recomputed != own.get(vocab.CONTENT_HASH):
+                return _broken(
+                    checked_records,
+                    sequence + 1,
+                    record.value,
+                    "content hash does not match: a triple was added, removed or changed",
+                )
+            sequence, digest = sequence + 1, recomputed
+            checked_records += 1
+        query = head_query if isinstance(head_query, Query) else Query(head_query, name="audit-head")
+        rows = store.select(query.bind(chain=ox.Literal(chain)))
+        head = int(bound(rows[0], "sequence").value) if rows else 0
+        if head != sequence:
+            beyond = _at(store, chain, sequence + 1)
+            return _broken(
+                checked_records,
+                sequence + 1,
+                beyond[0].value if beyond else None,
+                f"record {sequence + 1} of chain {chain} does not follow record {sequence}: previous hash does not "
+                "match the record before"
+                if beyond
+                else f"record {sequence + 1} missing: a record was removed (chain {chain} goes on to {head})",
+            )
+        sizes[chain] = sequence
+    return Verification(records=checked_records, ok=True, anchors_checked=checked_anchors, chains=sizes)
+
+
+def _linked_to(store: GraphStore, previous: str, chain: str | None) -> list:
+    """The records whose wf:previousHash is ``previous`` (of ``chain``), or with ``chain`` None their chain quads."""
+    found = []
+    for link in store.quads(predicate=vocab.PREVIOUS_HASH, object=ox.Literal(previous), graph=vocab.AUDIT_GRAPH):
+        names = [q for q in store.quads(subject=link.subject, predicate=vocab.CHAIN, graph=vocab.AUDIT_GRAPH)]
+        if chain is None:
+            found.extend(names)
+        elif any(plain(q.object).value == chain for q in names):
+            found.append(link)
+    return found
+
+
+def _at(store: GraphStore, chain: str, sequence: int) -> list[ox.NamedNode]:
+    """The records of ``chain`` numbered ``sequence``."""
+    number = ox.Literal(str(sequence), datatype=vocab.XSD_INTEGER)
+    return [
+        q.subject
+        for q in store.quads(predicate=vocab.SEQUENCE, object=number, graph=vocab.AUDIT_GRAPH)
+        if isinstance(q.subject, ox.NamedNode)
+        and any(
+            plain(c.object).value == chain
+            for c in store.quads(subject=q.subject, predicate=vocab.CHAIN, graph=vocab.AUDIT_GRAPH)
+        )
+    ]
+
+
+def _own(store: GraphStore, record: ox.NamedNode) -> dict:
+    """A record's chain fields: sequence, content hash, previous hash (by predicate)."""
+    wanted = (vocab.SEQUENCE, vocab.CONTENT_HASH, vocab.PREVIOUS_HASH)
+    return {
+        q.predicate: plain(q.object).value
+        for q in store.quads(subject=record, graph=vocab.AUDIT_GRAPH)
+        if q.predicate in wanted
+    }
+
+
 def _broken(records: int, sequence: int, record: str | None, reason: str) -> Verification:
     return Verification(records=records, ok=False, broken_sequence=sequence, broken_record=record, reason=reason)
 

@@ -8,7 +8,7 @@ import pyoxigraph as ox
 import pytest
 from typer.testing import CliRunner
 
-from service.audit.chain import verify
+from service.audit.chain import verify, verify_since_anchors
 from service.cli import app
 from service.decisions import decide, users
 from service.knowledge import vocab
@@ -196,3 +196,64 @@ def test_a_checkpoint_is_sealed_outside_the_write_lock(disk_runtime):
     assert free_at_flush == [True] * 3
     assert check(runtime).ok
     runtime.store.close()
+
+
+def more_decisions(runtime, n: int) -> None:
+    for i in range(n):
+        decide.next_steps(runtime, ["ana", "bo"][i % 2])
+
+
+@pytest.mark.parametrize("how", sorted(tamper_cases()))
+def test_verifying_since_the_anchors_checks_the_tail_and_the_anchored_record(disk_runtime, how):
+    disk_runtime.trail.checkpoint_every = 2
+    setup_users(disk_runtime)
+    more_decisions(disk_runtime, 5)  # 8 records: anchors at 2, 4, 6 and 8
+    anchors = disk_runtime.trail.anchors()[:3]  # as if the check ran before the 8th was sealed
+    assert [a["sequence"] for a in anchors] == [2, 4, 6]
+    intact = verify_since_anchors(disk_runtime.store, disk_runtime.queries["audit-head"], anchors)
+    assert intact.ok and intact.records == 3 and intact.anchors_checked == 3 and intact.chains == {"main": 8}
+    # Past the last anchor (record 7 of 8): found, and named, as the full check does.
+    tail = next(
+        q.subject
+        for q in disk_runtime.store.quads(
+            predicate=vocab.SEQUENCE, object=ox.Literal("7", datatype=vocab.XSD_INTEGER), graph=vocab.AUDIT_GRAPH
+        )
+    )
+    tamper_cases()[how](disk_runtime.store, tail)
+    broken = verify_since_anchors(disk_runtime.store, disk_runtime.queries["audit-head"], anchors)
+    full = check(disk_runtime)
+    assert not broken.ok and not full.ok
+    assert broken.broken_sequence == full.broken_sequence == 7
+
+
+def test_verifying_since_the_anchors_catches_a_changed_anchored_record_and_a_forged_anchor(disk_runtime):
+    disk_runtime.trail.checkpoint_every = 2
+    setup_users(disk_runtime)
+    more_decisions(disk_runtime, 2)  # 5 records: anchors at 2 and 4
+    anchors = disk_runtime.trail.anchors()
+    assert (
+        verify_since_anchors(
+            disk_runtime.store, disk_runtime.queries["audit-head"], [{"sequence": 2, "hash": "0" * 64}, anchors[1]]
+        ).ok
+        is False
+    )
+    anchored = next(
+        q.subject
+        for q in disk_runtime.store.quads(
+            predicate=vocab.SEQUENCE, object=ox.Literal("4", datatype=vocab.XSD_INTEGER), graph=vocab.AUDIT_GRAPH
+        )
+    )
+    tamper_cases()["added"](disk_runtime.store, anchored)
+    changed = verify_since_anchors(disk_runtime.store, disk_runtime.queries["audit-head"], anchors)
+    assert not changed.ok and changed.broken_sequence == 4 and "content hash" in (changed.reason or "")
+
+
+def test_without_anchors_the_walk_covers_every_record_and_the_command_says_so(disk_runtime):
+    setup_users(disk_runtime)
+    whole = verify_since_anchors(disk_runtime.store, disk_runtime.queries["audit-head"], [])
+    assert whole.ok and whole.records == 3 and whole.chains == {"main": 3}
+    store_path = disk_runtime.settings.store
+    disk_runtime.store.close()
+    result = CliRunner().invoke(app, ["audit", "verify", "--since-anchor", "--store", store_path])
+    assert result.exit_code == 0, result.output
+    assert "intact since the anchors" in result.output and "main at 3" in result.output
