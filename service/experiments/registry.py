@@ -375,6 +375,19 @@ def _assess_arms(runtime: Runtime, experiment: Experiment) -> None:
         impact.assess_policy(runtime, version)
 
 
+def plan_standing(runtime: Runtime, experiment: Experiment, *, needed: int) -> approvals.Standing:
+    """Where the plan as it is now stands: its approvals (never its creator's) against ``needed``, with the second
+    role an arm's high-impact version asks for."""
+    return approvals.standing(
+        runtime,
+        experiment.iri,
+        content=experiment.plan_hash(),
+        author=experiment.created_by,
+        needed=needed,
+        second=second_role(runtime, experiment) if needed else None,
+    )
+
+
 def second_role(runtime: Runtime, experiment: Experiment) -> str | None:
     """The second role the plan's approvals need: when an arm's version changes who sees a high-impact step."""
     for version in _arm_versions(runtime, experiment):
@@ -392,14 +405,7 @@ def start(runtime: Runtime, experiment_id: str, *, by: str, needs_approval: bool
             raise Conflict(f"experiment {experiment_id!r} is {current.status}: only a draft starts")
         if needs_approval:
             needed = runtime.settings.approvals_required
-            stand = approvals.standing(
-                runtime,
-                current.iri,
-                content=current.plan_hash(),
-                author=current.created_by,
-                needed=needed,
-                second=second_role(runtime, current),
-            )
+            stand = plan_standing(runtime, current, needed=needed)
             missing = stand.roles_missing()
             if missing and not stand.rejections and len(stand.approvals) >= needed:
                 raise Forbidden(

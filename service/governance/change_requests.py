@@ -130,10 +130,7 @@ def approve(
             verdict=verdict,
             what=what,
         )
-        second = second_role(runtime, request)
-        stand = approvals.standing(
-            runtime, request.iri, content=request.content, author=request.created_by, needed=needed, second=second
-        )
+        stand = standing_of(runtime, request, needed=needed)
         if stand.rejections:
             done = replace(request, status=REJECTED)
             _store(runtime, done, change="reject", by=by)
@@ -144,6 +141,19 @@ def approve(
         done = replace(request, status=APPLIED)
         _store(runtime, done, change="apply", by=by, approvers=stand.approvers)
         return done
+
+
+def standing_of(runtime: Runtime, request: ChangeRequest, *, needed: int) -> approvals.Standing:
+    """Where the proposed change stands: its approvals (never its author's) against ``needed``, with the second role
+    a variant's high-impact version asks for."""
+    return approvals.standing(
+        runtime,
+        request.iri,
+        content=request.content,
+        author=request.created_by,
+        needed=needed,
+        second=second_role(runtime, request) if needed else None,
+    )
 
 
 def second_role(runtime: Runtime, request: ChangeRequest) -> str | None:

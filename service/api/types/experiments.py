@@ -60,14 +60,7 @@ class Experiment:
         runtime, experiment = info.context["runtime"], self.source
         assert experiment is not None
         needed = approvals.required(runtime, keys_on=bool(info.context.get("keys_on")))
-        stand = approvals.standing(
-            runtime,
-            experiment.iri,
-            content=experiment.plan_hash(),
-            author=experiment.created_by,
-            needed=needed,
-            second=registry.second_role(runtime, experiment) if needed else None,
-        )
+        stand = registry.plan_standing(runtime, experiment, needed=needed)
         state = stand.state(
             serving=experiment.status == registry.RUNNING, proposed=False, retired=experiment.status != registry.DRAFT
         )

@@ -201,16 +201,6 @@ def request_of(runtime, request: change_requests.ChangeRequest) -> FlagChangeReq
 
 
 def _review(runtime, request: change_requests.ChangeRequest) -> Review:
-    from service.governance import approvals
-
-    needed = runtime.approvals_needed
-    stand = approvals.standing(
-        runtime,
-        request.iri,
-        content=request.content,
-        author=request.created_by,
-        needed=needed,
-        second=change_requests.second_role(runtime, request) if needed else None,
-    )
+    stand = change_requests.standing_of(runtime, request, needed=runtime.approvals_needed)
     applied = request.status == change_requests.APPLIED
     return review_of(stand, stand.state(serving=applied, proposed=request.status == change_requests.IN_REVIEW))
