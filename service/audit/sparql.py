@@ -471,7 +471,8 @@ class _Worker:
     def _keep_stderr(self) -> None:
         assert self.process.stderr is not None
         try:
-            while chunk := self.process.stderr.read1(1 << 16):
+            fd = self.process.stderr.fileno()
+            while chunk := os.read(fd, 1 << 16):
                 self.stderr.extend(chunk)
                 del self.stderr[: max(len(self.stderr) - _STDERR_BYTES, 0)]
         except (OSError, ValueError):
