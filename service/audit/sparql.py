@@ -270,13 +270,13 @@ class SparqlEndpoint:
         ``holds``: what the request has the worker read (a snapshot, a version of an in-memory store, or None for a
         shared store's server)."""
         worker = self._worker()
+        if isinstance(holds, tuple):
+            request = {**request, "version": holds[1]}
         if holds is not None and worker.holds != holds:
             if isinstance(holds, tuple):  # an in-memory store's version the worker does not hold: send it
                 data = ox.serialize(list(self.store.quads()), format=ox.RdfFormat.N_QUADS) or b""
-                request = {**request, "version": holds[1], "nquads": data.decode()}
+                request["nquads"] = data.decode()
             self._hold(worker, holds)
-        elif isinstance(holds, tuple):
-            request = {**request, "version": holds[1]}
         try:
             header, body = worker.exchange(
                 json.dumps(request).encode() + b"\n",

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import pyoxigraph as ox
 
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from service.models.records import ModelVersion
     from service.runtime import Runtime
 
-T = TypeVar("T")
 NO_BASELINE = "none"
 DEFAULT_POLICY = "default"  # the policy a model version is assessed under (its serving version)
 SHOWN = 5  # the top of a ranking compared: nextSteps' default limit
@@ -142,7 +141,7 @@ def assess_policy(runtime: Runtime, version: PolicyVersion) -> Assessment:
     stored = latest(runtime, version.iri, version.content_hash or "")
     if stored is not None and stored.baseline == label:
         return stored
-    scorer = _lazy(lambda: _active_scorer(runtime))
+    scorer = cache(lambda: _active_scorer(runtime))  # loaded when someone is ranked, once
 
     def before(subject: _Subject) -> list[Scored]:
         return subject.rank(baseline, scorer()) if baseline is not None else []
@@ -171,9 +170,9 @@ def assess_model(runtime: Runtime, model: ModelVersion) -> Assessment:
                 f"model version {model.version} cannot be assessed: {whose} artefact does not load ({exc})"
             ) from exc
 
-    baseline = _lazy(lambda: load(current, "the serving version's") if current is not None else None)
-    candidate = _lazy(lambda: load(model, "its"))
-    policy = _lazy(lambda: _model_policy(runtime))
+    baseline = cache(lambda: load(current, "the serving version's") if current is not None else None)
+    candidate = cache(lambda: load(model, "its"))
+    policy = cache(lambda: _model_policy(runtime))
     return store(
         runtime,
         _assess(
@@ -270,11 +269,6 @@ def _model_policy(runtime: Runtime) -> PolicyVersion:
         except NotFound:
             continue
     raise NotFound(f"no active version of policy {DEFAULT_POLICY!r} to assess a model version under: load one")
-
-
-def _lazy(make: Callable[[], T]) -> Callable[[], T]:
-    """``make``'s result, made on the first call (a model loads only when someone is ranked)."""
-    return cache(make)
 
 
 def _active_scorer(runtime: Runtime) -> Scorer | None:
