@@ -11,7 +11,7 @@ is kept, exactly as stored, so that parsing it yields the stored quads::
                                                          #   purpose, status, dpv:isIndicatedAtTime, wf:recordedAt
         {"@id": ".../graph/audit", "@graph": [...]}      # every decision made for the user (found by their
       ]                                                  #   pseudonym): time, channel, policy and model version,
-    }                                                    #   candidates with score, rank and reasons
+    }                                                    #   candidates (wf:candidates) and shown steps' ranks
 
 A graph with nothing in it is left out. Each node is ``{"@id", "@type", property:
 [values]}``; terms of the prefixes above are written as compact IRIs (``wf:occurredAt``),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -49,7 +50,8 @@ def decision_record(
     """Return the record of a decision: context, what it used, every candidate, and the ``shown`` steps' ranks
     (and, when its policy version explores, their propensities and whether the slate was the random one).
 
-    ``channel``, ``policy``, ``model`` and ``used`` are IRIs; a shown candidate carries its rank and reasons.
+    ``channel``, ``policy``, ``model`` and ``used`` are IRIs. Every candidate is in one ``wf:candidates`` literal
+    (:func:`candidates_literal`); each shown one is also a ``wf:RankedCandidate`` node with its step, score and rank.
     """
     T, L = ox.Triple, ox.Literal
     triples = [
@@ -75,23 +77,71 @@ def decision_record(
         triples.append(T(record, vocab.EXPLORED, L("true" if explored else "false", datatype=vocab.XSD_BOOLEAN)))
     for iri in dict.fromkeys(used):
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(iri)))
+    triples.append(T(record, vocab.CANDIDATES, candidates_literal(candidates, shown, propensities)))
+    # The shown steps as nodes too, so that lineage queries join them (step, score, rank); the rest of what a
+    # candidate says (rule and model score, propensity, reasons) is in the candidate set above.
     for i, scored in enumerate(candidates, start=1):
+        if scored.step not in shown:
+            continue
         node = ox.NamedNode(f"{record.value}/candidate/{i}")
         triples += [
             T(record, vocab.HAS_CANDIDATE, node),
             T(node, vocab.RDF_TYPE, vocab.RANKED_CANDIDATE),
             T(node, vocab.CANDIDATE_STEP, ox.NamedNode(scored.step)),
             T(node, vocab.SCORE, _double(scored.score)),
-            T(node, vocab.RULE_SCORE, _double(scored.rule_score)),
+            T(node, vocab.RANK, L(str(shown[scored.step]), datatype=vocab.XSD_INTEGER)),
         ]
-        if scored.model_score is not None:
-            triples.append(T(node, vocab.MODEL_SCORE, _double(scored.model_score)))
-        if scored.step in shown:
-            triples.append(T(node, vocab.RANK, L(str(shown[scored.step]), datatype=vocab.XSD_INTEGER)))
-            if propensities is not None:
-                triples.append(T(node, vocab.PROPENSITY, _double(propensities[scored.step])))
-            triples += [T(node, vocab.REASON, L(reason)) for reason in scored.reasons]
     return triples
+
+
+@dataclass
+class Recorded:
+    """A candidate as a decision record holds it; ``rank``, ``propensity`` and ``reasons`` only when shown."""
+
+    step: str
+    score: float
+    rule_score: float
+    model_score: float | None
+    rank: int | None = None
+    propensity: float | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def candidates_literal(
+    candidates: Sequence[Candidate], shown: Mapping[str, int], propensities: Mapping[str, float] | None
+) -> ox.Literal:
+    """Return a decision's candidate set as one ``rdf:JSON`` literal: an array in ranking order of objects with
+    ``step`` (IRI), ``score``, ``ruleScore``, ``modelScore`` (when the model scored it) and, for a shown step,
+    ``rank``, ``reasons`` and ``propensity`` (when its policy version explores). Keys are sorted, so that the
+    same candidates give the same literal."""
+    entries = []
+    for scored in candidates:
+        entry: dict = {"step": scored.step, "score": float(scored.score), "ruleScore": float(scored.rule_score)}
+        if scored.model_score is not None:
+            entry["modelScore"] = float(scored.model_score)
+        if scored.step in shown:
+            entry["rank"] = shown[scored.step]
+            entry["reasons"] = list(scored.reasons)
+            if propensities is not None:
+                entry["propensity"] = float(propensities[scored.step])
+        entries.append(entry)
+    return ox.Literal(json.dumps(entries, sort_keys=True, separators=(",", ":")), datatype=vocab.RDF_JSON)
+
+
+def read_candidates(text: str) -> list[Recorded]:
+    """Return the candidates of a ``wf:candidates`` literal's text, in ranking order."""
+    return [
+        Recorded(
+            entry["step"],
+            entry["score"],
+            entry["ruleScore"],
+            entry.get("modelScore"),
+            entry.get("rank"),
+            entry.get("propensity"),
+            list(entry.get("reasons", [])),
+        )
+        for entry in json.loads(text)
+    ]
 
 
 def erasure_record(record: ox.NamedNode, *, at: datetime, requested_by: str, removed: int) -> list[ox.Triple]:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pyoxigraph as ox
 
-from service.audit.records import decision_record
+from service.audit.records import decision_record, read_candidates
 from service.clock import now, parse_datetime
 from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
@@ -275,7 +275,14 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
     head = rows[0]
     candidates: dict[str, Scored] = {}
     ranks: dict[str, int] = {}
-    for row in rows:
+    if head["candidates"] is not None:
+        for recorded in read_candidates(head["candidates"].value):
+            candidates[recorded.step] = Scored(
+                recorded.step, recorded.score, recorded.rule_score, recorded.model_score, list(recorded.reasons)
+            )
+            if recorded.rank is not None:
+                ranks[recorded.step] = recorded.rank
+    for row in rows:  # a record written before candidate sets: one row per candidate node and reason
         if row["candidate"] is None:
             continue
         step = bound(row, "step").value

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 
+from service.audit.records import read_candidates
 from service.decisions.decide import UUID_PATTERN, exploration_seed
 from service.decisions.ranking import Context, Scored, Scorer, rank, slate
 from service.errors import InvalidInput, NotFound
@@ -28,6 +29,7 @@ from service.knowledge.catalog import Catalog, read_catalog
 from service.knowledge.embedded import Store
 from service.knowledge.policies import PolicyVersion, read_policies
 from service.knowledge.reasoning import entailments
+from service.knowledge.store import plain
 from service.runtime import Runtime
 
 TOLERANCE = 1e-6  # scores are recorded rounded to 6 decimals
@@ -72,6 +74,7 @@ class Recorded:
     candidates: list[tuple[str, float]]  # shown ones first, by rank
     shown: list[str]
     propensities: dict[str, float]  # shown step -> its position-wise propensity, when its policy explored
+    conflicts: list[str] = field(default_factory=list)  # where a shown step's node and the candidate set disagree
 
 
 def read_record(runtime: Runtime, decision_id: str) -> Recorded:
@@ -91,7 +94,7 @@ def read_record(runtime: Runtime, decision_id: str) -> Recorded:
     versions = tuple(iri for iri in used if iri.startswith(vocab.KNOWLEDGE_VERSION_BASE))
     if not any(iri.startswith(vocab.KNOWLEDGE_VERSION_BASE + "catalog/") for iri in versions):
         raise InvalidInput("id", "the decision was recorded before decisions named their catalog version")
-    candidates, shown, propensities = _candidates(runtime, record)
+    candidates, shown, propensities, conflicts = _candidates(runtime, record)
     return Recorded(
         decision_id=decision_id,
         pseudonym=one(vocab.SUBJECT_PSEUDONYM) or "",
@@ -106,6 +109,7 @@ def read_record(runtime: Runtime, decision_id: str) -> Recorded:
         candidates=candidates,
         shown=shown,
         propensities=propensities,
+        conflicts=conflicts,
     )
 
 
@@ -170,6 +174,7 @@ def rederive(runtime: Runtime, decision_id: str) -> Rederivation:
         for s in derived
         if abs(recorded_score[s.step] - s.score) > TOLERANCE
     ]
+    differences += recorded.conflicts
     if derived_shown != recorded.shown:
         returned = [vocab.local_id(s) for s in recorded.shown]
         differences.append(f"returned {returned}, derived {[vocab.local_id(s) for s in derived_shown]}")
@@ -237,11 +242,27 @@ def _is_a(runtime: Runtime, iri: str, cls: ox.NamedNode) -> bool:
     return any(True for _ in runtime.store.quads(subject=ox.NamedNode(iri), predicate=vocab.RDF_TYPE, object=cls))
 
 
-def _candidates(runtime: Runtime, record: ox.NamedNode) -> tuple[list[tuple[str, float]], list[str], dict[str, float]]:
-    """The record's candidates with their scores, the returned steps by rank, and their propensities if recorded."""
+def _candidates(
+    runtime: Runtime, record: ox.NamedNode
+) -> tuple[list[tuple[str, float]], list[str], dict[str, float], list[str]]:
+    """The record's candidates with their scores, the returned steps by rank, their propensities if recorded, and
+    where a returned step's node disagrees with the candidate set.
+
+    A record holds every candidate in its ``wf:candidates`` set and each returned one as a node too (step, score,
+    rank); one written before candidate sets holds every candidate as a node. A node's score and rank stand (they
+    are what lineage queries read), and a node that says otherwise than the set is reported."""
     scores: dict[str, float] = {}
     ranks: dict[str, int] = {}
     propensities: dict[str, float] = {}
+    for kept in runtime.store.quads(subject=record, predicate=vocab.CANDIDATES, graph=vocab.AUDIT_GRAPH):
+        for recorded in read_candidates(plain(kept.object).value):
+            scores[recorded.step] = recorded.score
+            if recorded.rank is not None:
+                ranks[recorded.step] = recorded.rank
+            if recorded.propensity is not None:
+                propensities[recorded.step] = recorded.propensity
+    in_set = (dict(scores), dict(ranks))
+    conflicts: list[str] = []
     for link in runtime.store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH):
         assert isinstance(link.object, ox.NamedNode)
         fields = {
@@ -255,6 +276,11 @@ def _candidates(runtime: Runtime, record: ox.NamedNode) -> tuple[list[tuple[str,
             ranks[step] = int(fields[vocab.RANK])
         if vocab.PROPENSITY in fields:
             propensities[step] = float(fields[vocab.PROPENSITY])
+        if in_set[0] and (in_set[0].get(step), in_set[1].get(step)) != (scores[step], ranks.get(step)):
+            conflicts.append(
+                f"{vocab.local_id(step)}: its node says score {scores[step]}, rank {ranks.get(step)}; the candidate "
+                f"set says score {in_set[0].get(step)}, rank {in_set[1].get(step)}"
+            )
     shown = sorted(ranks, key=ranks.__getitem__)
     ordered = shown + sorted((s for s in scores if s not in ranks), key=lambda s: (-scores[s], s))
-    return [(s, scores[s]) for s in ordered], shown, propensities
+    return [(s, scores[s]) for s in ordered], shown, propensities, conflicts

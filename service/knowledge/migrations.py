@@ -23,6 +23,11 @@ Layouts:
    records are not in the audit chain (their status changes as versions are
    promoted and rolled back); the decisions that name a version are, and stay as
    they were written.
+4. A decision record keeps every candidate in one ``wf:candidates`` literal (an
+   ``rdf:JSON`` array) and only its returned steps as nodes, with step, score and
+   rank. Migrating reloads the ontology, which declares ``wf:candidates``; records
+   written before stay as they were (they are chained), and every reader takes
+   both forms.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from service.knowledge import vocab
 from service.knowledge.store import GraphStore
 from service.knowledge.validation import Validator
 
-LAYOUT = 3
+LAYOUT = 4
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,14 @@ def _model_statuses(store: GraphStore, context: Context) -> tuple[list[ox.Quad],
     return add, remove, f"{len(add)} model version statuses written as terms; ontology reloaded"
 
 
+def _candidate_sets(store: GraphStore, context: Context) -> tuple[list[ox.Quad], list[ox.Quad], str]:
+    """Layout 3 to 4: reload the ontology, which declares the decision's candidate set; records stay as written."""
+    knowledge.load_files([context.ontology_file], store=store, validator=context.validator, graph="ontology")
+    return [], [], "ontology reloaded (decision records from now on keep their candidates in wf:candidates)"
+
+
 STEPS: dict[int, Callable[[GraphStore, Context], tuple[list[ox.Quad], list[ox.Quad], str]]] = {
     1: _record_times,
     2: _model_statuses,
+    3: _candidate_sets,
 }

@@ -349,7 +349,7 @@ def _where_body(path: Path) -> str:
 
 
 def _in_order(found: list[Violation]) -> list[Violation]:
-    return sorted(set(found), key=lambda v: (v.focus, v.shape or "", v.path or "", v.message))
+    return sorted(set(found), key=lambda v: (v.focus, v.shape or "", v.path or "", v.message, v.value or ""))
 
 
 def _fill(message: str, bound: dict) -> str:

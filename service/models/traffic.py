@@ -2,8 +2,8 @@
 
 Model health (``service.models.monitoring``) compares a version's training profile with this. Each decision
 says what the model read of the user in its ``prov:used`` (the role, industry and plan terms, the feature-use
-events, the consent records it read) and what was scored (every candidate, its ``wf:modelScore`` and the shown
-ones' ranks); ``queries/service/decision-inputs.rq`` and ``decision-candidates.rq`` read them back. An event
+events, the consent records it read) and what was scored (its ``wf:candidates`` set: every candidate, its model
+score and the shown ones' ranks); ``queries/service/decision-inputs.rq`` and ``decision-candidates.rq`` read them back. An event
 erased or purged since is gone from the store: such a decision still tells its scores, not its inputs.
 
 Outcomes come from the analytics log (``service.analytics``), never from the user's graph: an ACTIVATED event
@@ -22,6 +22,7 @@ import pyoxigraph as ox
 from service.analytics import feed
 from service.analytics.kpis import read_kpis
 from service.analytics.log import epoch_s
+from service.audit.records import read_candidates
 from service.clock import parse_datetime
 from service.knowledge import vocab
 from service.knowledge.store import Row, bound, value
@@ -79,7 +80,12 @@ def latest(runtime: Runtime, *, window: int, model: str | None = None) -> list[D
             _read_used(decision, row)
     for row in runtime.store.select(runtime.queries["decision-candidates"].bind(since=since)):
         decision = decisions.get(bound(row, "decision").value)
-        if decision is not None:
+        if decision is None:
+            continue
+        if (kept := value(row, "candidates")) is not None:
+            for recorded in read_candidates(kept):
+                decision.candidates[recorded.step] = (recorded.model_score, recorded.rank)
+        else:  # a candidate node of a record written before candidate sets
             score, rank = value(row, "modelScore"), value(row, "rank")
             decision.candidates[bound(row, "step").value] = (
                 float(score) if score is not None else None,

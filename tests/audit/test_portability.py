@@ -93,8 +93,12 @@ def test_the_export_holds_profile_events_consent_history_and_decisions(client):
     assert [d["@id"] for d in decisions] == [vocab.DECISION_BASE + decision_id]
     (made,) = decisions
     assert made["wf:channel"] == [{"@id": "wf:Web"}] and "wf:policyVersion" in made and "prov:startedAtTime" in made
-    returned = [audit[c["@id"]] for c in made["wf:hasCandidate"] if "wf:rank" in audit[c["@id"]]]
-    assert returned and all("wf:score" in c and "wf:reason" in c and "wf:candidateStep" in c for c in returned)
+    returned = [audit[c["@id"]] for c in made["wf:hasCandidate"]]
+    assert returned and all("wf:score" in c and "wf:rank" in c and "wf:candidateStep" in c for c in returned)
+    (kept,) = made["wf:candidates"]
+    assert kept["@type"] == "rdf:JSON"
+    shown = [c for c in json.loads(kept["@value"]) if "rank" in c]
+    assert len(shown) == len(returned) and all(c["reasons"] for c in shown)
 
 
 def test_the_export_round_trips_to_the_stored_triples(client, runtime):

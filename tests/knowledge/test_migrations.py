@@ -143,7 +143,8 @@ def test_migrate_writes_model_statuses_as_terms_and_the_audit_trail_still_verifi
     assert "layout 2 -> 3" in result.output and "2 model version statuses written as terms" in result.output
     runtime = Runtime(settings=Settings(store=str(location), models_dir=tmp_path / "models"))
     runtime.ensure_ontology()  # opens now
-    assert migrations.layout_version(runtime.store) == migrations.LAYOUT == 3
+    assert migrations.layout_version(runtime.store) == migrations.LAYOUT == 4
+    assert "layout 3 -> 4: ontology reloaded" in result.output
     # the versions read as before, the API's strings unchanged, and the active one is the one that serves
     assert {v.version: v.status for v in records.versions(runtime)} == statuses
     assert {v.version: str(v.status) for v in records.versions(runtime)} == {
