@@ -6,8 +6,10 @@ simulated clock and with seeded UUIDs and pseudonyms, so that the same seed give
 answers on any release: run this module in two checkouts and compare their answer files to see that a change
 to how records are stored left every query in ``queries/lineage/`` answering the same.
 
-Sizes are the store folder's bytes after ``Store.optimize`` (RocksDB compacted), measured before and after each
-phase: users, then events, then decisions, divided by what the phase wrote.
+Sizes are the bytes of the store's RocksDB tables (``*.sst``) after ``Store.flush`` and ``Store.optimize``
+(compacted), measured before and after each phase: users, then events, then decisions, divided by what the
+phase wrote. The write-ahead log (``*.log``) is left out: it holds the same writes until RocksDB starts a new
+one, so at this scale it would count every write a second time, and more than the tables themselves.
 
     .venv/bin/python -m bench.audit.record_size --out bench/audit/results/record_size.json \\
         --answers /tmp/answers-after.json [--compare /tmp/answers-before.json]
@@ -28,13 +30,13 @@ from unittest import mock
 
 import pyoxigraph as ox
 
-from bench.lib.machine import dir_bytes
 from bench.lib.results import write_result
 from service.audit import erasure
 from service.clock import SimulatedClock, use_clock
 from service.decisions import consent, decide, users
-from service.demo import knowledge_files
+from service.demo import knowledge_files, load_demo
 from service.knowledge import vocab
+from service.knowledge.embedded import Store
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -58,8 +60,9 @@ def build(folder: Path, *, users_n: int, events_per_user: int, decisions_per_use
     counts: dict[str, int] = {}
 
     def measure(name: str) -> None:
+        runtime.store.flush()
         runtime.store.optimize()
-        sizes[name] = dir_bytes(folder / "store")
+        sizes[name] = sum(p.stat().st_size for p in (folder / "store").glob("*.sst"))
         counts[name] = sum(1 for _ in runtime.store.quads())
 
     with mock.patch("uuid.uuid4", uuid4), mock.patch("secrets.token_hex", token_hex):
@@ -125,6 +128,29 @@ def build(folder: Path, *, users_n: int, events_per_user: int, decisions_per_use
     }
 
 
+def catalog_records(folder: Path, *, n: int, seed: int) -> dict:
+    """Bytes and quads per decision for records of a larger catalog: 15 candidates, 5 returned with reasons
+    (``bench.audit.records``: the service's own record builder, chained in bulk), ``n`` of them."""
+    from bench.audit import records
+    from service.audit import chain as audit
+
+    runtime = Runtime(settings=Settings(store=":memory:"))
+    load_demo(runtime)  # the demo users, whose real decisions give the records their reasons
+    captured, _ = records.capture_real_decisions(runtime)
+    factory = records.RecordFactory(runtime, captured, seed=seed, candidates=15, returned=5)
+    store = Store(folder / "catalog-records")
+    writer = records.ChainWriter(store, chain="main", head=audit.ChainHead(0, audit.GENESIS), anchor_file=None)
+    for i in range(n):
+        writer.add(*factory.make(i))
+    writer.write()
+    store.flush()
+    store.optimize()
+    size = sum(p.stat().st_size for p in (folder / "catalog-records").glob("*.sst"))
+    quads = len(store)
+    store.close()
+    return {"records": n, "bytes_per_decision": size / n, "quads_per_decision": quads / n}
+
+
 def lineage_answers(runtime: Runtime, ids: list[str], decisions: list[str]) -> dict[str, list]:
     """Every lineage query's rows, for the parameters the world offers (the first few of each kind)."""
     queries = {name: q for name, q in runtime.queries.items() if name.startswith("lineage/")}
@@ -160,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-user", type=int, default=20)
     parser.add_argument("--decisions-per-user", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--catalog-records", type=int, default=5000, help="records of 15 candidates, 5 returned")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--answers", type=Path, help="write the lineage answers here")
     parser.add_argument("--compare", type=Path, help="lineage answers of another run, to compare with")
@@ -173,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             decisions_per_user=args.decisions_per_user,
             seed=args.seed,
         )
+        result["catalog_records"] = catalog_records(folder, n=args.catalog_records, seed=args.seed)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     answers = result.pop("answers")

@@ -51,7 +51,8 @@ def decision_record(
     (and, when its policy version explores, their propensities and whether the slate was the random one).
 
     ``channel``, ``policy``, ``model`` and ``used`` are IRIs. Every candidate is in one ``wf:candidates`` literal
-    (:func:`candidates_literal`); each shown one is also a ``wf:RankedCandidate`` node with its step, score and rank.
+    (:func:`candidates_literal`); each shown one is also a node with its step, score and rank (a ``wf:RankedCandidate`` by the range of
+    ``wf:hasCandidate``; the type is left out, as each triple costs about 200 bytes on disk).
     """
     T, L = ox.Triple, ox.Literal
     triples = [
@@ -86,7 +87,6 @@ def decision_record(
         node = ox.NamedNode(f"{record.value}/candidate/{i}")
         triples += [
             T(record, vocab.HAS_CANDIDATE, node),
-            T(node, vocab.RDF_TYPE, vocab.RANKED_CANDIDATE),
             T(node, vocab.CANDIDATE_STEP, ox.NamedNode(scored.step)),
             T(node, vocab.SCORE, _double(scored.score)),
             T(node, vocab.RANK, L(str(shown[scored.step]), datatype=vocab.XSD_INTEGER)),

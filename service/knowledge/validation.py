@@ -386,6 +386,8 @@ def _sparql_constraints(shapes: rdflib.Graph) -> list[SparqlConstraint]:
 def _violations(report: rdflib.Graph) -> list[Violation]:
     found = []
     for result in report.subjects(RDF.type, SH.ValidationResult):
+        if (None, SH.detail, result) in report:
+            continue  # why a value failed an sh:node shape: the result it details names the focus node
         severity = report.value(result, SH.resultSeverity)
         if severity is not None and severity != SH.Violation:
             continue

@@ -63,7 +63,7 @@ def test_a_decision_record_ranks_and_explains_only_what_was_shown():
     )
     first, second = (ox.NamedNode(f"{RECORD.value}/candidate/{i}") for i in (1, 2))
     assert objects(triples, RECORD, vocab.PROV_USED) == [ox.NamedNode(DEMO + "a"), ox.NamedNode(DEMO + "b")]
-    # the shown step is a ranked candidate node with step, score and rank, for lineage queries; the cut one is not
+    # the shown step is a node with step, score and rank, for lineage queries; the cut one is not
     assert objects(triples, RECORD, vocab.HAS_CANDIDATE) == [first]
     assert objects(triples, first, vocab.CANDIDATE_STEP) == [ox.NamedNode(DEMO + "s1")]
     assert objects(triples, first, vocab.SCORE) == [ox.Literal("0.9", datatype=vocab.XSD_DOUBLE)]
