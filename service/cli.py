@@ -992,7 +992,6 @@ def audit_verify(
     from rich.markup import escape
 
     from service.audit.chain import verify, verify_since_anchors
-    from service.audit.digests import record_digests
     from service.errors import BrokenAnchors
 
     runtime = _runtime(store)
@@ -1001,9 +1000,7 @@ def audit_verify(
         if since_anchor:
             result = verify_since_anchors(runtime.store, runtime.queries["audit-head"], anchors)
         else:
-            location = runtime.store.location  # scratch space beside an embedded store, not in a small /tmp
-            digests = record_digests(runtime.store, folder=location.parent if location is not None else None)
-            result = verify(runtime.store, runtime.queries["audit-index"], anchors=anchors, digests=digests)
+            result = verify(runtime.store, runtime.queries["audit-index"], anchors=anchors)
         if result.ok:
             runtime.trail.require_anchors(result.chains, anchors)
     except BrokenAnchors as exc:

@@ -262,18 +262,8 @@ class Verification:
     chains: dict[str, int] = field(default_factory=dict)  # records checked in each chain
 
 
-def verify(
-    store: GraphStore,
-    index_query: str,
-    *,
-    anchors: list[dict] | None = None,
-    digests: Mapping[str, str] | None = None,
-) -> Verification:
-    """Recompute every record's hash and links, chain by chain; name the first broken record.
-
-    ``digests`` are the records' recomputed hashes by IRI, computed in one pass
-    (:func:`service.audit.digests.record_digests`); without them each record is read and hashed here.
-    """
+def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = None) -> Verification:
+    """Recompute every record's hash and links, chain by chain; name the first broken record."""
     rows = store.select(index_query)
     chains: dict[str, list] = {}
     for row in rows:
@@ -326,9 +316,7 @@ def verify(
                 return _broken(
                     checked_records, sequence, record.value, "previous hash does not match the record before"
                 )
-            digest = digests.get(record.value) if digests is not None else None
-            if digest is None:
-                digest = content_hash(record_triples(store, record))
+            digest = content_hash(record_triples(store, record))
             if digest != row["hash"].value:
                 return _broken(
                     checked_records,

@@ -88,10 +88,6 @@ class Store:
     def graph(self, name: ox.NamedNode) -> list[ox.Quad]:
         return list(self._ox.quads_for_pattern(None, None, None, name))
 
-    def export_graph(self, name: ox.NamedNode, target: Path) -> None:
-        """Write a named graph to a file as N-Triples (one triple per line), streamed by the store itself."""
-        self._ox.dump(output=str(target), format=ox.RdfFormat.N_TRIPLES, from_graph=name)
-
     def has_graph(self, name: ox.NamedNode) -> bool:
         return self._ox.contains_named_graph(name)
 

@@ -121,28 +121,6 @@ class RemoteStore:
             for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)
         ]
 
-    def export_graph(self, name: ox.NamedNode, target: Path) -> None:
-        """Write a named graph to a file as N-Triples (one triple per line), streamed from the server."""
-        try:
-            with (
-                self.http.stream(
-                    "GET",
-                    self.url + "/store",
-                    params={"graph": name.value},
-                    headers={"accept": "application/n-triples"},
-                ) as response,
-                open(target, "wb") as out,
-            ):
-                if response.status_code == 404:
-                    return
-                if response.status_code != 200:
-                    response.read()
-                    raise self._refused("graph export", response)
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-        except httpx.HTTPError as exc:
-            raise self._unavailable("graph export", exc) from exc
-
     def has_graph(self, name: ox.NamedNode) -> bool:
         return self.ask(_HAS_GRAPH.bind(g=name))
 

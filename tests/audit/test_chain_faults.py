@@ -13,7 +13,7 @@ import pyoxigraph as ox
 import pytest
 from typer.testing import CliRunner
 
-from service.audit.chain import GENESIS, AuditTrail, content_hash, stored_form
+from service.audit.chain import GENESIS, AuditTrail, content_hash, stored_form, verify
 from service.cli import app
 from service.decisions import decide, users
 from service.demo import knowledge_files
@@ -22,7 +22,6 @@ from service.knowledge import vocab
 from service.knowledge.embedded import Store
 from service.runtime import Runtime
 from service.settings import Settings
-from tests.audit.test_chain import verified
 from tests.knowledge.test_shared import runtime_on
 from tests.paths import ROOT
 
@@ -120,7 +119,7 @@ def test_a_lost_reply_to_an_applied_commit_leaves_the_shared_chain_intact(server
             decide.next_steps(runtime, "lost")
         for _ in range(3):
             decide.next_steps(runtime, "lost")
-        result = verified(runtime.store, runtime.queries["audit-index"])
+        result = verify(runtime.store, runtime.queries["audit-index"])
         assert result.ok, result.reason
         assert result.records == 5  # the record whose reply was lost landed, and is chained
 
@@ -133,7 +132,7 @@ def test_a_failed_commit_that_was_not_applied_leaves_the_shared_chain_intact(ser
         with pytest.raises(StoreUnavailable):
             decide.next_steps(runtime, "lost")
         decide.next_steps(runtime, "lost")
-        result = verified(runtime.store, runtime.queries["audit-index"])
+        result = verify(runtime.store, runtime.queries["audit-index"])
         assert result.ok, result.reason
         assert result.records == 2
 
@@ -149,7 +148,7 @@ def test_retrying_an_append_whose_reply_was_lost_stores_it_once(server, tmp_path
         again = trail.append(*plain_record("r2"))
         assert again.sequence == 2
         assert trail.append(*plain_record("r3")).sequence == 3
-        result = verified(store, INDEX)
+        result = verify(store, INDEX)
         assert result.ok, result.reason
         assert result.records == 3
 
@@ -180,7 +179,7 @@ def test_an_embedded_commit_that_raises_after_landing_leaves_the_chain_intact(kn
         decide.next_steps(runtime, "e1")
     decide.next_steps(runtime, "e1")
     decide.next_steps(runtime, "e1")
-    result = verified(store, runtime.queries["audit-index"])
+    result = verify(store, runtime.queries["audit-index"])
     assert result.ok, result.reason
     assert result.records == 4
     store.close()
@@ -192,7 +191,7 @@ def test_appending_a_stored_record_again_is_a_no_op():
     trail.forget_head()  # as after a failed commit
     assert trail.append(*plain_record("a")).sequence == 1
     assert trail.append(*plain_record("b")).sequence == 2
-    result = verified(trail.store, INDEX)
+    result = verify(trail.store, INDEX)
     assert result.ok and result.records == 2
 
 
@@ -229,7 +228,7 @@ def test_a_duplicate_sequence_is_reported_as_a_duplicate():
     first = put_record(store, "d1", chain="c", sequence=1, previous=GENESIS)
     put_record(store, "d2", chain="c", sequence=2, previous=first)
     put_record(store, "d2bis", chain="c", sequence=2, previous=first)
-    result = verified(store, INDEX)
+    result = verify(store, INDEX)
     assert not result.ok and result.broken_sequence == 2
     assert result.reason.startswith("duplicate sequence 2 in chain c: records ")
     assert "a commit was applied twice or a reply was lost" in result.reason
@@ -243,7 +242,7 @@ def test_a_gap_is_reported_as_a_removed_record():
     second = put_record(store, "g2", chain="c", sequence=2, previous=first)
     put_record(store, "g3", chain="c", sequence=3, previous=second)
     store.commit(remove=list(store.quads(subject=ox.NamedNode(vocab.DECISION_BASE + "g2"), graph=vocab.AUDIT_GRAPH)))
-    result = verified(store, INDEX)
+    result = verify(store, INDEX)
     assert not result.ok and result.broken_sequence == 2
     assert result.reason == "record 2 missing: a record was removed (chain c)"
 
@@ -255,7 +254,7 @@ def test_a_changed_triple_is_reported_as_changed_content():
     record = ox.NamedNode(vocab.DECISION_BASE + "t2")
     old = next(store.quads(subject=record, predicate=vocab.REQUESTED_BY, graph=vocab.AUDIT_GRAPH))
     store.commit(remove=[old], add=[ox.Quad(record, vocab.REQUESTED_BY, ox.Literal("someone else"), vocab.AUDIT_GRAPH)])
-    result = verified(store, INDEX)
+    result = verify(store, INDEX)
     assert not result.ok and result.broken_sequence == 2 and result.broken_record == record.value
     assert "content hash does not match" in result.reason
 
@@ -347,7 +346,7 @@ def test_a_checkpoint_whose_commit_raised_after_landing_is_sealed_by_the_next_ap
     decide.next_steps(runtime, "e2")
     anchors = runtime.trail.anchors()
     assert [a["sequence"] for a in anchors] == [2]
-    result = verified(store, runtime.queries["audit-index"], anchors=anchors)
+    result = verify(store, runtime.queries["audit-index"], anchors=anchors)
     assert result.ok and result.anchors_checked == 1, result.reason
     store.close()
 
@@ -362,7 +361,7 @@ def test_retrying_an_uncertain_append_after_later_appends_stores_it_once():
     assert trail.append(*plain_record("c")).sequence == 3
     assert trail.append(*plain_record("b")).sequence == 2  # stored already: nothing changes
     assert trail.append(*plain_record("d")).sequence == 4
-    result = verified(store, INDEX)
+    result = verify(store, INDEX)
     assert result.ok and result.records == 4, result.reason
 
 
@@ -375,7 +374,7 @@ def test_appending_a_stored_record_with_other_content_is_a_conflict():
     record, triples = plain_record("a")
     with pytest.raises(Conflict):
         trail.append(record, [*triples, ox.Triple(record, vocab.REQUESTED_BY, ox.Literal("someone else"))])
-    assert verified(store, INDEX).ok
+    assert verify(store, INDEX).ok
 
 
 def test_a_record_that_lost_its_type_is_reported_as_changed_not_removed():
@@ -385,7 +384,7 @@ def test_a_record_that_lost_its_type_is_reported_as_changed_not_removed():
     put_record(store, "u3", chain="c", sequence=3, previous=second)
     record = ox.NamedNode(vocab.DECISION_BASE + "u2")
     store.commit(remove=[ox.Quad(record, vocab.RDF_TYPE, vocab.DECISION, vocab.AUDIT_GRAPH)])
-    result = verified(store, INDEX)
+    result = verify(store, INDEX)
     assert not result.ok and result.broken_record == record.value
     assert "content hash does not match" in result.reason
 
@@ -425,4 +424,4 @@ def test_an_erasure_beside_a_decision_never_deadlocks(knowledge_quads, tmp_path)
     for thread in (eraser, decider):
         thread.join(timeout=20)
     assert not eraser.is_alive() and not decider.is_alive(), "erasure and decision deadlocked"
-    assert verified(runtime.store, runtime.queries["audit-index"]).ok
+    assert verify(runtime.store, runtime.queries["audit-index"]).ok
