@@ -164,6 +164,10 @@ def test_a_record_written_before_candidate_sets_reads_rederives_and_verifies_as_
     ]
     assert [(s.step, sorted(s.reasons)) for s in before.steps] == [(s.step, sorted(s.reasons)) for s in now.steps]
     assert len(now.candidates) > len(now.steps)  # some candidate was cut: the set holds it, no node does
-    # ranked again to the same result, and chained like any record
+    # ranked again to the same result, read by model health the same way, and chained like any record
     assert rederive(runtime, older_id).matches and rederive(runtime, made.decision_id).matches
+    from service.models import traffic
+
+    scored = {d.iri: d.candidates for d in traffic.latest(runtime, window=100)}
+    assert scored[older.value] == scored[record.value] and len(scored[record.value]) == len(now.candidates)
     assert check(runtime).ok
