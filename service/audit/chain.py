@@ -354,13 +354,14 @@ def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]
     anchor is not hashed again: that is the full :func:`verify`, to run from time to time; this one answers in
     seconds after a checkpoint, however long the chains.
     """
-    chains = {plain(q.object).value for q in _linked_to(store, GENESIS, None) if q is not None}
+    chains = {chain for _, named in _linked_to(store, GENESIS) for chain in named}
     last: dict[str, dict] = {}
     for anchor in anchors:
         chain = anchor.get("chain", "main")
         chains.add(chain)
         if chain not in last or int(anchor["sequence"]) > int(last[chain]["sequence"]):
             last[chain] = anchor
+    head_of = head_query if isinstance(head_query, Query) else Query(head_query, name="audit-head")
     checked_records = checked_anchors = 0
     sizes: dict[str, int] = {}
     for chain in sorted(chains):
@@ -389,7 +390,7 @@ def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]
                 )
             checked_records += 1
         while True:
-            following = [q.subject for q in _linked_to(store, digest, chain)]
+            following = [record for record, named in _linked_to(store, digest) if chain in named]
             if not following:
                 break
             if len(following) > 1:
@@ -418,8 +419,7 @@ def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]
                 )
             sequence, digest = sequence + 1, recomputed
             checked_records += 1
-        query = head_query if isinstance(head_query, Query) else Query(head_query, name="audit-head")
-        rows = store.select(query.bind(chain=ox.Literal(chain)))
+        rows = store.select(head_of.bind(chain=ox.Literal(chain)))
         head = int(bound(rows[0], "sequence").value) if rows else 0
         if head != sequence:
             beyond = _at(store, chain, sequence + 1)
@@ -436,16 +436,13 @@ def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]
     return Verification(records=checked_records, ok=True, anchors_checked=checked_anchors, chains=sizes)
 
 
-def _linked_to(store: GraphStore, previous: str, chain: str | None) -> list:
-    """The records whose wf:previousHash is ``previous`` (of ``chain``), or with ``chain`` None their chain quads."""
-    found = []
-    for link in store.quads(predicate=vocab.PREVIOUS_HASH, object=ox.Literal(previous), graph=vocab.AUDIT_GRAPH):
-        names = [q for q in store.quads(subject=link.subject, predicate=vocab.CHAIN, graph=vocab.AUDIT_GRAPH)]
-        if chain is None:
-            found.extend(names)
-        elif any(plain(q.object).value == chain for q in names):
-            found.append(link)
-    return found
+def _linked_to(store: GraphStore, previous: str) -> list[tuple[ox.NamedNode, set[str]]]:
+    """The records whose wf:previousHash is ``previous``, each with the chains it names."""
+    return [
+        (link.subject, _chains_of(store, link.subject))
+        for link in store.quads(predicate=vocab.PREVIOUS_HASH, object=ox.Literal(previous), graph=vocab.AUDIT_GRAPH)
+        if isinstance(link.subject, ox.NamedNode)
+    ]
 
 
 def _at(store: GraphStore, chain: str, sequence: int) -> list[ox.NamedNode]:
@@ -454,12 +451,12 @@ def _at(store: GraphStore, chain: str, sequence: int) -> list[ox.NamedNode]:
     return [
         q.subject
         for q in store.quads(predicate=vocab.SEQUENCE, object=number, graph=vocab.AUDIT_GRAPH)
-        if isinstance(q.subject, ox.NamedNode)
-        and any(
-            plain(c.object).value == chain
-            for c in store.quads(subject=q.subject, predicate=vocab.CHAIN, graph=vocab.AUDIT_GRAPH)
-        )
+        if isinstance(q.subject, ox.NamedNode) and chain in _chains_of(store, q.subject)
     ]
+
+
+def _chains_of(store: GraphStore, record: ox.NamedNode) -> set[str]:
+    return {plain(q.object).value for q in store.quads(subject=record, predicate=vocab.CHAIN, graph=vocab.AUDIT_GRAPH)}
 
 
 def _own(store: GraphStore, record: ox.NamedNode) -> dict:

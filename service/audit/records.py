@@ -95,7 +95,7 @@ def decision_record(
 
 
 @dataclass
-class Recorded:
+class RecordedCandidate:
     """A candidate as a decision record holds it; ``rank``, ``propensity`` and ``reasons`` only when shown."""
 
     step: str
@@ -128,10 +128,10 @@ def candidates_literal(
     return ox.Literal(json.dumps(entries, sort_keys=True, separators=(",", ":")), datatype=vocab.RDF_JSON)
 
 
-def read_candidates(text: str) -> list[Recorded]:
+def read_candidates(text: str) -> list[RecordedCandidate]:
     """Return the candidates of a ``wf:candidates`` literal's text, in ranking order."""
     return [
-        Recorded(
+        RecordedCandidate(
             entry["step"],
             entry["score"],
             entry["ruleScore"],

@@ -398,12 +398,8 @@ class SparqlEndpoint:
         return Answer(answer.status, answer.media_type, text.encode(), answer.truncated, answer.retry_after_s)
 
     def close(self) -> None:
-        """Kill the idle workers and delete the snapshots."""
-        with self._idle_lock:
-            idle = self._idle[:]
-            self._idle.clear()
-        for worker in idle:
-            self._discard(worker)
+        """Kill the idle workers and delete the snapshots (what the workers held goes with them)."""
+        _kill_idle(self._idle, self._idle_lock)
         if self._snapshots is not None:
             self._snapshots.close()
 
@@ -494,6 +490,7 @@ def _kill_idle(idle: list[_Worker], lock: threading.Lock) -> None:
     for worker in workers:
         if worker.process.poll() is None:
             _kill_group(worker.process.pid)
+        worker.process.wait()
         worker.close()
 
 

@@ -251,17 +251,14 @@ def _candidates(
     A record holds every candidate in its ``wf:candidates`` set and each returned one as a node too (step, score,
     rank); one written before candidate sets holds every candidate as a node. A node's score and rank stand (they
     are what lineage queries read), and a node that says otherwise than the set is reported."""
-    scores: dict[str, float] = {}
-    ranks: dict[str, int] = {}
-    propensities: dict[str, float] = {}
-    for kept in runtime.store.quads(subject=record, predicate=vocab.CANDIDATES, graph=vocab.AUDIT_GRAPH):
-        for recorded in read_candidates(plain(kept.object).value):
-            scores[recorded.step] = recorded.score
-            if recorded.rank is not None:
-                ranks[recorded.step] = recorded.rank
-            if recorded.propensity is not None:
-                propensities[recorded.step] = recorded.propensity
-    in_set = (dict(scores), dict(ranks))
+    in_set = {
+        c.step: c
+        for literal in runtime.store.quads(subject=record, predicate=vocab.CANDIDATES, graph=vocab.AUDIT_GRAPH)
+        for c in read_candidates(plain(literal.object).value)
+    }
+    scores = {step: c.score for step, c in in_set.items()}
+    ranks = {step: c.rank for step, c in in_set.items() if c.rank is not None}
+    propensities = {step: c.propensity for step, c in in_set.items() if c.propensity is not None}
     conflicts: list[str] = []
     for link in runtime.store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH):
         assert isinstance(link.object, ox.NamedNode)
@@ -276,10 +273,11 @@ def _candidates(
             ranks[step] = int(fields[vocab.RANK])
         if vocab.PROPENSITY in fields:
             propensities[step] = float(fields[vocab.PROPENSITY])
-        if in_set[0] and (in_set[0].get(step), in_set[1].get(step)) != (scores[step], ranks.get(step)):
+        kept = in_set.get(step)
+        if in_set and (kept is None or (kept.score, kept.rank) != (scores[step], ranks.get(step))):
             conflicts.append(
                 f"{vocab.local_id(step)}: its node says score {scores[step]}, rank {ranks.get(step)}; the candidate "
-                f"set says score {in_set[0].get(step)}, rank {in_set[1].get(step)}"
+                f"set says score {kept and kept.score}, rank {kept and kept.rank}"
             )
     shown = sorted(ranks, key=ranks.__getitem__)
     ordered = shown + sorted((s for s in scores if s not in ranks), key=lambda s: (-scores[s], s))

@@ -39,7 +39,7 @@ class Store:
             0  # commits that removed quads or dropped graphs since it opened: snapshots older than one are stale
         )
         self.commits = 0  # commits since it opened: a snapshot taken at one count holds every commit counted
-        self._removals_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
         try:
             if self.location is None:
                 self._ox = ox.Store()
@@ -112,11 +112,11 @@ class Store:
             if not add:
                 return
             self._ox.extend(add)
-            with self._removals_lock:  # counted after the commit is stored, so a snapshot that saw the count saw it
+            with self._counts_lock:  # counted after the commit is stored, so a snapshot that saw the count saw it
                 self.commits += 1
         else:
             self._ox.update(update_text(add, remove, drop))
-            with self._removals_lock:
+            with self._counts_lock:
                 self.removals += 1
                 self.commits += 1
         if self.flush_each_commit:
@@ -148,7 +148,7 @@ class Store:
             self._ox.bulk_load(source, format=format)
         else:
             self._ox.bulk_load(path=str(source), format=format)
-        with self._removals_lock:
+        with self._counts_lock:
             self.commits += 1
 
     def optimize(self) -> None:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pyoxigraph as ox
 
-from service.audit.records import Recorded, decision_record, erasure_record, read_candidates
+from service.audit.records import RecordedCandidate, decision_record, erasure_record, read_candidates
 from service.knowledge import vocab
 from service.knowledge.validation import Validator
 from tests.audit.test_chain import setup_users
@@ -73,8 +73,8 @@ def test_a_decision_record_ranks_and_explains_only_what_was_shown():
     (kept,) = objects(triples, RECORD, vocab.CANDIDATES)
     assert kept.datatype == vocab.RDF_JSON
     assert read_candidates(kept.value) == [
-        Recorded(DEMO + "s1", 0.9, 0.9, None, rank=1, reasons=["first"]),
-        Recorded(DEMO + "s2", 0.5, 0.5, 0.25),
+        RecordedCandidate(DEMO + "s1", 0.9, 0.9, None, rank=1, reasons=["first"]),
+        RecordedCandidate(DEMO + "s2", 0.5, 0.5, 0.25),
     ]
     assert objects(triples, RECORD, vocab.MODEL_VERSION_OF_DECISION) == []
     assert objects(triples, RECORD, vocab.SUBJECT_PSEUDONYM) == [ox.Literal("p-1")]
