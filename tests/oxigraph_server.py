@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -42,3 +46,30 @@ def start_oxigraph(location: Path, *options: str) -> tuple[str, subprocess.Popen
                 process.kill()
                 raise RuntimeError("oxigraph serve did not start") from None
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def frozen(process: subprocess.Popen) -> Iterator[None]:
+    """Stop a server with SIGSTOP for the block, resuming it after; enter only once every thread has stopped.
+
+    The signal is only queued by ``kill``: on a busy machine a thread may still answer one
+    request before it stops, so wait until /proc shows each thread stopped.
+    """
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 10
+        while not all(_stopped(task) for task in Path(f"/proc/{process.pid}/task").iterdir()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not stop within 10 s of SIGSTOP")
+            time.sleep(0.01)
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+
+
+def _stopped(task: Path) -> bool:
+    try:
+        stat = (task / "stat").read_text()
+    except FileNotFoundError:  # a thread that ended meanwhile
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")

@@ -23,7 +23,7 @@ from service.runtime import Runtime
 from service.settings import Settings
 from tests.conftest import serving
 from tests.graphql_client import RECORD_MANY, REGISTER
-from tests.oxigraph_server import start_oxigraph
+from tests.oxigraph_server import frozen, start_oxigraph
 
 NEXT = '{ nextSteps(userId: "reader") { decisionId } }'
 USERS = ("reader", "w1", "w2", "w3", "w4")
@@ -224,15 +224,12 @@ def test_healthz_answers_503_at_once_while_the_store_hangs(oxigraph, tmp_path):
     runtime = shared_runtime(url, tmp_path, store_timeout_s=5)
     with serving(runtime) as base, httpx.Client(base_url=base, timeout=10) as http:
         assert http.get("/healthz").status_code == 200
-        os.kill(process.pid, signal.SIGSTOP)
-        try:
+        with frozen(process):
             for _ in range(4):  # checks while the store hangs do not pile up threads
                 started = time.monotonic()
                 health = http.get("/healthz")
                 assert health.status_code == 503 and time.monotonic() - started < 2, health.text
                 assert sum(t.name == "wayfinder-store-probe" for t in threading.enumerate()) <= 1
-        finally:
-            os.kill(process.pid, signal.SIGCONT)
         deadline = time.monotonic() + 15
         while http.get("/healthz").status_code != 200:
             assert time.monotonic() < deadline, "/healthz did not recover after the store came back"
@@ -244,15 +241,12 @@ def test_a_store_that_does_not_answer_gives_store_unavailable_within_the_store_t
     runtime = shared_runtime(url, tmp_path, store_timeout_s=1)
     with serving(runtime) as base, httpx.Client(base_url=base, timeout=10) as http:
         assert http.post("/graphql", json={"query": NEXT}).json()["data"]["nextSteps"]["decisionId"]
-        os.kill(process.pid, signal.SIGSTOP)
-        try:
+        with frozen(process):
             started = time.monotonic()
             body = http.post("/graphql", json={"query": NEXT}).json()
             assert time.monotonic() - started < 1 + 3
             assert body["errors"][0]["extensions"]["code"] == "STORE_UNAVAILABLE", body
             assert http.get("/healthz").status_code == 503
-        finally:
-            os.kill(process.pid, signal.SIGCONT)
         deadline = time.monotonic() + 15
         while http.get("/healthz").status_code != 200:
             assert time.monotonic() < deadline, "the service did not recover after the store came back"
