@@ -49,9 +49,17 @@ RESULTS = HERE / "results"
 
 
 def previous_check(
-    runtime: Runtime, add: list[ox.Quad], *, users: list[ox.NamedNode], source: str | None = None
+    runtime: Runtime,
+    add: list[ox.Quad],
+    *,
+    users: list[ox.NamedNode],
+    source: str | None = None,
+    seen: list[ox.Quad] | None = None,
 ) -> writes.Checked:
-    """``writes.check`` with the validation of 755e586: the write validated in a copy of the whole knowledge."""
+    """``writes.check`` with the validation of 755e586: the write validated in a copy of the whole knowledge.
+
+    (It reads the neighbourhood itself, as it did then; ``seen``, the caller's own read, is not used.)
+    """
     users = list(dict.fromkeys(users))
     graph = rdflib.Graph()
     graph += runtime.knowledge.graph
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of now and before")
     parser.add_argument("--events", type=int, default=2000, help="events per path, size and round, at most")
     parser.add_argument("--budget-s", type=float, default=20.0, help="time cap of one path, size and round")
+    parser.add_argument("--paths", default="now,before", help="write paths to run, comma-separated (now, before)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--label")
     args = parser.parse_args(argv)
@@ -131,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         runs: dict[tuple[int, str], dict] = {}
         for r in range(args.rounds):
             for size in sizes:
-                for path in ("now", "before") if r % 2 == 0 else ("before", "now"):
+                order = [p for p in ("now", "before") if p in args.paths.split(",")]
+                for path in order if r % 2 == 0 else order[::-1]:
                     m = measure(
                         runtime, pool, rng, size, path, batches=max(1, args.events // size), budget_s=args.budget_s
                     )

@@ -11,10 +11,10 @@ import pyoxigraph as ox
 
 from service.analytics import feed
 from service.clock import checked_utc, datetime_literal, now, parse_datetime
-from service.decisions.consent import active_purposes, consent_record
+from service.decisions.consent import consent_record, current_among
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from service.decisions.subjects import check_id, exists, require_user, user_node
-from service.decisions.writes import check, commit_checked, commit_validated
+from service.decisions.writes import check, commit_checked, commit_validated, neighbourhood
 from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
 from service.knowledge import vocab
 from service.knowledge.store import Term, bound, plain
@@ -226,13 +226,21 @@ def record_events(
     quads: list[ox.Quad] = []
     stored: list[Event] = []
     users: dict[str, ox.NamedNode] = {}
-    active: dict[str, set[str]] = {}
     received_at: list[datetime] = []
+    # The users' profiles and consent records, read once: for the consent check below, by the
+    # consent rule over these records alone, and for the shapes. A malformed or unknown user
+    # is refused in its turn in the loop, which reports the first bad field.
+    named = list(dict.fromkeys(node for r in reports if (node := _user_or_none(r.user_id)) is not None))
+    seen = neighbourhood(runtime.store, named)
+    granted = current_among(seen, runtime.queries["consent-current"], codes.purposes)
+    active = {
+        node.value.removeprefix(vocab.USER_BASE): {code for code, s in granted.get(node, {}).items() if s.granted}
+        for node in named
+    }
     for i, report in enumerate(reports):
         where = f"{field_name}[{i}]" if len(reports) > 1 or field_name == "inputs" else field_name
         if report.user_id not in users:
             users[report.user_id] = require_user(runtime, report.user_id, f"{where}.userId")
-            active[report.user_id] = active_purposes(runtime, report.user_id)
         if report.type == CUSTOM:
             report = replace(
                 report, type=_custom_code(runtime, report.custom_type, f"{where}.customType"), custom_type=None
@@ -276,7 +284,8 @@ def record_events(
         )
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
         received_at.append(received)
-    checked = check(runtime, quads, users=users.values(), source="events")  # the long part, outside the lock
+    # The long part, outside the lock; every user of the batch was found, so ``seen`` is theirs.
+    checked = check(runtime, quads, users=named, source="events", seen=seen)
     with runtime.store.write_lock:
         receipt: list[ox.Quad] = []
         stale: list[ox.Quad] = []
@@ -297,6 +306,13 @@ def record_events(
         ),
     )
     return stored
+
+
+def _user_or_none(user_id: str) -> ox.NamedNode | None:
+    try:
+        return user_node(user_id, "userId")
+    except InvalidInput:
+        return None
 
 
 def _pseudonym(runtime: Runtime, user: ox.NamedNode) -> str:

@@ -74,11 +74,22 @@ class Checked:
     source: str | None
 
 
-def check(runtime: Runtime, add: list[ox.Quad], *, users: Iterable[ox.NamedNode], source: str | None = None) -> Checked:
-    """Validate new quads in their neighbourhood, without holding the write lock; refuse with every violation."""
+def check(
+    runtime: Runtime,
+    add: list[ox.Quad],
+    *,
+    users: Iterable[ox.NamedNode],
+    source: str | None = None,
+    seen: list[ox.Quad] | None = None,
+) -> Checked:
+    """Validate new quads in their neighbourhood, without holding the write lock; refuse with every violation.
+
+    ``seen`` is the users' neighbourhood where the caller has just read it (for these users, in this order).
+    """
     users = list(dict.fromkeys(users))
     focus = {q.subject for q in add if isinstance(q.subject, ox.NamedNode)}
-    seen = neighbourhood(runtime.store, users)
+    if seen is None:
+        seen = neighbourhood(runtime.store, users)
     violations = delta_validator(runtime).validate([*seen, *add], focus=focus)
     if violations:
         raise RefusedWrite(violations, source=source)

@@ -19,8 +19,10 @@ import pytest
 from pyshacl import validate
 from rdflib import RDF, RDFS, Graph, Literal, Namespace, URIRef
 
+from service.decisions.consent import current_among
 from service.knowledge import vocab
 from service.knowledge.queries import Query
+from service.knowledge.terms import from_rdflib_term
 from tests.knowledge.test_shapes import CASES_DIR, load_case, results_of, shapes
 from tests.paths import ROOT
 
@@ -88,3 +90,20 @@ def test_the_consent_query_and_the_write_shape_agree(path: Path) -> None:
         str(event): sorted(needs) for event, needs in cases.items() if (event in refused) != (not needs & granted)
     }
     assert disagree == {}, f"query grants {sorted(granted)}; the shape refuses {sorted(map(str, refused))}"
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.name.removesuffix(".test.ttl") for p in CASES])
+def test_the_rule_over_a_writes_records_alone_agrees_with_the_rule_over_the_store(path: Path) -> None:
+    """``consent.current_among`` (a write's own read of its users' records) grants what the query over all data does."""
+    data = load_case(path).data
+    purposes = {f"P{k}": str(p) for k, p in enumerate(sorted(data.subjects(RDF.type, WF.ConsentPurpose)))}
+    records = [
+        ox.Quad(from_rdflib_term(s), from_rdflib_term(p), from_rdflib_term(o))
+        for record in set(data.subjects(DPV.hasDataSubject, None))
+        for s, p, o in data.triples((record, None, None))
+    ]
+    current = current_among(records, CURRENT, purposes)
+    among = {
+        (user.value, purposes[code]) for user, states in current.items() for code, s in states.items() if s.granted
+    }
+    assert among == {(u, p) for u, p in granted_by_the_query(data) if p in purposes.values()}
