@@ -84,13 +84,26 @@ def mean_ndcg(
     k: int = 5,
 ) -> float:
     """Return the mean NDCG@k over users of a [users, steps] score matrix against the truth."""
+    values = user_ndcg(scores, users=users, truth=truth, step_index=step_index, k=k)
+    return float(np.mean(values)) if values.size else 0.0
+
+
+def user_ndcg(
+    scores: np.ndarray,
+    *,
+    users: Sequence[str],
+    truth: Mapping[str, Mapping[str, float]],
+    step_index: Mapping[str, int],
+    k: int = 5,
+) -> np.ndarray:
+    """Return each user's NDCG@k of a [users, steps] score matrix against the truth (users without candidates: none)."""
     values = []
     for row, user in enumerate(users):
         candidates = [(step_index[s], g) for s, g in truth[user].items() if s in step_index]
         if candidates:
             idx, gains = zip(*candidates, strict=True)
             values.append(ndcg_at_k(scores[row, list(idx)], gains, k=k))
-    return float(np.mean(values)) if values else 0.0
+    return np.array(values, dtype=float)
 
 
 @torch.no_grad()

@@ -49,6 +49,26 @@ Outcome.
     ``sigmoid(alpha + beta * sum of v(u, s) over completed steps)``; an activated user on
     a plan below the top converts (``wf:Converted``) with probability 0.3.
 
+Truth families (``WorldParams.family``; the story above is ``interaction``).
+    The truth can be built in other ways, so that an evaluation is not fitted to one
+    design (``FAMILIES``); every family keeps the catalog, journeys, outcome and consent
+    story above, and draws its own hidden tables after the default ones, so the
+    ``interaction`` world of a seed stays the same draw for draw.
+
+    ``interaction``: role x area and industry x area effects through the need (above).
+    ``additive``: ``v(u, s) = q_s + A[role, s] + B[industry, s]``, Gaussian tables of
+    scale ``additive_scale``, per step and not by area: the catalog's structure says
+    nothing of who needs a step. The early events follow a need over areas from the
+    mean effect of each area's steps for the segment.
+    ``plan_gated``: as ``interaction``, but some areas pay off only on a high enough plan
+    (``plan_gates`` areas need team, one needs enterprise): below it, a step of such an
+    area is worth ``plan_gate_factor`` of its value.
+    ``prerequisite``: as ``interaction``, and a step also carries ``carry`` times the value
+    of the steps that require it (what it unlocks), with more prerequisite links
+    (``p_requires``).
+    ``noisy``: as ``interaction``, with a weaker segment signal, noisier needs, values and
+    first events and a weaker activation signal.
+
 Consent.
     ANALYTICS is given at registration by most users; some of them withdraw it later
     and a few of those give it again (the latest record counts). PERSONALIZATION and
@@ -103,6 +123,30 @@ class WorldParams:
     p_regrant: float = 0.3
     p_personalization: float = 0.8
     p_marketing: float = 0.4
+    family: str = "interaction"  # how the truth is built: one of FAMILIES
+    p_requires: float = 0.3  # share of steps that require an earlier one
+    additive_scale: float = 0.5  # ``additive``: scale of the per-step segment effects
+    plan_gates: int = 2  # ``plan_gated``: areas that need the team plan (one more needs enterprise)
+    plan_gate_factor: float = 0.2  # ``plan_gated``: share of the value below the area's plan
+    carry: float = 0.6  # ``prerequisite``: share of an unlocked step's value a prerequisite carries
+
+
+FAMILIES = ("interaction", "additive", "plan_gated", "prerequisite", "noisy")
+
+
+def family_params(family: str, **overrides: float) -> WorldParams:
+    """Return the parameters of a truth family (see the module docstring), with overrides."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown world family {family!r}: one of {', '.join(FAMILIES)}")
+    base: dict = {"family": family}
+    if family == "prerequisite":
+        base["p_requires"] = 0.55
+    if family == "noisy":
+        base.update(
+            sigma=1.6, role_scale=0.8, industry_scale=0.6, value_noise=0.4, early_noise=0.4, early_sharpness=1.0
+        )
+        base["beta"] = 0.35
+    return WorldParams(**{**base, **overrides})
 
 
 @dataclass(eq=False)
@@ -265,7 +309,7 @@ def _catalog(
     requires: list[list[int]] = [[] for _ in range(n_steps)]
     for s in range(n_steps):
         earlier = [t for t in range(n_steps) if order[t] < order[s]]
-        if earlier and rng.random() < 0.3:
+        if earlier and rng.random() < params.p_requires:
             same = [t for t in earlier if step_area[t] == step_area[s]]
             requires[s].append(int(rng.choice(same or earlier)))
     step_roles = [
@@ -314,8 +358,8 @@ def _quality(rng: np.random.Generator, parent: list[int], step_feature: list[int
 def _users(rng: np.random.Generator, world: World, *, n_users: int) -> None:
     p = world.params
     n_areas, n_steps = len(world.areas), len(world.steps)
-    role_table = world.role_table = rng.normal(0.0, p.role_scale, (len(world.roles), n_areas))
-    industry_table = world.industry_table = rng.normal(0.0, p.industry_scale, (len(world.industries), n_areas))
+    world.role_table = rng.normal(0.0, p.role_scale, (len(world.roles), n_areas))
+    world.industry_table = rng.normal(0.0, p.industry_scale, (len(world.industries), n_areas))
     role_weights = rng.dirichlet(np.full(len(world.roles), 3.0))
     industry_weights = rng.dirichlet(np.full(len(world.industries), 3.0))
     step_area = np.array([world.feature_area[f] for f in world.step_feature])
@@ -323,15 +367,17 @@ def _users(rng: np.random.Generator, world: World, *, n_users: int) -> None:
         [f for f in range(n_areas, len(world.features)) if world.feature_area[f] == a] for a in range(n_areas)
     ]
     rank = np.argsort(np.argsort(world.step_order))
+    family = _Family(rng, world, step_area)  # the other families' tables, drawn after the default ones
     for i in range(n_users):
         role = int(rng.choice(len(world.roles), p=role_weights))
         industry = int(rng.choice(len(world.industries), p=industry_weights))
         plan = int(rng.choice(3, p=[0.6, 0.3, 0.1]))
-        logits = role_table[role] + industry_table[industry] + p.sigma * rng.standard_normal(n_areas)
+        logits = family.need_logits(role, industry) + p.sigma * rng.standard_normal(n_areas)
         need = np.exp(logits - logits.max())
         need /= need.sum()
         relative = n_areas * need[step_area]  # 1 for an area the user needs as much as any other
-        values = np.clip(world.step_quality * relative + rng.normal(0.0, p.value_noise, n_steps), 0.0, None)
+        noise = rng.normal(0.0, p.value_noise, n_steps)
+        values = np.clip(family.values(role, industry, plan, relative) + noise, 0.0, None)
         pick = need**p.early_sharpness
         pick /= pick.sum()
         early = []
@@ -360,6 +406,55 @@ def _users(rng: np.random.Generator, world: World, *, n_users: int) -> None:
                 registered_at=START + timedelta(minutes=7 * i),
             )
         )
+
+
+class _Family:
+    """How a world's truth family turns a user's segment and need into step values (before noise)."""
+
+    def __init__(self, rng: np.random.Generator, world: World, step_area: np.ndarray) -> None:
+        p = world.params
+        if p.family not in FAMILIES:
+            raise ValueError(f"unknown world family {p.family!r}: one of {', '.join(FAMILIES)}")
+        self.p, self.world, self.step_area = p, world, step_area
+        assert world.role_table is not None and world.industry_table is not None
+        n_steps, n_areas = len(world.steps), len(world.areas)
+        if p.family == "additive":
+            self.role_effect = rng.normal(0.0, p.additive_scale, (len(world.roles), n_steps))
+            self.industry_effect = rng.normal(0.0, p.additive_scale, (len(world.industries), n_steps))
+            # the need that drives first events: each area's mean step effect for the segment, scaled
+            area_mean = lambda table: np.stack(  # noqa: E731
+                [
+                    table[:, step_area == a].mean(1) if (step_area == a).any() else table[:, 0] * 0
+                    for a in range(n_areas)
+                ],
+                axis=1,
+            )
+            world.role_table = area_mean(self.role_effect) / p.additive_scale * p.role_scale
+            world.industry_table = area_mean(self.industry_effect) / p.additive_scale * p.industry_scale
+        if p.family == "plan_gated":
+            gated = rng.permutation(n_areas)[: min(n_areas, p.plan_gates + 1)]
+            self.area_plan = np.zeros(n_areas, dtype=int)
+            self.area_plan[gated[: p.plan_gates]] = 1
+            self.area_plan[gated[p.plan_gates :]] = 2
+        if p.family == "prerequisite":
+            self.unlocked_by = [[t for t in range(n_steps) if s in world.step_requires[t]] for s in range(n_steps)]
+
+    def need_logits(self, role: int, industry: int) -> np.ndarray:
+        w = self.world
+        assert w.role_table is not None and w.industry_table is not None
+        return w.role_table[role] + w.industry_table[industry]
+
+    def values(self, role: int, industry: int, plan: int, relative: np.ndarray) -> np.ndarray:
+        """Return the step values before noise, from the segment, plan and the need relative to an average area."""
+        p, quality = self.p, self.world.step_quality
+        if p.family == "additive":
+            return quality + self.role_effect[role] + self.industry_effect[industry]
+        values = quality * relative
+        if p.family == "plan_gated":
+            values = np.where(self.area_plan[self.step_area] <= plan, values, p.plan_gate_factor * values)
+        if p.family == "prerequisite":
+            values = values + p.carry * np.array([values[t].sum() for t in self.unlocked_by])
+        return values
 
 
 def _journey(
@@ -420,6 +515,8 @@ def bayes_values(
     story and its hidden tables: a reference ceiling, by importance sampling.
     """
     p = world.params
+    if p.family not in ("interaction", "noisy"):
+        raise ValueError(f"the posterior is written for the need-driven truth, not the {p.family} family")
     if world.role_table is None or world.industry_table is None:
         raise ValueError("the world has no users, so no hidden tables: generate it with generate_world")
     rng = np.random.default_rng([seed, zlib.crc32(user.id.encode())])

@@ -32,7 +32,7 @@ from embeddings.export import export_graph
 from embeddings.model import UpliftEnsemble
 from embeddings.scoring import Scorer, save_model
 from embeddings.train import TrainOptions, train_model
-from embeddings.world import bayes_values, catalog_turtle, generate_world
+from embeddings.world import World, bayes_values, catalog_turtle, generate_world
 from service.knowledge.vocab import WF_NS, local_id
 from service.synthetic import world_users, write_nquads
 
@@ -66,6 +66,17 @@ def count(store: ox.Store, pattern: str) -> int:
     return int(next(iter(solutions))["n"].value)
 
 
+def world_store(world: World, workdir: Path) -> tuple[ox.Store, Path]:
+    """Write a world's catalog (Turtle) and users (bulk N-Quads, the service's layout) and load both into a store."""
+    catalog_path, users_path = workdir / f"{world.name}-catalog.ttl", workdir / f"{world.name}-users.nq"
+    catalog_path.write_text(catalog_turtle(world))
+    write_nquads(world_users(world), users_path)
+    store = ox.Store()
+    store.load(path=str(catalog_path), format=ox.RdfFormat.TURTLE, to_graph=world.catalog_graph)
+    store.bulk_load(path=str(users_path), format=ox.RdfFormat.N_QUADS)
+    return store, users_path
+
+
 def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: bool, workdir: Path) -> dict:
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -73,12 +84,7 @@ def run_world(spec: dict, *, n_users: int, options: TrainOptions, ablations: boo
     timings["generate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    catalog_path, users_path = workdir / f"{world.name}-catalog.ttl", workdir / f"{world.name}-users.nq"
-    catalog_path.write_text(catalog_turtle(world))
-    write_nquads(world_users(world), users_path)
-    store = ox.Store()
-    store.load(path=str(catalog_path), format=ox.RdfFormat.TURTLE, to_graph=world.catalog_graph)
-    store.bulk_load(path=str(users_path), format=ox.RdfFormat.N_QUADS)
+    store, users_path = world_store(world, workdir)
     timings["write_and_load_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
