@@ -23,6 +23,16 @@ they introduce lets the plentiful feature-use events teach the user side which p
 of the catalog a user leans to, while the scarce activation outcomes only have to
 calibrate steps.
 
+Wide part (``ModelConfig.wide``): the additive uplift gains a linear term over the
+knowledge-graph crosses of the tabular baselines (``embeddings/baselines.py``), learnt
+jointly with the rest: per step, role x the step's feature area and role x step,
+industry x area and industry x step, plan x area, a bias per area, the step's depth and
+what it unlocks, and, for each of the user's first events, one weight when its feature
+is in the step's area and one when it is the feature the step introduces. The area of a
+feature is its top ancestor through the ``partOf`` closure; the structure is read from
+the catalog relations the model runs on, so a served model needs nothing more. Every
+term is a table per profile node (or used feature) and step, so serving stays lookups.
+
 ``UpliftEnsemble`` averages members trained from different seeds.
 """
 
@@ -55,6 +65,7 @@ class ModelConfig:
     layers: int = 2
     dropout: float = 0.2
     out_scale: float = 0.1
+    wide: bool = False  # the linear knowledge-graph crosses beside the embeddings (see the module docstring)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +104,25 @@ class UpliftGNN(nn.Module):
         with torch.no_grad():
             self.step_out.weight.mul_(config.out_scale)
             self.step_bias.weight.mul_(config.out_scale)
+        if config.wide:
+            sizes = config.sizes
+            n_steps, n_features = sizes["step"], sizes["feature"]
+            self.wide = nn.ParameterDict(
+                {
+                    "role_area": nn.Parameter(torch.zeros(max(sizes["role"], 1), n_features)),
+                    "role_step": nn.Parameter(torch.zeros(max(sizes["role"], 1), n_steps)),
+                    "industry_area": nn.Parameter(torch.zeros(max(sizes["industry"], 1), n_features)),
+                    "industry_step": nn.Parameter(torch.zeros(max(sizes["industry"], 1), n_steps)),
+                    "plan_area": nn.Parameter(torch.zeros(max(sizes["plan"], 1), n_features)),
+                    "area": nn.Parameter(torch.zeros(n_features)),
+                    "structure": nn.Parameter(torch.zeros(2)),  # depth, unlocks
+                    "used": nn.Parameter(torch.zeros(2)),  # a first event in the step's area, of its feature
+                }
+            )
+
+    def wide_parameters(self) -> list[nn.Parameter]:
+        """Return the parameters of the wide part (none without one)."""
+        return list(self.wide.parameters()) if self.config.wide else []
 
     def identity_parameters(self) -> list[nn.Parameter]:
         """Return the parameters that belong to one catalog node each (regularised more)."""
@@ -140,6 +170,39 @@ class UpliftGNN(nn.Module):
         )
         return z * self.step_scale.exp().unsqueeze(1), self.step_bias(step).squeeze(-1) + self.step_offset
 
+    def wide_tables(self, edge_index_dict: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
+        """Return the wide part as tables over steps: ``step`` [S] and per ``role``, ``industry``, ``plan``,
+        ``feature`` (a first event's feature) [nodes, S]; the uplift adds the rows of the user's own."""
+        w = self.wide
+        structure = catalog_structure(edge_index_dict, self.config.sizes)
+        area, feature = structure["step_area"], structure["step_feature"]
+        same_area = (structure["feature_area"].unsqueeze(1) == area.unsqueeze(0)).to(w["used"].dtype)
+        its_feature = nn.functional.one_hot(feature, self.config.sizes["feature"]).t().to(w["used"].dtype)
+        return {
+            "step": w["area"][area] + w["structure"][0] * structure["depth"] + w["structure"][1] * structure["unlocks"],
+            "role": w["role_area"][:, area] + w["role_step"],
+            "industry": w["industry_area"][:, area] + w["industry_step"],
+            "plan": w["plan_area"][:, area],
+            "feature": w["used"][0] * same_area + w["used"][1] * its_feature,
+        }
+
+    def wide_uplift(self, edge_index_dict: dict[EdgeType, Tensor], users: UserInputs) -> Tensor:
+        """Return the wide part's [users, steps] uplift (zeros without one)."""
+        n_steps = self.config.sizes["step"]
+        if not self.config.wide:
+            return torch.zeros((users.size, n_steps))
+        tables = self.wide_tables(edge_index_dict)
+        out = tables["step"].expand(users.size, -1)
+        for kind in PROFILE_TYPES:
+            idx = getattr(users, kind)
+            known = (idx >= 0).unsqueeze(1)
+            out = out + torch.where(known, tables[kind][idx.clamp(min=0)], torch.zeros(()))
+        if users.used_user.numel():
+            out = out + scatter(
+                tables["feature"][users.used_feature], users.used_user, dim=0, dim_size=users.size, reduce="sum"
+            )
+        return out
+
     def usage_logits(self, catalog: dict[str, Tensor], h: Tensor) -> Tensor:
         """Return [users, features] logits of which feature each user uses (the auxiliary task)."""
         return h @ self.feature_out(catalog["feature"]).t()
@@ -149,7 +212,36 @@ class UpliftGNN(nn.Module):
         catalog = self.encode_catalog(edge_index_dict)
         h = self.encode_users(catalog, users)
         z, b = self.step_heads(catalog, edge_index_dict)
-        return h @ z.t() + b, self.base(h).squeeze(-1)
+        return h @ z.t() + b + self.wide_uplift(edge_index_dict, users), self.base(h).squeeze(-1)
+
+
+def catalog_structure(edge_index_dict: dict[EdgeType, Tensor], sizes: dict[str, int]) -> dict[str, Tensor]:
+    """Return what the wide part reads of the catalog, from its relations.
+
+    ``step_feature``: the (lowest-numbered) feature a step introduces; ``feature_area``: a
+    feature's top ancestor through the ``partOf`` closure (itself when it has none);
+    ``step_area``: that of its feature; ``depth`` and ``unlocks``: how many steps it
+    requires, and how many require it (the ``requires`` closure).
+    """
+    n_steps, n_features = sizes["step"], sizes["feature"]
+    introduces = edge_index_dict[INTRODUCES]
+    step_feature = torch.full((n_steps,), n_features, dtype=torch.long)
+    step_feature = step_feature.scatter_reduce(0, introduces[0], introduces[1], reduce="amin")
+    step_feature = torch.where(step_feature == n_features, 0, step_feature)
+    part_of = edge_index_dict.get(("feature", "partOf", "feature"), torch.empty((2, 0), dtype=torch.long))
+    has_parent = torch.zeros(n_features, dtype=torch.bool)
+    has_parent[part_of[0]] = True
+    feature_area = torch.arange(n_features)
+    tops = ~has_parent[part_of[1]]  # closure: every feature links to its top ancestor directly
+    feature_area[part_of[0][tops]] = part_of[1][tops]
+    requires = edge_index_dict.get(("step", "requires", "step"), torch.empty((2, 0), dtype=torch.long))
+    return {
+        "step_feature": step_feature,
+        "feature_area": feature_area,
+        "step_area": feature_area[step_feature],
+        "depth": torch.bincount(requires[0], minlength=n_steps).float(),
+        "unlocks": torch.bincount(requires[1], minlength=n_steps).float(),
+    }
 
 
 class UpliftEnsemble(nn.Module):

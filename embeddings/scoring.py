@@ -124,7 +124,10 @@ class Scorer:
         self.iri = vocab.MODEL_BASE + version
         self.index = index
         self.evidence = evidence
-        parts: dict[str, list[np.ndarray]] = {k: [] for k in (*PROFILE_TYPES, "feature", "bias", "w", "b", "z", "zb")}
+        wide_kinds = tuple(f"wide_{k}" for k in ("step", *PROFILE_TYPES, "feature"))
+        parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in (*PROFILE_TYPES, "feature", "bias", "w", "b", "z", "zb", *wide_kinds)
+        }
         with torch.no_grad():
             for member in model.gnns():
                 member.eval()
@@ -138,6 +141,12 @@ class Scorer:
                 z, zb = member.step_heads(catalog, edges)
                 parts["z"].append(z.numpy())
                 parts["zb"].append(zb.numpy())
+                # the wide part as tables over steps (zeros for a model without one)
+                sizes, n_steps = member.config.sizes, member.config.sizes["step"]
+                tables = member.wide_tables(edges) if member.config.wide else {}
+                for kind in ("step", *PROFILE_TYPES, "feature"):
+                    shape = (n_steps,) if kind == "step" else (max(sizes[kind], 1), n_steps)
+                    parts[f"wide_{kind}"].append(tables[kind].numpy() if tables else np.zeros(shape))
         self._arrays = {k: np.ascontiguousarray(np.stack(v)).astype(np.float64) for k, v in parts.items()}
 
     @classmethod
@@ -191,7 +200,14 @@ class Scorer:
         idx = [self.index["step"][s] for s in candidates]
         h = self.user_vector(role=role, industry=industry, plan=plan, used_features=used_features)
         a = self._arrays
-        per_member = np.einsum("mch,mh->mc", a["z"][:, idx], h) + a["zb"][:, idx]
+        per_member = np.einsum("mch,mh->mc", a["z"][:, idx], h) + a["zb"][:, idx] + a["wide_step"][:, idx]
+        for kind, iri in (("role", role), ("industry", industry), ("plan", plan)):
+            i = self.index[kind].get(iri) if iri is not None else None
+            if i is not None:
+                per_member += a[f"wide_{kind}"][:, i, idx]
+        features = [self.index["feature"][f] for f in dict.fromkeys(used_features) if f in self.index["feature"]]
+        if features:
+            per_member += a["wide_feature"][:, features][:, :, idx].sum(axis=1)
         return per_member.mean(axis=0).tolist()
 
     def segment_outcome(self, context, step: str) -> tuple[int, float] | None:

@@ -61,6 +61,8 @@ class TrainOptions:
     layers: int = 2
     dropout: float = 0.2
     eval_every: int = 10
+    wide: bool = False  # the wide part of the model (embeddings/model.py)
+    l2_wide: float = 1e-3  # L2 penalty of the wide part's weights
 
 
 @dataclass
@@ -145,6 +147,7 @@ def train_model(
         hidden=options.hidden,
         layers=options.layers,
         dropout=options.dropout,
+        wide=options.wide,
     )
     with torch_threads(threads):
         val_users = [export.iris("user")[i] for i in split.validation.tolist()]
@@ -202,13 +205,13 @@ def _fit(
     """Fit one member in place; return its validation history."""
     data = export.data
     identity = {id(p) for p in model.identity_parameters()}
-    optimiser = torch.optim.Adam(
-        [
-            {"params": [p for p in model.parameters() if id(p) in identity], "weight_decay": options.l2_identity},
-            {"params": [p for p in model.parameters() if id(p) not in identity], "weight_decay": options.l2_shared},
-        ],
-        lr=options.lr,
-    )
+    wide = {id(p) for p in model.wide_parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) in identity], "weight_decay": options.l2_identity},
+        {"params": [p for p in model.parameters() if id(p) in wide], "weight_decay": options.l2_wide},
+        {"params": [p for p in model.parameters() if id(p) not in identity | wide], "weight_decay": options.l2_shared},
+    ]
+    optimiser = torch.optim.Adam([g for g in groups if g["params"]], lr=options.lr)
     train_in, val_in = user_inputs(data, split.train), user_inputs(data, split.validation)
     train_done, val_done = completion_matrix(data, split.train), completion_matrix(data, split.validation)
     train_y, val_y = data["user"].y[split.train], data["user"].y[split.validation]
@@ -222,7 +225,8 @@ def _fit(
         catalog = model.encode_catalog(edges)
         h = model.encode_users(catalog, train_in)
         z, b = model.step_heads(catalog, edges)
-        loss = activation_loss(h @ z.t() + b, model.base(h).squeeze(-1), train_done, train_y)
+        uplift = h @ z.t() + b + model.wide_uplift(edges, train_in)
+        loss = activation_loss(uplift, model.base(h).squeeze(-1), train_done, train_y)
         if options.aux and train_in.used_user.numel():
             rest, who, target = mask_one_used(train_in, generator)
             logits = model.usage_logits(catalog, model.encode_users(catalog, rest))[who]

@@ -135,3 +135,43 @@ def test_bytes_that_are_not_an_artefact_are_refused_as_such(data):
         load_payload(data, sha256=hashlib.sha256(data).hexdigest())
     with pytest.raises(ValueError):
         Scorer.from_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def trained_wide(exported):
+    from embeddings.train import TrainOptions, train_model
+
+    return train_model(exported, seed=0, options=TrainOptions(members=1, epochs=60, wide=True), progress=False)
+
+
+def test_a_wide_model_is_served_as_it_is_batch_scored_and_survives_its_artefact(
+    world, exported, trained_wide, tmp_path
+):
+    model = trained_wide.model
+    assert model.config.wide
+    assert any(p.abs().sum() > 0 for p in model.gnns()[0].wide_parameters())  # it learnt a wide part
+    path = tmp_path / "wide.pt"
+    sha = save_model(model, exported, path)
+    scorer = Scorer.load(path, sha256=sha)
+    users = trained_wide.split.test[:20]
+    batch = model_scores(model, exported, users)
+    steps = exported.iris("step")
+    for row, i in enumerate(users.tolist()):
+        user = world.user(exported.iris("user")[i].rsplit("/", 1)[-1])
+        assert np.allclose(scorer.scores(**request_of(world, user), candidates=steps), batch[row], atol=1e-5)
+
+
+def test_the_wide_part_reads_areas_and_prerequisites_from_the_catalog_relations(world, exported):
+    from embeddings.baselines import catalog_view
+    from embeddings.inputs import catalog_sizes
+    from embeddings.model import catalog_structure
+
+    structure = catalog_structure(edges_of(exported), catalog_sizes(exported.data))
+    view = catalog_view(exported)  # the baselines read the same structure their own way
+    assert structure["depth"].tolist() == view.depth.tolist()
+    assert structure["unlocks"].tolist() == view.unlocks.tolist()
+    assert structure["step_feature"].tolist() == view.step_feature.tolist()
+    pairs = set(zip(structure["step_area"].tolist(), view.step_area.tolist(), strict=True))
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})  # the same partition into areas
+    features = exported.iris("feature")
+    assert {features[a] for a in structure["step_area"].tolist()} <= {world.features[a] for a in world.areas}
