@@ -144,16 +144,7 @@ class UpliftGNN(nn.Module):
 
     def encode_users(self, catalog: dict[str, Tensor], users: UserInputs) -> Tensor:
         """Return user embeddings from their profile and first events (the inductive hop)."""
-        proj = self.user_projections(catalog)
-        pre = self.user_bias.expand(users.size, -1)
-        for kind in PROFILE_TYPES:
-            idx = getattr(users, kind)
-            known = (idx >= 0).unsqueeze(1)
-            pre = pre + torch.where(known, proj[kind][idx.clamp(min=0)], torch.zeros(()))
-        if users.used_user.numel():
-            pre = pre + scatter(
-                proj["feature"][users.used_feature], users.used_user, dim=0, dim_size=users.size, reduce="sum"
-            )
+        pre = add_user_rows(self.user_bias.expand(users.size, -1), self.user_projections(catalog), users)
         hidden = nn.functional.dropout(torch.tanh(pre), self.config.dropout, self.training)
         return self.user_out(hidden)
 
@@ -192,16 +183,7 @@ class UpliftGNN(nn.Module):
         if not self.config.wide:
             return torch.zeros((users.size, n_steps))
         tables = self.wide_tables(edge_index_dict)
-        out = tables["step"].expand(users.size, -1)
-        for kind in PROFILE_TYPES:
-            idx = getattr(users, kind)
-            known = (idx >= 0).unsqueeze(1)
-            out = out + torch.where(known, tables[kind][idx.clamp(min=0)], torch.zeros(()))
-        if users.used_user.numel():
-            out = out + scatter(
-                tables["feature"][users.used_feature], users.used_user, dim=0, dim_size=users.size, reduce="sum"
-            )
-        return out
+        return add_user_rows(tables["step"].expand(users.size, -1), tables, users)
 
     def usage_logits(self, catalog: dict[str, Tensor], h: Tensor) -> Tensor:
         """Return [users, features] logits of which feature each user uses (the auxiliary task)."""
@@ -213,6 +195,21 @@ class UpliftGNN(nn.Module):
         h = self.encode_users(catalog, users)
         z, b = self.step_heads(catalog, edge_index_dict)
         return h @ z.t() + b + self.wide_uplift(edge_index_dict, users), self.base(h).squeeze(-1)
+
+
+def add_user_rows(start: Tensor, rows: dict[str, Tensor], users: UserInputs) -> Tensor:
+    """Return ``start`` ([users, d]) plus, for each user, the row of each of their profile nodes
+    (``rows[kind]``; an unknown node adds nothing) and the rows of the features of their first events."""
+    out = start
+    for kind in PROFILE_TYPES:
+        idx = getattr(users, kind)
+        known = (idx >= 0).unsqueeze(1)
+        out = out + torch.where(known, rows[kind][idx.clamp(min=0)], torch.zeros(()))
+    if users.used_user.numel():
+        out = out + scatter(
+            rows["feature"][users.used_feature], users.used_user, dim=0, dim_size=users.size, reduce="sum"
+        )
+    return out
 
 
 def catalog_structure(edge_index_dict: dict[EdgeType, Tensor], sizes: dict[str, int]) -> dict[str, Tensor]:
