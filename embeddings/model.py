@@ -194,7 +194,10 @@ class UpliftGNN(nn.Module):
         catalog = self.encode_catalog(edge_index_dict)
         h = self.encode_users(catalog, users)
         z, b = self.step_heads(catalog, edge_index_dict)
-        return h @ z.t() + b + self.wide_uplift(edge_index_dict, users), self.base(h).squeeze(-1)
+        uplift = h @ z.t() + b
+        if self.config.wide:
+            uplift = uplift + self.wide_uplift(edge_index_dict, users)
+        return uplift, self.base(h).squeeze(-1)
 
 
 def add_user_rows(start: Tensor, rows: dict[str, Tensor], users: UserInputs) -> Tensor:

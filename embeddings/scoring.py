@@ -148,6 +148,7 @@ class Scorer:
                     shape = (n_steps,) if kind == "step" else (max(sizes[kind], 1), n_steps)
                     parts[f"wide_{kind}"].append(tables[kind].numpy() if tables else np.zeros(shape))
         self._arrays = {k: np.ascontiguousarray(np.stack(v)).astype(np.float64) for k, v in parts.items()}
+        self.wide = any(member.config.wide for member in model.gnns())  # without one, no lookups to add
 
     @classmethod
     def load(cls, path: str | Path, *, sha256: str | None = None) -> Scorer:
@@ -200,7 +201,17 @@ class Scorer:
         idx = [self.index["step"][s] for s in candidates]
         h = self.user_vector(role=role, industry=industry, plan=plan, used_features=used_features)
         a = self._arrays
-        per_member = np.einsum("mch,mh->mc", a["z"][:, idx], h) + a["zb"][:, idx] + a["wide_step"][:, idx]
+        per_member = np.einsum("mch,mh->mc", a["z"][:, idx], h) + a["zb"][:, idx]
+        if self.wide:
+            per_member += self._wide_scores(idx, role=role, industry=industry, plan=plan, used_features=used_features)
+        return per_member.mean(axis=0).tolist()
+
+    def _wide_scores(
+        self, idx: list[int], *, role: str | None, industry: str | None, plan: str | None, used_features: Iterable[str]
+    ) -> np.ndarray:
+        """Return the wide part's [members, candidates] uplift: the rows of the user's profile nodes and features."""
+        a = self._arrays
+        per_member = a["wide_step"][:, idx].copy()
         for kind, iri in (("role", role), ("industry", industry), ("plan", plan)):
             i = self.index[kind].get(iri) if iri is not None else None
             if i is not None:
@@ -208,7 +219,7 @@ class Scorer:
         features = [self.index["feature"][f] for f in dict.fromkeys(used_features) if f in self.index["feature"]]
         if features:
             per_member += a["wide_feature"][:, features][:, :, idx].sum(axis=1)
-        return per_member.mean(axis=0).tolist()
+        return per_member
 
     def segment_outcome(self, context, step: str) -> tuple[int, float] | None:
         """Return (completers, activation ratio) of the step in the user's role and industry segment.

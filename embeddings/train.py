@@ -225,7 +225,9 @@ def _fit(
         catalog = model.encode_catalog(edges)
         h = model.encode_users(catalog, train_in)
         z, b = model.step_heads(catalog, edges)
-        uplift = h @ z.t() + b + model.wide_uplift(edges, train_in)
+        uplift = h @ z.t() + b
+        if model.config.wide:
+            uplift = uplift + model.wide_uplift(edges, train_in)
         loss = activation_loss(uplift, model.base(h).squeeze(-1), train_done, train_y)
         if options.aux and train_in.used_user.numel():
             rest, who, target = mask_one_used(train_in, generator)
