@@ -35,7 +35,8 @@ from sklearn.metrics import log_loss
 from torch import Tensor
 
 from embeddings.export import Export
-from embeddings.inputs import user_inputs
+from embeddings.inputs import catalog_edges, catalog_sizes, user_inputs
+from embeddings.model import catalog_structure
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
@@ -58,37 +59,29 @@ class CatalogView:
 
 
 def catalog_view(export: Export) -> CatalogView:
-    """Return the catalog arrays of an export (``partOf`` and ``requires`` are exported as closures)."""
+    """Return the catalog arrays of an export: the structure the GNN's wide part reads
+    (``embeddings.model.catalog_structure``), with the areas numbered from 0."""
     data = export.data
-    n_steps, n_features = int(data["step"].num_nodes), int(data["feature"].num_nodes)
-    part_of = data["feature", "partOf", "feature"].edge_index.numpy()
-    ancestors: list[set[int]] = [set() for _ in range(n_features)]
-    for f, a in part_of.T:
-        ancestors[int(f)].add(int(a))
-    top = [next((a for a in anc if not ancestors[a]), f) if anc else f for f, anc in enumerate(ancestors)]
-    areas = sorted(set(top))
-    area_index = {f: k for k, f in enumerate(areas)}
-    feature_area = np.array([area_index[t] for t in top], dtype=int)
-    step_feature = np.zeros(n_steps, dtype=int)
-    introduces = data["step", "introduces", "feature"].edge_index.numpy()
-    for s, f in sorted(map(tuple, introduces.T.tolist()), reverse=True):
-        step_feature[s] = f
-    requires = data["step", "requires", "step"].edge_index.numpy()
-    step_plan = np.full(n_steps, -1, dtype=int)
+    structure = {k: v.numpy() for k, v in catalog_structure(catalog_edges(data), catalog_sizes(data)).items()}
+    areas = sorted(set(structure["feature_area"].tolist()))
+    number = np.zeros(int(data["feature"].num_nodes), dtype=int)
+    number[areas] = np.arange(len(areas))
+    feature_area = number[structure["feature_area"]]
+    step_plan = np.full(int(data["step"].num_nodes), -1, dtype=int)
     if ("step", "requiresPlan", "plan") in data.edge_types:
         for s, p in data["step", "requiresPlan", "plan"].edge_index.numpy().T:
             step_plan[s] = max(step_plan[s], p)
     return CatalogView(
-        n_steps=n_steps,
+        n_steps=int(data["step"].num_nodes),
         n_areas=len(areas),
         n_roles=int(data["role"].num_nodes),
         n_industries=int(data["industry"].num_nodes),
         n_plans=int(data["plan"].num_nodes),
-        step_area=feature_area[step_feature],
-        step_feature=step_feature,
+        step_area=feature_area[structure["step_feature"]],
+        step_feature=structure["step_feature"],
         feature_area=feature_area,
-        depth=np.bincount(requires[0], minlength=n_steps).astype(float),
-        unlocks=np.bincount(requires[1], minlength=n_steps).astype(float),
+        depth=structure["depth"].astype(float),
+        unlocks=structure["unlocks"].astype(float),
         step_plan=step_plan,
     )
 

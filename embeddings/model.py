@@ -178,10 +178,7 @@ class UpliftGNN(nn.Module):
         }
 
     def wide_uplift(self, edge_index_dict: dict[EdgeType, Tensor], users: UserInputs) -> Tensor:
-        """Return the wide part's [users, steps] uplift (zeros without one)."""
-        n_steps = self.config.sizes["step"]
-        if not self.config.wide:
-            return torch.zeros((users.size, n_steps))
+        """Return the wide part's [users, steps] uplift (a model with a wide part only)."""
         tables = self.wide_tables(edge_index_dict)
         return add_user_rows(tables["step"].expand(users.size, -1), tables, users)
 
@@ -193,11 +190,15 @@ class UpliftGNN(nn.Module):
         """Return the [users, steps] uplift matrix and the users' base log-odds."""
         catalog = self.encode_catalog(edge_index_dict)
         h = self.encode_users(catalog, users)
+        return self.uplift(catalog, edge_index_dict, h, users), self.base(h).squeeze(-1)
+
+    def uplift(
+        self, catalog: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor], h: Tensor, users: UserInputs
+    ) -> Tensor:
+        """Return the [users, steps] uplift of users embedded as ``h``: the embeddings' part, and the wide part."""
         z, b = self.step_heads(catalog, edge_index_dict)
         uplift = h @ z.t() + b
-        if self.config.wide:
-            uplift = uplift + self.wide_uplift(edge_index_dict, users)
-        return uplift, self.base(h).squeeze(-1)
+        return uplift + self.wide_uplift(edge_index_dict, users) if self.config.wide else uplift
 
 
 def add_user_rows(start: Tensor, rows: dict[str, Tensor], users: UserInputs) -> Tensor:

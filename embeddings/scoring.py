@@ -124,7 +124,8 @@ class Scorer:
         self.iri = vocab.MODEL_BASE + version
         self.index = index
         self.evidence = evidence
-        wide_kinds = tuple(f"wide_{k}" for k in ("step", *PROFILE_TYPES, "feature"))
+        self.wide = model.config.wide  # without a wide part, no lookups to add
+        wide_kinds = tuple(f"wide_{k}" for k in ("step", *PROFILE_TYPES, "feature")) if self.wide else ()
         parts: dict[str, list[np.ndarray]] = {
             k: [] for k in (*PROFILE_TYPES, "feature", "bias", "w", "b", "z", "zb", *wide_kinds)
         }
@@ -141,14 +142,10 @@ class Scorer:
                 z, zb = member.step_heads(catalog, edges)
                 parts["z"].append(z.numpy())
                 parts["zb"].append(zb.numpy())
-                # the wide part as tables over steps (zeros for a model without one)
-                sizes, n_steps = member.config.sizes, member.config.sizes["step"]
-                tables = member.wide_tables(edges) if member.config.wide else {}
-                for kind in ("step", *PROFILE_TYPES, "feature"):
-                    shape = (n_steps,) if kind == "step" else (max(sizes[kind], 1), n_steps)
-                    parts[f"wide_{kind}"].append(tables[kind].numpy() if tables else np.zeros(shape))
+                if self.wide:  # the wide part as tables over steps
+                    for kind, table in member.wide_tables(edges).items():
+                        parts[f"wide_{kind}"].append(table.numpy())
         self._arrays = {k: np.ascontiguousarray(np.stack(v)).astype(np.float64) for k, v in parts.items()}
-        self.wide = any(member.config.wide for member in model.gnns())  # without one, no lookups to add
 
     @classmethod
     def load(cls, path: str | Path, *, sha256: str | None = None) -> Scorer:

@@ -224,10 +224,7 @@ def _fit(
         optimiser.zero_grad()
         catalog = model.encode_catalog(edges)
         h = model.encode_users(catalog, train_in)
-        z, b = model.step_heads(catalog, edges)
-        uplift = h @ z.t() + b
-        if model.config.wide:
-            uplift = uplift + model.wide_uplift(edges, train_in)
+        uplift = model.uplift(catalog, edges, h, train_in)
         loss = activation_loss(uplift, model.base(h).squeeze(-1), train_done, train_y)
         if options.aux and train_in.used_user.numel():
             rest, who, target = mask_one_used(train_in, generator)

@@ -422,13 +422,8 @@ class _Family:
             self.role_effect = rng.normal(0.0, p.additive_scale, (len(world.roles), n_steps))
             self.industry_effect = rng.normal(0.0, p.additive_scale, (len(world.industries), n_steps))
             # the need that drives first events: each area's mean step effect for the segment, scaled
-            area_mean = lambda table: np.stack(  # noqa: E731
-                [
-                    table[:, step_area == a].mean(1) if (step_area == a).any() else table[:, 0] * 0
-                    for a in range(n_areas)
-                ],
-                axis=1,
-            )
+            # (every area has a step: generate_world spreads the steps evenly over the areas)
+            area_mean = lambda table: np.stack([table[:, step_area == a].mean(1) for a in range(n_areas)], 1)  # noqa: E731
             world.role_table = area_mean(self.role_effect) / p.additive_scale * p.role_scale
             world.industry_table = area_mean(self.industry_effect) / p.additive_scale * p.industry_scale
         if p.family == "plan_gated":

@@ -230,12 +230,11 @@ def record_events(
     # The users' profiles and consent records, read once: for the consent check below, by the
     # consent rule over these records alone, and for the shapes. A malformed or unknown user
     # is refused in its turn in the loop, which reports the first bad field.
-    named = list(dict.fromkeys(node for r in reports if (node := _user_or_none(r.user_id)) is not None))
-    seen = neighbourhood(runtime.store, named)
+    named = {r.user_id: node for r in reports if (node := _user_or_none(r.user_id)) is not None}
+    seen = neighbourhood(runtime.store, named.values())
     granted = current_among(seen, runtime.queries["consent-current"], codes.purposes)
     active = {
-        node.value.removeprefix(vocab.USER_BASE): {code for code, s in granted.get(node, {}).items() if s.granted}
-        for node in named
+        user_id: {code for code, s in granted.get(node, {}).items() if s.granted} for user_id, node in named.items()
     }
     for i, report in enumerate(reports):
         where = f"{field_name}[{i}]" if len(reports) > 1 or field_name == "inputs" else field_name
@@ -285,7 +284,7 @@ def record_events(
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
         received_at.append(received)
     # The long part, outside the lock; every user of the batch was found, so ``seen`` is theirs.
-    checked = check(runtime, quads, users=named, source="events", seen=seen)
+    checked = check(runtime, quads, users=named.values(), source="events", seen=seen)
     with runtime.store.write_lock:
         receipt: list[ox.Quad] = []
         stale: list[ox.Quad] = []
