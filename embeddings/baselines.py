@@ -50,6 +50,7 @@ class CatalogView:
     n_roles: int
     n_industries: int
     n_plans: int
+    area_feature: np.ndarray  # [areas] the feature node of each area (its top ancestor)
     step_area: np.ndarray  # [steps] area index of the feature the step introduces
     step_feature: np.ndarray  # [steps] the (first) feature it introduces
     feature_area: np.ndarray  # [features] area index
@@ -77,6 +78,7 @@ def catalog_view(export: Export) -> CatalogView:
         n_roles=int(data["role"].num_nodes),
         n_industries=int(data["industry"].num_nodes),
         n_plans=int(data["plan"].num_nodes),
+        area_feature=np.array(areas, dtype=int),
         step_area=feature_area[structure["step_feature"]],
         step_feature=structure["step_feature"],
         feature_area=feature_area,
@@ -125,7 +127,7 @@ def user_view(export: Export, catalog: CatalogView, users: Tensor) -> UserView:
     )
 
 
-def _blocks(c: CatalogView) -> dict[str, int]:
+def blocks(c: CatalogView) -> dict[str, int]:
     """Return the width of each feature block of :func:`pair_features`, in column order."""
     return {
         "step": c.n_steps,
@@ -145,7 +147,7 @@ def _blocks(c: CatalogView) -> dict[str, int]:
 
 def pair_features(c: CatalogView, users: UserView, rows: np.ndarray, steps: np.ndarray) -> sparse.csr_matrix:
     """Return the sparse knowledge-graph features of the pairs (``users`` row ``rows[i]``, step ``steps[i]``)."""
-    widths = _blocks(c)
+    widths = blocks(c)
     start = dict(zip(widths, np.cumsum([0, *widths.values()])[:-1].tolist(), strict=True))
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
@@ -185,13 +187,13 @@ def all_pairs(c: CatalogView, users: UserView) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(n), c.n_steps), np.tile(np.arange(c.n_steps), n)
 
 
-def _completion_sums(c: CatalogView, users: UserView) -> sparse.csr_matrix:
+def completion_sums(c: CatalogView, users: UserView) -> sparse.csr_matrix:
     """Return, per user, the sum of the pair features of the steps they completed."""
     rows = np.array([u for u, done in enumerate(users.completed) for _ in done], dtype=int)
     steps = np.array([s for done in users.completed for s in done], dtype=int)
     n = len(users.role)
     if not len(rows):
-        return sparse.csr_matrix((n, sum(_blocks(c).values())))
+        return sparse.csr_matrix((n, sum(blocks(c).values())))
     phi = pair_features(c, users, rows, steps)
     summing = sparse.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n, len(rows)))
     return (summing @ phi).tocsr()
@@ -206,7 +208,7 @@ class AdditiveLogistic:
         self.c: float | None = None
 
     def fit(self, train: UserView, validation: UserView, *, grid: tuple[float, ...] = C_GRID) -> AdditiveLogistic:
-        x_train, x_val = _completion_sums(self.catalog, train), _completion_sums(self.catalog, validation)
+        x_train, x_val = completion_sums(self.catalog, train), completion_sums(self.catalog, validation)
         best: tuple[float, float, LogisticRegression] | None = None
         for c in grid:
             model = LogisticRegression(C=c, max_iter=2000).fit(x_train, train.activated)

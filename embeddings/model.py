@@ -25,9 +25,9 @@ calibrate steps.
 
 Wide part (``ModelConfig.wide``): the additive uplift gains a linear term over the
 knowledge-graph crosses of the tabular baselines (``embeddings/baselines.py``), learnt
-jointly with the rest: per step, role x the step's feature area and role x step,
-industry x area and industry x step, plan x area, a bias per area, the step's depth and
-what it unlocks, and, for each of the user's first events, one weight when its feature
+jointly with the rest or set from a stacked logistic regression (``embeddings/stack.py``):
+a bias per step and per area, role x the step's feature area and role x step, industry
+x area and industry x step, plan x area, the step's depth and what it unlocks, and, for each of the user's first events, one weight when its feature
 is in the step's area and one when it is the feature the step introduces. The area of a
 feature is its top ancestor through the ``partOf`` closure; the structure is read from
 the catalog relations the model runs on, so a served model needs nothing more. Every
@@ -66,6 +66,7 @@ class ModelConfig:
     dropout: float = 0.2
     out_scale: float = 0.1
     wide: bool = False  # the linear knowledge-graph crosses beside the embeddings (see the module docstring)
+    deep_weight: float = 1.0  # the embeddings' uplift is scaled by this (a stacked model's weight on it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,6 +110,7 @@ class UpliftGNN(nn.Module):
             n_steps, n_features = sizes["step"], sizes["feature"]
             self.wide = nn.ParameterDict(
                 {
+                    "step": nn.Parameter(torch.zeros(n_steps)),
                     "role_area": nn.Parameter(torch.zeros(max(sizes["role"], 1), n_features)),
                     "role_step": nn.Parameter(torch.zeros(max(sizes["role"], 1), n_steps)),
                     "industry_area": nn.Parameter(torch.zeros(max(sizes["industry"], 1), n_features)),
@@ -170,7 +172,10 @@ class UpliftGNN(nn.Module):
         same_area = (structure["feature_area"].unsqueeze(1) == area.unsqueeze(0)).to(w["used"].dtype)
         its_feature = nn.functional.one_hot(feature, self.config.sizes["feature"]).t().to(w["used"].dtype)
         return {
-            "step": w["area"][area] + w["structure"][0] * structure["depth"] + w["structure"][1] * structure["unlocks"],
+            "step": w["step"]
+            + w["area"][area]
+            + w["structure"][0] * structure["depth"]
+            + w["structure"][1] * structure["unlocks"],
             "role": w["role_area"][:, area] + w["role_step"],
             "industry": w["industry_area"][:, area] + w["industry_step"],
             "plan": w["plan_area"][:, area],
@@ -198,6 +203,8 @@ class UpliftGNN(nn.Module):
         """Return the [users, steps] uplift of users embedded as ``h``: the embeddings' part, and the wide part."""
         z, b = self.step_heads(catalog, edge_index_dict)
         uplift = h @ z.t() + b
+        if self.config.deep_weight != 1.0:
+            uplift = self.config.deep_weight * uplift
         return uplift + self.wide_uplift(edge_index_dict, users) if self.config.wide else uplift
 
 

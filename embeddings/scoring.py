@@ -140,8 +140,9 @@ class Scorer:
                 parts["w"].append(member.user_out.weight.numpy())
                 parts["b"].append(member.user_out.bias.numpy())
                 z, zb = member.step_heads(catalog, edges)
-                parts["z"].append(z.numpy())
-                parts["zb"].append(zb.numpy())
+                weight = model.config.deep_weight  # a stacked model's weight on the embeddings' uplift
+                parts["z"].append(weight * z.numpy())
+                parts["zb"].append(weight * zb.numpy())
                 if self.wide:  # the wide part as tables over steps
                     for kind, table in member.wide_tables(edges).items():
                         parts[f"wide_{kind}"].append(table.numpy())

@@ -17,6 +17,11 @@ about them.
 
 The epoch kept is the one with the lowest validation log-loss, an observable quantity;
 NDCG@5 against a planted truth, when one is given, is only shown and recorded.
+
+With ``TrainOptions.stack`` (the default; it needs training users of both outcomes), the
+ensemble is then stacked with a logistic regression on
+knowledge-graph crosses (``embeddings/stack.py``): one more ensemble per cross-fitting
+fold of the training users, and the regression folded into the full ensemble.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import copy
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -36,6 +42,7 @@ from embeddings.evaluate import mean_ndcg, model_scores
 from embeddings.export import Export
 from embeddings.inputs import UserInputs, catalog_edges, catalog_sizes, completion_matrix, user_inputs
 from embeddings.model import ModelConfig, UpliftEnsemble, UpliftGNN
+from embeddings.stack import fold_users, stack_ensemble
 
 
 @dataclass
@@ -63,16 +70,19 @@ class TrainOptions:
     eval_every: int = 10
     wide: bool = False  # the wide part of the model (embeddings/model.py)
     l2_wide: float = 1e-3  # L2 penalty of the wide part's weights
+    stack: bool = True  # stack the GNN with a regression on knowledge-graph crosses (embeddings/stack.py)
+    stack_folds: int = 2  # cross-fitting folds of the training users for stacking
 
 
 @dataclass
 class TrainResult:
-    model: UpliftEnsemble
+    model: UpliftEnsemble  # what serves: the GNN ensemble, or the stacked model built on it
     split: Split
     options: TrainOptions
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    gnn: UpliftEnsemble | None = None  # the GNN ensemble alone, when ``model`` is stacked on it
 
 
 def split_users(n_users: int, *, seed: int, validation: float = 0.1, test: float = 0.1) -> Split:
@@ -137,6 +147,8 @@ def train_model(
     costs more than it saves on them (on a busy 2-core machine, a thousand times more).
     """
     options = options or TrainOptions()
+    if options.stack and options.wide:
+        raise ValueError("stack: the stacked regression is the wide part; train the GNN without one (wide=False)")
     started = time.perf_counter()
     data = export.data
     split = split or split_users(int(data["user"].num_nodes), seed=seed)
@@ -151,27 +163,30 @@ def train_model(
     )
     with torch_threads(threads):
         val_users = [export.iris("user")[i] for i in split.validation.tolist()]
-        bar = tqdm(total=options.members * options.epochs, desc="train", disable=not progress, leave=False)
+        labels = data["user"].y[split.train]
+        stack = options.stack and 0 < int(labels.sum()) < labels.numel()  # a regression needs both outcomes
+        rounds = 1 + (options.stack_folds if stack else 0)
+        bar = tqdm(total=rounds * options.members * options.epochs, desc="train", disable=not progress, leave=False)
+        fit = partial(
+            _ensemble, export, config=config, edges=edges, options=options, truth=truth, val_users=val_users, bar=bar
+        )
         history: list[dict[str, float]] = []
-        members = []
-        for k in range(options.members):
-            torch.manual_seed(seed * 1009 + k)
-            members.append(UpliftGNN(config))
-            history += _fit(
-                members[-1],
-                export,
-                split=split,
-                edges=edges,
-                options=options,
-                seed=seed * 1009 + k,
-                truth=truth,
-                val_users=val_users,
-                bar=bar,
-                member=k,
-            )
+        ensemble = gnn = fit(split, seed=seed, salt=0, history=history)
+        stacked: dict[str, float] = {}
+        if stack:  # cross-fitted GNNs, then the stacked regression folded into the full one
+            folds = []
+            for f, users in enumerate(fold_users(split.train, options.stack_folds, seed=seed)):
+                rest = replace(split, train=split.train[~torch.isin(split.train, users)])
+                folds.append((fit(rest, seed=seed, salt=f + 1, history=[]), users))
+            result = stack_ensemble(export, full=ensemble, folds=folds, validation=split.validation)
+            ensemble = result.model
+            stacked = {
+                "stack_c": result.c,
+                "stack_deep_weight": round(result.deep_weight, 6),
+                "stack_base_weight": round(result.base_weight, 6),
+            }
         bar.close()
-        ensemble = UpliftEnsemble(config, members).eval()
-        metrics: dict[str, float] = {}
+        metrics: dict[str, float] = dict(stacked)
         if truth is not None:
             metrics["val_ndcg5"] = mean_ndcg(
                 model_scores(ensemble, export, split.validation),
@@ -186,7 +201,43 @@ def train_model(
         metrics=metrics,
         history=history,
         seconds=time.perf_counter() - started,
+        gnn=gnn if stack else None,
     )
+
+
+def _ensemble(
+    export: Export,
+    split: Split,
+    *,
+    seed: int,
+    salt: int,
+    config: ModelConfig,
+    edges: dict,
+    options: TrainOptions,
+    truth: Mapping[str, Mapping[str, float]] | None,
+    val_users: list[str],
+    bar: tqdm,
+    history: list[dict[str, float]],
+) -> UpliftEnsemble:
+    """Fit ``options.members`` members on ``split.train``, seeded from ``seed`` (and ``salt`` for a fold)."""
+    members = []
+    for k in range(options.members):
+        member_seed = seed * 1009 + k + 104729 * salt
+        torch.manual_seed(member_seed)
+        members.append(UpliftGNN(config))
+        history += _fit(
+            members[-1],
+            export,
+            split=split,
+            edges=edges,
+            options=options,
+            seed=member_seed,
+            truth=truth,
+            val_users=val_users,
+            bar=bar,
+            member=k,
+        )
+    return UpliftEnsemble(config, members).eval()
 
 
 def _fit(

@@ -47,12 +47,15 @@ def train(
     requested_by: str | None = None,
     truth: Mapping[str, Mapping[str, float]] | None = None,
     progress: bool = False,
+    stack: bool | None = None,
 ) -> ModelVersion:
     """Export the consented data, train, evaluate on held-out users, register a candidate version; return it.
 
     With ``truth`` (a planted truth of a synthetic world), the held-out NDCG@5 against it is recorded too.
+    ``stack=False`` trains the GNN alone (``embeddings.train.TrainOptions.stack``).
     """
     options = train_options(seed=seed, epochs=epochs, members=members)
+    options = options if stack is None else replace(options, stack=stack)
     if not _training.acquire(blocking=False):
         raise Conflict("a training run is already in progress in this process; wait for it to finish")
     try:

@@ -141,7 +141,9 @@ def test_bytes_that_are_not_an_artefact_are_refused_as_such(data):
 def trained_wide(exported):
     from embeddings.train import TrainOptions, train_model
 
-    return train_model(exported, seed=0, options=TrainOptions(members=1, epochs=60, wide=True), progress=False)
+    return train_model(
+        exported, seed=0, options=TrainOptions(members=1, epochs=60, wide=True, stack=False), progress=False
+    )
 
 
 def test_a_wide_model_is_served_as_it_is_batch_scored_and_survives_its_artefact(
