@@ -34,12 +34,19 @@ EVIDENCE = ("users", "activated", "completers", "activators")
 
 
 def artefact_bytes(
-    model: UpliftEnsemble, export: Export, *, metrics: dict | None = None, evidence: SegmentCounts | None = None
+    model: UpliftEnsemble,
+    export: Export,
+    *,
+    metrics: dict | None = None,
+    evidence: SegmentCounts | None = None,
+    calibrations: dict[str, dict] | None = None,
 ) -> bytes:
-    """Return the model artefact: state dict, config, catalog index maps and relations, segment evidence.
+    """Return the model artefact: state dict, config, catalog index maps and relations, segment evidence, and
+    the rule calibrations (``service.models.calibration``: per policy version IRI, its content hash and units).
 
     Nothing in it is about one user: the model's parameters belong to catalog entities and
-    shared layers, and the evidence is counts per (role, industry) segment.
+    shared layers, the evidence is counts per (role, industry) segment, and a calibration
+    is three numbers fitted over many users.
     """
     edges = catalog_edges(export.data)
     payload = {
@@ -50,6 +57,7 @@ def artefact_bytes(
         "index": {kind: dict(export.index[kind]) for kind in CATALOG_TYPES},
         "edges": {"__".join(rel): e.clone() for rel, e in edges.items()},
         "metrics": dict(metrics or {}),
+        "calibrations": {iri: dict(c) for iri, c in sorted((calibrations or {}).items())},
     }
     if evidence is not None:
         payload["evidence"] = {name: torch.from_numpy(getattr(evidence, name).copy()) for name in EVIDENCE}
@@ -105,6 +113,11 @@ def load_model(path: str | Path, *, sha256: str | None = None) -> tuple[UpliftEn
     return _unpack(load_payload(Path(path).read_bytes(), sha256=sha256, name=str(path)))
 
 
+def model_of(data: bytes, *, sha256: str | None = None) -> UpliftEnsemble:
+    """Return the ensemble of an artefact held in memory, checking its hash if given."""
+    return _unpack(load_payload(data, sha256=sha256))[0]
+
+
 class Scorer:
     """Precomputed catalog side of a trained model; scores a new user's candidates without a graph pass.
 
@@ -119,8 +132,10 @@ class Scorer:
         *,
         version: str = "unversioned",
         evidence: dict[str, np.ndarray] | None = None,
+        calibrations: dict[str, dict] | None = None,
     ) -> None:
         self.version = version
+        self.calibrations = dict(calibrations or {})
         self.iri = vocab.MODEL_BASE + version
         self.index = index
         self.evidence = evidence
@@ -160,7 +175,15 @@ class Scorer:
         payload = load_payload(data, sha256=sha256, name=f"model {version}")
         model, index, edges = _unpack(payload)
         evidence = {k: v.numpy() for k, v in payload["evidence"].items()} if "evidence" in payload else None
-        return cls(model, index, edges, version=version, evidence=evidence)
+        calibrations = payload.get("calibrations")  # none in an artefact written before calibrations existed
+        return cls(model, index, edges, version=version, evidence=evidence, calibrations=calibrations)
+
+    def calibration(self, policy) -> tuple[float, float] | None:
+        """Return the (model, rules) units fitted for a policy version as it is now (same content hash), or None."""
+        fitted = self.calibrations.get(policy.iri)
+        if fitted is None or fitted.get("content_hash") != policy.content_hash:
+            return None
+        return float(fitted["model"]), float(fitted["rules"])
 
     @property
     def steps(self) -> list[str]:

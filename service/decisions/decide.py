@@ -17,7 +17,7 @@ from service.audit.records import decision_record, read_candidates
 from service.clock import now, parse_datetime
 from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
-from service.decisions.ranking import Context, Scored, Scorer, rank, slate
+from service.decisions.ranking import Context, Scored, Scorer, rank, serving_model, slate
 from service.decisions.subjects import require_user
 from service.decisions.users import Profile, events, profile
 from service.errors import InvalidInput
@@ -125,7 +125,7 @@ def _decide(
                 from service.models.serving import active_scorer  # torch, imported when a model may serve
 
                 model = active_scorer(runtime)
-            used_model = model
+            used_model = serving_model(policy, model, personalized=personalized)
     decision_id = str(uuid.uuid4())
     with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
         ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)

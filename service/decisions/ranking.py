@@ -4,7 +4,9 @@ A version's rule score for a step is the sum of: a journey term (its journey
 weight x (1 - the step's place in the unpersonalised journey / the number of
 steps)), a depth term, an unlock term, an affinity term (the user used a feature
 in the same area; personalised only) and the weights of the rules that match.
-The final score mixes it with a model score by the version's weights. Rules that
+The final score mixes it with a model score by the version's weights: as they are
+(``wf:WeightedSum``) or each score first put in activation log-odds by the model's
+calibration for the version (``wf:CalibratedSum``, ``service.models.calibration``). Rules that
 read the user's profile or behaviour apply only to personalised decisions. Every
 reason is one of the version's templates (:mod:`service.knowledge.policies`),
 filled in with the placeholders its kind offers; the model's evidence is cited
@@ -59,6 +61,18 @@ class Scorer(Protocol):
 
     def score(self, context: Context, steps: list[str]) -> dict[str, float]: ...
 
+    def calibration(self, policy: PolicyVersion) -> tuple[float, float] | None: ...
+
+
+def serving_model(policy: PolicyVersion, model: Scorer | None, *, personalized: bool) -> Scorer | None:
+    """Return the model a decision under this version uses: none without a model weight or a personalisation
+    consent, and none for a calibrated version (``wf:CalibratedSum``) the model holds no calibration of."""
+    if model is None or not policy.model_weight or not personalized:
+        return None
+    if policy.calibrated and model.calibration(policy) is None:
+        return None
+    return model
+
 
 def rank(
     candidates: list[str],
@@ -72,6 +86,8 @@ def rank(
     n = max(len(catalog.by_id["Step"]), 1)
     order = {s.iri: i for i, s in enumerate(catalog.steps)}
     model_scores = model.score(context, candidates) if model is not None and policy.model_weight else {}
+    units = model.calibration(policy) if model is not None and policy.calibrated else None
+    model_units, rule_units = units or (1.0, 1.0)  # a weighted sum takes both scores in their own units
     scored = []
     for iri in candidates:
         step = catalog.step(iri)
@@ -97,8 +113,8 @@ def rank(
         if model is not None and model_score is not None and model_score > 0:
             evidence = _similar_users(policy, model, context, step, catalog)
             if evidence:
-                reasons.append((policy.model_weight * model_score, evidence))
-        score = policy.rule_weight * rule_score + policy.model_weight * (model_score or 0.0)
+                reasons.append((policy.model_weight * model_units * model_score, evidence))
+        score = policy.rule_weight * rule_units * rule_score + policy.model_weight * model_units * (model_score or 0.0)
         texts = [text for _, text in sorted(reasons, key=lambda r: -r[0])]
         texts.append(_introduces(policy, step, catalog))
         scored.append(Scored(iri, round(score, 6), round(rule_score, 6), model_score, _first_unique(texts, 3)))

@@ -41,7 +41,7 @@ from service.clock import now
 from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
 from service.decisions.decide import MAX_LIMIT, context_of
-from service.decisions.ranking import rank
+from service.decisions.ranking import rank, serving_model
 from service.decisions.users import events, profile
 from service.errors import Conflict, InvalidInput, NotFound
 from service.governance.fairness import Breach, FairnessReport, Limits, Thresholds, report
@@ -247,7 +247,7 @@ def population(
         history = events(runtime, user_id)
         # What a decision may read of the user, as service.decisions.decide builds it: no protected group.
         context = context_of(stored, history, channel_iri=channel_iri, personalized=personalized, catalog=catalog)
-        used = scorer() if policy.model_weight and personalized else None
+        used = serving_model(policy, scorer(), personalized=True) if policy.model_weight and personalized else None
         ranked = rank(
             candidate_steps(runtime, ox.NamedNode(user.value), channel_iri),
             policy=policy,

@@ -42,7 +42,7 @@ from service.clock import now, parse_datetime
 from service.decisions.candidates import candidate_steps
 from service.decisions.consent import current_consents
 from service.decisions.decide import context_of
-from service.decisions.ranking import Context, Scored, rank
+from service.decisions.ranking import Context, Scored, rank, serving_model
 from service.decisions.users import events, profile
 from service.errors import Conflict, NotFound
 from service.governance.gates import gates
@@ -195,7 +195,7 @@ class _Subject:
     catalog: Catalog
 
     def rank(self, policy: PolicyVersion, model: Scorer | None) -> list[Scored]:
-        used = model if policy.model_weight and self.context.personalized else None
+        used = serving_model(policy, model, personalized=self.context.personalized)
         return rank(self.candidates, policy=policy, context=self.context, catalog=self.catalog, model=used)
 
 

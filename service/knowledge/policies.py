@@ -59,6 +59,8 @@ class PolicyVersion:
     # The share of decisions that show a uniformly random slate of the candidates instead of the ranked one, so
     # that every shown step has a known propensity and other policies can be evaluated offline on the log.
     exploration_rate: float = 0.0
+    # wf:mixing: how the rule and model scores are put on one scale (absent: a weighted sum, as every older version)
+    calibrated: bool = False
 
     @property
     def label(self) -> str:
@@ -104,6 +106,7 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
             approved_by=value(row, "approvedBy"),
             content_hash=value(row, "contentHash"),
             exploration_rate=_number(row, "explorationRate", 0.0),
+            calibrated=value(row, "mixing") == vocab.CALIBRATED_SUM.value,
         )
     rules: dict[tuple[str, str], Rule] = {}
     for row in store.select(queries["policy-rules"]):

@@ -27,6 +27,7 @@ from embeddings.scoring import artefact_bytes
 from embeddings.train import TrainOptions, activation_loss, split_users, torch_threads, train_model
 from service.clock import now
 from service.errors import Conflict, InvalidInput, NotEnoughData
+from service.models.calibration import rule_calibrations
 from service.models.profiles import profile_quads
 from service.models.records import ModelVersion, find, version_name, version_quads, versions
 from service.runtime import Runtime
@@ -98,8 +99,12 @@ def _train(
         metrics["test_ndcg5_truth"] = round(
             mean_ndcg(scores, users=users, truth=truth, step_index=export.index["step"]), 6
         )
+    # The rules of each calibrated policy version and the model on one scale, from the validation users' outcomes.
+    calibrations = rule_calibrations(runtime, export, result.model, split.validation)
     # The artefact holds only what the data and seed decide, so retraining gives the same bytes.
-    data = artefact_bytes(result.model, export, metrics=metrics, evidence=segment_counts(export, split.train))
+    data = artefact_bytes(
+        result.model, export, metrics=metrics, evidence=segment_counts(export, split.train), calibrations=calibrations
+    )
     return register(
         runtime,
         data,
