@@ -158,25 +158,25 @@ def run(family: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
 
 def table(runs: list[dict]) -> str:
     header = ["family", "seed", *VERSIONS, "calibrated - better alone", "weighted - better alone", "calibration"]
+
+    def cell(r: dict, name: str) -> str:
+        lo, hi = r["ndcg5_interval"][name]
+        return f"{r['ndcg5'][name]:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    def diff(r: dict, key: str) -> str:
+        lo, hi = r[f"{key}_interval"]
+        return f"{r[key]:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {r['better_alone']}"
+
     body = []
     for r in runs:
-
-        def cell(name: str) -> str:
-            lo, hi = r["ndcg5_interval"][name]
-            return f"{r['ndcg5'][name]:.3f} [{lo:.3f}, {hi:.3f}]"
-
-        def diff(key: str) -> str:
-            lo, hi = r[f"{key}_interval"]
-            return f"{r[key]:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {r['better_alone']}"
-
         c = r["calibration"]
         body.append(
             [
                 r["family"],
                 r["seed"],
-                *[cell(n) for n in VERSIONS],
-                diff("calibrated_minus_better"),
-                diff("weighted_minus_better"),
+                *[cell(r, n) for n in VERSIONS],
+                diff(r, "calibrated_minus_better"),
+                diff(r, "weighted_minus_better"),
                 f"model x{c['model']:.3g}, rules x{c['rules']:.3g}" if c else "none",
             ]
         )
