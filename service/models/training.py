@@ -27,6 +27,7 @@ from embeddings.scoring import artefact_bytes
 from embeddings.train import TrainOptions, activation_loss, split_users, torch_threads, train_model
 from service.clock import now
 from service.errors import Conflict, InvalidInput, NotEnoughData
+from service.knowledge.vocab import local_id
 from service.models.calibration import rule_calibrations
 from service.models.profiles import profile_quads
 from service.models.records import ModelVersion, find, version_name, version_quads, versions
@@ -101,6 +102,9 @@ def _train(
         )
     # The rules of each calibrated policy version and the model on one scale, from the validation users' outcomes.
     calibrations = rule_calibrations(runtime, export, result.model, split.validation)
+    for iri, fitted in calibrations.items():  # also in the version's metrics, where operators and auditors read them
+        for score in ("model", "rules"):
+            metrics[f"calibration {local_id(iri)} {score}"] = round(float(fitted[score]), 6)  # type: ignore[arg-type]
     # The artefact holds only what the data and seed decide, so retraining gives the same bytes.
     data = artefact_bytes(
         result.model, export, metrics=metrics, evidence=segment_counts(export, split.train), calibrations=calibrations
