@@ -199,6 +199,21 @@ def completion_sums(c: CatalogView, users: UserView) -> sparse.csr_matrix:
     return (summing @ phi).tocsr()
 
 
+def fit_on_validation(
+    x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, grid: tuple[float, ...], *, max_iter: int = 2000
+) -> tuple[float, float, LogisticRegression]:
+    """Return (validation log-loss, C, model) of the logistic regression whose L2 strength in the grid fits the
+    validation users best."""
+    best: tuple[float, float, LogisticRegression] | None = None
+    for c in grid:
+        model = LogisticRegression(C=c, max_iter=max_iter).fit(x_train, y_train)
+        loss = log_loss(y_val, model.predict_proba(x_val)[:, 1], labels=[0, 1])
+        if best is None or loss < best[0]:
+            best = (loss, c, model)
+    assert best is not None, "an empty grid"
+    return best
+
+
 class AdditiveLogistic:
     """Logistic regression of activation on the summed pair features of the completed steps."""
 
@@ -209,14 +224,7 @@ class AdditiveLogistic:
 
     def fit(self, train: UserView, validation: UserView, *, grid: tuple[float, ...] = C_GRID) -> AdditiveLogistic:
         x_train, x_val = completion_sums(self.catalog, train), completion_sums(self.catalog, validation)
-        best: tuple[float, float, LogisticRegression] | None = None
-        for c in grid:
-            model = LogisticRegression(C=c, max_iter=2000).fit(x_train, train.activated)
-            loss = log_loss(validation.activated, model.predict_proba(x_val)[:, 1], labels=[0, 1])
-            if best is None or loss < best[0]:
-                best = (loss, c, model)
-        assert best is not None
-        _, self.c, self.model = best
+        _, self.c, self.model = fit_on_validation(x_train, train.activated, x_val, validation.activated, grid)
         return self
 
     def scores(self, users: UserView) -> np.ndarray:

@@ -34,10 +34,17 @@ import numpy as np
 import torch
 from scipy import sparse  # type: ignore[import-untyped, unused-ignore]
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
 from torch import Tensor
 
-from embeddings.baselines import C_GRID, CatalogView, blocks, catalog_view, completion_sums, user_view
+from embeddings.baselines import (
+    C_GRID,
+    CatalogView,
+    blocks,
+    catalog_view,
+    completion_sums,
+    fit_on_validation,
+    user_view,
+)
 from embeddings.export import Export
 from embeddings.inputs import catalog_edges, completion_matrix, user_inputs
 from embeddings.model import UpliftEnsemble, UpliftGNN
@@ -92,14 +99,9 @@ def stack_ensemble(
     train_view, val_view = user_view(export, catalog, train_users), user_view(export, catalog, validation)
     x_train = sparse.hstack([completion_sums(catalog, train_view), deep_train]).tocsr()
     x_val = sparse.hstack([completion_sums(catalog, val_view), gnn_features(full, export, validation)]).tocsr()
-    best: tuple[float, float, LogisticRegression] | None = None
-    for c in grid:
-        regression = LogisticRegression(C=c, max_iter=3000).fit(x_train, train_view.activated)
-        loss = log_loss(val_view.activated, regression.predict_proba(x_val)[:, 1], labels=[0, 1])
-        if best is None or loss < best[0]:
-            best = (loss, c, regression)
-    assert best is not None
-    loss, c, regression = best
+    loss, c, regression = fit_on_validation(
+        x_train, train_view.activated, x_val, val_view.activated, grid, max_iter=3000
+    )
     coef = regression.coef_[0]
     deep_weight, base_weight = float(coef[-2]), float(coef[-1])
     model = fold_in(
