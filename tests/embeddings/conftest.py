@@ -50,5 +50,18 @@ def request_of(world: World, user) -> dict:
     }
 
 
+def assert_served_as_batch_scored(world: World, exported: Export, model, scorer, users) -> None:
+    """The serving path is the model: a Scorer gives exported users the scores of the batch path."""
+    import numpy as np
+
+    from embeddings.evaluate import model_scores
+
+    batch = model_scores(model, exported, users)
+    steps = exported.iris("step")
+    for row, i in enumerate(users.tolist()):
+        user = world.user(exported.iris("user")[i].rsplit("/", 1)[-1])
+        assert np.allclose(scorer.scores(**request_of(world, user), candidates=steps), batch[row], atol=1e-5)
+
+
 def edges_of(exported: Export):
     return catalog_edges(exported.data)

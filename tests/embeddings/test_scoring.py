@@ -13,7 +13,7 @@ import torch
 from embeddings.evaluate import model_scores, ndcg_at_k, popularity_scores
 from embeddings.evidence import segment_counts
 from embeddings.scoring import ArtefactMismatch, Scorer, artefact_bytes, load_model, load_payload, save_model
-from tests.embeddings.conftest import N_STORED, edges_of, request_of
+from tests.embeddings.conftest import N_STORED, assert_served_as_batch_scored, edges_of, request_of
 
 
 def test_new_users_are_scored_without_retraining(world, exported, trained):
@@ -31,12 +31,7 @@ def test_new_users_are_scored_without_retraining(world, exported, trained):
         popular_ndcg.append(ndcg_at_k([popularity[exported.index["step"][s]] for s in candidates], gains))
     assert np.mean(model_ndcg) > np.mean(popular_ndcg) + 0.2
     # The serving path is the model: same scores as the batch path for exported users.
-    users = trained.split.test[:20]
-    batch = model_scores(trained.model, exported, users)
-    steps = exported.iris("step")
-    for row, i in enumerate(users.tolist()):
-        user = world.user(exported.iris("user")[i].rsplit("/", 1)[-1])
-        assert np.allclose(scorer.scores(**request_of(world, user), candidates=steps), batch[row], atol=1e-5)
+    assert_served_as_batch_scored(world, exported, trained.model, scorer, trained.split.test[:20])
 
 
 def test_scoring_is_fast(world, exported, trained):
@@ -155,12 +150,7 @@ def test_a_wide_model_is_served_as_it_is_batch_scored_and_survives_its_artefact(
     path = tmp_path / "wide.pt"
     sha = save_model(model, exported, path)
     scorer = Scorer.load(path, sha256=sha)
-    users = trained_wide.split.test[:20]
-    batch = model_scores(model, exported, users)
-    steps = exported.iris("step")
-    for row, i in enumerate(users.tolist()):
-        user = world.user(exported.iris("user")[i].rsplit("/", 1)[-1])
-        assert np.allclose(scorer.scores(**request_of(world, user), candidates=steps), batch[row], atol=1e-5)
+    assert_served_as_batch_scored(world, exported, model, scorer, trained_wide.split.test[:20])
 
 
 def test_the_wide_part_reads_areas_and_prerequisites_from_the_catalog_relations(world, exported):

@@ -14,7 +14,7 @@ from embeddings.evaluate import mean_ndcg, model_scores, popularity_scores
 from embeddings.scoring import Scorer, save_model
 from embeddings.stack import fold_users, gnn_features, stack_ensemble
 from embeddings.train import train_model
-from tests.embeddings.conftest import QUICK, request_of
+from tests.embeddings.conftest import QUICK, assert_served_as_batch_scored
 
 STACK = dataclasses.replace(QUICK, epochs=80, stack=True)
 
@@ -62,12 +62,7 @@ def test_the_folded_model_is_the_stacked_regression(exported, stacked):
 def test_the_stacked_model_is_served_as_it_is_batch_scored(world, exported, stacked, tmp_path):
     path = tmp_path / "stacked.pt"
     scorer = Scorer.load(path, sha256=save_model(stacked.model, exported, path))
-    users = stacked.split.test[:20]
-    batch = model_scores(stacked.model, exported, users)
-    steps = exported.iris("step")
-    for row, i in enumerate(users.tolist()):
-        user = world.user(exported.iris("user")[i].rsplit("/", 1)[-1])
-        assert np.allclose(scorer.scores(**request_of(world, user), candidates=steps), batch[row], atol=1e-5)
+    assert_served_as_batch_scored(world, exported, stacked.model, scorer, stacked.split.test[:20])
 
 
 def test_stacking_ranks_held_out_users_well_on_a_small_fixed_world(world, exported, stacked):
