@@ -27,8 +27,9 @@ Wide part (``ModelConfig.wide``): the additive uplift gains a linear term over t
 knowledge-graph crosses of the tabular baselines (``embeddings/baselines.py``), learnt
 jointly with the rest or set from a stacked logistic regression (``embeddings/stack.py``):
 a bias per step and per area, role x the step's feature area and role x step, industry
-x area and industry x step, plan x area, the step's depth and what it unlocks, and, for each of the user's first events, one weight when its feature
-is in the step's area and one when it is the feature the step introduces. The area of a
+x area and industry x step, plan x area, the step's depth and what it unlocks, and, for
+each of the user's first events, one weight when its feature is in the step's area and
+one when it is the feature the step introduces. The area of a
 feature is its top ancestor through the ``partOf`` closure; the structure is read from
 the catalog relations the model runs on, so a served model needs nothing more. Every
 term is a table per profile node (or used feature) and step, so serving stays lookups.
@@ -202,9 +203,7 @@ class UpliftGNN(nn.Module):
     ) -> Tensor:
         """Return the [users, steps] uplift of users embedded as ``h``: the embeddings' part, and the wide part."""
         z, b = self.step_heads(catalog, edge_index_dict)
-        uplift = h @ z.t() + b
-        if self.config.deep_weight != 1.0:
-            uplift = self.config.deep_weight * uplift
+        uplift = self.config.deep_weight * (h @ z.t() + b)  # x 1.0 (exact) unless stacked
         return uplift + self.wide_uplift(edge_index_dict, users) if self.config.wide else uplift
 
 
