@@ -28,6 +28,7 @@ import numpy as np
 import pyoxigraph as ox
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from embeddings.evidence import segment_counts
 from embeddings.export import Export
@@ -112,6 +113,20 @@ def model_scores(model: UpliftGNN | UpliftEnsemble, export: Export, users: Tenso
     model.eval()
     uplift, _ = model(catalog_edges(export.data), user_inputs(export.data, users))
     return uplift.numpy().astype(float)
+
+
+@torch.no_grad()
+def usage_scores(model: UpliftGNN | UpliftEnsemble, export: Export, users: Tensor) -> np.ndarray:
+    """Return the usage head's [users, features] log-probabilities of which feature each exported user
+    uses, read inductively from their profile and events (an ensemble's is the mean over its members)."""
+    members = model.gnns() if isinstance(model, UpliftEnsemble) else [model]
+    edges, inputs = catalog_edges(export.data), user_inputs(export.data, users)
+    rows = []
+    for member in members:
+        member.eval()
+        catalog = member.encode_catalog(edges)
+        rows.append(F.log_softmax(member.usage_logits(catalog, member.encode_users(catalog, inputs)), dim=1))
+    return torch.stack(rows).mean(0).numpy().astype(float)
 
 
 def popularity_scores(export: Export, train: Tensor) -> np.ndarray:

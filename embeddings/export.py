@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pyoxigraph as ox
@@ -130,12 +131,16 @@ def export_graph(store: Any, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse
             dst = USER_RELATIONS[rel][1]
             if value in index[dst]:
                 pairs[rel].add((users[user], index[dst][value]))
-    for name in ("export/step-events", "export/feature-events"):
-        for user, kind, about in select_bound(store, query(name), "user", "type", "about"):
-            rel = EVENT_RELATIONS[kind]
-            dst = USER_RELATIONS[rel][1]
-            if user in users and about in index[dst]:
-                pairs[rel].add((users[user], index[dst][about]))
+    for user, kind, about in select_bound(store, query("export/step-events"), "user", "type", "about"):
+        rel = EVENT_RELATIONS[kind]
+        if user in users and about in index["step"]:
+            pairs[rel].add((users[user], index["step"][about]))
+    first_used: dict[tuple[int, int], float] = {}
+    for user, _, about, at in select_bound(store, query("export/feature-events"), "user", "type", "about", "at"):
+        if user in users and about in index["feature"]:
+            pair, seconds = (users[user], index["feature"][about]), datetime.fromisoformat(at).timestamp()
+            pairs["used"].add(pair)
+            first_used[pair] = min(seconds, first_used.get(pair, seconds))
     outcomes: dict[str, set[str]] = defaultdict(set)
     for user, kind in select_bound(store, query("export/outcomes"), "user", "type"):
         if user in users:
@@ -144,6 +149,11 @@ def export_graph(store: Any, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse
         data[src, rel, dst].edge_index = _edges(pairs[rel])
     for rel, (src, dst) in USER_RELATIONS.items():
         data[src, rel, dst].edge_index = _edges(pairs[rel])
+    # When each user first used each feature (seconds, the service's clock): the order of a user's first
+    # events, read by the usage objective only (embeddings/train.py), so not part of snapshot_hash.
+    data["user", "used", "feature"].first_at = torch.tensor(
+        [first_used[pair] for pair in sorted(pairs["used"])], dtype=torch.float64
+    )
 
     user_iris = sorted(users, key=users.__getitem__)
     data["user"].y = torch.tensor([u in outcomes[vocab.ACTIVATED.value] for u in user_iris], dtype=torch.float)

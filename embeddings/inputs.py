@@ -21,6 +21,7 @@ class UserInputs:
     plan: Tensor  # [n] long
     used_user: Tensor  # [e] long, position of the user in the batch
     used_feature: Tensor  # [e] long
+    used_at: Tensor | None = None  # [e] float64, when the user first used it (seconds), where the export says
 
     @property
     def size(self) -> int:
@@ -57,14 +58,17 @@ def user_inputs(data: HeteroData, users: Tensor) -> UserInputs:
     """Return the model inputs of these exported users (node indices), in the order given."""
     position = torch.full((int(data["user"].num_nodes),), -1, dtype=torch.long)
     position[users] = torch.arange(users.numel())
-    used = data["user", "used", "feature"].edge_index
+    store = data["user", "used", "feature"]
+    used = store.edge_index
     keep = position[used[0]] >= 0
+    first_at = getattr(store, "first_at", None)
     return UserInputs(
         role=_single(data, "hasRole", "role", users),
         industry=_single(data, "hasIndustry", "industry", users),
         plan=_single(data, "hasPlan", "plan", users),
         used_user=position[used[0][keep]],
         used_feature=used[1][keep],
+        used_at=first_at[keep] if first_at is not None else None,
     )
 
 

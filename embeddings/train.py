@@ -15,6 +15,11 @@ catalog's features). Catalog-node parameters (embeddings, per-step factors) get 
 penalty ``l2_identity``: the rarely completed steps stay near what the catalog says
 about them.
 
+With ``TrainOptions.objective="usage"`` (data without an activation outcome), the auxiliary
+task is the whole objective: each user keeps their first ``usage_inputs`` used features (by
+the time the service recorded them) as inputs, the model predicts the rest, and the
+validation loss is that cross-entropy. A new user is ranked from their first events too.
+
 The epoch kept is the one with the lowest validation log-loss, an observable quantity;
 NDCG@5 against a planted truth, when one is given, is only shown and recorded.
 
@@ -72,6 +77,11 @@ class TrainOptions:
     l2_wide: float = 1e-3  # L2 penalty of the wide part's weights
     stack: bool = True  # stack the GNN with a regression on knowledge-graph crosses (embeddings/stack.py)
     stack_folds: int = 2  # cross-fitting folds of the training users for stacking
+    # "activation" (the service's) or "usage": the auxiliary task alone, for data without an
+    # activation outcome (bench/gnn/movielens.py); each user keeps their first ``usage_inputs``
+    # used features as inputs and the model predicts the others.
+    objective: str = "activation"
+    usage_inputs: int = 5
 
 
 @dataclass
@@ -107,23 +117,48 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def mask_one_used(users: UserInputs, generator: torch.Generator) -> tuple[UserInputs, Tensor, Tensor]:
-    """Hide one random used feature of every user who has one; return the rest, whose it was, and which."""
+def mask_used(
+    users: UserInputs, generator: torch.Generator, keep: int | None = None
+) -> tuple[UserInputs, Tensor, Tensor]:
+    """Hide used features of every user who has one; return the rest, whose each hidden one was, and which.
+
+    ``keep=None`` hides one random feature per user. ``keep=k`` keeps the user's first k
+    (by ``used_at``; in random order where the inputs carry no times) and hides the others;
+    a user with k or fewer keeps all but their last.
+    """
     n = users.used_user.numel()
-    order = torch.argsort(torch.rand(n, generator=generator) + users.used_user.to(torch.float64) * 2.0)
-    first = torch.ones(n, dtype=torch.bool)
-    first[1:] = users.used_user[order][1:] != users.used_user[order][:-1]
-    hidden = order[first]
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[hidden] = False
+    key = torch.rand(n, generator=generator).to(torch.float64)
+    if keep is not None and users.used_at is not None:
+        key = torch.argsort(torch.argsort(users.used_at, stable=True)).to(torch.float64) / max(n, 1)
+    order = torch.argsort(key + users.used_user.to(torch.float64) * 2.0)
+    grouped = users.used_user[order]  # each user's events together, in key order
+    counts = torch.bincount(grouped, minlength=users.size)
+    rank = torch.arange(n) - (counts.cumsum(0) - counts)[grouped]
+    if keep is None:
+        hidden_sorted = rank == 0
+    else:
+        hidden_sorted = rank >= torch.clamp(counts[grouped] - 1, max=keep)
+    hidden = order[hidden_sorted]
+    kept = torch.ones(n, dtype=torch.bool)
+    kept[hidden] = False
     rest = UserInputs(
         role=users.role,
         industry=users.industry,
         plan=users.plan,
-        used_user=users.used_user[keep],
-        used_feature=users.used_feature[keep],
+        used_user=users.used_user[kept],
+        used_feature=users.used_feature[kept],
+        used_at=users.used_at[kept] if users.used_at is not None else None,
     )
     return rest, users.used_user[hidden], users.used_feature[hidden]
+
+
+def usage_loss(
+    model: UpliftGNN, catalog: dict[str, Tensor], users: UserInputs, generator: torch.Generator, keep: int | None
+) -> Tensor:
+    """Return the cross-entropy of the hidden used features given the rest (the auxiliary task, or the usage objective)."""
+    rest, who, target = mask_used(users, generator, keep)
+    log_p = F.log_softmax(model.usage_logits(catalog, model.encode_users(catalog, rest)), dim=1)
+    return -log_p[who, target].mean()
 
 
 def activation_loss(uplift: Tensor, base: Tensor, completed: Tensor, activated: Tensor) -> Tensor:
@@ -147,6 +182,10 @@ def train_model(
     costs more than it saves on them (on a busy 2-core machine, a thousand times more).
     """
     options = options or TrainOptions()
+    if options.objective not in ("activation", "usage"):
+        raise ValueError(f"objective: {options.objective!r} is neither 'activation' nor 'usage'")
+    if options.objective == "usage" and not export.data["user", "used", "feature"].edge_index.numel():
+        raise ValueError("objective: 'usage' needs FeatureUsed events, and the export has none")
     if options.stack and options.wide:
         raise ValueError("stack: the stacked regression is the wide part; train the GNN without one (wide=False)")
     started = time.perf_counter()
@@ -164,7 +203,8 @@ def train_model(
     with torch_threads(threads):
         val_users = [export.iris("user")[i] for i in split.validation.tolist()]
         labels = data["user"].y[split.train]
-        stack = options.stack and 0 < int(labels.sum()) < labels.numel()  # a regression needs both outcomes
+        # a regression needs both outcomes
+        stack = options.stack and options.objective == "activation" and 0 < int(labels.sum()) < labels.numel()
         rounds = 1 + (options.stack_folds if stack else 0)
         bar = tqdm(total=rounds * options.members * options.epochs, desc="train", disable=not progress, leave=False)
         fit = partial(
@@ -187,7 +227,7 @@ def train_model(
             }
         bar.close()
         metrics: dict[str, float] = dict(stacked)
-        if truth is not None:
+        if truth is not None and options.objective == "activation":
             metrics["val_ndcg5"] = mean_ndcg(
                 model_scores(ensemble, export, split.validation),
                 users=val_users,
@@ -274,24 +314,31 @@ def _fit(
         model.train()
         optimiser.zero_grad()
         catalog = model.encode_catalog(edges)
-        h = model.encode_users(catalog, train_in)
-        uplift = model.uplift(catalog, edges, h, train_in)
-        loss = activation_loss(uplift, model.base(h).squeeze(-1), train_done, train_y)
-        if options.aux and train_in.used_user.numel():
-            rest, who, target = mask_one_used(train_in, generator)
-            logits = model.usage_logits(catalog, model.encode_users(catalog, rest))[who]
-            loss = loss + options.aux * F.cross_entropy(logits, target)
+        if options.objective == "usage":
+            loss = usage_loss(model, catalog, train_in, generator, options.usage_inputs)
+        else:
+            h = model.encode_users(catalog, train_in)
+            uplift = model.uplift(catalog, edges, h, train_in)
+            loss = activation_loss(uplift, model.base(h).squeeze(-1), train_done, train_y)
+            if options.aux and train_in.used_user.numel():
+                loss = loss + options.aux * usage_loss(model, catalog, train_in, generator, None)
         loss.backward()
         optimiser.step()
         postfix["loss"] = round(loss.item(), 4)
         if epoch % options.eval_every == 0 or epoch == options.epochs:
             model.eval()
             with torch.no_grad():
-                uplift, base = model(edges, val_in)
-                val_loss = activation_loss(uplift, base, val_done, val_y).item()
+                if options.objective == "usage":  # the same hidden features at every evaluation
+                    fixed = torch.Generator().manual_seed(seed)
+                    val_loss = usage_loss(
+                        model, model.encode_catalog(edges), val_in, fixed, options.usage_inputs
+                    ).item()
+                else:
+                    uplift, base = model(edges, val_in)
+                    val_loss = activation_loss(uplift, base, val_done, val_y).item()
             row = {"member": member, "epoch": epoch, "loss": loss.item(), "val_loss": val_loss}
             postfix["val_loss"] = round(val_loss, 4)
-            if truth is not None:
+            if truth is not None and options.objective == "activation":
                 row["val_ndcg5"] = mean_ndcg(
                     uplift.numpy().astype(float), users=val_users, truth=truth, step_index=export.index["step"]
                 )
