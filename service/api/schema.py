@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
@@ -84,13 +85,24 @@ from service.settings import Settings
 class Query:
     @strawberry.field(permission_classes=CLIENT_OR_APP_USER)
     def next_steps(
-        self, info: Info, user_id: strawberry.ID, channel: Channel = Channel.WEB, limit: int = 5
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        channel: Channel = Channel.WEB,
+        limit: int = 5,
+        locale: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The BCP 47 tag of the language wanted for the steps' content (RFC 4647 lookup; "
+                "default: the catalog's default language)"
+            ),
+        ] = None,
     ) -> Recommendation:
         runtime = runtime_of(info)
-        rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit)
+        rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit, locale=locale)
         return Recommendation(
             decision_id=strawberry.ID(rec.decision_id),
-            steps=ranked_of(runtime.catalog, rec.steps),
+            steps=ranked_of(runtime.catalog, rec.steps, rec.contents),
             personalized=rec.personalized,
             policy_version=rec.policy_version,
             model_version=rec.model_version,
@@ -123,8 +135,8 @@ class Query:
             policy_version=rec.policy_version,
             model_version=rec.model_version,
             variant=rec.variant,
-            steps=ranked_of(runtime.catalog, rec.steps),
-            candidates=ranked_of(runtime.catalog, rec.candidates),
+            steps=ranked_of(runtime.catalog, rec.steps, rec.contents),
+            candidates=ranked_of(runtime.catalog, rec.candidates, rec.contents),
         )
 
     @strawberry.field(

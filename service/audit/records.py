@@ -46,9 +46,14 @@ def decision_record(
     shown: Mapping[str, int],
     propensities: Mapping[str, float] | None = None,
     explored: bool | None = None,
+    locale: str | None = None,
+    contents: Mapping[str, tuple[str | None, str, str]] | None = None,
 ) -> list[ox.Triple]:
     """Return the record of a decision: context, what it used, every candidate, and the ``shown`` steps' ranks
     (and, when its policy version explores, their propensities and whether the slate was the random one).
+
+    ``locale`` is the locale the client asked for; ``contents`` maps a shown step to what it was shown with:
+    the content's IRI (None for the step's label), the locale served and the content version.
 
     ``channel``, ``policy``, ``model`` and ``used`` are IRIs. Every candidate is in one ``wf:candidates`` literal
     (:func:`candidates_literal`); each shown one is also a node with its step, score and rank (a ``wf:RankedCandidate`` by the range of
@@ -74,11 +79,14 @@ def decision_record(
         ]
     if variant:
         triples.append(T(record, vocab.VARIANT, L(variant)))
+    if locale is not None:
+        triples.append(T(record, vocab.REQUESTED_LOCALE, L(locale)))
     if explored is not None:
         triples.append(T(record, vocab.EXPLORED, L("true" if explored else "false", datatype=vocab.XSD_BOOLEAN)))
     for iri in dict.fromkeys(used):
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(iri)))
-    triples.append(T(record, vocab.CANDIDATES, candidates_literal(candidates, shown, propensities)))
+    contents = contents or {}
+    triples.append(T(record, vocab.CANDIDATES, candidates_literal(candidates, shown, propensities, contents)))
     # The shown steps as nodes too, so that lineage queries join them (step, score, rank); the rest of what a
     # candidate says (rule and model score, propensity, reasons) is in the candidate set above.
     for i, scored in enumerate(candidates, start=1):
@@ -91,6 +99,11 @@ def decision_record(
             T(node, vocab.SCORE, _double(scored.score)),
             T(node, vocab.RANK, L(str(shown[scored.step]), datatype=vocab.XSD_INTEGER)),
         ]
+        if scored.step in contents:
+            source, _, version = contents[scored.step]
+            if source is not None:
+                triples.append(T(node, vocab.SHOWN_CONTENT, ox.NamedNode(source)))
+            triples.append(T(node, vocab.CONTENT_VERSION, L(version)))
     return triples
 
 
@@ -105,15 +118,21 @@ class RecordedCandidate:
     rank: int | None = None
     propensity: float | None = None
     reasons: list[str] = field(default_factory=list)
+    locale: str | None = None  # the locale its content was served in, when shown
+    content_version: str | None = None
 
 
 def candidates_literal(
-    candidates: Sequence[Candidate], shown: Mapping[str, int], propensities: Mapping[str, float] | None
+    candidates: Sequence[Candidate],
+    shown: Mapping[str, int],
+    propensities: Mapping[str, float] | None,
+    contents: Mapping[str, tuple[str | None, str, str]] | None = None,
 ) -> ox.Literal:
     """Return a decision's candidate set as one ``rdf:JSON`` literal: an array in ranking order of objects with
     ``step`` (IRI), ``score``, ``ruleScore``, ``modelScore`` (when the model scored it) and, for a shown step,
-    ``rank``, ``reasons`` and ``propensity`` (when its policy version explores). Keys are sorted, so that the
-    same candidates give the same literal."""
+    ``rank``, ``reasons``, ``propensity`` (when its policy version explores), and ``locale`` and ``content``
+    (the content version) of what it was shown with. Keys are sorted, so that the same candidates give the
+    same literal."""
     entries = []
     for scored in candidates:
         entry: dict = {"step": scored.step, "score": float(scored.score), "ruleScore": float(scored.rule_score)}
@@ -124,6 +143,8 @@ def candidates_literal(
             entry["reasons"] = list(scored.reasons)
             if propensities is not None:
                 entry["propensity"] = float(propensities[scored.step])
+            if contents and scored.step in contents:
+                _, entry["locale"], entry["content"] = contents[scored.step]
         entries.append(entry)
     return ox.Literal(json.dumps(entries, sort_keys=True, separators=(",", ":")), datatype=vocab.RDF_JSON)
 
@@ -139,6 +160,8 @@ def read_candidates(text: str) -> list[RecordedCandidate]:
             entry.get("rank"),
             entry.get("propensity"),
             list(entry.get("reasons", [])),
+            entry.get("locale"),
+            entry.get("content"),
         )
         for entry in json.loads(text)
     ]

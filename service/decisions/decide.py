@@ -27,6 +27,7 @@ from service.experiments.exposure import exposed
 from service.experiments.flags import segment_of
 from service.knowledge import vocab
 from service.knowledge.catalog import Catalog
+from service.knowledge.content import ServedContent, parse_locale
 from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import bound
 from service.metrics import CANDIDATES, DECISIONS
@@ -53,6 +54,8 @@ class Recommendation:
     # Set when the policy version explores: each shown step's position-wise propensity, and whether it explored.
     propensities: list[float] | None = None
     explored: bool = False
+    locale: str | None = None  # the locale the client asked for
+    contents: dict[str, ServedContent] = field(default_factory=dict)  # what each shown step was shown with
 
 
 def next_steps(
@@ -63,14 +66,16 @@ def next_steps(
     limit: int = 5,
     policy_id: str = "default",
     model: Scorer | None = None,
+    locale: str | None = None,
 ) -> Recommendation:
-    """Decide, explain and record the user's next steps on a channel."""
+    """Decide, explain and record the user's next steps on a channel, with their content for a locale."""
     if channel not in runtime.knowledge.codes.channels:
         raise InvalidInput("channel", f"unknown channel {channel!r}")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
+    locale = parse_locale(locale)
     with tracer.start_as_current_span("decide", attributes={"channel": channel, "limit": limit}) as span:
-        rec = _decide(runtime, user_id, channel=channel, limit=limit, policy_id=policy_id, model=model)
+        rec = _decide(runtime, user_id, channel=channel, limit=limit, policy_id=policy_id, model=model, locale=locale)
         span.set_attribute("decision_id", rec.decision_id)
     DECISIONS.labels(rec.policy_version, rec.variant or "", str(rec.personalized).lower()).inc()
     CANDIDATES.observe(len(rec.candidates))
@@ -89,7 +94,14 @@ def next_steps(
 
 
 def _decide(
-    runtime: Runtime, user_id: str, *, channel: str, limit: int, policy_id: str, model: Scorer | None
+    runtime: Runtime,
+    user_id: str,
+    *,
+    channel: str,
+    limit: int,
+    policy_id: str,
+    model: Scorer | None,
+    locale: str | None,
 ) -> Recommendation:
     started = now()
     user = require_user(runtime, user_id)
@@ -157,6 +169,8 @@ def _decide(
         limit=limit,
         propensities=shown.propensities if policy.exploration_rate else None,
         explored=shown.explored,
+        locale=locale,
+        contents=_contents(catalog, shown.steps, channel_iri, locale),
     )
     record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
     triples = decision_triples(
@@ -181,6 +195,12 @@ def _decide(
     if assignment is not None and assignment.new:
         exposed(runtime, assignment, stored.pseudonym, started)
     return recommendation
+
+
+def _contents(catalog: Catalog, steps: list[Scored], channel_iri: str, locale: str | None) -> dict[str, ServedContent]:
+    """Return what each shown step is shown with on the channel (every candidate is on it)."""
+    served = {s.step: catalog.content(s.step, channel_iri, locale) for s in steps if s.step in catalog.entities}
+    return {step: content for step, content in served.items() if content is not None}
 
 
 def context_of(stored: Profile, history: list, *, channel_iri: str, personalized: bool, catalog: Catalog) -> Context:
@@ -259,6 +279,8 @@ def decision_triples(
         if rec.propensities
         else None,
         explored=rec.explored if rec.propensities else None,
+        locale=rec.locale,
+        contents={step: (c.source, c.locale, c.version) for step, c in rec.contents.items()},
     )
 
 
@@ -275,6 +297,7 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
     head = rows[0]
     candidates: dict[str, Scored] = {}
     ranks: dict[str, int] = {}
+    shown_with: dict[str, tuple[str | None, str]] = {}  # step -> (locale served, content version)
     if head["candidates"] is not None:
         for recorded in read_candidates(head["candidates"].value):
             candidates[recorded.step] = Scored(
@@ -282,6 +305,8 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
             )
             if recorded.rank is not None:
                 ranks[recorded.step] = recorded.rank
+            if recorded.content_version is not None:
+                shown_with[recorded.step] = (recorded.locale, recorded.content_version)
     for row in rows:  # a record written before candidate sets: one row per candidate node and reason
         if row["candidate"] is None:
             continue
@@ -304,6 +329,14 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
         code for code, iri in runtime.knowledge.codes.channels.items() if iri == bound(head, "channel").value
     )
     policy = runtime.knowledge.policies.get(bound(head, "policy").value)
+    catalog = runtime.knowledge.catalog
+    contents = {}
+    for step, (tag, version) in shown_with.items():  # what the catalog shows now, where it is what was shown
+        served = (
+            catalog.content(step, runtime.knowledge.codes.channels[channel], tag) if step in catalog.entities else None
+        )
+        if served is not None and served.version == version:
+            contents[step] = served
     return Recommendation(
         decision_id=decision_id,
         steps=[s for s in ordered if s.step in ranks],
@@ -314,4 +347,5 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
         candidates=ordered,
         at=parse_datetime(bound(head, "at").value),
         channel=channel,
+        contents=contents,
     )

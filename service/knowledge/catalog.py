@@ -14,6 +14,7 @@ import pyoxigraph as ox
 
 from service.errors import NotFound
 from service.knowledge import vocab
+from service.knowledge.content import ContentInfo, ServedContent, Texts, serve
 from service.knowledge.store import GraphStore, bound, value
 
 
@@ -36,6 +37,9 @@ class StepInfo(Entity):
     plans: list[str] = field(default_factory=list)
     impact: list[str] = field(default_factory=list)  # its wf:impactArea values: a high-impact step when any
     depth: int = 0
+    contents: dict[str | None, ContentInfo] = field(default_factory=dict)  # by channel IRI; None: every channel
+    labels: dict[str, str] = field(default_factory=dict)  # language tag ("" for none) -> rdfs:label, title's first
+    comments: dict[str, str] = field(default_factory=dict)  # language tag -> rdfs:comment
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Catalog:
     parents: dict[str, list[str]] = field(default_factory=dict)
     includes: dict[str, list[str]] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=dict)  # API code -> channel IRI (the ontology's wf:channelCode)
+    default_language: str | None = None  # wf:defaultLanguage: where content falls back to
 
     @property
     def steps(self) -> list[StepInfo]:
@@ -98,6 +103,21 @@ class Catalog:
     def under(self, feature_iri: str, area_iri: str) -> bool:
         return feature_iri == area_iri or area_iri in self.areas(feature_iri)
 
+    def content(self, step_iri: str, channel_iri: str, locale: str | None) -> ServedContent | None:
+        """Return what a step shows on a channel for a locale (``service.knowledge.content``); None where the
+        step is not on that channel. ``locale`` is a well-formed tag (``content.parse_locale``) or None."""
+        step = self.step(step_iri)
+        if channel_iri not in step.channels:
+            return None
+        return serve(
+            step.contents,
+            channel=channel_iri,
+            locale=locale,
+            default=self.default_language or "",
+            labels=step.labels,
+            comments=step.comments,
+        )
+
     def channel_code(self, channel_iri: str) -> str:
         """Return the API code of a channel."""
         return next(code for code, iri in self.channels.items() if iri == channel_iri)
@@ -112,12 +132,14 @@ def read_catalog(store: GraphStore, queries: Mapping[str, str], *, channels: Map
     known_channels = set(channels.values())
     labels: dict[str, tuple[int, str]] = {}
     kinds: dict[str, str] = {}
+    all_labels: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
     for row in store.select(queries["catalog-entities"]):
         iri, kind = bound(row, "entity").value, vocab.local_id(bound(row, "class").value)
         kinds.setdefault(iri, kind)
         label = row["label"]
         if isinstance(label, ox.Literal):
             rank = 0 if label.language in (None, "en") else 1
+            all_labels[iri].append((rank, label.value, label.language or ""))
             if iri not in labels or (rank, label.value) < labels[iri]:
                 labels[iri] = (rank, label.value)
     for iri, kind in kinds.items():
@@ -125,6 +147,18 @@ def read_catalog(store: GraphStore, queries: Mapping[str, str], *, channels: Map
         entity = cls(iri=iri, id=vocab.local_id(iri), kind=kind, title=labels.get(iri, (0, vocab.local_id(iri)))[1])
         catalog.entities[iri] = entity
         catalog.by_id[kind][entity.id] = entity
+    for row in store.select(queries["catalog-language"]):
+        catalog.default_language = bound(row, "language").value
+    for step in catalog.by_id["Step"].values():
+        if isinstance(step, StepInfo):
+            for _, text, tag in sorted(all_labels[step.iri]):  # the title's label first
+                step.labels.setdefault(tag, text)
+    for row in store.select(queries["catalog-step-comments"]):
+        comment = row["comment"]
+        subject = catalog.entities.get(bound(row, "step").value)
+        if isinstance(subject, StepInfo) and isinstance(comment, ox.Literal):
+            subject.comments.setdefault(comment.language or "", comment.value)
+    _read_contents(catalog, store, queries)
     for row in store.select(queries["catalog-steps"]):
         step = catalog.step(bound(row, "step").value)
         order, channel, impact = value(row, "order"), value(row, "channel"), value(row, "impact")
@@ -158,6 +192,31 @@ def read_catalog(store: GraphStore, queries: Mapping[str, str], *, channels: Map
     for step in steps:
         step.depth = _depth(catalog, step.iri, set())
     return catalog
+
+
+def _read_contents(catalog: Catalog, store: GraphStore, queries: Mapping[str, str]) -> None:
+    """Attach each step's contents (texts by language) to the catalog view."""
+    parts: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))  # content -> lang -> texts
+    for row in store.select(queries["catalog-content"]):
+        step = catalog.entities.get(bound(row, "step").value)
+        text = row["text"]
+        if not isinstance(step, StepInfo) or not isinstance(text, ox.Literal) or not text.language:
+            continue
+        iri = bound(row, "content").value
+        channel = value(row, "channel")
+        info = step.contents.setdefault(channel, ContentInfo(iri=iri, channel=channel))
+        if info.iri != iri:  # two contents for one channel: the shapes refuse it; keep the first
+            continue
+        info.link, info.media = value(row, "link"), value(row, "media")
+        parts[iri][text.language].setdefault(bound(row, "property").value, text.value)
+    for step in catalog.by_id["Step"].values():
+        if isinstance(step, StepInfo):
+            for info in step.contents.values():
+                info.texts = {
+                    tag: Texts(t["headline"], t["body"], t["ctaLabel"])
+                    for tag, t in parts[info.iri].items()
+                    if {"headline", "body", "ctaLabel"} <= t.keys()  # a half-translated language is never served
+                }
 
 
 def _depth(catalog: Catalog, iri: str, visiting: set[str]) -> int:

@@ -22,7 +22,12 @@ def records(runtime) -> int:
 
 @pytest.mark.parametrize(
     ("arguments", "field"),
-    [({"channel": "FAX"}, "channel"), ({"limit": 0}, "limit"), ({"limit": decide.MAX_LIMIT + 1}, "limit")],
+    [
+        ({"channel": "FAX"}, "channel"),
+        ({"limit": 0}, "limit"),
+        ({"limit": decide.MAX_LIMIT + 1}, "limit"),
+        ({"locale": "pt_BR"}, "locale"),
+    ],
 )
 def test_a_bad_request_is_refused_before_anything_is_read_or_recorded(runtime, arguments, field):
     register(runtime)

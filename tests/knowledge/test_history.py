@@ -33,8 +33,8 @@ def edited_catalog(tmp_path, old: str, new: str):
 
 
 # The product tour moves from first to last in the default journey: the journey term of its score changes.
-TOUR_FIRST = "wf:introduces demo:analytics-workspace ;\n    wf:availableOn wf:Web, wf:Mobile, wf:InApp ;\n    wf:defaultOrder 10 ."
-TOUR_LAST = TOUR_FIRST.replace("wf:defaultOrder 10 .", "wf:defaultOrder 315 .")
+TOUR_FIRST = "wf:introduces demo:analytics-workspace ;\n    wf:availableOn wf:Web, wf:Mobile, wf:InApp ;\n    wf:defaultOrder 10 ;"
+TOUR_LAST = TOUR_FIRST.replace("wf:defaultOrder 10 ;", "wf:defaultOrder 315 ;")
 
 
 def test_every_load_records_a_version_with_who_when_and_its_hash(runtime, tmp_path):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import strawberry
 
-from service.api.types.catalog import Channel, Step, step_of
+from service.api.types.catalog import Channel, Step, StepContent, content_of, step_of
 from service.decisions.ranking import Scored
 from service.knowledge.catalog import Catalog
+from service.knowledge.content import ServedContent
 
 
 @strawberry.type
@@ -17,6 +19,11 @@ class RankedStep:
     rank: int
     score: float
     reasons: list[str]
+    content: StepContent | None = strawberry.field(
+        default=None,
+        description="What the decision showed the step with (its content version is in the record); null for a "
+        "candidate that was not shown, and on a past decision whose content the catalog no longer holds",
+    )
 
 
 @strawberry.type
@@ -42,9 +49,18 @@ class Decision:
     candidates: list[RankedStep]
 
 
-def ranked_of(catalog: Catalog, scored: list[Scored]) -> list[RankedStep]:
+def ranked_of(
+    catalog: Catalog, scored: list[Scored], contents: Mapping[str, ServedContent] | None = None
+) -> list[RankedStep]:
+    contents = contents or {}
     return [
-        RankedStep(step=step_of(catalog, catalog.step(s.step)), rank=i, score=s.score, reasons=s.reasons)
+        RankedStep(
+            step=step_of(catalog, catalog.step(s.step)),
+            rank=i,
+            score=s.score,
+            reasons=s.reasons,
+            content=content_of(contents.get(s.step)),
+        )
         for i, s in enumerate(scored, start=1)
         if s.step in catalog.entities
     ]
