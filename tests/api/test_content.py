@@ -58,6 +58,14 @@ def test_next_steps_shows_the_content_of_the_locale_and_the_record_names_its_ver
         assert content_iri.endswith(shown["step"]["id"] + "-content")
         assert version == shown["content"]["version"]
 
+    # The auditors' lineage query says the same, with the catalog version that holds the texts.
+    lineage = runtime.store.select(runtime.queries["lineage/decision-content"].bind(decision=decision))
+    assert list(dict.fromkeys((vocab.local_id(r["step"].value), r["contentVersion"].value) for r in lineage)) == [
+        (s["step"]["id"], s["content"]["version"]) for s in rec["steps"]
+    ]
+    assert {r["requestedLocale"].value for r in lineage} == {"pt-BR"}
+    assert vocab.catalog_graph("demo").value in {r["catalogGraph"].value for r in lineage}
+
     # Read back, the decision shows what it showed.
     again = client.data(DECISION, {"id": rec["decisionId"]})["decision"]
     assert [s["content"]["version"] for s in again["steps"]] == [s["content"]["version"] for s in rec["steps"]]
