@@ -33,9 +33,11 @@ Methods, on the same split:
 - ``popularity``: ratings among the training users;
 - ``occupation_popularity``: the same among the training users of the test user's occupation
   (popularity breaks ties);
-- ``recbole_lightgcn`` and ``recbole_kgat``: RecBole 1.2.1's own LightGCN and KGAT, run by
+- ``recbole_lightgcn``, ``recbole_kgat`` and ``recbole_cke``: RecBole 1.2.1's own LightGCN and
+  the knowledge-aware KGAT and CKE (on the same Freebase graph), run by
   ``bench/gnn/recbole_runner.py`` in a separate environment (``bench/gnn/recbole-env.sh``:
-  RecBole 1.2.1 needs numpy < 2 and the old ``torch.load`` default). They are transductive:
+  RecBole 1.2.1 needs numpy < 2, scipy < 1.12 and the old ``torch.load`` default; KGAT needs
+  DGL, whose ``edge_subgraph(preserve_nodes=)`` the runner forwards to ``relabel_nodes=``). They are transductive:
   they train on every rating of the training users plus the given ratings of the
   validation and test users (the same information the GNN has about them), with RecBole's
   early stopping on the validation users' other ratings. Skipped, and said so, where that
@@ -87,8 +89,8 @@ INSIDE = "recbole/dataset_example/ml-100k/ml-100k"
 BASE = "https://w3id.org/wayfinder/bench/movielens/"
 CATALOG = ox.NamedNode(BASE + "catalog")
 K = 20
-METHODS = ("gnn", "popularity", "occupation_popularity", "recbole_lightgcn", "recbole_kgat")
-RECBOLE = {"recbole_lightgcn": "LightGCN", "recbole_kgat": "KGAT"}
+METHODS = ("gnn", "popularity", "occupation_popularity", "recbole_lightgcn", "recbole_kgat", "recbole_cke")
+RECBOLE = {"recbole_lightgcn": "LightGCN", "recbole_kgat": "KGAT", "recbole_cke": "CKE"}
 
 
 @dataclass
