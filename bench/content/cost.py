@@ -12,7 +12,8 @@ users, so that both see the same machine:
   for ``content { locale headline body ctaLabel link }`` of each step where the catalog has
   content, and for the steps alone where it has none.
 
-Reported: p50 and p99 of each, and the ratio with content / without (the issue's bar is
+Reported: p50 and p99 of each, the ratio with content / without, and how many quads one
+decision record adds to the store in each (the issue's bar is
 1.2x, with pacing too; pacing is not built yet).
 
     .venv/bin/python -m bench.content.cost --requests 1500 --out bench/content/results/cost.json
@@ -82,6 +83,11 @@ def main(argv: list[str] | None = None) -> None:
         assert runtimes["with"].catalog.steps[0].contents and not runtimes["without"].catalog.steps[0].contents
         users = list(USERS)
         schema = build_schema()
+        quads_per_decision = {}
+        for variant, runtime in runtimes.items():  # what one decision record adds to the store, with 5 steps returned
+            before = len(runtime.store)
+            decide.next_steps(runtime, "maya", limit=5, locale="pt-BR" if variant == "with" else None)
+            quads_per_decision[variant] = len(runtime.store) - before
         seconds: dict[str, list[float]] = {f"{kind}_{v}": [] for kind in ("decide", "graphql") for v in runtimes}
         for i in range(args.requests + 50):  # the first 50 of each warm up and are not counted
             user = users[i % len(users)]
@@ -126,11 +132,13 @@ def main(argv: list[str] | None = None) -> None:
         for kind in ("decide", "graphql")
     ]
     text = lib.table(["request", "p50 without", "p50 with", "ratio", "p99 without", "p99 with", "ratio"], rows)
+    text += f"\n\nQuads one decision adds (5 steps returned): {quads_per_decision['without']} without content, "
+    text += f"{quads_per_decision['with']} with.\n"
     print(text)
     out = lib.write_result(
         args.out.parent,
         args.out.stem,
-        {"requests": args.requests, "summary": summary, "ratios": ratios},
+        {"requests": args.requests, "summary": summary, "ratios": ratios, "quads_per_decision": quads_per_decision},
         markdown=text,
         command=command,
     )
