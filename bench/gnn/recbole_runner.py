@@ -32,10 +32,14 @@ from typing import Any
 
 os.environ.setdefault("DGLBACKEND", "pytorch")  # else dgl writes ~/.dgl/config.json on import
 import torch
-from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_model, get_trainer, init_logger, init_seed
-from recbole.utils.case_study import full_sort_topk
+
+try:
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+    from recbole.utils.case_study import full_sort_topk
+except ImportError:  # the service's environment, which only imports this module: it runs in var/recbole-env
+    Config = None
 
 K = 20
 MODELS = ("LightGCN", "KGAT", "CKE")
@@ -155,6 +159,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if Config is None:
+        sys.exit(
+            "recbole_runner: RecBole is not installed here; run it with var/recbole-env/bin/python "
+            "(build it with bash bench/gnn/recbole-env.sh)"
+        )
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="directory holding NAME/NAME.*.inter")
     parser.add_argument("--dataset", required=True, help="NAME of the atomic files")
