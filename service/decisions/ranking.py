@@ -175,6 +175,10 @@ def _matches(rule: Rule, step: StepInfo, context: Context, catalog: Catalog) -> 
         catalog.under(used, area) for used in context.used_features for area in c["whenUsedFeature"]
     ):
         return False
+    if c.get("whenReachedValue") and (c["whenReachedValue"][0] in ("true", "1")) != catalog.reached_value(
+        context.used_features
+    ):
+        return False
     if c.get("targetStep") and step.iri not in c["targetStep"]:
         return False
     if c.get("targetFeature") and not any(

@@ -50,6 +50,7 @@ class Catalog:
     includes: dict[str, list[str]] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=dict)  # API code -> channel IRI (the ontology's wf:channelCode)
     default_language: str | None = None  # wf:defaultLanguage: where content falls back to
+    value_moments: set[str] = field(default_factory=set)  # features marked wf:valueMoment true
 
     @property
     def steps(self) -> list[StepInfo]:
@@ -100,6 +101,10 @@ class Catalog:
                     frontier.append(lower)
         return seen
 
+    def reached_value(self, used_features: list[str]) -> bool:
+        """Return whether any of these used features is a value moment: the user has reached first value."""
+        return any(f in self.value_moments for f in used_features)
+
     def under(self, feature_iri: str, area_iri: str) -> bool:
         return feature_iri == area_iri or area_iri in self.areas(feature_iri)
 
@@ -149,6 +154,7 @@ def read_catalog(store: GraphStore, queries: Mapping[str, str], *, channels: Map
         catalog.by_id[kind][entity.id] = entity
     for row in store.select(queries["catalog-language"]):
         catalog.default_language = bound(row, "language").value
+    catalog.value_moments = {bound(row, "feature").value for row in store.select(queries["catalog-value-moments"])}
     for step in catalog.by_id["Step"].values():
         if isinstance(step, StepInfo):
             for _, text, tag in sorted(all_labels[step.iri]):  # the title's label first

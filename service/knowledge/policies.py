@@ -22,7 +22,7 @@ from service.errors import NotFound, SyntaxProblem
 from service.knowledge import vocab
 from service.knowledge.store import GraphStore, Row, bound, value
 
-PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature")
+PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature", "whenReachedValue")
 OLDER_ONTOLOGY = "or the store's ontology is older than ontology/wayfinder.ttl: reload it (wayfinder migrate)"
 
 
