@@ -28,7 +28,6 @@ import numpy as np
 import pyoxigraph as ox
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from embeddings.evidence import segment_counts
 from embeddings.export import Export
@@ -125,7 +124,7 @@ def usage_scores(model: UpliftGNN | UpliftEnsemble, export: Export, users: Tenso
     for member in members:
         member.eval()
         catalog = member.encode_catalog(edges)
-        rows.append(F.log_softmax(member.usage_logits(catalog, member.encode_users(catalog, inputs)), dim=1))
+        rows.append(member.usage_log_probs(catalog, inputs))
     return torch.stack(rows).mean(0).numpy().astype(float)
 
 

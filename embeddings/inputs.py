@@ -58,10 +58,10 @@ def user_inputs(data: HeteroData, users: Tensor) -> UserInputs:
     """Return the model inputs of these exported users (node indices), in the order given."""
     position = torch.full((int(data["user"].num_nodes),), -1, dtype=torch.long)
     position[users] = torch.arange(users.numel())
-    store = data["user", "used", "feature"]
-    used = store.edge_index
+    used_edges = data["user", "used", "feature"]
+    used = used_edges.edge_index
     keep = position[used[0]] >= 0
-    first_at = getattr(store, "first_at", None)
+    first_at = getattr(used_edges, "first_at", None)
     return UserInputs(
         role=_single(data, "hasRole", "role", users),
         industry=_single(data, "hasIndustry", "industry", users),

@@ -192,6 +192,10 @@ class UpliftGNN(nn.Module):
         """Return [users, features] logits of which feature each user uses (the auxiliary task)."""
         return h @ self.feature_out(catalog["feature"]).t()
 
+    def usage_log_probs(self, catalog: dict[str, Tensor], users: UserInputs) -> Tensor:
+        """Return [users, features] log-probabilities of which feature each user uses, from their inputs."""
+        return nn.functional.log_softmax(self.usage_logits(catalog, self.encode_users(catalog, users)), dim=1)
+
     def forward(self, edge_index_dict: dict[EdgeType, Tensor], users: UserInputs) -> tuple[Tensor, Tensor]:
         """Return the [users, steps] uplift matrix and the users' base log-odds."""
         catalog = self.encode_catalog(edge_index_dict)

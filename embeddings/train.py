@@ -127,11 +127,12 @@ def mask_used(
     a user with k or fewer keeps all but their last.
     """
     n = users.used_user.numel()
-    key = torch.rand(n, generator=generator).to(torch.float64)
-    if keep is not None and users.used_at is not None:
-        key = torch.argsort(torch.argsort(users.used_at, stable=True)).to(torch.float64) / max(n, 1)
-    order = torch.argsort(key + users.used_user.to(torch.float64) * 2.0)
-    grouped = users.used_user[order]  # each user's events together, in key order
+    if keep is not None and users.used_at is not None:  # each user's events by time
+        by_time = torch.argsort(users.used_at, stable=True)
+        order = by_time[torch.argsort(users.used_user[by_time], stable=True)]
+    else:  # each user's events in random order
+        order = torch.argsort(torch.rand(n, generator=generator) + users.used_user.to(torch.float64) * 2.0)
+    grouped = users.used_user[order]  # each user's events together
     counts = torch.bincount(grouped, minlength=users.size)
     rank = torch.arange(n) - (counts.cumsum(0) - counts)[grouped]
     if keep is None:
@@ -157,8 +158,7 @@ def usage_loss(
 ) -> Tensor:
     """Return the cross-entropy of the hidden used features given the rest (the auxiliary task, or the usage objective)."""
     rest, who, target = mask_used(users, generator, keep)
-    log_p = F.log_softmax(model.usage_logits(catalog, model.encode_users(catalog, rest)), dim=1)
-    return -log_p[who, target].mean()
+    return -model.usage_log_probs(catalog, rest)[who, target].mean()
 
 
 def activation_loss(uplift: Tensor, base: Tensor, completed: Tensor, activated: Tensor) -> Tensor:

@@ -214,7 +214,8 @@ def fold_users(ml: MovieLens, *, folds: int, seed: int) -> list[list[str]]:
 def run_fold(ml: MovieLens, catalog: list[ox.Quad], test: list[str], args: argparse.Namespace, workdir: Path) -> dict:
     """Train and rank on one fold; return per-user metrics of every method and the timings."""
     rng = np.random.default_rng([args.seed, len(test), int(test[0])])
-    others = [u for u in sorted(ml.ratings, key=int) if u not in set(test)]
+    cold = set(test)
+    others = [u for u in sorted(ml.ratings, key=int) if u not in cold]
     n_val = int(round(len(others) * args.validation))
     picked = set(rng.choice(len(others), size=n_val, replace=False).tolist())
     validation = [u for i, u in enumerate(others) if i in picked]
@@ -225,15 +226,14 @@ def run_fold(ml: MovieLens, catalog: list[ox.Quad], test: list[str], args: argpa
     store = ox.Store()
     quads = list(catalog)
     for user in ml.ratings:
-        quads += user_quads(user_of(ml, user, ml.ratings[user][: args.given] if user in test else ml.ratings[user]))
+        quads += user_quads(user_of(ml, user, ml.ratings[user][: args.given] if user in cold else ml.ratings[user]))
     store.extend(quads)
     export = export_graph(store)
     timings["export_s"] = time.perf_counter() - t
     users = export.index["user"]
     index = lambda group: torch.tensor(sorted(users[f"{vocab.USER_BASE}ml-{u}"] for u in group))  # noqa: E731
     split = Split(train=index(train), validation=index(validation), test=index(test))
-    test_order = [int(u.rsplit("ml-", 1)[1]) for u in (export.iris("user")[i] for i in split.test.tolist())]
-    test_users = [str(u) for u in test_order]
+    test_users = [export.iris("user")[i].rsplit("ml-", 1)[1] for i in split.test.tolist()]
 
     features = export.index["feature"]
     columns = np.array([features[item_iri(item)] for item in ml.items])

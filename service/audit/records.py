@@ -29,6 +29,19 @@ class Candidate(Protocol):
     reasons: list[str]
 
 
+class Shown(Protocol):
+    """What a shown step was shown with (``service.knowledge.content.ServedContent``)."""
+
+    @property
+    def source(self) -> str | None: ...  # the content's IRI; None where the step's label was shown
+
+    @property
+    def locale(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+
 def decision_record(
     record: ox.NamedNode,
     *,
@@ -47,7 +60,7 @@ def decision_record(
     propensities: Mapping[str, float] | None = None,
     explored: bool | None = None,
     locale: str | None = None,
-    contents: Mapping[str, tuple[str | None, str, str]] | None = None,
+    contents: Mapping[str, Shown] | None = None,
 ) -> list[ox.Triple]:
     """Return the record of a decision: context, what it used, every candidate, and the ``shown`` steps' ranks
     (and, when its policy version explores, their propensities and whether the slate was the random one).
@@ -100,10 +113,10 @@ def decision_record(
             T(node, vocab.RANK, L(str(shown[scored.step]), datatype=vocab.XSD_INTEGER)),
         ]
         if scored.step in contents:
-            source, _, version = contents[scored.step]
-            if source is not None:
-                triples.append(T(node, vocab.SHOWN_CONTENT, ox.NamedNode(source)))
-            triples.append(T(node, vocab.CONTENT_VERSION, L(version)))
+            shown_with = contents[scored.step]
+            if shown_with.source is not None:
+                triples.append(T(node, vocab.SHOWN_CONTENT, ox.NamedNode(shown_with.source)))
+            triples.append(T(node, vocab.CONTENT_VERSION, L(shown_with.version)))
     return triples
 
 
@@ -126,7 +139,7 @@ def candidates_literal(
     candidates: Sequence[Candidate],
     shown: Mapping[str, int],
     propensities: Mapping[str, float] | None,
-    contents: Mapping[str, tuple[str | None, str, str]] | None = None,
+    contents: Mapping[str, Shown] | None = None,
 ) -> ox.Literal:
     """Return a decision's candidate set as one ``rdf:JSON`` literal: an array in ranking order of objects with
     ``step`` (IRI), ``score``, ``ruleScore``, ``modelScore`` (when the model scored it) and, for a shown step,
@@ -144,7 +157,7 @@ def candidates_literal(
             if propensities is not None:
                 entry["propensity"] = float(propensities[scored.step])
             if contents and scored.step in contents:
-                _, entry["locale"], entry["content"] = contents[scored.step]
+                entry["locale"], entry["content"] = contents[scored.step].locale, contents[scored.step].version
         entries.append(entry)
     return ox.Literal(json.dumps(entries, sort_keys=True, separators=(",", ":")), datatype=vocab.RDF_JSON)
 

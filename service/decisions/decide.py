@@ -280,7 +280,7 @@ def decision_triples(
         else None,
         explored=rec.explored if rec.propensities else None,
         locale=rec.locale,
-        contents={step: (c.source, c.locale, c.version) for step, c in rec.contents.items()},
+        contents=rec.contents,
     )
 
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from service.errors import InvalidInput
 
@@ -56,7 +57,7 @@ class ServedContent:
     media: str | None
     source: str | None  # the content's IRI; None where the step's label was shown
 
-    @property
+    @cached_property
     def version(self) -> str:
         """Return the SHA-256 of what was shown (not of where it came from)."""
         shown = {k: v for k, v in asdict(self).items() if k != "source"}
