@@ -8,7 +8,9 @@ Every time the service records (consent, events, decisions, experiments) comes f
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
+import zoneinfo
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -86,3 +88,16 @@ def datetime_literal(value: datetime) -> ox.Literal:
 
 def parse_datetime(text: str) -> datetime:
     return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def time_zone(name: str) -> zoneinfo.ZoneInfo:
+    """Return the IANA time zone of that name (``Europe/Lisbon``, ``UTC``); ValueError for a name the database
+    does not hold (only its names are looked up, never a path)."""
+    if name not in _zone_names():
+        raise ValueError(f"{name!r} is not an IANA time zone name (such as Europe/Lisbon or UTC)")
+    return zoneinfo.ZoneInfo(name)

@@ -32,7 +32,7 @@ from service.api.permissions import (
     OPERATOR,
 )
 from service.api.types.catalog import Channel, Step, runtime_of, step_of
-from service.api.types.decisions import Decision, Recommendation, ranked_of
+from service.api.types.decisions import Decision, Recommendation, held_back_of, ranked_of
 from service.api.types.experiments import (
     Experiment,
     ExperimentInput,
@@ -107,6 +107,7 @@ class Query:
             policy_version=rec.policy_version,
             model_version=rec.model_version,
             variant=rec.variant,
+            held_back=held_back_of(runtime.catalog, rec.held_back),
         )
 
     @strawberry.field(permission_classes=CLIENT_OR_AUDITOR)
@@ -137,6 +138,7 @@ class Query:
             variant=rec.variant,
             steps=ranked_of(runtime.catalog, rec.steps, rec.contents),
             candidates=ranked_of(runtime.catalog, rec.candidates, rec.contents),
+            held_back=held_back_of(runtime.catalog, rec.held_back),
         )
 
     @strawberry.field(
@@ -244,6 +246,7 @@ class Mutation:
                 consents=[p.value for p in input.consents],
                 at=input.at,
                 protected_group=str(input.protected_group) if input.protected_group is not None else None,
+                time_zone=input.time_zone,
             ),
         )
         return user_of(profile)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pyoxigraph as ox
 
-from service.clock import datetime_literal
+from service.clock import datetime_literal, parse_datetime
 from service.knowledge import vocab
 
 
@@ -42,6 +42,19 @@ class Shown(Protocol):
     def version(self) -> str: ...
 
 
+class Held(Protocol):
+    """What pacing held back (``service.decisions.holdback.Hold``): a step, or the whole decision (step None)."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def until(self) -> datetime | None: ...
+
+    @property
+    def step(self) -> str | None: ...
+
+
 def decision_record(
     record: ox.NamedNode,
     *,
@@ -61,12 +74,16 @@ def decision_record(
     explored: bool | None = None,
     locale: str | None = None,
     contents: Mapping[str, Shown] | None = None,
+    held_back: Sequence[Held] = (),
+    paced_limit: int | None = None,
 ) -> list[ox.Triple]:
     """Return the record of a decision: context, what it used, every candidate, and the ``shown`` steps' ranks
     (and, when its policy version explores, their propensities and whether the slate was the random one).
 
     ``locale`` is the locale the client asked for; ``contents`` maps a shown step to what it was shown with:
-    the content's IRI (None for the step's label), the locale served and the content version.
+    the content's IRI (None for the step's label), the locale served and the content version. ``held_back`` is
+    what pacing held back (one ``wf:heldBack`` literal, :func:`held_back_literal`) and ``paced_limit`` how many
+    steps it let the decision show, where that is fewer than ``limit``.
 
     ``channel``, ``policy``, ``model`` and ``used`` are IRIs. Every candidate is in one ``wf:candidates`` literal
     (:func:`candidates_literal`); each shown one is also a node with its step, score and rank (a ``wf:RankedCandidate`` by the range of
@@ -100,6 +117,10 @@ def decision_record(
         triples.append(T(record, vocab.PROV_USED, ox.NamedNode(iri)))
     contents = contents or {}
     triples.append(T(record, vocab.CANDIDATES, candidates_literal(candidates, shown, propensities, contents)))
+    if held_back:
+        triples.append(T(record, vocab.HELD_BACK, held_back_literal(held_back)))
+    if paced_limit is not None and paced_limit < limit:
+        triples.append(T(record, vocab.PACED_LIMIT, L(str(paced_limit), datatype=vocab.XSD_INTEGER)))
     # The shown steps as nodes too, so that lineage queries join them (step, score, rank); the rest of what a
     # candidate says (rule and model score, propensity, reasons) is in the candidate set above.
     for i, scored in enumerate(candidates, start=1):
@@ -175,6 +196,42 @@ def read_candidates(text: str) -> list[RecordedCandidate]:
             list(entry.get("reasons", [])),
             entry.get("locale"),
             entry.get("content"),
+        )
+        for entry in json.loads(text)
+    ]
+
+
+@dataclass(frozen=True)
+class RecordedHold:
+    """A hold as a decision record keeps it."""
+
+    reason: str
+    until: datetime | None
+    step: str | None
+
+
+def held_back_literal(held: Sequence[Held]) -> ox.Literal:
+    """Return what pacing held back as one ``rdf:JSON`` literal: an array, in the order pacing found them, of
+    objects with ``reason``, ``until`` (a UTC time, absent for a session budget) and ``step`` (IRI, absent for a
+    hold on the whole decision)."""
+    entries = []
+    for hold in held:
+        entry: dict = {"reason": hold.reason}
+        if hold.until is not None:
+            entry["until"] = datetime_literal(hold.until).value
+        if hold.step is not None:
+            entry["step"] = hold.step
+        entries.append(entry)
+    return ox.Literal(json.dumps(entries, sort_keys=True, separators=(",", ":")), datatype=vocab.RDF_JSON)
+
+
+def read_held_back(text: str) -> list[RecordedHold]:
+    """Return the holds of a ``wf:heldBack`` literal's text."""
+    return [
+        RecordedHold(
+            entry["reason"],
+            parse_datetime(entry["until"]) if "until" in entry else None,
+            entry.get("step"),
         )
         for entry in json.loads(text)
     ]

@@ -13,10 +13,11 @@ from datetime import datetime
 
 import pyoxigraph as ox
 
-from service.audit.records import decision_record, read_candidates
+from service.audit.records import decision_record, read_candidates, read_held_back
 from service.clock import now, parse_datetime
-from service.decisions.candidates import candidate_steps
+from service.decisions.candidates import candidate_steps, graph_of
 from service.decisions.consent import current_consents
+from service.decisions.holdback import Hold, history_of, hold_back
 from service.decisions.ranking import Context, Scored, Scorer, rank, serving_model, slate
 from service.decisions.subjects import require_user
 from service.decisions.users import Profile, events, profile
@@ -56,6 +57,8 @@ class Recommendation:
     explored: bool = False
     locale: str | None = None  # the locale the client asked for
     contents: dict[str, ServedContent] = field(default_factory=dict)  # what each shown step was shown with
+    held_back: list[Hold] = field(default_factory=list)  # what pacing held back, and why
+    paced_limit: int | None = None  # how many steps pacing let the decision show, where fewer than ``limit``
 
 
 def next_steps(
@@ -141,7 +144,33 @@ def _decide(
     decision_id = str(uuid.uuid4())
     with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
         ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
-    shown = slate(ranked, limit=limit, exploration_rate=policy.exploration_rate, seed=exploration_seed(decision_id))
+    eligible, paced_limit, held = ranked, limit, []
+    if policy.pacing is not None:
+        with tracer.start_as_current_span("pacing"):
+            history_read = history_of(
+                runtime,
+                user,
+                graph_of(user),
+                pseudonym=stored.pseudonym,
+                pacing=policy.pacing,
+                at=started,
+                time_zone_name=stored.time_zone,
+                registered_at=stored.recorded_at,
+            )
+            paced = hold_back(
+                policy.pacing,
+                ranked,
+                limit=limit,
+                channel=channel_iri,
+                at=started,
+                history=history_read,
+                channel_codes={iri: code for code, iri in knowledge.codes.channels.items()},
+                title=catalog.title,
+            )
+        eligible, paced_limit, held = paced.eligible, paced.limit, paced.holds
+    shown = slate(
+        eligible, limit=paced_limit, exploration_rate=policy.exploration_rate, seed=exploration_seed(decision_id)
+    )
 
     # What the decision read: the consent state, the eligibility facts (role, plan,
     # step events) and, when personalised, the rest of the profile and behaviour.
@@ -154,6 +183,7 @@ def _decide(
         for e in history
         if e.type in ("STEP_COMPLETED", "STEP_DISMISSED") or personalized and e.type == "FEATURE_USED"
     ]
+    used += [iri for hold in held for iri in hold.evidence]  # the past decisions and events pacing held back by
     used += knowledge.versions.values()  # the catalog and policy versions: the decision can be re-derived later
 
     recommendation = Recommendation(
@@ -171,6 +201,8 @@ def _decide(
         explored=shown.explored,
         locale=locale,
         contents=_contents(catalog, shown.steps, channel_iri, locale),
+        held_back=held,
+        paced_limit=paced_limit if paced_limit < limit else None,
     )
     record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
     triples = decision_triples(
@@ -281,6 +313,8 @@ def decision_triples(
         explored=rec.explored if rec.propensities else None,
         locale=rec.locale,
         contents=rec.contents,
+        held_back=rec.held_back,
+        paced_limit=rec.paced_limit,
     )
 
 
@@ -348,4 +382,7 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
         at=parse_datetime(bound(head, "at").value),
         channel=channel,
         contents=contents,
+        held_back=[Hold(h.reason, h.until, h.step) for h in read_held_back(head["heldBack"].value)]
+        if head["heldBack"] is not None
+        else [],
     )

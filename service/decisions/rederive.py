@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 
-from service.audit.records import read_candidates
+from service.audit.records import read_candidates, read_held_back
 from service.decisions.decide import UUID_PATTERN, exploration_seed
 from service.decisions.ranking import Context, Scored, Scorer, rank, slate
 from service.errors import InvalidInput, NotFound
@@ -74,6 +74,8 @@ class Recorded:
     candidates: list[tuple[str, float]]  # shown ones first, by rank
     shown: list[str]
     propensities: dict[str, float]  # shown step -> its position-wise propensity, when its policy explored
+    held: frozenset[str] = frozenset()  # the candidates pacing held back
+    paced_limit: int | None = None  # how many steps pacing let it show, where fewer than it was asked for
     conflicts: list[str] = field(default_factory=list)  # where a shown step's node and the candidate set disagree
 
 
@@ -95,6 +97,8 @@ def read_record(runtime: Runtime, decision_id: str) -> Recorded:
     if not any(iri.startswith(vocab.KNOWLEDGE_VERSION_BASE + "catalog/") for iri in versions):
         raise InvalidInput("id", "the decision was recorded before decisions named their catalog version")
     candidates, shown, propensities, conflicts = _candidates(runtime, record)
+    held_text = one(vocab.HELD_BACK)
+    paced = one(vocab.PACED_LIMIT)
     return Recorded(
         decision_id=decision_id,
         pseudonym=one(vocab.SUBJECT_PSEUDONYM) or "",
@@ -109,6 +113,8 @@ def read_record(runtime: Runtime, decision_id: str) -> Recorded:
         candidates=candidates,
         shown=shown,
         propensities=propensities,
+        held=frozenset(h.step for h in read_held_back(held_text) if h.step) if held_text else frozenset(),
+        paced_limit=int(paced) if paced is not None else None,
         conflicts=conflicts,
     )
 
@@ -166,7 +172,11 @@ def rederive(runtime: Runtime, decision_id: str) -> Rederivation:
     recorded = read_record(runtime, decision_id)
     policy, derived = Replay(runtime).rank(recorded)
     seed = exploration_seed(recorded.decision_id)
-    again = slate(derived, limit=recorded.limit, exploration_rate=policy.exploration_rate, seed=seed)
+    # Pacing's holds are the record's own (what it had been shown and done before is not replayed): the slate is
+    # drawn again from the candidates it did not hold back, as many as it let the decision show.
+    eligible = [s for s in derived if s.step not in recorded.held]
+    limit = recorded.paced_limit if recorded.paced_limit is not None else recorded.limit
+    again = slate(eligible, limit=limit, exploration_rate=policy.exploration_rate, seed=seed)
     derived_shown = [s.step for s in again.steps]
     recorded_score = dict(recorded.candidates)
     differences = [

@@ -10,7 +10,7 @@ from datetime import datetime
 import pyoxigraph as ox
 
 from service.analytics import feed
-from service.clock import checked_utc, datetime_literal, now, parse_datetime
+from service.clock import checked_utc, datetime_literal, now, parse_datetime, time_zone
 from service.decisions.consent import consent_record, current_among
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from service.decisions.subjects import check_id, exists, require_user, user_node
@@ -34,6 +34,7 @@ class Registration:
     # The protected group the user declares (an ID, e.g. age-18-34): stored only with a FAIRNESS consent among
     # ``consents``, read only by fairness reports (service/governance/fairness_gate.py), never by ranking.
     protected_group: str | None = None
+    time_zone: str | None = None  # an IANA time zone name (Europe/Lisbon), read only for quiet hours
 
 
 @dataclass
@@ -44,9 +45,11 @@ class EventReport:
     feature_id: str | None = None
     at: datetime | None = None
     custom_type: str | None = None
+    channel: str | None = None  # the API code of the channel it happened on, as the client reported it
 
 
 CUSTOM = "CUSTOM"
+STEP_EVENTS = ("STEP_COMPLETED", "STEP_DISMISSED", "STEP_SNOOZED")  # each is about one step of the catalog
 
 
 @dataclass
@@ -59,6 +62,8 @@ class Profile:
     signup_channel: str | None
     pseudonym: str
     registered_at: datetime | None
+    time_zone: str | None = None  # the IANA zone the user gave, for quiet hours
+    recorded_at: datetime | None = None  # when the service stored the registration, by its own clock
 
 
 @dataclass
@@ -94,6 +99,12 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
             raise InvalidInput("input.signupChannel", f"unknown channel {registration.signup_channel!r}")
         channel = codes.channels[registration.signup_channel]
     group = _protected_group(runtime, registration)
+    zone = None
+    if registration.time_zone is not None:
+        try:
+            zone = time_zone(registration.time_zone).key
+        except ValueError as exc:
+            raise InvalidInput("input.timeZone", str(exc)) from None
     quads = registration_quads(
         registration.id,
         registered_at=at,
@@ -104,6 +115,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
         plan=resolved.get("Plan"),
         signup_channel=channel,
         protected_group=group,
+        time_zone=zone,
     )
     for i, code in enumerate(dict.fromkeys(registration.consents)):
         if code not in codes.purposes:
@@ -137,6 +149,8 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
         registration.signup_channel,
         pseudonym,
         at,
+        zone,
+        recorded_at,
     )
 
 
@@ -183,6 +197,8 @@ def profile(runtime: Runtime, user_id: str) -> Profile | None:
         signup_channel=next((c for c, i in runtime.knowledge.codes.channels.items() if i == channel), None),
         pseudonym=value("pseudonym") or "",
         registered_at=parse_datetime(registered_at) if registered_at else None,
+        time_zone=value("timeZone"),
+        recorded_at=parse_datetime(recorded) if (recorded := value("recordedAt")) else None,
     )
 
 
@@ -256,7 +272,7 @@ def record_events(
                 details=[{"field": f"{where}.type", "reason": "consent required", "purposes": needed}],
             )
         step = feature = None
-        if report.type in ("STEP_COMPLETED", "STEP_DISMISSED"):
+        if report.type in STEP_EVENTS:
             if not report.step_id:
                 raise InvalidInput(f"{where}.stepId", f"required for {report.type}")
             step = catalog.resolve("Step", check_id(report.step_id, f"{where}.stepId"), field_name=f"{where}.stepId")
@@ -270,6 +286,11 @@ def record_events(
             )
         elif report.feature_id:
             raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
+        channel = None
+        if report.channel is not None:
+            if report.channel not in codes.channels:
+                raise InvalidInput(f"{where}.channel", f"unknown channel {report.channel!r}")
+            channel = codes.channels[report.channel]
         received = now()  # read per event, so that a batch's events keep their order
         at = (
             checked_utc(report.at, f"{where}.at", max_skew_s=runtime.settings.max_clock_skew_s)
@@ -279,7 +300,7 @@ def record_events(
         event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
         event_class = ox.NamedNode(codes.events[report.type])
         quads += event_quads(
-            event, report.user_id, event_class, at=at, recorded_at=received, step=step, feature=feature
+            event, report.user_id, event_class, at=at, recorded_at=received, step=step, feature=feature, channel=channel
         )
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
         received_at.append(received)
@@ -322,11 +343,12 @@ def _pseudonym(runtime: Runtime, user: ox.NamedNode) -> str:
 
 
 def _hashed(report: EventReport) -> dict:
-    """What a keyed write's request hash covers: the report, without custom_type when it is unset (as before it
-    existed, so that a retry across an upgrade still matches)."""
+    """What a keyed write's request hash covers: the report, without custom_type or channel when unset (as before
+    they existed, so that a retry across an upgrade still matches)."""
     fields = asdict(report)
-    if fields["custom_type"] is None:
-        del fields["custom_type"]
+    for name in ("custom_type", "channel"):
+        if fields[name] is None:
+            del fields[name]
     return fields
 
 
@@ -389,6 +411,7 @@ def registration_quads(
     plan: str | None = None,
     signup_channel: str | None = None,
     protected_group: str | None = None,
+    time_zone: str | None = None,
 ) -> list[ox.Quad]:
     """Return a new user's profile quads in their graph (role, industry, plan, channel, protected group: IRIs, each
     optional; the shapes refuse a protected group without a FAIRNESS consent).
@@ -410,6 +433,8 @@ def registration_quads(
         quads.append(ox.Quad(node, vocab.SIGNUP_CHANNEL, ox.NamedNode(signup_channel), graph))
     if protected_group is not None:
         quads.append(ox.Quad(node, vocab.HAS_PROTECTED_GROUP, ox.NamedNode(protected_group), graph))
+    if time_zone is not None:
+        quads.append(ox.Quad(node, vocab.TIME_ZONE, ox.Literal(time_zone), graph))
     return quads
 
 
@@ -422,8 +447,10 @@ def event_quads(
     recorded_at: datetime | None = None,
     step: str | None = None,
     feature: str | None = None,
+    channel: str | None = None,
 ) -> list[ox.Quad]:
-    """Return one event's quads in its user's graph: its class, user, times, and the step or feature it is about.
+    """Return one event's quads in its user's graph: its class, user, times, the step or feature it is about and
+    the channel (IRI) it happened on.
 
     ``at`` is when it happened (a client may state it); ``recorded_at`` when the service stored it, by its
     own clock (``at`` when not given, as for synthetic histories).
@@ -439,4 +466,6 @@ def event_quads(
         quads.append(ox.Quad(event, vocab.ABOUT_STEP, ox.NamedNode(step), graph))
     if feature:
         quads.append(ox.Quad(event, vocab.ABOUT_FEATURE, ox.NamedNode(feature), graph))
+    if channel:
+        quads.append(ox.Quad(event, vocab.VIA_CHANNEL, ox.NamedNode(channel), graph))
     return quads

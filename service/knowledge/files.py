@@ -229,13 +229,16 @@ def check_store(store: GraphStore, validator: Validator) -> list:
 
 
 def seal_policies(triples: list[ox.Triple]) -> list[ox.Triple]:
-    """Return the triples with a wf:contentHash on each policy version, over it and its rules."""
+    """Return the triples with a wf:contentHash on each policy version, over it, its rules and its pacing (with
+    the pacing's caps and quiet hours), where they are in the same file."""
 
     kept = [t for t in triples if t.predicate != vocab.CONTENT_HASH]
     versions = {t.subject for t in kept if t.predicate == vocab.RDF_TYPE and t.object == vocab.POLICY_VERSION}
     sealed = list(kept)
     for version in sorted(versions, key=str):
-        rules = {t.object for t in kept if t.subject == version and t.predicate == vocab.HAS_RULE}
-        content = [t for t in kept if t.subject == version or t.subject in rules]
+        parts = {t.object for t in kept if t.subject == version and t.predicate in (vocab.HAS_RULE, vocab.PACING)}
+        # a pacing's caps and quiet hours are its parts too
+        parts |= {t.object for t in kept if t.subject in parts and t.predicate in vocab.PACING_PARTS}
+        content = [t for t in kept if t.subject == version or t.subject in parts]
         sealed.append(ox.Triple(version, vocab.CONTENT_HASH, ox.Literal(content_hash(content))))
     return sealed

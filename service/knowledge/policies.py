@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from service.errors import NotFound, SyntaxProblem
 from service.knowledge import vocab
+from service.knowledge.pacing import DEFAULT_PACING, Pacing, read_pacings
 from service.knowledge.store import GraphStore, Row, bound, value
 
 PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature", "whenReachedValue")
@@ -61,6 +62,9 @@ class PolicyVersion:
     exploration_rate: float = 0.0
     # wf:mixing: how the rule and model scores are put on one scale (absent: a weighted sum, as every older version)
     calibrated: bool = False
+    # wf:pacing: caps, cool-downs, snoozes and quiet hours (absent: wf:DefaultPacing); None only for a version
+    # made outside the store, which is then not paced
+    pacing: Pacing | None = None
 
     @property
     def label(self) -> str:
@@ -82,6 +86,7 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
         if kind in templates.setdefault(iri, {}):
             raise SyntaxProblem(iri, f"two wf:{kind} templates: a version states one of each kind")
         templates[iri][kind] = checked_template(text, placeholders.get(kind, set()), kind=kind, source=iri)
+    pacings = read_pacings(store, queries, placeholders)
     versions: dict[str, PolicyVersion] = {}
     for row in store.select(queries["policy-versions"]):
         iri = bound(row, "version").value
@@ -107,6 +112,7 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
             content_hash=value(row, "contentHash"),
             exploration_rate=_number(row, "explorationRate", 0.0),
             calibrated=value(row, "mixing") == vocab.CALIBRATED_SUM.value,
+            pacing=_pacing(pacings, value(row, "pacing"), iri),
         )
     rules: dict[tuple[str, str], Rule] = {}
     for row in store.select(queries["policy-rules"]):
@@ -131,6 +137,15 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
     for version in versions.values():
         version.rules.sort(key=lambda r: r.iri)
     return versions
+
+
+def _pacing(pacings: dict[str, Pacing], iri: str | None, version: str) -> Pacing:
+    pacing = pacings.get(iri or DEFAULT_PACING)
+    if pacing is None:
+        if iri is None:
+            raise SyntaxProblem(version, f"the ontology has no wf:DefaultPacing, {OLDER_ONTOLOGY}")
+        raise SyntaxProblem(version, f"wf:pacing names {iri}, which is no wf:PacingPolicy in the store")
+    return pacing
 
 
 def checked_template(text: str, offered: set[str], *, kind: str, source: str) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import strawberry
 
 from service.api.types.catalog import Channel, Step, StepContent, content_of, step_of
+from service.decisions.holdback import Hold
 from service.decisions.ranking import Scored
 from service.knowledge.catalog import Catalog
 from service.knowledge.content import ServedContent
@@ -26,6 +27,15 @@ class RankedStep:
     )
 
 
+@strawberry.type(description="A candidate, or the whole decision, that pacing held back")
+class HeldBack:
+    step: Step | None = strawberry.field(description="The step held back; null where the hold is on the whole decision")
+    reason: str = strawberry.field(description="Why, in the serving policy's pacing words")
+    until: datetime | None = strawberry.field(
+        description="When the hold ends, by the service's clock; null for a session budget (the next session)"
+    )
+
+
 @strawberry.type
 class Recommendation:
     decision_id: strawberry.ID
@@ -34,6 +44,10 @@ class Recommendation:
     policy_version: str
     model_version: str | None
     variant: str | None
+    held_back: list[HeldBack] = strawberry.field(
+        default_factory=list,
+        description="What pacing held back (caps, cool-downs, snoozes, quiet hours, session budget), and why",
+    )
 
 
 @strawberry.type
@@ -47,6 +61,7 @@ class Decision:
     variant: str | None
     steps: list[RankedStep]
     candidates: list[RankedStep]
+    held_back: list[HeldBack] = strawberry.field(default_factory=list, description="What pacing held back, and why")
 
 
 def ranked_of(
@@ -63,4 +78,16 @@ def ranked_of(
         )
         for i, s in enumerate(scored, start=1)
         if s.step in catalog.entities
+    ]
+
+
+def held_back_of(catalog: Catalog, holds: Sequence[Hold]) -> list[HeldBack]:
+    return [
+        HeldBack(
+            step=step_of(catalog, catalog.step(h.step)) if h.step is not None and h.step in catalog.entities else None,
+            reason=h.reason,
+            until=h.until,
+        )
+        for h in holds
+        if h.step is None or h.step in catalog.entities
     ]

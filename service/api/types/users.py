@@ -28,6 +28,7 @@ class Purpose(Enum):
 class EventType(Enum):
     STEP_COMPLETED = "STEP_COMPLETED"
     STEP_DISMISSED = "STEP_DISMISSED"
+    STEP_SNOOZED = "STEP_SNOOZED"  # see it later: held back on every channel for the pacing's snooze duration
     FEATURE_USED = "FEATURE_USED"
     ACTIVATED = "ACTIVATED"
     CONVERTED = "CONVERTED"
@@ -158,6 +159,11 @@ class RegisterUserInput:
             "withdrawing FAIRNESS deletes it"
         ),
     )
+    time_zone: str | None = strawberry.field(
+        default=None,
+        description="The user's IANA time zone (e.g. Europe/Lisbon), optional: e-mail and push keep out of the "
+        "quiet hours of the serving policy's pacing in this zone (without one, in the pacing's default zone)",
+    )
 
 
 @strawberry.input
@@ -172,6 +178,11 @@ class EventInput:
     step_id: strawberry.ID | None = None
     feature_id: strawberry.ID | None = None
     at: datetime | None = None
+    channel: Channel | None = strawberry.field(
+        default=None,
+        description="The channel the event happened on (where a step was dismissed or snoozed), optional: "
+        "hold-back reasons name it",
+    )
 
 
 def event_of(event: users.Event) -> Event:
@@ -194,6 +205,7 @@ def report_of(item: EventInput) -> users.EventReport:
         step_id=str(item.step_id) if item.step_id is not None else None,
         feature_id=str(item.feature_id) if item.feature_id is not None else None,
         at=item.at,
+        channel=item.channel.value if item.channel is not None else None,
     )
 
 
