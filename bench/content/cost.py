@@ -13,10 +13,16 @@ users, so that both see the same machine:
   content, and for the steps alone where it has none.
 
 Reported: p50 and p99 of each, the ratio with content / without, and how many quads one
-decision record adds to the store in each (the issue's bar is
-1.2x, with pacing too; pacing is not built yet).
+decision record adds to the store in each (the issue's bar is 1.2x, with pacing too).
+
+With ``--paced``, the runtime with content also serves ``default@1.7.0`` (set active in its copy
+of the ontology folder): 1.2.0 with ``pol:paced``, its caps, cool-downs, quiet hours and session
+budget. The other still serves 1.2.0, paced by ``wf:DefaultPacing`` (snoozes only, one query of
+the user's events). The demo users start no sessions, so the session budget reads every step
+shown to them since registration: the more requests, the more it reads.
 
     .venv/bin/python -m bench.content.cost --requests 1500 --out bench/content/results/cost.json
+    .venv/bin/python -m bench.content.cost --paced --requests 600 --out bench/content/results/cost-paced.json
 """
 
 from __future__ import annotations
@@ -63,6 +69,18 @@ def without_content(folder: Path) -> Path:
     return copy
 
 
+def paced(folder: Path) -> Path:
+    """Copy the ontology folder with default@1.7.0 (1.2.0, paced) active; return the copy's path."""
+    copy = folder / "ontology-paced"
+    shutil.copytree(ROOT / "ontology", copy)
+    policies = copy / "policies" / "default.ttl"
+    text = policies.read_text()
+    head, marker, rest = text.partition('wf:version "1.7.0" ;\n    wf:status "candidate" ;')
+    assert marker, "default@1.7.0 is no longer a candidate in ontology/policies/default.ttl"
+    policies.write_text(head + 'wf:version "1.7.0" ;\n    wf:status "active" ;' + rest)
+    return copy
+
+
 def runtime_on(ontology: Path, models: Path) -> Runtime:
     runtime = Runtime(settings=Settings(store=":memory:", ontology_dir=ontology, models_dir=models))
     load_demo(runtime)
@@ -73,14 +91,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1500, help="per variant and kind")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "cost.json")
+    parser.add_argument("--paced", action="store_true", help="content and default@1.7.0's pacing against neither")
     args = parser.parse_args(argv)
     command = lib.command_line()
     with tempfile.TemporaryDirectory(prefix="wf-content-") as tmp:
         runtimes = {
-            "with": runtime_on(ROOT / "ontology", Path(tmp) / "m1"),
+            "with": runtime_on(paced(Path(tmp)) if args.paced else ROOT / "ontology", Path(tmp) / "m1"),
             "without": runtime_on(without_content(Path(tmp)), Path(tmp) / "m2"),
         }
         assert runtimes["with"].catalog.steps[0].contents and not runtimes["without"].catalog.steps[0].contents
+        served = decide.next_steps(runtimes["with"], "maya", limit=5).policy_version
+        assert served == ("default@1.7.0" if args.paced else "default@1.2.0"), served
         users = list(USERS)
         schema = build_schema()
         quads_per_decision = {}
@@ -138,7 +159,13 @@ def main(argv: list[str] | None = None) -> None:
     out = lib.write_result(
         args.out.parent,
         args.out.stem,
-        {"requests": args.requests, "summary": summary, "ratios": ratios, "quads_per_decision": quads_per_decision},
+        {
+            "requests": args.requests,
+            "paced": args.paced,
+            "summary": summary,
+            "ratios": ratios,
+            "quads_per_decision": quads_per_decision,
+        },
         markdown=text,
         command=command,
     )

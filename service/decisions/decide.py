@@ -153,6 +153,7 @@ def _decide(
                 graph_of(user),
                 pseudonym=stored.pseudonym,
                 pacing=policy.pacing,
+                channel=channel_iri,
                 at=started,
                 time_zone_name=stored.time_zone,
                 registered_at=stored.recorded_at,

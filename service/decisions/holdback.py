@@ -293,6 +293,7 @@ def history_of(
     *,
     pseudonym: str,
     pacing: Pacing,
+    channel: str,
     at: datetime,
     time_zone_name: str | None,
     registered_at: datetime | None,
@@ -316,9 +317,15 @@ def history_of(
         session = starts[-1] if starts else registered_at
         if session is not None:
             since = min(since, session)
+    # Showings on the decision's own channel count only for a cap on it or a session budget.
+    own = pacing.session_budget is not None or any(cap.counts(channel) for cap in pacing.caps)
     shown: list[Showing] = []
     if since < at:
-        query = runtime.queries["shown-recently"].bind(pseudonym=ox.Literal(pseudonym), since=datetime_literal(since))
+        query = runtime.queries["shown-recently"].bind(
+            pseudonym=ox.Literal(pseudonym),
+            since=datetime_literal(since),
+            skipChannel=None if own else ox.NamedNode(channel),
+        )
         shown = [
             Showing(
                 bound(row, "decision").value,

@@ -287,3 +287,32 @@ def test_a_pacing_with_a_time_zone_the_database_lacks_is_refused_at_load(runtime
     runtime.load([path])  # the shapes check the form of the name; the IANA database is checked when read
     with pytest.raises(SyntaxProblem, match="Mars/Olympus_Mons"):
         read_policies(runtime.store, runtime.queries)
+
+
+def test_quiet_hours_end_at_local_time_across_a_daylight_saving_change(paced):
+    """Lisbon moves from UTC+0 to UTC+1 at 01:00 UTC on 2026-03-29: 08:00 there that morning is 07:00 UTC."""
+    from service.decisions.holdback import History, hold_back
+    from service.decisions.ranking import Scored
+
+    pacing = next(v.pacing for v in paced.knowledge.policies.values() if v.label == "paced@1.0.0")
+    email = paced.knowledge.codes.channels["EMAIL"]
+    codes = {iri: code for code, iri in paced.knowledge.codes.channels.items()}
+    ranked = [Scored(DEMO + "learn-data-sources", 1.0, 1.0, None)]
+    for at, quiet in (
+        (datetime(2026, 3, 28, 22, 30, tzinfo=UTC), datetime(2026, 3, 29, 7, 0, tzinfo=UTC)),  # 22:30 local
+        (datetime(2026, 3, 29, 6, 30, tzinfo=UTC), datetime(2026, 3, 29, 7, 0, tzinfo=UTC)),  # 07:30 local
+        (datetime(2026, 3, 29, 7, 0, tzinfo=UTC), None),  # 08:00 local: over
+        (datetime(2026, 3, 29, 19, 59, tzinfo=UTC), None),  # 20:59 local
+        (datetime(2026, 3, 29, 20, 0, tzinfo=UTC), datetime(2026, 3, 30, 7, 0, tzinfo=UTC)),  # 21:00 local
+    ):
+        held = hold_back(
+            pacing,
+            ranked,
+            limit=1,
+            channel=email,
+            at=at,
+            history=History(time_zone="Europe/Lisbon"),
+            channel_codes=codes,
+        )
+        assert (held.holds[0].until if held.holds else None) == quiet, at
+        assert held.limit == (0 if quiet else 1)
