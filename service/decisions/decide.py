@@ -5,9 +5,12 @@ This module knows nothing of GraphQL; the API calls :func:`next_steps`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -144,90 +147,105 @@ def _decide(
     decision_id = str(uuid.uuid4())
     with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
         ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
-    eligible, paced_limit, held = ranked, limit, []
-    if policy.pacing is not None:
-        with tracer.start_as_current_span("pacing"):
-            history_read = history_of(
-                runtime,
-                user,
-                graph_of(user),
-                pseudonym=stored.pseudonym,
-                pacing=policy.pacing,
-                channel=channel_iri,
-                at=started,
-                time_zone_name=stored.time_zone,
-                registered_at=stored.recorded_at,
-            )
-            paced = hold_back(
-                policy.pacing,
-                ranked,
-                limit=limit,
-                channel=channel_iri,
-                at=started,
-                history=history_read,
-                channel_codes={iri: code for code, iri in knowledge.codes.channels.items()},
-                title=catalog.title,
-            )
-        eligible, paced_limit, held = paced.eligible, paced.limit, paced.holds
-    shown = slate(
-        eligible, limit=paced_limit, exploration_rate=policy.exploration_rate, seed=exploration_seed(decision_id)
-    )
+    # A decision that pacing counts in reads what was shown before and adds to it: one user's such decisions
+    # run one at a time in this process, so that two at once cannot both take the last place of a cap.
+    with _one_at_a_time(policy, stored.pseudonym):
+        eligible, paced_limit, held = ranked, limit, []
+        if policy.pacing is not None:
+            paced_at = now()  # under the lock: every decision of this user that pacing counts is in the store
+            with tracer.start_as_current_span("pacing"):
+                history_read = history_of(
+                    runtime,
+                    user,
+                    graph_of(user),
+                    pseudonym=stored.pseudonym,
+                    pacing=policy.pacing,
+                    channel=channel_iri,
+                    at=paced_at,
+                    time_zone_name=stored.time_zone,
+                    registered_at=stored.recorded_at,
+                )
+                paced = hold_back(
+                    policy.pacing,
+                    ranked,
+                    limit=limit,
+                    channel=channel_iri,
+                    at=paced_at,
+                    history=history_read,
+                    channel_codes={iri: code for code, iri in knowledge.codes.channels.items()},
+                    title=catalog.title,
+                )
+            eligible, paced_limit, held = paced.eligible, paced.limit, paced.holds
+        shown = slate(
+            eligible, limit=paced_limit, exploration_rate=policy.exploration_rate, seed=exploration_seed(decision_id)
+        )
 
-    # What the decision read: the consent state, the eligibility facts (role, plan,
-    # step events) and, when personalised, the rest of the profile and behaviour.
-    used: list[str] = [state.record for state in consent_now.values()]
-    used += [iri for iri in (stored.role, stored.plan) if iri]
-    if personalized and stored.industry:
-        used.append(stored.industry)
-    used += [
-        e.iri
-        for e in history
-        if e.type in ("STEP_COMPLETED", "STEP_DISMISSED") or personalized and e.type == "FEATURE_USED"
-    ]
-    used += [iri for hold in held for iri in hold.evidence]  # the past decisions and events pacing held back by
-    used += knowledge.versions.values()  # the catalog and policy versions: the decision can be re-derived later
+        # What the decision read: the consent state, the eligibility facts (role, plan,
+        # step events) and, when personalised, the rest of the profile and behaviour.
+        used: list[str] = [state.record for state in consent_now.values()]
+        used += [iri for iri in (stored.role, stored.plan) if iri]
+        if personalized and stored.industry:
+            used.append(stored.industry)
+        used += [
+            e.iri
+            for e in history
+            if e.type in ("STEP_COMPLETED", "STEP_DISMISSED") or personalized and e.type == "FEATURE_USED"
+        ]
+        used += [iri for hold in held for iri in hold.evidence]  # the past decisions and events pacing held back by
+        used += knowledge.versions.values()  # the catalog and policy versions: the decision can be re-derived later
 
-    recommendation = Recommendation(
-        decision_id=decision_id,
-        steps=shown.steps,
-        personalized=personalized,
-        policy_version=policy.label,
-        model_version=getattr(used_model, "version", None),
-        variant=assignment.arm.name if assignment else None,
-        candidates=ranked,
-        at=started,
-        channel=channel,
-        limit=limit,
-        propensities=shown.propensities if policy.exploration_rate else None,
-        explored=shown.explored,
-        locale=locale,
-        contents=_contents(catalog, shown.steps, channel_iri, locale),
-        held_back=held,
-        paced_limit=paced_limit if paced_limit < limit else None,
-    )
-    record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
-    triples = decision_triples(
-        record,
-        recommendation,
-        policy=policy,
-        channel_iri=channel_iri,
-        pseudonym=stored.pseudonym,
-        used=used,
-        started=started,
-        model_iri=getattr(used_model, "iri", None),
-    )
-    extra: list[ox.Quad] = []
-    if pinned is not None:
-        triples += flags.record_triples(record, *pinned)
-    if assignment is not None:
-        triples += assignment.record_triples(record)
-        if assignment.new:
-            extra = assignment.assignment_quads(stored.pseudonym)
-    with tracer.start_as_current_span("audit.append"):
-        runtime.trail.append(record, triples, extra=extra)
+        recommendation = Recommendation(
+            decision_id=decision_id,
+            steps=shown.steps,
+            personalized=personalized,
+            policy_version=policy.label,
+            model_version=getattr(used_model, "version", None),
+            variant=assignment.arm.name if assignment else None,
+            candidates=ranked,
+            at=started,
+            channel=channel,
+            limit=limit,
+            propensities=shown.propensities if policy.exploration_rate else None,
+            explored=shown.explored,
+            locale=locale,
+            contents=_contents(catalog, shown.steps, channel_iri, locale),
+            held_back=held,
+            paced_limit=paced_limit if paced_limit < limit else None,
+        )
+        record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
+        triples = decision_triples(
+            record,
+            recommendation,
+            policy=policy,
+            channel_iri=channel_iri,
+            pseudonym=stored.pseudonym,
+            used=used,
+            started=started,
+            model_iri=getattr(used_model, "iri", None),
+        )
+        extra: list[ox.Quad] = []
+        if pinned is not None:
+            triples += flags.record_triples(record, *pinned)
+        if assignment is not None:
+            triples += assignment.record_triples(record)
+            if assignment.new:
+                extra = assignment.assignment_quads(stored.pseudonym)
+        with tracer.start_as_current_span("audit.append"):
+            runtime.trail.append(record, triples, extra=extra)
     if assignment is not None and assignment.new:
         exposed(runtime, assignment, stored.pseudonym, started)
     return recommendation
+
+
+_PACING_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _one_at_a_time(policy: PolicyVersion, pseudonym: str) -> contextlib.AbstractContextManager:
+    """A lock per user (striped) where the version's pacing counts past showings; none where it does not."""
+    pacing = policy.pacing
+    if pacing is None or not (pacing.caps or pacing.show_cool_down or pacing.session_budget):
+        return contextlib.nullcontext()
+    return _PACING_LOCKS[zlib.crc32(pseudonym.encode()) % len(_PACING_LOCKS)]
 
 
 def _contents(catalog: Catalog, steps: list[Scored], channel_iri: str, locale: str | None) -> dict[str, ServedContent]:

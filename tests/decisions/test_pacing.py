@@ -316,3 +316,14 @@ def test_quiet_hours_end_at_local_time_across_a_daylight_saving_change(paced):
         )
         assert (held.holds[0].until if held.holds else None) == quiet, at
         assert held.limit == (0 if quiet else 1)
+
+
+def test_concurrent_decisions_for_one_user_never_pass_a_cap_together(paced, clock):
+    """Eight threads ask for one e-mail step each at once; the cap of 3 a day lets exactly 3 through."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    register(paced, "lu")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: decide_for(paced, "lu", channel="EMAIL", limit=1), range(8)))
+    assert sum(len(r.steps) for r in results) == 3
+    assert sum(1 for r in results if r.steps == [] and r.held_back and r.held_back[0].step is None) == 5
