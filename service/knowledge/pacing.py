@@ -22,6 +22,7 @@ from service.clock import time_zone
 from service.errors import SyntaxProblem
 from service.knowledge import vocab
 from service.knowledge.store import GraphStore, bound, value
+from service.knowledge.templates import read_templates
 
 DEFAULT_PACING = vocab.WF_NS + "DefaultPacing"
 
@@ -83,16 +84,13 @@ def read_pacings(
     """Return every pacing policy in the store, by IRI; anything malformed raises SyntaxProblem.
 
     ``placeholders`` maps a template kind to the placeholders it offers (``policy-placeholders.rq``)."""
-    from service.knowledge.policies import checked_template  # the same check as ranking reasons
-
-    templates: dict[str, dict[str, str]] = {}
-    for row in store.select(queries["policy-pacing-templates"]):
-        iri, kind, text = bound(row, "pacing").value, vocab.local_id(bound(row, "kind").value), value(row, "template")
-        if text is None:
-            raise SyntaxProblem(iri, f"no wf:{kind}: a pacing policy states every hold-back reason")
-        if kind in templates.setdefault(iri, {}):
-            raise SyntaxProblem(iri, f"two wf:{kind} templates: a pacing policy states one of each kind")
-        templates[iri][kind] = checked_template(text, placeholders.get(kind, set()), kind=kind, source=iri)
+    templates = read_templates(
+        store.select(queries["policy-pacing-templates"]),
+        owner="pacing",
+        placeholders=placeholders,
+        missing="template: a pacing policy states every hold-back reason",
+        owner_kind="a pacing policy",
+    )
     caps: dict[str, dict[str, FrequencyCap]] = {}
     quiet: dict[str, dict[str, QuietHours]] = {}
     for row in store.select(queries["policy-pacing-limits"]):

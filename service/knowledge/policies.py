@@ -14,7 +14,6 @@ ranks is :mod:`service.decisions.ranking`.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from service.errors import NotFound, SyntaxProblem
 from service.knowledge import vocab
 from service.knowledge.pacing import DEFAULT_PACING, Pacing, read_pacings
 from service.knowledge.store import GraphStore, Row, bound, value
+from service.knowledge.templates import checked_template, read_templates
 
 PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature", "whenReachedValue")
 OLDER_ONTOLOGY = "or the store's ontology is older than ontology/wayfinder.ttl: reload it (wayfinder migrate)"
@@ -78,14 +78,13 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
         placeholders.setdefault(vocab.local_id(bound(row, "property").value), set()).add(
             bound(row, "placeholder").value
         )
-    templates: dict[str, dict[str, str]] = {}
-    for row in store.select(queries["policy-templates"]):
-        iri, kind, text = bound(row, "version").value, vocab.local_id(bound(row, "kind").value), value(row, "template")
-        if text is None:
-            raise SyntaxProblem(iri, f"no wf:{kind} template, and the ontology gives none (wf:whenAbsent): state one")
-        if kind in templates.setdefault(iri, {}):
-            raise SyntaxProblem(iri, f"two wf:{kind} templates: a version states one of each kind")
-        templates[iri][kind] = checked_template(text, placeholders.get(kind, set()), kind=kind, source=iri)
+    templates = read_templates(
+        store.select(queries["policy-templates"]),
+        owner="version",
+        placeholders=placeholders,
+        missing="template, and the ontology gives none (wf:whenAbsent): state one",
+        owner_kind="a version",
+    )
     pacings = read_pacings(store, queries, placeholders)
     versions: dict[str, PolicyVersion] = {}
     for row in store.select(queries["policy-versions"]):
@@ -146,27 +145,6 @@ def _pacing(pacings: dict[str, Pacing], iri: str | None, version: str) -> Pacing
             raise SyntaxProblem(version, f"the ontology has no wf:DefaultPacing, {OLDER_ONTOLOGY}")
         raise SyntaxProblem(version, f"wf:pacing names {iri}, which is no wf:PacingPolicy in the store")
     return pacing
-
-
-def checked_template(text: str, offered: set[str], *, kind: str, source: str) -> str:
-    """Return a reason template that names only placeholders its kind offers, as ``{name}``; raise SyntaxProblem otherwise."""
-    names = ", ".join("{" + name + "}" for name in sorted(offered)) or "no placeholder"
-    try:
-        fields = list(string.Formatter().parse(text))
-    except ValueError as exc:
-        raise SyntaxProblem(
-            source, f"the wf:{kind} template {text!r} does not parse ({exc}); write {{{{ and }}}} for a literal brace"
-        ) from exc
-    for _, name, spec, conversion in fields:
-        if name is None:
-            continue
-        if name not in offered or spec or conversion:
-            written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise SyntaxProblem(
-                source,
-                f"the wf:{kind} template {text!r} uses {written}, which a wf:{kind} does not offer; it offers {names}",
-            )
-    return text
 
 
 def active_version(versions: dict[str, PolicyVersion], policy_id: str) -> PolicyVersion:
