@@ -20,6 +20,14 @@ from service.knowledge import vocab
 from service.knowledge.policies import read_policies
 
 DEMO = "https://w3id.org/wayfinder/demo/"
+# The hold-back reasons, the same in both pacings of PACED.
+WORDS = """wf:snoozedReason "snoozed on {channel} until {until}" ;
+    wf:shownElsewhereReason "shown on {channel}, until {until}" ;
+    wf:dismissalCoolDownReason "cool-down after dismissal on {channel}, until {until}" ;
+    wf:stepCapReason "{step}: shown {count} times in {window} (at most {max}), until {until}" ;
+    wf:userCapReason "{count} prompts in {window} on {channels} (at most {max}), until {until}" ;
+    wf:sessionBudgetReason "{count} prompts this session (at most {max})" ;
+    wf:quietHoursReason "quiet hours for {channel}, {from} to {to} ({timeZone}), until {until}" ."""
 PACED = """
 @prefix wf:   <https://w3id.org/wayfinder/ontology#> .
 @prefix pol:  <https://w3id.org/wayfinder/policy/> .
@@ -44,13 +52,7 @@ pol:test-pacing a wf:PacingPolicy ;
     wf:defaultTimeZone "UTC" ;
     wf:hasFrequencyCap pol:messages-a-day, pol:step-emails-a-week ;
     wf:hasQuietHours pol:nights ;
-    wf:snoozedReason "snoozed on {channel} until {until}" ;
-    wf:shownElsewhereReason "shown on {channel}, until {until}" ;
-    wf:dismissalCoolDownReason "cool-down after dismissal on {channel}, until {until}" ;
-    wf:stepCapReason "{step}: shown {count} times in {window} (at most {max}), until {until}" ;
-    wf:userCapReason "{count} prompts in {window} on {channels} (at most {max}), until {until}" ;
-    wf:sessionBudgetReason "{count} prompts this session (at most {max})" ;
-    wf:quietHoursReason "quiet hours for {channel}, {from} to {to} ({timeZone}), until {until}" .
+    WORDS
 pol:messages-a-day a wf:FrequencyCap ;
     wf:maxShown 3 ; wf:capWindow "P1D"^^xsd:dayTimeDuration ; wf:capScope wf:PerUser ;
     wf:capChannel wf:Email, wf:Mobile .
@@ -64,14 +66,8 @@ pol:budget-pacing a wf:PacingPolicy ;
     wf:snoozeDuration "P1D"^^xsd:dayTimeDuration ;
     wf:sessionBudget 3 ;
     wf:defaultTimeZone "UTC" ;
-    wf:snoozedReason "snoozed on {channel} until {until}" ;
-    wf:shownElsewhereReason "shown on {channel}, until {until}" ;
-    wf:dismissalCoolDownReason "cool-down after dismissal on {channel}, until {until}" ;
-    wf:stepCapReason "{step}: shown {count} times in {window} (at most {max}), until {until}" ;
-    wf:userCapReason "{count} prompts in {window} on {channels} (at most {max}), until {until}" ;
-    wf:sessionBudgetReason "{count} prompts this session (at most {max})" ;
-    wf:quietHoursReason "quiet hours for {channel}, {from} to {to} ({timeZone}), until {until}" .
-"""
+    WORDS
+""".replace("WORDS", WORDS)
 START = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)  # 10:00 UTC: outside the quiet hours
 
 
