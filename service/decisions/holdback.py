@@ -90,6 +90,7 @@ class History:
     events: Sequence[PacingEvent] = ()
     time_zone: str | None = None
     registered_at: datetime | None = None
+    session_steps: frozenset[str] = frozenset()  # the steps shown since the session started
 
 
 def hold_back(
@@ -232,8 +233,7 @@ def _session_budget(
     """Keep the steps already shown this session and as many new ones as the budget has left; hold the rest."""
     assert pacing.session_budget is not None
     starts = [e for e in history.events if e.type == SESSION and e.recorded_at <= at]
-    since = starts[-1].recorded_at if starts else history.registered_at
-    this_session = {s.step for s in history.shown if since is None or s.at >= since}
+    this_session = history.session_steps
     left = pacing.session_budget - len(this_session)
     kept: list[Scored] = []
     holds: list[Hold] = []
@@ -299,7 +299,7 @@ def history_of(
     registered_at: datetime | None,
 ) -> History:
     """Read what the pacing needs of a user from the store: the user's snoozes, dismissals and session starts,
-    and the showings within its look-back (and, for a session budget, since the session started)."""
+    the showings within its look-back and, for a session budget, the steps shown since the session started."""
     codes = {iri: code for code, iri in runtime.knowledge.codes.events.items()}
     events = [
         PacingEvent(
@@ -311,19 +311,21 @@ def history_of(
         )
         for row in runtime.store.select(runtime.queries["pacing-events"].bind(user=user, userGraph=graph))
     ]
-    since = at - pacing.lookback
+    session: frozenset[str] = frozenset()
     if pacing.session_budget is not None:
         starts = [e.recorded_at for e in events if e.type == SESSION and e.recorded_at <= at]
-        session = starts[-1] if starts else registered_at
-        if session is not None:
-            since = min(since, session)
-    # Showings on the decision's own channel count only for a cap on it or a session budget.
-    own = pacing.session_budget is not None or any(cap.counts(channel) for cap in pacing.caps)
+        begun = starts[-1] if starts else registered_at
+        query = runtime.queries["shown-this-session"].bind(
+            pseudonym=ox.Literal(pseudonym), since=datetime_literal(begun or at)
+        )
+        session = frozenset(bound(row, "step").value for row in runtime.store.select(query))
+    # Showings on the decision's own channel count only for a cap on it; those before the look-back not at all.
+    own = any(cap.counts(channel) for cap in pacing.caps)
     shown: list[Showing] = []
-    if since < at:
+    if pacing.lookback:
         query = runtime.queries["shown-recently"].bind(
             pseudonym=ox.Literal(pseudonym),
-            since=datetime_literal(since),
+            since=datetime_literal(at - pacing.lookback),
             skipChannel=None if own else ox.NamedNode(channel),
         )
         shown = [
@@ -335,4 +337,4 @@ def history_of(
             )
             for row in runtime.store.select(query)
         ]
-    return History(shown, events, time_zone_name, registered_at)
+    return History(shown, events, time_zone_name, registered_at, session)
