@@ -28,6 +28,10 @@ Layouts:
    rank. Migrating reloads the ontology, which declares ``wf:candidates``; records
    written before stay as they were (they are chained), and every reader takes
    both forms.
+5. Policy versions are paced (``wf:pacing``; a version that names none by the
+   ontology's ``wf:DefaultPacing``), and decision records keep what pacing held back
+   (``wf:heldBack``). Migrating reloads the ontology, which declares the pacing terms
+   and ``wf:DefaultPacing``; nothing else changes.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from service.knowledge import vocab
 from service.knowledge.store import GraphStore
 from service.knowledge.validation import Validator
 
-LAYOUT = 4
+LAYOUT = 5
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,15 @@ def _candidate_sets(store: GraphStore, context: Context) -> tuple[list[ox.Quad],
     return [], [], "ontology reloaded (decision records from now on keep their candidates in wf:candidates)"
 
 
+def _pacing(store: GraphStore, context: Context) -> tuple[list[ox.Quad], list[ox.Quad], str]:
+    """Layout 4 to 5: reload the ontology, which declares pacing and the pacing of versions that name none."""
+    knowledge.load_files([context.ontology_file], store=store, validator=context.validator, graph="ontology")
+    return [], [], "ontology reloaded (policy versions are paced; wf:DefaultPacing for those that name no pacing)"
+
+
 STEPS: dict[int, Callable[[GraphStore, Context], tuple[list[ox.Quad], list[ox.Quad], str]]] = {
     1: _record_times,
     2: _model_statuses,
     3: _candidate_sets,
+    4: _pacing,
 }

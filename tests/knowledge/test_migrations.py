@@ -143,8 +143,8 @@ def test_migrate_writes_model_statuses_as_terms_and_the_audit_trail_still_verifi
     assert "layout 2 -> 3" in result.output and "2 model version statuses written as terms" in result.output
     runtime = Runtime(settings=Settings(store=str(location), models_dir=tmp_path / "models"))
     runtime.ensure_ontology()  # opens now
-    assert migrations.layout_version(runtime.store) == migrations.LAYOUT == 4
-    assert "layout 3 -> 4: ontology reloaded" in result.output
+    assert migrations.layout_version(runtime.store) == migrations.LAYOUT == 5
+    assert "layout 3 -> 4: ontology reloaded" in result.output and "layout 4 -> 5: ontology reloaded" in result.output
     # the versions read as before, the API's strings unchanged, and the active one is the one that serves
     assert {v.version: v.status for v in records.versions(runtime)} == statuses
     assert {v.version: str(v.status) for v in records.versions(runtime)} == {
@@ -162,3 +162,28 @@ def test_migrate_writes_model_statuses_as_terms_and_the_audit_trail_still_verifi
     runtime.store.close()
     again = CliRunner().invoke(cli, ["migrate", "--store", str(location)])
     assert again.exit_code == 0 and "already" in again.output
+
+
+def test_migrating_a_layout_4_store_reloads_the_ontology_that_paces_its_policy_versions(disk_runtime, tmp_path):
+    """A store made before pacing: its ontology graph has no pacing terms; after `wayfinder migrate` it decides."""
+    users.register(disk_runtime, users.Registration(id="anon", at=datetime.now(UTC)))
+    store = disk_runtime.store
+    pacing_terms = {"DefaultPacing", "PacingPolicy", "holdBackTemplate", "snoozedReason", "quietHoursReason"}
+    old = [
+        q
+        for q in store.quads(graph=vocab.ONTOLOGY_GRAPH)
+        if isinstance(q.subject, ox.NamedNode) and vocab.local_id(q.subject.value) in pacing_terms
+    ]
+    assert old
+    store.commit(remove=old + list(store.quads(predicate=vocab.LAYOUT_VERSION)), add=migrations.version_quads(4))
+    location = store.location
+    store.close()
+    result = CliRunner().invoke(cli, ["migrate", "--store", str(location)])
+    assert result.exit_code == 0, result.output
+    assert "layout 4 -> 5: ontology reloaded" in result.output
+    runtime = Runtime(settings=Settings(store=str(location), models_dir=tmp_path / "models"))
+    runtime.ensure_ontology()
+    assert {v.pacing.iri for v in runtime.knowledge.policies.values() if not v.label.endswith("1.7.0")} == {
+        vocab.WF_NS + "DefaultPacing"
+    }
+    assert next_steps(runtime, "anon").steps
