@@ -242,8 +242,7 @@ _PACING_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 def _one_at_a_time(policy: PolicyVersion, pseudonym: str) -> contextlib.AbstractContextManager:
     """A lock per user (striped) where the version's pacing counts past showings; none where it does not."""
-    pacing = policy.pacing
-    if pacing is None or not (pacing.caps or pacing.show_cool_down or pacing.session_budget):
+    if policy.pacing is None or not policy.pacing.counts_showings:
         return contextlib.nullcontext()
     return _PACING_LOCKS[zlib.crc32(pseudonym.encode()) % len(_PACING_LOCKS)]
 

@@ -73,14 +73,6 @@ class Paced:
     limit: int
     holds: list[Hold] = field(default_factory=list)
 
-    @property
-    def evidence(self) -> list[str]:
-        return list(dict.fromkeys(iri for hold in self.holds for iri in hold.evidence))
-
-    @property
-    def held_steps(self) -> dict[str, Hold]:
-        return {h.step: h for h in self.holds if h.step is not None}
-
 
 @dataclass(frozen=True)
 class History:
@@ -110,7 +102,10 @@ def hold_back(
     def code(iri: str | None) -> str:
         return channel_codes.get(iri, "an unknown channel") if iri else "a channel not reported"
 
-    whole = _whole_decision(pacing, channel=channel, at=at, history=history, code=code)
+    user_caps = [
+        (cap, _counted(cap, history.shown, at)) for cap in pacing.caps if not cap.per_step and cap.counts(channel)
+    ]
+    whole = _whole_decision(pacing, channel=channel, at=at, history=history, user_caps=user_caps, code=code)
     if whole is not None:
         return Paced([], 0, [whole])
     holds: list[Hold] = []
@@ -124,10 +119,7 @@ def hold_back(
         eligible, spent = _session_budget(pacing, eligible, at=at, history=history)
         holds += spent
     paced = limit
-    for cap in pacing.caps:
-        if cap.per_step or not cap.counts(channel):
-            continue
-        counted = _counted(cap, history.shown, at)
+    for cap, counted in user_caps:
         remaining = cap.max_shown - len(counted)
         if remaining < min(paced, len(eligible)):  # the cap cuts what would be shown
             paced = remaining
@@ -136,7 +128,13 @@ def hold_back(
 
 
 def _whole_decision(
-    pacing: Pacing, *, channel: str, at: datetime, history: History, code: Callable[[str | None], str]
+    pacing: Pacing,
+    *,
+    channel: str,
+    at: datetime,
+    history: History,
+    user_caps: list[tuple[FrequencyCap, list[Showing]]],
+    code: Callable[[str | None], str],
 ) -> Hold | None:
     """A hold on every prompt of the decision: quiet hours, a cool-down after a dismissal, a full per-user cap."""
     for quiet in pacing.quiet_hours:
@@ -170,10 +168,7 @@ def _whole_decision(
             until = latest.recorded_at + pacing.dismissal_cool_down
             reason = pacing.say("dismissalCoolDownReason", channel=code(latest.channel), until=_when(until))
             return Hold(reason, until, evidence=(latest.iri,))
-    for cap in pacing.caps:
-        if cap.per_step or not cap.counts(channel):
-            continue
-        counted = _counted(cap, history.shown, at)
+    for cap, counted in user_caps:
         if len(counted) >= cap.max_shown:
             return _user_cap_hold(pacing, cap, counted, code)
     return None

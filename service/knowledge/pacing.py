@@ -69,6 +69,11 @@ class Pacing:
     quiet_hours: tuple[QuietHours, ...] = field(default=())
 
     @property
+    def counts_showings(self) -> bool:
+        """Whether anything beyond snoozes and dismissals holds steps back: caps, cool-downs, a session budget."""
+        return bool(self.caps or self.show_cool_down or self.session_budget)
+
+    @property
     def lookback(self) -> timedelta:
         """How far back a decision must read what was shown to apply the caps and the cross-channel cool-down."""
         spans = [c.window for c in self.caps] + ([self.show_cool_down] if self.show_cool_down else [])
