@@ -1116,6 +1116,81 @@ def user_export(
     err.print(f"wrote {out_file}")
 
 
+delivery_app = typer.Typer(
+    help="Operators: the outbox of e-mail and push messages (the worker that sends them, the dead-letter list).",
+    no_args_is_help=True,
+)
+app.add_typer(delivery_app, name="delivery")
+
+
+@delivery_app.command("run")
+def delivery_run(
+    once: Annotated[bool, typer.Option("--once", help="Send what is due now, then exit")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Send due messages to the senders (WAYFINDER_SENDERS), every delivery_interval_s, until stopped."""
+    import time
+
+    from service.delivery import worker
+
+    runtime = _runtime(store)
+    if not runtime.settings.senders:
+        _fail(InvalidInput("WAYFINDER_SENDERS", "no sender webhook is configured, so there is nowhere to deliver"))
+    interval = runtime.settings.delivery_interval_s or 1.0
+    with worker.client_for(runtime) as client:
+        while True:
+            for outcome in worker.deliver_due(runtime, client):
+                out.print(f"{outcome.delivery_id}  {outcome.state}  attempt {outcome.attempts}  {outcome.error or ''}")
+            if once:
+                return
+            time.sleep(interval)
+
+
+@delivery_app.command("list")
+def delivery_list(
+    state: Annotated[
+        str | None, typer.Option(help="PENDING, DELIVERED, DEAD_LETTERED (the dead-letter list) or CANCELLED")
+    ] = None,
+    first: Annotated[int, typer.Option(help="How many, newest first")] = 50,
+    store: StoreOption = None,
+) -> None:
+    """List outbox messages: state, attempts, channel, decision and the last error."""
+    from service.delivery import outbox
+
+    runtime = _runtime(store)
+    try:
+        found = outbox.messages(runtime.store, state=state, first=first)
+    except WayfinderError as exc:
+        _fail(exc)
+    table = Table("delivery", "state", "attempts", "channel", "decision", "created", "last error")
+    for m in found:
+        table.add_row(
+            m.id,
+            m.state,
+            str(m.attempts),
+            local_id(m.channel),
+            m.decision_id,
+            m.created_at.isoformat(),
+            m.last_error or "",
+        )
+    out.print(table)
+
+
+@delivery_app.command("requeue")
+def delivery_requeue(
+    delivery_id: Annotated[str, typer.Argument(metavar="ID", help="A dead-lettered message's ID")],
+    store: StoreOption = None,
+) -> None:
+    """Send a dead-lettered message again: pending, due now, its attempts counted from zero."""
+    from service.delivery import worker
+
+    try:
+        message = worker.requeue(_runtime(store), delivery_id)
+    except WayfinderError as exc:
+        _fail(exc)
+    out.print(f"{message.id} requeued: {message.state}")
+
+
 experiment_app = typer.Typer(
     help="Operators: experiments comparing policy versions (create, approve, start, ramp, reweight, stop, results).",
     no_args_is_help=True,

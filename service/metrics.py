@@ -63,3 +63,13 @@ ROLLBACKS = Counter(
     "Arms rolled back by the guardrail monitor",
     ["experiment", "arm"],
 )
+DELIVERY_ATTEMPTS = Counter(
+    "wayfinder_delivery_attempts_total",
+    "Webhook calls to senders, by channel and what came of them (delivered, retry, dead_lettered)",
+    ["channel", "outcome"],
+)
+DELIVERIES_CANCELLED = Counter(
+    "wayfinder_deliveries_cancelled_total",
+    "Outbox messages cancelled before they were sent (user erased, consent withdrawn, sender gone)",
+    ["channel"],
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, HttpUrl, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +160,40 @@ class Settings(BaseSettings):
             "crash, not only the death of the process; costs about 35 to 55 ms a write (bench/durability/README.md)"
         ),
     )
+    senders: dict[str, HttpUrl] = Field(
+        default_factory=dict,
+        description=(
+            'The webhook of each channel\'s sender, as JSON, e.g. {"EMAIL": "https://mail.example/hooks/wayfinder", '
+            '"MOBILE": "https://push.example/hooks/wayfinder"}; deliverNextSteps refuses a channel without one'
+        ),
+    )
+    sender_secret: SecretStr | None = Field(
+        None,
+        description="The key every webhook call is signed with (HMAC-SHA256, Wayfinder-Signature); needed with senders",
+    )
+    delivery_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "Seconds between two looks of the service's delivery worker for due messages, where senders are set; "
+            "0: no worker in this process (run `wayfinder deliver`)"
+        ),
+    )
+    delivery_timeout_s: float = Field(5.0, gt=0, description="Time limit of one webhook call to a sender")
+    delivery_max_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts at one message before it is dead-lettered"
+    )
+    delivery_backoff_s: float = Field(
+        2.0, gt=0, description="Wait after a message's first failed attempt; it doubles with each further one"
+    )
+    delivery_backoff_max_s: float = Field(900.0, gt=0, description="Longest wait between two attempts at a message")
+    delivery_batch: int = Field(50, ge=1, le=1000, description="Most messages the worker sends in one look")
+
+    @model_validator(mode="after")
+    def _senders_need_a_secret(self) -> Settings:
+        if self.senders and (self.sender_secret is None or not self.sender_secret.get_secret_value()):
+            raise ValueError("sender_secret (WAYFINDER_SENDER_SECRET) must be set with senders: every call is signed")
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -31,6 +31,7 @@ from service.api.single_flight import SingleFlight
 from service.api.sparql import sparql_response
 from service.audit.retention import purge_periodically
 from service.audit.sparql import SparqlEndpoint
+from service.delivery.worker import deliver_periodically
 from service.errors import Forbidden
 from service.experiments.monitor import monitor_periodically
 from service.identity.keys import OPEN, KeyRing, require
@@ -263,6 +264,8 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
             tasks.append(asyncio.create_task(purge_periodically(runtime, interval)))
         if runtime.settings.guardrail_interval_s > 0:
             tasks.append(asyncio.create_task(monitor_periodically(runtime, runtime.settings.guardrail_interval_s)))
+        if runtime.settings.senders and runtime.settings.delivery_interval_s > 0:
+            tasks.append(asyncio.create_task(deliver_periodically(runtime, runtime.settings.delivery_interval_s)))
         yield
         for task in tasks:
             task.cancel()

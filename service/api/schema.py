@@ -32,7 +32,8 @@ from service.api.permissions import (
     OPERATOR,
 )
 from service.api.types.catalog import Channel, Step, runtime_of, step_of
-from service.api.types.decisions import Decision, Recommendation, held_back_of, ranked_of
+from service.api.types.decisions import Decision, Recommendation, held_back_of, ranked_of, recommendation_of
+from service.api.types.deliveries import Delivery, DeliveryState, delivery_by_id, delivery_of
 from service.api.types.experiments import (
     Experiment,
     ExperimentInput,
@@ -73,6 +74,7 @@ from service.api.types.users import (
 from service.audit import erasure, portability
 from service.clock import now
 from service.decisions import consent, decide, users
+from service.delivery import outbox, worker
 from service.errors import Forbidden, InvalidInput, NotFound
 from service.experiments import analysis, flags, monitor, ramps, registry
 from service.governance import approvals, change_requests
@@ -100,15 +102,7 @@ class Query:
     ) -> Recommendation:
         runtime = runtime_of(info)
         rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit, locale=locale)
-        return Recommendation(
-            decision_id=strawberry.ID(rec.decision_id),
-            steps=ranked_of(runtime.catalog, rec.steps, rec.contents),
-            personalized=rec.personalized,
-            policy_version=rec.policy_version,
-            model_version=rec.model_version,
-            variant=rec.variant,
-            held_back=held_back_of(runtime.catalog, rec.held_back),
-        )
+        return recommendation_of(runtime, rec)
 
     @strawberry.field(permission_classes=CLIENT_OR_AUDITOR)
     def user(self, info: Info, id: strawberry.ID) -> User | None:
@@ -139,7 +133,25 @@ class Query:
             steps=ranked_of(runtime.catalog, rec.steps, rec.contents),
             candidates=ranked_of(runtime.catalog, rec.candidates, rec.contents),
             held_back=held_back_of(runtime.catalog, rec.held_back),
+            delivery=delivery_by_id(runtime, rec.delivery_id),
         )
+
+    @strawberry.field(
+        permission_classes=AUDITOR,
+        description="Outbox messages, newest first: in one state (DEAD_LETTERED for the dead-letter list) or in any",
+    )
+    def deliveries(self, info: Info, state: DeliveryState | None = None, first: int = 50) -> list[Delivery]:
+        if not 1 <= first <= 500:
+            raise InvalidInput("first", f"must be between 1 and 500, got {first}")
+        runtime = runtime_of(info)
+        found = outbox.messages(runtime.store, state=state.value if state else None, first=first)
+        return [delivery_of(runtime, m) for m in found]
+
+    @strawberry.field(permission_classes=AUDITOR, description="One outbox message, by its ID")
+    def delivery(self, info: Info, id: strawberry.ID) -> Delivery | None:
+        runtime = runtime_of(info)
+        found = worker.message(runtime, str(id))
+        return delivery_of(runtime, found) if found else None
 
     @strawberry.field(
         permission_classes=CLIENT_OR_OPERATOR,
@@ -250,6 +262,37 @@ class Mutation:
             ),
         )
         return user_of(profile)
+
+    @strawberry.mutation(
+        permission_classes=CLIENT,
+        description="Decide the user's next steps on EMAIL or MOBILE (push) and hand them to that channel's sender: "
+        "the decision and its outbox message are written in one transaction, and the delivery worker sends it "
+        "(signed, retried, at least once). Refused unless the catalog names a sender for the channel, its webhook "
+        "is configured and the user consents to the sender's purpose (ONBOARDING_MESSAGES in the demo). Pacing "
+        "applies as to nextSteps; where it holds everything back, nothing is sent (delivery is null)",
+    )
+    def deliver_next_steps(
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        channel: Channel,
+        limit: int = 1,
+        locale: Annotated[
+            str | None,
+            strawberry.argument(description="The BCP 47 tag of the language wanted for the message's content"),
+        ] = None,
+    ) -> Recommendation:
+        runtime = runtime_of(info)
+        rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit, locale=locale, deliver=True)
+        return recommendation_of(runtime, rec)
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="Send a dead-lettered outbox message again: pending, due now, its attempts counted from zero",
+    )
+    def requeue_delivery(self, info: Info, id: strawberry.ID) -> Delivery:
+        runtime = runtime_of(info)
+        return delivery_of(runtime, worker.requeue(runtime, str(id)))
 
     @strawberry.mutation(permission_classes=CLIENT_OR_APP_USER)
     def record_event(self, info: Info, input: EventInput, idempotency_key: IdempotencyKeyArgument = None) -> Event:

@@ -76,6 +76,7 @@ def decision_record(
     contents: Mapping[str, Shown] | None = None,
     held_back: Sequence[Held] = (),
     paced_limit: int | None = None,
+    delivery: str | None = None,
 ) -> list[ox.Triple]:
     """Return the record of a decision: context, what it used, every candidate, and the ``shown`` steps' ranks
     (and, when its policy version explores, their propensities and whether the slate was the random one).
@@ -83,7 +84,8 @@ def decision_record(
     ``locale`` is the locale the client asked for; ``contents`` maps a shown step to what it was shown with:
     the content's IRI (None for the step's label), the locale served and the content version. ``held_back`` is
     what pacing held back (one ``wf:heldBack`` literal, :func:`held_back_literal`) and ``paced_limit`` how many
-    steps it let the decision show, where that is fewer than ``limit``.
+    steps it let the decision show, where that is fewer than ``limit``. ``delivery`` is the IRI of the outbox
+    message that hands the decision to its channel's sender, where there is one.
 
     ``channel``, ``policy``, ``model`` and ``used`` are IRIs. Every candidate is in one ``wf:candidates`` literal
     (:func:`candidates_literal`); each shown one is also a node with its step, score and rank (a ``wf:RankedCandidate`` by the range of
@@ -121,6 +123,8 @@ def decision_record(
         triples.append(T(record, vocab.HELD_BACK, held_back_literal(held_back)))
     if paced_limit is not None and paced_limit < limit:
         triples.append(T(record, vocab.PACED_LIMIT, L(str(paced_limit), datatype=vocab.XSD_INTEGER)))
+    if delivery is not None:
+        triples.append(T(record, vocab.HAS_DELIVERY, ox.NamedNode(delivery)))
     # The shown steps as nodes too, so that lineage queries join them (step, score, rank); the rest of what a
     # candidate says (rule and model score, propensity, reasons) is in the candidate set above.
     for i, scored in enumerate(candidates, start=1):

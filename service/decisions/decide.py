@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import uuid
 import zlib
@@ -19,12 +18,13 @@ import pyoxigraph as ox
 from service.audit.records import decision_record, read_candidates, read_held_back
 from service.clock import now, parse_datetime
 from service.decisions.candidates import candidate_steps, graph_of
-from service.decisions.consent import current_consents
+from service.decisions.consent import ConsentState, current_consents
 from service.decisions.holdback import Hold, history_of, hold_back
 from service.decisions.ranking import Context, Scored, Scorer, rank, serving_model, slate
-from service.decisions.subjects import require_user
+from service.decisions.subjects import UUID_PATTERN, require_user
 from service.decisions.users import Profile, events, profile
-from service.errors import InvalidInput
+from service.delivery.outbox import message_quads, new_delivery_id, payload_of
+from service.errors import ConsentRequired, InvalidInput
 from service.experiments import flags
 from service.experiments.assignment import assign, current, flag_choice
 from service.experiments.exposure import exposed
@@ -39,7 +39,6 @@ from service.runtime import Runtime
 from service.telemetry import tracer
 
 MAX_LIMIT = 50
-UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 log = logging.getLogger("wayfinder.decide")
 
 
@@ -62,6 +61,7 @@ class Recommendation:
     contents: dict[str, ServedContent] = field(default_factory=dict)  # what each shown step was shown with
     held_back: list[Hold] = field(default_factory=list)  # what pacing held back, and why
     paced_limit: int | None = None  # how many steps pacing let the decision show, where fewer than ``limit``
+    delivery_id: str | None = None  # the outbox message that hands the decision to its channel's sender
 
 
 def next_steps(
@@ -73,15 +73,31 @@ def next_steps(
     policy_id: str = "default",
     model: Scorer | None = None,
     locale: str | None = None,
+    deliver: bool = False,
 ) -> Recommendation:
-    """Decide, explain and record the user's next steps on a channel, with their content for a locale."""
+    """Decide, explain and record the user's next steps on a channel, with their content for a locale.
+
+    With ``deliver``, the decision is also handed to the channel's sender: it writes an outbox message in
+    the same transaction as its record (none when it shows nothing), and is refused unless the catalog
+    names a sender for the channel, the deployment configures its webhook and the user consents to its
+    purpose.
+    """
     if channel not in runtime.knowledge.codes.channels:
         raise InvalidInput("channel", f"unknown channel {channel!r}")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
     locale = parse_locale(locale)
     with tracer.start_as_current_span("decide", attributes={"channel": channel, "limit": limit}) as span:
-        rec = _decide(runtime, user_id, channel=channel, limit=limit, policy_id=policy_id, model=model, locale=locale)
+        rec = _decide(
+            runtime,
+            user_id,
+            channel=channel,
+            limit=limit,
+            policy_id=policy_id,
+            model=model,
+            locale=locale,
+            deliver=deliver,
+        )
         span.set_attribute("decision_id", rec.decision_id)
     DECISIONS.labels(rec.policy_version, rec.variant or "", str(rec.personalized).lower()).inc()
     CANDIDATES.observe(len(rec.candidates))
@@ -108,6 +124,7 @@ def _decide(
     policy_id: str,
     model: Scorer | None,
     locale: str | None,
+    deliver: bool = False,
 ) -> Recommendation:
     started = now()
     user = require_user(runtime, user_id)
@@ -117,6 +134,8 @@ def _decide(
 
     consent_now = current_consents(runtime, user_id)
     personalized = bool(consent_now.get("PERSONALIZATION") and consent_now["PERSONALIZATION"].granted)
+    if deliver:
+        may_deliver(runtime, user_id, channel, consent_now)
     stored = profile(runtime, user_id)
     assert stored is not None
     history = events(runtime, user_id)
@@ -211,6 +230,7 @@ def _decide(
             contents=_contents(catalog, shown.steps, channel_iri, locale),
             held_back=held,
             paced_limit=paced_limit if paced_limit < limit else None,
+            delivery_id=new_delivery_id() if deliver and shown.steps else None,
         )
         record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
         triples = decision_triples(
@@ -224,6 +244,22 @@ def _decide(
             model_iri=getattr(used_model, "iri", None),
         )
         extra: list[ox.Quad] = []
+        if recommendation.delivery_id is not None:  # the outbox message, committed with the record
+            extra += message_quads(
+                recommendation.delivery_id,
+                decision=record,
+                channel=channel_iri,
+                pseudonym=stored.pseudonym,
+                payload=payload_of(
+                    decision_id,
+                    channel=channel,
+                    locale=locale,
+                    steps=[s.step for s in shown.steps],
+                    contents=recommendation.contents,
+                    titles={s.step: catalog.title(s.step) for s in shown.steps},
+                ),
+                at=started,
+            )
         if pinned is not None:
             triples += flags.record_triples(record, *pinned)
         if assignment is not None:
@@ -235,6 +271,28 @@ def _decide(
     if assignment is not None and assignment.new:
         exposed(runtime, assignment, stored.pseudonym, started)
     return recommendation
+
+
+def may_deliver(runtime: Runtime, user_id: str, channel: str, consents: dict[str, ConsentState]) -> None:
+    """Refuse a delivery the catalog, the deployment or the user's consent does not allow, before anything is decided."""
+    knowledge = runtime.knowledge
+    purpose = knowledge.catalog.senders.get(knowledge.codes.channels[channel])
+    if purpose is None:
+        senders = sorted(code for code, iri in knowledge.codes.channels.items() if iri in knowledge.catalog.senders)
+        raise InvalidInput(
+            "channel",
+            f"the catalog names no sender for {channel}, so its decisions are shown in the product only "
+            f"(channels with a sender: {', '.join(senders) or 'none'})",
+        )
+    if channel not in runtime.settings.senders:
+        raise InvalidInput("channel", f"no sender webhook is configured for {channel} (WAYFINDER_SENDERS)")
+    code = knowledge.codes.purpose_code(purpose)
+    state = consents.get(code)
+    if state is None or not state.granted:
+        raise ConsentRequired(
+            f"channel: {channel} messages are sent only with consent for {code}, which user {user_id!r} has not given",
+            details=[{"field": "channel", "reason": "consent required", "purposes": [code]}],
+        )
 
 
 _PACING_LOCKS = tuple(threading.Lock() for _ in range(64))
@@ -333,6 +391,7 @@ def decision_triples(
         contents=rec.contents,
         held_back=rec.held_back,
         paced_limit=rec.paced_limit,
+        delivery=vocab.DELIVERY_BASE + rec.delivery_id if rec.delivery_id else None,
     )
 
 
@@ -403,4 +462,5 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
         held_back=[Hold(h.reason, h.until, h.step) for h in read_held_back(head["heldBack"].value)]
         if head["heldBack"] is not None
         else [],
+        delivery_id=vocab.local_id(head["delivery"].value) if head["delivery"] is not None else None,
     )

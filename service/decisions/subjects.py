@@ -11,6 +11,8 @@ from service.knowledge import vocab
 from service.runtime import Runtime
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
+# The IDs the service mints (decisions, deliveries): UUIDs.
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def check_id(value: str, field_name: str) -> str:

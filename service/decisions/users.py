@@ -13,7 +13,7 @@ from service.analytics import feed
 from service.clock import checked_utc, datetime_literal, now, parse_datetime, time_zone
 from service.decisions.consent import consent_record, current_among
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
-from service.decisions.subjects import check_id, exists, require_user, user_node
+from service.decisions.subjects import UUID_PATTERN, check_id, exists, require_user, user_node
 from service.decisions.writes import check, commit_checked, commit_validated, neighbourhood
 from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
 from service.knowledge import vocab
@@ -46,10 +46,12 @@ class EventReport:
     at: datetime | None = None
     custom_type: str | None = None
     channel: str | None = None  # the API code of the channel it happened on, as the client reported it
+    delivery_id: str | None = None  # the outbox message a message event is about
 
 
 CUSTOM = "CUSTOM"
 STEP_EVENTS = ("STEP_COMPLETED", "STEP_DISMISSED", "STEP_SNOOZED")  # each is about one step of the catalog
+MESSAGE_EVENTS = ("MESSAGE_DELIVERED", "MESSAGE_FAILED")  # each is about one outbox message (service/delivery)
 
 
 @dataclass
@@ -286,6 +288,11 @@ def record_events(
             )
         elif report.feature_id:
             raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
+        delivery = None
+        if report.type in MESSAGE_EVENTS:
+            delivery = _delivery_of(runtime, report, users[report.user_id], f"{where}.deliveryId")
+        elif report.delivery_id is not None:
+            raise InvalidInput(f"{where}.deliveryId", f"not allowed for {report.type}")
         channel = None
         if report.channel is not None:
             if report.channel not in codes.channels:
@@ -300,7 +307,15 @@ def record_events(
         event = ox.NamedNode(vocab.EVENT_BASE + str(uuid.uuid4()))
         event_class = ox.NamedNode(codes.events[report.type])
         quads += event_quads(
-            event, report.user_id, event_class, at=at, recorded_at=received, step=step, feature=feature, channel=channel
+            event,
+            report.user_id,
+            event_class,
+            at=at,
+            recorded_at=received,
+            step=step,
+            feature=feature,
+            channel=channel,
+            delivery=delivery,
         )
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
         received_at.append(received)
@@ -328,6 +343,27 @@ def record_events(
     return stored
 
 
+def _delivery_of(runtime: Runtime, report: EventReport, user: ox.NamedNode, field_name: str) -> str:
+    """Return the IRI of the outbox message a message event is about; it must be one made for the event's user."""
+    from service.delivery.outbox import delivery_node
+
+    if not report.delivery_id:
+        raise InvalidInput(field_name, f"required for {report.type}")
+    if not UUID_PATTERN.fullmatch(report.delivery_id):
+        raise InvalidInput(field_name, "a delivery ID is a UUID, as 8-4-4-4-12 hexadecimal digits")
+    node = delivery_node(report.delivery_id.lower())
+    made_for = [
+        plain(q.object).value
+        for q in runtime.store.quads(subject=node, predicate=vocab.SUBJECT_PSEUDONYM, graph=vocab.OUTBOX_GRAPH)
+    ]
+    if made_for != [_pseudonym(runtime, user)]:
+        raise NotFound(
+            f"{field_name}: no delivery {report.delivery_id!r} for user {report.user_id!r}",
+            details=[{"field": field_name, "reason": "unknown delivery"}],
+        )
+    return node.value
+
+
 def _user_or_none(user_id: str) -> ox.NamedNode | None:
     try:
         return user_node(user_id, "userId")
@@ -346,7 +382,7 @@ def _hashed(report: EventReport) -> dict:
     """What a keyed write's request hash covers: the report, without custom_type or channel when unset (as before
     they existed, so that a retry across an upgrade still matches)."""
     fields = asdict(report)
-    for name in ("custom_type", "channel"):
+    for name in ("custom_type", "channel", "delivery_id"):
         if fields[name] is None:
             del fields[name]
     return fields
@@ -448,9 +484,10 @@ def event_quads(
     step: str | None = None,
     feature: str | None = None,
     channel: str | None = None,
+    delivery: str | None = None,
 ) -> list[ox.Quad]:
-    """Return one event's quads in its user's graph: its class, user, times, the step or feature it is about and
-    the channel (IRI) it happened on.
+    """Return one event's quads in its user's graph: its class, user, times, the step, feature or outbox message
+    (IRIs) it is about and the channel (IRI) it happened on.
 
     ``at`` is when it happened (a client may state it); ``recorded_at`` when the service stored it, by its
     own clock (``at`` when not given, as for synthetic histories).
@@ -468,4 +505,6 @@ def event_quads(
         quads.append(ox.Quad(event, vocab.ABOUT_FEATURE, ox.NamedNode(feature), graph))
     if channel:
         quads.append(ox.Quad(event, vocab.VIA_CHANNEL, ox.NamedNode(channel), graph))
+    if delivery:
+        quads.append(ox.Quad(event, vocab.ABOUT_DELIVERY, ox.NamedNode(delivery), graph))
     return quads

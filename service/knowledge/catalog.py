@@ -51,6 +51,7 @@ class Catalog:
     channels: dict[str, str] = field(default_factory=dict)  # API code -> channel IRI (the ontology's wf:channelCode)
     default_language: str | None = None  # wf:defaultLanguage: where content falls back to
     value_moments: set[str] = field(default_factory=set)  # features marked wf:valueMoment true
+    senders: dict[str, str] = field(default_factory=dict)  # channel IRI -> the purpose its sender's messages need
 
     @property
     def steps(self) -> list[StepInfo]:
@@ -155,6 +156,9 @@ def read_catalog(store: GraphStore, queries: Mapping[str, str], *, channels: Map
     for row in store.select(queries["catalog-language"]):
         catalog.default_language = bound(row, "language").value
     catalog.value_moments = {bound(row, "feature").value for row in store.select(queries["catalog-value-moments"])}
+    catalog.senders = {
+        bound(row, "channel").value: bound(row, "purpose").value for row in store.select(queries["catalog-senders"])
+    }
     for step in catalog.by_id["Step"].values():
         if isinstance(step, StepInfo):
             for _, text, tag in sorted(all_labels[step.iri]):  # the title's label first

@@ -32,6 +32,11 @@ Layouts:
    ontology's ``wf:DefaultPacing``), and decision records keep what pacing held back
    (``wf:heldBack``). Migrating reloads the ontology, which declares the pacing terms
    and ``wf:DefaultPacing``; nothing else changes.
+6. Decisions can be handed to e-mail and push senders: an outbox graph
+   (``graph/outbox``) of ``wf:Delivery`` messages, a decision record's
+   ``wf:hasDelivery``, the purpose ``wf:OnboardingMessages`` and the message events.
+   Migrating reloads the ontology, which declares them; a catalog names its senders
+   (``wf:Sender``) when it is loaded again.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from service.knowledge import vocab
 from service.knowledge.store import GraphStore
 from service.knowledge.validation import Validator
 
-LAYOUT = 5
+LAYOUT = 6
 
 
 @dataclass(frozen=True)
@@ -176,9 +181,16 @@ def _pacing(store: GraphStore, context: Context) -> tuple[list[ox.Quad], list[ox
     return [], [], "ontology reloaded (policy versions are paced; wf:DefaultPacing for those that name no pacing)"
 
 
+def _delivery(store: GraphStore, context: Context) -> tuple[list[ox.Quad], list[ox.Quad], str]:
+    """Layout 5 to 6: reload the ontology, which declares the outbox, the senders and their consent purpose."""
+    knowledge.load_files([context.ontology_file], store=store, validator=context.validator, graph="ontology")
+    return [], [], "ontology reloaded (decisions can be delivered to senders under ONBOARDING_MESSAGES consent)"
+
+
 STEPS: dict[int, Callable[[GraphStore, Context], tuple[list[ox.Quad], list[ox.Quad], str]]] = {
     1: _record_times,
     2: _model_statuses,
     3: _candidate_sets,
     4: _pacing,
+    5: _delivery,
 }

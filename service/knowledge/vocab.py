@@ -39,6 +39,7 @@ OFFLINE_EVALUATION_BASE = BASE + "offline-evaluation/"
 HEALTH_REPORT_BASE = BASE + "health-report/"
 FAIRNESS_REPORT_BASE = BASE + "fairness-report/"
 IMPACT_ASSESSMENT_BASE = BASE + "impact-assessment/"
+DELIVERY_BASE = BASE + "delivery/"
 
 
 def wf(name: str) -> NamedNode:
@@ -343,6 +344,7 @@ EXPERIMENTS_GRAPH = NamedNode(GRAPH_BASE + "experiments")
 MODEL_ARTIFACTS_GRAPH = NamedNode(GRAPH_BASE + "model-artifacts")
 USER_GRAPH_BASE = GRAPH_BASE + "user/"
 IDEMPOTENCY_GRAPH = NamedNode(GRAPH_BASE + "idempotency")
+OUTBOX_GRAPH = NamedNode(GRAPH_BASE + "outbox")  # messages for senders, and where each stands
 META_GRAPH = NamedNode(GRAPH_BASE + "meta")
 # Every version of each catalog and policy graph, as snapshots (service/knowledge/history.py).
 HISTORY_GRAPH = NamedNode(GRAPH_BASE + "knowledge-history")
@@ -358,6 +360,28 @@ REQUEST_HASH = wf("requestHash")
 EVENT_COUNT = wf("eventCount")
 ACCEPTED_AT = wf("acceptedAt")
 STORED_EVENT = wf("storedEvent")
+
+
+# Delivery to senders (service/delivery/)
+ONBOARDING_MESSAGES = wf("OnboardingMessages")
+SENDER = wf("Sender")
+SENDER_CHANNEL = wf("senderChannel")
+DELIVERY_PURPOSE = wf("deliveryPurpose")
+DELIVERY = wf("Delivery")
+HAS_DELIVERY = wf("hasDelivery")
+DELIVERY_OF = wf("deliveryOf")
+DELIVERY_CHANNEL = wf("deliveryChannel")
+DELIVERY_PAYLOAD = wf("deliveryPayload")
+DELIVERY_STATE = wf("deliveryState")
+DELIVERY_PENDING = wf("DeliveryPending")
+DELIVERY_DELIVERED = wf("DeliveryDelivered")
+DELIVERY_DEAD_LETTERED = wf("DeliveryDeadLettered")
+DELIVERY_CANCELLED = wf("DeliveryCancelled")
+DELIVERY_ATTEMPTS = wf("deliveryAttempts")
+NEXT_ATTEMPT_AT = wf("nextAttemptAt")
+LAST_DELIVERY_ERROR = wf("lastDeliveryError")
+DELIVERY_STATE_AT = wf("deliveryStateAt")
+ABOUT_DELIVERY = wf("aboutDelivery")
 
 
 KNOWLEDGE_GRAPH_PREFIXES = (ONTOLOGY_GRAPH.value, CATALOG_GRAPH_BASE, POLICY_GRAPH_BASE)

@@ -16,12 +16,7 @@ unsynced pages of the log can be lost (see bench/durability/README.md for that c
 from __future__ import annotations
 
 import gc
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,7 +33,7 @@ from service.knowledge import vocab
 from service.knowledge.embedded import Store
 from service.runtime import Runtime
 from service.settings import Settings
-from tests.paths import ROOT
+from tests.service_process import Service
 
 THREADS = 4
 USERS_PER_THREAD = 10
@@ -57,91 +52,6 @@ EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 REGISTER = "mutation R($input: RegisterUserInput!) { registerUser(input: $input) { id } }"
 RECORD = "mutation E($input: EventInput!) { recordEvent(input: $input) { id userId type at } }"
 USER = "query U($id: ID!) { user(id: $id) { id role plan eventCount consents { purpose granted } } }"
-
-
-# -- the service as a subprocess ---------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Service:
-    """``wayfinder serve`` on a store folder, in its own process, on a free loopback port."""
-
-    def __init__(self, store: Path, workdir: Path) -> None:
-        self.store = store
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-        self.url = ""
-        self.starts = 0
-
-    def start(self, timeout_s: float = 30) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WAYFINDER_")}
-        # Open (no API keys), loopback only; the SPARQL endpoint's temporary folder stays in tmp_path.
-        env.update(
-            {
-                "WAYFINDER_LOG_FORMAT": "text",
-                "WAYFINDER_OTEL_EXPORTER": "none",
-                "TMPDIR": str(self.workdir),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        for _ in range(3):  # a free port can be taken between the probe and the bind: try another
-            port = _free_port()
-            self.starts += 1
-            log = (self.workdir / f"service-{self.starts}.log").open("wb")
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "service.cli",
-                    "serve",
-                    "--store",
-                    str(self.store),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-            log.close()
-            self.url = f"http://127.0.0.1:{port}"
-            if self._wait_ready(timeout_s):
-                return
-            self.kill()
-        raise RuntimeError(f"the service did not start:\n{self.log_tail()}")
-
-    def _wait_ready(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=2, trust_env=False) as http:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    return False
-                try:
-                    if http.get(self.url + "/healthz").status_code == 200:
-                        return True
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-        return False
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook, no flush, no close runs."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def log_tail(self, lines: int = 40) -> str:
-        path = self.workdir / f"service-{self.starts}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 @pytest.fixture

@@ -143,7 +143,7 @@ def test_migrate_writes_model_statuses_as_terms_and_the_audit_trail_still_verifi
     assert "layout 2 -> 3" in result.output and "2 model version statuses written as terms" in result.output
     runtime = Runtime(settings=Settings(store=str(location), models_dir=tmp_path / "models"))
     runtime.ensure_ontology()  # opens now
-    assert migrations.layout_version(runtime.store) == migrations.LAYOUT == 5
+    assert migrations.layout_version(runtime.store) == migrations.LAYOUT == 6
     assert "layout 3 -> 4: ontology reloaded" in result.output and "layout 4 -> 5: ontology reloaded" in result.output
     # the versions read as before, the API's strings unchanged, and the active one is the one that serves
     assert {v.version: v.status for v in records.versions(runtime)} == statuses
@@ -187,3 +187,26 @@ def test_migrating_a_layout_4_store_reloads_the_ontology_that_paces_its_policy_v
         vocab.WF_NS + "DefaultPacing"
     }
     assert next_steps(runtime, "anon").steps
+
+
+def test_migrating_a_layout_5_store_reloads_the_ontology_that_declares_delivery(disk_runtime, tmp_path):
+    """A store made before the outbox: no ONBOARDING_MESSAGES purpose; after `wayfinder migrate` users can grant it."""
+    users.register(disk_runtime, users.Registration(id="anon", at=datetime.now(UTC)))
+    store = disk_runtime.store
+    delivery_terms = {"OnboardingMessages", "Delivery", "Sender", "MessageDelivered", "aboutDelivery"}
+    old = [
+        q
+        for q in store.quads(graph=vocab.ONTOLOGY_GRAPH)
+        if isinstance(q.subject, ox.NamedNode) and vocab.local_id(q.subject.value) in delivery_terms
+    ]
+    assert old
+    store.commit(remove=old + list(store.quads(predicate=vocab.LAYOUT_VERSION)), add=migrations.version_quads(5))
+    location = store.location
+    store.close()
+    result = CliRunner().invoke(cli, ["migrate", "--store", str(location)])
+    assert result.exit_code == 0, result.output
+    assert "layout 5 -> 6: ontology reloaded" in result.output
+    runtime = Runtime(settings=Settings(store=str(location), models_dir=tmp_path / "models"))
+    runtime.ensure_ontology()
+    assert "ONBOARDING_MESSAGES" in runtime.knowledge.codes.purposes
+    assert consent.set_consent(runtime, "anon", "ONBOARDING_MESSAGES", granted=True).granted

@@ -8,10 +8,13 @@ from datetime import datetime
 import strawberry
 
 from service.api.types.catalog import Channel, Step, StepContent, content_of, step_of
+from service.api.types.deliveries import Delivery, delivery_by_id
+from service.decisions import decide
 from service.decisions.holdback import Hold
 from service.decisions.ranking import Scored
 from service.knowledge.catalog import Catalog
 from service.knowledge.content import ServedContent
+from service.runtime import Runtime
 
 
 @strawberry.type
@@ -48,6 +51,11 @@ class Recommendation:
         default_factory=list,
         description="What pacing held back (caps, cool-downs, snoozes, quiet hours, session budget), and why",
     )
+    delivery: Delivery | None = strawberry.field(
+        default=None,
+        description="From deliverNextSteps: the outbox message that hands the steps to the channel's sender (null "
+        "when pacing held everything back, so that there is nothing to send)",
+    )
 
 
 @strawberry.type
@@ -62,6 +70,9 @@ class Decision:
     steps: list[RankedStep]
     candidates: list[RankedStep]
     held_back: list[HeldBack] = strawberry.field(default_factory=list, description="What pacing held back, and why")
+    delivery: Delivery | None = strawberry.field(
+        default=None, description="The outbox message that handed it to its channel's sender, and where it stands"
+    )
 
 
 def ranked_of(
@@ -91,3 +102,16 @@ def held_back_of(catalog: Catalog, holds: Sequence[Hold]) -> list[HeldBack]:
         for h in holds
         if h.step is None or h.step in catalog.entities
     ]
+
+
+def recommendation_of(runtime: Runtime, rec: decide.Recommendation) -> Recommendation:
+    return Recommendation(
+        decision_id=strawberry.ID(rec.decision_id),
+        steps=ranked_of(runtime.catalog, rec.steps, rec.contents),
+        personalized=rec.personalized,
+        policy_version=rec.policy_version,
+        model_version=rec.model_version,
+        variant=rec.variant,
+        held_back=held_back_of(runtime.catalog, rec.held_back),
+        delivery=delivery_by_id(runtime, rec.delivery_id),
+    )

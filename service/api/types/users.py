@@ -22,6 +22,7 @@ class Purpose(Enum):
     ANALYTICS = "ANALYTICS"
     MARKETING = "MARKETING"
     FAIRNESS = "FAIRNESS"  # fairness monitoring: the protected group, only for fairness reports
+    ONBOARDING_MESSAGES = "ONBOARDING_MESSAGES"  # onboarding steps sent as e-mail and push (deliverNextSteps)
 
 
 @strawberry.enum
@@ -34,6 +35,8 @@ class EventType(Enum):
     CONVERTED = "CONVERTED"
     SESSION_STARTED = "SESSION_STARTED"
     SUPPORT_CONTACTED = "SUPPORT_CONTACTED"
+    MESSAGE_DELIVERED = "MESSAGE_DELIVERED"  # a sender accepted an outbox message (deliveryId); the worker records it
+    MESSAGE_FAILED = "MESSAGE_FAILED"  # an outbox message was dead-lettered, or its sender reports a bounce
     CUSTOM = "CUSTOM"  # an event type the product declares in its catalog, named by customType
 
 
@@ -183,6 +186,10 @@ class EventInput:
         description="The channel the event happened on (where a step was dismissed or snoozed), optional: "
         "hold-back reasons name it",
     )
+    delivery_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="With MESSAGE_DELIVERED or MESSAGE_FAILED: the outbox message (Delivery.id) made for this user",
+    )
 
 
 def event_of(event: users.Event) -> Event:
@@ -206,6 +213,7 @@ def report_of(item: EventInput) -> users.EventReport:
         feature_id=str(item.feature_id) if item.feature_id is not None else None,
         at=item.at,
         channel=item.channel.value if item.channel is not None else None,
+        delivery_id=str(item.delivery_id) if item.delivery_id is not None else None,
     )
 
 
