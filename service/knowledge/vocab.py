@@ -65,6 +65,16 @@ XSD_BASE64 = NamedNode(XSD_NS + "base64Binary")
 XSD_DURATION = NamedNode(XSD_NS + "duration")
 RDF_JSON = NamedNode(RDF_NS + "JSON")
 
+# Feedback and sentiment
+FEEDBACK_PURPOSE = wf("FeedbackPurpose")
+FEEDBACK_GIVEN = wf("FeedbackGiven")
+THUMBS_UP = wf("thumbsUp")
+RATING = wf("rating")
+FEEDBACK_TEXT = wf("feedbackText")
+SENTIMENT = wf("sentiment")
+SENTIMENT_SCORER = wf("sentimentScorer")
+FEEDBACK_PRESSURE = wf("feedbackPressure")
+
 # Catalog (CONTRACT.md section 1)
 STEP = wf("Step")
 FEATURE = wf("Feature")

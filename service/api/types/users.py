@@ -23,6 +23,7 @@ class Purpose(Enum):
     MARKETING = "MARKETING"
     FAIRNESS = "FAIRNESS"  # fairness monitoring: the protected group, only for fairness reports
     ONBOARDING_MESSAGES = "ONBOARDING_MESSAGES"  # onboarding steps sent as e-mail and push (deliverNextSteps)
+    FEEDBACK = "FEEDBACK"  # feedback on steps (thumbs, ratings, text), its sentiment, and fewer prompts after bad
 
 
 @strawberry.enum
@@ -35,6 +36,7 @@ class EventType(Enum):
     CONVERTED = "CONVERTED"
     SESSION_STARTED = "SESSION_STARTED"
     SUPPORT_CONTACTED = "SUPPORT_CONTACTED"
+    FEEDBACK_GIVEN = "FEEDBACK_GIVEN"  # feedback on a step: thumbsUp, rating and/or text (FEEDBACK consent)
     MESSAGE_DELIVERED = "MESSAGE_DELIVERED"  # a sender accepted an outbox message (deliveryId); the worker records it
     MESSAGE_FAILED = "MESSAGE_FAILED"  # an outbox message was dead-lettered, or its sender reports a bounce
     CUSTOM = "CUSTOM"  # an event type the product declares in its catalog, named by customType
@@ -190,6 +192,16 @@ class EventInput:
         default=None,
         description="With MESSAGE_DELIVERED or MESSAGE_FAILED: the outbox message (Delivery.id) made for this user",
     )
+    thumbs_up: bool | None = strawberry.field(default=None, description="With FEEDBACK_GIVEN: true up, false down")
+    rating: int | None = strawberry.field(default=None, description="With FEEDBACK_GIVEN: from 0 (worst) to 10 (best)")
+    text: str | None = strawberry.field(
+        default=None,
+        description="With FEEDBACK_GIVEN: free text, up to 2000 characters, scored for sentiment on the service's "
+        "machine (English only) and never sent anywhere",
+    )
+    locale: str | None = strawberry.field(
+        default=None, description="With text: the BCP 47 tag of its language (default: the catalog's default language)"
+    )
 
 
 def event_of(event: users.Event) -> Event:
@@ -214,6 +226,10 @@ def report_of(item: EventInput) -> users.EventReport:
         at=item.at,
         channel=item.channel.value if item.channel is not None else None,
         delivery_id=str(item.delivery_id) if item.delivery_id is not None else None,
+        thumbs_up=item.thumbs_up,
+        rating=item.rating,
+        text=item.text,
+        locale=item.locale,
     )
 
 
