@@ -6,7 +6,7 @@ The types live in ``service.api.types``, one module per area.
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import strawberry
@@ -43,6 +43,7 @@ from service.api.types.experiments import (
     spec_of,
 )
 from service.api.types.fairness import FairnessReport, fairness_report_of
+from service.api.types.feedback import StepFeedback, step_feedback_of
 from service.api.types.flags import (
     Flag,
     FlagChangeRequest,
@@ -72,7 +73,7 @@ from service.api.types.users import (
     user_of,
 )
 from service.audit import erasure, portability
-from service.clock import now
+from service.clock import checked_utc, now
 from service.decisions import consent, decide, users
 from service.delivery import outbox, worker
 from service.errors import Forbidden, InvalidInput, NotFound
@@ -146,6 +147,21 @@ class Query:
         runtime = runtime_of(info)
         found = outbox.messages(runtime.store, state=state.value if state else None, first=first)
         return [delivery_of(runtime, m) for m in found]
+
+    @strawberry.field(
+        permission_classes=AUDITOR,
+        description="Sentiment, ratings and thumbs by step, over the feedback of users who consent to FEEDBACK now, "
+        "recorded since a time (default: all)",
+    )
+    def feedback_by_step(self, info: Info, since: datetime | None = None) -> list[StepFeedback]:
+        from service.analytics import sentiment
+
+        runtime = runtime_of(info)
+        at = checked_utc(since, "since", max_skew_s=runtime.settings.max_clock_skew_s) if since else None
+        catalog = runtime.catalog
+        return [
+            step_feedback_of(catalog, s) for s in sentiment.by_step(runtime, since=at) if s.step in catalog.entities
+        ]
 
     @strawberry.field(permission_classes=AUDITOR, description="One outbox message, by its ID")
     def delivery(self, info: Info, id: strawberry.ID) -> Delivery | None:

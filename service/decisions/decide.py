@@ -171,6 +171,9 @@ def _decide(
     with _one_at_a_time(policy, stored.pseudonym):
         eligible, paced_limit, held = ranked, limit, []
         if policy.pacing is not None:
+            # Feedback eases the pressure only under the user's FEEDBACK consent, the purpose it was given for.
+            feedback_consent = consent_now.get("FEEDBACK")
+            pressure = policy.feedback_pressure if feedback_consent and feedback_consent.granted else None
             paced_at = now()  # under the lock: every decision of this user that pacing counts is in the store
             with tracer.start_as_current_span("pacing"):
                 history_read = history_of(
@@ -183,6 +186,7 @@ def _decide(
                     at=paced_at,
                     time_zone_name=stored.time_zone,
                     registered_at=stored.recorded_at,
+                    pressure=pressure,
                 )
                 paced = hold_back(
                     policy.pacing,
@@ -193,6 +197,7 @@ def _decide(
                     history=history_read,
                     channel_codes={iri: code for code, iri in knowledge.codes.channels.items()},
                     title=catalog.title,
+                    pressure=pressure,
                 )
             eligible, paced_limit, held = paced.eligible, paced.limit, paced.holds
         shown = slate(

@@ -15,6 +15,10 @@ Holds are of two kinds:
   per-step cap, or new in a session whose budget is spent): that step is left out;
 - on the whole decision (quiet hours on the channel, a cool-down after a dismissal,
   a per-user cap that is full or nearly so): fewer steps, or none, are shown.
+
+A version's feedback pressure (``wf:FeedbackPressure``) adds both kinds after
+negative feedback, for its window: the step judged is held back, and the decision
+shows at most a share of the steps asked for.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pyoxigraph as ox
 
 from service.clock import as_utc, datetime_literal, parse_datetime, time_zone
 from service.decisions.ranking import Scored
-from service.knowledge.pacing import FrequencyCap, Pacing
+from service.knowledge.pacing import FeedbackPressure, FrequencyCap, Pacing
 from service.knowledge.store import bound
 from service.runtime import Runtime
 
@@ -53,6 +57,18 @@ class PacingEvent:
     recorded_at: datetime
     step: str | None = None
     channel: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    """A feedback the user gave on a step, with when the service recorded it and what pressure reads of it."""
+
+    iri: str
+    step: str
+    recorded_at: datetime
+    thumbs_up: bool | None = None
+    rating: int | None = None
+    sentiment: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,7 @@ class History:
     time_zone: str | None = None
     registered_at: datetime | None = None
     session_steps: frozenset[str] = frozenset()  # the steps shown since the session started
+    feedback: Sequence[FeedbackEvent] = ()  # within the feedback pressure's window, where the version has one
 
 
 def hold_back(
@@ -95,9 +112,11 @@ def hold_back(
     history: History,
     channel_codes: Mapping[str, str],
     title: Callable[[str], str] = lambda step: step,
+    pressure: FeedbackPressure | None = None,
 ) -> Paced:
     """Apply the pacing to a ranking for a decision on ``channel`` (IRI) made at ``at``; ``channel_codes`` names
-    channels by their API codes and ``title`` steps by their titles, in the reasons."""
+    channels by their API codes and ``title`` steps by their titles, in the reasons. ``pressure`` is the
+    version's feedback pressure, where it has one and the user consents to FEEDBACK."""
 
     def code(iri: str | None) -> str:
         return channel_codes.get(iri, "an unknown channel") if iri else "a channel not reported"
@@ -108,9 +127,12 @@ def hold_back(
     whole = _whole_decision(pacing, channel=channel, at=at, history=history, user_caps=user_caps, code=code)
     if whole is not None:
         return Paced([], 0, [whole])
+    negative = _negative_feedback(pressure, history.feedback, at) if pressure is not None else []
     holds: list[Hold] = []
     for scored in ranked:
         hold = _step_hold(pacing, scored.step, channel=channel, at=at, history=history, code=code, title=title)
+        if hold is None and pressure is not None:
+            hold = _judged_hold(pressure, scored.step, negative, title)
         if hold is not None:
             holds.append(hold)
     held = {h.step for h in holds}
@@ -124,7 +146,36 @@ def hold_back(
         if remaining < min(paced, len(eligible)):  # the cap cuts what would be shown
             paced = remaining
             holds.append(_user_cap_hold(pacing, cap, counted, code))
+    if pressure is not None and negative and pressure.eased(limit) < min(paced, len(eligible)):
+        paced = pressure.eased(limit)
+        until = negative[-1].recorded_at + pressure.window
+        reason = pressure.say("feedbackPressureReason", max=paced, until=_when(until))
+        holds.append(Hold(reason, until, None, tuple(f.iri for f in negative)))
     return Paced(eligible, paced, holds)
+
+
+def _negative_feedback(
+    pressure: FeedbackPressure, feedback: Sequence[FeedbackEvent], at: datetime
+) -> list[FeedbackEvent]:
+    """The negative feedback within the pressure's window at ``at``, oldest first."""
+    return [
+        f
+        for f in feedback
+        if at - pressure.window < f.recorded_at <= at
+        and pressure.negative(thumbs_up=f.thumbs_up, rating=f.rating, sentiment=f.sentiment)
+    ]
+
+
+def _judged_hold(
+    pressure: FeedbackPressure, step: str, negative: list[FeedbackEvent], title: Callable[[str], str]
+) -> Hold | None:
+    """A hold on a step the user judged negatively within the window."""
+    about = [f for f in negative if f.step == step]
+    if not about:
+        return None
+    until = about[-1].recorded_at + pressure.window
+    reason = pressure.say("negativeFeedbackReason", step=title(step), until=_when(until))
+    return Hold(reason, until, step, tuple(f.iri for f in about))
 
 
 def _whole_decision(
@@ -292,9 +343,11 @@ def history_of(
     at: datetime,
     time_zone_name: str | None,
     registered_at: datetime | None,
+    pressure: FeedbackPressure | None = None,
 ) -> History:
     """Read what the pacing needs of a user from the store: the user's snoozes, dismissals and session starts,
-    the showings within its look-back and, for a session budget, the steps shown since the session started."""
+    the showings within its look-back, for a session budget the steps shown since the session started, and for
+    a feedback pressure the feedback within its window."""
     codes = {iri: code for code, iri in runtime.knowledge.codes.events.items()}
     events = [
         PacingEvent(
@@ -332,4 +385,20 @@ def history_of(
             )
             for row in runtime.store.select(query)
         ]
-    return History(shown, events, time_zone_name, registered_at, session)
+    feedback: list[FeedbackEvent] = []
+    if pressure is not None:
+        query = runtime.queries["feedback-recent"].bind(
+            user=user, userGraph=graph, since=datetime_literal(at - pressure.window)
+        )
+        feedback = [
+            FeedbackEvent(
+                bound(row, "event").value,
+                bound(row, "step").value,
+                parse_datetime(bound(row, "recordedAt").value),
+                thumbs_up=row["thumbsUp"].value == "true" if row["thumbsUp"] is not None else None,
+                rating=int(row["rating"].value) if row["rating"] is not None else None,
+                sentiment=float(row["sentiment"].value) if row["sentiment"] is not None else None,
+            )
+            for row in runtime.store.select(query)
+        ]
+    return History(shown, events, time_zone_name, registered_at, session, feedback)

@@ -229,14 +229,18 @@ def check_store(store: GraphStore, validator: Validator) -> list:
 
 
 def seal_policies(triples: list[ox.Triple]) -> list[ox.Triple]:
-    """Return the triples with a wf:contentHash on each policy version, over it, its rules and its pacing (with
-    the pacing's caps and quiet hours), where they are in the same file."""
+    """Return the triples with a wf:contentHash on each policy version, over it, its rules, its pacing (with
+    the pacing's caps and quiet hours) and its feedback pressure, where they are in the same file."""
 
     kept = [t for t in triples if t.predicate != vocab.CONTENT_HASH]
     versions = {t.subject for t in kept if t.predicate == vocab.RDF_TYPE and t.object == vocab.POLICY_VERSION}
     sealed = list(kept)
     for version in sorted(versions, key=str):
-        parts = {t.object for t in kept if t.subject == version and t.predicate in (vocab.HAS_RULE, vocab.PACING)}
+        parts = {
+            t.object
+            for t in kept
+            if t.subject == version and t.predicate in (vocab.HAS_RULE, vocab.PACING, vocab.FEEDBACK_PRESSURE)
+        }
         # a pacing's caps and quiet hours are its parts too
         parts |= {t.object for t in kept if t.subject in parts and t.predicate in vocab.PACING_PARTS}
         content = [t for t in kept if t.subject == version or t.subject in parts]

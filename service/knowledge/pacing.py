@@ -83,6 +83,73 @@ class Pacing:
         return self.templates[kind].format_map({k: str(v) for k, v in values.items()})
 
 
+@dataclass(frozen=True)
+class FeedbackPressure:
+    """How a policy version eases off a user after negative feedback (``wf:FeedbackPressure``)."""
+
+    iri: str
+    window: timedelta
+    share: float  # of the steps asked for, shown within the window (rounded down, at least one)
+    rating_at_most: int  # a rating at or below is negative
+    sentiment_below: float  # a text scored below is negative
+    templates: Mapping[str, str]
+
+    def negative(self, *, thumbs_up: bool | None, rating: int | None, sentiment: float | None) -> bool:
+        """Whether one feedback is negative: a thumb down, a low rating or a text of low sentiment."""
+        return (
+            thumbs_up is False
+            or (rating is not None and rating <= self.rating_at_most)
+            or (sentiment is not None and sentiment < self.sentiment_below)
+        )
+
+    def eased(self, limit: int) -> int:
+        return max(1, int(limit * self.share))
+
+    def say(self, kind: str, **values: object) -> str:
+        return self.templates[kind].format_map({k: str(v) for k, v in values.items()})
+
+
+def read_pressures(
+    store: GraphStore, queries: Mapping[str, str], placeholders: Mapping[str, set[str]]
+) -> dict[str, FeedbackPressure]:
+    """Return the feedback pressure of each policy version that names one, by version IRI; SyntaxProblem for
+    anything malformed."""
+    templates = read_templates(
+        store.select(queries["policy-feedback-templates"]),
+        owner="pressure",
+        placeholders=placeholders,
+        missing="template: a feedback pressure states every reason it gives",
+        owner_kind="a feedback pressure",
+    )
+    pressures: dict[str, FeedbackPressure] = {}
+    for row in store.select(queries["policy-feedback-pressure"]):
+        iri = bound(row, "pressure").value
+        share = _number(value(row, "share"), iri, "pressureShare", 0.0, 1.0)
+        rating = _number(value(row, "ratingAtMost"), iri, "negativeRatingAtMost", 0, 10)
+        sentiment = _number(value(row, "sentimentBelow"), iri, "negativeSentimentBelow", -1.0, 1.0)
+        if rating != int(rating):
+            raise SyntaxProblem(iri, f"wf:negativeRatingAtMost {rating} is not an integer from 0 to 10")
+        pressures[bound(row, "version").value] = FeedbackPressure(
+            iri,
+            window=duration(value(row, "window"), iri, "pressureWindow"),
+            share=share,
+            rating_at_most=int(rating),
+            sentiment_below=sentiment,
+            templates=templates.get(iri, {}),
+        )
+    return pressures
+
+
+def _number(text: str | None, source: str, name: str, low: float, high: float) -> float:
+    try:
+        number = float(text) if text is not None else None
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise SyntaxProblem(source, f"wf:{name} {text!r} is not a number from {low} to {high}")
+    return number
+
+
 def read_pacings(
     store: GraphStore, queries: Mapping[str, str], placeholders: Mapping[str, set[str]]
 ) -> dict[str, Pacing]:

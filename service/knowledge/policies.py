@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from service.errors import NotFound, SyntaxProblem
 from service.knowledge import vocab
-from service.knowledge.pacing import DEFAULT_PACING, Pacing, read_pacings
+from service.knowledge.pacing import DEFAULT_PACING, FeedbackPressure, Pacing, read_pacings, read_pressures
 from service.knowledge.store import GraphStore, Row, bound, value
 from service.knowledge.templates import checked_template, read_templates
 
@@ -65,6 +65,8 @@ class PolicyVersion:
     # wf:pacing: caps, cool-downs, snoozes and quiet hours (absent: wf:DefaultPacing); None only for a version
     # made outside the store, which is then not paced
     pacing: Pacing | None = None
+    # wf:feedbackPressure: fewer prompts after negative feedback (None: feedback changes nothing)
+    feedback_pressure: FeedbackPressure | None = None
 
     @property
     def label(self) -> str:
@@ -86,6 +88,7 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
         owner_kind="a version",
     )
     pacings = read_pacings(store, queries, placeholders)
+    pressures = read_pressures(store, queries, placeholders)
     versions: dict[str, PolicyVersion] = {}
     for row in store.select(queries["policy-versions"]):
         iri = bound(row, "version").value
@@ -112,6 +115,7 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
             exploration_rate=_number(row, "explorationRate", 0.0),
             calibrated=value(row, "mixing") == vocab.CALIBRATED_SUM.value,
             pacing=_pacing(pacings, value(row, "pacing"), iri),
+            feedback_pressure=pressures.get(iri),
         )
     rules: dict[tuple[str, str], Rule] = {}
     for row in store.select(queries["policy-rules"]):
