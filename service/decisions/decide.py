@@ -10,6 +10,7 @@ import logging
 import threading
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,6 +33,7 @@ from service.experiments.flags import segment_of
 from service.knowledge import vocab
 from service.knowledge.catalog import Catalog
 from service.knowledge.content import ServedContent, parse_locale
+from service.knowledge.leases import lease
 from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import bound
 from service.metrics import CANDIDATES, DECISIONS
@@ -167,8 +169,9 @@ def _decide(
     with tracer.start_as_current_span("rank", attributes={"candidates": len(candidates)}):
         ranked = rank(candidates, policy=policy, context=context, catalog=catalog, model=used_model)
     # A decision that pacing counts in reads what was shown before and adds to it: one user's such decisions
-    # run one at a time in this process, so that two at once cannot both take the last place of a cap.
-    with _one_at_a_time(policy, stored.pseudonym):
+    # run one at a time (in this process, and on a shared store across processes), so that two at once
+    # cannot both take the last place of a cap.
+    with _one_at_a_time(runtime, policy, stored.pseudonym):
         eligible, paced_limit, held = ranked, limit, []
         if policy.pacing is not None:
             # Feedback eases the pressure only under the user's FEEDBACK consent, the purpose it was given for.
@@ -303,11 +306,18 @@ def may_deliver(runtime: Runtime, user_id: str, channel: str, consents: dict[str
 _PACING_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
-def _one_at_a_time(policy: PolicyVersion, pseudonym: str) -> contextlib.AbstractContextManager:
-    """A lock per user (striped) where the version's pacing counts past showings; none where it does not."""
+@contextlib.contextmanager
+def _one_at_a_time(runtime: Runtime, policy: PolicyVersion, pseudonym: str) -> Iterator[None]:
+    """Where the version's pacing counts past showings: a lock per user (striped) in this process and, on a
+    shared store, the user's lease across processes (:mod:`service.knowledge.leases`); nothing otherwise."""
     if policy.pacing is None or not policy.pacing.counts_showings:
-        return contextlib.nullcontext()
-    return _PACING_LOCKS[zlib.crc32(pseudonym.encode()) % len(_PACING_LOCKS)]
+        yield
+        return
+    with contextlib.ExitStack() as held:
+        held.enter_context(_PACING_LOCKS[zlib.crc32(pseudonym.encode()) % len(_PACING_LOCKS)])
+        if runtime.store.url is not None:
+            held.enter_context(lease(runtime.store, "paced:" + pseudonym))
+        yield
 
 
 def _contents(catalog: Catalog, steps: list[Scored], channel_iri: str, locale: str | None) -> dict[str, ServedContent]:

@@ -40,6 +40,7 @@ HEALTH_REPORT_BASE = BASE + "health-report/"
 FAIRNESS_REPORT_BASE = BASE + "fairness-report/"
 IMPACT_ASSESSMENT_BASE = BASE + "impact-assessment/"
 DELIVERY_BASE = BASE + "delivery/"
+LEASE_BASE = BASE + "lease/"
 
 
 def wf(name: str) -> NamedNode:
@@ -64,6 +65,8 @@ XSD_STRING = NamedNode(XSD_NS + "string")
 XSD_BASE64 = NamedNode(XSD_NS + "base64Binary")
 XSD_DURATION = NamedNode(XSD_NS + "duration")
 RDF_JSON = NamedNode(RDF_NS + "JSON")
+
+LEASE_HOLDER = wf("leaseHolder")
 
 # Feedback and sentiment
 FEEDBACK_PURPOSE = wf("FeedbackPurpose")
@@ -355,6 +358,7 @@ MODEL_ARTIFACTS_GRAPH = NamedNode(GRAPH_BASE + "model-artifacts")
 USER_GRAPH_BASE = GRAPH_BASE + "user/"
 IDEMPOTENCY_GRAPH = NamedNode(GRAPH_BASE + "idempotency")
 OUTBOX_GRAPH = NamedNode(GRAPH_BASE + "outbox")  # messages for senders, and where each stands
+LOCKS_GRAPH = NamedNode(GRAPH_BASE + "locks")  # leases the processes of a shared store take (leases.py)
 META_GRAPH = NamedNode(GRAPH_BASE + "meta")
 # Every version of each catalog and policy graph, as snapshots (service/knowledge/history.py).
 HISTORY_GRAPH = NamedNode(GRAPH_BASE + "knowledge-history")
