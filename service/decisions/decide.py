@@ -157,6 +157,7 @@ def _decide(
     with tracer.start_as_current_span("sparql.candidates"):
         candidates = candidate_steps(runtime, user, channel_iri)
     context = context_of(stored, history, channel_iri=channel_iri, personalized=personalized, catalog=catalog)
+    context.locale = locale
     used_model = None
     if policy.model_weight and personalized:
         with tracer.start_as_current_span("model.active"):
@@ -199,8 +200,9 @@ def _decide(
                     at=paced_at,
                     history=history_read,
                     channel_codes={iri: code for code, iri in knowledge.codes.channels.items()},
-                    title=catalog.title,
+                    title=catalog.title_in,
                     pressure=pressure,
+                    locale=locale,
                 )
             eligible, paced_limit, held = paced.eligible, paced.limit, paced.holds
         shown = slate(

@@ -24,7 +24,7 @@ shows at most a share of the steps asked for.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import pyoxigraph as ox
@@ -33,6 +33,7 @@ from service.clock import as_utc, datetime_literal, parse_datetime, time_zone
 from service.decisions.ranking import Scored
 from service.knowledge.pacing import FeedbackPressure, FrequencyCap, Pacing
 from service.knowledge.store import bound
+from service.knowledge.templates import Named
 from service.runtime import Runtime
 
 SNOOZED, DISMISSED, SESSION = "STEP_SNOOZED", "STEP_DISMISSED", "SESSION_STARTED"
@@ -111,12 +112,16 @@ def hold_back(
     at: datetime,
     history: History,
     channel_codes: Mapping[str, str],
-    title: Callable[[str], str] = lambda step: step,
+    title: Callable[[str, str | None], str] = lambda step, language: step,
     pressure: FeedbackPressure | None = None,
+    locale: str | None = None,
 ) -> Paced:
     """Apply the pacing to a ranking for a decision on ``channel`` (IRI) made at ``at``; ``channel_codes`` names
-    channels by their API codes and ``title`` steps by their titles, in the reasons. ``pressure`` is the
-    version's feedback pressure, where it has one and the user consents to FEEDBACK."""
+    channels by their API codes and ``title`` steps in a language (None: by their titles), in the reasons. ``pressure`` is the
+    version's feedback pressure, where it has one and the user consents to FEEDBACK. Reasons are in ``locale``
+    where the pacing has words for it, and name steps in the language of those words."""
+    pacing = replace(pacing, locale=locale, namer=title)
+    pressure = replace(pressure, locale=locale, namer=title) if pressure is not None else None
 
     def code(iri: str | None) -> str:
         return channel_codes.get(iri, "an unknown channel") if iri else "a channel not reported"
@@ -130,9 +135,9 @@ def hold_back(
     negative = _negative_feedback(pressure, history.feedback, at) if pressure is not None else []
     holds: list[Hold] = []
     for scored in ranked:
-        hold = _step_hold(pacing, scored.step, channel=channel, at=at, history=history, code=code, title=title)
+        hold = _step_hold(pacing, scored.step, channel=channel, at=at, history=history, code=code)
         if hold is None and pressure is not None:
-            hold = _judged_hold(pressure, scored.step, negative, title)
+            hold = _judged_hold(pressure, scored.step, negative)
         if hold is not None:
             holds.append(hold)
     held = {h.step for h in holds}
@@ -166,15 +171,13 @@ def _negative_feedback(
     ]
 
 
-def _judged_hold(
-    pressure: FeedbackPressure, step: str, negative: list[FeedbackEvent], title: Callable[[str], str]
-) -> Hold | None:
+def _judged_hold(pressure: FeedbackPressure, step: str, negative: list[FeedbackEvent]) -> Hold | None:
     """A hold on a step the user judged negatively within the window."""
     about = [f for f in negative if f.step == step]
     if not about:
         return None
     until = about[-1].recorded_at + pressure.window
-    reason = pressure.say("negativeFeedbackReason", step=title(step), until=_when(until))
+    reason = pressure.say("negativeFeedbackReason", step=Named(step), until=_when(until))
     return Hold(reason, until, step, tuple(f.iri for f in about))
 
 
@@ -233,14 +236,13 @@ def _step_hold(
     at: datetime,
     history: History,
     code: Callable[[str | None], str],
-    title: Callable[[str], str],
 ) -> Hold | None:
     """A hold on one candidate: snoozed, shown on another channel within the cool-down, or at its per-step cap."""
     snoozes = [e for e in history.events if e.type == SNOOZED and e.step == step and e.recorded_at <= at]
     if snoozes and at < snoozes[-1].recorded_at + pacing.snooze:
         latest = snoozes[-1]
         until = latest.recorded_at + pacing.snooze
-        reason = pacing.say("snoozedReason", step=title(step), channel=code(latest.channel), until=_when(until))
+        reason = pacing.say("snoozedReason", step=Named(step), channel=code(latest.channel), until=_when(until))
         return Hold(reason, until, step, (latest.iri,))
     if pacing.show_cool_down is not None:
         elsewhere = [
@@ -252,7 +254,7 @@ def _step_hold(
             last = elsewhere[-1]
             until = last.at + pacing.show_cool_down
             reason = pacing.say(
-                "shownElsewhereReason", step=title(step), channel=code(last.channel), until=_when(until)
+                "shownElsewhereReason", step=Named(step), channel=code(last.channel), until=_when(until)
             )
             return Hold(reason, until, step, (last.decision,))
     for cap in pacing.caps:
@@ -263,7 +265,7 @@ def _step_hold(
             until = counted[len(counted) - cap.max_shown].at + cap.window
             reason = pacing.say(
                 "stepCapReason",
-                step=title(step),
+                step=Named(step),
                 count=len(counted),
                 max=cap.max_shown,
                 window=_duration(cap.window),

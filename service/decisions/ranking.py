@@ -21,6 +21,7 @@ from typing import Protocol
 
 from service.knowledge.catalog import Catalog, StepInfo
 from service.knowledge.policies import PolicyVersion, Rule
+from service.knowledge.templates import Named
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Context:
     # used only to leave out steps the user can never reach.
     eligible_roles: list[str] = field(default_factory=list)
     eligible_plans: list[str] = field(default_factory=list)
+    locale: str | None = None  # the locale the reasons are given in (their translations, and the titles they name)
 
     def may_reach(self, step: StepInfo) -> bool:
         role_ok = not step.roles or any(r in step.roles for r in self.eligible_roles)
@@ -97,7 +99,14 @@ def rank(
         if unlocks:
             rule_score += policy.unlock_weight * len(unlocks)
             first = min(unlocks, key=lambda s: order.get(s, n))
-            text = _say(policy, "unlockReason", step=step.title, unlocked=catalog.title(first))
+            text = _say(
+                policy,
+                context,
+                catalog,
+                "unlockReason",
+                step=Named(iri),
+                unlocked=Named(first),
+            )
             reasons.append((policy.unlock_weight * len(unlocks), text))
         if context.personalized and policy.affinity_weight:
             path = _affinity(policy, step, context, catalog)
@@ -116,7 +125,7 @@ def rank(
                 reasons.append((policy.model_weight * model_units * model_score, evidence))
         score = policy.rule_weight * rule_units * rule_score + policy.model_weight * model_units * (model_score or 0.0)
         texts = [text for _, text in sorted(reasons, key=lambda r: -r[0])]
-        texts.append(_introduces(policy, step, catalog))
+        texts.append(_introduces(policy, step, catalog, context))
         scored.append(Scored(iri, round(score, 6), round(rule_score, 6), model_score, _first_unique(texts, 3)))
     scored.sort(key=lambda s: (-s.score, order.get(s.step, n), s.step))
     return scored
@@ -154,9 +163,10 @@ def propensity(ranked: list[Scored], step: str, position: int, exploration_rate:
     return (1.0 - exploration_rate) * ranked_there + exploration_rate / len(ranked)
 
 
-def _say(policy: PolicyVersion, kind: str, **values: str) -> str:
-    """Return the version's reason of this kind with its placeholders filled in."""
-    return policy.templates[kind].format_map(values)
+def _say(policy: PolicyVersion, context: Context, catalog: Catalog, kind: str, **values: str | Named) -> str:
+    """Return the version's reason of this kind in the decision's locale, with its placeholders filled in
+    (entities named in the language of the words picked)."""
+    return policy.templates[kind].say(context.locale, catalog.title_in, **values)
 
 
 def _matches(rule: Rule, step: StepInfo, context: Context, catalog: Catalog) -> bool:
@@ -196,7 +206,14 @@ def _affinity(policy: PolicyVersion, step: StepInfo, context: Context, catalog: 
     """
     for feature in step.introduces:
         if feature in context.used_features:
-            return _say(policy, "usedFeatureReason", step=step.title, feature=catalog.title(feature))
+            return _say(
+                policy,
+                context,
+                catalog,
+                "usedFeatureReason",
+                step=Named(step.iri),
+                feature=Named(feature),
+            )
     for feature in step.introduces:
         for area in catalog.parents.get(feature, []):
             if not catalog.parents.get(area):
@@ -205,10 +222,12 @@ def _affinity(policy: PolicyVersion, step: StepInfo, context: Context, catalog: 
                 if catalog.under(used, area):
                     return _say(
                         policy,
+                        context,
+                        catalog,
                         "usedAreaReason",
-                        step=step.title,
-                        feature=catalog.title(feature),
-                        area=catalog.title(area),
+                        step=Named(step.iri),
+                        feature=Named(feature),
+                        area=Named(area),
                     )
     return None
 
@@ -231,29 +250,40 @@ def _similar_users(
         return None
     return _say(
         policy,
+        context,
+        catalog,
         "similarUsersReason",
-        step=step.title,
-        role=catalog.title(context.role),
-        industry=catalog.title(context.industry),
+        step=Named(step.iri),
+        role=Named(context.role),
+        industry=Named(context.industry),
         lift=f"{ratio:.1f}",
         completers=str(completers),
     )
 
 
-def _introduces(policy: PolicyVersion, step: StepInfo, catalog: Catalog) -> str:
+def _introduces(policy: PolicyVersion, step: StepInfo, catalog: Catalog, context: Context) -> str:
     if not step.introduces:
-        return _say(policy, "journeyReason", step=step.title)
+        return _say(policy, context, catalog, "journeyReason", step=Named(step.iri))
     feature = step.introduces[0]
     areas = catalog.areas(feature)
     if areas:
         return _say(
             policy,
+            context,
+            catalog,
             "introducesAreaReason",
-            step=step.title,
-            feature=catalog.title(feature),
-            area=catalog.title(areas[0]),
+            step=Named(step.iri),
+            feature=Named(feature),
+            area=Named(areas[0]),
         )
-    return _say(policy, "introducesReason", step=step.title, feature=catalog.title(feature))
+    return _say(
+        policy,
+        context,
+        catalog,
+        "introducesReason",
+        step=Named(step.iri),
+        feature=Named(feature),
+    )
 
 
 def _first_unique(texts: list[str], limit: int) -> list[str]:

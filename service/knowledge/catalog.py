@@ -14,7 +14,7 @@ import pyoxigraph as ox
 
 from service.errors import NotFound
 from service.knowledge import vocab
-from service.knowledge.content import ContentInfo, ServedContent, Texts, serve
+from service.knowledge.content import ContentInfo, ServedContent, Texts, lookup, serve
 from service.knowledge.store import GraphStore, bound, value
 
 
@@ -52,6 +52,8 @@ class Catalog:
     default_language: str | None = None  # wf:defaultLanguage: where content falls back to
     value_moments: set[str] = field(default_factory=set)  # features marked wf:valueMoment true
     senders: dict[str, str] = field(default_factory=dict)  # channel IRI -> the purpose its sender's messages need
+    # Every entity's labels by language tag (lower-cased; "" for none), where it has any in a language of its own.
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def steps(self) -> list[StepInfo]:
@@ -69,6 +71,19 @@ class Catalog:
     def title(self, iri: str) -> str:
         entity = self.entities.get(iri)
         return entity.title if entity else vocab.local_id(iri)
+
+    def labels_of_language(self, tag: str) -> set[str]:
+        """Every entity's label in one language (a lower-cased tag)."""
+        return {labels[tag] for labels in self.labels.values() if tag in labels}
+
+    def title_in(self, iri: str, locale: str | None) -> str:
+        """The entity's label in a locale, by RFC 4647 lookup down to the catalog's default language; its title
+        where it has no label in any of those."""
+        labels = self.labels.get(iri)
+        if locale is None or not labels:
+            return self.title(iri)
+        tag = lookup(labels, locale, self.default_language or "")
+        return labels[tag] if tag is not None else self.title(iri)
 
     def resolve(self, kind: str, entity_id: str, *, field_name: str) -> str:
         """Return the IRI of the catalog entity of this kind with this ID."""
@@ -159,6 +174,9 @@ def read_catalog(store: GraphStore, queries: Mapping[str, str], *, channels: Map
     catalog.senders = {
         bound(row, "channel").value: bound(row, "purpose").value for row in store.select(queries["catalog-senders"])
     }
+    for iri, found in all_labels.items():
+        if any(tag for _, _, tag in found):
+            catalog.labels[iri] = {tag.lower(): text for _, text, tag in sorted(found, reverse=True)}
     for step in catalog.by_id["Step"].values():
         if isinstance(step, StepInfo):
             for _, text, tag in sorted(all_labels[step.iri]):  # the title's label first

@@ -22,7 +22,7 @@ from service.clock import time_zone
 from service.errors import SyntaxProblem
 from service.knowledge import vocab
 from service.knowledge.store import GraphStore, bound, value
-from service.knowledge.templates import read_templates
+from service.knowledge.templates import Namer, Wording, read_templates
 
 DEFAULT_PACING = vocab.WF_NS + "DefaultPacing"
 
@@ -61,12 +61,14 @@ class Pacing:
     iri: str
     snooze: timedelta
     time_zone: str
-    templates: Mapping[str, str]  # kind of hold-back reason (local name of its property) -> template
+    templates: Mapping[str, Wording]  # kind of hold-back reason (local name of its property) -> its words
     show_cool_down: timedelta | None = None
     dismissal_cool_down: timedelta | None = None
     session_budget: int | None = None
     caps: tuple[FrequencyCap, ...] = ()
     quiet_hours: tuple[QuietHours, ...] = field(default=())
+    locale: str | None = None  # the locale its reasons are given in (``dataclasses.replace`` per decision)
+    namer: Namer | None = None  # how its reasons name steps (IRI, language) -> name; None: by IRI
 
     @property
     def counts_showings(self) -> bool:
@@ -80,7 +82,8 @@ class Pacing:
         return max(spans, default=timedelta(0))
 
     def say(self, kind: str, **values: object) -> str:
-        return self.templates[kind].format_map({k: str(v) for k, v in values.items()})
+        """The reason of this kind in the ``locale`` (its translation, or the plain words), placeholders filled."""
+        return self.templates[kind].say(self.locale, self.namer, **values)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ class FeedbackPressure:
     share: float  # of the steps asked for, shown within the window (rounded down, at least one)
     rating_at_most: int  # a rating at or below is negative
     sentiment_below: float  # a text scored below is negative
-    templates: Mapping[str, str]
+    templates: Mapping[str, Wording]
+    locale: str | None = None  # the locale its reasons are given in (``dataclasses.replace`` per decision)
+    namer: Namer | None = None  # how its reasons name steps (IRI, language) -> name; None: by IRI
 
     def negative(self, *, thumbs_up: bool | None, rating: int | None, sentiment: float | None) -> bool:
         """Whether one feedback is negative: a thumb down, a low rating or a text of low sentiment."""
@@ -106,7 +111,8 @@ class FeedbackPressure:
         return max(1, int(limit * self.share))
 
     def say(self, kind: str, **values: object) -> str:
-        return self.templates[kind].format_map({k: str(v) for k, v in values.items()})
+        """The reason of this kind in the ``locale`` (its translation, or the plain words), placeholders filled."""
+        return self.templates[kind].say(self.locale, self.namer, **values)
 
 
 def read_pressures(

@@ -21,7 +21,7 @@ from service.errors import NotFound, SyntaxProblem
 from service.knowledge import vocab
 from service.knowledge.pacing import DEFAULT_PACING, FeedbackPressure, Pacing, read_pacings, read_pressures
 from service.knowledge.store import GraphStore, Row, bound, value
-from service.knowledge.templates import checked_template, read_templates
+from service.knowledge.templates import Wording, checked_template, read_templates
 
 PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature", "whenReachedValue")
 OLDER_ONTOLOGY = "or the store's ontology is older than ontology/wayfinder.ttl: reload it (wayfinder migrate)"
@@ -53,7 +53,7 @@ class PolicyVersion:
     journey_weight: float
     min_evidence: int  # completers of a step in the user's segment before their outcomes are cited
     lift_to_cite: float  # activation ratio a segment's completers must reach to be cited
-    templates: dict[str, str]  # kind of reason (the local name of its wf:reasonTemplate property) -> template
+    templates: dict[str, Wording]  # kind of reason (the local name of its wf:reasonTemplate property) -> its words
     approved_by: str | None = None
     rules: list[Rule] = field(default_factory=list)
     content_hash: str | None = None  # wf:contentHash, over the version and its rules (what an approval judges)

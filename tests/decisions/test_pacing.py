@@ -233,14 +233,15 @@ def test_a_paced_decision_reads_back_and_rederives(paced, clock):
     assert again.matches, again.differences
 
 
-def test_every_shipped_version_but_the_paced_one_is_paced_by_the_default(runtime):
+def test_every_shipped_version_but_the_paced_ones_is_paced_by_the_default(runtime):
     versions = {v.label: v for v in runtime.knowledge.policies.values()}
     assert versions["default@1.7.0"].pacing.iri.endswith("policy/paced")
-    assert {v.pacing.iri for label, v in versions.items() if label != "default@1.7.0"} == {
-        vocab.WF_NS + "DefaultPacing"
-    }
-    paced = versions["default@1.7.0"].pacing
-    assert paced.snooze == timedelta(days=1) and paced.session_budget == 8 and len(paced.caps) == 2
+    assert versions["default@1.8.0"].pacing.iri.endswith("policy/paced-worded")  # the same, with translations
+    paced_ones = ("default@1.7.0", "default@1.8.0")
+    assert {v.pacing.iri for label, v in versions.items() if label not in paced_ones} == {vocab.WF_NS + "DefaultPacing"}
+    for label in paced_ones:
+        paced = versions[label].pacing
+        assert paced.snooze == timedelta(days=1) and paced.session_budget == 8 and len(paced.caps) == 2
 
 
 def test_the_default_pacing_snoozes_for_a_day_and_holds_nothing_else(runtime, clock):
