@@ -14,6 +14,7 @@ from service.decisions.holdback import FeedbackEvent, History, hold_back
 from service.decisions.ranking import Scored
 from service.knowledge.pacing import FeedbackPressure, Pacing
 from service.knowledge.policies import active_version
+from service.knowledge.templates import Wording
 
 START = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 PRESSURE = FeedbackPressure(
@@ -22,7 +23,10 @@ PRESSURE = FeedbackPressure(
     share=0.5,
     rating_at_most=6,
     sentiment_below=-0.05,
-    templates={"negativeFeedbackReason": "judged {step} until {until}", "feedbackPressureReason": "at most {max}"},
+    templates={
+        "negativeFeedbackReason": Wording("judged {step} until {until}"),
+        "feedbackPressureReason": Wording("at most {max}"),
+    },
 )
 PACING = Pacing("urn:pacing", snooze=timedelta(days=1), time_zone="UTC", templates={})
 

@@ -93,7 +93,11 @@ def test_a_rollback_that_no_longer_validates_stores_nothing(runtime, tmp_path):
 
 def test_a_restore_refused_by_the_shapes_changes_nothing(runtime, tmp_path):
     # Version 2 of the catalog lacks the label the shapes require of a step; the catalog is then fixed (3).
-    broken = edited_catalog(tmp_path, 'rdfs:label "Take the two-minute product tour"@en ;', "")
+    broken = edited_catalog(
+        tmp_path,
+        'rdfs:label "Take the two-minute product tour"@en, "Faça o tour de dois minutos pelo produto"@pt-BR ;',
+        "",
+    )
     with pytest.raises(RefusedWrite):
         runtime.load([broken], by="kim")  # a refused load records no version either
     assert len(history.versions(runtime.store, CATALOG)) == 1

@@ -66,8 +66,8 @@ def test_a_new_version_states_its_thresholds_and_templates(runtime):
     version = runtime.knowledge.policies[POL + "default-1.2.0"]
     assert (version.journey_weight, version.min_evidence, version.lift_to_cite) == (1.0, 20, 1.2)
     assert sorted(version.templates) == sorted(KINDS)
-    assert version.templates["unlockReason"] == "Needed before {unlocked}"
-    assert version.templates["similarUsersReason"] == (
+    assert version.templates["unlockReason"].plain == "Needed before {unlocked}"
+    assert version.templates["similarUsersReason"].plain == (
         "{role}s in {industry} who completed this step activated {lift}x as often"
     )
     assert len(version.rules) == 12 and version.status == "active" and version.label == "default@1.2.0"
@@ -85,8 +85,8 @@ def test_thresholds_and_templates_are_read_as_the_version_states_them(runtime, t
         0.2,
         0.0,
     )
-    assert version.templates["unlockReason"] == "Do this before {unlocked}"
-    assert version.templates["journeyReason"] == "Next up: {step}"
+    assert version.templates["unlockReason"].plain == "Do this before {unlocked}"
+    assert version.templates["journeyReason"].plain == "Next up: {step}"
     assert [vocab.local_id(r.iri) for r in version.rules] == ["analysts-explore", "free-plan-upgrade"]
 
 
@@ -100,7 +100,7 @@ def test_a_version_written_before_them_is_read_with_the_ontologys_values(runtime
         assert version.journey_weight == implied["journeyWeight"]
         assert version.min_evidence == implied["minEvidence"] == 20
         assert version.lift_to_cite == pytest.approx(float(implied["liftToCite"])) == 1.2  # type: ignore[arg-type]
-        assert version.templates == {kind: implied[kind] for kind in KINDS}
+        assert {kind: w.plain for kind, w in version.templates.items()} == {kind: implied[kind] for kind in KINDS}
     # 1.2.0 states the same values: the Turtle moved, the ranking did not.
     states = runtime.knowledge.policies[POL + "default-1.2.0"]
     assert states.templates == runtime.knowledge.policies[POL + "default-1.1.0"].templates
@@ -135,7 +135,7 @@ def test_a_retired_version_stays_readable_and_its_decisions_name_it(runtime, tmp
     assert active_version(policies, "default").version == "1.4.0"
     old = policies[POL + "default-1.2.0"]
     assert old.status == "retired" and old.min_evidence == 20 and len(old.rules) == 12
-    assert old.templates["unlockReason"] == "Needed before {unlocked}"
+    assert old.templates["unlockReason"].plain == "Needed before {unlocked}"
     recorded = decide.read_decision(runtime, before.decision_id)
     assert recorded is not None and recorded.policy_version == "default@1.2.0"
     assert [sorted(s.reasons) for s in recorded.steps] == [sorted(s.reasons) for s in before.steps]  # a set, stored
