@@ -117,7 +117,8 @@ def rank(
             if _matches(rule, step, context, catalog):
                 rule_score += rule.weight
                 if rule.reason and rule.weight > 0:
-                    reasons.append((rule.weight, rule.reason.format_map({"step": step.title})))
+                    text = rule.reason.say(context.locale, catalog.title_in, step=Named(step.iri))
+                    reasons.append((rule.weight, text))
         model_score = model_scores.get(iri)
         if model is not None and model_score is not None and model_score > 0:
             evidence = _similar_users(policy, model, context, step, catalog)

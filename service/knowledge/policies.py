@@ -21,7 +21,7 @@ from service.errors import NotFound, SyntaxProblem
 from service.knowledge import vocab
 from service.knowledge.pacing import DEFAULT_PACING, FeedbackPressure, Pacing, read_pacings, read_pressures
 from service.knowledge.store import GraphStore, Row, bound, value
-from service.knowledge.templates import Wording, checked_template, read_templates
+from service.knowledge.templates import Wording, read_templates
 
 PERSONAL_CONDITIONS = ("whenRole", "whenIndustry", "whenPlan", "whenUsedFeature", "whenReachedValue")
 OLDER_ONTOLOGY = "or the store's ontology is older than ontology/wayfinder.ttl: reload it (wayfinder migrate)"
@@ -31,7 +31,7 @@ OLDER_ONTOLOGY = "or the store's ontology is older than ontology/wayfinder.ttl: 
 class Rule:
     iri: str
     weight: float
-    reason: str | None = None  # a template: {step} is the step's title
+    reason: Wording | None = None  # a template: {step} is the step's title (or label, in a translation)
     conditions: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -117,6 +117,13 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
             pacing=_pacing(pacings, value(row, "pacing"), iri),
             feedback_pressure=pressures.get(iri),
         )
+    reasons = read_templates(
+        store.select(queries["policy-rule-reasons"]),
+        owner="rule",
+        placeholders=placeholders,
+        missing="reason: state its plain words",
+        owner_kind="a rule",
+    )
     rules: dict[tuple[str, str], Rule] = {}
     for row in store.select(queries["policy-rules"]):
         version = versions.get(bound(row, "version").value)
@@ -125,11 +132,7 @@ def read_policies(store: GraphStore, queries: Mapping[str, str]) -> dict[str, Po
         key = (version.iri, bound(row, "rule").value)
         rule = rules.get(key)
         if rule is None:
-            reason = value(row, "reason")
-            if reason is not None:
-                reason = checked_template(
-                    reason, placeholders.get("reasonText", set()), kind="reasonText", source=key[1]
-                )
+            reason = reasons.get(key[1], {}).get("reasonText")
             rule = rules[key] = Rule(key[1], float(bound(row, "weight").value), reason)
             version.rules.append(rule)
         link = value(row, "link")

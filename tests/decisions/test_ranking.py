@@ -225,7 +225,11 @@ def test_no_segment_is_cited_without_personalisation(tuned):
 
 
 def test_a_journey_weight_of_zero_orders_by_rules_alone(tuned):
-    weights = {rule.reason: rule.weight for rule in tuned.knowledge.policies[POL + "rules-only-1.0.0"].rules}
+    weights = {
+        rule.reason.plain: rule.weight
+        for rule in tuned.knowledge.policies[POL + "rules-only-1.0.0"].rules
+        if rule.reason
+    }
     rules_only = decide.next_steps(tuned, "ana", limit=50, policy_id="rules-only").candidates
     for scored in rules_only:
         lifted_by = sum(weights[r] for r in scored.reasons if r in weights)

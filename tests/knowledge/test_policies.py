@@ -10,8 +10,9 @@ import rdflib
 from service.decisions import decide, users
 from service.errors import RefusedWrite, SyntaxProblem
 from service.knowledge import files, vocab
-from service.knowledge.policies import active_version, checked_template, read_policies
+from service.knowledge.policies import active_version, read_policies
 from service.knowledge.store import value
+from service.knowledge.templates import checked_template
 from tests.paths import ROOT
 
 POL = "https://w3id.org/wayfinder/policy/"
