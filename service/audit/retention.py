@@ -32,6 +32,7 @@ from rdflib.xsd_datetime import parse_xsd_duration
 from service.analytics import feed
 from service.clock import as_utc, datetime_literal
 from service.clock import now as clock_now
+from service.decisions import showings
 from service.decisions.idempotency import expired_receipts
 from service.errors import SyntaxProblem
 from service.knowledge import vocab
@@ -172,6 +173,7 @@ def purge(runtime: Runtime, *, now: datetime | None = None, dry_run: bool = Fals
     node = ox.NamedNode(vocab.PURGE_BASE + report.purge_id)
     runtime.trail.append(node, _purge_record(node, report, [rule for _, rule in applied]), remove=[*remove, *receipts])
     feed.purged(runtime, (record.value for record in claimed))
+    showings.purged(runtime)  # what pacing keeps in memory is read again from what remains
     return report
 
 

@@ -18,9 +18,10 @@ import pyoxigraph as ox
 
 from service.audit.records import decision_record, read_candidates, read_held_back
 from service.clock import now, parse_datetime
+from service.decisions import showings
 from service.decisions.candidates import candidate_steps, graph_of
 from service.decisions.consent import ConsentState, current_consents
-from service.decisions.holdback import Hold, history_of, hold_back
+from service.decisions.holdback import Hold, Showing, history_of, hold_back
 from service.decisions.ranking import Context, Scored, Scorer, rank, serving_model, slate
 from service.decisions.subjects import UUID_PATTERN, require_user
 from service.decisions.users import Profile, events, profile
@@ -191,6 +192,7 @@ def _decide(
                     time_zone_name=stored.time_zone,
                     registered_at=stored.recorded_at,
                     pressure=pressure,
+                    shown_log=showings.log_of(runtime),
                 )
                 paced = hold_back(
                     policy.pacing,
@@ -278,6 +280,9 @@ def _decide(
                 extra = assignment.assignment_quads(stored.pseudonym)
         with tracer.start_as_current_span("audit.append"):
             runtime.trail.append(record, triples, extra=extra)
+        showings.recorded(
+            runtime, stored.pseudonym, [Showing(record.value, started, channel_iri, s.step) for s in shown.steps]
+        )
     if assignment is not None and assignment.new:
         exposed(runtime, assignment, stored.pseudonym, started)
     return recommendation

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import pyoxigraph as ox
 
@@ -70,6 +71,14 @@ class FeedbackEvent:
     thumbs_up: bool | None = None
     rating: int | None = None
     sentiment: float | None = None
+
+
+class ShownReader(Protocol):
+    """Where pacing may read past showings from instead of the records (:class:`service.decisions.showings.ShownLog`)."""
+
+    def history(
+        self, runtime: Runtime, pseudonym: str, *, since: datetime | None, session_since: datetime | None
+    ) -> tuple[list[Showing], frozenset[str]]: ...
 
 
 @dataclass(frozen=True)
@@ -346,10 +355,12 @@ def history_of(
     time_zone_name: str | None,
     registered_at: datetime | None,
     pressure: FeedbackPressure | None = None,
+    shown_log: ShownReader | None = None,
 ) -> History:
     """Read what the pacing needs of a user from the store: the user's snoozes, dismissals and session starts,
     the showings within its look-back, for a session budget the steps shown since the session started, and for
-    a feedback pressure the feedback within its window."""
+    a feedback pressure the feedback within its window. With ``shown_log`` (an embedded store's log of what
+    decisions showed, :mod:`service.decisions.showings`), the showings are read from it instead of the records."""
     codes = {iri: code for code, iri in runtime.knowledge.codes.events.items()}
     events = [
         PacingEvent(
@@ -361,21 +372,31 @@ def history_of(
         )
         for row in runtime.store.select(runtime.queries["pacing-events"].bind(user=user, userGraph=graph))
     ]
-    session: frozenset[str] = frozenset()
+    begun: datetime | None = None
     if pacing.session_budget is not None:
         starts = [e.recorded_at for e in events if e.type == SESSION and e.recorded_at <= at]
-        begun = starts[-1] if starts else registered_at
-        query = runtime.queries["shown-this-session"].bind(
-            pseudonym=ox.Literal(pseudonym), since=datetime_literal(begun or at)
-        )
-        session = frozenset(bound(row, "step").value for row in runtime.store.select(query))
+        begun = (starts[-1] if starts else registered_at) or at
     # Showings on the decision's own channel count only for a cap on it; those before the look-back not at all.
     own = any(cap.counts(channel) for cap in pacing.caps)
+    since = at - pacing.lookback if pacing.lookback else None
+    if shown_log is not None:
+        logged, steps = shown_log.history(runtime, pseudonym, since=since, session_since=begun)
+        if not own:
+            logged = [s for s in logged if s.channel != channel]
+        return History(
+            logged, events, time_zone_name, registered_at, steps, _feedback(runtime, user, graph, pressure, at)
+        )
+    session: frozenset[str] = frozenset()
+    if begun is not None:
+        query = runtime.queries["shown-this-session"].bind(
+            pseudonym=ox.Literal(pseudonym), since=datetime_literal(begun)
+        )
+        session = frozenset(bound(row, "step").value for row in runtime.store.select(query))
     shown: list[Showing] = []
-    if pacing.lookback:
+    if since is not None:
         query = runtime.queries["shown-recently"].bind(
             pseudonym=ox.Literal(pseudonym),
-            since=datetime_literal(at - pacing.lookback),
+            since=datetime_literal(since),
             skipChannel=None if own else ox.NamedNode(channel),
         )
         shown = [
@@ -387,20 +408,26 @@ def history_of(
             )
             for row in runtime.store.select(query)
         ]
-    feedback: list[FeedbackEvent] = []
-    if pressure is not None:
-        query = runtime.queries["feedback-recent"].bind(
-            user=user, userGraph=graph, since=datetime_literal(at - pressure.window)
+    return History(shown, events, time_zone_name, registered_at, session, _feedback(runtime, user, graph, pressure, at))
+
+
+def _feedback(
+    runtime: Runtime, user: ox.NamedNode, graph: ox.NamedNode, pressure: FeedbackPressure | None, at: datetime
+) -> list[FeedbackEvent]:
+    """The user's feedback within the pressure's window (none without a pressure)."""
+    if pressure is None:
+        return []
+    query = runtime.queries["feedback-recent"].bind(
+        user=user, userGraph=graph, since=datetime_literal(at - pressure.window)
+    )
+    return [
+        FeedbackEvent(
+            bound(row, "event").value,
+            bound(row, "step").value,
+            parse_datetime(bound(row, "recordedAt").value),
+            thumbs_up=row["thumbsUp"].value == "true" if row["thumbsUp"] is not None else None,
+            rating=int(row["rating"].value) if row["rating"] is not None else None,
+            sentiment=float(row["sentiment"].value) if row["sentiment"] is not None else None,
         )
-        feedback = [
-            FeedbackEvent(
-                bound(row, "event").value,
-                bound(row, "step").value,
-                parse_datetime(bound(row, "recordedAt").value),
-                thumbs_up=row["thumbsUp"].value == "true" if row["thumbsUp"] is not None else None,
-                rating=int(row["rating"].value) if row["rating"] is not None else None,
-                sentiment=float(row["sentiment"].value) if row["sentiment"] is not None else None,
-            )
-            for row in runtime.store.select(query)
-        ]
-    return History(shown, events, time_zone_name, registered_at, session, feedback)
+        for row in runtime.store.select(query)
+    ]
