@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -12,7 +13,18 @@ from pathlib import Path
 
 import httpx
 
+from service.knowledge.embedded import Store
 from tests.paths import ROOT
+
+
+def closed_store(path: Path, quads: list) -> Path:
+    """Make a store folder holding these quads and close it, for a service process to open; return its path."""
+    store = Store(path)
+    store.commit(add=quads)
+    store.close()
+    del store
+    gc.collect()  # the folder's lock goes with the last reference
+    return path
 
 
 def _free_port() -> int:

@@ -6,7 +6,6 @@ after SIGKILL, ``wayfinder delivery run --once`` over the same folder sends what
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
@@ -16,10 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.knowledge.embedded import Store
 from tests.delivery.receiver import Receiver, Step
 from tests.paths import ROOT
-from tests.service_process import Service
+from tests.service_process import Service, closed_store
 
 SECRET = "crash-test-secret"
 REGISTER = "mutation R($input: RegisterUserInput!) { registerUser(input: $input) { id } }"
@@ -32,13 +30,7 @@ DELIVERY = "query Q($id: ID!) { delivery(id: $id) { state attempts decisionId } 
 
 @pytest.fixture
 def store_folder(knowledge_quads, tmp_path) -> Path:
-    path = tmp_path / "store"
-    store = Store(path)
-    store.commit(add=knowledge_quads)
-    store.close()
-    del store
-    gc.collect()
-    return path
+    return closed_store(tmp_path / "store", knowledge_quads)
 
 
 def settings_env(receiver: Receiver, **more: str) -> dict[str, str]:

@@ -33,7 +33,7 @@ from service.knowledge import vocab
 from service.knowledge.embedded import Store
 from service.runtime import Runtime
 from service.settings import Settings
-from tests.service_process import Service
+from tests.service_process import Service, closed_store
 
 THREADS = 4
 USERS_PER_THREAD = 10
@@ -57,13 +57,7 @@ USER = "query U($id: ID!) { user(id: $id) { id role plan eventCount consents { p
 @pytest.fixture
 def service_store(knowledge_quads, tmp_path) -> Path:
     """A store folder holding the demo knowledge and no users, closed (the service opens it)."""
-    path = tmp_path / "store"
-    store = Store(path)
-    store.commit(add=knowledge_quads)
-    store.close()
-    del store
-    gc.collect()
-    return path
+    return closed_store(tmp_path / "store", knowledge_quads)
 
 
 @pytest.fixture
