@@ -297,9 +297,18 @@ class Mutation:
             str | None,
             strawberry.argument(description="The BCP 47 tag of the language wanted for the message's content"),
         ] = None,
+        idempotency_key: IdempotencyKeyArgument = None,
     ) -> Recommendation:
         runtime = runtime_of(info)
-        rec = decide.next_steps(runtime, str(user_id), channel=channel.value, limit=limit, locale=locale, deliver=True)
+        rec = decide.next_steps(
+            runtime,
+            str(user_id),
+            channel=channel.value,
+            limit=limit,
+            locale=locale,
+            deliver=True,
+            idempotency=idempotency_of(info, idempotency_key),
+        )
         return recommendation_of(runtime, rec)
 
     @strawberry.mutation(

@@ -22,6 +22,7 @@ from service.decisions import showings
 from service.decisions.candidates import candidate_steps, graph_of
 from service.decisions.consent import ConsentState, current_consents
 from service.decisions.holdback import Hold, Showing, history_of, hold_back
+from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from service.decisions.ranking import Context, Scored, Scorer, rank, serving_model, slate
 from service.decisions.subjects import UUID_PATTERN, require_user
 from service.decisions.users import Profile, events, profile
@@ -77,31 +78,46 @@ def next_steps(
     model: Scorer | None = None,
     locale: str | None = None,
     deliver: bool = False,
+    idempotency: IdempotencyKey | None = None,
 ) -> Recommendation:
     """Decide, explain and record the user's next steps on a channel, with their content for a locale.
 
     With ``deliver``, the decision is also handed to the channel's sender: it writes an outbox message in
     the same transaction as its record (none when it shows nothing), and is refused unless the catalog
     names a sender for the channel, the deployment configures its webhook and the user consents to its
-    purpose.
+    purpose. With an ``idempotency`` key too, a retry of a delivery that was recorded returns that
+    decision again (as recorded) and decides and sends nothing.
     """
     if channel not in runtime.knowledge.codes.channels:
         raise InvalidInput("channel", f"unknown channel {channel!r}")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
     locale = parse_locale(locale)
-    with tracer.start_as_current_span("decide", attributes={"channel": channel, "limit": limit}) as span:
-        rec = _decide(
-            runtime,
-            user_id,
-            channel=channel,
-            limit=limit,
-            policy_id=policy_id,
-            model=model,
-            locale=locale,
-            deliver=deliver,
-        )
-        span.set_attribute("decision_id", rec.decision_id)
+    receipt = None
+    if idempotency is not None:
+        if not deliver:
+            raise InvalidInput(idempotency.field, "only a delivery takes an idempotency key")
+        receipt = (idempotency, request_hash([{"user": user_id, "channel": channel, "limit": limit,
+                                               "locale": locale, "policy": policy_id}]))  # fmt: skip
+    with contextlib.ExitStack() as keyed:
+        if receipt is not None:
+            keyed.enter_context(_KEY_LOCKS[zlib.crc32(receipt[0].node.value.encode()) % len(_KEY_LOCKS)])
+            replayed = _replayed(runtime, *receipt)
+            if replayed is not None:
+                return replayed
+        with tracer.start_as_current_span("decide", attributes={"channel": channel, "limit": limit}) as span:
+            rec = _decide(
+                runtime,
+                user_id,
+                channel=channel,
+                limit=limit,
+                policy_id=policy_id,
+                model=model,
+                locale=locale,
+                deliver=deliver,
+                receipt=receipt,
+            )
+            span.set_attribute("decision_id", rec.decision_id)
     DECISIONS.labels(rec.policy_version, rec.variant or "", str(rec.personalized).lower()).inc()
     CANDIDATES.observe(len(rec.candidates))
     log.info(
@@ -128,6 +144,7 @@ def _decide(
     model: Scorer | None,
     locale: str | None,
     deliver: bool = False,
+    receipt: tuple[IdempotencyKey, str] | None = None,
 ) -> Recommendation:
     started = now()
     user = require_user(runtime, user_id)
@@ -278,8 +295,12 @@ def _decide(
             triples += assignment.record_triples(record)
             if assignment.new:
                 extra = assignment.assignment_quads(stored.pseudonym)
+        stale: list[ox.Quad] = []
+        if receipt is not None:  # the key's receipt, committed with the decision it names
+            receipt_quads, stale = receipt_changes(runtime.store, receipt[0], receipt[1], [], decision=record.value)
+            extra += receipt_quads
         with tracer.start_as_current_span("audit.append"):
-            runtime.trail.append(record, triples, extra=extra)
+            runtime.trail.append(record, triples, extra=extra, remove=stale)
         showings.recorded(
             runtime, stored.pseudonym, [Showing(record.value, started, channel_iri, s.step) for s in shown.steps]
         )
@@ -311,6 +332,16 @@ def may_deliver(runtime: Runtime, user_id: str, channel: str, consents: dict[str
 
 
 _PACING_LOCKS = tuple(threading.Lock() for _ in range(64))
+_KEY_LOCKS = tuple(threading.Lock() for _ in range(16))  # a retry racing its first try waits for it, in a process
+
+
+def _replayed(runtime: Runtime, key: IdempotencyKey, digest: str) -> Recommendation | None:
+    """The decision a keyed delivery recorded, where this is its retry; None where the key is unused."""
+    found = stored_receipt(runtime.store, key, ttl_s=runtime.settings.idempotency_ttl_s)
+    if found is None or found.decision is None:
+        return None
+    check_replay(found, key, digest)
+    return read_decision(runtime, vocab.local_id(found.decision))
 
 
 @contextlib.contextmanager

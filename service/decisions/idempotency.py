@@ -46,6 +46,7 @@ class Receipt:
     request_hash: str
     accepted_at: datetime
     events: list[str]
+    decision: str | None = None  # the decision a keyed delivery recorded
 
 
 def scoped_key(key: str, *, scope: Sequence[str], field: str = "idempotencyKey") -> IdempotencyKey:
@@ -71,7 +72,8 @@ def stored_receipt(store: GraphStore, key: IdempotencyKey, *, ttl_s: float) -> R
     if now() - accepted > timedelta(seconds=ttl_s):
         return None
     events = [plain(q.object).value for q in quads if q.predicate == vocab.STORED_EVENT]
-    return Receipt(values[vocab.REQUEST_HASH].value, accepted, events)
+    decision = values.get(vocab.STORED_DECISION)
+    return Receipt(values[vocab.REQUEST_HASH].value, accepted, events, decision.value if decision else None)
 
 
 def check_replay(receipt: Receipt, key: IdempotencyKey, digest: str) -> Receipt:
@@ -85,9 +87,10 @@ def check_replay(receipt: Receipt, key: IdempotencyKey, digest: str) -> Receipt:
 
 
 def receipt_changes(
-    store: GraphStore, key: IdempotencyKey, digest: str, events: Sequence[str]
+    store: GraphStore, key: IdempotencyKey, digest: str, events: Sequence[str], *, decision: str | None = None
 ) -> tuple[list[ox.Quad], list[ox.Quad]]:
-    """Return the quads that record the key's receipt, and the quads of an expired receipt they replace."""
+    """Return the quads that record the key's receipt (of the events, or the decision, the write stored), and
+    the quads of an expired receipt they replace."""
     g = vocab.IDEMPOTENCY_GRAPH
     stale = list(store.quads(subject=key.node, graph=g))
     quads = [
@@ -97,6 +100,8 @@ def receipt_changes(
         ox.Quad(key.node, vocab.ACCEPTED_AT, datetime_literal(now()), g),
     ]
     quads += [ox.Quad(key.node, vocab.STORED_EVENT, ox.NamedNode(event), g) for event in events]
+    if decision is not None:
+        quads.append(ox.Quad(key.node, vocab.STORED_DECISION, ox.NamedNode(decision), g))
     return quads, stale
 
 

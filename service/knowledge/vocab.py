@@ -374,6 +374,7 @@ REQUEST_HASH = wf("requestHash")
 EVENT_COUNT = wf("eventCount")
 ACCEPTED_AT = wf("acceptedAt")
 STORED_EVENT = wf("storedEvent")
+STORED_DECISION = wf("storedDecision")
 
 
 # Delivery to senders (service/delivery/)

@@ -226,3 +226,23 @@ def test_signatures_and_backoff():
     assert 1 <= waits[0] <= 2 and 8 <= waits[3] <= 16 and all(w <= 60 for w in waits) and waits[-1] >= 30
     assert webhooks.backoff_s(1, base_s=2, max_s=60, retry_after_s=30) >= 30
     assert webhooks.backoff_s(1, base_s=2, max_s=60, retry_after_s=3600) <= 60
+
+
+def test_a_keyed_delivery_retried_is_decided_and_sent_once(knowledge_quads, tmp_path):
+    from service.decisions.idempotency import scoped_key
+    from service.errors import Conflict
+
+    runtime = runtime_for(knowledge_quads, tmp_path, "http://127.0.0.1:9/hook")
+    with_user(runtime)
+    key = scoped_key("send-tour-1", scope=["backend", ""])
+    first = next_steps(runtime, "u1", channel="EMAIL", limit=2, locale="pt-BR", deliver=True, idempotency=key)
+    again = next_steps(runtime, "u1", channel="EMAIL", limit=2, locale="pt-BR", deliver=True, idempotency=key)
+    assert (again.decision_id, again.delivery_id) == (first.decision_id, first.delivery_id)
+    assert [s.step for s in again.steps] == [s.step for s in first.steps]
+    assert decisions(runtime) == 1 and len(outbox.messages(runtime.store)) == 1
+    with pytest.raises(Conflict):  # the same key for another request
+        next_steps(runtime, "u1", channel="EMAIL", limit=3, deliver=True, idempotency=key)
+    with pytest.raises(InvalidInput):  # only deliveries take keys
+        next_steps(runtime, "u1", idempotency=scoped_key("k2", scope=["backend", ""]))
+    other = next_steps(runtime, "u1", channel="EMAIL", deliver=True, idempotency=scoped_key("k3", scope=["b", ""]))
+    assert other.decision_id != first.decision_id and decisions(runtime) == 2
