@@ -97,8 +97,8 @@ def next_steps(
     if idempotency is not None:
         if not deliver:
             raise InvalidInput(idempotency.field, "only a delivery takes an idempotency key")
-        receipt = (idempotency, request_hash([{"user": user_id, "channel": channel, "limit": limit,
-                                               "locale": locale, "policy": policy_id}]))  # fmt: skip
+        asked = {"user": user_id, "channel": channel, "limit": limit, "locale": locale, "policy": policy_id}
+        receipt = (idempotency, request_hash([asked]))
     with contextlib.ExitStack() as keyed:
         if receipt is not None:
             keyed.enter_context(_KEY_LOCKS[zlib.crc32(receipt[0].node.value.encode()) % len(_KEY_LOCKS)])

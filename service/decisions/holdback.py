@@ -23,7 +23,7 @@ shows at most a share of the steps asked for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -33,7 +33,7 @@ import pyoxigraph as ox
 from service.clock import as_utc, datetime_literal, parse_datetime, time_zone
 from service.decisions.ranking import Scored
 from service.knowledge.pacing import FeedbackPressure, FrequencyCap, Pacing
-from service.knowledge.store import bound
+from service.knowledge.store import Row, bound
 from service.knowledge.templates import Named
 from service.runtime import Runtime
 
@@ -379,7 +379,7 @@ def history_of(
     # Showings on the decision's own channel count only for a cap on it; those before the look-back not at all.
     own = any(cap.counts(channel) for cap in pacing.caps)
     since = at - pacing.lookback if pacing.lookback else None
-    if shown_log is not None:
+    if shown_log is not None and (since is not None or begun is not None):
         logged, steps = shown_log.history(runtime, pseudonym, since=since, session_since=begun)
         if not own:
             logged = [s for s in logged if s.channel != channel]
@@ -399,16 +399,21 @@ def history_of(
             since=datetime_literal(since),
             skipChannel=None if own else ox.NamedNode(channel),
         )
-        shown = [
-            Showing(
-                bound(row, "decision").value,
-                parse_datetime(bound(row, "at").value),
-                bound(row, "channel").value,
-                bound(row, "step").value,
-            )
-            for row in runtime.store.select(query)
-        ]
+        shown = showings_of(runtime.store.select(query))
     return History(shown, events, time_zone_name, registered_at, session, _feedback(runtime, user, graph, pressure, at))
+
+
+def showings_of(rows: Iterable[Row]) -> list[Showing]:
+    """The showings in rows of ``shown-recently.rq``: decision, when, channel, step."""
+    return [
+        Showing(
+            bound(row, "decision").value,
+            parse_datetime(bound(row, "at").value),
+            bound(row, "channel").value,
+            bound(row, "step").value,
+        )
+        for row in rows
+    ]
 
 
 def _feedback(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 import pyoxigraph as ox
 
 from service.clock import datetime_literal, now, parse_datetime
-from service.decisions.holdback import Showing
+from service.decisions.holdback import Showing, showings_of
 from service.knowledge.store import bound
 from service.runtime import Runtime
 
@@ -69,7 +70,7 @@ class ShownLog:
                     while len(self._entries) > self.capacity:
                         self._entries.popitem(last=False)
         with self._lock:
-            shown = [s for s in entry.recent if since is not None and s.at >= since]
+            shown = entry.recent[bisect_left(entry.recent, since, key=_at) :] if since is not None else []
             session = frozenset(
                 step for step, last in entry.last_shown.items() if session_since is not None and last >= session_since
             )
@@ -86,12 +87,14 @@ class ShownLog:
                 if last is None or showing.at > last:
                     entry.last_shown[showing.step] = showing.at
             fresh = [s for s in showings if s.decision not in entry.decisions]
+            in_order = not entry.recent or all(s.at >= entry.recent[-1].at for s in fresh)
             entry.recent.extend(fresh)
             entry.decisions.update(s.decision for s in fresh)
-            entry.recent.sort(key=lambda s: s.at)
+            if not in_order:  # decisions are added as they are recorded, so nearly always in order already
+                entry.recent.sort(key=_at)
             cutoff = entry.recent[-1].at - KEPT if entry.recent else entry.complete_since
             if cutoff > entry.complete_since:
-                dropped = [s for s in entry.recent if s.at < cutoff]
+                dropped = entry.recent[: bisect_left(entry.recent, cutoff, key=_at)]
                 entry.recent = entry.recent[len(dropped) :]
                 entry.decisions.difference_update(s.decision for s in dropped)
                 entry.complete_since = cutoff
@@ -99,6 +102,10 @@ class ShownLog:
     def forget(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+def _at(showing: Showing) -> datetime:
+    return showing.at
 
 
 _logs: weakref.WeakKeyDictionary[Runtime, ShownLog] = weakref.WeakKeyDictionary()
@@ -137,15 +144,8 @@ def _load(runtime: Runtime, pseudonym: str, since: datetime | None) -> _Entry:
     entry = _Entry(complete_since=since if since is not None else now())
     if since is not None:
         query = runtime.queries["shown-recently"].bind(pseudonym=name, since=datetime_literal(since), skipChannel=None)
-        for row in runtime.store.select(query):
-            showing = Showing(
-                bound(row, "decision").value,
-                parse_datetime(bound(row, "at").value),
-                bound(row, "channel").value,
-                bound(row, "step").value,
-            )
-            entry.recent.append(showing)
-            entry.decisions.add(showing.decision)
+        entry.recent = showings_of(runtime.store.select(query))
+        entry.decisions = {showing.decision for showing in entry.recent}
     for row in runtime.store.select(runtime.queries["shown-last"].bind(pseudonym=name)):
         entry.last_shown[bound(row, "step").value] = parse_datetime(bound(row, "last").value)
     return entry

@@ -15,6 +15,7 @@ from service.decisions.consent import consent_record, current_among
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from service.decisions.subjects import UUID_PATTERN, check_id, exists, require_user, user_node
 from service.decisions.writes import check, commit_checked, commit_validated, neighbourhood
+from service.delivery.outbox import delivery_node
 from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
 from service.knowledge import vocab
 from service.knowledge.content import parse_locale
@@ -394,8 +395,6 @@ def _feedback_of(runtime: Runtime, report: EventReport, where: str) -> Feedback 
 
 def _delivery_of(runtime: Runtime, report: EventReport, user: ox.NamedNode, field_name: str) -> str:
     """Return the IRI of the outbox message a message event is about; it must be one made for the event's user."""
-    from service.delivery.outbox import delivery_node
-
     if not report.delivery_id:
         raise InvalidInput(field_name, f"required for {report.type}")
     if not UUID_PATTERN.fullmatch(report.delivery_id):

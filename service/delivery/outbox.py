@@ -111,7 +111,7 @@ def message_quads(
         ox.Quad(node, vocab.DELIVERY_OF, decision, g),
         ox.Quad(node, vocab.DELIVERY_CHANNEL, ox.NamedNode(channel), g),
         ox.Quad(node, vocab.SUBJECT_PSEUDONYM, ox.Literal(pseudonym), g),
-        ox.Quad(node, vocab.DELIVERY_PAYLOAD, ox.Literal(_json(payload), datatype=vocab.RDF_JSON), g),
+        ox.Quad(node, vocab.DELIVERY_PAYLOAD, ox.Literal(json_text(payload), datatype=vocab.RDF_JSON), g),
         ox.Quad(node, vocab.PROV_GENERATED_AT, datetime_literal(at), g),
         *_state_quads(node, PENDING, attempts=0, next_attempt_at=at, at=at, error=None),
     ]
@@ -201,5 +201,6 @@ def _state_quads(
     return quads
 
 
-def _json(value: object) -> str:
+def json_text(value: object) -> str:
+    """JSON as the outbox keeps it and senders receive it: keys sorted, no spaces, text as written."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

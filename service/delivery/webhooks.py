@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import random
 from dataclasses import dataclass
 
 import httpx
+
+from service.delivery.outbox import json_text
 
 RETRIED_4XX = frozenset({408, 425, 429})
 
@@ -45,7 +46,7 @@ def signature(secret: bytes, timestamp: int, body: bytes) -> str:
 
 
 def body_of(message: dict) -> bytes:
-    return json.dumps(message, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json_text(message).encode()
 
 
 def call(client: httpx.Client, url: str, *, delivery_id: str, body: bytes, secret: bytes, timestamp: int) -> Attempt:

@@ -30,6 +30,7 @@ import pyoxigraph as ox
 from service.clock import now
 from service.decisions.consent import current_consents
 from service.decisions.subjects import UUID_PATTERN
+from service.decisions.users import EventReport, record_events
 from service.delivery import outbox, webhooks
 from service.delivery.outbox import CANCELLED, DEAD_LETTERED, DELIVERED, PENDING, Message
 from service.errors import InvalidInput, NotFound, WayfinderError
@@ -209,8 +210,6 @@ def _cancel(runtime: Runtime, message: Message, channel: str, reason: str) -> Ou
 
 
 def _outcome_event(runtime: Runtime, message: Message, user_id: str, channel: str, kind: str) -> None:
-    from service.decisions.users import EventReport, record_events
-
     try:
         record_events(
             runtime,
@@ -228,7 +227,7 @@ def _checked_id(delivery_id: str) -> str:
 
 
 def _require(runtime: Runtime, delivery_id: str) -> Message:
-    found = outbox.read_message(runtime.store, _checked_id(delivery_id))
+    found = message(runtime, delivery_id)
     if found is None:
         raise NotFound(f"id: no delivery {delivery_id!r}", details=[{"field": "id", "reason": "unknown delivery"}])
     return found

@@ -72,10 +72,6 @@ class Catalog:
         entity = self.entities.get(iri)
         return entity.title if entity else vocab.local_id(iri)
 
-    def labels_of_language(self, tag: str) -> set[str]:
-        """Every entity's label in one language (a lower-cased tag)."""
-        return {labels[tag] for labels in self.labels.values() if tag in labels}
-
     def title_in(self, iri: str, locale: str | None) -> str:
         """The entity's label in a locale, by RFC 4647 lookup down to the catalog's default language; its title
         where it has no label in any of those."""
