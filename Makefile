@@ -40,7 +40,7 @@ $(PATTERN): $(STAMP)
 
 # Two workers: the suite's tests are independent (temporary stores, free ports) and mostly use one core each.
 test: lint $(OBD) $(PATTERN)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 # Lint and format check of the whole tree (pyproject.toml [tool.ruff]) and the type check of
 # service/ and embeddings/ ([tool.mypy]); `make test` runs it first.

@@ -50,8 +50,8 @@ pol:now a wf:QuietHours ;
     wf:quietFrom "FROM"^^xsd:time ; wf:quietUntil "UNTIL"^^xsd:time .
 """
 
-# One service process: for each user in turn, at the same instants in both processes, decides twice on EMAIL for
-# them; prints what each decision showed.
+# One service process: for each policy and user in turn, at the same instants in both processes, decides twice on
+# EMAIL for them; prints what each decision showed, by policy.
 USERS = 10
 PROCESS = """
 import json, sys, time
@@ -59,24 +59,29 @@ from service.decisions import decide
 from service.runtime import Runtime
 from service.settings import Settings
 
-url, instance, policy, count, start = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+url, instance, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 runtime = Runtime(settings=Settings(store=url, instance=instance))
 runtime.knowledge  # read before the start, so that both processes begin deciding together
-shown = []
-for i in range(count):
-    time.sleep(max(0.0, start + 0.4 * i - time.time()))
-    for _ in range(2):
-        rec = decide.next_steps(runtime, f"user-{i}", channel="EMAIL", limit=1, policy_id=policy)
-        shown.append([s.step for s in rec.steps])
+shown, turn = {}, 0
+for plan in sys.argv[4:]:
+    policy, count = plan.split(":")
+    for i in range(int(count)):
+        time.sleep(max(0.0, start + 0.4 * turn - time.time()))
+        turn += 1
+        for _ in range(2):
+            rec = decide.next_steps(runtime, f"user-{i}", channel="EMAIL", limit=1, policy_id=policy)
+            shown.setdefault(policy, []).append([s.step for s in rec.steps])
 print(json.dumps(shown))
 """
 
 
-def run_two(url: str, policy: str, count: int) -> list[list[str]]:
+def run_two(url: str, plans: dict[str, int]) -> dict[str, list[list[str]]]:
+    """Run two processes that decide under each policy for its count of users; return what was shown, by policy."""
     start = time.time() + 6  # both interpreters are up and have read the knowledge by then
+    args = [f"{policy}:{count}" for policy, count in plans.items()]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", PROCESS, url, name, policy, str(count), str(start)],
+            [sys.executable, "-c", PROCESS, url, name, str(start), *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -84,11 +89,12 @@ def run_two(url: str, policy: str, count: int) -> list[list[str]]:
         )
         for name in ("one", "two")
     ]
-    shown: list[list[str]] = []
+    shown: dict[str, list[list[str]]] = {policy: [] for policy in plans}
     for process in processes:
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
-        shown += json.loads(out.strip().splitlines()[-1])
+        for policy, steps in json.loads(out.strip().splitlines()[-1]).items():
+            shown[policy] += steps
     return shown
 
 
@@ -106,14 +112,14 @@ def test_a_cap_holds_across_two_processes_deciding_at_once_and_quiet_hours_in_bo
     for i in range(USERS):
         users.register(runtime, users.Registration(id=f"user-{i}", role="analyst", plan="team"))
 
-    capped = run_two(server, "capped", USERS)
+    shown = run_two(server, {"capped": USERS, "quiet": 2})
+    capped = shown["capped"]
     assert len(capped) == 4 * USERS  # two processes, two decisions each per user
     # every decision stands in the store, and one e-mail a day per user was shown: the cap, across processes
     assert sum(len(steps) for steps in capped) == USERS
     decisions = list(runtime.store.quads(predicate=vocab.RDF_TYPE, object=vocab.DECISION, graph=vocab.AUDIT_GRAPH))
-    assert len(decisions) == 4 * USERS
+    assert len(decisions) == 4 * USERS + 8  # and the quiet policy's eight
     # and no lease is left behind
     assert not list(runtime.store.quads(graph=ox.NamedNode(vocab.LOCKS_GRAPH.value)))
 
-    quiet = run_two(server, "quiet", 2)
-    assert quiet == [[]] * 8
+    assert shown["quiet"] == [[]] * 8

@@ -130,7 +130,7 @@ def test_training_does_not_block_next_steps(world_runtime, world):
         new_user(api, world, "fresh-n")
         result: dict = {}
         trainer = threading.Thread(
-            target=lambda: result.update(api.data(TRAIN, {"seed": 3, "epochs": 400, "members": 2}))
+            target=lambda: result.update(api.data(TRAIN, {"seed": 3, "epochs": 100, "members": 1}))
         )
         trainer.start()
         time.sleep(0.5)  # let the training start
