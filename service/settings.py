@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     queries_dir: Path = ROOT / "queries"
     demo_dir: Path = ROOT / "data" / "demo"
     models_dir: Path = Field(Path("var/models"), description="Where trained model artefacts are kept")
+    vendor_dir: Path = Field(
+        ROOT / "var" / "vendor",
+        description="Where `make` puts the console's third-party browser files (GraphiQL, React), fetched from npm",
+    )
+    console_session_s: float = Field(
+        8 * 3600, gt=0, le=7 * 86400, description="How long a console sign-in lasts, in seconds"
+    )
     dev_mode: bool = Field(True, description="GraphiQL and introspection on (always off when API keys are set)")
     api_keys: str = Field(
         "",

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -24,13 +24,15 @@ from strawberry.types.graphql import OperationType
 
 from service.analytics import feed
 from service.api.body_limit import BodyLimit
-from service.api.credentials import ANONYMOUS, OPEN_CALLER, Authenticator, RateLimited, Unauthorized
+from service.api.credentials import ANONYMOUS, OPEN_CALLER, Authenticator, Caller, RateLimited, Unauthorized
 from service.api.limits import refuse_overlong_lists
 from service.api.schema import build_schema
 from service.api.single_flight import SingleFlight
 from service.api.sparql import sparql_response
 from service.audit.retention import purge_periodically
 from service.audit.sparql import SparqlEndpoint
+from service.console import routes as console
+from service.console import session
 from service.delivery.worker import deliver_periodically
 from service.errors import Forbidden
 from service.experiments.monitor import monitor_periodically
@@ -66,6 +68,11 @@ class WayfinderGraphQL(GraphQL[dict[str, Any], None]):
         )
         self.runtime = runtime
         self.keys_on = keys_on
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        # GraphiQL with its scripts and styles served by this service (the console's vendored copy), not a CDN's
+        vendored = (self.runtime.settings.vendor_dir / "graphiql").is_dir()
+        return HTMLResponse(console.graphiql_page(None, vendor_ready=vendored, console=False))
 
     def decode_json(self, data: str | bytes) -> object:
         # json.loads raises UnicodeDecodeError, which strawberry does not catch (a 500), on a body
@@ -169,10 +176,19 @@ class KeyAuth:
             return
         scope.setdefault("state", {})
         caller = OPEN_CALLER if not self.auth.enabled else ANONYMOUS
-        if scope["path"] not in PUBLIC_PATHS:
-            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        path = scope["path"]
+        if path not in PUBLIC_PATHS and not console.is_public(path):
+            headers = dict(scope["headers"])
+            header = headers.get(b"authorization", b"").decode("latin-1")
             try:
-                caller = self.auth.authenticate(header)
+                signed_in = self._console_session(path, headers) if not header and self.auth.enabled else None
+                if signed_in is not None:
+                    caller = signed_in
+                elif console.is_console(path) and self.auth.enabled:
+                    await console.sign_in_first(scope, receive, send)
+                    return
+                else:
+                    caller = self.auth.authenticate(header)
             except Unauthorized as exc:
                 response = JSONResponse(
                     {"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="wayfinder"'}
@@ -195,6 +211,15 @@ class KeyAuth:
                 REQUEST_SECONDS.labels(getattr(scope.get("route"), "path", "other")).observe(
                     time.perf_counter() - started
                 )
+
+    def _console_session(self, path: str, headers: dict[bytes, bytes]) -> Caller | None:
+        """The caller a console session cookie proves: on console pages, and on GraphQL calls the console's own
+        pages make (they send the console header, which no form of another site can set)."""
+        if not (console.is_console(path) or (path == "/graphql" and session.CONSOLE_HEADER.encode() in headers)):
+            return None
+        cookie = session.cookie_from(headers.get(b"cookie", b"").decode("latin-1"))
+        key = session.key_of(cookie, self.auth.ring.keys, now=time.time()) if cookie else None
+        return self.auth.admit(key, Caller(key.role, key.principal)) if key is not None else None
 
 
 def _role(request: Request) -> str:
@@ -280,6 +305,7 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
             Route("/metrics", metrics),
             Route("/sparql", sparql, methods=["GET", "POST"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            console.console_routes(runtime, auth),
         ],
     )
     app.state.runtime = runtime

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from service.identity.app_tokens import TokenRefused, looks_like_token, verify
-from service.identity.keys import APP, OPEN, KeyRing
+from service.identity.keys import APP, OPEN, Key, KeyRing
 from service.identity.rate_limits import RateLimiter
 
 
@@ -74,6 +74,10 @@ class Authenticator:
             caller = Caller(APP, key.principal, identity.subject)
         else:
             raise Unauthorized("unknown API key: send Authorization: Bearer KEY")
+        return self.admit(key, caller)
+
+    def admit(self, key: Key, caller: Caller) -> Caller:
+        """Return the caller a key proved (a header, or a console session it signed), applying its rate limit."""
         if key.rate is not None:
             # One bucket per key, and per user for app tokens; a key is named by a hash, never by its secret.
             bucket = hashlib.sha256(key.secret.encode()).hexdigest()[:24] + ":" + (caller.subject or "")

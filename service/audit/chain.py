@@ -480,3 +480,50 @@ def record_triples(store: GraphStore, record: ox.NamedNode | ox.BlankNode) -> li
     for part in parts:
         own.extend(store.quads(subject=part, graph=vocab.AUDIT_GRAPH))
     return own
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """One record's standing in its chain: its own hash, its links to its neighbours, and the anchor that seals it."""
+
+    record: str
+    chain: str | None
+    sequence: int | None
+    content_ok: bool  # its stored hash is the hash of its triples
+    linked_before: bool  # its previous hash is the stored hash of the record before it (the genesis hash for the first)
+    linked_after: bool | None  # the record after it names its hash; None where it is the newest
+    anchor: int | None = None  # the sequence of the first external anchor at or after it, in its chain
+
+    @property
+    def ok(self) -> bool:
+        return self.content_ok and self.linked_before and self.linked_after is not False
+
+
+def check_record(store: GraphStore, record: ox.NamedNode, *, anchors: list[dict] | None = None) -> RecordCheck:
+    """Check one record against its neighbours, as ``verify`` does for each (the whole chain needs ``verify``)."""
+    own = _own(store, record)
+    chains = sorted(_chains_of(store, record))
+    chain = chains[0] if len(chains) == 1 else None
+    try:
+        sequence = int(own[vocab.SEQUENCE]) if vocab.SEQUENCE in own else None
+    except ValueError:
+        sequence = None
+    stored = own.get(vocab.CONTENT_HASH)
+    content_ok = stored is not None and content_hash(record_triples(store, record)) == stored
+    if chain is None or sequence is None:
+        return RecordCheck(record.value, chain, sequence, content_ok, False, None)
+    if sequence == 1:
+        linked_before = own.get(vocab.PREVIOUS_HASH) == GENESIS
+    else:
+        before = _at(store, chain, sequence - 1)
+        linked_before = len(before) == 1 and _own(store, before[0]).get(vocab.CONTENT_HASH) == own.get(
+            vocab.PREVIOUS_HASH
+        )
+    after = _at(store, chain, sequence + 1)
+    linked_after = None if not after else len(after) == 1 and _own(store, after[0]).get(vocab.PREVIOUS_HASH) == stored
+    sealing = sorted(
+        int(a["sequence"]) for a in anchors or [] if a.get("chain", "main") == chain and int(a["sequence"]) >= sequence
+    )
+    return RecordCheck(
+        record.value, chain, sequence, content_ok, linked_before, linked_after, sealing[0] if sealing else None
+    )

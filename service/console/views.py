@@ -1,0 +1,254 @@
+"""What each console page shows, read through the same modules and queries as the API and the auditors' SPARQL.
+
+Nothing here writes: a page reads decision records (``lineage/why-decision``, ``decision``), the chain, the
+analysis snapshots the guardrail monitor stored, and the analysis as ``experimentResults`` computes it now.
+Search fields are parsed here, and a bad one is refused with its name and the reason, before any query runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyoxigraph as ox
+
+from service.audit.chain import RecordCheck, check_record
+from service.clock import datetime_literal
+from service.console.drawing import Lineage, Node, Point, Series
+from service.decisions import users
+from service.decisions.decide import UUID_PATTERN, Recommendation, read_decision
+from service.delivery.outbox import Message, read_message
+from service.errors import InvalidInput
+from service.experiments import analysis, registry
+from service.experiments.registry import Experiment
+from service.knowledge import vocab
+from service.knowledge.store import bound, plain, value
+from service.models import records
+from service.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class DecisionFilter:
+    """The decision search's fields, as typed (empty where not given)."""
+
+    user: str = ""  # a user ID (while the user exists) or a pseudonym
+    start: str = ""  # ISO date and time, UTC where no offset is given
+    end: str = ""
+    policy: str = ""  # a policy version's label, default@1.2.0
+    model: str = ""  # a model version
+    arm: str = ""  # an experiment arm's name
+
+    @classmethod
+    def of(cls, params: Mapping[str, str]) -> DecisionFilter:
+        return cls(**{name: params.get(name, "").strip()[:200] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    id: str
+    at: str
+    channel: str
+    pseudonym: str
+    personalized: bool
+    policy: str
+    model: str | None
+    arm: str | None
+
+
+def _when(name: str, text: str) -> ox.Literal | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            name, f"a date and time, as 2026-11-30T09:00 (UTC unless an offset is given), not {text!r}"
+        ) from None
+    return datetime_literal(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def policy_labels(runtime: Runtime) -> dict[str, str]:
+    """Every policy version's label (default@1.2.0) and IRI."""
+    return {version.label: iri for iri, version in runtime.knowledge.policies.items()}
+
+
+def model_names(runtime: Runtime) -> list[str]:
+    return [v.version for v in records.versions(runtime)]
+
+
+def search(runtime: Runtime, wanted: DecisionFilter) -> list[DecisionRow]:
+    """The newest decisions (at most 50) that match every field given; raise InvalidInput naming a bad field."""
+    start, end = _when("start", wanted.start), _when("end", wanted.end)
+    labels = policy_labels(runtime)
+    if wanted.policy and wanted.policy not in labels:
+        raise InvalidInput("policy", f"no policy version {wanted.policy!r}; one of {', '.join(sorted(labels))}")
+    if wanted.model and wanted.model not in model_names(runtime):
+        raise InvalidInput("model", f"no model version {wanted.model!r} in the registry")
+    pseudonym = None
+    if wanted.user:
+        try:
+            profile = users.profile(runtime, wanted.user)
+        except InvalidInput:  # not a user ID: a pseudonym
+            profile = None
+        pseudonym = profile.pseudonym if profile else wanted.user
+    channels = {iri: code for code, iri in runtime.knowledge.codes.channels.items()}
+    query = runtime.queries["console/decisions"].bind(
+        pseudonym=ox.Literal(pseudonym) if pseudonym else None,
+        **{"from": start, "to": end},
+        policy=ox.NamedNode(labels[wanted.policy]) if wanted.policy else None,
+        model=ox.NamedNode(vocab.MODEL_BASE + wanted.model) if wanted.model else None,
+        variant=ox.Literal(wanted.arm) if wanted.arm else None,
+    )
+    policies = runtime.knowledge.policies
+    found = []
+    for row in runtime.store.select(query):
+        policy_iri = bound(row, "policy").value
+        found.append(
+            DecisionRow(
+                id=vocab.local_id(bound(row, "decision").value),
+                at=bound(row, "at").value,
+                channel=channels.get(bound(row, "channel").value, vocab.local_id(bound(row, "channel").value)),
+                pseudonym=bound(row, "pseudonym").value,
+                personalized=bound(row, "personalized").value == "true",
+                policy=policies[policy_iri].label if policy_iri in policies else vocab.local_id(policy_iri),
+                model=vocab.local_id(model) if (model := value(row, "modelVersion")) else None,
+                arm=value(row, "arm"),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Used:
+    """One thing a decision used, as the auditors' lineage query names it."""
+
+    kind: str  # consent | event | knowledge | profile
+    item: str  # its IRI
+    detail: str
+
+
+@dataclass
+class DecisionView:
+    recommendation: Recommendation
+    pseudonym: str
+    used: list[Used]  # what lineage/why-decision says the decision used
+    policy_hash: str | None
+    approved_by: str | None
+    check: RecordCheck
+    delivery: Message | None
+    lineage: Lineage
+    titles: dict[str, str] = field(default_factory=dict)  # step IRI -> title
+
+
+def decision(runtime: Runtime, decision_id: str) -> DecisionView | None:
+    """A recorded decision with its lineage and the standing of its record in the chain, or None."""
+    if not UUID_PATTERN.fullmatch(decision_id):
+        raise InvalidInput("id", "a decision ID is a UUID, as 8-4-4-4-12 hexadecimal digits")
+    rec = read_decision(runtime, decision_id)
+    if rec is None:
+        return None
+    node = ox.NamedNode(vocab.DECISION_BASE + rec.decision_id)
+    rows = runtime.store.select(runtime.queries["lineage/why-decision"].bind(decision=node))
+    head = rows[0] if rows else None
+    used = [
+        Used(bound(r, "kind").value, bound(r, "item").value, value(r, "detail") or "")
+        for r in rows
+        if value(r, "kind") not in (None, "returned")
+    ]
+    pseudonym = next(
+        (
+            plain(q.object).value
+            for q in runtime.store.quads(subject=node, predicate=vocab.SUBJECT_PSEUDONYM, graph=vocab.AUDIT_GRAPH)
+        ),
+        "",
+    )
+    catalog = runtime.catalog
+    titles = {s.step: catalog.title(s.step) if s.step in catalog.entities else s.step for s in rec.candidates}
+    lineage = Lineage(
+        decision=Node("decision", node.value, rec.decision_id, f"{rec.channel}, {rec.at.isoformat() if rec.at else ''}")
+    )
+    lineage.used = [Node(u.kind, u.item, vocab.local_id(u.item), u.detail) for u in used]
+    approved = head["approvedBy"].value if head is not None and head["approvedBy"] is not None else None
+    lineage.how.append(
+        Node("policy", rec.policy_version, rec.policy_version, f"approved by {approved}" if approved else "")
+    )
+    if rec.model_version:
+        lineage.how.append(Node("model", vocab.MODEL_BASE + rec.model_version, rec.model_version))
+    if rec.variant:
+        lineage.how.append(Node("arm", rec.variant, rec.variant, "experiment arm"))
+    shown = {s.step for s in rec.steps}
+    for s in rec.candidates:
+        kind = "shown" if s.step in shown else "candidate"
+        rank = next((i for i, t in enumerate(rec.steps, start=1) if t.step == s.step), None)
+        detail = f"rank {rank}, score {s.score:.3f}" if rank else f"score {s.score:.3f}"
+        lineage.gave.append(Node(kind, s.step, titles[s.step], detail))
+    for hold in rec.held_back:
+        lineage.gave.append(Node("held", hold.step or "", titles.get(hold.step or "", hold.step or "all"), hold.reason))
+    return DecisionView(
+        recommendation=rec,
+        pseudonym=pseudonym,
+        used=used,
+        policy_hash=head["policyHash"].value if head is not None and head["policyHash"] is not None else None,
+        approved_by=approved,
+        check=check_record(runtime.store, node, anchors=runtime.trail.anchors()),
+        delivery=read_message(runtime.store, rec.delivery_id) if rec.delivery_id else None,
+        lineage=lineage,
+        titles=titles,
+    )
+
+
+@dataclass
+class ExperimentView:
+    experiment: Experiment
+    now: analysis.Analysis
+    charts: dict[str, list[Series]]  # KPI -> one series per arm, from the stored snapshots and the analysis now
+    snapshots: int
+    rollbacks: list[dict]
+
+
+def experiment(runtime: Runtime, experiment_id: str) -> ExperimentView | None:
+    """An experiment, its analysis now, each KPI over time per arm, and its rollbacks with their evidence."""
+    found = registry.find(runtime, experiment_id)
+    if found is None:
+        return None
+    now = analysis.analyse(runtime, experiment_id)
+    moments: list[tuple[datetime, list[dict]]] = []
+    rows = runtime.store.select(runtime.queries["console/snapshots"].bind(experiment=ox.NamedNode(found.iri)))
+    for row in rows:
+        stored = json.loads(bound(row, "analysis").value)
+        moments.append((datetime.fromisoformat(stored["at"]), stored["results"]))
+    moments.append((now.at, json.loads(json.dumps(now.snapshot()["results"]))))
+    charts: dict[str, dict[str, list[Point]]] = {}
+    for at, results in moments:
+        for arm in results:
+            for kpi in arm["kpis"]:
+                if kpi.get("estimate") is None:
+                    continue
+                charts.setdefault(kpi["kpi"], {}).setdefault(arm["arm"], []).append(
+                    Point(at, kpi["estimate"], kpi.get("lower"), kpi.get("upper"))
+                )
+    rollbacks = [
+        {
+            "arm": bound(r, "arm").value,
+            "at": bound(r, "at").value,
+            "agent": vocab.local_id(value(r, "agent") or ""),
+            "on_behalf_of": value(r, "onBehalfOf") or "",
+            "snapshot": value(r, "snapshot") or "",
+            "guardrails": [
+                g
+                for g in json.loads(value(r, "analysis") or "{}").get("guardrails", [])
+                if g.get("arm") == value(r, "arm")
+            ],
+        }
+        for r in runtime.store.select(runtime.queries["lineage/rollbacks"])
+        if value(r, "experimentId") == experiment_id
+    ]
+    return ExperimentView(
+        experiment=found,
+        now=now,
+        charts={kpi: [Series(arm, points) for arm, points in arms.items()] for kpi, arms in charts.items()},
+        snapshots=len(rows),
+        rollbacks=rollbacks,
+    )
