@@ -140,8 +140,11 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
-def series_svg(title: str, series: Sequence[Series], *, unit: str = "") -> Markup:
-    """Each series as a line over time, with its interval as a band and each point marked."""
+def series_svg(
+    title: str, series: Sequence[Series], *, unit: str = "", marks: Sequence[tuple[datetime, str]] = ()
+) -> Markup:
+    """Each series as a line over time, with its interval as a band and each point marked; ``marks`` are moments
+    drawn as dashed vertical lines with a label (a rollback)."""
     width, height, left, right, top, bottom = 560, 260, 56, 16, 28, 40
     points = [p for s in series for p in s.points]
     label = f'<svg class="chart" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" width="100%"'
@@ -182,6 +185,13 @@ def series_svg(title: str, series: Sequence[Series], *, unit: str = "") -> Marku
         f'<text x="{width - right}" y="{height - 12}" font-size="11" text-anchor="end" fill="{MUTED}">'
         f"{escape(max(points, key=lambda p: p.at).at.strftime('%Y-%m-%d %H:%M'))}</text>"
     )
+    for at, text in marks:
+        if t0 <= at.timestamp() <= t1:
+            parts.append(
+                f'<g class="mark" data-at="{escape(at.isoformat())}"><line x1="{x(at):.1f}" x2="{x(at):.1f}" y1="{top}"'
+                f' y2="{height - bottom}" stroke="{INK}" stroke-dasharray="4 3"/>'
+                f'<text x="{x(at) + 4:.1f}" y="{top + 12}" font-size="11" fill="{INK}">{escape(text)}</text></g>'
+            )
     for index, one in enumerate(series):
         colour = PALETTE[index % len(PALETTE)]
         ordered = sorted(one.points, key=lambda p: p.at)
@@ -205,10 +215,10 @@ def series_svg(title: str, series: Sequence[Series], *, unit: str = "") -> Marku
                 f' data-estimate="{p.estimate!r}"{interval} cx="{x(p.at):.1f}" cy="{y(p.estimate):.1f}" r="3.5"'
                 f' fill="{colour}"><title>{escape(one.name)} {p.estimate:.4g}</title></circle>'
             )
+        legend_x = width - right - (len(series) - index) * 110
         parts.append(
-            f'<rect x="{left + 8 + index * 120}" y="{height - 30}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{left + 22 + index * 120}" y="{height - 21}" font-size="11" fill="{INK}">'
-            f"{escape(_clip(one.name, 16))}</text>"
+            f'<rect x="{legend_x}" y="7" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{legend_x + 14}" y="16" font-size="11" fill="{INK}">{escape(_clip(one.name, 14))}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

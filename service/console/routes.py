@@ -22,11 +22,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from service.api.credentials import Authenticator, Caller, RateLimited
+from service.clock import parse_datetime
 from service.console import session, views
 from service.console.drawing import lineage_svg, series_svg
-from service.errors import Forbidden, InvalidInput
+from service.errors import Forbidden, InvalidInput, WayfinderError
 from service.experiments import registry
+from service.governance import approvals
 from service.identity.keys import OPEN, require
+from service.models import lifecycle
 from service.runtime import Runtime
 
 HERE = Path(__file__).parent
@@ -34,6 +37,10 @@ PREFIX = "/console"
 PUBLIC = (PREFIX + "/login", PREFIX + "/static/", PREFIX + "/vendor/")
 READ_DECISIONS = ("auditor", "operator")  # as GraphQL's decision(id)
 READ_EXPERIMENTS = ("operator",)  # as GraphQL's experiments and experimentResults
+READ_MODELS = ("auditor", "operator")  # as GraphQL's models
+CHANGE_MODELS = ("operator",)  # as promoteModel and rollbackModel
+READ_CONSENT = ("auditor",)  # consent histories and erasures are the auditors'
+PREVIEW = ("auditor", "operator")
 MAX_FORM_BYTES = 4096
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
@@ -76,6 +83,10 @@ def _page(name: str, request: Request | None, **values: Any) -> str:
         principal=_principal(request) if request is not None else None,
         may_decisions=role is not None and (role == OPEN or role in READ_DECISIONS),
         may_experiments=role is not None and (role == OPEN or role in READ_EXPERIMENTS),
+        may_models=role is not None and (role == OPEN or role in READ_MODELS),
+        may_change_models=role is not None and (role == OPEN or role in CHANGE_MODELS),
+        may_consent=role is not None and (role == OPEN or role in READ_CONSENT),
+        may_preview=role is not None and (role == OPEN or role in PREVIEW),
         **values,
     )
 
@@ -216,8 +227,79 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         if view is None:
             message = f"no experiment {experiment_id!r}"
             return HTMLResponse(_page("error.html", request, title="No such experiment", message=message), 404)
-        charts = {kpi: series_svg(f"{kpi} per arm", series) for kpi, series in sorted(view.charts.items())}
+        marks = [(parse_datetime(r["at"]), f"{r['arm']} rolled back") for r in view.rollbacks]
+        charts = {kpi: series_svg(f"{kpi} per arm", series, marks=marks) for kpi, series in sorted(view.charts.items())}
         return HTMLResponse(_page("experiment.html", request, view=view, charts=charts))
+
+    async def preview(request: Request) -> Response:
+        try:
+            require(_role(request), PREVIEW, "the preview page")
+        except Forbidden as exc:
+            return forbidden(request, exc)
+        user = request.query_params.get("user", "").strip()[:200]
+        locale = request.query_params.get("locale", "").strip()[:35] or None
+        if not user:
+            return HTMLResponse(_page("preview.html", request, user="", locale=locale, channels=None, error=None))
+        try:
+            channels = await run_in_threadpool(lambda: views.preview(runtime, user, locale=locale))
+        except InvalidInput as exc:
+            page = _page("preview.html", request, user=user, locale=locale, channels=None, error=exc.message)
+            return HTMLResponse(page, 400)
+        titles = runtime.catalog.title
+        return HTMLResponse(
+            _page("preview.html", request, user=user, locale=locale, channels=channels, error=None, title=titles)
+        )
+
+    async def models(request: Request) -> Response:
+        try:
+            require(_role(request), READ_MODELS, "the models page")
+        except Forbidden as exc:
+            return forbidden(request, exc)
+        rows = await run_in_threadpool(views.models, runtime)
+        return HTMLResponse(_page("models.html", request, rows=rows, keys_on=auth.enabled, error=None))
+
+    async def change_model(request: Request) -> Response:
+        action = request.path_params["action"]
+        try:
+            require(_role(request), CHANGE_MODELS, f"{action} a model")
+            if not _same_origin(request):
+                raise Forbidden("change models from this service's own console page")
+            form = await _form(request)
+            principal = _principal(request)
+            if not auth.enabled:
+                principal = form.get("approvedBy", "").strip()
+                if action == "promote" and not principal:
+                    raise InvalidInput("approvedBy", "required without API keys: name who approves")
+
+            def change() -> None:
+                if action == "promote":
+                    version = form.get("version", "")
+                    needed = approvals.required(runtime, keys_on=auth.enabled)
+                    lifecycle.promote(runtime, version, approved_by=principal, required=needed, role=_role(request))
+                else:
+                    lifecycle.rollback(runtime)
+
+            await run_in_threadpool(change)
+        except Forbidden as exc:
+            return forbidden(request, exc)
+        except WayfinderError as exc:
+            rows = await run_in_threadpool(views.models, runtime)
+            page = _page("models.html", request, rows=rows, keys_on=auth.enabled, error=exc.message)
+            return HTMLResponse(page, 400)
+        return RedirectResponse(PREFIX + "/models", status_code=303)
+
+    async def consent(request: Request) -> Response:
+        try:
+            require(_role(request), READ_CONSENT, "the consent page")
+        except Forbidden as exc:
+            return forbidden(request, exc)
+        user = request.query_params.get("user", "").strip()[:200]
+        try:
+            view = await run_in_threadpool(views.consent, runtime, user)
+        except InvalidInput as exc:
+            view = await run_in_threadpool(views.consent, runtime, "")
+            return HTMLResponse(_consent_page(request, view, user, exc.message), 400)
+        return HTMLResponse(_consent_page(request, view, user, None))
 
     async def graphiql(request: Request) -> Response:
         return HTMLResponse(graphiql_page(request, vendor_ready=(settings.vendor_dir / "graphiql").is_dir()))
@@ -230,11 +312,20 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         Route("/decisions/{id}", decision),
         Route("/experiments", experiments),
         Route("/experiments/{id}", experiment),
+        Route("/preview", preview),
+        Route("/models", models),
+        Route("/models/{action:str}", change_model, methods=["POST"]),
+        Route("/consent", consent),
         Route("/graphiql", graphiql),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         Mount("/vendor", StaticFiles(directory=settings.vendor_dir, check_dir=False), name="vendor"),
     ]
     return Mount(PREFIX, routes=routes)
+
+
+def _consent_page(request: Request, view: views.ConsentView, user: str, error: str | None) -> str:
+    charts = {p: series_svg(f"{p}: consent records a day", series) for p, series in view.charts.items()}
+    return _page("consent.html", request, view=view, charts=charts, user=user, error=error)
 
 
 def graphiql_page(request: Request | None, *, vendor_ready: bool, console: bool = True) -> str:

@@ -17,10 +17,10 @@ import pyoxigraph as ox
 from service.audit.chain import RecordCheck, check_record
 from service.clock import datetime_literal
 from service.console.drawing import Lineage, Node, Point, Series
-from service.decisions import users
+from service.decisions import decide, subjects, users
 from service.decisions.decide import UUID_PATTERN, Recommendation, read_decision
 from service.delivery.outbox import Message, read_message
-from service.errors import InvalidInput
+from service.errors import InvalidInput, WayfinderError
 from service.experiments import analysis, registry
 from service.experiments.registry import Experiment
 from service.knowledge import vocab
@@ -169,7 +169,7 @@ def decision(runtime: Runtime, decision_id: str) -> DecisionView | None:
     lineage = Lineage(
         decision=Node("decision", node.value, rec.decision_id, f"{rec.channel}, {rec.at.isoformat() if rec.at else ''}")
     )
-    lineage.used = [Node(u.kind, u.item, vocab.local_id(u.item), u.detail) for u in used]
+    lineage.used = [_used_node(u) for u in used]
     approved = head["approvedBy"].value if head is not None and head["approvedBy"] is not None else None
     lineage.how.append(
         Node("policy", rec.policy_version, rec.policy_version, f"approved by {approved}" if approved else "")
@@ -197,6 +197,22 @@ def decision(runtime: Runtime, decision_id: str) -> DecisionView | None:
         lineage=lineage,
         titles=titles,
     )
+
+
+def _used_node(used: Used) -> Node:
+    """A thing the decision used, named as a person reads it: the purpose of a consent record, the type of an
+    event, the graph and number of a knowledge version, the label of a profile fact."""
+    if used.kind == "consent":
+        purpose, _, status = used.detail.partition(" ")
+        label = vocab.local_id(purpose) if purpose else vocab.local_id(used.item)
+        return Node(used.kind, used.item, label, vocab.local_id(status) if status else "erased since")
+    if used.kind == "event":
+        return Node(used.kind, used.item, used.detail or "erased since", vocab.local_id(used.item))
+    if used.kind == "knowledge":
+        name = used.item.removeprefix(vocab.BASE + "knowledge-version/")
+        graph, _, number = name.rpartition("/")
+        return Node(used.kind, used.item, f"{graph} v{number}", "")
+    return Node(used.kind, used.item, used.detail or vocab.local_id(used.item), vocab.local_id(used.item))
 
 
 @dataclass
@@ -252,3 +268,116 @@ def experiment(runtime: Runtime, experiment_id: str) -> ExperimentView | None:
         snapshots=len(rows),
         rollbacks=rollbacks,
     )
+
+
+@dataclass
+class ChannelPreview:
+    channel: str
+    recommendation: Recommendation | None
+    refused: str | None = None  # why nothing can be shown there (a step off that channel, a consent missing)
+
+
+def preview(runtime: Runtime, user_id: str, *, locale: str | None) -> list[ChannelPreview]:
+    """What each channel would show the user now, with content and reasons; nothing is recorded."""
+    if not user_id:
+        raise InvalidInput("user", "name a user by their ID")
+    subjects.user_node(user_id, "user")  # a malformed ID is refused, naming the field
+    if users.profile(runtime, user_id) is None:
+        raise InvalidInput("user", f"no user {user_id!r}")
+    shown = []
+    for channel in runtime.knowledge.codes.channels:
+        try:
+            shown.append(ChannelPreview(channel, decide.preview(runtime, user_id, channel=channel, locale=locale)))
+        except WayfinderError as exc:
+            shown.append(ChannelPreview(channel, None, exc.message))
+    return shown
+
+
+@dataclass
+class ModelRow:
+    version: records.ModelVersion
+    fairness: list[dict]  # the fairness reports that judged it, oldest first
+    health: list[dict]  # its health reports, newest first
+
+
+def models(runtime: Runtime) -> list[ModelRow]:
+    """Every model version, newest first, with its metrics, approvals, fairness and health reports."""
+    found = []
+    for version in reversed(records.versions(runtime)):
+        node = ox.NamedNode(version.iri)
+        fairness = [
+            {"at": bound(r, "at").value, "passed": bound(r, "passed").value == "true", "breaches": value(r, "breaches")}
+            for r in runtime.store.select(runtime.queries["lineage/fairness-reports"].bind(version=node))
+        ]
+        health: dict[str, dict] = {}
+        for r in runtime.store.select(runtime.queries["lineage/model-health"].bind(model=node)):
+            report = health.setdefault(
+                bound(r, "report").value,
+                {
+                    "at": bound(r, "at").value,
+                    "occasion": value(r, "occasion"),
+                    "verdict": value(r, "verdict"),
+                    "alerts": [],
+                },
+            )
+            if value(r, "alert"):
+                report["alerts"].append(value(r, "alert"))
+        found.append(ModelRow(version, fairness, list(health.values())))
+    return found
+
+
+@dataclass
+class ConsentView:
+    purposes: list[str]
+    days: list[str]
+    counts: dict[tuple[str, str, str], int]  # (day, purpose, status) -> records
+    charts: dict[str, list[Series]]  # purpose -> grants and withdrawals per day
+    erasures: list[dict]
+    history: list[dict] | None  # one user's consent history, when one was asked for
+
+
+def consent(runtime: Runtime, user_id: str = "") -> ConsentView:
+    """Consent records by purpose and day, every erasure, and one user's consent history when asked for."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for r in runtime.store.select(runtime.queries["console/consent-by-day"]):
+        status = "granted" if bound(r, "status").value == vocab.CONSENT_GIVEN.value else "withdrawn"
+        key = (bound(r, "day").value, vocab.local_id(bound(r, "purpose").value), status)
+        counts[key] = counts.get(key, 0) + int(bound(r, "records").value)
+    days = sorted({d for d, _, _ in counts})
+    purposes = sorted({p for _, p, _ in counts})
+    charts = {
+        purpose: [
+            Series(
+                status,
+                [
+                    Point(datetime.fromisoformat(d).replace(tzinfo=UTC), counts.get((d, purpose, status), 0))
+                    for d in days
+                ],
+            )
+            for status in ("granted", "withdrawn")
+        ]
+        for purpose in purposes
+    }
+    erasures = [
+        {
+            "id": vocab.local_id(bound(r, "erasure").value),
+            "at": bound(r, "at").value,
+            "by": bound(r, "requestedBy").value,
+            "removed": int(bound(r, "removed").value),
+        }
+        for r in runtime.store.select(runtime.queries["console/erasures"])
+    ]
+    history = None
+    if user_id:
+        node = subjects.user_node(user_id, "user")  # a malformed ID is refused, naming the field
+        history = [
+            {
+                "record": vocab.local_id(bound(r, "record").value),
+                "purpose": vocab.local_id(bound(r, "purpose").value),
+                "granted": bound(r, "status").value == vocab.CONSENT_GIVEN.value,
+                "at": bound(r, "at").value,
+                "recorded_at": value(r, "recordedAt"),
+            }
+            for r in runtime.store.select(runtime.queries["lineage/consent-history"].bind(user=node))
+        ]
+    return ConsentView(purposes, days, counts, charts, erasures, history)

@@ -134,6 +134,28 @@ def next_steps(
     return rec
 
 
+def preview(
+    runtime: Runtime, user_id: str, *, channel: str = "WEB", limit: int = 5, locale: str | None = None
+) -> Recommendation:
+    """What ``next_steps`` would return now, recorded nowhere: no decision record, no exposure to an experiment,
+    no showing that pacing would count later. Its ``decision_id`` names no record. Where the serving version
+    explores, the slate is drawn with another seed than a real decision's."""
+    if channel not in runtime.knowledge.codes.channels:
+        raise InvalidInput("channel", f"unknown channel {channel!r}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
+    return _decide(
+        runtime,
+        user_id,
+        channel=channel,
+        limit=limit,
+        policy_id="default",
+        model=None,
+        locale=parse_locale(locale),
+        record=False,
+    )
+
+
 def _decide(
     runtime: Runtime,
     user_id: str,
@@ -145,6 +167,7 @@ def _decide(
     locale: str | None,
     deliver: bool = False,
     receipt: tuple[IdempotencyKey, str] | None = None,
+    record: bool = True,
 ) -> Recommendation:
     started = now()
     user = require_user(runtime, user_id)
@@ -190,7 +213,7 @@ def _decide(
     # A decision that pacing counts in reads what was shown before and adds to it: one user's such decisions
     # run one at a time (in this process, and on a shared store across processes), so that two at once
     # cannot both take the last place of a cap.
-    with _one_at_a_time(runtime, policy, stored.pseudonym):
+    with _one_at_a_time(runtime, policy, stored.pseudonym) if record else contextlib.nullcontext():
         eligible, paced_limit, held = ranked, limit, []
         if policy.pacing is not None:
             # Feedback eases the pressure only under the user's FEEDBACK consent, the purpose it was given for.
@@ -261,9 +284,11 @@ def _decide(
             paced_limit=paced_limit if paced_limit < limit else None,
             delivery_id=new_delivery_id() if deliver and shown.steps else None,
         )
-        record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
+        if not record:  # a preview: nothing is written
+            return recommendation
+        node = ox.NamedNode(vocab.DECISION_BASE + decision_id)
         triples = decision_triples(
-            record,
+            node,
             recommendation,
             policy=policy,
             channel_iri=channel_iri,
@@ -273,10 +298,10 @@ def _decide(
             model_iri=getattr(used_model, "iri", None),
         )
         extra: list[ox.Quad] = []
-        if recommendation.delivery_id is not None:  # the outbox message, committed with the record
+        if recommendation.delivery_id is not None:  # the outbox message, committed with the node
             extra += message_quads(
                 recommendation.delivery_id,
-                decision=record,
+                decision=node,
                 channel=channel_iri,
                 pseudonym=stored.pseudonym,
                 payload=payload_of(
@@ -290,19 +315,19 @@ def _decide(
                 at=started,
             )
         if pinned is not None:
-            triples += flags.record_triples(record, *pinned)
+            triples += flags.record_triples(node, *pinned)
         if assignment is not None:
-            triples += assignment.record_triples(record)
+            triples += assignment.record_triples(node)
             if assignment.new:
                 extra = assignment.assignment_quads(stored.pseudonym)
         stale: list[ox.Quad] = []
         if receipt is not None:  # the key's receipt, committed with the decision it names
-            receipt_quads, stale = receipt_changes(runtime.store, receipt[0], receipt[1], [], decision=record.value)
+            receipt_quads, stale = receipt_changes(runtime.store, receipt[0], receipt[1], [], decision=node.value)
             extra += receipt_quads
         with tracer.start_as_current_span("audit.append"):
-            runtime.trail.append(record, triples, extra=extra, remove=stale)
+            runtime.trail.append(node, triples, extra=extra, remove=stale)
         showings.recorded(
-            runtime, stored.pseudonym, [Showing(record.value, started, channel_iri, s.step) for s in shown.steps]
+            runtime, stored.pseudonym, [Showing(node.value, started, channel_iri, s.step) for s in shown.steps]
         )
     if assignment is not None and assignment.new:
         exposed(runtime, assignment, stored.pseudonym, started)

@@ -13,7 +13,10 @@ from tests.conftest import approve_policies
 AUDITOR_KEY = "console-auditor-key-0123456789"
 OPERATOR_KEY = "console-operator-key-0123456789"
 CLIENT_KEY = "console-client-key-0123456789"
-KEYS = f"{AUDITOR_KEY}:auditor:audrey,{OPERATOR_KEY}:operator:olga,{CLIENT_KEY}:client"
+SECOND_OPERATOR_KEY = "console-operator-two-key-0123456789"
+KEYS = (
+    f"{AUDITOR_KEY}:auditor:audrey,{OPERATOR_KEY}:operator:olga,{SECOND_OPERATOR_KEY}:operator:omar,{CLIENT_KEY}:client"
+)
 EXPERIMENT = "sim-console"
 
 

@@ -14,7 +14,7 @@ from service.api.app import create_app
 from service.console import session
 from service.identity.keys import parse_keys
 from service.knowledge import vocab
-from tests.console.conftest import AUDITOR_KEY, CLIENT_KEY, EXPERIMENT, KEYS, OPERATOR_KEY
+from tests.console.conftest import AUDITOR_KEY, CLIENT_KEY, EXPERIMENT, KEYS, OPERATOR_KEY, SECOND_OPERATOR_KEY
 
 
 @pytest.fixture
@@ -163,3 +163,76 @@ def test_the_session_cookie_is_http_only_and_same_site_strict(app):
     assert "HttpOnly" in header and "SameSite=Strict" in header and "Path=/" in header
     max_age = int(re.search(r"Max-Age=(\d+)", header).group(1))
     assert 0 < max_age <= 8 * 3600
+
+
+def test_a_preview_shows_each_channel_and_records_nothing(app, console_runtime):
+    sign_in(app, AUDITOR_KEY)
+    decisions = vocab.DECISION
+    before = len(list(console_runtime.store.quads(predicate=vocab.RDF_TYPE, object=decisions)))
+    quads = len(console_runtime.store)
+    page = app.get("/console/preview?user=sim-11&locale=pt-BR")
+    assert page.status_code == 200
+    channels = re.findall(r'<section class="channel" data-channel="(\w+)"', page.text)
+    assert set(channels) == set(console_runtime.knowledge.codes.channels)
+    assert re.search(r'<li data-step="[^"]+"><strong>', page.text)  # something would be shown on some channel
+    assert len(list(console_runtime.store.quads(predicate=vocab.RDF_TYPE, object=decisions))) == before
+    assert len(console_runtime.store) == quads  # nothing at all was written
+    assert app.get("/console/preview?user=nobody-here").status_code == 400
+    refused = app.get("/console/preview?user=bad%20id%20!")
+    assert refused.status_code == 400 and 'role="alert">user: ' in refused.text
+
+
+def test_the_consent_page_counts_the_records_and_shows_a_users_history(app, console_runtime):
+    api_headers = {"authorization": f"Bearer {CLIENT_KEY}"}
+    withdrawn = app.post(
+        "/graphql",
+        json={"query": 'mutation { withdrawConsent(userId: "sim-12", purpose: ANALYTICS) { granted } }'},
+        headers=api_headers,
+    )
+    assert withdrawn.json()["data"]["withdrawConsent"]["granted"] is False
+    sign_in(app, AUDITOR_KEY)
+    page = app.get("/console/consent?user=sim-12")
+    assert page.status_code == 200
+    cells = re.findall(r'<td data-purpose="(\w+)" data-granted="(\d+)" data-withdrawn="(\d+)">', page.text)
+    granted = sum(int(g) for p, g, _ in cells if p == "Personalization")
+    withdrawals = sum(int(w) for p, _, w in cells if p == "Analytics")
+    assert granted == 200 and withdrawals == 1  # every simulated user granted it; one withdrawal, just now
+    history = re.findall(r'<tr data-purpose="(\w+)" data-granted="(true|false)">', page.text)
+    assert sorted(history[:2]) == [("Analytics", "true"), ("Personalization", "true")]  # at signup, one instant
+    assert history[2:] == [("Analytics", "false")]
+    assert app.get("/console/consent?user=bad%20id").status_code == 400
+    app.post("/console/logout")
+    sign_in(app, OPERATOR_KEY)
+    assert app.get("/console/consent").status_code == 403  # consent histories are the auditors'
+
+
+def test_models_are_promoted_and_rolled_back_under_the_approval_rules(app):
+    train = app.post(
+        "/graphql",
+        json={"query": "mutation { trainModel(seed: 0, epochs: 40, members: 1) { version status } }"},
+        headers={"authorization": f"Bearer {OPERATOR_KEY}"},
+    ).json()["data"]["trainModel"]
+    assert train["status"] == "candidate"
+    sign_in(app, AUDITOR_KEY)
+    listed = app.get("/console/models")
+    assert f'data-version="{train["version"]}" data-status="candidate"' in listed.text
+    assert "Promote</button>" not in listed.text  # an auditor sees models and changes none
+    assert app.post("/console/models/promote", data={"version": train["version"]}).status_code == 403
+    app.post("/console/logout")
+
+    sign_in(app, OPERATOR_KEY)  # who trained it may not approve it
+    refused = app.post("/console/models/promote", data={"version": train["version"]})
+    assert refused.status_code == 403 and "another principal approves it" in refused.text
+    app.post("/console/logout")
+    sign_in(app, SECOND_OPERATOR_KEY)
+    promoted = app.post("/console/models/promote", data={"version": train["version"]})
+    assert promoted.status_code == 200 and f'data-version="{train["version"]}" data-status="active"' in promoted.text
+    models = app.post(
+        "/graphql",
+        json={"query": "{ models { version status approvedBy } }"},
+        headers={"authorization": f"Bearer {AUDITOR_KEY}"},
+    ).json()["data"]["models"]
+    assert {"version": train["version"], "status": "active", "approvedBy": "omar"} in models
+    nothing_before = app.post("/console/models/rollback")  # the first version to serve superseded none
+    assert nothing_before.status_code == 400 and 'role="alert"' in nothing_before.text
+    assert f'data-version="{train["version"]}" data-status="active"' in nothing_before.text
