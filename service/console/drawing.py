@@ -222,3 +222,72 @@ def series_svg(
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+@dataclass(frozen=True)
+class Station:
+    """One step of the catalog in the journey drawing."""
+
+    iri: str
+    title: str
+    column: int  # its depth: how many prerequisites deep it sits
+    requires: tuple[str, ...]  # IRIs of its prerequisites
+    completion: float | None  # share of the segment's users who completed it
+    activation: float | None  # share of its completers who activated
+
+
+def _percent(share: float | None) -> str:
+    return "–" if share is None else f"{share:.0%}"
+
+
+def journey_svg(stations: Sequence[Station]) -> Markup:
+    """The steps in columns by depth, an arrow from each prerequisite to the step it opens, and on each step a bar
+    as long as its completion rate, with its completion and activation rates in words."""
+    box_w, box_h, gap_x, gap_y, top = 250, 54, 60, 14, 30
+    columns: dict[int, list[Station]] = {}
+    for station in stations:
+        columns.setdefault(station.column, []).append(station)
+    order = sorted(columns)
+    place: dict[str, tuple[float, float]] = {}
+    for index, column in enumerate(order):
+        for row, station in enumerate(columns[column]):
+            place[station.iri] = (10 + index * (box_w + gap_x), top + row * (box_h + gap_y))
+    width = 20 + len(order) * (box_w + gap_x) - gap_x
+    height = top + max((len(c) for c in columns.values()), default=1) * (box_h + gap_y) + 10
+    edges, boxes = [], []
+    for station in stations:
+        x, y = place[station.iri]
+        for before in station.requires:
+            if before in place:
+                bx, by = place[before]
+                edges.append(
+                    f'<line class="requires" data-from="{escape(before)}" data-to="{escape(station.iri)}"'
+                    f' x1="{bx + box_w:.0f}" y1="{by + box_h / 2:.0f}" x2="{x - 4:.0f}" y2="{y + box_h / 2:.0f}"'
+                    f' stroke="{MUTED}" stroke-width="1.2" marker-end="url(#arrow)"/>'
+                )
+        bar = 0 if station.completion is None else station.completion * (box_w - 16)
+        boxes.append(
+            f'<g class="step" data-iri="{escape(station.iri)}" data-completion="{station.completion!r}"'
+            f' data-activation="{station.activation!r}"><title>{escape(station.title)}</title>'
+            f'<rect x="{x:.0f}" y="{y:.0f}" width="{box_w}" height="{box_h}" rx="6" fill="#ffffff" stroke="{MUTED}"/>'
+            f'<text x="{x + 8:.0f}" y="{y + 17:.0f}" font-size="12" font-weight="600" fill="{INK}">'
+            f"{escape(_clip(station.title, 34))}</text>"
+            f'<rect x="{x + 8:.0f}" y="{y + 25:.0f}" width="{box_w - 16}" height="7" fill="#e5e7eb"/>'
+            f'<rect x="{x + 8:.0f}" y="{y + 25:.0f}" width="{bar:.1f}" height="7" fill="{PALETTE[0]}"/>'
+            f'<text x="{x + 8:.0f}" y="{y + 47:.0f}" font-size="11" fill="{MUTED}">completed {_percent(station.completion)}'
+            f" · then activated {_percent(station.activation)}</text></g>"
+        )
+    return Markup(
+        f'<svg class="journey" role="img" aria-label="The onboarding steps and their prerequisites"'
+        f' viewBox="0 0 {width} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">'
+        f'<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7"'
+        f' orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{MUTED}"/></marker></defs>'
+        + "".join(
+            f'<text x="{10 + i * (box_w + gap_x)}" y="18" font-size="12" font-weight="600" fill="{INK}">'
+            f"depth {column}</text>"
+            for i, column in enumerate(order)
+        )
+        + "".join(edges)
+        + "".join(boxes)
+        + "</svg>"
+    )

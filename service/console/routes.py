@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from service.api.credentials import Authenticator, Caller, RateLimited
 from service.clock import parse_datetime
 from service.console import session, views
-from service.console.drawing import lineage_svg, series_svg
+from service.console.drawing import Station, journey_svg, lineage_svg, series_svg
 from service.errors import Forbidden, InvalidInput, WayfinderError
 from service.experiments import registry
 from service.governance import approvals
@@ -41,6 +41,7 @@ READ_MODELS = ("auditor", "operator")  # as GraphQL's models
 CHANGE_MODELS = ("operator",)  # as promoteModel and rollbackModel
 READ_CONSENT = ("auditor",)  # consent histories and erasures are the auditors'
 PREVIEW = ("auditor", "operator")
+READ_JOURNEYS = ("operator", "engineer", "auditor")  # the catalog, and rates that name nobody
 MAX_FORM_BYTES = 4096
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
@@ -87,6 +88,7 @@ def _page(name: str, request: Request | None, **values: Any) -> str:
         may_change_models=role is not None and (role == OPEN or role in CHANGE_MODELS),
         may_consent=role is not None and (role == OPEN or role in READ_CONSENT),
         may_preview=role is not None and (role == OPEN or role in PREVIEW),
+        may_journeys=role is not None and (role == OPEN or role in READ_JOURNEYS),
         **values,
     )
 
@@ -301,6 +303,18 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
             return HTMLResponse(_consent_page(request, view, user, exc.message), 400)
         return HTMLResponse(_consent_page(request, view, user, None))
 
+    async def journeys(request: Request) -> Response:
+        try:
+            require(_role(request), READ_JOURNEYS, "the journeys page")
+        except Forbidden as exc:
+            return forbidden(request, exc)
+        try:
+            view = await run_in_threadpool(views.journeys, runtime, request.query_params)
+        except InvalidInput as exc:
+            view = await run_in_threadpool(views.journeys, runtime, {})
+            return HTMLResponse(_journeys_page(request, view, exc.message, runtime.catalog.title), 400)
+        return HTMLResponse(_journeys_page(request, view, None, runtime.catalog.title))
+
     async def graphiql(request: Request) -> Response:
         return HTMLResponse(graphiql_page(request, vendor_ready=(settings.vendor_dir / "graphiql").is_dir()))
 
@@ -313,6 +327,7 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         Route("/experiments", experiments),
         Route("/experiments/{id}", experiment),
         Route("/preview", preview),
+        Route("/journeys", journeys),
         Route("/models", models),
         Route("/models/{action:str}", change_model, methods=["POST"]),
         Route("/consent", consent),
@@ -321,6 +336,13 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         Mount("/vendor", StaticFiles(directory=settings.vendor_dir, check_dir=False), name="vendor"),
     ]
     return Mount(PREFIX, routes=routes)
+
+
+def _journeys_page(request: Request, view: views.JourneyView, error: str | None, title: Any) -> str:
+    stations = [
+        Station(s.iri, s.title, s.depth, tuple(s.requires), s.rate(view.users), s.activation) for s in view.steps
+    ]
+    return _page("journeys.html", request, view=view, drawing=journey_svg(stations), error=error, title=title)
 
 
 def _consent_page(request: Request, view: views.ConsentView, user: str, error: str | None) -> str:

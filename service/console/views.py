@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pyoxigraph as ox
 
+from service.analytics import feed
 from service.audit.chain import RecordCheck, check_record
 from service.clock import datetime_literal
 from service.console.drawing import Lineage, Node, Point, Series
@@ -381,3 +382,66 @@ def consent(runtime: Runtime, user_id: str = "") -> ConsentView:
             for r in runtime.store.select(runtime.queries["lineage/consent-history"].bind(user=node))
         ]
     return ConsentView(purposes, days, counts, charts, erasures, history)
+
+
+@dataclass(frozen=True)
+class JourneyStep:
+    iri: str
+    id: str
+    title: str
+    depth: int
+    requires: list[str]  # IRIs
+    introduces: list[str]  # feature titles, each with its nearest area
+    completers: int
+    activated: int  # completers who activated
+
+    def rate(self, users: int) -> float | None:
+        return self.completers / users if users else None
+
+    @property
+    def activation(self) -> float | None:
+        return self.activated / self.completers if self.completers else None
+
+
+@dataclass
+class JourneyView:
+    steps: list[JourneyStep]
+    users: int  # users of the segment in the analytics log
+    segment: dict[str, str]  # role / industry / plan -> local ID ("" for any)
+    options: dict[str, list[tuple[str, str]]]  # role / industry / plan -> (local ID, title)
+
+
+SEGMENT_KINDS = {"role": "Role", "industry": "Industry", "plan": "Plan"}
+
+
+def journeys(runtime: Runtime, params: Mapping[str, str]) -> JourneyView:
+    """The catalog's steps with their prerequisites and features, and the segment's completion and activation
+    rates from the analytics log; raise InvalidInput naming an unknown segment field."""
+    catalog = runtime.catalog
+    options = {
+        name: sorted((e.id, catalog.title(e.iri)) for e in catalog.by_id[kind].values())
+        for name, kind in SEGMENT_KINDS.items()
+    }
+    segment = {name: params.get(name, "").strip()[:200] for name in SEGMENT_KINDS}
+    for name, chosen in segment.items():
+        if chosen and chosen not in {i for i, _ in options[name]}:
+            raise InvalidInput(name, f"no {name} {chosen!r} in the catalog")
+    args = [v for name in SEGMENT_KINDS for v in (segment[name] or None, segment[name] or None)]
+    folder = runtime.settings.queries_dir / "console"
+    elog = feed.for_analysis(runtime)
+    counts = {
+        step: (int(completers), int(activated))
+        for step, completers, activated in elog.query((folder / "step-rates.sql").read_text(), args)
+    }
+    users_n = int(elog.query((folder / "segment-size.sql").read_text(), args)[0][0])
+    steps = []
+    for step in sorted(catalog.steps, key=lambda s: (s.depth, s.order, s.title)):
+        introduces = []
+        for feature in step.introduces:
+            areas = catalog.areas(feature)
+            introduces.append(catalog.title(feature) + (f" ({catalog.title(areas[0])})" if areas else ""))
+        completers, activated = counts.get(step.id, (0, 0))
+        steps.append(
+            JourneyStep(step.iri, step.id, step.title, step.depth, step.requires, introduces, completers, activated)
+        )
+    return JourneyView(steps, users_n, segment, options)

@@ -180,6 +180,8 @@ def test_an_operator_opens_an_experiment_and_its_plotted_points_are_the_monitors
         visit = Visit(browser, base)
         try:
             visit.sign_in(OPERATOR_KEY)
+            visit.open("/console/journeys")
+            visit.check("journeys")
             visit.open("/console/experiments")
             visit.check("experiments")
             visit.page.click(f"tr[data-experiment='{EXPERIMENT}'] a")

@@ -236,3 +236,40 @@ def test_models_are_promoted_and_rolled_back_under_the_approval_rules(app):
     nothing_before = app.post("/console/models/rollback")  # the first version to serve superseded none
     assert nothing_before.status_code == 400 and 'role="alert"' in nothing_before.text
     assert f'data-version="{train["version"]}" data-status="active"' in nothing_before.text
+
+
+def test_the_journeys_page_draws_the_catalog_with_the_segments_rates_from_the_log(app, console_runtime):
+    client = {"authorization": f"Bearer {CLIENT_KEY}"}
+    done = [(f"sim-{i}", "take-product-tour") for i in range(0, 40, 4)] + [("sim-8", "invite-teammates")]
+    answer = app.post(
+        "/graphql",
+        json={
+            "query": "mutation E($inputs: [EventInput!]!) { recordEvents(inputs: $inputs) }",
+            "variables": {"inputs": [{"userId": u, "type": "STEP_COMPLETED", "stepId": s} for u, s in done]},
+        },
+        headers=client,
+    ).json()
+    assert answer["data"]["recordEvents"] == len(done), answer
+    sign_in(app, OPERATOR_KEY)
+    everyone = app.get("/console/journeys")
+    assert everyone.status_code == 200
+    users_n = int(re.search(r'data-users="(\d+)"', everyone.text).group(1))
+    assert users_n == 200
+    rows = dict(re.findall(r'<tr data-step="([\w-]+)" data-completers="(\d+)"', everyone.text))
+    assert rows["take-product-tour"] == "10" and rows["invite-teammates"] == "1"
+    drawn = re.findall(r'<g class="step" data-iri="([^"]+)" data-completion="([^"]+)"', everyone.text)
+    assert {iri.rsplit("/", 1)[-1] for iri, _ in drawn} == {s.id for s in console_runtime.catalog.steps}
+    tour = next(float(c) for iri, c in drawn if iri.endswith("/take-product-tour"))
+    assert tour == pytest.approx(10 / 200)
+    arrows = re.findall(r'data-from="([^"]+)" data-to="([^"]+)"', everyone.text)
+    expected = {(r, s.iri) for s in console_runtime.catalog.steps for r in s.requires}
+    assert set(arrows) == expected and expected
+    # the simulation gave users the roles analyst, engineer, manager, admin in turn: sim-0, 4, 8, ... are analysts
+    analysts = app.get("/console/journeys?role=analyst")
+    assert re.search(r'data-users="(\d+)"', analysts.text).group(1) == "50"
+    assert (
+        dict(re.findall(r'<tr data-step="([\w-]+)" data-completers="(\d+)"', analysts.text))["take-product-tour"]
+        == "10"
+    )
+    refused = app.get("/console/journeys?plan=platinum")
+    assert refused.status_code == 400 and 'role="alert">plan: ' in refused.text
