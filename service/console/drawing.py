@@ -291,3 +291,47 @@ def journey_svg(stations: Sequence[Station]) -> Markup:
         + "".join(boxes)
         + "</svg>"
     )
+
+
+def bars_svg(
+    title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, percent: bool
+) -> Markup:
+    """Grouped bars: for each category, one bar per series (an arm), labelled with its value."""
+    width, left, right, top, bottom = 560, 40, 16, 30, 46
+    height = 240
+    values = [v for _, vs in series for v in vs]
+    high = max(values, default=0) or 1
+    group = (width - left - right) / max(len(categories), 1)
+    bar = min(28.0, group * 0.8 / max(len(series), 1))
+    parts = [
+        f'<svg class="bars" role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {height}" width="100%"'
+        f' xmlns="http://www.w3.org/2000/svg"><text x="{left}" y="16" font-size="13" font-weight="600"'
+        f' fill="{INK}">{escape(title)}</text>',
+        f'<line x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}" stroke="{MUTED}"/>',
+    ]
+    for c, category in enumerate(categories):
+        x0 = left + c * group + (group - bar * len(series)) / 2
+        for s, (name, vs) in enumerate(series):
+            v = vs[c]
+            h = (height - top - bottom) * v / high
+            x = x0 + s * bar
+            label = f"{v:.0%}" if percent else f"{v:g}"
+            parts.append(
+                f'<g class="bar" data-series="{escape(name)}" data-category="{escape(category)}" data-value="{v!r}">'
+                f'<rect x="{x:.1f}" y="{height - bottom - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}"'
+                f' fill="{PALETTE[s % len(PALETTE)]}"><title>{escape(name)}, {escape(category)}: {label}</title></rect>'
+                f'<text x="{x + (bar - 2) / 2:.1f}" y="{height - bottom - h - 3:.1f}" font-size="10"'
+                f' text-anchor="middle" fill="{INK}">{label}</text></g>'
+            )
+        parts.append(
+            f'<text x="{left + (c + 0.5) * group:.1f}" y="{height - bottom + 14}" font-size="11" text-anchor="middle"'
+            f' fill="{MUTED}">{escape(_clip(category, 14))}</text>'
+        )
+    for s, (name, _) in enumerate(series):
+        legend_x = width - right - (len(series) - s) * 110
+        parts.append(
+            f'<rect x="{legend_x}" y="7" width="10" height="10" fill="{PALETTE[s % len(PALETTE)]}"/>'
+            f'<text x="{legend_x + 14}" y="16" font-size="11" fill="{INK}">{escape(_clip(name, 14))}</text>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

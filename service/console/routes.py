@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from service.api.credentials import Authenticator, Caller, RateLimited
 from service.clock import parse_datetime
 from service.console import session, views
-from service.console.drawing import Station, journey_svg, lineage_svg, series_svg
+from service.console.drawing import Station, bars_svg, journey_svg, lineage_svg, series_svg
 from service.errors import Forbidden, InvalidInput, WayfinderError
 from service.experiments import registry
 from service.governance import approvals
@@ -231,7 +231,19 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
             return HTMLResponse(_page("error.html", request, title="No such experiment", message=message), 404)
         marks = [(parse_datetime(r["at"]), f"{r['arm']} rolled back") for r in view.rollbacks]
         charts = {kpi: series_svg(f"{kpi} per arm", series, marks=marks) for kpi, series in sorted(view.charts.items())}
-        return HTMLResponse(_page("experiment.html", request, view=view, charts=charts))
+        funnel = bars_svg(
+            "share of exposed users",
+            view.funnel,
+            [(arm, [c / n[0] if n[0] else 0.0 for c in n]) for arm, n in view.funnel_counts.items()],
+            percent=True,
+        )
+        labels = [label for _, label in views.DURATION_BINS]
+        durations = {
+            kpi: bars_svg(f"{kpi}: users by hours", labels, [(arm, c) for arm, c in bins.items()], percent=False)
+            for kpi, bins in view.durations.items()
+        }
+        page = _page("experiment.html", request, view=view, charts=charts, funnel=funnel, durations=durations)
+        return HTMLResponse(page)
 
     async def preview(request: Request) -> Response:
         try:

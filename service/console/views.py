@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 import pyoxigraph as ox
 
 from service.analytics import feed
+from service.analytics.kpis import read_kpis
+from service.analytics.kpis import units as kpi_units
 from service.audit.chain import RecordCheck, check_record
 from service.clock import datetime_literal
 from service.console.drawing import Lineage, Node, Point, Series
@@ -223,6 +225,36 @@ class ExperimentView:
     charts: dict[str, list[Series]]  # KPI -> one series per arm, from the stored snapshots and the analysis now
     snapshots: int
     rollbacks: list[dict]
+    funnel: list[str] = field(default_factory=list)  # exposed, then each share KPI by its window
+    funnel_counts: dict[str, list[int]] = field(default_factory=dict)  # arm -> users at each stage
+    durations: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # KPI in hours -> arm -> users per bin
+
+
+DURATION_BINS = ((1, "< 1 h"), (6, "1-6 h"), (24, "6-24 h"), (72, "1-3 d"), (168, "3-7 d"), (float("inf"), "> 7 d"))
+
+
+def _funnel_and_durations(runtime: Runtime, experiment_id: str, now: analysis.Analysis) -> tuple:
+    """Users per arm exposed and counted by each share KPI (activation, retention, conversion, by window), and
+    each KPI measured in hours (time to first value) as a distribution, from the KPI files on the analytics log."""
+    elog = feed.for_analysis(runtime)
+    kpis = read_kpis(runtime.settings.queries_dir / "kpi")
+    arms = [a.name for a in now.arms]
+    exposed = {a.name: a.users for a in now.arms}
+    shares = sorted((k for k in kpis.values() if k.unit == "share"), key=lambda k: (k.window_days, k.name))
+    stages = ["exposed", *(k.name for k in shares)]
+    counts = {arm: [exposed[arm]] + [0] * len(shares) for arm in arms}
+    for index, kpi in enumerate(shares, start=1):
+        for unit in kpi_units(elog, kpi, experiment_id, now=now.at):
+            if unit.arm in counts and unit.value:
+                counts[unit.arm][index] += 1
+    durations: dict[str, dict[str, list[int]]] = {}
+    for kpi in (k for k in kpis.values() if k.unit == "hours"):
+        bins = {arm: [0] * len(DURATION_BINS) for arm in arms}
+        for unit in kpi_units(elog, kpi, experiment_id, now=now.at):
+            if unit.arm in bins and unit.value is not None:
+                bins[unit.arm][next(i for i, (edge, _) in enumerate(DURATION_BINS) if unit.value < edge)] += 1
+        durations[kpi.name] = bins
+    return stages, counts, durations
 
 
 def experiment(runtime: Runtime, experiment_id: str) -> ExperimentView | None:
@@ -262,12 +294,16 @@ def experiment(runtime: Runtime, experiment_id: str) -> ExperimentView | None:
         for r in runtime.store.select(runtime.queries["lineage/rollbacks"])
         if value(r, "experimentId") == experiment_id
     ]
+    stages, counts, durations = _funnel_and_durations(runtime, experiment_id, now)
     return ExperimentView(
         experiment=found,
         now=now,
         charts={kpi: [Series(arm, points) for arm, points in arms.items()] for kpi, arms in charts.items()},
         snapshots=len(rows),
         rollbacks=rollbacks,
+        funnel=stages,
+        funnel_counts=counts,
+        durations=durations,
     )
 
 

@@ -273,3 +273,27 @@ def test_the_journeys_page_draws_the_catalog_with_the_segments_rates_from_the_lo
     )
     refused = app.get("/console/journeys?plan=platinum")
     assert refused.status_code == 400 and 'role="alert">plan: ' in refused.text
+
+
+def test_the_experiment_funnel_counts_what_the_kpis_count(app):
+    sign_in(app, OPERATOR_KEY)
+    page = app.get(f"/console/experiments/{EXPERIMENT}").text
+    stages = {
+        (arm, stage): int(users)
+        for arm, row in re.findall(r'<tr data-arm="(\w+)"><td>\w+</td>(.*?)</tr>', page)
+        for stage, users in re.findall(r'data-stage="(\w+)" data-users="(\d+)"', row)
+    }
+    results = app.post(
+        "/graphql",
+        json={
+            "query": f'{{ experimentResults(id: "{EXPERIMENT}") {{ arms {{ name users kpis {{ kpi units estimate }} }} }} }}'
+        },
+        headers={"authorization": f"Bearer {OPERATOR_KEY}"},
+    ).json()["data"]["experimentResults"]
+    for arm in results["arms"]:
+        assert stages[(arm["name"], "exposed")] == arm["users"]
+        for kpi in arm["kpis"]:
+            if (arm["name"], kpi["kpi"]) in stages:
+                assert stages[(arm["name"], kpi["kpi"])] == round(kpi["estimate"] * kpi["units"]), kpi
+    assert stages[("control", "activation")] > stages[("treatment", "activation")] > 0
+    assert 'data-chart="time_to_first_value"' in page
