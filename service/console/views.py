@@ -160,13 +160,8 @@ def decision(runtime: Runtime, decision_id: str) -> DecisionView | None:
         for r in rows
         if value(r, "kind") not in (None, "returned")
     ]
-    pseudonym = next(
-        (
-            plain(q.object).value
-            for q in runtime.store.quads(subject=node, predicate=vocab.SUBJECT_PSEUDONYM, graph=vocab.AUDIT_GRAPH)
-        ),
-        "",
-    )
+    own = {q.predicate.value: plain(q.object).value for q in runtime.store.quads(subject=node, graph=vocab.AUDIT_GRAPH)}
+    pseudonym = own.get(vocab.SUBJECT_PSEUDONYM.value, "")
     catalog = runtime.catalog
     titles = {s.step: catalog.title(s.step) if s.step in catalog.entities else s.step for s in rec.candidates}
     lineage = Lineage(
@@ -180,7 +175,15 @@ def decision(runtime: Runtime, decision_id: str) -> DecisionView | None:
     if rec.model_version:
         lineage.how.append(Node("model", vocab.MODEL_BASE + rec.model_version, rec.model_version))
     if rec.variant:
-        lineage.how.append(Node("arm", rec.variant, rec.variant, "experiment arm"))
+        experiment_iri = own.get(vocab.IN_EXPERIMENT.value, "")
+        why = own.get(vocab.ASSIGNMENT_REASON.value, "")
+        detail = f"experiment {vocab.local_id(experiment_iri)}" + (f": {why}" if why else "")
+        lineage.how.append(Node("arm", rec.variant, rec.variant, detail))
+    if vocab.EVALUATED_FLAG.value in own:
+        flag = own[vocab.EVALUATED_FLAG.value]
+        variant, why = own.get(vocab.FLAG_VARIANT.value, ""), own.get(vocab.FLAG_REASON.value, "")
+        detail = f"variant {variant or 'none'}" + (f", {why}" if why else "")
+        lineage.how.append(Node("flag", flag, vocab.local_id(flag), detail))
     shown = {s.step for s in rec.steps}
     for s in rec.candidates:
         kind = "shown" if s.step in shown else "candidate"

@@ -297,3 +297,20 @@ def test_the_experiment_funnel_counts_what_the_kpis_count(app):
                 assert stages[(arm["name"], kpi["kpi"])] == round(kpi["estimate"] * kpi["units"]), kpi
     assert stages[("control", "activation")] > stages[("treatment", "activation")] > 0
     assert 'data-chart="time_to_first_value"' in page
+
+
+def test_a_decision_a_flag_chose_draws_the_flag_with_its_variant(client):
+    variants = [
+        {"name": "hybrid", "policyVersion": "default@1.2.0"},
+        {"name": "rules", "policyVersion": "default@1.3.0"},
+    ]
+    managers = [{"conditions": [{"attribute": "role", "values": ["manager"]}], "variant": "rules"}]
+    flag = {"id": "ranking", "policy": "default", "variants": variants, "defaultVariant": "hybrid", "rules": managers}
+    client.data("mutation C($input: FlagInput!) { createFlag(input: $input) { id } }", {"input": flag})
+    client.data('mutation { registerUser(input: {id: "flo", role: "manager", consents: [PERSONALIZATION]}) { id } }')
+    rec = client.data('{ nextSteps(userId: "flo") { decisionId policyVersion } }')["nextSteps"]
+    assert rec["policyVersion"] == "default@1.3.0"
+    page = client.http.get(f"/console/decisions/{rec['decisionId']}").text
+    flags = re.findall(r'data-kind="flag" data-iri="([^"]+)" data-label="ranking" data-detail="([^"]+)"', page)
+    assert flags and flags[0][0].endswith("/ranking") and flags[0][1].startswith("variant rules, TARGETING_MATCH")
+    assert 'data-kind="policy" data-iri="default@1.3.0"' in page
