@@ -72,9 +72,17 @@ def test_no_module_imports_one_that_imports_it_back():
     assert cycles == []
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if not under(n, "service.api", "service.cli")))
+# The console is a front like the API and the command line: it signs people in with the API's credentials.
+@pytest.mark.parametrize(
+    "name", sorted(n for n in MODULES if not under(n, "service.api", "service.cli", "service.console"))
+)
 def test_nothing_outside_the_api_and_the_command_line_imports_the_api(name):
     assert not {m for m in every_import(MODULES[name]) if under(m, "service.api")}
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if not under(n, "service.api", "service.console")))
+def test_nothing_but_the_api_that_mounts_it_imports_the_console(name):
+    assert not {m for m in every_import(MODULES[name]) if under(m, "service.console")}
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if under(n, "service.knowledge")))
