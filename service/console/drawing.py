@@ -122,6 +122,7 @@ class Point:
     estimate: float
     lower: float | None = None
     upper: float | None = None
+    now: bool = False  # computed for this page, not read from a record
 
 
 @dataclass
@@ -212,6 +213,7 @@ def series_svg(
             )
             parts.append(
                 f'<circle class="point" data-arm="{escape(one.name)}" data-at="{escape(p.at.isoformat())}"'
+                f' data-now="{"true" if p.now else "false"}"'
                 f' data-estimate="{p.estimate!r}"{interval} cx="{x(p.at):.1f}" cy="{y(p.estimate):.1f}" r="3.5"'
                 f' fill="{colour}"><title>{escape(one.name)} {p.estimate:.4g}</title></circle>'
             )

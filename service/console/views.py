@@ -266,20 +266,20 @@ def experiment(runtime: Runtime, experiment_id: str) -> ExperimentView | None:
     if found is None:
         return None
     now = analysis.analyse(runtime, experiment_id)
-    moments: list[tuple[datetime, list[dict]]] = []
+    moments: list[tuple[datetime, list[dict], bool]] = []
     rows = runtime.store.select(runtime.queries["console/snapshots"].bind(experiment=ox.NamedNode(found.iri)))
     for row in rows:
         stored = json.loads(bound(row, "analysis").value)
-        moments.append((datetime.fromisoformat(stored["at"]), stored["results"]))
-    moments.append((now.at, json.loads(json.dumps(now.snapshot()["results"]))))
+        moments.append((datetime.fromisoformat(stored["at"]), stored["results"], False))
+    moments.append((now.at, json.loads(json.dumps(now.snapshot()["results"])), True))
     charts: dict[str, dict[str, list[Point]]] = {}
-    for at, results in moments:
+    for at, results, current in moments:
         for arm in results:
             for kpi in arm["kpis"]:
                 if kpi.get("estimate") is None:
                     continue
                 charts.setdefault(kpi["kpi"], {}).setdefault(arm["arm"], []).append(
-                    Point(at, kpi["estimate"], kpi.get("lower"), kpi.get("upper"))
+                    Point(at, kpi["estimate"], kpi.get("lower"), kpi.get("upper"), now=current)
                 )
     rollbacks = [
         {

@@ -22,10 +22,12 @@ EXPERIMENT = "sim-console"
 
 @pytest.fixture(scope="session")
 def world_quads() -> list:
-    """A world made through the API: 200 users decided for and activated over days, in an experiment whose
-    treatment does harm, checked by the guardrail monitor every 50 users (so its snapshots are stored)."""
+    """A world made through the API: 300 users decided for and activated over days, in an experiment whose
+    treatment does harm, checked by the guardrail monitor every 50 users (so its snapshots are stored). The
+    monitor rolled the treatment back at 150 to 200 users in nine runs of this scenario (at 200 users and 20 a
+    day it had not acted by the end in two runs of four)."""
     runtime = runtime_for_simulation()
-    run(Scenario("console", rates=(0.6, 0.1), users=200, check_every=50, users_per_day=20), runtime)
+    run(Scenario("console", rates=(0.6, 0.1), users=300, check_every=50, users_per_day=10), runtime)
     return list(runtime.store.quads())
 
 

@@ -190,7 +190,8 @@ def test_an_operator_opens_an_experiment_and_its_plotted_points_are_the_monitors
             points = visit.page.eval_on_selector_all(
                 "figure.chart",
                 "figures => figures.flatMap(f => [...f.querySelectorAll('circle.point')].map(c => ({"
-                "kpi: f.dataset.kpi, arm: c.dataset.arm, at: c.dataset.at, estimate: parseFloat(c.dataset.estimate),"
+                "kpi: f.dataset.kpi, arm: c.dataset.arm, at: c.dataset.at, now: c.dataset.now === 'true',"
+                " estimate: parseFloat(c.dataset.estimate),"
                 " lower: parseFloat(c.dataset.lower), upper: parseFloat(c.dataset.upper)})))",
             )
             rolled = visit.page.eval_on_selector_all(
@@ -209,11 +210,11 @@ def test_an_operator_opens_an_experiment_and_its_plotted_points_are_the_monitors
     by_series: dict[tuple[str, str], list[dict]] = {}
     for point in points:
         by_series.setdefault((point["kpi"], point["arm"]), []).append(point)
-    # the last point of each series is the analysis now: experimentResults, to the last digit
+    # one point of each series is the analysis now: experimentResults, to the last digit
     now = {(k["kpi"], a["name"]): k for a in results["arms"] for k in a["kpis"] if k["estimate"] is not None}
     assert now and set(now) == set(by_series)
     for key, series in by_series.items():
-        last = max(series, key=lambda p: p["at"])
+        (last,) = [p for p in series if p["now"]]
         assert last["estimate"] == pytest.approx(now[key]["estimate"], abs=1e-12), key
         assert (last["lower"], last["upper"]) == pytest.approx((now[key]["lower"], now[key]["upper"]), abs=1e-12)
     # the earlier ones are the snapshots the guardrail monitor stored at each check, in the audit trail
@@ -223,7 +224,7 @@ def test_an_operator_opens_an_experiment_and_its_plotted_points_are_the_monitors
         )
     )
     assert len(stored) >= 4
-    activation = sorted(by_series[("activation", "treatment")], key=lambda p: p["at"])[:-1]
+    activation = sorted((p for p in by_series[("activation", "treatment")] if not p["now"]), key=lambda p: p["at"])
     expected = [
         next(
             k

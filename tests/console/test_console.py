@@ -196,7 +196,7 @@ def test_the_consent_page_counts_the_records_and_shows_a_users_history(app, cons
     cells = re.findall(r'<td data-purpose="(\w+)" data-granted="(\d+)" data-withdrawn="(\d+)">', page.text)
     granted = sum(int(g) for p, g, _ in cells if p == "Personalization")
     withdrawals = sum(int(w) for p, _, w in cells if p == "Analytics")
-    assert granted == 200 and withdrawals == 1  # every simulated user granted it; one withdrawal, just now
+    assert granted == 300 and withdrawals == 1  # every simulated user granted it; one withdrawal, just now
     history = re.findall(r'<tr data-purpose="(\w+)" data-granted="(true|false)">', page.text)
     assert sorted(history[:2]) == [("Analytics", "true"), ("Personalization", "true")]  # at signup, one instant
     assert history[2:] == [("Analytics", "false")]
@@ -254,19 +254,19 @@ def test_the_journeys_page_draws_the_catalog_with_the_segments_rates_from_the_lo
     everyone = app.get("/console/journeys")
     assert everyone.status_code == 200
     users_n = int(re.search(r'data-users="(\d+)"', everyone.text).group(1))
-    assert users_n == 200
+    assert users_n == 300
     rows = dict(re.findall(r'<tr data-step="([\w-]+)" data-completers="(\d+)"', everyone.text))
     assert rows["take-product-tour"] == "10" and rows["invite-teammates"] == "1"
     drawn = re.findall(r'<g class="step" data-iri="([^"]+)" data-completion="([^"]+)"', everyone.text)
     assert {iri.rsplit("/", 1)[-1] for iri, _ in drawn} == {s.id for s in console_runtime.catalog.steps}
     tour = next(float(c) for iri, c in drawn if iri.endswith("/take-product-tour"))
-    assert tour == pytest.approx(10 / 200)
+    assert tour == pytest.approx(10 / 300)
     arrows = re.findall(r'data-from="([^"]+)" data-to="([^"]+)"', everyone.text)
     expected = {(r, s.iri) for s in console_runtime.catalog.steps for r in s.requires}
     assert set(arrows) == expected and expected
     # the simulation gave users the roles analyst, engineer, manager, admin in turn: sim-0, 4, 8, ... are analysts
     analysts = app.get("/console/journeys?role=analyst")
-    assert re.search(r'data-users="(\d+)"', analysts.text).group(1) == "50"
+    assert re.search(r'data-users="(\d+)"', analysts.text).group(1) == "75"
     assert (
         dict(re.findall(r'<tr data-step="([\w-]+)" data-completers="(\d+)"', analysts.text))["take-product-tour"]
         == "10"
