@@ -12,10 +12,45 @@ from graphql import (
     SelectionSetNode,
     ValidationRule,
 )
+from graphql.language import DocumentNode, Visitor, visit
+from graphql.validation import ValidationContext
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import ExecutionResult
 
 from service.api.errors import graphql_error, log_errors
 from service.errors import InvalidInput
+
+
+def depth_limit(max_depth: int) -> type[ValidationRule]:
+    """Return strawberry's depth rule for ``max_depth``, kept off documents that spread a fragment they do not
+    define: it raises KeyError on them (an error without a code). graphql-core's KnownFragmentNames refuses such
+    a document, naming the fragment, so no depth needs computing."""
+    limited = depth_rule(max_depth, None, None)
+
+    class DepthLimit(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            if _spread_names(context.document) <= {
+                d.name.value for d in context.document.definitions if isinstance(d, FragmentDefinitionNode)
+            }:
+                limited(context)  # reports what is too deep to the context as it is made
+
+    return DepthLimit
+
+
+class _Spreads(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_args: object) -> None:
+        self.names.add(node.name.value)
+
+
+def _spread_names(document: DocumentNode) -> set[str]:
+    spreads = _Spreads()
+    visit(document, spreads)
+    return spreads.names
 
 
 def field_budget(limit: int) -> type[ValidationRule]:

@@ -14,11 +14,10 @@ from graphql import GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import ExecutionContext, Info
 
 from service.api.errors import ErrorCodes, log_errors
-from service.api.limits import field_budget
+from service.api.limits import depth_limit, field_budget
 from service.api.operation_metrics import OperationMetrics
 from service.api.parser_cache import ReportingParserCache
 from service.api.permissions import (
@@ -626,7 +625,7 @@ def build_schema(settings: Settings | None = None, *, introspection: bool = True
     """
     settings = settings or Settings()
     rules: list[type[ASTValidationRule]] = [
-        depth_rule(settings.max_query_depth, None, None),
+        depth_limit(settings.max_query_depth),
         aliases_rule(settings.max_aliases),
         field_budget(settings.max_fields),
     ]

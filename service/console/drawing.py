@@ -131,6 +131,18 @@ class Series:
     points: list[Point]
 
 
+def _legend(names: Sequence[str], right_edge: float) -> str:
+    """A colour key for the series, right-aligned on the title's line, in the order and colours they are drawn."""
+    keys = []
+    for index, name in enumerate(names):
+        x = right_edge - (len(names) - index) * 110
+        keys.append(
+            f'<rect x="{x}" y="7" width="10" height="10" fill="{PALETTE[index % len(PALETTE)]}"/>'
+            f'<text x="{x + 14}" y="16" font-size="11" fill="{INK}">{escape(_clip(name, 14))}</text>'
+        )
+    return "".join(keys)
+
+
 def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     if high <= low:
         return [low]
@@ -217,11 +229,7 @@ def series_svg(
                 f' data-estimate="{p.estimate!r}"{interval} cx="{x(p.at):.1f}" cy="{y(p.estimate):.1f}" r="3.5"'
                 f' fill="{colour}"><title>{escape(one.name)} {p.estimate:.4g}</title></circle>'
             )
-        legend_x = width - right - (len(series) - index) * 110
-        parts.append(
-            f'<rect x="{legend_x}" y="7" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{legend_x + 14}" y="16" font-size="11" fill="{INK}">{escape(_clip(one.name, 14))}</text>'
-        )
+    parts.append(_legend([one.name for one in series], width - right))
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -329,11 +337,6 @@ def bars_svg(
             f'<text x="{left + (c + 0.5) * group:.1f}" y="{height - bottom + 14}" font-size="11" text-anchor="middle"'
             f' fill="{MUTED}">{escape(_clip(category, 14))}</text>'
         )
-    for s, (name, _) in enumerate(series):
-        legend_x = width - right - (len(series) - s) * 110
-        parts.append(
-            f'<rect x="{legend_x}" y="7" width="10" height="10" fill="{PALETTE[s % len(PALETTE)]}"/>'
-            f'<text x="{legend_x + 14}" y="16" font-size="11" fill="{INK}">{escape(_clip(name, 14))}</text>'
-        )
+    parts.append(_legend([name for name, _ in series], width - right))
     parts.append("</svg>")
     return Markup("".join(parts))

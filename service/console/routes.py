@@ -123,6 +123,14 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
     def forbidden(request: Request, exc: Forbidden) -> HTMLResponse:
         return HTMLResponse(_page("error.html", request, title="Not for this key", message=exc.message), 403)
 
+    def refusal(request: Request, roles: tuple[str, ...], what: str) -> HTMLResponse | None:
+        """The 403 page when the caller's role may not see ``what``, else None."""
+        try:
+            require(_role(request), roles, what)
+        except Forbidden as exc:
+            return forbidden(request, exc)
+        return None
+
     async def login(request: Request) -> Response:
         if request.method == "GET":
             if not auth.enabled:
@@ -166,10 +174,8 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         return RedirectResponse(PREFIX + target, status_code=303)
 
     async def decisions(request: Request) -> Response:
-        try:
-            require(_role(request), READ_DECISIONS, "the decisions page")
-        except Forbidden as exc:
-            return forbidden(request, exc)
+        if refused := refusal(request, READ_DECISIONS, "the decisions page"):
+            return refused
         wanted = views.DecisionFilter.of(request.query_params)
         searched = any(getattr(wanted, name) for name in views.DecisionFilter.__dataclass_fields__)
 
@@ -197,10 +203,8 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         return HTMLResponse(_page("decisions.html", request, wanted=wanted, searched=searched, error=None, **found))
 
     async def decision(request: Request) -> Response:
-        try:
-            require(_role(request), READ_DECISIONS, "a decision's page")
-        except Forbidden as exc:
-            return forbidden(request, exc)
+        if refused := refusal(request, READ_DECISIONS, "a decision's page"):
+            return refused
         decision_id = request.path_params["id"]
         try:
             view = await run_in_threadpool(views.decision, runtime, decision_id)
@@ -212,18 +216,14 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         return HTMLResponse(_page("decision.html", request, view=view, drawing=lineage_svg(view.lineage)))
 
     async def experiments(request: Request) -> Response:
-        try:
-            require(_role(request), READ_EXPERIMENTS, "the experiments page")
-        except Forbidden as exc:
-            return forbidden(request, exc)
+        if refused := refusal(request, READ_EXPERIMENTS, "the experiments page"):
+            return refused
         found = await run_in_threadpool(registry.experiments, runtime)
         return HTMLResponse(_page("experiments.html", request, experiments=found))
 
     async def experiment(request: Request) -> Response:
-        try:
-            require(_role(request), READ_EXPERIMENTS, "an experiment's page")
-        except Forbidden as exc:
-            return forbidden(request, exc)
+        if refused := refusal(request, READ_EXPERIMENTS, "an experiment's page"):
+            return refused
         experiment_id = request.path_params["id"]
         view = await run_in_threadpool(views.experiment, runtime, experiment_id)
         if view is None:
@@ -246,10 +246,8 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         return HTMLResponse(page)
 
     async def preview(request: Request) -> Response:
-        try:
-            require(_role(request), PREVIEW, "the preview page")
-        except Forbidden as exc:
-            return forbidden(request, exc)
+        if refused := refusal(request, PREVIEW, "the preview page"):
+            return refused
         user = request.query_params.get("user", "").strip()[:200]
         locale = request.query_params.get("locale", "").strip()[:35] or None
         if not user:
@@ -265,10 +263,8 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         )
 
     async def models(request: Request) -> Response:
-        try:
-            require(_role(request), READ_MODELS, "the models page")
-        except Forbidden as exc:
-            return forbidden(request, exc)
+        if refused := refusal(request, READ_MODELS, "the models page"):
+            return refused
         rows = await run_in_threadpool(views.models, runtime)
         return HTMLResponse(_page("models.html", request, rows=rows, keys_on=auth.enabled, error=None))
 
@@ -303,10 +299,8 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         return RedirectResponse(PREFIX + "/models", status_code=303)
 
     async def consent(request: Request) -> Response:
-        try:
-            require(_role(request), READ_CONSENT, "the consent page")
-        except Forbidden as exc:
-            return forbidden(request, exc)
+        if refused := refusal(request, READ_CONSENT, "the consent page"):
+            return refused
         user = request.query_params.get("user", "").strip()[:200]
         try:
             view = await run_in_threadpool(views.consent, runtime, user)
@@ -316,10 +310,8 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         return HTMLResponse(_consent_page(request, view, user, None))
 
     async def journeys(request: Request) -> Response:
-        try:
-            require(_role(request), READ_JOURNEYS, "the journeys page")
-        except Forbidden as exc:
-            return forbidden(request, exc)
+        if refused := refusal(request, READ_JOURNEYS, "the journeys page"):
+            return refused
         try:
             view = await run_in_threadpool(views.journeys, runtime, request.query_params)
         except InvalidInput as exc:

@@ -252,3 +252,23 @@ def test_a_store_that_does_not_answer_gives_store_unavailable_within_the_store_t
             assert time.monotonic() < deadline, "the service did not recover after the store came back"
             time.sleep(0.2)
         assert http.post("/graphql", json={"query": NEXT}).json()["data"]["nextSteps"]["decisionId"]
+
+
+def _nested(levels: int) -> str:
+    return "requires { " * levels + "id" + " }" * levels
+
+
+def test_a_query_deeper_than_the_limit_is_refused_also_through_fragments(client):
+    deep = client.post("{ steps { " + _nested(12) + " } }")
+    assert deep["data"] is None and "exceeds maximum operation depth of 10" in deep["errors"][0]["message"]
+    through = client.post("fragment F on Step { " + _nested(12) + " } { steps { ...F } }")
+    assert "exceeds maximum operation depth" in through["errors"][0]["message"]
+    assert client.data("{ steps { " + _nested(3) + " } }")["steps"]
+
+
+def test_a_spread_of_a_fragment_never_defined_is_refused_naming_it_with_a_code(client):
+    # found by tests/api/test_fuzz.py: strawberry's depth rule raised KeyError('B'), an error without a code
+    answer = client.post("fragment A on A{...A}{A{...B}}")
+    assert answer["data"] is None
+    assert all(e["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" for e in answer["errors"]), answer
+    assert "Unknown fragment 'B'." in [e["message"] for e in answer["errors"]]
