@@ -24,7 +24,15 @@ from strawberry.types.graphql import OperationType
 
 from service.analytics import feed
 from service.api.body_limit import BodyLimit
-from service.api.credentials import ANONYMOUS, OPEN_CALLER, Authenticator, Caller, RateLimited, Unauthorized
+from service.api.credentials import (
+    ANONYMOUS,
+    OPEN_CALLER,
+    Authenticator,
+    Caller,
+    RateLimited,
+    Unauthorized,
+    caller_of,
+)
 from service.api.limits import refuse_overlong_lists
 from service.api.schema import build_schema
 from service.api.single_flight import SingleFlight
@@ -36,7 +44,7 @@ from service.console import session
 from service.delivery.worker import deliver_periodically
 from service.errors import Forbidden
 from service.experiments.monitor import monitor_periodically
-from service.identity.keys import OPEN, KeyRing, require
+from service.identity.keys import KeyRing, require
 from service.metrics import REQUEST_SECONDS, STORE_QUADS
 from service.runtime import Runtime
 
@@ -151,7 +159,7 @@ class WayfinderGraphQL(GraphQL[dict[str, Any], None]):
         return response
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
-        caller = request.scope.get("state", {}).get("caller", OPEN_CALLER)
+        caller = caller_of(request.scope)
         return {
             "runtime": self.runtime,
             "request": request,
@@ -222,10 +230,6 @@ class KeyAuth:
         return self.auth.admit(key, Caller(key.role, key.principal)) if key is not None else None
 
 
-def _role(request: Request) -> str:
-    return request.scope.get("state", {}).get("role", OPEN)
-
-
 def create_app(runtime: Runtime | None = None) -> ASGIApp:
     """Return the service's ASGI app over a runtime (by default, from settings)."""
     runtime = runtime or Runtime()
@@ -266,14 +270,14 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
 
     async def sparql(request: Request) -> Response:
         try:
-            require(_role(request), ("auditor",), "/sparql")
+            require(caller_of(request.scope).role, ("auditor",), "/sparql")
         except Forbidden as exc:
             return PlainTextResponse(exc.message, status_code=403)
         return await sparql_response(endpoint, request)
 
     async def metrics(request: Request) -> Response:
         try:
-            require(_role(request), ("operator",), "/metrics")
+            require(caller_of(request.scope).role, ("operator",), "/metrics")
         except Forbidden as exc:
             return PlainTextResponse(exc.message, status_code=403)
         if time.monotonic() - quads_counted[0] > 60:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from service.identity.app_tokens import TokenRefused, looks_like_token, verify
 from service.identity.keys import APP, OPEN, Key, KeyRing
@@ -21,6 +22,11 @@ class Caller:
 
 OPEN_CALLER = Caller(OPEN, OPEN)
 ANONYMOUS = Caller("anonymous", "anonymous")  # on a keyed service's public paths: may do nothing that needs a role
+
+
+def caller_of(scope: Any) -> Caller:
+    """The caller ``KeyAuth`` put in a request's scope (an open service's caller where it put none)."""
+    return scope.get("state", {}).get("caller", OPEN_CALLER)
 
 
 class Unauthorized(Exception):

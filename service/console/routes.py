@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from service.api.credentials import Authenticator, Caller, RateLimited
+from service.api.credentials import Authenticator, Caller, RateLimited, caller_of
 from service.clock import parse_datetime
 from service.console import session, views
 from service.console.drawing import Station, bars_svg, journey_svg, lineage_svg, series_svg
@@ -42,6 +42,16 @@ CHANGE_MODELS = ("operator",)  # as promoteModel and rollbackModel
 READ_CONSENT = ("auditor",)  # consent histories and erasures are the auditors'
 PREVIEW = ("auditor", "operator")
 READ_JOURNEYS = ("operator", "engineer", "auditor")  # the catalog, and rates that name nobody
+# What the templates show each role (``may_decisions``, ...): the pages it may open and what it may change.
+MAY = {
+    "decisions": READ_DECISIONS,
+    "experiments": READ_EXPERIMENTS,
+    "models": READ_MODELS,
+    "change_models": CHANGE_MODELS,
+    "consent": READ_CONSENT,
+    "preview": PREVIEW,
+    "journeys": READ_JOURNEYS,
+}
 MAX_FORM_BYTES = 4096
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
@@ -69,12 +79,11 @@ async def sign_in_first(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def _role(request: Request) -> str:
-    return request.scope.get("state", {}).get("role", OPEN)
+    return caller_of(request.scope).role
 
 
 def _principal(request: Request) -> str:
-    caller = request.scope.get("state", {}).get("caller")
-    return getattr(caller, "principal", OPEN)
+    return caller_of(request.scope).principal
 
 
 def _page(name: str, request: Request | None, **values: Any) -> str:
@@ -82,13 +91,7 @@ def _page(name: str, request: Request | None, **values: Any) -> str:
     return templates.get_template(name).render(
         role=role,
         principal=_principal(request) if request is not None else None,
-        may_decisions=role is not None and (role == OPEN or role in READ_DECISIONS),
-        may_experiments=role is not None and (role == OPEN or role in READ_EXPERIMENTS),
-        may_models=role is not None and (role == OPEN or role in READ_MODELS),
-        may_change_models=role is not None and (role == OPEN or role in CHANGE_MODELS),
-        may_consent=role is not None and (role == OPEN or role in READ_CONSENT),
-        may_preview=role is not None and (role == OPEN or role in PREVIEW),
-        may_journeys=role is not None and (role == OPEN or role in READ_JOURNEYS),
+        **{f"may_{page}": role is not None and (role == OPEN or role in roles) for page, roles in MAY.items()},
         **values,
     )
 

@@ -239,7 +239,7 @@ DURATION_BINS = ((1, "< 1 h"), (6, "1-6 h"), (24, "6-24 h"), (72, "1-3 d"), (168
 def _funnel_and_durations(runtime: Runtime, experiment_id: str, now: analysis.Analysis) -> tuple:
     """Users per arm exposed and counted by each share KPI (activation, retention, conversion, by window), and
     each KPI measured in hours (time to first value) as a distribution, from the KPI files on the analytics log."""
-    elog = feed.for_analysis(runtime)
+    elog = feed.log(runtime)  # as ``analyse`` just read it: on a shared store, for_analysis would rebuild it again
     kpis = read_kpis(runtime.settings.queries_dir / "kpi")
     arms = [a.name for a in now.arms]
     exposed = {a.name: a.users for a in now.arms}
