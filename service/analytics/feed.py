@@ -8,7 +8,8 @@ change, a purge); the log then holds, keyed by pseudonym:
 - the events of necessary types (no ``wf:collectedFor``), and the events of types
   collected for a purpose only while the user consents to ANALYTICS, the purpose the
   log serves (a withdrawal takes them out, a new grant brings them back);
-- every first exposure to an experiment.
+- every first exposure to an experiment;
+- every consent record (purpose, grant or withdrawal, when recorded), which the console counts by day.
 
 A log that may have missed a commit (not closed cleanly since it was opened: a crash
 or kill between a commit and its append; an append that failed; a log made just now
@@ -26,7 +27,7 @@ from weakref import WeakKeyDictionary
 
 import pyoxigraph as ox
 
-from service.analytics.log import EventLog, EventRow, ExposureRow, SubjectRow
+from service.analytics.log import ConsentRow, EventLog, EventRow, ExposureRow, SubjectRow
 from service.analytics.segments import SharedLog
 from service.clock import parse_datetime
 from service.knowledge import vocab
@@ -111,7 +112,12 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
         )
         for row in store.select(queries["analytics/exposures"])
     ]
-    elog.replace_all(token, subjects, events, exposures)
+    consents = [
+        consent_row(row, pseudonyms[user])
+        for row in store.select(queries["analytics/consents"])
+        if (user := bound(row, "user").value) in pseudonyms
+    ]
+    elog.replace_all(token, subjects, events, exposures, consents)
     refresh_value_features(runtime, elog)
     elog.flush()  # writes queued while the store was read: idempotent on what it held, needed for what came after
     elog.caught_up()
@@ -137,10 +143,13 @@ def registered(
     industry: str | None,
     plan: str | None,
     channel: str | None,
+    consents: Iterable[ox.Quad] = (),
 ) -> None:
-    """A user registered (``role``, ``industry`` and ``plan`` are IRIs, ``channel`` an API code)."""
+    """A user registered (``role``, ``industry`` and ``plan`` are IRIs, ``channel`` an API code), with the quads of
+    the consent records the registration wrote."""
     row = SubjectRow(pseudonym, at, _local(role), _local(industry), _local(plan), channel)
     _append(runtime, "subjects", [row])
+    _consents_written(runtime, pseudonym, consents)
 
 
 def recorded(runtime: Runtime, rows: Iterable[EventRow]) -> None:
@@ -170,13 +179,15 @@ def erased(runtime: Runtime, pseudonym: str) -> None:
     _append(runtime, "erase_subject", pseudonym)
 
 
-def consent_changed(runtime: Runtime, user: str) -> None:
-    """A user's consent changed: their events in the log become the ones it keeps under their consent now."""
+def consent_changed(runtime: Runtime, user: str, record: Iterable[ox.Quad] = ()) -> None:
+    """A user's consent changed, by the record whose quads are ``record``: the log keeps that record, and the
+    user's events in it become the ones it keeps under their consent now."""
     store, queries = runtime.store, runtime.queries
     node = ox.NamedNode(user)
     pseudonym = next((plain(q.object).value for q in store.quads(subject=node, predicate=vocab.PSEUDONYM)), None)
     if pseudonym is None:
         return
+    _consents_written(runtime, pseudonym, record)
     analytics_on = any(
         bound(row, "status").value == vocab.dpv("ConsentGiven").value
         for row in store.select(queries["consent-current"].bind(user=node, purpose=vocab.ANALYTICS))
@@ -191,10 +202,42 @@ def consent_changed(runtime: Runtime, user: str) -> None:
 
 
 def purged(runtime: Runtime, records: Iterable[str]) -> None:
-    """Records were removed by retention: any that are events leave the log."""
-    iris = [r for r in records if r.startswith(vocab.EVENT_BASE)]
+    """Records were removed by retention: any that are events or consent records leave the log."""
+    iris = [r for r in records if r.startswith((vocab.EVENT_BASE, vocab.CONSENT_BASE))]
     if iris:
-        _append(runtime, "remove_events", iris)
+        _append(runtime, "remove_records", iris)
+
+
+def _consents_written(runtime: Runtime, pseudonym: str, quads: Iterable[ox.Quad]) -> None:
+    """Queue the consent records among ``quads`` (as :func:`service.decisions.consent.consent_quads` writes them)."""
+    fields: dict[str, dict[str, str]] = {}
+    for q in quads:
+        if isinstance(q.subject, ox.NamedNode) and isinstance(q.object, ox.NamedNode | ox.Literal):
+            fields.setdefault(q.subject.value, {})[q.predicate.value] = q.object.value
+    rows = [
+        ConsentRow(
+            record,
+            pseudonym,
+            vocab.local_id(f[vocab.HAS_PURPOSE.value]),
+            f[vocab.HAS_CONSENT_STATUS.value] == vocab.CONSENT_GIVEN.value,
+            parse_datetime(f.get(vocab.RECORDED_AT.value) or f[vocab.IS_INDICATED_AT_TIME.value]),
+        )
+        for record, f in fields.items()
+        if f.get(vocab.RDF_TYPE.value) == vocab.CONSENT_RECORD.value
+    ]
+    if rows:
+        _append(runtime, "consents", rows)
+
+
+def consent_row(row: Row, pseudonym: str) -> ConsentRow:
+    """The log's row of a consent record, from a row of ``queries/analytics/consents.rq``."""
+    return ConsentRow(
+        bound(row, "record").value,
+        pseudonym,
+        vocab.local_id(bound(row, "purpose").value),
+        bound(row, "status").value == vocab.CONSENT_GIVEN.value,
+        parse_datetime(bound(row, "recorded").value),
+    )
 
 
 def _append(runtime: Runtime, operation: str, payload: object) -> None:

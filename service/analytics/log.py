@@ -14,11 +14,14 @@ Tables (the KPI SQL depends on these names and columns):
   KPI windows read (``occurred_s`` is what the client claims).
 - ``exposures``: a user's first exposure to an experiment (the first decision the
   service returned to them in it).
+- ``consents``: one row per consent record the store holds (a grant or a withdrawal of one
+  purpose, by local ID); ``recorded_s`` is the service's record time. What the console's
+  consent counts per day run on.
 - ``value_features``: the features the catalog marks as value moments.
 - ``analysis_clock``: exactly one row, the "now" of the KPI being run.
 - ``meta``: the schema version and any watermarks a writer keeps.
 
-Erasure removes a subject's ``subjects`` and ``events`` rows. Exposures stay: like
+Erasure removes a subject's ``subjects``, ``events`` and ``consents`` rows (the store's records go too). Exposures stay: like
 the decision records they mirror, they name the user only by pseudonym, and once the
 profile that links the pseudonym to a person is gone they are unlinkable to anyone.
 
@@ -44,9 +47,12 @@ import numpy as np
 
 from service.errors import InvalidInput, OutdatedStore, StoreUnavailable
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# The versions this release upgrades in place: each adds tables only, which a rebuild from the store fills.
+_UPGRADES = {"1": "2"}
 COVARIATES = ("role", "industry", "plan", "signup_channel")
-TABLES = ("subjects", "events", "exposures", "value_features", "analysis_clock", "meta")
+TABLES = ("subjects", "events", "exposures", "consents", "value_features", "analysis_clock", "meta")
+DATA_TABLES = ("subjects", "events", "exposures", "consents", "value_features")
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -75,6 +81,13 @@ _DDL = (
         exposed_s DOUBLE NOT NULL,
         PRIMARY KEY (experiment, subject)
     )""",
+    """CREATE TABLE IF NOT EXISTS consents (
+        record VARCHAR PRIMARY KEY,
+        subject VARCHAR NOT NULL,
+        purpose VARCHAR NOT NULL,
+        granted BOOLEAN NOT NULL,
+        recorded_s DOUBLE NOT NULL
+    )""",
     "CREATE TABLE IF NOT EXISTS value_features (feature VARCHAR PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS analysis_clock (now_s DOUBLE NOT NULL)",
     "INSERT INTO analysis_clock SELECT 0.0 WHERE NOT EXISTS (SELECT 1 FROM analysis_clock)",
@@ -100,6 +113,8 @@ _INSERT_EXPOSURES = (
     " arm = excluded.arm, bucket = excluded.bucket, exposed_s = excluded.exposed_s"
     " WHERE excluded.exposed_s < exposures.exposed_s"
 )
+# A consent record never changes once written: one replayed after a crash is ignored.
+_INSERT_CONSENTS = f"INSERT OR IGNORE INTO consents SELECT record, subject, purpose, granted, recorded_s FROM {_BATCH}"
 
 T = TypeVar("T")
 _IN_USE = "in_use"  # meta: "1" from open to a clean close
@@ -139,6 +154,18 @@ class ExposureRow:
     subject: str
     bucket: int
     exposed_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    """One consent record: its IRI, whose (pseudonym), the purpose's local ID, a grant or a withdrawal, and when the
+    service recorded it."""
+
+    record: str
+    subject: str
+    purpose: str
+    granted: bool
+    recorded_at: datetime
 
 
 def _row(index: int | None) -> str:
@@ -260,6 +287,29 @@ def exposure_columns(rows: Iterable[ExposureRow]) -> dict[str, np.ndarray] | Non
     }
 
 
+def consent_columns(rows: Iterable[ConsentRow]) -> dict[str, np.ndarray] | None:
+    """Check consent rows and return them as columns (the first of a batch's duplicates kept), or None."""
+    kept: dict[str, tuple[ConsentRow, float]] = {}
+    for i, row in enumerate(_checked(rows, ConsentRow, "consents")):
+        record = _required(row.record, "record", i)
+        _required(row.subject, "subject", i)
+        _required(row.purpose, "purpose", i)
+        if not isinstance(row.granted, bool):
+            raise InvalidInput("granted", f"row {i}: expected true or false")
+        at = epoch_s(row.recorded_at, "recorded_at", i)
+        kept.setdefault(record, (row, at))
+    if not kept:
+        return None
+    chosen = [row for row, _ in kept.values()]
+    return {
+        "record": _objects(list(kept)),
+        "subject": _objects([r.subject for r in chosen]),
+        "purpose": _objects([r.purpose for r in chosen]),
+        "granted": np.array([r.granted for r in chosen], dtype=np.bool_),
+        "recorded_s": np.array([at for _, at in kept.values()], dtype=np.float64),
+    }
+
+
 class EventLog:
     """The analytics log over one DuckDB database: a file, or memory when ``path`` is None."""
 
@@ -283,6 +333,15 @@ class EventLog:
         try:
             self._write(lambda conn: [conn.execute(statement) for statement in self.DDL])
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            upgraded = row is not None and row[0] in _UPGRADES
+            if (
+                row is not None and upgraded
+            ):  # the DDL above added the new tables; the rebuild after the open fills them
+                version = _UPGRADES[row[0]]
+                self._write(
+                    lambda conn: conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [version])
+                )
+                row = (version,)
         except BaseException:
             self.close()
             raise
@@ -297,7 +356,7 @@ class EventLog:
         # commit and its append), or one made just now, may miss what the store holds: whoever
         # opens it catches it up from the store (service.analytics.feed) before trusting it.
         in_use = self.get_meta(_IN_USE)
-        self.needs_catch_up = in_use != "0"
+        self.needs_catch_up = in_use != "0" or upgraded
         self._write(lambda conn: conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", [_IN_USE]))
 
     # -- lifecycle -----------------------------------------------------------------
@@ -349,8 +408,8 @@ class EventLog:
         self.needs_catch_up = False
 
     def clear(self) -> None:
-        """Delete every subject, event and exposure (before a rebuild from the store; see :meth:`replace_all`)."""
-        self._write(lambda conn: [conn.execute(f"DELETE FROM {t}") for t in ("subjects", "events", "exposures")])
+        """Delete every subject, event, exposure and consent (before a rebuild from the store; see :meth:`replace_all`)."""
+        self._write(lambda conn: [conn.execute(f"DELETE FROM {t}") for t in _REBUILT])
 
     # -- deferred writes -----------------------------------------------------------
     #
@@ -364,12 +423,13 @@ class EventLog:
     FLUSH_ROWS = 2_000
 
     def defer(self, operation: str, payload: Any) -> None:
-        """Queue a write: ``subjects``, ``events`` or ``exposures`` (a list of rows), ``remove_events`` (IDs),
+        """Queue a write: ``subjects``, ``events``, ``exposures`` or ``consents`` (a list of rows), ``remove_records``
+        (event and consent record IDs),
         ``remove_subject_events`` ((subject, types)), ``erase_subject`` (a subject) or ``replace_subject_events``
         ((subject, types, rows))."""
         if operation not in _DEFERRED:
             raise ValueError(f"unknown deferred operation {operation!r}")
-        size = len(payload) if operation in ("subjects", "events", "exposures") else 1
+        size = len(payload) if operation in _BATCHED else 1
         with self._deferred_lock:
             self._deferred.append((operation, payload))
             self._deferred_rows += size
@@ -470,6 +530,13 @@ class EventLog:
             return 0
         return int(self._write(lambda conn: self._insert(conn, _INSERT_EXPOSURES, columns)))
 
+    def add_consents(self, rows: Iterable[ConsentRow]) -> int:
+        """Append consent records, ignoring any already present; return the rows added."""
+        columns = consent_columns(rows)
+        if columns is None:
+            return 0
+        return int(self._write(lambda conn: self._insert(conn, _INSERT_CONSENTS, columns)))
+
     def replace_subject_events(self, subject: str, types: Iterable[str], rows: Iterable[EventRow]) -> None:
         """Make ``rows`` the subject's events of these type codes (a consent changed): the others go, in one step."""
         self.remove_subject_events(subject, types)
@@ -485,8 +552,9 @@ class EventLog:
         subjects: Iterable[SubjectRow],
         events: Iterable[EventRow],
         exposures: Iterable[ExposureRow],
+        consents: Iterable[ConsentRow] = (),
     ) -> None:
-        """Replace every subject, event and exposure with these rows (a rebuild from the store).
+        """Replace every subject, event, exposure and consent with these rows (a rebuild from the store).
 
         Deferred writes stay queued: applied after the rebuild, they change nothing the store's rows do not
         already say (adds are idempotent, removals repeatable), and those that came after the rebuild read
@@ -496,6 +564,7 @@ class EventLog:
         self.add_subjects(subjects)
         self.add_events(events)
         self.add_exposures(exposures)
+        self.add_consents(consents)
 
     @staticmethod
     def _insert(conn: duckdb.DuckDBPyConnection, statement: str, columns: dict[str, np.ndarray]) -> int:
@@ -521,13 +590,17 @@ class EventLog:
 
         self._write(replace)
 
-    def remove_events(self, event_ids: Iterable[str]) -> int:
-        """Delete the events with these IDs (unknown ones are skipped); return the rows removed."""
-        listed = _strings(event_ids, "event_ids")
+    def remove_records(self, record_ids: Iterable[str]) -> int:
+        """Delete the events and consent records with these IDs (retention; unknown ones are skipped); return the
+        rows removed."""
+        listed = _strings(record_ids, "record_ids")
         if not listed:
             return 0
-        statement = "DELETE FROM events WHERE event IN (SELECT unnest(?::VARCHAR[]))"
-        return int(self._write(lambda conn: self._count(conn, statement, [listed])))
+        events = "DELETE FROM events WHERE event IN (SELECT unnest(?::VARCHAR[]))"
+        consents = "DELETE FROM consents WHERE record IN (SELECT unnest(?::VARCHAR[]))"
+        return int(
+            self._write(lambda conn: self._count(conn, events, [listed]) + self._count(conn, consents, [listed]))
+        )
 
     def remove_subject_events(self, subject: str, types: Iterable[str]) -> int:
         """Delete the subject's events of these type codes (a consent withdrawn); return the rows removed."""
@@ -539,7 +612,7 @@ class EventLog:
         return int(self._write(lambda conn: self._count(conn, statement, [subject, listed])))
 
     def erase_subject(self, subject: str) -> int:
-        """Delete the subject's ``subjects`` and ``events`` rows; return the rows removed.
+        """Delete the subject's ``subjects``, ``events`` and ``consents`` rows; return the rows removed.
 
         Exposures stay: they name the user only by pseudonym, as the decision records they mirror do,
         and those records outlive erasure too.
@@ -547,8 +620,10 @@ class EventLog:
         _required(subject, "subject")
 
         def erase(conn: duckdb.DuckDBPyConnection) -> int:
-            events = self._count(conn, "DELETE FROM events WHERE subject = ?", [subject])
-            return events + self._count(conn, "DELETE FROM subjects WHERE subject = ?", [subject])
+            return sum(
+                self._count(conn, f"DELETE FROM {table} WHERE subject = ?", [subject])
+                for table in ("events", "consents", "subjects")
+            )
 
         return int(self._write(erase))
 
@@ -560,8 +635,8 @@ class EventLog:
     # -- reads ---------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Rows per data table: subjects, events, exposures, value_features."""
-        names = ("subjects", "events", "exposures", "value_features")
+        """Rows per data table: subjects, events, exposures, consents, value_features."""
+        names = DATA_TABLES
         statement = "SELECT " + ", ".join(f"(SELECT count(*) FROM {name})" for name in names)
         self.flush()
         with self._lock:
@@ -574,11 +649,11 @@ class EventLog:
         _required(subject, "subject")
         statement = (
             "SELECT (SELECT count(*) FROM subjects WHERE subject = ?) + (SELECT count(*) FROM events WHERE subject = ?)"
-            " + (SELECT count(*) FROM exposures WHERE subject = ?)"
+            " + (SELECT count(*) FROM exposures WHERE subject = ?) + (SELECT count(*) FROM consents WHERE subject = ?)"
         )
         self.flush()
         with self._lock:
-            row = self._connection().execute(statement, [subject, subject, subject]).fetchone()
+            row = self._connection().execute(statement, [subject] * 4).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -628,12 +703,14 @@ _DEFERRED: dict[str, Callable[[EventLog, Any], object]] = {
     "subjects": lambda log, rows: log.add_subjects(rows),
     "events": lambda log, rows: log.add_events(rows),
     "exposures": lambda log, rows: log.add_exposures(rows),
-    "remove_events": lambda log, ids: log.remove_events(ids),
+    "consents": lambda log, rows: log.add_consents(rows),
+    "remove_records": lambda log, ids: log.remove_records(ids),
     "remove_subject_events": lambda log, payload: log.remove_subject_events(*payload),
     "erase_subject": lambda log, subject: log.erase_subject(subject),
     "replace_subject_events": _replace_subject_events,
 }
-_BATCHED = ("subjects", "events", "exposures")
+_BATCHED = ("subjects", "events", "exposures", "consents")
+_REBUILT = ("subjects", "events", "exposures", "consents")  # what a rebuild from the store replaces
 _AT_ONCE = ("erase_subject",)  # an erasure leaves the log's files when it is queued, not at the next read
 
 

@@ -16,11 +16,12 @@ Layout::
     <root>/<writer>/<seq>-<table>.parquet
 
 Tables in the files: ``subjects``, ``events`` (with ``replacement``: the consent change that
-wrote the row, or NULL), ``exposures`` and ``removals`` (``kind`` erase, event or replace;
+wrote the row, or NULL), ``exposures``, ``consents`` and ``removals`` (``kind`` erase, event (a record retention removed: an event or a consent record) or replace;
 ``id``; ``subject``; ``type``; ``at_s``: a consent change is a row per event type it covers). What the union means does not depend on the order
 the files are read in, so processes need no common clock for it:
 
 - a subject's first row counts; an exposure's earliest one (as the embedded log keeps them);
+- a consent record counts once, unless its subject was erased or it was removed (retention);
 - an event counts once, unless its subject was erased, it was removed (retention), or the
   latest consent change (``replace``, by its ``at_s``) covering its subject and type was
   recorded after it and did not list it among the events it kept.
@@ -63,6 +64,8 @@ import duckdb
 import numpy as np
 
 from service.analytics.log import (
+    SCHEMA_VERSION,
+    ConsentRow,
     EventLog,
     EventRow,
     ExposureRow,
@@ -70,6 +73,7 @@ from service.analytics.log import (
     _objects,
     _required,
     _strings,
+    consent_columns,
     event_columns,
     exposure_columns,
     subject_columns,
@@ -79,7 +83,7 @@ from service.errors import InvalidInput, StoreUnavailable
 
 log = logging.getLogger("wayfinder.analytics")
 
-TABLES = ("removals", "subjects", "events", "exposures")  # the order a refresh reads new files in
+TABLES = ("removals", "subjects", "events", "exposures", "consents")  # the order a refresh reads new files in
 GENERATION = "generation.json"
 WRITER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 BASE_PREFIX = "base-"
@@ -97,10 +101,13 @@ _SHARED_DDL = (
     """CREATE TABLE IF NOT EXISTS exposures (
         experiment VARCHAR NOT NULL, arm VARCHAR NOT NULL, subject VARCHAR NOT NULL, bucket INTEGER NOT NULL,
         exposed_s DOUBLE NOT NULL, PRIMARY KEY (experiment, subject))""",
+    """CREATE TABLE IF NOT EXISTS consents (
+        record VARCHAR PRIMARY KEY, subject VARCHAR NOT NULL, purpose VARCHAR NOT NULL, granted BOOLEAN NOT NULL,
+        recorded_s DOUBLE NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS value_features (feature VARCHAR PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS analysis_clock (now_s DOUBLE NOT NULL)",
     "INSERT INTO analysis_clock SELECT 0.0 WHERE NOT EXISTS (SELECT 1 FROM analysis_clock)",
-    "INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')",
+    "INSERT OR IGNORE INTO meta VALUES ('schema_version', '" + SCHEMA_VERSION + "')",
     "CREATE TABLE IF NOT EXISTS erased (subject VARCHAR PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS removed (event VARCHAR PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS replacements (subject VARCHAR, type VARCHAR, id VARCHAR, at_s DOUBLE)",
@@ -130,6 +137,13 @@ SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
         ("subject", "VARCHAR"),
         ("bucket", "INTEGER"),
         ("exposed_s", "DOUBLE"),
+    ),
+    "consents": (
+        ("record", "VARCHAR"),
+        ("subject", "VARCHAR"),
+        ("purpose", "VARCHAR"),
+        ("granted", "BOOLEAN"),
+        ("recorded_s", "DOUBLE"),
     ),
     "removals": (
         ("kind", "VARCHAR"),
@@ -191,7 +205,10 @@ class SharedLog(EventLog):
         self._generation: str | None = None
         self._oldest: float | None = None  # when the oldest queued write was queued
         super().__init__(None)
-        self.needs_catch_up = not (self.root / GENERATION).exists() or bool(self.dead_writers())
+        # A folder never rebuilt, rebuilt by a release with another schema (whose files may lack a table), or with
+        # a writer that died mid-queue is rebuilt from the store before it is read.
+        schema = _read_json(self.root / GENERATION).get("schema", "1" if (self.root / GENERATION).exists() else None)
+        self.needs_catch_up = schema != SCHEMA_VERSION or bool(self.dead_writers())
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, name="wayfinder-segments", daemon=True)
         self._flusher.start()
@@ -272,12 +289,20 @@ class SharedLog(EventLog):
         self._segment({"exposures": columns})
         return len(columns["subject"])
 
-    def remove_events(self, event_ids: Iterable[str]) -> int:
-        listed = _strings(event_ids, "event_ids")
+    def add_consents(self, rows: Iterable[ConsentRow]) -> int:
+        columns = consent_columns(rows)
+        if columns is None:
+            return 0
+        self._segment({"consents": columns})
+        return len(columns["record"])
+
+    def remove_records(self, record_ids: Iterable[str]) -> int:
+        listed = _strings(record_ids, "record_ids")
         if not listed:
             return 0
         self._segment({"removals": _removals([("event", e, None, None, None) for e in listed])})
         self.scrub("events", "event IN (SELECT unnest(?::VARCHAR[]))", [listed])
+        self.scrub("consents", "record IN (SELECT unnest(?::VARCHAR[]))", [listed])
         return len(listed)
 
     def remove_subject_events(self, subject: str, types: Iterable[str]) -> int:
@@ -311,6 +336,7 @@ class SharedLog(EventLog):
         self._segment({"removals": _removals([("erase", None, subject, None, None)])})
         self.scrub("subjects", "subject = ?", [subject])
         self.scrub("events", "subject = ?", [subject])
+        self.scrub("consents", "subject = ?", [subject])
         self.scrub("removals", "kind = 'replace' AND subject = ?", [subject])
         return 0
 
@@ -368,7 +394,7 @@ class SharedLog(EventLog):
             with self._rewriting(), duckdb.connect() as conn:
                 own = sorted(self.folder.glob(f"*-{table}.parquet"))  # as scrubbed meanwhile
                 keep = ""
-                if table in ("subjects", "events") and (removals := self.files("removals")):
+                if table in ("subjects", "events", "consents") and (removals := self.files("removals")):
                     keep = f" WHERE subject NOT IN (SELECT subject FROM {_files_sql(removals)} WHERE kind = 'erase')"
                 self._seq = max(time.time_ns(), self._seq + 1)
                 target = self.folder / f"{self._seq:020d}-{table}.parquet"
@@ -391,6 +417,7 @@ class SharedLog(EventLog):
         subjects: Iterable[SubjectRow],
         events: Iterable[EventRow],
         exposures: Iterable[ExposureRow],
+        consents: Iterable[ConsentRow] = (),
     ) -> None:
         """Write the store's rows as a new base folder and make it current; delete the files it supersedes."""
         superseded = list(token) if isinstance(token, list) else []
@@ -404,12 +431,14 @@ class SharedLog(EventLog):
             tables["events"] = columns
         if (columns := exposure_columns(exposures)) is not None:
             tables["exposures"] = columns
+        if (columns := consent_columns(consents)) is not None:
+            tables["consents"] = columns
         with duckdb.connect() as conn:
             for table, columns in tables.items():
                 _write_parquet(conn, table, columns, base / f"{time.time_ns():020d}-{table}.parquet")
         dead = self.dead_writers()
         with self._rewriting():
-            _write_json(self.root / GENERATION, {"base": base.name, "superseded": superseded})
+            _write_json(self.root / GENERATION, {"base": base.name, "superseded": superseded, "schema": SCHEMA_VERSION})
             for name in superseded:
                 (self.root / name).unlink(missing_ok=True)
             for folder in dead:  # their files were listed above: recovered by this rebuild
@@ -485,12 +514,21 @@ class SharedLog(EventLog):
             " arm = excluded.arm, bucket = excluded.bucket, exposed_s = excluded.exposed_s"
             " WHERE excluded.exposed_s < exposures.exposed_s"
         )
+        conn.execute(
+            "DELETE FROM consents WHERE subject IN (SELECT subject FROM erased) OR record IN (SELECT event FROM removed)"
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO consents SELECT record, any_value(subject), any_value(purpose), any_value(granted),"
+            f" any_value(recorded_s) FROM {source('consents')} c"
+            " WHERE c.subject NOT IN (SELECT subject FROM erased) AND c.record NOT IN (SELECT event FROM removed)"
+            " GROUP BY record"
+        )
 
     def clear(self) -> None:
         raise NotImplementedError("a shared log is rebuilt through begin_rebuild and replace_all")
 
 
-_RESET = ("subjects", "events", "exposures", "erased", "removed", "replacements")
+_RESET = ("subjects", "events", "exposures", "consents", "erased", "removed", "replacements")
 _REMOVAL_KINDS = ("erase", "event", "replace")
 
 

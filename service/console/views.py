@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pyoxigraph as ox
 
@@ -376,13 +376,16 @@ class ConsentView:
     history: list[dict] | None  # one user's consent history, when one was asked for
 
 
+EPOCH = date(1970, 1, 1)
+
+
 def consent(runtime: Runtime, user_id: str = "") -> ConsentView:
     """Consent records by purpose and day, every erasure, and one user's consent history when asked for."""
     counts: dict[tuple[str, str, str], int] = {}
-    for r in runtime.store.select(runtime.queries["console/consent-by-day"]):
-        status = "granted" if bound(r, "status").value == vocab.CONSENT_GIVEN.value else "withdrawn"
-        key = (bound(r, "day").value, vocab.local_id(bound(r, "purpose").value), status)
-        counts[key] = counts.get(key, 0) + int(bound(r, "records").value)
+    statement = (runtime.settings.queries_dir / "console" / "consent-by-day.sql").read_text()
+    for day, purpose, granted, n in feed.for_analysis(runtime).query(statement):
+        key = ((EPOCH + timedelta(days=int(day))).isoformat(), purpose, "granted" if granted else "withdrawn")
+        counts[key] = int(n)
     days = sorted({d for d, _, _ in counts})
     purposes = sorted({p for _, p, _ in counts})
     charts = {

@@ -177,7 +177,7 @@ def set_consent(runtime: Runtime, user_id: str, purpose: str, *, granted: bool) 
         # Minimisation: a withdrawal deletes, in the same commit, the profile data held only for that purpose.
         held = [] if granted else held_only_for(runtime, user_id, codes.purposes[purpose])
         commit_validated(runtime, quads, users=[node], remove=held, source="consent")
-    feed.consent_changed(runtime, node.value)
+    feed.consent_changed(runtime, node.value, quads)
     return ConsentState(record.value, purpose, granted, at, recorded_at=at)
 
 

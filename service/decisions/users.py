@@ -152,6 +152,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
         industry=resolved.get("Industry"),
         plan=resolved.get("Plan"),
         channel=registration.signup_channel,
+        consents=quads,
     )
     return Profile(
         registration.id,

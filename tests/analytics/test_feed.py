@@ -22,6 +22,7 @@ TABLES = {
     "subjects": "SELECT * FROM subjects ORDER BY subject",
     "events": "SELECT * FROM events ORDER BY event",
     "exposures": "SELECT * FROM exposures ORDER BY experiment, subject",
+    "consents": "SELECT * FROM consents ORDER BY record",
 }
 
 
@@ -93,6 +94,7 @@ def test_the_log_kept_by_the_writes_equals_a_rebuild_from_the_store(runtime):
     kept = contents(feed.log(runtime))
     assert kept == rebuilt(runtime)
     assert len(kept["subjects"]) == 3 and len(kept["exposures"]) == 3
+    assert {(r[1], r[2], r[3]) for r in kept["consents"]} >= {(pseudonym(runtime, "ana"), "Analytics", True)}
     bo = pseudonym(runtime, "bo")
     # bo has not consented to ANALYTICS: only the event of a necessary type is in the log.
     assert [row[2] for row in kept["events"] if row[1] == bo] == ["STEP_COMPLETED"]
@@ -106,6 +108,8 @@ def test_the_log_follows_consent_both_ways(runtime):
     elog = feed.log(runtime)
     assert elog.query("SELECT type FROM events WHERE subject = ?", [ana]) == []
     assert contents(elog) == rebuilt(runtime)
+    analytics = sorted(r[3] for r in contents(elog)["consents"] if r[1] == ana and r[2] == "Analytics")
+    assert analytics == [False, True]  # the grant at signup and the withdrawal, each a record
     consent.set_consent(runtime, "ana", "ANALYTICS", granted=True)  # the events held in the graph come back
     assert sorted(r[0] for r in elog.query("SELECT type FROM events WHERE subject = ?", [ana])) == [
         "ACTIVATED",
@@ -121,8 +125,9 @@ def test_after_erasure_no_row_names_the_user_and_kpis_agree_with_the_graph(runti
     elog = feed.log(runtime)
     assert elog.query("SELECT count(*) FROM subjects WHERE subject = ?", [cy]) == [(0,)]
     assert elog.query("SELECT count(*) FROM events WHERE subject = ?", [cy]) == [(0,)]
+    assert elog.query("SELECT count(*) FROM consents WHERE subject = ?", [cy]) == [(0,)]
     # No user ID anywhere in the log, erased or not: it keys users by pseudonym only.
-    for table in ("subjects", "events", "exposures"):
+    for table in ("subjects", "events", "exposures", "consents"):
         for row in elog.query(f"SELECT * FROM {table}"):
             assert not any(isinstance(v, str) and v in ("ana", "bo", "cy") for v in row), (table, row)
             assert not any(isinstance(v, str) and v.startswith(vocab.USER_BASE) for v in row), (table, row)
@@ -151,7 +156,7 @@ users.record_events(runtime, [users.EventReport("late", "ACTIVATED")])
 elog = feed.log(runtime)
 elog.query("SELECT 1")
 # The appends that followed these commits are lost, as a kill between commit and append loses them.
-elog.remove_events([row[0] for row in elog.query("SELECT event FROM events")])
+elog.remove_records([row[0] for row in elog.query("SELECT event FROM events")])
 runtime.store.flush()
 os._exit(0)  # no clean close
 """

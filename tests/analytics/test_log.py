@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from service.analytics.log import EventLog, EventRow, ExposureRow, SubjectRow, open_log
+from service.analytics.log import SCHEMA_VERSION, ConsentRow, EventLog, EventRow, ExposureRow, SubjectRow, open_log
 from service.errors import InvalidInput, OutdatedStore, StoreUnavailable
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -36,10 +36,10 @@ def test_the_tables_are_created_once_with_the_schema_version(tmp_path):
         first.add_subjects([SubjectRow("p1", T0, "admin", "saas", "free", "WEB")])
     with open_log(path) as again:
         tables = {name for (name,) in again.query("SELECT table_name FROM information_schema.tables")}
-        assert tables == {"subjects", "events", "exposures", "value_features", "analysis_clock", "meta"}
-        assert again.get_meta("schema_version") == "1"
+        assert tables == {"subjects", "events", "exposures", "consents", "value_features", "analysis_clock", "meta"}
+        assert again.get_meta("schema_version") == "2"
         assert again.query("SELECT count(*) FROM analysis_clock") == [(1,)]
-        assert again.counts() == {"subjects": 1, "events": 0, "exposures": 0, "value_features": 0}
+        assert again.counts() == {"subjects": 1, "events": 0, "exposures": 0, "consents": 0, "value_features": 0}
         columns = again.query(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'"
             " ORDER BY ordinal_position"
@@ -151,7 +151,7 @@ def test_failing_batches_of_subjects_and_exposures_write_nothing(log):
             [ExposureRow("exp", "a", "p1", 1, T0), ExposureRow("exp", "a", "p2", 1, datetime(2025, 1, 1))]
         )
     assert raised.value.field == "exposed_at"
-    assert log.counts() == {"subjects": 0, "events": 0, "exposures": 0, "value_features": 0}
+    assert log.counts() == {"subjects": 0, "events": 0, "exposures": 0, "consents": 0, "value_features": 0}
 
 
 def test_a_batch_the_database_refuses_is_rolled_back(log):
@@ -195,8 +195,49 @@ def test_removing_a_subjects_events_of_some_types(log):
 
 def test_removing_events_by_id(log):
     log.add_events([event("e1"), event("e2"), event("e3")])
-    assert log.remove_events(["e1", "e3", "e9"]) == 2
+    assert log.remove_records(["e1", "e3", "e9"]) == 2
     assert log.query("SELECT event FROM events") == [("e2",)]
+
+
+def test_consent_records_are_kept_once_and_go_with_erasure_and_retention(log):
+    log.add_consents(
+        [
+            ConsentRow("c1", "p1", "Analytics", True, T0),
+            ConsentRow("c2", "p1", "Analytics", False, T0 + timedelta(days=1)),
+            ConsentRow("c3", "p2", "Personalization", True, T0),
+            ConsentRow("c1", "p1", "Analytics", False, T0),  # a replay of c1: the first is kept
+        ]
+    )
+    assert log.add_consents([ConsentRow("c3", "p2", "Personalization", True, T0)]) == 0
+    assert rows_of(log, "consents") == [
+        ("c1", "p1", "Analytics", True, T0.timestamp()),
+        ("c2", "p1", "Analytics", False, (T0 + timedelta(days=1)).timestamp()),
+        ("c3", "p2", "Personalization", True, T0.timestamp()),
+    ]
+    assert log.subject_rows("p1") == 2
+    assert log.remove_records(["c2", "e9"]) == 1  # retention: by record ID, events and consent records alike
+    assert log.erase_subject("p1") == 1
+    assert [r for (r,) in log.query("SELECT record FROM consents")] == ["c3"]
+    with pytest.raises(InvalidInput) as raised:
+        log.add_consents([ConsentRow("c4", "p2", "Analytics", "yes", T0)])  # type: ignore[arg-type]
+    assert raised.value.field == "granted"
+    with pytest.raises(InvalidInput) as raised:
+        log.add_consents([ConsentRow("c4", "p2", "", True, T0)])
+    assert raised.value.field == "purpose"
+    assert log.counts()["consents"] == 1
+
+
+def test_a_log_of_the_previous_schema_is_upgraded_and_marked_for_a_rebuild(tmp_path):
+    path = tmp_path / "log.duckdb"
+    with open_log(path) as log:
+        log.add_subjects([SubjectRow("p1", T0)])
+    with duckdb.connect(str(path)) as conn:  # as the release before consents left it: closed cleanly, version 1
+        conn.execute("DROP TABLE consents")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with open_log(path) as again:
+        assert again.get_meta("schema_version") == "2"
+        assert again.needs_catch_up  # the new table is filled by the rebuild from the store
+        assert again.counts()["subjects"] == 1 and again.counts()["consents"] == 0
 
 
 def test_value_features_are_replaced_wholesale(log):
@@ -241,7 +282,7 @@ def test_meta_watermarks(tmp_path):
     with open_log(path) as log:
         assert log.get_meta("store_watermark") == "2025-03-02T09:00:00Z"
         assert log.get_meta("other") == "7"
-        assert log.get_meta("schema_version") == "1"
+        assert log.get_meta("schema_version") == SCHEMA_VERSION
 
 
 def test_a_log_of_another_schema_version_is_refused(tmp_path):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from service.analytics.log import EventLog, EventRow, ExposureRow, SubjectRow, open_log
+from service.analytics.log import ConsentRow, EventLog, EventRow, ExposureRow, SubjectRow, open_log
 from service.analytics.segments import SharedLog
 from service.clock import SimulatedClock, use_clock
 from service.errors import InvalidInput, StoreUnavailable
@@ -22,6 +22,7 @@ QUERIES = {
     "subjects": "SELECT subject, registered_s, role, industry, plan, signup_channel FROM subjects ORDER BY subject",
     "events": "SELECT event, subject, type, step, feature, occurred_s, recorded_s FROM events ORDER BY event",
     "exposures": "SELECT experiment, arm, subject, bucket, exposed_s FROM exposures ORDER BY experiment, subject",
+    "consents": "SELECT record, subject, purpose, granted, recorded_s FROM consents ORDER BY record",
 }
 
 
@@ -41,7 +42,7 @@ def rows_naming(root, subject: str) -> int:
     """Rows of any segment file whose subject is this pseudonym (exposures and erasure tombstones apart)."""
     found = 0
     with duckdb.connect() as conn:
-        for table in ("subjects", "events", "removals"):
+        for table in ("subjects", "events", "consents", "removals"):
             files = [str(p) for p in root.glob(f"*/*-{table}.parquet")]
             if files:
                 where = "subject = ?" + (" AND kind <> 'erase'" if table == "removals" else "")
@@ -86,7 +87,7 @@ def test_erasure_and_purge_from_one_writer_reach_the_files_of_every_writer(tmp_p
     two.add_exposures([ExposureRow("x", "a", "gone", 1, T0)])
     assert rows_naming(tmp_path, "gone") == 3
     two.erase_subject("gone")
-    one.remove_events(["e3"])
+    one.remove_records(["e3"])
     assert rows_naming(tmp_path, "gone") == 0  # rewritten out of one's files as of two's
     for elog in (one, two):
         got = contents(elog)
@@ -146,11 +147,14 @@ def test_the_union_equals_the_embedded_log_after_the_same_random_writes(tmp_path
                 ]
                 events += [e.event for e in batch]
                 ops = [("add_events", batch)]
+                if rng.random() < 0.5:  # a consent record beside them (retention removes both kinds by ID)
+                    events.append(f"c{step}")
+                    ops.append(("add_consents", [ConsentRow(f"c{step}", rng.choice(live), "Analytics", False, at)]))
             elif kind < 0.7:
                 exposed = at - timedelta(minutes=rng.randrange(100))
                 ops = [("add_exposures", [ExposureRow("x", rng.choice("ab"), rng.choice(live), 1, exposed)])]
             elif kind < 0.8 and events:
-                ops = [("remove_events", rng.sample(events, 2))]
+                ops = [("remove_records", rng.sample(events, 2))]
             elif kind < 0.9:
                 subject = rng.choice(live)
                 stored = oracle.query(
@@ -173,6 +177,7 @@ def test_the_union_equals_the_embedded_log_after_the_same_random_writes(tmp_path
     for elog in writers:
         assert contents(elog) == contents(oracle)
     assert len(erased) >= 3 and len(contents(oracle)["events"]) > 50  # the sequence is not trivial
+    assert len(contents(oracle)["consents"]) > 5
     for subject in erased:
         assert rows_naming(tmp_path, subject) == 0
     for elog in writers:

@@ -11,9 +11,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from service.api.app import create_app
-from service.console import session
+from service.console import session, views
 from service.identity.keys import parse_keys
 from service.knowledge import vocab
+from service.knowledge.store import bound
 from tests.console.conftest import AUDITOR_KEY, CLIENT_KEY, EXPERIMENT, KEYS, OPERATOR_KEY, SECOND_OPERATOR_KEY
 
 
@@ -197,6 +198,16 @@ def test_the_consent_page_counts_the_records_and_shows_a_users_history(app, cons
     granted = sum(int(g) for p, g, _ in cells if p == "Personalization")
     withdrawals = sum(int(w) for p, _, w in cells if p == "Analytics")
     assert granted == 300 and withdrawals == 1  # every simulated user granted it; one withdrawal, just now
+    # The page counts from the analytics log; the auditors' SPARQL over the consent graph gives the same counts.
+    over_sparql = {
+        (
+            bound(r, "day").value,
+            vocab.local_id(bound(r, "purpose").value),
+            "granted" if bound(r, "status").value == vocab.CONSENT_GIVEN.value else "withdrawn",
+        ): int(bound(r, "records").value)
+        for r in console_runtime.store.select(console_runtime.queries["console/consent-by-day"])
+    }
+    assert views.consent(console_runtime).counts == over_sparql
     history = re.findall(r'<tr data-purpose="(\w+)" data-granted="(true|false)">', page.text)
     assert sorted(history[:2]) == [("Analytics", "true"), ("Personalization", "true")]  # at signup, one instant
     assert history[2:] == [("Analytics", "false")]
