@@ -75,10 +75,9 @@ from service.audit import erasure, portability
 from service.clock import checked_utc, now
 from service.decisions import consent, decide, users
 from service.delivery import outbox, worker
-from service.errors import Forbidden, InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound
 from service.experiments import analysis, flags, monitor, ramps, registry
 from service.governance import approvals, change_requests
-from service.governance.gates import gates
 from service.models import lifecycle, records
 from service.settings import Settings
 
@@ -581,33 +580,15 @@ def principal(context: dict) -> str:
 
 
 def approver_role(context: dict, runtime=None) -> str:
-    """The role an approval is recorded with: the caller's. Operators approve; with a ``runtime``, the second role
-    the governance policy names for high-impact changes (auditor by default) approves too, and no other role."""
+    """The role an approval is recorded with: the caller's, as :func:`approvals.acting_role` admits it (with a
+    ``runtime``; without one, as it is)."""
     role = str(context.get("role") or "open")
-    if runtime is None or role in ("operator", "open"):
-        return role
-    second = gates(runtime).high_impact_role
-    if role != second:
-        raise Forbidden(
-            f"a key of the {role} role approves nothing: operators approve, and the {second} role gives the second "
-            "approval a high-impact change needs"
-        )
-    return role
+    return role if runtime is None else approvals.acting_role(runtime, role)
 
 
 def approver(context: dict, named: str | None) -> str:
     """Return who approves: with keys the caller's principal (an argument naming anyone else is refused)."""
-    if not context.get("keys_on"):
-        if not named:
-            raise InvalidInput("approvedBy", "required without API keys: name who approves")
-        return named
-    principal = context["principal"]
-    if named and named != principal:
-        raise Forbidden(
-            f"approvedBy: with API keys an approval is recorded for the caller's principal, "
-            f"{principal!r}; leave approvedBy out or name that principal"
-        )
-    return principal
+    return approvals.approver(keys_on=bool(context.get("keys_on")), principal=context.get("principal"), named=named)
 
 
 class _Schema(strawberry.Schema):

@@ -25,7 +25,7 @@ from service.api.credentials import Authenticator, Caller, RateLimited, caller_o
 from service.clock import parse_datetime
 from service.console import session, views
 from service.console.drawing import Station, bars_svg, journey_svg, lineage_svg, series_svg
-from service.errors import Forbidden, InvalidInput, WayfinderError
+from service.errors import ConsentRequired, Forbidden, InvalidInput, NotFound, WayfinderError
 from service.experiments import registry
 from service.governance import approvals
 from service.identity.keys import OPEN, require
@@ -39,6 +39,8 @@ READ_DECISIONS = ("auditor", "operator")  # as GraphQL's decision(id)
 READ_EXPERIMENTS = ("operator",)  # as GraphQL's experiments and experimentResults
 READ_MODELS = ("auditor", "operator")  # as GraphQL's models
 CHANGE_MODELS = ("operator",)  # as promoteModel and rollbackModel
+# As approveModelVersion: operators, and the second role the governance policy names (approvals.acting_role).
+APPROVE_MODELS = READ_MODELS
 READ_CONSENT = ("auditor",)  # consent histories and erasures are the auditors'
 PREVIEW = ("auditor", "operator")
 READ_JOURNEYS = ("operator", "engineer", "auditor")  # the catalog, and rates that name nobody
@@ -48,6 +50,7 @@ MAY = {
     "experiments": READ_EXPERIMENTS,
     "models": READ_MODELS,
     "change_models": CHANGE_MODELS,
+    "approve_models": APPROVE_MODELS,
     "consent": READ_CONSENT,
     "preview": PREVIEW,
     "journeys": READ_JOURNEYS,
@@ -251,19 +254,30 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
     async def preview(request: Request) -> Response:
         if refused := refusal(request, PREVIEW, "the preview page"):
             return refused
-        user = request.query_params.get("user", "").strip()[:200]
-        locale = request.query_params.get("locale", "").strip()[:35] or None
-        if not user:
-            return HTMLResponse(_page("preview.html", request, user="", locale=locale, channels=None, error=None))
+        params = request.query_params
+        user = params.get("user", "").strip()[:200]
+        locale = params.get("locale", "").strip()[:35] or None
+        made_up = views.MadeUp.of(params, params.getlist("consents")) if params.get("madeUp") else None
+        shown = {
+            "user": user,
+            "locale": locale,
+            "made_up": made_up,
+            "options": views.profile_options(runtime),
+            "channel_codes": sorted(runtime.knowledge.codes.channels),
+            "purposes": sorted(runtime.knowledge.codes.purposes),
+            "title": runtime.catalog.title,
+        }
+        if not user and made_up is None:
+            return HTMLResponse(_page("preview.html", request, channels=None, error=None, **shown))
         try:
-            channels = await run_in_threadpool(lambda: views.preview(runtime, user, locale=locale))
-        except InvalidInput as exc:
-            page = _page("preview.html", request, user=user, locale=locale, channels=None, error=exc.message)
+            if made_up is not None:
+                channels = await run_in_threadpool(lambda: views.preview_made_up(runtime, made_up, locale=locale))
+            else:
+                channels = await run_in_threadpool(lambda: views.preview(runtime, user, locale=locale))
+        except (InvalidInput, NotFound, ConsentRequired) as exc:  # a bad field of either form, named
+            page = _page("preview.html", request, channels=None, error=exc.message, **shown)
             return HTMLResponse(page, 400)
-        titles = runtime.catalog.title
-        return HTMLResponse(
-            _page("preview.html", request, user=user, locale=locale, channels=channels, error=None, title=titles)
-        )
+        return HTMLResponse(_page("preview.html", request, channels=channels, error=None, **shown))
 
     async def models(request: Request) -> Response:
         if refused := refusal(request, READ_MODELS, "the models page"):
@@ -274,21 +288,25 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
     async def change_model(request: Request) -> Response:
         action = request.path_params["action"]
         try:
-            require(_role(request), CHANGE_MODELS, f"{action} a model")
+            if action not in ("promote", "rollback", "approve", "reject"):
+                raise NotFound(f"no model action {action!r}: promote, rollback, approve or reject")
+            judging = action in ("approve", "reject")
+            require(_role(request), APPROVE_MODELS if judging else CHANGE_MODELS, f"{action} a model")
             if not _same_origin(request):
                 raise Forbidden("change models from this service's own console page")
             form = await _form(request)
-            principal = _principal(request)
-            if not auth.enabled:
-                principal = form.get("approvedBy", "").strip()
-                if action == "promote" and not principal:
-                    raise InvalidInput("approvedBy", "required without API keys: name who approves")
+            version, named = form.get("version", ""), form.get("approvedBy", "").strip() or None
+            if action != "rollback":  # who approves, and in which role, as approveModelVersion records them
+                principal = approvals.approver(keys_on=auth.enabled, principal=_principal(request), named=named)
+                role = approvals.acting_role(runtime, _role(request))
 
             def change() -> None:
                 if action == "promote":
-                    version = form.get("version", "")
                     needed = approvals.required(runtime, keys_on=auth.enabled)
-                    lifecycle.promote(runtime, version, approved_by=principal, required=needed, role=_role(request))
+                    lifecycle.promote(runtime, version, approved_by=principal, required=needed, role=role)
+                elif judging:
+                    verdict = approvals.APPROVED if action == "approve" else approvals.REJECTED
+                    lifecycle.approve(runtime, version, approved_by=principal, role=role, verdict=verdict)
                 else:
                     lifecycle.rollback(runtime)
 
@@ -298,7 +316,7 @@ def console_routes(runtime: Runtime, auth: Authenticator) -> Mount:
         except WayfinderError as exc:
             rows = await run_in_threadpool(views.models, runtime)
             page = _page("models.html", request, rows=rows, keys_on=auth.enabled, error=exc.message)
-            return HTMLResponse(page, 400)
+            return HTMLResponse(page, 404 if isinstance(exc, NotFound) else 400)
         return RedirectResponse(PREFIX + "/models", status_code=303)
 
     async def consent(request: Request) -> Response:

@@ -8,6 +8,7 @@ Search fields are parsed here, and a bad one is refused with its name and the re
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +27,7 @@ from service.delivery.outbox import Message, read_message
 from service.errors import InvalidInput, WayfinderError
 from service.experiments import analysis, registry
 from service.experiments.registry import Experiment
+from service.governance import approvals
 from service.knowledge import vocab
 from service.knowledge.store import bound, plain, value
 from service.models import records
@@ -333,11 +335,72 @@ def preview(runtime: Runtime, user_id: str, *, locale: str | None) -> list[Chann
     return shown
 
 
+@dataclass(frozen=True)
+class MadeUp:
+    """A made-up profile from the preview form: the fields of ``registerUser``, by their GraphQL names."""
+
+    role: str | None = None
+    industry: str | None = None
+    plan: str | None = None
+    signup_channel: str | None = None
+    consents: tuple[str, ...] = ()
+    time_zone: str | None = None
+
+    @classmethod
+    def of(cls, params: Mapping[str, str], consents: list[str]) -> MadeUp:
+        def field_(name: str) -> str | None:
+            return params.get(name, "").strip()[:200] or None
+
+        return cls(
+            role=field_("role"),
+            industry=field_("industry"),
+            plan=field_("plan"),
+            signup_channel=field_("signupChannel"),
+            consents=tuple(c.strip()[:64] for c in consents[:32]),
+            time_zone=field_("timeZone"),
+        )
+
+
+def preview_made_up(runtime: Runtime, made_up: MadeUp, *, locale: str | None) -> list[ChannelPreview]:
+    """What each channel would show now to a new user of this profile, who is not in the store: registered as
+    ``registerUser`` would register them (and refused as it would refuse them, naming the field), then decided
+    for without a record. Nothing is written."""
+    draft = users.prepare(
+        runtime,
+        users.Registration(
+            id=f"preview-{uuid.uuid4().hex}",
+            role=made_up.role,
+            industry=made_up.industry,
+            plan=made_up.plan,
+            signup_channel=made_up.signup_channel,
+            consents=list(made_up.consents),
+            time_zone=made_up.time_zone,
+        ),
+    )
+    shown = []
+    for channel in runtime.knowledge.codes.channels:
+        try:
+            shown.append(ChannelPreview(channel, decide.preview_draft(runtime, draft, channel=channel, locale=locale)))
+        except WayfinderError as exc:
+            shown.append(ChannelPreview(channel, None, exc.message))
+    return shown
+
+
+def profile_options(runtime: Runtime) -> dict[str, list[tuple[str, str]]]:
+    """The catalog's roles, industries and plans (ID, title) by segment field, as the forms offer them."""
+    catalog = runtime.catalog
+    return {
+        name: sorted((e.id, catalog.title(e.iri)) for e in catalog.by_id[kind].values())
+        for name, kind in SEGMENT_KINDS.items()
+    }
+
+
 @dataclass
 class ModelRow:
     version: records.ModelVersion
     fairness: list[dict]  # the fairness reports that judged it, oldest first
     health: list[dict]  # its health reports, newest first
+    approvals: list[approvals.Approval] = field(default_factory=list)  # every verdict on it, oldest first
 
 
 def models(runtime: Runtime) -> list[ModelRow]:
@@ -362,7 +425,7 @@ def models(runtime: Runtime) -> list[ModelRow]:
             )
             if value(r, "alert"):
                 report["alerts"].append(value(r, "alert"))
-        found.append(ModelRow(version, fairness, list(health.values())))
+        found.append(ModelRow(version, fairness, list(health.values()), approvals.of(runtime, version.iri)))
     return found
 
 
@@ -460,10 +523,7 @@ def journeys(runtime: Runtime, params: Mapping[str, str]) -> JourneyView:
     """The catalog's steps with their prerequisites and features, and the segment's completion and activation
     rates from the analytics log; raise InvalidInput naming an unknown segment field."""
     catalog = runtime.catalog
-    options = {
-        name: sorted((e.id, catalog.title(e.iri)) for e in catalog.by_id[kind].values())
-        for name, kind in SEGMENT_KINDS.items()
-    }
+    options = profile_options(runtime)
     segment = {name: params.get(name, "").strip()[:200] for name in SEGMENT_KINDS}
     for name, chosen in segment.items():
         if chosen and chosen not in {i for i, _ in options[name]}:

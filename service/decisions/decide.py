@@ -19,13 +19,13 @@ import pyoxigraph as ox
 from service.audit.records import decision_record, read_candidates, read_held_back
 from service.clock import now, parse_datetime
 from service.decisions import showings
-from service.decisions.candidates import candidate_steps, graph_of
-from service.decisions.consent import ConsentState, current_consents
+from service.decisions.candidates import candidate_steps, draft_candidates, graph_of
+from service.decisions.consent import ConsentState, current_among, current_consents
 from service.decisions.holdback import Hold, Showing, history_of, hold_back
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from service.decisions.ranking import Context, Scored, Scorer, rank, serving_model, slate
 from service.decisions.subjects import UUID_PATTERN, require_user
-from service.decisions.users import Profile, events, profile
+from service.decisions.users import Prepared, Profile, events, profile
 from service.delivery.outbox import message_quads, new_delivery_id, payload_of
 from service.errors import ConsentRequired, InvalidInput
 from service.experiments import flags
@@ -156,6 +156,29 @@ def preview(
     )
 
 
+def preview_draft(
+    runtime: Runtime, draft: Prepared, *, channel: str = "WEB", limit: int = 5, locale: str | None = None
+) -> Recommendation:
+    """What ``next_steps`` would return now to a user registered as ``draft`` (:func:`users.prepare`), who is not
+    in the store and has no history: the console's preview of a made-up profile. Recorded nowhere, as
+    :func:`preview`; the draft's pseudonym, drawn at random, places it in any running experiment."""
+    if channel not in runtime.knowledge.codes.channels:
+        raise InvalidInput("channel", f"unknown channel {channel!r}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
+    return _decide(
+        runtime,
+        draft.profile.id,
+        channel=channel,
+        limit=limit,
+        policy_id="default",
+        model=None,
+        locale=parse_locale(locale),
+        record=False,
+        draft=draft,
+    )
+
+
 def _decide(
     runtime: Runtime,
     user_id: str,
@@ -168,20 +191,26 @@ def _decide(
     deliver: bool = False,
     receipt: tuple[IdempotencyKey, str] | None = None,
     record: bool = True,
+    draft: Prepared | None = None,
 ) -> Recommendation:
     started = now()
-    user = require_user(runtime, user_id)
     knowledge = runtime.knowledge
     catalog = knowledge.catalog
     channel_iri = knowledge.codes.channels[channel]
-
-    consent_now = current_consents(runtime, user_id)
+    if draft is None:
+        user = require_user(runtime, user_id)
+        consent_now = current_consents(runtime, user_id)
+        stored = profile(runtime, user_id)
+        assert stored is not None
+        history = events(runtime, user_id)
+    else:  # a made-up user, never stored: read from the draft's own quads, with no history (record is False)
+        user, stored, history = ox.NamedNode(draft.profile.iri), draft.profile, []
+        consent_now = current_among(draft.quads, runtime.queries["consent-current"], knowledge.codes.purposes).get(
+            user, {}
+        )
     personalized = bool(consent_now.get("PERSONALIZATION") and consent_now["PERSONALIZATION"].granted)
     if deliver:
         may_deliver(runtime, user_id, channel, consent_now)
-    stored = profile(runtime, user_id)
-    assert stored is not None
-    history = events(runtime, user_id)
 
     serving = current(runtime)  # the running experiments and flags, read once per decision
     assignment = assign(runtime, policy_id, stored.pseudonym, state=serving)
@@ -196,7 +225,10 @@ def _decide(
     else:
         policy = active_version(knowledge.policies, policy_id)
     with tracer.start_as_current_span("sparql.candidates"):
-        candidates = candidate_steps(runtime, user, channel_iri)
+        if draft is None:
+            candidates = candidate_steps(runtime, user, channel_iri)
+        else:
+            candidates = draft_candidates(runtime, user, draft.quads, channel_iri)
     context = context_of(stored, history, channel_iri=channel_iri, personalized=personalized, catalog=catalog)
     context.locale = locale
     used_model = None

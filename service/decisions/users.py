@@ -89,8 +89,17 @@ class Event:
     at: datetime
 
 
-def register(runtime: Runtime, registration: Registration) -> Profile:
-    """Register a user with their declared profile and initial consents."""
+@dataclass(frozen=True)
+class Prepared:
+    """A registration checked and turned into what the store would hold, before anything is written."""
+
+    profile: Profile
+    quads: list[ox.Quad]  # the user's graph and their consent records
+
+
+def prepare(runtime: Runtime, registration: Registration) -> Prepared:
+    """Check a registration and return its profile and quads; raise naming the first bad field. Writes nothing:
+    :func:`register` stores what this returns, and the console's preview of a made-up profile reads it."""
     node = user_node(registration.id, "input.id")
     catalog = runtime.catalog
     codes = runtime.knowledge.codes
@@ -137,24 +146,7 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
             node, ox.NamedNode(codes.purposes[code]), granted=True, at=at, recorded_at=recorded_at
         )
         quads.extend(record)
-    with runtime.store.write_lock:
-        if exists(runtime, registration.id):
-            raise Conflict(
-                f"input.id: a user with ID {registration.id!r} already exists",
-                details=[{"field": "input.id", "reason": "duplicate user"}],
-            )
-        commit_validated(runtime, quads, users=[node], source=f"registerUser {registration.id}")
-    feed.registered(
-        runtime,
-        pseudonym,
-        recorded_at,
-        role=resolved.get("Role"),
-        industry=resolved.get("Industry"),
-        plan=resolved.get("Plan"),
-        channel=registration.signup_channel,
-        consents=quads,
-    )
-    return Profile(
+    stored = Profile(
         registration.id,
         node.value,
         resolved.get("Role"),
@@ -166,6 +158,31 @@ def register(runtime: Runtime, registration: Registration) -> Profile:
         zone,
         recorded_at,
     )
+    return Prepared(stored, quads)
+
+
+def register(runtime: Runtime, registration: Registration) -> Profile:
+    """Register a user with their declared profile and initial consents."""
+    prepared = prepare(runtime, registration)
+    stored, quads, node = prepared.profile, prepared.quads, ox.NamedNode(prepared.profile.iri)
+    with runtime.store.write_lock:
+        if exists(runtime, registration.id):
+            raise Conflict(
+                f"input.id: a user with ID {registration.id!r} already exists",
+                details=[{"field": "input.id", "reason": "duplicate user"}],
+            )
+        commit_validated(runtime, quads, users=[node], source=f"registerUser {registration.id}")
+    feed.registered(
+        runtime,
+        stored.pseudonym,
+        stored.recorded_at or now(),
+        role=stored.role,
+        industry=stored.industry,
+        plan=stored.plan,
+        channel=stored.signup_channel,
+        consents=quads,
+    )
+    return stored
 
 
 def _protected_group(runtime: Runtime, registration: Registration) -> str | None:

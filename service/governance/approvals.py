@@ -215,6 +215,38 @@ def approve_policy(
     return judged
 
 
+def acting_role(runtime: Runtime, role: str) -> str:
+    """The role an approval is recorded with: the caller's. Operators approve (and anyone on a service without
+    keys, ``open``); so does the second role the governance policy names for high-impact changes (auditor by
+    default); no other role does."""
+    from service.governance.gates import gates
+
+    if role in ("operator", "open"):
+        return role
+    second = gates(runtime).high_impact_role
+    if role != second:
+        raise Forbidden(
+            f"a key of the {role} role approves nothing: operators approve, and the {second} role gives the second "
+            "approval a high-impact change needs"
+        )
+    return role
+
+
+def approver(*, keys_on: bool, principal: str | None, named: str | None) -> str:
+    """Who approves: with keys the caller's ``principal`` (naming anyone else is refused); without keys, whoever
+    the caller ``named``, which is then required."""
+    if not keys_on:
+        if not named:
+            raise InvalidInput("approvedBy", "required without API keys: name who approves")
+        return named
+    if named and named != principal:
+        raise Forbidden(
+            f"approvedBy: with API keys an approval is recorded for the caller's principal, "
+            f"{principal!r}; leave approvedBy out or name that principal"
+        )
+    return str(principal)
+
+
 def check_principal(by: str, field: str = "approvedBy") -> str:
     principal = (by or "").strip()
     if not principal:

@@ -183,6 +183,66 @@ def test_a_preview_shows_each_channel_and_records_nothing(app, console_runtime):
     assert refused.status_code == 400 and 'role="alert">user: ' in refused.text
 
 
+def test_a_made_up_profile_is_previewed_as_the_same_user_registered_would_be_and_nothing_is_written(
+    app, console_runtime
+):
+    sign_in(app, AUDITOR_KEY)
+    options = views.profile_options(console_runtime)
+    role, plan = options["role"][-1][0], options["plan"][-1][0]
+    quads = len(console_runtime.store)
+    query = f"madeUp=1&role={role}&plan={plan}&signupChannel=WEB&consents=PERSONALIZATION&consents=ANALYTICS"
+    page = app.get(f"/console/preview?{query}")
+    assert page.status_code == 200 and 'data-made-up="true"' in page.text
+    assert set(re.findall(r'data-channel="(\w+)"', page.text)) == set(console_runtime.knowledge.codes.channels)
+    assert len(console_runtime.store) == quads  # not registered, nothing decided
+    # The same profile registered for real: each channel has the same candidates with the same scores.
+    made_up = views.preview_made_up(
+        console_runtime,
+        views.MadeUp(role=role, plan=plan, signup_channel="WEB", consents=("PERSONALIZATION", "ANALYTICS")),
+        locale=None,
+    )
+    registered = app.post(
+        "/graphql",
+        json={
+            "query": "mutation($input: RegisterUserInput!) { registerUser(input: $input) { id } }",
+            "variables": {
+                "input": {
+                    "id": "twin",
+                    "role": role,
+                    "plan": plan,
+                    "signupChannel": "WEB",
+                    "consents": ["PERSONALIZATION", "ANALYTICS"],
+                }
+            },
+        },
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+    )
+    assert registered.json()["data"]["registerUser"]["id"] == "twin"
+    twin = {c.channel: c for c in views.preview(console_runtime, "twin", locale=None)}
+    compared = 0
+    for channel in made_up:
+        real = twin[channel.channel]
+        assert (channel.recommendation is None) == (real.recommendation is None), channel.channel
+        if channel.recommendation is None or real.recommendation is None:
+            assert channel.refused == real.refused
+            continue
+        ours = {c.step: round(c.score, 9) for c in channel.recommendation.candidates}
+        theirs = {c.step: round(c.score, 9) for c in real.recommendation.candidates}
+        assert ours == theirs, channel.channel
+        assert channel.recommendation.personalized and real.recommendation.personalized
+        compared += bool(ours)
+    assert compared >= 1
+    # A bad field is refused naming it, and nothing is written.
+    quads = len(console_runtime.store)
+    refused = app.get("/console/preview?madeUp=1&role=no-such-role")
+    assert refused.status_code == 400 and "input.role" in refused.text
+    refused = app.get("/console/preview?madeUp=1&consents=NOT_A_PURPOSE")
+    assert refused.status_code == 400 and "input.consents[0]" in refused.text
+    refused = app.get("/console/preview?madeUp=1&timeZone=Mars/Olympus")
+    assert refused.status_code == 400 and "input.timeZone" in refused.text
+    assert len(console_runtime.store) == quads
+
+
 def test_the_consent_page_counts_the_records_and_shows_a_users_history(app, console_runtime):
     api_headers = {"authorization": f"Bearer {CLIENT_KEY}"}
     withdrawn = app.post(
@@ -227,12 +287,25 @@ def test_models_are_promoted_and_rolled_back_under_the_approval_rules(app):
     sign_in(app, AUDITOR_KEY)
     listed = app.get("/console/models")
     assert f'data-version="{train["version"]}" data-status="candidate"' in listed.text
-    assert "Promote</button>" not in listed.text  # an auditor sees models and changes none
+    assert "Promote</button>" not in listed.text  # an auditor neither promotes nor rolls back
     assert app.post("/console/models/promote", data={"version": train["version"]}).status_code == 403
+    assert app.post("/console/models/rollback").status_code == 403
+    # ... but gives the second role's approval, recorded for the auditor's own principal and role.
+    assert 'data-action="approve"' in listed.text
+    approved = app.post("/console/models/approve", data={"version": train["version"]})
+    assert approved.status_code == 200
+    assert 'data-verdict="approved" data-by="audrey" data-role="auditor"' in approved.text
+    again = app.post("/console/models/approve", data={"version": train["version"]})
+    assert again.status_code == 400 and "has approved" in again.text  # one verdict per principal and content
+    named = app.post("/console/models/reject", data={"version": train["version"], "approvedBy": "olga"})
+    assert named.status_code == 403  # with keys, an approval is the caller's own
+    assert app.post("/console/models/retrain", data={"version": train["version"]}).status_code == 404
     app.post("/console/logout")
 
     sign_in(app, OPERATOR_KEY)  # who trained it may not approve it
     refused = app.post("/console/models/promote", data={"version": train["version"]})
+    assert refused.status_code == 403 and "another principal approves it" in refused.text
+    refused = app.post("/console/models/approve", data={"version": train["version"]})
     assert refused.status_code == 403 and "another principal approves it" in refused.text
     app.post("/console/logout")
     sign_in(app, SECOND_OPERATOR_KEY)
@@ -244,6 +317,8 @@ def test_models_are_promoted_and_rolled_back_under_the_approval_rules(app):
         headers={"authorization": f"Bearer {AUDITOR_KEY}"},
     ).json()["data"]["models"]
     assert {"version": train["version"], "status": "active", "approvedBy": "omar"} in models
+    verdicts = re.findall(r'data-verdict="(\w+)" data-by="(\w+)" data-role="(\w+)"', promoted.text)
+    assert verdicts == [("approved", "audrey", "auditor"), ("approved", "omar", "operator")]
     nothing_before = app.post("/console/models/rollback")  # the first version to serve superseded none
     assert nothing_before.status_code == 400 and 'role="alert"' in nothing_before.text
     assert f'data-version="{train["version"]}" data-status="active"' in nothing_before.text
