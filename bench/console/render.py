@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         "consent": "/console/consent",
         "consent with one user's history": f"/console/consent?user={some_user}",
         "preview as a user": f"/console/preview?user={some_user}",
+        "preview of a made-up profile": "/console/preview?madeUp=1&role=analyst&plan=team&signupChannel=WEB"
+        "&consents=PERSONALIZATION&consents=ANALYTICS",
     }
     timings: dict[str, list[float]] = {}
     with TestClient(create_app(runtime)) as http:
