@@ -34,9 +34,7 @@ process at a time (DuckDB locks the file).
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,7 +117,6 @@ _INSERT_EXPOSURES = (
 _INSERT_CONSENTS = f"INSERT OR IGNORE INTO consents SELECT record, subject, purpose, granted, recorded_s FROM {_BATCH}"
 
 T = TypeVar("T")
-log_ = logging.getLogger("wayfinder.analytics")
 _IN_USE = "in_use"  # meta: "1" from open to a clean close
 
 
@@ -327,10 +324,6 @@ class EventLog:
         self._deferred_rows = 0
         self._deferred_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._oldest: float | None = None  # when the oldest queued write was queued
-        self._flusher: threading.Thread | None = None  # started by the first deferred write
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -370,10 +363,6 @@ class EventLog:
 
     def close(self) -> None:
         """Apply the deferred writes and close the database, marked as closed cleanly; closing twice does nothing."""
-        self._stop.set()
-        self._wake.set()
-        if self._flusher is not None and self._flusher is not threading.current_thread():
-            self._flusher.join(timeout=30)
         if self._conn is not None:
             try:
                 self.flush()
@@ -425,19 +414,13 @@ class EventLog:
     # -- deferred writes -----------------------------------------------------------
     #
     # A DuckDB statement costs milliseconds however few rows it writes, which a request that
-    # registers a user or records one event must not pay, and an insert into a large table costs more
-    # (2,000 events into 2M: about 0.1 s, for the primary key). The service therefore defers its
-    # writes: they queue in memory, in order, and are applied in batches (consecutive adds of a kind as one
-    # insert) by a background thread once FLUSH_ROWS rows wait or the oldest write is FLUSH_AFTER_S old,
-    # before any read of the log, when an erasure is queued (its data leaves the log's file then, not
-    # later), and on close. Past MAX_QUEUED_ROWS the writer applies the queue itself, so that a log slower
-    # than its writers holds up the writers rather than growing the queue. A crash loses the queue, and the
-    # log, not closed cleanly, is rebuilt from the store when next opened: the store holds everything the
-    # queue held.
+    # registers a user or records one event must not pay. The service therefore defers its
+    # writes: they queue in memory, in order, and are applied in batches (consecutive adds of a
+    # kind as one insert) before any read of the log, when the queue reaches FLUSH_ROWS rows, when an
+    # erasure is queued, and on close. A crash loses the queue, and the log, not closed cleanly, is rebuilt from the
+    # store when next opened: the store holds everything the queue held.
 
     FLUSH_ROWS = 2_000
-    FLUSH_AFTER_S = 1.0
-    MAX_QUEUED_ROWS = 50_000
 
     def defer(self, operation: str, payload: Any) -> None:
         """Queue a write: ``subjects``, ``events``, ``exposures`` or ``consents`` (a list of rows), ``remove_records``
@@ -448,42 +431,11 @@ class EventLog:
             raise ValueError(f"unknown deferred operation {operation!r}")
         size = len(payload) if operation in _BATCHED else 1
         with self._deferred_lock:
-            if self._oldest is None:
-                self._oldest = time.monotonic()
             self._deferred.append((operation, payload))
             self._deferred_rows += size
-            at_once = self._deferred_rows >= self.MAX_QUEUED_ROWS or operation in _AT_ONCE
-            due = self._deferred_rows >= self.FLUSH_ROWS
-            if self._flusher is None and not at_once and not self._stop.is_set():
-                self._flusher = threading.Thread(target=self._flush_in_background, name="wayfinder-log", daemon=True)
-                self._flusher.start()
-        if at_once:
+            due = self._deferred_rows >= self.FLUSH_ROWS or operation in _AT_ONCE
+        if due:
             self._apply_queue()
-        elif due:
-            self._wake.set()
-
-    IDLE_S = 30.0  # the background thread ends after this long with nothing queued (the next write starts another)
-
-    def _flush_in_background(self) -> None:
-        """Apply the queue when FLUSH_ROWS rows wait or its oldest write is FLUSH_AFTER_S old, until closed."""
-        idle_since = time.monotonic()
-        while not self._stop.is_set():
-            self._wake.wait(min(self.FLUSH_AFTER_S, self.IDLE_S) / 4)
-            self._wake.clear()
-            with self._deferred_lock:
-                if self._oldest is not None:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > self.IDLE_S:
-                    self._flusher = None  # under the lock that defer starts a thread under: none is missed
-                    return
-            oldest = self._oldest
-            full = self._deferred_rows >= self.FLUSH_ROWS
-            if self._stop.is_set() or oldest is None or not full and time.monotonic() - oldest < self.FLUSH_AFTER_S:
-                continue
-            try:
-                self._apply_queue()
-            except Exception:  # noqa: BLE001 - logged; the log is marked behind and rebuilt when next read
-                log_.exception("applying the analytics log's queued writes failed")
 
     def flush(self) -> None:
         """Apply the deferred writes in order; on failure the log is marked behind (caught up when next opened)."""
@@ -493,7 +445,6 @@ class EventLog:
         with self._flush_lock:
             with self._deferred_lock:
                 queued, self._deferred, self._deferred_rows = self._deferred, [], 0
-                self._oldest = None
             if not queued:
                 return
             try:

@@ -53,10 +53,12 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -201,15 +203,21 @@ class SharedLog(EventLog):
         self._seq = 0
         self._ingested: set[str] = set()
         self._generation: str | None = None
+        self._oldest: float | None = None  # when the oldest queued write was queued
         super().__init__(None)
         # A folder never rebuilt, rebuilt by a release with another schema (whose files may lack a table), or with
         # a writer that died mid-queue is rebuilt from the store before it is read.
         schema = _read_json(self.root / GENERATION).get("schema", "1" if (self.root / GENERATION).exists() else None)
         self.needs_catch_up = schema != SCHEMA_VERSION or bool(self.dead_writers())
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_periodically, name="wayfinder-segments", daemon=True)
+        self._flusher.start()
 
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
         super().close()
         if not self._lock_file.closed:
             with contextlib.suppress(OSError):
@@ -233,6 +241,26 @@ class SharedLog(EventLog):
         return dead
 
     # -- writes: queued, then written as segment files -------------------------------
+
+    def defer(self, operation: str, payload: Any) -> None:
+        with self._deferred_lock:
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+        super().defer(operation, payload)
+
+    def _apply_queue(self) -> None:
+        with self._deferred_lock:
+            self._oldest = None
+        super()._apply_queue()
+
+    def _flush_periodically(self) -> None:
+        while not self._stop.wait(self.FLUSH_AFTER_S / 4):
+            oldest = self._oldest
+            if oldest is not None and time.monotonic() - oldest >= self.FLUSH_AFTER_S:
+                try:
+                    self._apply_queue()
+                except Exception:  # noqa: BLE001 - logged; the log is marked behind and rebuilt when next opened
+                    log.exception("writing analytics segments failed")
 
     def flush(self) -> None:
         """Write the queued writes as segments, then read every writer's new segments into memory."""

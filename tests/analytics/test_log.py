@@ -347,29 +347,3 @@ def test_a_deferred_write_that_cannot_be_applied_marks_the_log_behind():
         log.flush()
     assert log.needs_catch_up
     log.close()
-
-
-def wait_until(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
-
-
-def test_queued_writes_are_applied_in_the_background_without_a_read():
-    log = open_log(None)
-    log.caught_up()
-    log.FLUSH_AFTER_S = 0.2
-    log.defer("events", [event("b1")])
-    assert wait_until(lambda: not log._deferred)  # the oldest write came of age: applied, no read asked for it
-    log.FLUSH_AFTER_S = 3600.0
-    log.defer("events", [event(f"f{i}") for i in range(log.FLUSH_ROWS)])
-    assert wait_until(lambda: not log._deferred)  # a full batch wakes the thread at once
-    log.IDLE_S = 0.1
-    assert wait_until(lambda: log._flusher is None)  # an idle log keeps no thread
-    log.FLUSH_AFTER_S = 0.2
-    log.defer("events", [event("b2")])  # the next write starts one again
-    assert wait_until(lambda: not log._deferred)
-    assert log.counts()["events"] == log.FLUSH_ROWS + 2
-    log.close()
-    assert log._flusher is None or not log._flusher.is_alive()
