@@ -87,6 +87,14 @@ class Settings(BaseSettings):
             "with STORE_UNAVAILABLE"
         ),
     )
+    store_bulk_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        description=(
+            "Time limit of one bulk read of a shared store: the reads that rebuild the analytics log from the store, "
+            "which a process of a shared store without WAYFINDER_ANALYTICS_DIR does at start"
+        ),
+    )
     health_timeout_s: float = Field(
         1.0, gt=0, description=("How long /healthz waits for its store check before it answers 503")
     )

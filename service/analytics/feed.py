@@ -72,11 +72,12 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
     """Replace the log's rows with what the store holds now; return the rows per table."""
     store, queries = runtime.store, runtime.queries
     codes = runtime.knowledge.codes
+    bulk = runtime.settings.store_bulk_timeout_s  # reads of every user, not of one request
     token = elog.begin_rebuild()
     pseudonyms: dict[str, str] = {}
     subjects: list[SubjectRow] = []
     channels = {iri: code for code, iri in codes.channels.items()}
-    for row in store.select(queries["analytics/subjects"]):
+    for row in store.select(queries["analytics/subjects"], timeout_s=bulk):
         user, pseudonym = bound(row, "user").value, bound(row, "pseudonym").value
         pseudonyms[user] = pseudonym
         subjects.append(
@@ -91,12 +92,12 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
         )
     analytics_on = {
         bound(row, "user").value
-        for row in store.select(queries["consent-current"].bind(purpose=vocab.ANALYTICS))
+        for row in store.select(queries["consent-current"].bind(purpose=vocab.ANALYTICS), timeout_s=bulk)
         if bound(row, "status").value == vocab.dpv("ConsentGiven").value
     }
     type_codes = {iri: code for code, iri in codes.events.items()}
     events: list[EventRow] = []
-    for row in store.select(queries["analytics/events"]):
+    for row in store.select(queries["analytics/events"], timeout_s=bulk):
         user = bound(row, "user").value
         code = type_codes.get(bound(row, "type").value)
         if code is None or user not in pseudonyms or not _kept(runtime, code, user in analytics_on):
@@ -110,11 +111,11 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
             int(bound(row, "bucket").value),
             parse_datetime(bound(row, "exposedAt").value),
         )
-        for row in store.select(queries["analytics/exposures"])
+        for row in store.select(queries["analytics/exposures"], timeout_s=bulk)
     ]
     consents = [
         consent_row(row, pseudonyms[user])
-        for row in store.select(queries["analytics/consents"])
+        for row in store.select(queries["analytics/consents"], timeout_s=bulk)
         if (user := bound(row, "user").value) in pseudonyms
     ]
     elog.replace_all(token, subjects, events, exposures, consents)

@@ -326,10 +326,17 @@ def preview(runtime: Runtime, user_id: str, *, locale: str | None) -> list[Chann
     subjects.user_node(user_id, "user")  # a malformed ID is refused, naming the field
     if users.profile(runtime, user_id) is None:
         raise InvalidInput("user", f"no user {user_id!r}")
+    return _each_channel(runtime, user_id, locale=locale)
+
+
+def _each_channel(
+    runtime: Runtime, user_id: str, *, locale: str | None, draft: users.Prepared | None = None
+) -> list[ChannelPreview]:
     shown = []
     for channel in runtime.knowledge.codes.channels:
         try:
-            shown.append(ChannelPreview(channel, decide.preview(runtime, user_id, channel=channel, locale=locale)))
+            found = decide.preview(runtime, user_id, channel=channel, locale=locale, draft=draft)
+            shown.append(ChannelPreview(channel, found))
         except WayfinderError as exc:
             shown.append(ChannelPreview(channel, None, exc.message))
     return shown
@@ -377,13 +384,7 @@ def preview_made_up(runtime: Runtime, made_up: MadeUp, *, locale: str | None) ->
             time_zone=made_up.time_zone,
         ),
     )
-    shown = []
-    for channel in runtime.knowledge.codes.channels:
-        try:
-            shown.append(ChannelPreview(channel, decide.preview_draft(runtime, draft, channel=channel, locale=locale)))
-        except WayfinderError as exc:
-            shown.append(ChannelPreview(channel, None, exc.message))
-    return shown
+    return _each_channel(runtime, draft.profile.id, locale=locale, draft=draft)
 
 
 def profile_options(runtime: Runtime) -> dict[str, list[tuple[str, str]]]:

@@ -135,11 +135,21 @@ def next_steps(
 
 
 def preview(
-    runtime: Runtime, user_id: str, *, channel: str = "WEB", limit: int = 5, locale: str | None = None
+    runtime: Runtime,
+    user_id: str,
+    *,
+    channel: str = "WEB",
+    limit: int = 5,
+    locale: str | None = None,
+    draft: Prepared | None = None,
 ) -> Recommendation:
     """What ``next_steps`` would return now, recorded nowhere: no decision record, no exposure to an experiment,
     no showing that pacing would count later. Its ``decision_id`` names no record. Where the serving version
-    explores, the slate is drawn with another seed than a real decision's."""
+    explores, the slate is drawn with another seed than a real decision's.
+
+    With a ``draft`` (:func:`users.prepare`), for a user registered so, who is not in the store and has no
+    history (the console's preview of a made-up profile); its pseudonym, drawn at random, places it in any
+    running experiment."""
     if channel not in runtime.knowledge.codes.channels:
         raise InvalidInput("channel", f"unknown channel {channel!r}")
     if not 1 <= limit <= MAX_LIMIT:
@@ -147,28 +157,6 @@ def preview(
     return _decide(
         runtime,
         user_id,
-        channel=channel,
-        limit=limit,
-        policy_id="default",
-        model=None,
-        locale=parse_locale(locale),
-        record=False,
-    )
-
-
-def preview_draft(
-    runtime: Runtime, draft: Prepared, *, channel: str = "WEB", limit: int = 5, locale: str | None = None
-) -> Recommendation:
-    """What ``next_steps`` would return now to a user registered as ``draft`` (:func:`users.prepare`), who is not
-    in the store and has no history: the console's preview of a made-up profile. Recorded nowhere, as
-    :func:`preview`; the draft's pseudonym, drawn at random, places it in any running experiment."""
-    if channel not in runtime.knowledge.codes.channels:
-        raise InvalidInput("channel", f"unknown channel {channel!r}")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
-    return _decide(
-        runtime,
-        draft.profile.id,
         channel=channel,
         limit=limit,
         policy_id="default",

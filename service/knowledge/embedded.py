@@ -58,17 +58,18 @@ class Store:
 
     # -- reads -------------------------------------------------------------
 
-    def query(self, query: str, /):
+    def query(self, query: str, /, *, timeout_s: float | None = None):
         """Return pyoxigraph's raw result (solutions, boolean or triples) of a query text.
 
-        Parameters are written into the text first, by ``Query.bind`` (service.knowledge.queries).
+        Parameters are written into the text first, by ``Query.bind`` (service.knowledge.queries). ``timeout_s``
+        is a shared store's; an embedded store has no request to limit.
         """
         try:
             return self._ox.query(query, use_default_graph_as_union=True)
         except SyntaxError as exc:
             raise SyntaxProblem("query", str(exc)) from exc
 
-    def select(self, query: str, /) -> list[Row]:
+    def select(self, query: str, /, *, timeout_s: float | None = None) -> list[Row]:
         """Return the rows of a SELECT query as dicts keyed by variable name."""
         return rows(self.query(query))
 

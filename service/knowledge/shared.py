@@ -66,8 +66,9 @@ class RemoteStore:
 
     # -- reads -------------------------------------------------------------
 
-    def query(self, query: str, /):
-        """Return the result of a query text (parameters written in by ``Query.bind``)."""
+    def query(self, query: str, /, *, timeout_s: float | None = None):
+        """Return the result of a query text (parameters written in by ``Query.bind``), within the store's time
+        limit or, for a bulk read, ``timeout_s``."""
         text = query
         try:
             response = self.http.post(
@@ -78,6 +79,7 @@ class RemoteStore:
                     "content-type": "application/sparql-query",
                     "accept": "application/sparql-results+json, application/n-triples",
                 },
+                timeout=self.http.timeout if timeout_s is None else httpx.Timeout(timeout_s),
             )
         except httpx.HTTPError as exc:
             raise self._unavailable("query", exc) from exc
@@ -90,8 +92,8 @@ class RemoteStore:
             return [q.triple for q in ox.parse(response.content, format=ox.RdfFormat.N_TRIPLES)]
         return ox.parse_query_results(response.content, format=ox.QueryResultsFormat.JSON)
 
-    def select(self, query: str, /) -> list[Row]:
-        return rows(self.query(query))
+    def select(self, query: str, /, *, timeout_s: float | None = None) -> list[Row]:
+        return rows(self.query(query, timeout_s=timeout_s))
 
     def ask(self, query: str, /) -> bool:
         return bool(self.query(query))

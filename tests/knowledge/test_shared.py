@@ -303,3 +303,19 @@ def test_a_policy_approval_in_one_process_reaches_the_others_within_a_second(ser
     while status(second) != "active" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert status(second) == "active"
+
+
+def test_a_bulk_read_has_its_own_time_limit(server):
+    """A shared store's requests are limited (store_timeout_s); a bulk read, such as the analytics log's rebuild
+    at start, names a longer limit of its own (store_bulk_timeout_s) instead of failing the start."""
+    import pyoxigraph as ox
+
+    from service.errors import StoreUnavailable
+
+    store = RemoteStore(server, timeout_s=0.05)
+    p = ox.NamedNode("urn:x-test:p")
+    store.commit(add=[ox.Quad(ox.NamedNode(f"urn:x-test:s{i}"), p, ox.Literal(str(i))) for i in range(200)])
+    slow = "SELECT (COUNT(*) AS ?n) WHERE { ?a <urn:x-test:p> ?x . ?b <urn:x-test:p> ?y . ?c <urn:x-test:p> ?z }"
+    with pytest.raises(StoreUnavailable):
+        store.select(slow)
+    assert int(store.select(slow, timeout_s=120)[0]["n"].value) == 200**3
