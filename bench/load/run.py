@@ -255,7 +255,11 @@ def started(
         wait_until(
             # 900 s: without WAYFINDER_ANALYTICS_DIR, each process of a shared store rebuilds its analytics log
             # from the store before it answers (at 100k users, two processes at once: about 5 minutes)
-            lambda: httpx.get(url + "/healthz", timeout=2).status_code == 200, service, "wayfinder serve", log, 900
+            lambda: httpx.get(url + "/healthz", timeout=2).status_code == 200,
+            service,
+            "wayfinder serve",
+            log,
+            900,
         )
         if workers > 1:  # /healthz answers as soon as the first worker does; give the others their start-up
             time.sleep(5)
