@@ -334,14 +334,10 @@ class EventLog:
             self._write(lambda conn: [conn.execute(statement) for statement in self.DDL])
             row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             upgraded = row is not None and row[0] in _UPGRADES
-            if (
-                row is not None and upgraded
-            ):  # the DDL above added the new tables; the rebuild after the open fills them
-                version = _UPGRADES[row[0]]
-                self._write(
-                    lambda conn: conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [version])
-                )
-                row = (version,)
+            # An upgrade: the DDL above has added the new tables, and the rebuild that follows the open fills them.
+            if row is not None and upgraded:
+                row = (_UPGRADES[row[0]],)
+                self._write(lambda conn: conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", row))
         except BaseException:
             self.close()
             raise
