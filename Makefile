@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch, from local disk on these machines; installing it first
 	# keeps the unpinned range in pyproject.toml from pulling a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	# GrowthBook's stats engine, which the experiment tests compare with: its pins (numpy<2,
 	# pandas<2) would downgrade the service's, and the modules the tests use need neither.
 	$(BIN)/python -m pip install --quiet --no-deps gbstats==0.8.0

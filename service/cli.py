@@ -6,13 +6,14 @@ follows); 2 the input cannot be read (syntax, missing file, bad option).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,6 +35,7 @@ from service.settings import Settings
 from service.telemetry import configure_logging, configure_tracing
 
 if TYPE_CHECKING:
+    from service.analytics.log import AnalyticsReader
     from service.experiments.analysis import KpiResult
     from service.experiments.flags import Flag
     from service.experiments.registry import Experiment, ExperimentSpec
@@ -313,6 +315,30 @@ def backup(
 
     feed.log(runtime).backup(destination.with_name(destination.name + ".analytics.duckdb"))  # caught up first
     out.print(f"backed up {len(runtime.store)} quads and the analytics log to {destination}")
+
+
+analytics_app = typer.Typer(help="The analytics log (events, exposures, consents) that KPIs and experiments read.")
+app.add_typer(analytics_app, name="analytics")
+
+
+@analytics_app.command("export")
+def analytics_export(
+    folder: Annotated[Path, typer.Argument(help="A folder that does not exist yet")],
+    store: StoreOption = None,
+) -> None:
+    """Write the analytics log, complete and consistent, as Parquet files (one per table, with a manifest): what
+    Spark or a warehouse reads, and `experiment results --export` analyses."""
+    from service.analytics import feed
+
+    runtime = _runtime(store)
+    try:
+        counts = feed.for_analysis(runtime).export_parquet(folder)
+    except WayfinderError as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+    rows = ", ".join(f"{n} {table}" for table, n in counts.items())
+    out.print(f"exported the analytics log to {folder}: {rows}", highlight=False)
 
 
 @app.command()
@@ -975,6 +1001,11 @@ def audit_query(
     _run_and_print(runtime, runtime.queries[key], param=param, format=format)
 
 
+# A full check hashes in worker processes once the chains are this long: starting them costs about a second.
+PARALLEL_VERIFY_FROM = 5_000
+MAX_VERIFY_WORKERS = 4
+
+
 @audit_app.command("verify")
 def audit_verify(
     store: StoreOption = None,
@@ -987,6 +1018,15 @@ def audit_verify(
             "re-hashes everything",
         ),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Processes that read back and hash the records of the full check (embedded store). Default: one per "
+            f"core (at most {MAX_VERIFY_WORKERS}) once the anchors show {PARALLEL_VERIFY_FROM:,} records, else 1",
+        ),
+    ] = None,
 ) -> None:
     """Check the whole audit chain; exit 1 naming the first broken record, 2 when the anchors are unreadable or missing."""
     from rich.markup import escape
@@ -1000,7 +1040,14 @@ def audit_verify(
         if since_anchor:
             result = verify_since_anchors(runtime.store, runtime.queries["audit-head"], anchors)
         else:
-            result = verify(runtime.store, runtime.queries["audit-index"], anchors=anchors)
+            if workers is None:
+                anchored: dict[str, int] = {}  # each chain's last anchored sequence: how long it is, at least
+                for anchor in anchors:
+                    chain = anchor.get("chain", "main")
+                    anchored[chain] = max(anchored.get(chain, 0), int(anchor["sequence"]))
+                long_enough = sum(anchored.values()) >= PARALLEL_VERIFY_FROM
+                workers = min(os.cpu_count() or 1, MAX_VERIFY_WORKERS) if long_enough else 1
+            result = verify(runtime.store, runtime.queries["audit-index"], anchors=anchors, workers=workers)
         if result.ok:
             runtime.trail.require_anchors(result.chains, anchors)
     except BrokenAnchors as exc:
@@ -1427,12 +1474,31 @@ def experiment_results(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the analysis snapshot (moments, method, verdicts) as JSON")
     ] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            "--export",
+            help="Analyse this export of the analytics log (`wayfinder analytics export`) instead of the service's "
+            "own log, on DuckDB or, with --spark-master, on Spark",
+        ),
+    ] = None,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Run the KPI SQL on Spark with this master (local[2], spark://host:7077); needs --export",
+        ),
+    ] = None,
 ) -> None:
     """Analyse the experiment now: per KPI and arm its level and lift with always-valid intervals, SRM, guardrails."""
     from service.experiments.analysis import ALPHA, CORRECTION, analyse
 
+    if spark_master is not None and export is None:
+        err.print("[bold red]error[/]: --spark-master: needs --export, the Parquet files Spark reads")
+        raise typer.Exit(2)
     try:
-        analysis = analyse(_runtime(store), experiment_id)
+        with _analytics_reader(export, spark_master) as reading:
+            analysis = analyse(_runtime(store), experiment_id, elog=reading)
     except WayfinderError as exc:
         _fail(exc)
     if as_json:
@@ -1498,6 +1564,32 @@ def experiment_results(
         wide.print(table)
     else:
         out.print("no guardrails")
+
+
+@contextlib.contextmanager
+def _analytics_reader(export: Path | None, spark_master: str | None) -> Iterator[AnalyticsReader | None]:
+    """The log an analysis reads: None (the service's own), an export on DuckDB, or an export on Spark."""
+    if export is None:
+        yield None
+        return
+    if spark_master is None:
+        from service.analytics.log import open_parquet
+
+        with open_parquet(export) as duck:
+            yield duck
+        return
+    try:
+        from pyspark.sql import SparkSession
+
+        from service.analytics.spark import SparkLog
+    except ImportError:
+        err.print("[bold red]error[/]: --spark-master: pyspark is not installed (pip install 'wayfinder[spark]')")
+        raise typer.Exit(2) from None
+    session = SparkSession.builder.master(spark_master).appName("wayfinder-analytics").getOrCreate()
+    try:
+        yield SparkLog(session, export)
+    finally:
+        session.stop()
 
 
 @experiment_app.command("monitor")

@@ -141,6 +141,17 @@ def test_results_monitor_and_stop_with_a_few_users(store, spec_file, tmp_path):
     assert snapshot["experiment"] == "rules-vs-hybrid"
     assert sum(r["users"] for r in snapshot["results"]) == 8
     assert {g["kpi"] for g in snapshot["guardrails"]} == {"activation"}
+    # The same analysis on an export of the analytics log, read by DuckDB from its Parquet files.
+    exported = run("analytics", "export", str(tmp_path / "export"), "--store", store)
+    assert exported.exit_code == 0 and "8 subjects" in exported.output, exported.output
+    assert run("analytics", "export", str(tmp_path / "export"), "--store", store).exit_code == 2  # never overwritten
+    on_export = run(
+        "experiment", "results", "rules-vs-hybrid", "--json", "--export", str(tmp_path / "export"), "--store", store
+    )
+    assert on_export.exit_code == 0, on_export.output
+    assert json.loads(on_export.stdout)["moments"] == snapshot["moments"]
+    alone = run("experiment", "results", "rules-vs-hybrid", "--spark-master", "local[1]", "--store", store)
+    assert alone.exit_code == 2 and "--spark-master: needs --export" in alone.output
     down = run("experiment", "ramp", "rules-vs-hybrid", "0.5", "--by", "ana", "--store", store)
     assert down.exit_code == 0 and "coverage 0.5" in down.output  # lowering is always allowed
     up = run("experiment", "ramp", "rules-vs-hybrid", "1", "--by", "ana", "--store", store)

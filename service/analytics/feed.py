@@ -27,7 +27,7 @@ from weakref import WeakKeyDictionary
 
 import pyoxigraph as ox
 
-from service.analytics.log import ConsentRow, EventLog, EventRow, ExposureRow, SubjectRow
+from service.analytics.log import AnalyticsReader, ConsentRow, EventLog, EventRow, ExposureRow, SubjectRow
 from service.analytics.segments import SharedLog
 from service.clock import parse_datetime
 from service.knowledge import vocab
@@ -127,7 +127,7 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
     return counts
 
 
-def refresh_value_features(runtime: Runtime, elog: EventLog) -> None:
+def refresh_value_features(runtime: Runtime, elog: AnalyticsReader) -> None:
     """Copy the catalog's value moments into the log (a knowledge engineer may have changed them)."""
     elog.set_value_features(
         _local(bound(row, "feature").value) or ""

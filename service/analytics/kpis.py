@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.analytics.log import COVARIATES, EventLog, epoch_s
+from service.analytics.log import COVARIATES, AnalyticsReader, epoch_s
 from service.errors import InvalidInput, SyntaxProblem
 
 KPI_DIR = Path(__file__).resolve().parents[2] / "queries" / "kpi"
@@ -201,7 +201,9 @@ def _experiment(experiment: str) -> str:
     return experiment
 
 
-def _unit_rows(log: EventLog, kpi: Kpi, experiment: str, now: datetime, closed_only: bool) -> list[tuple[Any, ...]]:
+def _unit_rows(
+    log: AnalyticsReader, kpi: Kpi, experiment: str, now: datetime, closed_only: bool
+) -> list[tuple[Any, ...]]:
     _experiment(experiment)
     epoch_s(now, "now")
     statement = (
@@ -213,7 +215,7 @@ def _unit_rows(log: EventLog, kpi: Kpi, experiment: str, now: datetime, closed_o
     return log.query_at(now, statement, [experiment])
 
 
-def units(log: EventLog, kpi: Kpi, experiment: str, *, now: datetime, closed_only: bool = False) -> list[Unit]:
+def units(log: AnalyticsReader, kpi: Kpi, experiment: str, *, now: datetime, closed_only: bool = False) -> list[Unit]:
     """Return the KPI's value for each unit exposed to ``experiment`` as of ``now``, in subject order.
 
     ``closed_only`` keeps the units whose KPI window has ended by ``now``.
@@ -235,7 +237,7 @@ def units(log: EventLog, kpi: Kpi, experiment: str, *, now: datetime, closed_onl
     ]
 
 
-def arm_counts(log: EventLog, experiment: str, *, now: datetime | None = None) -> dict[str, int]:
+def arm_counts(log: AnalyticsReader, experiment: str, *, now: datetime | None = None) -> dict[str, int]:
     """Return the number of units exposed to ``experiment`` per arm (exposed at or before ``now`` when given)."""
     _experiment(experiment)
     if now is None:
@@ -254,7 +256,7 @@ _MISSING = "\x00"  # a missing covariate's level: it sorts before every level, a
 
 
 def cells(
-    log: EventLog,
+    log: AnalyticsReader,
     kpis: Sequence[Kpi],
     experiment: str,
     *,

@@ -34,13 +34,16 @@ process at a time (DuckDB locks the file).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 import numpy as np
@@ -118,6 +121,20 @@ _INSERT_CONSENTS = f"INSERT OR IGNORE INTO consents SELECT record, subject, purp
 
 T = TypeVar("T")
 _IN_USE = "in_use"  # meta: "1" from open to a clean close
+
+
+class AnalyticsReader(Protocol):
+    """What KPIs and experiment analysis read a log through: the service's :class:`EventLog`, or an export of it on
+    another engine (:class:`service.analytics.spark.SparkLog`). Statements are the service's own, values only as
+    ``?`` parameters; the ``_at`` forms set ``analysis_clock`` to ``now`` for that statement."""
+
+    def query(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+
+    def query_at(self, now: datetime, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+
+    def query_numpy_at(self, now: datetime, statement: str, params: Sequence[object] = ()) -> dict[str, np.ndarray]: ...
+
+    def set_value_features(self, features: Iterable[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -395,6 +412,41 @@ class EventLog:
                 conn.execute("INSERT OR REPLACE INTO wayfinder_backup.meta VALUES (?, ?)", [_IN_USE, state])
             finally:
                 conn.execute("DETACH wayfinder_backup")
+
+    def export_parquet(self, folder: Path) -> dict[str, int]:
+        """Write the data tables, with the deferred writes applied, as Parquet files in the new folder ``folder``
+        (``<table>.parquet`` each, and ``manifest.json``); return the rows written per table.
+
+        The files are one snapshot (one transaction). They are what another engine reads: the KPI SQL runs on them
+        unchanged on Spark (:mod:`service.analytics.spark`) and on DuckDB (:func:`open_parquet`). The folder is
+        written beside its final name and renamed into place, so a reader never sees half an export.
+        """
+        folder = Path(folder)
+        if folder.exists():
+            raise InvalidInput("folder", f"{folder} exists already; name a new folder")
+        self.flush()
+        partial = folder.with_name(f".{folder.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        try:
+
+            def copy(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+                counts = {}
+                for table in DATA_TABLES:
+                    target = str(partial / f"{table}.parquet").replace("'", "''")
+                    conn.execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO '{target}' (FORMAT parquet)")
+                    counted = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    counts[table] = int(counted[0]) if counted else 0
+                return counts
+
+            counts: dict[str, int] = self._write(copy)
+            manifest = {"schema_version": SCHEMA_VERSION, "tables": counts}
+            (partial / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            os.replace(partial, folder)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return counts
 
     def mark_behind(self) -> None:
         """Record that the log missed a write (an append failed after its commit): the next opener catches up."""
@@ -724,3 +776,39 @@ def _coalesced(queued: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 def open_log(path: Path | None) -> EventLog:
     """Open (creating if need be) the analytics log at ``path``, or one in memory when ``path`` is None."""
     return EventLog(path)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of an export (:meth:`EventLog.export_parquet`), checked: its schema and every table's file."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise InvalidInput("folder", f"{folder} holds no readable export manifest: {e}") from e
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        found = manifest.get("schema_version") if isinstance(manifest, dict) else None
+        raise InvalidInput("folder", f"{folder} is an export of schema {found}, this release reads {SCHEMA_VERSION}")
+    missing = [t for t in DATA_TABLES if not (folder / f"{t}.parquet").is_file()]
+    if missing:
+        raise InvalidInput("folder", f"{folder} lacks {', '.join(t + '.parquet' for t in missing)}")
+    return manifest
+
+
+def open_parquet(folder: Path) -> EventLog:
+    """An analytics log in memory holding an export's rows: the KPI SQL on DuckDB over the exported files."""
+    folder = Path(folder)
+    read_manifest(folder)
+    elog = open_log(None)
+
+    def load(conn: duckdb.DuckDBPyConnection) -> None:
+        for table in DATA_TABLES:
+            source = str(folder / f"{table}.parquet").replace("'", "''")
+            conn.execute(f"INSERT INTO {table} SELECT * FROM read_parquet('{source}')")
+
+    try:
+        elog._write(load)
+    except BaseException:
+        elog.close()
+        raise
+    elog.caught_up()
+    return elog

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from service.knowledge.queries import Query
 from service.knowledge.store import GraphStore, bound, plain
 
 GENESIS = "0" * 64
+_CHUNK = 2_000  # records a worker hashes per task
 _UNCERTAIN_KEPT = 1024  # records whose commit raised that a retry is recognised for
 
 
@@ -262,14 +265,25 @@ class Verification:
     chains: dict[str, int] = field(default_factory=dict)  # records checked in each chain
 
 
-def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = None) -> Verification:
-    """Recompute every record's hash and links, chain by chain; name the first broken record."""
+def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = None, workers: int = 1) -> Verification:
+    """Recompute every record's hash and links, chain by chain; name the first broken record.
+
+    With ``workers`` above 1 on an embedded store on disk, the records' triples are read back and hashed by that
+    many processes (:class:`Hashers`), which start while the index query runs; the links and sequences are checked
+    here, in chain order, as without them.
+    """
+    with Hashers(store, workers) as hashers:
+        return _verify(store, index_query, anchors, hashers)
+
+
+def _verify(store: GraphStore, index_query: str, anchors: list[dict] | None, hashers: Hashers) -> Verification:
     rows = store.select(index_query)
     chains: dict[str, list] = {}
     for row in rows:
         if row["chain"] is None:
             return _broken(0, 0, bound(row, "record").value, "chain missing")
         chains.setdefault(row["chain"].value, []).append(row)
+    digests = iter(hashers.hashes([row["record"] for _, chain_rows in sorted(chains.items()) for row in chain_rows]))
     hashes: dict[tuple[str, int], str] = {}
     sizes: dict[str, int] = {}
     checked_records = 0
@@ -316,7 +330,7 @@ def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = 
                 return _broken(
                     checked_records, sequence, record.value, "previous hash does not match the record before"
                 )
-            digest = content_hash(record_triples(store, record))
+            digest = next(digests)
             if digest != row["hash"].value:
                 return _broken(
                     checked_records,
@@ -480,6 +494,63 @@ def record_triples(store: GraphStore, record: ox.NamedNode | ox.BlankNode) -> li
     for part in parts:
         own.extend(store.quads(subject=part, graph=vocab.AUDIT_GRAPH))
     return own
+
+
+class Hashers:
+    """Hashes records' triples (:func:`content_hash` of :func:`record_triples`), here or in worker processes.
+
+    With ``workers`` above 1 on an embedded store on disk, that many processes each open the store read-only and
+    hash a share of the records: reading a record's triples back is what a full check spends its time on, and it
+    holds the interpreter, so threads would not share it. The workers start as the context opens (about a second),
+    which :func:`verify` overlaps with its index query. A read-only store sees the folder as it was when the worker
+    opened it: a record appended since is not in the index either, and one removed since is reported, as by a check
+    started a moment later. Blank-node records (never written by the service; a tampered store may hold one) are
+    hashed here.
+    """
+
+    def __init__(self, store: GraphStore, workers: int = 1) -> None:
+        self.store = store
+        location = getattr(store, "location", None)
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 1 and location is not None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),  # a forked child would share the open RocksDB
+                initializer=_open_for_hashing,
+                initargs=(str(location),),
+            )
+            for _ in range(workers):
+                self._pool.submit(_hash_chunk, [])  # start them now
+
+    def __enter__(self) -> Hashers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def hashes(self, records: Sequence[ox.NamedNode | ox.BlankNode]) -> list[str]:
+        """The content hash of each record, in the order given."""
+        if self._pool is None or not all(isinstance(r, ox.NamedNode) for r in records):
+            return [content_hash(record_triples(self.store, record)) for record in records]
+        iris = [r.value for r in records]
+        chunks = [iris[i : i + _CHUNK] for i in range(0, len(iris), _CHUNK)]
+        return [digest for part in self._pool.map(_hash_chunk, chunks) for digest in part]
+
+
+_hashing_store: GraphStore | None = None  # a hashing worker's read-only store
+
+
+def _open_for_hashing(location: str) -> None:
+    from service.knowledge.embedded import Store
+
+    global _hashing_store
+    _hashing_store = Store(location, read_only=True)
+
+
+def _hash_chunk(iris: list[str]) -> list[str]:
+    assert _hashing_store is not None, "the worker's store is opened by its initializer"
+    return [content_hash(record_triples(_hashing_store, ox.NamedNode(iri))) for iri in iris]
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import pyoxigraph as ox
 
 from service.analytics import feed
 from service.analytics.kpis import arm_counts, cells, read_kpis
-from service.analytics.log import EventLog
+from service.analytics.log import AnalyticsReader
 from service.clock import now, parse_datetime
 from service.experiments import statistics as st
 from service.experiments.registry import HOLDOUT, Experiment, require
@@ -145,11 +145,18 @@ def finite(value: Any) -> Any:
     return value
 
 
-def analyse(runtime: Runtime, experiment_id: str, *, at: datetime | None = None) -> Analysis:
-    """Analyse the experiment on what the analytics log holds now (or as of ``at``)."""
+def analyse(
+    runtime: Runtime, experiment_id: str, *, at: datetime | None = None, elog: AnalyticsReader | None = None
+) -> Analysis:
+    """Analyse the experiment on what the analytics log holds now (or as of ``at``).
+
+    ``elog`` reads another copy of the log instead of the service's own: an export of it on Spark
+    (:class:`service.analytics.spark.SparkLog`) or on DuckDB (:func:`service.analytics.log.open_parquet`). The
+    catalog's value moments are copied into whichever log is read.
+    """
     experiment = require(runtime, experiment_id)
     at = at or now()
-    elog = feed.for_analysis(runtime)
+    elog = feed.for_analysis(runtime) if elog is None else elog
     feed.refresh_value_features(runtime, elog)
     kpis = read_kpis(runtime.settings.queries_dir / "kpi")
     names = [a.name for a in experiment.arms] + ([HOLDOUT] if experiment.holdout > 0 else [])
@@ -255,7 +262,7 @@ def _can_adjust(arms: Iterable[st.Moments]) -> bool:
     return all(m.k > 0 and m.n > 2 * m.k + 10 for m in arms)
 
 
-def expected_exposures(runtime: Runtime, experiment: Experiment, elog: EventLog, at: datetime) -> list[float]:
+def expected_exposures(runtime: Runtime, experiment: Experiment, elog: AnalyticsReader, at: datetime) -> list[float]:
     """The exposures each arm should have by ``at``: per weight epoch, its exposures shared by its weights."""
     epochs = weight_epochs(runtime, experiment)
     expected = [0.0] * len(experiment.arms)

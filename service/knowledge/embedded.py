@@ -31,7 +31,11 @@ class Store:
 
     url: str | None = None  # an embedded store has no server
 
-    def __init__(self, location: str | Path | None = None, *, flush_each_commit: bool = False) -> None:
+    def __init__(
+        self, location: str | Path | None = None, *, flush_each_commit: bool = False, read_only: bool = False
+    ) -> None:
+        """Open the store in ``location`` (in memory without one); ``read_only`` opens a folder that another process
+        may hold for writing, as it stands at the opening (what parallel verification reads)."""
         self.location = None if location in (None, "", ":memory:") else Path(location)
         self.flush_each_commit = flush_each_commit
         self.flushes = 0  # flushes of an on-disk store since it opened
@@ -43,6 +47,8 @@ class Store:
         try:
             if self.location is None:
                 self._ox = ox.Store()
+            elif read_only:
+                self._ox = ox.Store.read_only(str(self.location))
             else:
                 self.location.mkdir(parents=True, exist_ok=True)
                 self._ox = ox.Store(str(self.location))

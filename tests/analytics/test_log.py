@@ -347,3 +347,47 @@ def test_a_deferred_write_that_cannot_be_applied_marks_the_log_behind():
         log.flush()
     assert log.needs_catch_up
     log.close()
+
+
+def test_an_export_is_one_parquet_file_per_table_read_back_whole(tmp_path, log):
+    from service.analytics.log import open_parquet
+
+    log.add_subjects([SubjectRow("p1", T0, role="analyst"), SubjectRow("p2", T0, plan="team")])
+    log.defer("events", [event("e1"), event("e2", "p2", "ACTIVATED", at=5)])  # queued writes are exported too
+    log.add_consents([ConsentRow("c1", "p1", "ANALYTICS", True, T0)])
+    log.set_value_features(["reports"])
+    counts = log.export_parquet(tmp_path / "export")
+    assert counts == {"subjects": 2, "events": 2, "exposures": 0, "consents": 1, "value_features": 1}
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+        "consents.parquet",
+        "events.parquet",
+        "exposures.parquet",
+        "manifest.json",
+        "subjects.parquet",
+        "value_features.parquet",
+    ]
+    with open_parquet(tmp_path / "export") as read:
+        for table in counts:
+            assert rows_of(read, table) == rows_of(log, table)
+    with pytest.raises(InvalidInput, match="exists already"):
+        log.export_parquet(tmp_path / "export")
+
+
+def test_an_export_of_another_schema_or_missing_a_table_is_refused(tmp_path, log):
+    import json
+
+    from service.analytics.log import open_parquet
+
+    log.export_parquet(tmp_path / "export")
+    manifest = tmp_path / "export" / "manifest.json"
+    saved = manifest.read_text()
+    manifest.write_text(json.dumps({"schema_version": "1", "tables": {}}))
+    with pytest.raises(InvalidInput, match="export of schema 1") as refused:
+        open_parquet(tmp_path / "export")
+    assert refused.value.field == "folder"
+    manifest.write_text(saved)
+    (tmp_path / "export" / "events.parquet").unlink()
+    with pytest.raises(InvalidInput, match="lacks events.parquet"):
+        open_parquet(tmp_path / "export")
+    with pytest.raises(InvalidInput, match="no readable export manifest"):
+        open_parquet(tmp_path / "nowhere")

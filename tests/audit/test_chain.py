@@ -132,6 +132,18 @@ def test_tampering_is_detected_and_names_the_first_broken_record(runtime, how):
         assert result.broken_record == target.value
 
 
+@pytest.mark.parametrize("how", ["intact", "changed", "record-deleted"])
+def test_hashing_in_worker_processes_finds_what_one_process_finds(disk_runtime, how):
+    """The workers open the folder read-only while this process holds it, and see its latest commits (not flushed)."""
+    recs = setup_users(disk_runtime)
+    if how != "intact":
+        tamper_cases()[how](disk_runtime.store, ox.NamedNode(vocab.DECISION_BASE + recs[1].decision_id))
+    alone = check(disk_runtime)
+    shared = verify(disk_runtime.store, disk_runtime.queries["audit-index"], workers=2)
+    assert shared == alone
+    assert shared.ok == (how == "intact") and shared.records == (3 if how == "intact" else 1)
+
+
 def test_audit_verify_command_exits_non_zero_on_tampering(disk_runtime):
     recs = setup_users(disk_runtime)
     store_path = disk_runtime.settings.store
