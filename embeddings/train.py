@@ -32,6 +32,7 @@ fold of the training users, and the regression folded into the full ensemble.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,8 +40,9 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 import torch
-from torch import Tensor
+from torch import Tensor, distributed, nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from embeddings.evaluate import mean_ndcg, model_scores
@@ -82,6 +84,9 @@ class TrainOptions:
     # used features as inputs and the model predicts the others.
     objective: str = "activation"
     usage_inputs: int = 5
+    # Training users per optimisation step (in each process, when training on several): None takes them all at once,
+    # one step an epoch; a number bounds the memory a step's activations take, whatever the number of users.
+    batch_users: int | None = None
 
 
 @dataclass
@@ -93,6 +98,7 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     gnn: UpliftEnsemble | None = None  # the GNN ensemble alone, when ``model`` is stacked on it
+    peak_rss_mb: list[float] = field(default_factory=list)  # each training process's peak memory, when measured
 
 
 def split_users(n_users: int, *, seed: int, validation: float = 0.1, test: float = 0.1) -> Split:
@@ -175,12 +181,22 @@ def train_model(
     truth: Mapping[str, Mapping[str, float]] | None = None,
     threads: int = 1,
     progress: bool = True,
+    processes: int = 1,
 ) -> TrainResult:
     """Train an ensemble of uplift GNNs on the training users; return it with its split and metrics.
 
     One intra-op thread by default: the graphs are small, and OpenMP's synchronisation
     costs more than it saves on them (on a busy 2-core machine, a thousand times more).
+
+    ``processes`` above 1 trains data-parallel (:mod:`embeddings.distributed`): that many processes, each fitting
+    on its share of the training users, their gradients averaged by ``torch.distributed`` at every step.
     """
+    if processes > 1 and not distributed.is_initialized():
+        from embeddings.distributed import train_in_processes
+
+        return train_in_processes(
+            export, processes, seed=seed, options=options, split=split, truth=truth, threads=threads
+        )
     options = options or TrainOptions()
     if options.objective not in ("activation", "usage"):
         raise ValueError(f"objective: {options.objective!r} is neither 'activation' nor 'usage'")
@@ -188,6 +204,8 @@ def train_model(
         raise ValueError("objective: 'usage' needs FeatureUsed events, and the export has none")
     if options.stack and options.wide:
         raise ValueError("stack: the stacked regression is the wide part; train the GNN without one (wide=False)")
+    if options.batch_users is not None and options.batch_users < 1:
+        raise ValueError(f"batch_users: {options.batch_users} is not a positive number of users")
     started = time.perf_counter()
     data = export.data
     split = split or split_users(int(data["user"].num_nodes), seed=seed)
@@ -280,6 +298,29 @@ def _ensemble(
     return UpliftEnsemble(config, members).eval()
 
 
+class _Objective(nn.Module):
+    """A training step's loss as a module's forward, which DistributedDataParallel needs to average the gradients."""
+
+    def __init__(self, model: UpliftGNN, options: TrainOptions) -> None:
+        super().__init__()
+        self.model = model
+        self.options = options
+
+    def forward(
+        self, edges: dict, users: UserInputs, completed: Tensor, activated: Tensor, generator: torch.Generator
+    ) -> Tensor:
+        model, options = self.model, self.options
+        catalog = model.encode_catalog(edges)
+        if options.objective == "usage":
+            return usage_loss(model, catalog, users, generator, options.usage_inputs)
+        h = model.encode_users(catalog, users)
+        uplift = model.uplift(catalog, edges, h, users)
+        loss = activation_loss(uplift, model.base(h).squeeze(-1), completed, activated)
+        if options.aux and users.used_user.numel():
+            loss = loss + options.aux * usage_loss(model, catalog, users, generator, None)
+        return loss
+
+
 def _fit(
     model: UpliftGNN,
     export: Export,
@@ -303,27 +344,36 @@ def _fit(
         {"params": [p for p in model.parameters() if id(p) not in identity | wide], "weight_decay": options.l2_shared},
     ]
     optimiser = torch.optim.Adam([g for g in groups if g["params"]], lr=options.lr)
-    train_in, val_in = user_inputs(data, split.train), user_inputs(data, split.validation)
-    train_done, val_done = completion_matrix(data, split.train), completion_matrix(data, split.validation)
-    train_y, val_y = data["user"].y[split.train], data["user"].y[split.validation]
+    objective: nn.Module = _Objective(model, options)
+    mine, processes = split.train, 1
+    if distributed.is_initialized():  # this process's share of the training users; DDP averages the gradients
+        processes = distributed.get_world_size()
+        mine = split.train[distributed.get_rank() :: processes]
+        objective = DistributedDataParallel(objective, find_unused_parameters=True)  # a step may skip a head
+    # Every process takes as many steps an epoch (the collective needs them all), from the largest share's size.
+    share = math.ceil(split.train.numel() / processes)
+    steps = max(1, math.ceil(share / (options.batch_users or max(1, share))))
+    order = mine[torch.randperm(mine.numel(), generator=torch.Generator().manual_seed(seed))] if steps > 1 else mine
+    batches = [
+        (user_inputs(data, users), completion_matrix(data, users), data["user"].y[users])
+        for users in (b.sort().values for b in torch.tensor_split(order, steps))
+    ]
+    val_in, val_done, val_y = (
+        user_inputs(data, split.validation),
+        completion_matrix(data, split.validation),
+        data["user"].y[split.validation],
+    )
     generator = torch.Generator().manual_seed(seed)
     best = (float("inf"), copy.deepcopy(model.state_dict()), 0)
     history: list[dict[str, float]] = []
     postfix: dict[str, float] = {"member": member}
     for epoch in range(1, options.epochs + 1):
         model.train()
-        optimiser.zero_grad()
-        catalog = model.encode_catalog(edges)
-        if options.objective == "usage":
-            loss = usage_loss(model, catalog, train_in, generator, options.usage_inputs)
-        else:
-            h = model.encode_users(catalog, train_in)
-            uplift = model.uplift(catalog, edges, h, train_in)
-            loss = activation_loss(uplift, model.base(h).squeeze(-1), train_done, train_y)
-            if options.aux and train_in.used_user.numel():
-                loss = loss + options.aux * usage_loss(model, catalog, train_in, generator, None)
-        loss.backward()
-        optimiser.step()
+        for train_in, train_done, train_y in batches:
+            optimiser.zero_grad()
+            loss = objective(edges, train_in, train_done, train_y, generator)
+            loss.backward()
+            optimiser.step()
         postfix["loss"] = round(loss.item(), 4)
         if epoch % options.eval_every == 0 or epoch == options.epochs:
             model.eval()

@@ -389,6 +389,9 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Epochs per ensemble member [default: 300]")] = None,
     members: Annotated[int | None, typer.Option(help="Ensemble members [default: 5]")] = None,
     requested_by: Annotated[str | None, typer.Option("--requested-by", help="Who asked for the run (recorded)")] = None,
+    processes: Annotated[
+        int, typer.Option(help="Processes that train data-parallel (torch.distributed, gloo), each on a share of users")
+    ] = 1,
 ) -> None:
     """Train on the store's consented data, evaluate on held-out users, register a candidate; print its version."""
     from service.models import training
@@ -402,6 +405,7 @@ def train(
             members=members,
             requested_by=requested_by or os.environ.get("USER"),
             progress=sys.stderr.isatty(),
+            processes=processes,
         )
     except WayfinderError as exc:
         _fail(exc)

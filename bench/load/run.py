@@ -8,6 +8,8 @@ Configurations (each starts from its own copy of one populated store):
 - ``shared-2-reconnect``: the same with 2 workers, but each virtual client opens a new connection
   every 20 requests. With keep-alive connections opened at once, one worker process accepts them
   all and the other idles (``decisions_by_process`` in the results shows it).
+- ``shared-4-reconnect``: 4 workers, reconnecting likewise: more service processes than this
+  machine's cores, to see where the server saturates.
 
 An embedded store with 2 workers cannot run: one process opens an embedded store, and
 ``wayfinder serve --workers 2`` refuses a store that is not a URL.
@@ -59,6 +61,7 @@ CONFIGS = {
     "shared-1": ("shared", 1, 0),
     "shared-2": ("shared", 2, 0),
     "shared-2-reconnect": ("shared", 2, 20),
+    "shared-4-reconnect": ("shared", 4, 20),
 }
 NOT_POSSIBLE = {
     "embedded-2": "an embedded store opens in one process only: `wayfinder serve --workers 2` "
@@ -159,6 +162,31 @@ def cpu_seconds(pids: list[int]) -> float:
             wanted.add(pid)
             frontier += [child for child, (parent, _) in stats.items() if parent == pid]
     return sum(stats[p][1] for p in wanted)
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """The summed peak resident memory (VmHWM) of these processes and their descendants, in MB, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    wanted, frontier = set(), list(pids)
+    while frontier:
+        pid = frontier.pop()
+        if pid in parents and pid not in wanted:
+            wanted.add(pid)
+            frontier += [child for child, parent in parents.items() if parent == pid]
+    total_kib = 0
+    for pid in wanted:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total_kib += next((int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM:")), 0)
+    return total_kib / 1024
 
 
 def busy_cores_seconds() -> float:
@@ -372,6 +400,10 @@ def run_config(name: str, args, source: Path, before: dict[str, int], users: lis
             "cores": os.cpu_count(),
         }
         out["loadavg"] = {"start": samples["start"]["loadavg"], "stop": samples["stop"]["loadavg"]}
+        out["peak_rss_mb"] = {
+            "wayfinder": round(peak_rss_mb([pids["wayfinder"]]), 1),
+            "oxigraph": round(peak_rss_mb([pids["oxigraph"]]), 1) if "oxigraph" in pids else None,
+        }
     after = count_writes(store)
     out["decisions_by_process"] = decisions_by_chain(store)
     acknowledged = {
@@ -395,7 +427,7 @@ def table(results: dict) -> str:
     rows = []
     for name, r in results["configurations"].items():
         if "skipped" in r:
-            rows.append((name, "skipped: " + r["skipped"], *[""] * 9))
+            rows.append((name, "skipped: " + r["skipped"], *[""] * 10))
             continue
         ops, overall = r["by_operation"], r["overall"]
         cell = lambda op, key, ops=ops: loadgen.ms(ops.get(op, {}).get(key))  # noqa: E731
@@ -413,10 +445,14 @@ def table(results: dict) -> str:
                 overall["refused"],
                 "yes" if check else "NO",
                 " / ".join(f"{r['cpu']['cores_busy'][k]:.2f}" for k in ("wayfinder", "oxigraph", "loadgen", "others")),
+                " / ".join(
+                    "-" if r.get("peak_rss_mb", {}).get(k) is None else f"{r['peak_rss_mb'][k]:,.0f}"
+                    for k in ("wayfinder", "oxigraph")
+                ),
             )
         )
     for name, why in NOT_POSSIBLE.items():
-        rows.append((name, "not possible: " + why, *[""] * 9))
+        rows.append((name, "not possible: " + why, *[""] * 10))
     return lib.table(
         [
             "configuration",
@@ -430,6 +466,7 @@ def table(results: dict) -> str:
             "refused",
             "writes all stored",
             "cores busy: service / oxigraph / loadgen / others",
+            "peak MB: service / oxigraph",
         ],
         rows,
     )

@@ -15,7 +15,9 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -273,7 +275,7 @@ def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = 
     here, in chain order, as without them.
     """
     with Hashers(store, workers) as hashers:
-        return _verify(store, index_query, anchors, hashers)
+        return _verify(hashers.store, index_query, anchors, hashers)
 
 
 def _verify(store: GraphStore, index_query: str, anchors: list[dict] | None, hashers: Hashers) -> Verification:
@@ -499,28 +501,40 @@ def record_triples(store: GraphStore, record: ox.NamedNode | ox.BlankNode) -> li
 class Hashers:
     """Hashes records' triples (:func:`content_hash` of :func:`record_triples`), here or in worker processes.
 
-    With ``workers`` above 1 on an embedded store on disk, that many processes each open the store read-only and
-    hash a share of the records: reading a record's triples back is what a full check spends its time on, and it
-    holds the interpreter, so threads would not share it. The workers start as the context opens (about a second),
-    which :func:`verify` overlaps with its index query. A read-only store sees the folder as it was when the worker
-    opened it: a record appended since is not in the index either, and one removed since is reported, as by a check
-    started a moment later. Blank-node records (never written by the service; a tampered store may hold one) are
-    hashed here.
+    With ``workers`` above 1 on an embedded store on disk, the check reads a snapshot: a checkpoint of the store
+    (RocksDB hard links, in a folder beside it, removed on exit), which this process and that many worker processes
+    open read-only. Reading a record's triples back is what a full check spends its time on, and it holds the
+    interpreter, so threads would not share it; each worker hashes a share of the records. The checkpoint keeps the
+    files the workers read from being deleted by the store's own compactions, and makes the check one consistent
+    view: the index and every record as they were when it was taken. The workers start as the context opens (about a
+    second), which :func:`verify` overlaps with its index query. Blank-node records (never written by the service;
+    a tampered store may hold one) are hashed here.
     """
 
     def __init__(self, store: GraphStore, workers: int = 1) -> None:
-        self.store = store
-        location = getattr(store, "location", None)
+        from service.knowledge.embedded import Store
+
+        self.store = self._source = store  # what the check reads: the store, or its snapshot
         self._pool: ProcessPoolExecutor | None = None
-        if workers > 1 and location is not None:
+        self._snapshot: Path | None = None
+        location = getattr(store, "location", None)
+        if workers <= 1 or location is None or not isinstance(store, Store):
+            return
+        self._snapshot = location.with_name(f".{location.name}.verify-{uuid.uuid4().hex[:12]}")
+        try:
+            store.backup(self._snapshot)
+            self.store = Store(self._snapshot, read_only=True)
             self._pool = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),  # a forked child would share the open RocksDB
                 initializer=_open_for_hashing,
-                initargs=(str(location),),
+                initargs=(str(self._snapshot),),
             )
             for _ in range(workers):
                 self._pool.submit(_hash_chunk, [])  # start them now
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __enter__(self) -> Hashers:
         return self
@@ -528,6 +542,10 @@ class Hashers:
     def __exit__(self, *exc_info: object) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+        if self._snapshot is not None:
+            if self.store is not self._source:
+                self.store.close()  # the snapshot's read-only Store
+            shutil.rmtree(self._snapshot, ignore_errors=True)
 
     def hashes(self, records: Sequence[ox.NamedNode | ox.BlankNode]) -> list[str]:
         """The content hash of each record, in the order given."""

@@ -37,6 +37,7 @@ class Store:
         """Open the store in ``location`` (in memory without one); ``read_only`` opens a folder that another process
         may hold for writing, as it stands at the opening (what parallel verification reads)."""
         self.location = None if location in (None, "", ":memory:") else Path(location)
+        self.read_only = read_only
         self.flush_each_commit = flush_each_commit
         self.flushes = 0  # flushes of an on-disk store since it opened
         self.removals = (
@@ -143,7 +144,8 @@ class Store:
 
     def close(self) -> None:
         """Release the store (and its folder's lock); the object is unusable afterwards."""
-        self.flush()
+        if not self.read_only:
+            self.flush()
         self.__dict__.pop("_ox", None)  # closing twice is harmless
 
     def backup(self, target: str | Path) -> None:

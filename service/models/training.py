@@ -36,6 +36,7 @@ from service.runtime import Runtime
 MIN_USERS = 20
 MAX_EPOCHS = 2000
 MAX_MEMBERS = 10
+MAX_PROCESSES = 16  # training processes of one run (data parallel, embeddings/distributed.py)
 _training = threading.Lock()
 log = logging.getLogger("wayfinder.models")
 
@@ -50,18 +51,30 @@ def train(
     truth: Mapping[str, Mapping[str, float]] | None = None,
     progress: bool = False,
     stack: bool | None = None,
+    processes: int = 1,
 ) -> ModelVersion:
     """Export the consented data, train, evaluate on held-out users, register a candidate version; return it.
 
     With ``truth`` (a planted truth of a synthetic world), the held-out NDCG@5 against it is recorded too.
-    ``stack=False`` trains the GNN alone (``embeddings.train.TrainOptions.stack``).
+    ``stack=False`` trains the GNN alone (``embeddings.train.TrainOptions.stack``). ``processes`` above 1 trains
+    data-parallel on that many processes (``embeddings.distributed``).
     """
+    if not 1 <= processes <= MAX_PROCESSES:
+        raise InvalidInput("processes", f"must be between 1 and {MAX_PROCESSES}, got {processes}")
     options = train_options(seed=seed, epochs=epochs, members=members)
     options = options if stack is None else replace(options, stack=stack)
     if not _training.acquire(blocking=False):
         raise Conflict("a training run is already in progress in this process; wait for it to finish")
     try:
-        return _train(runtime, seed=seed, options=options, requested_by=requested_by, truth=truth, progress=progress)
+        return _train(
+            runtime,
+            seed=seed,
+            options=options,
+            requested_by=requested_by,
+            truth=truth,
+            progress=progress,
+            processes=processes,
+        )
     finally:
         _training.release()
 
@@ -86,12 +99,15 @@ def _train(
     requested_by: str | None,
     truth: Mapping[str, Mapping[str, float]] | None,
     progress: bool,
+    processes: int = 1,
 ) -> ModelVersion:
     started = now()
     export = export_graph(runtime.store)
     check_enough(export)
     split = split_users(int(export.data["user"].num_nodes), seed=seed)
-    result = train_model(export, seed=seed, options=options, split=split, truth=truth, progress=progress)
+    result = train_model(
+        export, seed=seed, options=options, split=split, truth=truth, progress=progress, processes=processes
+    )
     metrics: dict[str, float] = held_out_metrics(result.model, export, split.test)
     metrics.update({k: round(v, 6) for k, v in result.metrics.items()})
     if truth is not None:

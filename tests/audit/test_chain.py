@@ -134,13 +134,15 @@ def test_tampering_is_detected_and_names_the_first_broken_record(runtime, how):
 
 @pytest.mark.parametrize("how", ["intact", "changed", "record-deleted"])
 def test_hashing_in_worker_processes_finds_what_one_process_finds(disk_runtime, how):
-    """The workers open the folder read-only while this process holds it, and see its latest commits (not flushed)."""
+    """The workers read a checkpoint of the folder, taken while this process holds it, with its latest commits."""
     recs = setup_users(disk_runtime)
     if how != "intact":
         tamper_cases()[how](disk_runtime.store, ox.NamedNode(vocab.DECISION_BASE + recs[1].decision_id))
     alone = check(disk_runtime)
     shared = verify(disk_runtime.store, disk_runtime.queries["audit-index"], workers=2)
     assert shared == alone
+    folder = disk_runtime.store.location
+    assert not list(folder.parent.glob(f".{folder.name}.verify-*"))  # the snapshot they read is gone
     assert shared.ok == (how == "intact") and shared.records == (3 if how == "intact" else 1)
 
 

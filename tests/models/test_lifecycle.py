@@ -49,6 +49,12 @@ def test_registry_refusals_name_the_field_and_change_nothing(api, world_runtime)
     assert api.error(ROLLBACK)["extensions"]["code"] == "CONFLICT"
     bad = api.error(TRAIN, {"seed": 0, "epochs": 0})
     assert bad["extensions"]["code"] == "BAD_USER_INPUT" and "epochs" in bad["message"]
+    from service.errors import InvalidInput
+    from service.models import training
+
+    for processes in (0, training.MAX_PROCESSES + 1):
+        with pytest.raises(InvalidInput, match="processes: must be between 1 and"):
+            training.train(world_runtime, seed=0, processes=processes, **QUICK)
     assert len(world_runtime.store) == before
     api.data(PROMOTE, {"v": version, "by": "Ada"})
     assert api.error(PROMOTE, {"v": version, "by": "Ada"})["extensions"]["code"] == "CONFLICT"
