@@ -507,8 +507,8 @@ class Hashers:
     interpreter, so threads would not share it; each worker hashes a share of the records. The checkpoint keeps the
     files the workers read from being deleted by the store's own compactions, and makes the check one consistent
     view: the index and every record as they were when it was taken. The workers start as the context opens (about a
-    second), which :func:`verify` overlaps with its index query. Blank-node records (never written by the service;
-    a tampered store may hold one) are hashed here.
+    second), which :func:`verify` overlaps with its index query. A check whose index names a blank-node record
+    (never written by the service; a tampered store may hold one) hashes every record here, in the snapshot.
     """
 
     def __init__(self, store: GraphStore, workers: int = 1) -> None:

@@ -104,7 +104,8 @@ def test_the_cells_an_analysis_sums_are_the_same_on_spark(three_readings, experi
         assert theirs.covariate_names == mine.covariate_names
         a, b = cell_rows(mine), cell_rows(theirs)
         assert [r[:3] for r in a] == [r[:3] for r in b], name
-        assert np.allclose([r[3:] for r in a], [r[3:] for r in b], rtol=0, atol=1e-9), name
+        # Sums of squared hours reach 1e7: the engines add in different orders, so the tolerance is relative there.
+        assert np.allclose([r[3:] for r in a], [r[3:] for r in b], rtol=1e-12, atol=1e-9), name
 
 
 def cell_rows(summed):
