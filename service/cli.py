@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +30,7 @@ from service.identity.keys import is_loopback, parse_keys
 from service.knowledge import files as knowledge
 from service.knowledge import history
 from service.knowledge.queries import Parameter, Query
+from service.knowledge.store import GraphStore
 from service.knowledge.vocab import KNOWLEDGE_VERSION_BASE, local_id
 from service.runtime import Runtime
 from service.settings import Settings
@@ -252,7 +254,10 @@ def query(
     _run_and_print(_runtime(store), text, param=param, format=format)
 
 
-def _run_and_print(runtime: Runtime, text: str, *, param: list[str] | None, format: str) -> None:
+def _run_and_print(
+    runtime: Runtime, text: str, *, param: list[str] | None, format: str, store: GraphStore | None = None
+) -> None:
+    """Bind and run a query on the runtime's store (or ``store``) and print its answer."""
     try:
         bindings = dict(_parse_param(p) for p in param or [])
         query = text if isinstance(text, Query) else Query(text)
@@ -262,7 +267,7 @@ def _run_and_print(runtime: Runtime, text: str, *, param: list[str] | None, form
             bound = query.bind(**bindings)
         except (ValueError, TypeError) as exc:
             raise InvalidInput("--param", str(exc)) from None
-        result = runtime.store.query(bound)
+        result = (store or runtime.store).query(bound)
     except WayfinderError as exc:
         _fail(exc)
     except (OSError, RuntimeError) as exc:  # pyoxigraph's evaluation errors
@@ -307,14 +312,21 @@ def backup(
         )
     if destination.exists():
         _fail(InvalidInput("destination", f"{destination} exists already; name a new folder"))
-    runtime.store.backup(destination)
+    # In this order: an anchor names a record that the store holds when it is copied, or that a seal moved
+    # meanwhile into a segment, which is copied after the store.
     anchors = runtime.trail.anchor_file
     if anchors is not None and anchors.exists():
         shutil.copy(anchors, destination.with_name(destination.name + ".anchors.jsonl"))
+    runtime.store.backup(destination)
+    segments = 0
+    if runtime.sealed is not None:
+        segments = runtime.sealed.copy_to(destination.with_name(destination.name + ".sealed"))
     from service.analytics import feed
 
     feed.log(runtime).backup(destination.with_name(destination.name + ".analytics.duckdb"))  # caught up first
-    out.print(f"backed up {len(runtime.store)} quads and the analytics log to {destination}")
+    out.print(
+        f"backed up {len(runtime.store)} quads, {segments} sealed audit segments and the analytics log to {destination}"
+    )
 
 
 analytics_app = typer.Typer(help="The analytics log (events, exposures, consents) that KPIs and experiments read.")
@@ -938,10 +950,57 @@ audit_app = typer.Typer(
 app.add_typer(audit_app, name="audit")
 
 
+SealedOption = Annotated[
+    bool,
+    typer.Option(
+        "--sealed",
+        help="Answer over the sealed segments too (loaded into a checkpoint of the store, removed afterwards)",
+    ),
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="With --sealed: only segments with decisions at or after this time")
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="With --sealed: only segments with decisions before this time")
+]
+
+
+def _when(option: str, text: str | None) -> datetime | None:
+    from service.clock import parse_datetime
+
+    if text is None:
+        return None
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        _fail(InvalidInput(option, f"an ISO 8601 date or time with a zone, e.g. 2026-01-31T00:00:00Z, not {text!r}"))
+        raise  # unreachable: _fail exits
+
+
+@contextlib.contextmanager
+def _lineage_store(runtime: Runtime, sealed: bool, since: str | None, until: str | None) -> Iterator[GraphStore]:
+    """The store lineage queries run on: the hot store, or with ``sealed`` an archive of it and its segments."""
+    from service.audit import sealed as tier
+
+    if not sealed:
+        if since is not None or until is not None:
+            _fail(InvalidInput("--since" if since is not None else "--until", "chooses segments: give --sealed too"))
+        yield runtime.store
+        return
+    if runtime.store.location is None:
+        _fail(InvalidInput("--sealed", "answers over an embedded store's folder and its segments"))
+    segments = tier.chosen(runtime.sealed, _when("--since", since), _when("--until", until))
+    with tier.archive(runtime.store, segments) as archived:
+        yield archived
+
+
 @audit_app.command("decision")
 def audit_decision(
     decision_id: Annotated[str, typer.Argument(help="The decision ID (nextSteps' decisionId)")],
     store: StoreOption = None,
+    sealed: SealedOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
     """Print the lineage of one decision: what it used, which versions, what it returned."""
     from service.decisions.decide import UUID_PATTERN
@@ -951,11 +1010,13 @@ def audit_decision(
     if not UUID_PATTERN.fullmatch(decision_id):
         _fail(InvalidInput("DECISION_ID", f"a decision ID is a UUID (nextSteps' decisionId), not {decision_id!r}"))
     runtime = _runtime(store)
-    rows = runtime.store.select(
-        runtime.queries["lineage/why-decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
-    )
+    with _lineage_store(runtime, sealed, since, until) as lineage:
+        rows = lineage.select(
+            runtime.queries["lineage/why-decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
+        )
     if not rows:
-        err.print(f"[bold red]error[/]: no decision {decision_id!r}")
+        hint = "" if sealed else " in the hot store (a sealed one is found with --sealed)"
+        err.print(f"[bold red]error[/]: no decision {decision_id!r}{hint}")
         raise typer.Exit(2)
     head = rows[0]
 
@@ -994,15 +1055,78 @@ def audit_query(
     ] = None,
     store: StoreOption = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    sealed: SealedOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
-    """Run a shipped lineage query with parameters."""
+    """Run a shipped lineage query with parameters (over the sealed segments too with --sealed)."""
     runtime = _runtime(store)
     key = f"lineage/{name.removesuffix('.rq')}"
     if key not in runtime.queries:
         names = ", ".join(sorted(k.removeprefix("lineage/") for k in runtime.queries if k.startswith("lineage/")))
         err.print(f"[bold red]error[/]: no lineage query {name!r}; shipped: {names}")
         raise typer.Exit(2)
-    _run_and_print(runtime, runtime.queries[key], param=param, format=format)
+    with _lineage_store(runtime, sealed, since, until) as lineage:
+        _run_and_print(runtime, runtime.queries[key], param=param, format=format, store=lineage)
+
+
+@audit_app.command("seal")
+def audit_seal(
+    store: StoreOption = None,
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than-days", help="Seal decisions older than this; default WAYFINDER_AUDIT_SEAL_AFTER_DAYS (90)"
+        ),
+    ] = None,
+) -> None:
+    """Move decision records older than an age out of the hot store into immutable, verifiable segments."""
+    from service.audit.sealed import seal_trail
+
+    runtime = _runtime(store)
+    try:
+        report = seal_trail(runtime, after_days=older_than_days)
+    except WayfinderError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+    folder = runtime.sealed.folder if runtime.sealed is not None else None
+    for segment in report.segments:
+        out.print(
+            f"sealed {segment.name}: records {segment.first} to {segment.last} of chain {segment.chain} "
+            f"({segment.decisions} decisions, {segment.bytes:,} bytes)",
+            highlight=False,
+        )
+    out.print(
+        f"{len(report.segments)} segments, {report.records} records sealed before {report.cutoff.isoformat()}; "
+        f"{report.decisions_removed} decision records left the hot store; segments in {folder}",
+        highlight=False,
+    )
+
+
+@audit_app.command("archive")
+def audit_archive(
+    destination: Annotated[Path, typer.Argument(help="A folder that does not exist yet")],
+    store: StoreOption = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only segments with decisions at or after this")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Only segments with decisions before this")] = None,
+) -> None:
+    """Build a store that holds the hot store and the sealed decisions (of a time window), for lineage queries:
+    `wayfinder audit query --store DESTINATION`, or `oxigraph serve-read-only --location DESTINATION`."""
+    from service.audit import sealed as tier
+
+    runtime = _runtime(store)
+    if runtime.store.location is None:
+        _fail(InvalidInput("--store", "an archive is built from an embedded store's folder"))
+    if destination.exists():
+        _fail(InvalidInput("destination", f"{destination} exists already; name a new folder"))
+    segments = tier.chosen(runtime.sealed, _when("--since", since), _when("--until", until))
+    with tier.archive(runtime.store, segments, destination) as archived:
+        quads = len(archived)
+    out.print(
+        f"archived {quads} quads in {destination}: the hot store and {len(segments)} sealed segments "
+        f"({sum(s.records for s in segments)} records)",
+        highlight=False,
+    )
 
 
 # A full check hashes in worker processes once the chains are this long: starting them costs about a second.
@@ -1042,7 +1166,7 @@ def audit_verify(
     try:
         anchors = runtime.trail.anchors()
         if since_anchor:
-            result = verify_since_anchors(runtime.store, runtime.queries["audit-head"], anchors)
+            result = verify_since_anchors(runtime.store, runtime.queries["audit-head"], anchors, sealed=runtime.sealed)
         else:
             if workers is None:
                 anchored: dict[str, int] = {}  # each chain's last anchored sequence: how long it is, at least
@@ -1051,7 +1175,9 @@ def audit_verify(
                     anchored[chain] = max(anchored.get(chain, 0), int(anchor["sequence"]))
                 long_enough = sum(anchored.values()) >= PARALLEL_VERIFY_FROM
                 workers = min(os.cpu_count() or 1, MAX_VERIFY_WORKERS) if long_enough else 1
-            result = verify(runtime.store, runtime.queries["audit-index"], anchors=anchors, workers=workers)
+            result = verify(
+                runtime.store, runtime.queries["audit-index"], anchors=anchors, workers=workers, sealed=runtime.sealed
+            )
         if result.ok:
             runtime.trail.require_anchors(result.chains, anchors)
     except BrokenAnchors as exc:

@@ -18,6 +18,7 @@ import rdflib
 from service.analytics.log import EventLog, open_log
 from service.analytics.segments import SharedLog
 from service.audit.chain import AuditTrail
+from service.audit.sealed import Sealed
 from service.knowledge import files as knowledge
 from service.knowledge import history, migrations
 from service.knowledge.catalog import Catalog, read_catalog
@@ -88,6 +89,15 @@ class Runtime:
             anchor_file=anchors,
             checkpoint_every=self.settings.audit_checkpoint_every,
         )
+
+    @cached_property
+    def sealed(self) -> Sealed | None:
+        """The sealed audit segments: ``sealed_dir``, or the folder beside an embedded store; None for neither."""
+        if self.settings.sealed_dir is not None:
+            return Sealed(self.settings.sealed_dir)
+        if self.store.location is not None:
+            return Sealed(self.store.location.with_name(self.store.location.name + ".sealed"))
+        return None
 
     @cached_property
     def log(self) -> EventLog:

@@ -168,6 +168,30 @@ class Settings(BaseSettings):
             "start); 0 turns the periodic purge off"
         ),
     )
+    audit_seal_after_days: float = Field(
+        90.0,
+        gt=0,
+        description=(
+            "Age in days past which decision records are sealed out of the hot store into immutable segments "
+            "(`wayfinder audit seal`, or the periodic seal); keep it longer than any window serving reads decisions "
+            "over (pacing, exposure)"
+        ),
+    )
+    audit_seal_interval_s: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Seconds between two seals of old decision records while the service runs (the first one interval after "
+            "start); 0 (the default) seals only on `wayfinder audit seal`"
+        ),
+    )
+    sealed_dir: Path | None = Field(
+        None,
+        description=(
+            "Folder of the sealed audit segments; default beside an embedded store (STORE.sealed); a shared store "
+            "is sealed only with it set"
+        ),
+    )
     flush_each_commit: bool = Field(
         False,
         description=(

@@ -38,6 +38,7 @@ from service.api.schema import build_schema
 from service.api.single_flight import SingleFlight
 from service.api.sparql import sparql_response
 from service.audit.retention import purge_periodically
+from service.audit.sealed import seal_periodically
 from service.audit.sparql import SparqlEndpoint
 from service.console import routes as console
 from service.console import session
@@ -291,6 +292,8 @@ def create_app(runtime: Runtime | None = None) -> ASGIApp:
         tasks = []
         if interval > 0:
             tasks.append(asyncio.create_task(purge_periodically(runtime, interval)))
+        if runtime.settings.audit_seal_interval_s > 0:
+            tasks.append(asyncio.create_task(seal_periodically(runtime, runtime.settings.audit_seal_interval_s)))
         if runtime.settings.guardrail_interval_s > 0:
             tasks.append(asyncio.create_task(monitor_periodically(runtime, runtime.settings.guardrail_interval_s)))
         if runtime.settings.senders and runtime.settings.delivery_interval_s > 0:

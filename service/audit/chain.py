@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
+from service.audit.sealed import Sealed, SealedChains, check_segments, sealed_hash, sealed_record
 from service.clock import now
 from service.errors import BrokenAnchors, Conflict
 from service.knowledge import vocab
@@ -172,7 +173,11 @@ class AuditTrail:
             self._seal(head)
         return head
 
-    def _seal(self, head: ChainHead) -> None:
+    def anchor(self, chain: str, sequence: int, digest: str) -> None:
+        """Seal one record of any chain in the anchor file (a sealed segment's last record), after a flush."""
+        self._seal(ChainHead(sequence, digest), chain=chain)
+
+    def _seal(self, head: ChainHead, *, chain: str | None = None) -> None:
         anchor_file = self.anchor_file
         if anchor_file is None:  # callers seal only a trail that has an anchor file
             return
@@ -184,7 +189,12 @@ class AuditTrail:
             with anchor_file.open("a") as out:
                 out.write(
                     json.dumps(
-                        {"chain": self.chain, "sequence": head.sequence, "hash": head.hash, "at": now().isoformat()}
+                        {
+                            "chain": chain or self.chain,
+                            "sequence": head.sequence,
+                            "hash": head.hash,
+                            "at": now().isoformat(),
+                        }
                     )
                     + "\n"
                 )
@@ -267,33 +277,53 @@ class Verification:
     chains: dict[str, int] = field(default_factory=dict)  # records checked in each chain
 
 
-def verify(store: GraphStore, index_query: str, *, anchors: list[dict] | None = None, workers: int = 1) -> Verification:
+def verify(
+    store: GraphStore,
+    index_query: str,
+    *,
+    anchors: list[dict] | None = None,
+    workers: int = 1,
+    sealed: Sealed | None = None,
+) -> Verification:
     """Recompute every record's hash and links, chain by chain; name the first broken record.
+
+    With ``sealed``, each chain starts in its sealed segments (:func:`service.audit.sealed.check_segments` re-hashes
+    every sealed record) and goes on in the hot store after the last one; a record of a sealed range that is also in
+    the hot store (the records that stay hot once sealed, or a decision an interrupted seal left) must hash to its
+    sealed copy's hash.
 
     With ``workers`` above 1 on an embedded store on disk, the records' triples are read back and hashed by that
     many processes (:class:`Hashers`), which start while the index query runs; the links and sequences are checked
     here, in chain order, as without them.
     """
     with Hashers(store, workers) as hashers:
-        return _verify(hashers.store, index_query, anchors, hashers)
+        return _verify(hashers.store, index_query, anchors, hashers, check_segments(sealed, full=True))
 
 
-def _verify(store: GraphStore, index_query: str, anchors: list[dict] | None, hashers: Hashers) -> Verification:
+def _verify(
+    store: GraphStore, index_query: str, anchors: list[dict] | None, hashers: Hashers, segments: SealedChains
+) -> Verification:
+    if segments.problem is not None:
+        at, named, reason = segments.problem
+        return _broken(segments.records, at, named, reason)
     rows = store.select(index_query)
-    chains: dict[str, list] = {}
+    chains: dict[str, list] = {chain: [] for chain in segments.ends}
     for row in rows:
         if row["chain"] is None:
             return _broken(0, 0, bound(row, "record").value, "chain missing")
         chains.setdefault(row["chain"].value, []).append(row)
     digests = iter(hashers.hashes([row["record"] for _, chain_rows in sorted(chains.items()) for row in chain_rows]))
-    hashes: dict[tuple[str, int], str] = {}
+    hashes: dict[tuple[str, int], str] = dict(segments.hashes)
     sizes: dict[str, int] = {}
-    checked_records = 0
+    checked_records = segments.records
     for chain, chain_rows in sorted(chains.items()):
-        expected_previous = GENESIS
+        sealed_up_to, expected_previous = segments.end(chain)
+        position = sealed_up_to + 1  # the sequence the next hot record past the sealed ones must have
         before = None
-        for position, row in enumerate(chain_rows, start=1):
+        sizes[chain] = sealed_up_to
+        for row in chain_rows:
             record = row["record"]
+            digest = next(digests)
             if row["sequence"] is None or row["hash"] is None or row["previous"] is None:
                 missing = [n for n in ("sequence", "hash", "previous") if row[n] is None]
                 return _broken(checked_records, position, record.value, f"{', '.join(missing)} missing (chain {chain})")
@@ -306,6 +336,16 @@ def _verify(store: GraphStore, index_query: str, anchors: list[dict] | None, has
                     record.value,
                     f"sequence {row['sequence'].value!r} is not an integer (chain {chain})",
                 )
+            if 0 < sequence <= sealed_up_to:  # sealed, and kept hot as well: it must be its sealed copy
+                if digest != row["hash"].value or hashes.get((chain, sequence)) != digest:
+                    return _broken(
+                        checked_records,
+                        sequence,
+                        record.value,
+                        f"differs from its sealed copy: record {sequence} of chain {chain} was changed in the hot "
+                        "store or in its segment",
+                    )
+                continue
             if before is not None and sequence == position - 1:
                 return _broken(
                     checked_records,
@@ -332,7 +372,6 @@ def _verify(store: GraphStore, index_query: str, anchors: list[dict] | None, has
                 return _broken(
                     checked_records, sequence, record.value, "previous hash does not match the record before"
                 )
-            digest = next(digests)
             if digest != row["hash"].value:
                 return _broken(
                     checked_records,
@@ -345,6 +384,7 @@ def _verify(store: GraphStore, index_query: str, anchors: list[dict] | None, has
             before = record
             checked_records += 1
             sizes[chain] = sequence
+            position += 1
     checked = 0
     for anchor in anchors or []:
         key = (anchor.get("chain", "main"), int(anchor["sequence"]))
@@ -360,7 +400,9 @@ def _verify(store: GraphStore, index_query: str, anchors: list[dict] | None, has
     return Verification(records=checked_records, ok=True, anchors_checked=checked, chains=sizes)
 
 
-def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]) -> Verification:
+def verify_since_anchors(
+    store: GraphStore, head_query: str, anchors: list[dict], *, sealed: Sealed | None = None
+) -> Verification:
     """Check each chain from its last external anchor (or its first record) to its head, in index lookups only.
 
     Each chain starts at the record its last anchor names, which must be stored with the anchored hash and must
@@ -369,8 +411,16 @@ def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]
     the record with the highest sequence), so a record removed from the tail's middle is found. Earlier anchors must name stored records with their hashes. What lies before the last
     anchor is not hashed again: that is the full :func:`verify`, to run from time to time; this one answers in
     seconds after a checkpoint, however long the chains.
+
+    With ``sealed``, each segment's file must match its manifest's SHA-256 and the segments must follow each other
+    in their chains (their records are re-hashed by the full check); an anchor in a sealed range must name its
+    sealed record's hash; and a chain whose last anchor falls in its sealed range is walked from its last segment.
     """
-    chains = {chain for _, named in _linked_to(store, GENESIS) for chain in named}
+    segments = check_segments(sealed, full=False)
+    if segments.problem is not None:
+        at, named, reason = segments.problem
+        return _broken(0, at, named, reason)
+    chains = {chain for _, named in _linked_to(store, GENESIS) for chain in named} | set(segments.ends)
     last: dict[str, dict] = {}
     for anchor in anchors:
         chain = anchor.get("chain", "main")
@@ -381,8 +431,22 @@ def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]
     checked_records = checked_anchors = 0
     sizes: dict[str, int] = {}
     for chain in sorted(chains):
+        sealed_up_to, sealed_hash_ = segments.end(chain)
         for anchor in anchors:
             if anchor.get("chain", "main") != chain:
+                continue
+            if int(anchor["sequence"]) <= sealed_up_to:
+                key = (chain, int(anchor["sequence"]))
+                known = segments.hashes.get(key) or sealed_hash(sealed, *key)
+                if known != anchor["hash"]:
+                    return _broken(
+                        checked_records,
+                        key[1],
+                        None,
+                        f"record {key[1]} of chain {chain} is sealed, and its sealed copy is missing or differs "
+                        "from its external anchor (the chain was cut or rewritten)",
+                    )
+                checked_anchors += 1
                 continue
             found = _at(store, chain, int(anchor["sequence"]))
             if len(found) != 1 or _own(store, found[0]).get(vocab.CONTENT_HASH) != anchor["hash"]:
@@ -395,7 +459,9 @@ def verify_since_anchors(store: GraphStore, head_query: str, anchors: list[dict]
                 )
             checked_anchors += 1
         sequence, digest = (int(last[chain]["sequence"]), last[chain]["hash"]) if chain in last else (0, GENESIS)
-        if sequence:
+        if sequence <= sealed_up_to:  # walk on from the last segment, whose records the full check re-hashes
+            sequence, digest = sealed_up_to, sealed_hash_
+        elif sequence:
             (anchored,) = _at(store, chain, sequence)
             if content_hash(record_triples(store, anchored)) != digest:
                 return _broken(
@@ -588,8 +654,11 @@ class RecordCheck:
         return self.content_ok and self.linked_before and self.linked_after is not False
 
 
-def check_record(store: GraphStore, record: ox.NamedNode, *, anchors: list[dict] | None = None) -> RecordCheck:
-    """Check one record against its neighbours, as ``verify`` does for each (the whole chain needs ``verify``)."""
+def check_record(
+    store: GraphStore, record: ox.NamedNode, *, anchors: list[dict] | None = None, sealed: Sealed | None = None
+) -> RecordCheck:
+    """Check one record against its neighbours, as ``verify`` does for each (the whole chain needs ``verify``); a
+    neighbour that is not in the hot store is looked for in the ``sealed`` segments."""
     own = _own(store, record)
     chains = sorted(_chains_of(store, record))
     chain = chains[0] if len(chains) == 1 else None
@@ -605,11 +674,18 @@ def check_record(store: GraphStore, record: ox.NamedNode, *, anchors: list[dict]
         linked_before = own.get(vocab.PREVIOUS_HASH) == GENESIS
     else:
         before = _at(store, chain, sequence - 1)
-        linked_before = len(before) == 1 and _own(store, before[0]).get(vocab.CONTENT_HASH) == own.get(
-            vocab.PREVIOUS_HASH
-        )
+        if before:
+            linked_before = len(before) == 1 and _own(store, before[0]).get(vocab.CONTENT_HASH) == own.get(
+                vocab.PREVIOUS_HASH
+            )
+        else:
+            linked_before = sealed_hash(sealed, chain, sequence - 1) == own.get(vocab.PREVIOUS_HASH)
     after = _at(store, chain, sequence + 1)
-    linked_after = None if not after else len(after) == 1 and _own(store, after[0]).get(vocab.PREVIOUS_HASH) == stored
+    if after:
+        linked_after = len(after) == 1 and _own(store, after[0]).get(vocab.PREVIOUS_HASH) == stored
+    else:
+        following = sealed_record(sealed, chain, sequence + 1)
+        linked_after = None if following is None else following.previous == stored
     sealing = sorted(
         int(a["sequence"]) for a in anchors or [] if a.get("chain", "main") == chain and int(a["sequence"]) >= sequence
     )

@@ -200,7 +200,7 @@ def decision(runtime: Runtime, decision_id: str) -> DecisionView | None:
         used=used,
         policy_hash=head["policyHash"].value if head is not None and head["policyHash"] is not None else None,
         approved_by=approved,
-        check=check_record(runtime.store, node, anchors=runtime.trail.anchors()),
+        check=check_record(runtime.store, node, anchors=runtime.trail.anchors(), sealed=runtime.sealed),
         delivery=read_message(runtime.store, rec.delivery_id) if rec.delivery_id else None,
         lineage=lineage,
         titles=titles,

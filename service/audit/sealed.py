@@ -1,0 +1,672 @@
+"""The sealed tier of the audit trail: old decision records moved out of the hot store into immutable segments.
+
+Decisions are most of the trail (one record each, for ever) and serving reads only recent ones, so a chain's
+prefix of records older than a configured age is sealed: written, whole, into a segment file, and its decision
+records are then removed from the hot store. The other records in that range (changes, approvals, reports,
+erasures, purges: few, and read while serving) are sealed too but stay in the hot store, where they must equal
+their sealed copies. A chain's newest record is never sealed, so its head stays in the hot store.
+
+A segment is two files in the sealed folder (beside an embedded store, ``<store>.sealed``):
+
+- ``NAME.nt.gz``: gzip of the records in chain order, each record its canonical N-Triples lines (the sorted,
+  distinct lines that its content hash is over, its ``wf:contentHash`` line among them), records separated by
+  one blank line;
+- ``NAME.json``: its manifest: the chain, the first and last sequence, the hash the first record follows and the
+  last record's hash (the segment's anchors in its chain), the records and decisions it holds, the oldest and
+  newest decision time, the external anchors that fell in its range, and the file's size and SHA-256.
+
+Sealing writes the segment file, then its manifest (each synced and renamed into place), then removes the decision
+records from the hot store, then appends an external anchor for the segment's last record. A crash between leaves
+records both sealed and hot: equal copies, which the next seal removes. A segment file without a manifest is an
+interrupted seal: its records are all still hot, and the next seal replaces it.
+
+Reading: :func:`check_segments` re-hashes every sealed record (the full ``audit verify``) or checks the files'
+digests (``--since-anchor``); :func:`archive` builds a store for lineage queries over sealed records (a
+checkpoint of the hot store with the chosen segments loaded into its audit graph); :func:`select` runs one query
+over each segment in turn, with graphs of the hot store beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, cast
+
+import pyoxigraph as ox
+
+from service.clock import datetime_literal, now, parse_datetime
+from service.errors import Conflict
+from service.knowledge import vocab
+from service.knowledge.canonical import canonical_form, content_hash
+from service.knowledge.queries import Queries
+from service.knowledge.store import GraphStore, Row, bound, plain
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+log = logging.getLogger("wayfinder.audit")
+FORMAT = "wayfinder-sealed/1"
+GENESIS = "0" * 64
+SEGMENT_RECORDS = 20_000  # records in one segment at most: what one query over a segment loads into memory
+_REMOVE_BATCH = 1_000  # decision records removed from the hot store in one commit
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One sealed segment, as its manifest describes it."""
+
+    name: str
+    folder: Path
+    chain: str
+    first: int
+    last: int
+    previous: str  # the hash of the record before the first (the genesis hash for a chain's first segment)
+    hash: str  # the last record's content hash
+    records: int
+    decisions: int
+    oldest: str | None  # the earliest and latest decision time (prov:startedAtTime), None without decisions
+    newest: str | None
+    anchors: dict[int, str]  # the external anchors in its range: sequence -> hash
+    bytes: int
+    sha256: str
+    sealed_at: str
+
+    @property
+    def path(self) -> Path:
+        return self.folder / f"{self.name}.nt.gz"
+
+    def overlaps(self, since: datetime | None, until: datetime | None) -> bool:
+        """Whether it may hold a decision made in [since, until) (every segment does, without bounds)."""
+        if self.oldest is None or self.newest is None:
+            return since is None and until is None
+        if since is not None and parse_datetime(self.newest) < since:
+            return False
+        return not (until is not None and parse_datetime(self.oldest) >= until)
+
+    def manifest(self) -> dict:
+        return {
+            "format": FORMAT,
+            "chain": self.chain,
+            "first": self.first,
+            "last": self.last,
+            "previous": self.previous,
+            "hash": self.hash,
+            "records": self.records,
+            "decisions": self.decisions,
+            "oldest": self.oldest,
+            "newest": self.newest,
+            "anchors": [{"sequence": s, "hash": h} for s, h in sorted(self.anchors.items())],
+            "file": self.path.name,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "sealedAt": self.sealed_at,
+        }
+
+
+class BrokenSegment(Exception):
+    """A segment's manifest does not parse; what a check reports as a broken trail."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+@dataclass
+class SealedRecord:
+    """One record as a segment holds it."""
+
+    iri: str
+    chain: str | None
+    sequence: int | None
+    previous: str | None
+    hash: str | None  # its stored wf:contentHash
+    recomputed: str  # the hash of its triples
+    decision: bool
+    started: str | None
+
+
+class Sealed:
+    """The sealed segments in one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def segments(self) -> list[Segment]:
+        """Every complete segment (one with a manifest), by chain and first sequence; BrokenSegment on a bad manifest."""
+        if not self.folder.is_dir():
+            return []
+        found = [_read_manifest(self.folder, path) for path in sorted(self.folder.glob("*.json"))]
+        return sorted(found, key=lambda s: (s.chain, s.first))
+
+    def ends(self) -> dict[str, Segment]:
+        """Each chain's last segment."""
+        return {segment.chain: segment for segment in self.segments()}
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock: one seal at a time, across processes."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def copy_to(self, target: Path) -> int:
+        """Copy every complete segment (file and manifest) to a new folder; return how many."""
+        segments = self.segments()
+        target.mkdir(parents=True)
+        for segment in segments:
+            shutil.copy2(segment.path, target / segment.path.name)
+            shutil.copy2(self.folder / f"{segment.name}.json", target / f"{segment.name}.json")
+        return len(segments)
+
+
+def _read_manifest(folder: Path, path: Path) -> Segment:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise BrokenSegment(path, "the manifest is not readable JSON") from exc
+    try:
+        if data["format"] != FORMAT:
+            raise BrokenSegment(path, f"unknown format {data['format']!r}")
+        if data["file"] != f"{path.stem}.nt.gz":
+            raise BrokenSegment(path, f"the manifest names another file, {data['file']!r}")
+        return Segment(
+            name=path.stem,
+            folder=folder,
+            chain=str(data["chain"]),
+            first=int(data["first"]),
+            last=int(data["last"]),
+            previous=str(data["previous"]),
+            hash=str(data["hash"]),
+            records=int(data["records"]),
+            decisions=int(data["decisions"]),
+            oldest=data["oldest"],
+            newest=data["newest"],
+            anchors={int(a["sequence"]): str(a["hash"]) for a in data["anchors"]},
+            bytes=int(data["bytes"]),
+            sha256=str(data["sha256"]),
+            sealed_at=str(data["sealedAt"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BrokenSegment(path, f"the manifest lacks or garbles a field ({exc})") from exc
+
+
+def file_digest(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes; None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as source:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def records(segment: Segment) -> Iterator[SealedRecord]:
+    """Parse a segment's records in file order; SyntaxError or OSError where the file is not what sealing wrote."""
+    with gzip.open(segment.path, "rt", encoding="utf-8", newline="\n") as text:
+        lines: list[str] = []
+        for line in text:
+            if line != "\n":
+                lines.append(line)
+                continue
+            if lines:
+                yield _parsed("".join(lines))
+            lines = []
+        if lines:
+            yield _parsed("".join(lines))
+
+
+def _parsed(text: str) -> SealedRecord:
+    triples = [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
+    chained = [t for t in triples if t.predicate == vocab.SEQUENCE]
+    iri = chained[0].subject.value if len(chained) == 1 else (triples[0].subject.value if triples else "")
+    own = {t.predicate: plain(t.object).value for t in triples if t.subject.value == iri}
+    decision = any(
+        t.subject.value == iri and t.predicate == vocab.RDF_TYPE and t.object == vocab.DECISION for t in triples
+    )
+    sequence = own.get(vocab.SEQUENCE)
+    return SealedRecord(
+        iri=iri,
+        chain=own.get(vocab.CHAIN),
+        sequence=int(sequence) if sequence is not None and sequence.isdigit() and len(chained) == 1 else None,
+        previous=own.get(vocab.PREVIOUS_HASH),
+        hash=own.get(vocab.CONTENT_HASH),
+        recomputed=content_hash(triples),
+        decision=decision,
+        started=own.get(vocab.PROV_STARTED_AT),
+    )
+
+
+# -- sealing ---------------------------------------------------------------
+
+
+@dataclass
+class SealReport:
+    """What one seal did."""
+
+    cutoff: datetime
+    segments: list[Segment] = field(default_factory=list)
+    decisions_removed: int = 0  # decision records taken out of the hot store (sealed now or by an interrupted seal)
+
+    @property
+    def records(self) -> int:
+        return sum(s.records for s in self.segments)
+
+
+def seal(
+    store: GraphStore,
+    sealed: Sealed,
+    queries: Queries,
+    *,
+    cutoff: datetime,
+    anchors: Sequence[dict] = (),
+    anchor: Callable[[str, int, str], None] | None = None,
+    segment_records: int = SEGMENT_RECORDS,
+) -> SealReport:
+    """Seal, chain by chain, the records up to the newest decision made before ``cutoff`` (never a chain's head).
+
+    ``queries`` gives the shipped queries (``audit-chains``, ``audit-head``, ``sealable``, ``audit-range``);
+    ``anchors`` are the external anchors so far (a segment's manifest keeps those in its range), and
+    ``anchor(chain, sequence, hash)`` appends one for each new segment's last record. Every record is checked (its
+    hash, its link to the one before) before it is sealed: a broken chain is refused, naming the record, and
+    nothing is sealed from there on.
+    """
+    report = SealReport(cutoff=cutoff)
+    with sealed.locked():
+        for interrupted in sealed.folder.glob("*.nt.gz"):
+            if not (sealed.folder / f"{interrupted.name.removesuffix('.nt.gz')}.json").exists():
+                interrupted.unlink()  # a seal that stopped before its manifest: its records are all still hot
+        ends = sealed.ends()
+        for last_segment in ends.values():  # a seal that stopped after its manifest: its decisions may still be hot
+            report.decisions_removed += _remove_sealed(store, queries, last_segment)
+        chains = [bound(r, "chain").value for r in store.select(queries["audit-chains"])]
+        for chain in chains:
+            end = ends.get(chain)
+            after, previous = (end.last, end.hash) if end is not None else (0, GENESIS)
+            head_rows = store.select(queries["audit-head"].bind(chain=ox.Literal(chain)))
+            head = int(bound(head_rows[0], "sequence").value) if head_rows else 0
+            rows = store.select(
+                queries["sealable"].bind(
+                    chain=ox.Literal(chain),
+                    after=_integer(after),
+                    before=datetime_literal(cutoff),
+                )
+            )
+            upto = rows[0]["upto"] if rows else None
+            if upto is None:
+                continue
+            upto_n = min(int(upto.value), head - 1)  # the head stays hot: appends read it
+            while after < upto_n:
+                last = min(upto_n, after + segment_records)
+                known = {
+                    int(a["sequence"]): str(a["hash"])
+                    for a in anchors
+                    if a.get("chain", "main") == chain and after < int(a["sequence"]) <= last
+                }
+                segment = _seal_range(store, sealed, queries, chain, after, last, previous, known)
+                report.segments.append(segment)
+                report.decisions_removed += _remove_sealed(store, queries, segment)
+                if anchor is not None:
+                    anchor(chain, segment.last, segment.hash)
+                after, previous = segment.last, segment.hash
+    return report
+
+
+def _seal_range(
+    store: GraphStore,
+    sealed: Sealed,
+    queries: Queries,
+    chain: str,
+    after: int,
+    upto: int,
+    previous: str,
+    anchors: dict[int, str],
+) -> Segment:
+    """Write the records after ``after`` up to ``upto`` of ``chain``, which follow ``previous``, into a new
+    segment; return it. ``anchors`` are the external anchors in that range: each must name its record's hash."""
+    from service.audit.chain import record_triples  # the chain module reads segments too
+
+    rows = store.select(
+        queries["audit-range"].bind(chain=ox.Literal(chain), after=_integer(after), upto=_integer(upto))
+    )
+    expected = after + 1
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", chain)[:40]
+    name = f"{safe}-{after + 1:012d}-{upto:012d}-{uuid.uuid4().hex[:8]}"
+    partial = sealed.folder / f"{name}.nt.gz.partial"
+    decisions, times, start = 0, [], previous
+    try:
+        with partial.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as out:
+            for row in rows:
+                record, sequence = bound(row, "record"), int(bound(row, "sequence").value)
+                if sequence != expected or not isinstance(record, ox.NamedNode):
+                    raise Conflict(
+                        f"chain {chain} has no single record {expected} to seal ({record.value} is numbered "
+                        f"{sequence}); run `wayfinder audit verify`"
+                    )
+                triples = record_triples(store, record)
+                own = {q.predicate: plain(q.object).value for q in triples if q.subject == record}
+                digest = content_hash(triples)
+                if own.get(vocab.CONTENT_HASH) != digest or own.get(vocab.PREVIOUS_HASH) != previous:
+                    raise Conflict(
+                        f"record {sequence} of chain {chain} ({record.value}) does not verify, so it is not sealed; "
+                        "run `wayfinder audit verify`"
+                    )
+                if sequence in anchors and anchors[sequence] != digest:
+                    raise Conflict(
+                        f"record {sequence} of chain {chain} ({record.value}) differs from its external anchor, so it "
+                        "is not sealed; run `wayfinder audit verify`"
+                    )
+                if any(q.predicate == vocab.RDF_TYPE and q.object == vocab.DECISION for q in triples):
+                    decisions += 1
+                    if vocab.PROV_STARTED_AT in own:
+                        times.append(own[vocab.PROV_STARTED_AT])
+                out.write(canonical_form(triples).encode("utf-8"))
+                out.write(b"\n")
+                previous, expected = digest, expected + 1
+        if expected != upto + 1:
+            raise Conflict(f"chain {chain} ends at record {expected - 1}, not {upto}; run `wayfinder audit verify`")
+        with partial.open("rb") as written:
+            os.fsync(written.fileno())
+        segment_path = sealed.folder / f"{name}.nt.gz"
+        os.replace(partial, segment_path)
+    finally:
+        partial.unlink(missing_ok=True)
+    parsed = sorted(times, key=parse_datetime)
+    segment = Segment(
+        name=name,
+        folder=sealed.folder,
+        chain=chain,
+        first=after + 1,
+        last=upto,
+        previous=start,
+        hash=previous,
+        records=upto - after,
+        decisions=decisions,
+        oldest=parsed[0] if parsed else None,
+        newest=parsed[-1] if parsed else None,
+        anchors=anchors,
+        bytes=segment_path.stat().st_size,
+        sha256=file_digest(segment_path) or "",
+        sealed_at=now().isoformat(),
+    )
+    _write_json(sealed.folder / f"{name}.json", segment.manifest())
+    return segment
+
+
+def _write_json(path: Path, data: dict) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w") as out:
+        json.dump(data, out, indent=1, sort_keys=True)
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _remove_sealed(store: GraphStore, queries: Queries, segment: Segment) -> int:
+    """Remove the decision records of a segment's range from the hot store; return how many were there."""
+    from service.audit.chain import record_triples
+
+    rows = store.select(
+        queries["audit-range"].bind(
+            chain=ox.Literal(segment.chain), after=_integer(segment.first - 1), upto=_integer(segment.last)
+        )
+    )
+    removed, batch = 0, []
+    for row in rows:
+        if bound(row, "decision").value != "true":
+            continue
+        batch.extend(record_triples(store, plain_record(bound(row, "record"))))
+        removed += 1
+        if removed % _REMOVE_BATCH == 0:
+            store.commit(remove=batch)
+            batch = []
+    if batch:
+        store.commit(remove=batch)
+    return removed
+
+
+def plain_record(term: ox.NamedNode | ox.BlankNode | ox.Literal) -> ox.NamedNode:
+    """A record's IRI as a query binds it; the service names every record by IRI."""
+    if not isinstance(term, ox.NamedNode):
+        raise Conflict(f"an audit record named {term}, not by an IRI; run `wayfinder audit verify`")
+    return term
+
+
+def _integer(n: int) -> ox.Literal:
+    return ox.Literal(str(n), datatype=vocab.XSD_INTEGER)
+
+
+# -- checking --------------------------------------------------------------
+
+
+@dataclass
+class SealedChains:
+    """What the segments hold, once checked: each chain's sealed end, and the hashes known of its sealed records."""
+
+    ends: dict[str, tuple[int, str]] = field(default_factory=dict)  # chain -> (last sequence, its hash)
+    hashes: dict[tuple[str, int], str] = field(
+        default_factory=dict
+    )  # every sealed record's (full check), else anchors'
+    records: int = 0  # sealed records re-hashed
+    segments: int = 0
+    problem: tuple[int, str | None, str] | None = None  # (sequence, record, reason) of the first break
+
+    def end(self, chain: str) -> tuple[int, str]:
+        return self.ends.get(chain, (0, GENESIS))
+
+
+def check_segments(sealed: Sealed | None, *, full: bool) -> SealedChains:
+    """Check every segment's file against its manifest and the segments' order in each chain; with ``full``, also
+    parse and re-hash every sealed record, its sequence and its link to the one before."""
+    checked = SealedChains()
+    if sealed is None:
+        return checked
+    try:
+        segments = sealed.segments()
+    except BrokenSegment as exc:
+        checked.problem = (0, None, f"sealed segment manifest {exc.path.name}: {exc.reason}")
+        return checked
+    for segment in segments:
+        checked.segments += 1
+        last, previous = checked.end(segment.chain)
+        where = f"sealed segment {segment.name} (chain {segment.chain})"
+        if segment.first != last + 1 or segment.previous != previous:
+            checked.problem = (
+                last + 1,
+                None,
+                f"{where} starts at record {segment.first} after hash {segment.previous[:12]}…, where record "
+                f"{last + 1} after {previous[:12]}… was expected: a segment is missing or out of place",
+            )
+            return checked
+        if file_digest(segment.path) != segment.sha256:
+            state = "is missing" if not segment.path.exists() else "differs from its manifest's SHA-256"
+            checked.problem = (segment.first, None, f"{where}: the file {state}")
+            return checked
+        checked.hashes.update({(segment.chain, s): h for s, h in segment.anchors.items()})
+        checked.hashes[(segment.chain, segment.last)] = segment.hash
+        if full:
+            problem = _check_records(segment, checked)
+            if problem is not None:
+                checked.problem = problem
+                return checked
+        checked.ends[segment.chain] = (segment.last, segment.hash)
+    return checked
+
+
+def _check_records(segment: Segment, checked: SealedChains) -> tuple[int, str | None, str] | None:
+    expected, previous = segment.first, segment.previous
+    where = f"in sealed segment {segment.name}"
+    try:
+        for record in records(segment):
+            if record.chain != segment.chain or record.sequence != expected:
+                return (
+                    expected,
+                    record.iri,
+                    f"sequence {record.sequence} of chain {record.chain} where {expected} of chain {segment.chain} "
+                    f"was expected {where}",
+                )
+            if record.previous != previous:
+                return expected, record.iri, f"previous hash does not match the record before ({where})"
+            if record.hash != record.recomputed:
+                return (
+                    expected,
+                    record.iri,
+                    f"content hash does not match: a triple was added, removed or changed ({where})",
+                )
+            checked.hashes[(segment.chain, expected)] = record.recomputed
+            checked.records += 1
+            previous, expected = record.recomputed, expected + 1
+    except (SyntaxError, OSError, EOFError, UnicodeDecodeError) as exc:
+        return expected, None, f"{where}: the file does not read as sealed records ({exc})"
+    if expected != segment.last + 1 or previous != segment.hash:
+        return expected, None, f"{where}: it ends at record {expected - 1}, its manifest says {segment.last}"
+    return None
+
+
+def sealed_hash(sealed: Sealed | None, chain: str, sequence: int) -> str | None:
+    """The stored hash of one sealed record, read from its segment; None where no segment holds it."""
+    if sealed is None:
+        return None
+    for segment in sealed.segments():
+        if segment.chain != chain or not segment.first <= sequence <= segment.last:
+            continue
+        if sequence == segment.last:
+            return segment.hash
+        if sequence in segment.anchors:
+            return segment.anchors[sequence]
+    found = sealed_record(sealed, chain, sequence)
+    return found.hash if found is not None else None
+
+
+def sealed_record(sealed: Sealed | None, chain: str, sequence: int) -> SealedRecord | None:
+    """One sealed record, parsed from its segment; None where no segment holds it."""
+    for segment in sealed.segments() if sealed is not None else []:
+        if segment.chain == chain and segment.first <= sequence <= segment.last:
+            return next((r for r in records(segment) if r.sequence == sequence), None)
+    return None
+
+
+# -- reading for lineage ---------------------------------------------------
+
+
+def chosen(sealed: Sealed | None, since: datetime | None = None, until: datetime | None = None) -> list[Segment]:
+    """The segments that may hold decisions made in [since, until)."""
+    return [s for s in (sealed.segments() if sealed else []) if s.overlaps(since, until)]
+
+
+def load(target: ox.Store, segments: Sequence[Segment]) -> int:
+    """Load the segments' records into a pyoxigraph store's audit graph; return the records loaded."""
+    for segment in segments:
+        with gzip.open(segment.path, "rb") as source:
+            target.bulk_load(cast(IO[bytes], source), format=ox.RdfFormat.N_TRIPLES, to_graph=vocab.AUDIT_GRAPH)
+    return sum(s.records for s in segments)
+
+
+@contextlib.contextmanager
+def archive(store: GraphStore, segments: Sequence[Segment], target: Path | None = None) -> Iterator[GraphStore]:
+    """A store that answers like the hot one with the given segments' records back in its audit graph.
+
+    It starts as a checkpoint of the embedded store (hard links: seconds, whatever its size), into which the
+    segments are bulk-loaded; with ``target`` it is kept there (an archive to query again, or to serve with
+    ``oxigraph serve --location``), else removed on exit. The hot store is not changed.
+    """
+    from service.knowledge.embedded import Store
+
+    location = store.location
+    if location is None:
+        raise ValueError("an archive starts from an embedded store on disk")
+    folder = target or location.with_name(f".{location.name}.archive-{uuid.uuid4().hex[:12]}")
+    store.backup(folder)
+    opened = Store(folder)
+    try:
+        load(opened.oxigraph, segments)
+        yield opened
+    finally:
+        opened.close()
+        if target is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def select(
+    store: GraphStore, segments: Sequence[Segment], query: str, *, graphs: Sequence[ox.NamedNode] = ()
+) -> Iterator[Row]:
+    """Run a SELECT over each segment in turn, in memory, with the hot store's ``graphs`` copied beside it."""
+    from service.knowledge.store import rows
+
+    beside = [q for g in graphs for q in store.graph(g)]
+    for segment in segments:
+        scratch = ox.Store()
+        scratch.extend(beside)
+        load(scratch, [segment])
+        solutions = scratch.query(query, use_default_graph_as_union=True)
+        assert isinstance(solutions, ox.QuerySolutions), "select runs SELECT queries"
+        yield from rows(solutions)
+
+
+# -- as the service runs it ------------------------------------------------
+
+
+def seal_trail(runtime: Runtime, *, after_days: float | None = None) -> SealReport:
+    """Seal the decision records older than ``after_days`` (WAYFINDER_AUDIT_SEAL_AFTER_DAYS without it), by the
+    service's clock; anchor each segment's end in the runtime's anchor file."""
+    from service.decisions import showings
+    from service.errors import InvalidInput
+
+    if runtime.sealed is None:
+        raise InvalidInput(
+            "sealedDir", "a store in memory has nowhere to seal to; set WAYFINDER_SEALED_DIR or use a store folder"
+        )
+    days = runtime.settings.audit_seal_after_days if after_days is None else after_days
+    if not days > 0:
+        raise InvalidInput("afterDays", f"seal records older than a positive number of days, not {days}")
+    trail = runtime.trail
+    report = seal(
+        runtime.store,
+        runtime.sealed,
+        runtime.queries,
+        cutoff=now() - timedelta(days=days),
+        anchors=trail.anchors(),
+        anchor=trail.anchor if trail.anchor_file is not None else None,
+    )
+    if report.decisions_removed:
+        showings.purged(runtime)  # the showings a user's next decision is paced by are read again, as after a purge
+    return report
+
+
+async def seal_periodically(runtime: Runtime, interval_s: float) -> None:
+    """Seal every ``interval_s`` seconds, the first time one interval from now, until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            report = await asyncio.to_thread(seal_trail, runtime)
+        except Exception:  # a failed seal must not end the schedule; the next one tries again
+            log.exception("audit seal failed")
+            continue
+        log.info(
+            "audit seal",
+            extra={"segments": len(report.segments), "records": report.records, "decisions": report.decisions_removed},
+        )
