@@ -978,9 +978,13 @@ def _when(option: str, text: str | None) -> datetime | None:
 
 
 @contextlib.contextmanager
-def _lineage_store(runtime: Runtime, sealed: bool, since: str | None, until: str | None) -> Iterator[GraphStore]:
-    """The store lineage queries run on: the hot store, or with ``sealed`` an archive of it and its segments."""
+def _lineage_store(
+    runtime: Runtime, sealed: bool, since: str | None, until: str | None, *, record: ox.NamedNode | None = None
+) -> Iterator[GraphStore]:
+    """The store lineage queries run on: the hot store, or with ``sealed`` an archive of it and its segments (of
+    the window; of one ``record``, only that record's, when it is not in the hot store)."""
     from service.audit import sealed as tier
+    from service.knowledge import vocab
 
     if not sealed:
         if since is not None or until is not None:
@@ -989,6 +993,13 @@ def _lineage_store(runtime: Runtime, sealed: bool, since: str | None, until: str
         return
     if runtime.store.location is None:
         _fail(InvalidInput("--sealed", "answers over an embedded store's folder and its segments"))
+    if record is not None and since is None and until is None:
+        if any(True for _ in runtime.store.quads(subject=record, predicate=vocab.SEQUENCE)):
+            yield runtime.store  # hot: nothing to load
+            return
+        with tier.archive(runtime.store, [], quads=tier.sealed_quads(runtime.sealed, record)) as archived:
+            yield archived
+        return
     segments = tier.chosen(runtime.sealed, _when("--since", since), _when("--until", until))
     with tier.archive(runtime.store, segments) as archived:
         yield archived
@@ -1010,10 +1021,9 @@ def audit_decision(
     if not UUID_PATTERN.fullmatch(decision_id):
         _fail(InvalidInput("DECISION_ID", f"a decision ID is a UUID (nextSteps' decisionId), not {decision_id!r}"))
     runtime = _runtime(store)
-    with _lineage_store(runtime, sealed, since, until) as lineage:
-        rows = lineage.select(
-            runtime.queries["lineage/why-decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
-        )
+    record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
+    with _lineage_store(runtime, sealed, since, until, record=record) as lineage:
+        rows = lineage.select(runtime.queries["lineage/why-decision"].bind(decision=record))
     if not rows:
         hint = "" if sealed else " in the hot store (a sealed one is found with --sealed)"
         err.print(f"[bold red]error[/]: no decision {decision_id!r}{hint}")

@@ -103,16 +103,7 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
         if code is None or user not in pseudonyms or not _kept(runtime, code, user in analytics_on):
             continue
         events.append(_event_row(row, pseudonyms[user], code))
-    exposures = [
-        ExposureRow(
-            bound(row, "id").value,
-            bound(row, "arm").value,
-            bound(row, "pseudonym").value,
-            int(bound(row, "bucket").value),
-            parse_datetime(bound(row, "exposedAt").value),
-        )
-        for row in store.select(queries["analytics/exposures"], timeout_s=bulk)
-    ]
+    exposures = _exposures(runtime)
     consents = [
         consent_row(row, pseudonyms[user])
         for row in store.select(queries["analytics/consents"], timeout_s=bulk)
@@ -125,6 +116,30 @@ def rebuild(runtime: Runtime, elog: EventLog) -> dict[str, int]:
     counts = elog.counts()
     log_.info("analytics log rebuilt from the store", extra={"rows": counts})
     return counts
+
+
+def _exposures(runtime: Runtime) -> list[ExposureRow]:
+    """Every first exposure, from the decision records in the hot store and in the sealed segments: a user's
+    exposure counts from their first decision in the experiment, wherever that record is now."""
+    from service.audit import sealed
+
+    query = runtime.queries["analytics/exposures"]
+    found = runtime.store.select(query, timeout_s=runtime.settings.store_bulk_timeout_s)
+    segments = sealed.chosen(runtime.sealed)
+    if segments:
+        found += sealed.select(runtime.store, segments, query, graphs=[vocab.EXPERIMENTS_GRAPH])
+    first: dict[tuple[str, str, str, int], datetime] = {}
+    for row in found:
+        key = (
+            bound(row, "id").value,
+            bound(row, "arm").value,
+            bound(row, "pseudonym").value,
+            int(bound(row, "bucket").value),
+        )
+        at = parse_datetime(bound(row, "exposedAt").value)
+        if key not in first or at < first[key]:
+            first[key] = at
+    return [ExposureRow(*key, at) for key, at in first.items()]
 
 
 def refresh_value_features(runtime: Runtime, elog: AnalyticsReader) -> None:

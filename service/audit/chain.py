@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service.audit.sealed import Sealed, SealedChains, check_segments, sealed_hash, sealed_record
+from service.audit.sealed import BrokenSegment, Sealed, check_segments, sealed_hash, sealed_record
 from service.clock import now
 from service.errors import BrokenAnchors, Conflict
 from service.knowledge import vocab
@@ -297,16 +297,33 @@ def verify(
     here, in chain order, as without them.
     """
     with Hashers(store, workers) as hashers:
-        return _verify(hashers.store, index_query, anchors, hashers, check_segments(sealed, full=True))
+        return _verify(hashers.store, index_query, anchors, hashers, sealed, workers)
 
 
 def _verify(
-    store: GraphStore, index_query: str, anchors: list[dict] | None, hashers: Hashers, segments: SealedChains
+    store: GraphStore,
+    index_query: str,
+    anchors: list[dict] | None,
+    hashers: Hashers,
+    sealed: Sealed | None,
+    workers: int,
 ) -> Verification:
-    if segments.problem is not None:
-        at, named, reason = segments.problem
-        return _broken(segments.records, at, named, reason)
     rows = store.select(index_query)
+    # The sealed hashes this check compares with: the anchors', and those of records kept in both tiers.
+    try:
+        sealed_ends = {chain: end.last for chain, end in (sealed.ends() if sealed is not None else {}).items()}
+    except BrokenSegment:
+        sealed_ends = {}  # check_segments names the manifest
+    keep = {(a.get("chain", "main"), int(a["sequence"])) for a in anchors or []}
+    for row in rows:
+        named, numbered = row["chain"], row["sequence"]
+        if named is not None and numbered is not None and numbered.value.isdigit():
+            if int(numbered.value) <= sealed_ends.get(named.value, 0):
+                keep.add((named.value, int(numbered.value)))
+    segments = check_segments(sealed, full=True, workers=workers, keep=keep)
+    if segments.problem is not None:
+        at, where, reason = segments.problem
+        return _broken(segments.records, at, where, reason)
     chains: dict[str, list] = {chain: [] for chain in segments.ends}
     for row in rows:
         if row["chain"] is None:

@@ -15,6 +15,7 @@ from datetime import datetime
 import pyoxigraph as ox
 
 from service.analytics import feed
+from service.audit import sealed
 from service.audit.records import erasure_record
 from service.clock import now
 from service.decisions.subjects import require_user
@@ -48,15 +49,14 @@ def erase(runtime: Runtime, user_id: str, *, requested_by: str) -> ErasureReceip
         consent_quads = [q for r in records for q in store.quads(subject=r, graph=vocab.CONSENT_GRAPH)]
         # Anything else that points at the user (nothing should; the shapes refuse it).
         elsewhere = [q for q in store.quads(object=user) if q.graph_name != graph and q not in consent_quads]
-        decisions = 0
+        kept: set[str] = set()
         if pseudonym:
-            decisions = len(
-                list(
-                    store.quads(
-                        predicate=vocab.SUBJECT_PSEUDONYM, object=ox.Literal(pseudonym), graph=vocab.AUDIT_GRAPH
-                    )
+            kept = {
+                plain(q.subject).value
+                for q in store.quads(
+                    predicate=vocab.SUBJECT_PSEUDONYM, object=ox.Literal(pseudonym), graph=vocab.AUDIT_GRAPH
                 )
-            )
+            }
         at = now()
         erasure_id = str(uuid.uuid4())
         record = ox.NamedNode(vocab.ERASURE_BASE + erasure_id)
@@ -65,4 +65,7 @@ def erase(runtime: Runtime, user_id: str, *, requested_by: str) -> ErasureReceip
         runtime.trail.append(record, triples, remove=[*consent_quads, *elsewhere], drop=[graph])
         if pseudonym:
             feed.erased(runtime, pseudonym)
-    return ErasureReceipt(user_id, erasure_id, at, removed, decisions)
+    if pseudonym:  # and the decisions sealed out of the store, counted once the trail is free again
+        found = sealed.records_naming(runtime.sealed, vocab.SUBJECT_PSEUDONYM, ox.Literal(pseudonym))
+        kept |= {record.value for record, _ in found}
+    return ErasureReceipt(user_id, erasure_id, at, removed, len(kept))

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 import pyoxigraph as ox
 
+from service.audit import sealed
 from service.audit.chain import record_triples
 from service.decisions.subjects import require_user
 from service.knowledge import vocab
@@ -44,7 +45,8 @@ CONTEXT = {
 
 
 def held_quads(runtime: Runtime, user_id: str) -> list[ox.Quad]:
-    """Return every quad the store holds about the user: their graph, consent records, decision records."""
+    """Return every quad held about the user: their graph, consent records, decision records (in the store and
+    in the sealed segments)."""
     user = require_user(runtime, user_id)
     store = runtime.store
     quads = list(store.graph(vocab.user_graph(user_id)))
@@ -54,6 +56,9 @@ def held_quads(runtime: Runtime, user_id: str) -> list[ox.Quad]:
     for pseudonym in pseudonyms:
         for link in store.quads(predicate=vocab.SUBJECT_PSEUDONYM, object=pseudonym, graph=vocab.AUDIT_GRAPH):
             quads.extend(record_triples(store, plain(link.subject)))
+        if isinstance(pseudonym, ox.Literal):  # and those sealed out of the store
+            for _, record in sealed.records_naming(runtime.sealed, vocab.SUBJECT_PSEUDONYM, pseudonym):
+                quads.extend(record)
     return list(dict.fromkeys(quads))
 
 

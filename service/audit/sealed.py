@@ -35,11 +35,13 @@ import gzip
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("wayfinder.audit")
 FORMAT = "wayfinder-sealed/1"
 GENESIS = "0" * 64
-SEGMENT_RECORDS = 20_000  # records in one segment at most: what one query over a segment loads into memory
+SEGMENT_RECORDS = 10_000  # records in one segment at most: what one query over a segment loads into memory
 _REMOVE_BATCH = 1_000  # decision records removed from the hot store in one commit
 
 
@@ -221,6 +223,12 @@ def file_digest(path: Path) -> str | None:
 
 def records(segment: Segment) -> Iterator[SealedRecord]:
     """Parse a segment's records in file order; SyntaxError or OSError where the file is not what sealing wrote."""
+    for text in _texts(segment):
+        yield _parsed(text)
+
+
+def _texts(segment: Segment) -> Iterator[str]:
+    """Each record's lines, as one text, in file order."""
     with gzip.open(segment.path, "rt", encoding="utf-8", newline="\n") as text:
         lines: list[str] = []
         for line in text:
@@ -228,10 +236,26 @@ def records(segment: Segment) -> Iterator[SealedRecord]:
                 lines.append(line)
                 continue
             if lines:
-                yield _parsed("".join(lines))
+                yield "".join(lines)
             lines = []
         if lines:
-            yield _parsed("".join(lines))
+            yield "".join(lines)
+
+
+def records_naming(
+    sealed: Sealed | None, predicate: ox.NamedNode, term: ox.NamedNode | ox.Literal
+) -> Iterator[tuple[ox.NamedNode, list[ox.Quad]]]:
+    """Each sealed record that says ``predicate term`` of itself (a decision's ``wf:subjectPseudonym``), with the
+    quads of the audit graph it held. Only records whose text holds that triple's line are parsed."""
+    line = f" {predicate} {term} .\n"
+    for segment in sealed.segments() if sealed is not None else []:
+        for text in _texts(segment):
+            if line not in text:
+                continue
+            triples = [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
+            own = [t.subject for t in triples if t.predicate == vocab.SEQUENCE and isinstance(t.subject, ox.NamedNode)]
+            if len(own) == 1 and ox.Triple(own[0], predicate, term) in triples:
+                yield own[0], [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in triples]
 
 
 def _parsed(text: str) -> SealedRecord:
@@ -321,9 +345,9 @@ def seal(
                     for a in anchors
                     if a.get("chain", "main") == chain and after < int(a["sequence"]) <= last
                 }
-                segment = _seal_range(store, sealed, queries, chain, after, last, previous, known)
+                segment, decisions = _seal_range(store, sealed, queries, chain, after, last, previous, known)
                 report.segments.append(segment)
-                report.decisions_removed += _remove_sealed(store, queries, segment)
+                report.decisions_removed += _remove(store, decisions)
                 if anchor is not None:
                     anchor(chain, segment.last, segment.hash)
                 after, previous = segment.last, segment.hash
@@ -339,9 +363,10 @@ def _seal_range(
     upto: int,
     previous: str,
     anchors: dict[int, str],
-) -> Segment:
+) -> tuple[Segment, list[list[ox.Quad]]]:
     """Write the records after ``after`` up to ``upto`` of ``chain``, which follow ``previous``, into a new
-    segment; return it. ``anchors`` are the external anchors in that range: each must name its record's hash."""
+    segment; return it with the quads of each decision record in it (what leaves the hot store once the segment is
+    durable). ``anchors`` are the external anchors in that range: each must name its record's hash."""
     from service.audit.chain import record_triples  # the chain module reads segments too
 
     rows = store.select(
@@ -351,7 +376,9 @@ def _seal_range(
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", chain)[:40]
     name = f"{safe}-{after + 1:012d}-{upto:012d}-{uuid.uuid4().hex[:8]}"
     partial = sealed.folder / f"{name}.nt.gz.partial"
-    decisions, times, start = 0, [], previous
+    decisions: list[list[ox.Quad]] = []
+    times: list[str] = []
+    start = previous
     try:
         with partial.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as out:
             for row in rows:
@@ -375,7 +402,7 @@ def _seal_range(
                         "is not sealed; run `wayfinder audit verify`"
                     )
                 if any(q.predicate == vocab.RDF_TYPE and q.object == vocab.DECISION for q in triples):
-                    decisions += 1
+                    decisions.append(triples)
                     if vocab.PROV_STARTED_AT in own:
                         times.append(own[vocab.PROV_STARTED_AT])
                 out.write(canonical_form(triples).encode("utf-8"))
@@ -399,7 +426,7 @@ def _seal_range(
         previous=start,
         hash=previous,
         records=upto - after,
-        decisions=decisions,
+        decisions=len(decisions),
         oldest=parsed[0] if parsed else None,
         newest=parsed[-1] if parsed else None,
         anchors=anchors,
@@ -408,7 +435,7 @@ def _seal_range(
         sealed_at=now().isoformat(),
     )
     _write_json(sealed.folder / f"{name}.json", segment.manifest())
-    return segment
+    return segment, decisions
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -427,7 +454,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _remove_sealed(store: GraphStore, queries: Queries, segment: Segment) -> int:
-    """Remove the decision records of a segment's range from the hot store; return how many were there."""
+    """Remove the decision records of a segment's range that are still in the hot store; return how many were."""
     from service.audit.chain import record_triples
 
     rows = store.select(
@@ -435,11 +462,17 @@ def _remove_sealed(store: GraphStore, queries: Queries, segment: Segment) -> int
             chain=ox.Literal(segment.chain), after=_integer(segment.first - 1), upto=_integer(segment.last)
         )
     )
+    decisions = (
+        record_triples(store, plain_record(bound(r, "record"))) for r in rows if bound(r, "decision").value == "true"
+    )
+    return _remove(store, decisions)
+
+
+def _remove(store: GraphStore, decisions: Iterable[list[ox.Quad]]) -> int:
+    """Remove decision records (each its quads) from the hot store, a batch a commit; return how many."""
     removed, batch = 0, []
-    for row in rows:
-        if bound(row, "decision").value != "true":
-            continue
-        batch.extend(record_triples(store, plain_record(bound(row, "record"))))
+    for quads in decisions:
+        batch.extend(quads)
         removed += 1
         if removed % _REMOVE_BATCH == 0:
             store.commit(remove=batch)
@@ -479,9 +512,13 @@ class SealedChains:
         return self.ends.get(chain, (0, GENESIS))
 
 
-def check_segments(sealed: Sealed | None, *, full: bool) -> SealedChains:
+def check_segments(
+    sealed: Sealed | None, *, full: bool, workers: int = 1, keep: set[tuple[str, int]] | None = None
+) -> SealedChains:
     """Check every segment's file against its manifest and the segments' order in each chain; with ``full``, also
-    parse and re-hash every sealed record, its sequence and its link to the one before."""
+    parse and re-hash every sealed record, its sequence and its link to the one before (in ``workers`` processes,
+    a segment each at a time). The hashes kept are the manifests' (each segment's last, the anchors in its range)
+    and, of the re-hashed ones, those in ``keep`` (all of them without it)."""
     checked = SealedChains()
     if sealed is None:
         return checked
@@ -490,61 +527,84 @@ def check_segments(sealed: Sealed | None, *, full: bool) -> SealedChains:
     except BrokenSegment as exc:
         checked.problem = (0, None, f"sealed segment manifest {exc.path.name}: {exc.reason}")
         return checked
+    sound: list[Segment] = []  # the segments before the first that does not fit its place or its manifest
+    ends: dict[str, tuple[int, str]] = {}
+    problem: tuple[int, str | None, str] | None = None
     for segment in segments:
-        checked.segments += 1
-        last, previous = checked.end(segment.chain)
+        last, previous = ends.get(segment.chain, (0, GENESIS))
         where = f"sealed segment {segment.name} (chain {segment.chain})"
         if segment.first != last + 1 or segment.previous != previous:
-            checked.problem = (
+            problem = (
                 last + 1,
                 None,
                 f"{where} starts at record {segment.first} after hash {segment.previous[:12]}…, where record "
                 f"{last + 1} after {previous[:12]}… was expected: a segment is missing or out of place",
             )
-            return checked
+            break
         if file_digest(segment.path) != segment.sha256:
             state = "is missing" if not segment.path.exists() else "differs from its manifest's SHA-256"
-            checked.problem = (segment.first, None, f"{where}: the file {state}")
-            return checked
-        checked.hashes.update({(segment.chain, s): h for s, h in segment.anchors.items()})
-        checked.hashes[(segment.chain, segment.last)] = segment.hash
-        if full:
-            problem = _check_records(segment, checked)
-            if problem is not None:
-                checked.problem = problem
+            problem = (segment.first, None, f"{where}: the file {state}")
+            break
+        sound.append(segment)
+        ends[segment.chain] = (segment.last, segment.hash)
+    wanted = [
+        None if keep is None else {s for c, s in keep if c == segment.chain and segment.first <= s <= segment.last}
+        for segment in sound
+    ]
+    with contextlib.ExitStack() as stack:
+        outcomes: Iterable[tuple[tuple[int, str | None, str] | None, list[tuple[int, str]], int]]
+        if not full:
+            outcomes = ((None, [], 0) for _ in sound)
+        elif workers > 1 and len(sound) > 1:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            stack.callback(pool.shutdown, cancel_futures=True)
+            outcomes = pool.map(_check_segment, sound, wanted)
+        else:
+            outcomes = map(_check_segment, sound, wanted)
+        for segment, (broken, hashes, count) in zip(sound, outcomes, strict=True):
+            if broken is not None:
+                checked.problem = broken
                 return checked
-        checked.ends[segment.chain] = (segment.last, segment.hash)
+            checked.segments += 1
+            checked.records += count
+            checked.hashes.update({(segment.chain, s): h for s, h in segment.anchors.items()})
+            checked.hashes[(segment.chain, segment.last)] = segment.hash
+            checked.hashes.update({(segment.chain, s): h for s, h in hashes})
+            checked.ends[segment.chain] = (segment.last, segment.hash)
+    checked.problem = problem
     return checked
 
 
-def _check_records(segment: Segment, checked: SealedChains) -> tuple[int, str | None, str] | None:
+def _check_segment(
+    segment: Segment, keep: set[int] | None
+) -> tuple[tuple[int, str | None, str] | None, list[tuple[int, str]], int]:
+    """Re-hash one segment's records: the first problem (or None), the hashes of those in ``keep`` (all without
+    it), and how many records were checked."""
     expected, previous = segment.first, segment.previous
     where = f"in sealed segment {segment.name}"
+    hashes: list[tuple[int, str]] = []
     try:
         for record in records(segment):
             if record.chain != segment.chain or record.sequence != expected:
-                return (
-                    expected,
-                    record.iri,
+                reason = (
                     f"sequence {record.sequence} of chain {record.chain} where {expected} of chain {segment.chain} "
-                    f"was expected {where}",
+                    f"was expected {where}"
                 )
+                return (expected, record.iri, reason), hashes, 0
             if record.previous != previous:
-                return expected, record.iri, f"previous hash does not match the record before ({where})"
+                return (expected, record.iri, f"previous hash does not match the record before ({where})"), hashes, 0
             if record.hash != record.recomputed:
-                return (
-                    expected,
-                    record.iri,
-                    f"content hash does not match: a triple was added, removed or changed ({where})",
-                )
-            checked.hashes[(segment.chain, expected)] = record.recomputed
-            checked.records += 1
+                reason = f"content hash does not match: a triple was added, removed or changed ({where})"
+                return (expected, record.iri, reason), hashes, 0
+            if keep is None or expected in keep:
+                hashes.append((expected, record.recomputed))
             previous, expected = record.recomputed, expected + 1
     except (SyntaxError, OSError, EOFError, UnicodeDecodeError) as exc:
-        return expected, None, f"{where}: the file does not read as sealed records ({exc})"
+        return (expected, None, f"{where}: the file does not read as sealed records ({exc})"), hashes, 0
     if expected != segment.last + 1 or previous != segment.hash:
-        return expected, None, f"{where}: it ends at record {expected - 1}, its manifest says {segment.last}"
-    return None
+        reason = f"{where}: it ends at record {expected - 1}, its manifest says {segment.last}"
+        return (expected, None, reason), hashes, 0
+    return None, hashes, expected - segment.first
 
 
 def sealed_hash(sealed: Sealed | None, chain: str, sequence: int) -> str | None:
@@ -570,6 +630,19 @@ def sealed_record(sealed: Sealed | None, chain: str, sequence: int) -> SealedRec
     return None
 
 
+def sealed_quads(sealed: Sealed | None, record: ox.NamedNode) -> list[ox.Quad]:
+    """One sealed record's quads, as the audit graph held them (none where no segment holds it)."""
+    head = f"{record} "
+    for segment in sealed.segments() if sealed is not None else []:
+        for text in _texts(segment):
+            if not (text.startswith(head) or f"\n{head}" in text):
+                continue
+            triples = [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
+            if any(t.subject == record and t.predicate == vocab.SEQUENCE for t in triples):
+                return [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in triples]
+    return []
+
+
 # -- reading for lineage ---------------------------------------------------
 
 
@@ -587,8 +660,11 @@ def load(target: ox.Store, segments: Sequence[Segment]) -> int:
 
 
 @contextlib.contextmanager
-def archive(store: GraphStore, segments: Sequence[Segment], target: Path | None = None) -> Iterator[GraphStore]:
-    """A store that answers like the hot one with the given segments' records back in its audit graph.
+def archive(
+    store: GraphStore, segments: Sequence[Segment], target: Path | None = None, *, quads: Sequence[ox.Quad] = ()
+) -> Iterator[GraphStore]:
+    """A store that answers like the hot one with the given segments' records (and ``quads``: one sealed record's,
+    :func:`sealed_quads`) back in its audit graph.
 
     It starts as a checkpoint of the embedded store (hard links: seconds, whatever its size), into which the
     segments are bulk-loaded; with ``target`` it is kept there (an archive to query again, or to serve with
@@ -604,6 +680,7 @@ def archive(store: GraphStore, segments: Sequence[Segment], target: Path | None 
     opened = Store(folder)
     try:
         load(opened.oxigraph, segments)
+        opened.oxigraph.extend(quads)
         yield opened
     finally:
         opened.close()

@@ -232,8 +232,8 @@ def test_a_removed_segment_and_a_changed_hot_copy_are_found(disk_runtime, clock)
 
 def test_an_interrupted_seal_leaves_equal_copies_that_the_next_seal_removes(disk_runtime, clock, monkeypatch):
     old, _ = old_and_new(disk_runtime, clock)
-    real = tier._remove_sealed
-    monkeypatch.setattr(tier, "_remove_sealed", lambda *a, **k: (_ for _ in ()).throw(OSError("power loss")))
+    real = tier._remove
+    monkeypatch.setattr(tier, "_remove", lambda *a, **k: (_ for _ in ()).throw(OSError("power loss")))
     with pytest.raises(OSError):
         tier.seal_trail(disk_runtime)
     (segment,) = disk_runtime.sealed.segments()  # written, with its manifest
@@ -242,7 +242,7 @@ def test_an_interrupted_seal_leaves_equal_copies_that_the_next_seal_removes(disk
     # A seal that stopped before its manifest leaves a file that no check reads and the next seal removes.
     stray = disk_runtime.sealed.folder / "main-000000000008-000000000009-deadbeef.nt.gz"
     stray.write_bytes(gzip.compress(b"not records\n"))
-    monkeypatch.setattr(tier, "_remove_sealed", real)
+    monkeypatch.setattr(tier, "_remove", real)
     report = tier.seal_trail(disk_runtime)
     assert report.segments == [] and report.decisions_removed == len(old)
     assert not stray.exists()
@@ -349,3 +349,106 @@ def test_a_query_over_one_segment_sees_the_hot_graphs_beside_it(disk_runtime, cl
     rows = list(tier.select(disk_runtime.store, tier.chosen(disk_runtime.sealed), query, graphs=policies))
     assert {r["label"].value for r in rows} == {"1.2.0"}
     assert {vocab.local_id(r["d"].value) for r in rows} == set(old)
+
+
+def test_a_rebuilt_analytics_log_keeps_the_exposures_of_sealed_decisions(disk_runtime, clock):
+    from service.analytics import feed
+
+    start_experiment(disk_runtime)
+    old_and_new(disk_runtime, clock)
+    statement = "SELECT experiment, arm, subject, bucket, exposed_s FROM exposures ORDER BY ALL"
+    kept = feed.log(disk_runtime).query(statement)
+    assert kept  # ana, bo and cy were exposed in January
+    tier.seal_trail(disk_runtime)
+    hot_only = disk_runtime.store.select(disk_runtime.queries["analytics/exposures"])
+    assert len(hot_only) < len(kept)  # the January decisions left the hot store
+    elog = feed.log(disk_runtime)
+    feed.rebuild(disk_runtime, elog)
+    assert elog.query(statement) == kept
+
+
+def test_a_shared_store_seals_every_chain_into_its_sealed_folder(server, tmp_path, clock):
+    from service.demo import knowledge_files
+    from service.runtime import Runtime
+    from service.settings import Settings
+
+    def on(instance, sealed_dir=None):
+        settings = Settings(store=server, instance=instance, models_dir=tmp_path / "models", sealed_dir=sealed_dir)
+        return Runtime(settings=settings)
+
+    first, second = on("one", tmp_path / "sealed"), on("two")
+    first.ensure_ontology()
+    first.load(knowledge_files(first))
+    from service.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="sealedDir"):
+        tier.seal_trail(second)  # a shared store without WAYFINDER_SEALED_DIR
+    for runtime, uid in ((first, "a"), (second, "b")):
+        users.register(runtime, users.Registration(id=uid, role="manager", plan="free", consents=["PERSONALIZATION"]))
+        for _ in range(3):
+            decide.next_steps(runtime, uid)
+    clock.advance(days=100)
+    for runtime, uid in ((first, "a"), (second, "b")):
+        decide.next_steps(runtime, uid)
+    report = tier.seal_trail(first)
+    assert sorted((s.chain, s.first, s.last, s.decisions) for s in report.segments) == [
+        ("one", 1, 3, 3),
+        ("two", 1, 3, 3),
+    ]
+    assert len(decisions_in_hot_store(first)) == 2
+    result = verify(first.store, first.queries["audit-index"], sealed=first.sealed)
+    assert result.ok and result.chains == {"one": 4, "two": 4}
+    assert verify_since_anchors(first.store, first.queries["audit-head"], [], sealed=first.sealed).ok
+
+
+def test_a_users_export_and_erasure_receipt_count_their_sealed_decisions(disk_runtime, clock):
+    from service.audit.portability import export_user
+
+    old, new = old_and_new(disk_runtime, clock)
+    before = export_user(disk_runtime, "ana")
+    tier.seal_trail(disk_runtime)
+    assert export_user(disk_runtime, "ana") == before  # the sealed decisions are in it, as they were stored
+    receipt = erase(disk_runtime, "ana", requested_by="dpo")
+    assert receipt.decisions_kept == 4  # three sealed, one hot
+
+
+def test_segments_checked_in_worker_processes_find_what_one_process_finds(disk_runtime, clock):
+    from datetime import timedelta
+
+    from service.clock import now
+
+    old, _ = old_and_new(disk_runtime, clock)
+    trail = disk_runtime.trail
+    report = tier.seal(
+        disk_runtime.store,
+        disk_runtime.sealed,
+        disk_runtime.queries,
+        cutoff=now() - timedelta(days=90),
+        anchors=trail.anchors(),
+        anchor=trail.anchor,
+        segment_records=2,
+    )
+    assert [(s.first, s.last) for s in report.segments] == [(1, 2), (3, 4), (5, 6), (7, 7)]
+    one, two = (
+        full_check(disk_runtime),
+        verify(
+            disk_runtime.store,
+            disk_runtime.queries["audit-index"],
+            anchors=trail.anchors(),
+            sealed=disk_runtime.sealed,
+            workers=2,
+        ),
+    )
+    assert one.ok and two.ok and (one.records, one.chains) == (two.records, two.chains) == (9, {"main": 9})
+    third = report.segments[1]
+    boolean = "^^<http://www.w3.org/2001/XMLSchema#boolean>"
+    rewrite_segment(third, lambda t: t.replace(f'"true"{boolean}', f'"false"{boolean}', 1), fix_manifest=True)
+    broken = [
+        verify(disk_runtime.store, disk_runtime.queries["audit-index"], sealed=disk_runtime.sealed, workers=w)
+        for w in (1, 2)
+    ]
+    assert not broken[0].ok and (broken[0].broken_sequence, broken[0].reason) == (
+        broken[1].broken_sequence,
+        broken[1].reason,
+    )
+    assert broken[0].broken_sequence == 3
