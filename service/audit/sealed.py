@@ -169,11 +169,14 @@ class Sealed:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def copy_to(self, target: Path) -> int:
-        """Copy every complete segment (file and manifest) to a new folder; return how many."""
+        """Copy every complete segment (file, index and manifest) to a new folder; return how many."""
         segments = self.segments()
         target.mkdir(parents=True)
         for segment in segments:
             shutil.copy2(segment.path, target / segment.path.name)
+            index = self.folder / f"{segment.name}.ids"
+            if index.exists():
+                shutil.copy2(index, target / index.name)
             shutil.copy2(self.folder / f"{segment.name}.json", target / f"{segment.name}.json")
         return len(segments)
 
@@ -315,8 +318,9 @@ def seal(
     """
     report = SealReport(cutoff=cutoff)
     with sealed.locked():
-        for interrupted in sealed.folder.glob("*.nt.gz"):
-            if not (sealed.folder / f"{interrupted.name.removesuffix('.nt.gz')}.json").exists():
+        for interrupted in [*sealed.folder.glob("*.nt.gz"), *sealed.folder.glob("*.ids")]:
+            stem = interrupted.name.removesuffix(".nt.gz").removesuffix(".ids")
+            if not (sealed.folder / f"{stem}.json").exists():
                 interrupted.unlink()  # a seal that stopped before its manifest: its records are all still hot
         ends = sealed.ends()
         for last_segment in ends.values():  # a seal that stopped after its manifest: its decisions may still be hot
@@ -377,6 +381,7 @@ def _seal_range(
     name = f"{safe}-{after + 1:012d}-{upto:012d}-{uuid.uuid4().hex[:8]}"
     partial = sealed.folder / f"{name}.nt.gz.partial"
     decisions: list[list[ox.Quad]] = []
+    named: list[ox.NamedNode] = []  # the decision records, for the segment's index
     times: list[str] = []
     start = previous
     try:
@@ -403,6 +408,7 @@ def _seal_range(
                     )
                 if any(q.predicate == vocab.RDF_TYPE and q.object == vocab.DECISION for q in triples):
                     decisions.append(triples)
+                    named.append(record)
                     if vocab.PROV_STARTED_AT in own:
                         times.append(own[vocab.PROV_STARTED_AT])
                 out.write(canonical_form(triples).encode("utf-8"))
@@ -434,8 +440,50 @@ def _seal_range(
         sha256=file_digest(segment_path) or "",
         sealed_at=now().isoformat(),
     )
+    _write_index(sealed.folder / f"{name}.ids", named)
     _write_json(sealed.folder / f"{name}.json", segment.manifest())
     return segment, decisions
+
+
+def _write_index(path: Path, records: Sequence[ox.NamedNode]) -> None:
+    """Write a segment's index: the UUIDs of its decision records, 16 bytes each, sorted (what :func:`sealed_quads`
+    searches before it reads a segment). It is derived from the segment, so it is not in the manifest's digest."""
+    keys = sorted(k for r in records if (k := _key(r)) is not None)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as out:
+        out.write(b"".join(keys))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+
+
+def _key(record: ox.NamedNode) -> bytes | None:
+    """A decision record's UUID as 16 bytes; None for a record not named by one."""
+    if not record.value.startswith(vocab.DECISION_BASE):
+        return None
+    try:
+        return uuid.UUID(record.value.removeprefix(vocab.DECISION_BASE)).bytes
+    except ValueError:
+        return None
+
+
+def _indexed(segment: Segment, key: bytes) -> bool | None:
+    """Whether the segment's index holds the key; None where the segment has no index."""
+    try:
+        data = (segment.folder / f"{segment.name}.ids").read_bytes()
+    except FileNotFoundError:
+        return None
+    low, high = 0, len(data) // 16
+    while low < high:
+        middle = (low + high) // 2
+        found = data[middle * 16 : middle * 16 + 16]
+        if found == key:
+            return True
+        if found < key:
+            low = middle + 1
+        else:
+            high = middle
+    return False
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -631,9 +679,13 @@ def sealed_record(sealed: Sealed | None, chain: str, sequence: int) -> SealedRec
 
 
 def sealed_quads(sealed: Sealed | None, record: ox.NamedNode) -> list[ox.Quad]:
-    """One sealed record's quads, as the audit graph held them (none where no segment holds it)."""
+    """One sealed record's quads, as the audit graph held them (none where no segment holds it). A decision is looked
+    up in the segments' indexes first, and only the segment that holds it is read."""
+    key = _key(record)
     head = f"{record} "
     for segment in sealed.segments() if sealed is not None else []:
+        if key is not None and _indexed(segment, key) is False:
+            continue
         for text in _texts(segment):
             if not (text.startswith(head) or f"\n{head}" in text):
                 continue

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import pyoxigraph as ox
 
+from service.audit import sealed
 from service.audit.records import decision_record, read_candidates, read_held_back
 from service.clock import now, parse_datetime
 from service.decisions import showings
@@ -35,6 +36,7 @@ from service.experiments.flags import segment_of
 from service.knowledge import vocab
 from service.knowledge.catalog import Catalog
 from service.knowledge.content import ServedContent, parse_locale
+from service.knowledge.embedded import Store
 from service.knowledge.leases import lease
 from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import bound
@@ -498,11 +500,16 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
     if not UUID_PATTERN.fullmatch(decision_id):
         raise InvalidInput("id", "a decision ID is a UUID, as 8-4-4-4-12 hexadecimal digits")
     decision_id = decision_id.lower()
-    rows = runtime.store.select(
-        runtime.queries["decision"].bind(decision=ox.NamedNode(vocab.DECISION_BASE + decision_id))
-    )
-    if not rows:
-        return None
+    record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
+    query = runtime.queries["decision"].bind(decision=record)
+    rows = runtime.store.select(query)
+    if not rows:  # sealed out of the store, perhaps: the record alone answers the same query
+        quads = sealed.sealed_quads(runtime.sealed, record)
+        if not quads:
+            return None
+        scratch = Store(":memory:")
+        scratch.commit(add=quads)
+        rows = scratch.select(query)
     head = rows[0]
     candidates: dict[str, Scored] = {}
     ranks: dict[str, int] = {}

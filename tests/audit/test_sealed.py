@@ -452,3 +452,26 @@ def test_segments_checked_in_worker_processes_find_what_one_process_finds(disk_r
         broken[1].reason,
     )
     assert broken[0].broken_sequence == 3
+
+
+def test_a_sealed_decision_reads_back_as_before_for_graphql_and_the_console(disk_runtime, clock):
+    from service.console import views
+
+    old, new = old_and_new(disk_runtime, clock)
+    before = {d: decide.read_decision(disk_runtime, d) for d in (old[0], new[0])}
+    shown = views.decision(disk_runtime, old[0])
+    tier.seal_trail(disk_runtime)
+    index = sorted(disk_runtime.sealed.folder.glob("*.ids"))
+    assert len(index) == 1 and index[0].stat().st_size == 16 * len(old)
+    assert {d: decide.read_decision(disk_runtime, d) for d in (old[0], new[0])} == before
+    assert decide.read_decision(disk_runtime, "00000000-0000-4000-8000-000000000000") is None
+    again = views.decision(disk_runtime, old[0])
+    assert (again.used, again.pseudonym, again.policy_hash, again.lineage) == (
+        shown.used,
+        shown.pseudonym,
+        shown.policy_hash,
+        shown.lineage,
+    )
+    assert again.check.ok and again.check.sequence == shown.check.sequence == 1
+    assert again.check.linked_after and again.check.anchor == 3
+    assert not any(p.name.startswith(".store.archive") for p in disk_runtime.store.location.parent.iterdir())
