@@ -56,7 +56,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ from service.analytics.log import (
 )
 from service.clock import now
 from service.errors import InvalidInput, StoreUnavailable
+from service.filelock import exclusive
 
 log = logging.getLogger("wayfinder.analytics")
 
@@ -354,14 +355,8 @@ class SharedLog(EventLog):
 
     # -- rewriting files: erasure, purge, compaction ---------------------------------
 
-    @contextlib.contextmanager
-    def _rewriting(self) -> Iterator[None]:
-        with (self.root / "scrub.lock").open("a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _rewriting(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive(self.root / "scrub.lock")
 
     def scrub(self, table: str, where: str, params: list[object]) -> int:
         """Rewrite every file of ``table`` (any writer's) that holds a row matching ``where``, without those rows;

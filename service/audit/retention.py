@@ -19,7 +19,6 @@ personal data, so they alone make no audit record.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -38,6 +37,7 @@ from service.errors import SyntaxProblem
 from service.knowledge import vocab
 from service.knowledge.store import Row, bound, value
 from service.runtime import Runtime
+from service.schedule import every
 
 log = logging.getLogger("wayfinder.retention")
 Record = ox.NamedNode | ox.BlankNode  # a record that a rule expires: the subject of its triples
@@ -208,18 +208,14 @@ def _purge_record(node: ox.NamedNode, report: PurgeReport, applied: list[Retenti
 
 async def purge_periodically(runtime: Runtime, interval_s: float) -> None:
     """Purge every ``interval_s`` seconds, the first time one interval from now, until cancelled."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            report = await asyncio.to_thread(purge, runtime)
-        except Exception:  # a failed purge must not end the schedule; the next one tries again
-            log.exception("retention purge failed")
-            continue
-        log.info(
-            "retention purge",
-            extra={
-                "records_removed": report.records_removed,
-                "purge_id": report.purge_id,
-                "per_rule": {vocab.local_id(o.rule): o.records for o in report.rules},
-            },
-        )
+    await every(
+        interval_s,
+        lambda: purge(runtime),
+        name="retention purge",
+        log=log,
+        report=lambda r: {
+            "records_removed": r.records_removed,
+            "purge_id": r.purge_id,
+            "per_rule": {vocab.local_id(o.rule): o.records for o in r.rules},
+        },
+    )

@@ -28,9 +28,7 @@ over each segment in turn, with graphs of the hot store beside it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import json
@@ -51,10 +49,12 @@ import pyoxigraph as ox
 
 from service.clock import datetime_literal, now, parse_datetime
 from service.errors import Conflict
+from service.filelock import exclusive
 from service.knowledge import vocab
 from service.knowledge.canonical import canonical_form, content_hash
 from service.knowledge.queries import Queries
 from service.knowledge.store import GraphStore, Row, bound, plain
+from service.schedule import every
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -157,16 +157,10 @@ class Sealed:
         """Each chain's last segment."""
         return {segment.chain: segment for segment in self.segments()}
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the folder's lock: one seal at a time, across processes."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with (self.folder / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return exclusive(self.folder / ".lock")
 
     def copy_to(self, target: Path) -> int:
         """Copy every complete segment (file, index and manifest) to a new folder; return how many."""
@@ -788,14 +782,10 @@ def seal_trail(runtime: Runtime, *, after_days: float | None = None) -> SealRepo
 
 async def seal_periodically(runtime: Runtime, interval_s: float) -> None:
     """Seal every ``interval_s`` seconds, the first time one interval from now, until cancelled."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            report = await asyncio.to_thread(seal_trail, runtime)
-        except Exception:  # a failed seal must not end the schedule; the next one tries again
-            log.exception("audit seal failed")
-            continue
-        log.info(
-            "audit seal",
-            extra={"segments": len(report.segments), "records": report.records, "decisions": report.decisions_removed},
-        )
+    await every(
+        interval_s,
+        lambda: seal_trail(runtime),
+        name="audit seal",
+        log=log,
+        report=lambda r: {"segments": len(r.segments), "records": r.records, "decisions": r.decisions_removed},
+    )

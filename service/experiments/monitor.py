@@ -16,7 +16,6 @@ and, when ``WAYFINDER_GUARDRAIL_WEBHOOK_URL`` is set, a JSON POST to it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -33,6 +32,7 @@ from service.governance import approvals
 from service.knowledge import vocab
 from service.metrics import GUARDRAIL_STATE, ROLLBACKS
 from service.runtime import Runtime
+from service.schedule import every
 
 MONITOR_AGENT = vocab.BASE + "agent/guardrail-monitor"
 log = logging.getLogger("wayfinder.experiments")
@@ -124,9 +124,4 @@ def _post(url: str, notice: dict) -> None:
 
 async def monitor_periodically(runtime: Runtime, interval_s: float) -> None:
     """Run the monitor every ``interval_s`` seconds, the first time one interval from now, until cancelled."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await asyncio.to_thread(check, runtime)
-        except Exception:  # a failed run must not end the schedule; the next one tries again
-            log.exception("guardrail monitor failed")
+    await every(interval_s, lambda: check(runtime), name="guardrail monitor", log=log)
