@@ -475,3 +475,24 @@ def test_a_sealed_decision_reads_back_as_before_for_graphql_and_the_console(disk
     assert again.check.ok and again.check.sequence == shown.check.sequence == 1
     assert again.check.linked_after and again.check.anchor == 3
     assert not any(p.name.startswith(".store.archive") for p in disk_runtime.store.location.parent.iterdir())
+
+
+def test_the_service_seals_periodically_when_told_to(disk_runtime, clock, tmp_path):
+    import time
+
+    from starlette.testclient import TestClient
+
+    from service.api.app import create_app
+    from service.runtime import Runtime
+
+    old, _ = old_and_new(disk_runtime, clock)
+    settings = disk_runtime.settings.model_copy(update={"audit_seal_interval_s": 0.2})
+    periodic = Runtime(settings=settings, store=disk_runtime.store)
+    with TestClient(create_app(periodic)) as http:
+        assert http.get("/healthz").status_code == 200
+        deadline = time.monotonic() + 10
+        while not periodic.sealed.segments() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (segment,) = periodic.sealed.segments()
+    assert segment.decisions == len(old)
+    assert full_check(periodic).ok
