@@ -6,16 +6,18 @@ records are then removed from the hot store. The other records in that range (ch
 erasures, purges: few, and read while serving) are sealed too but stay in the hot store, where they must equal
 their sealed copies. A chain's newest record is never sealed, so its head stays in the hot store.
 
-A segment is two files in the sealed folder (beside an embedded store, ``<store>.sealed``):
+A segment is three files in the sealed folder (beside an embedded store, ``<store>.sealed``):
 
 - ``NAME.nt.gz``: gzip of the records in chain order, each record its canonical N-Triples lines (the sorted,
   distinct lines that its content hash is over, its ``wf:contentHash`` line among them), records separated by
   one blank line;
 - ``NAME.json``: its manifest: the chain, the first and last sequence, the hash the first record follows and the
   last record's hash (the segment's anchors in its chain), the records and decisions it holds, the oldest and
-  newest decision time, the external anchors that fell in its range, and the file's size and SHA-256.
+  newest decision time, the external anchors that fell in its range, and the file's size and SHA-256;
+- ``NAME.ids``: the UUIDs of its decision records, 16 bytes each, sorted: what a lookup of one decision searches
+  before it reads a segment (derived from the segment, so not covered by the manifest's digest).
 
-Sealing writes the segment file, then its manifest (each synced and renamed into place), then removes the decision
+Sealing writes the segment file, its index, then its manifest (each synced and renamed into place), then removes the decision
 records from the hot store, then appends an external anchor for the segment's last record. A crash between leaves
 records both sealed and hot: equal copies, which the next seal removes. A segment file without a manifest is an
 interrupted seal: its records are all still hot, and the next seal replaces it.
