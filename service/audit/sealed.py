@@ -54,6 +54,7 @@ from service.errors import Conflict
 from service.filelock import exclusive
 from service.knowledge import vocab
 from service.knowledge.canonical import canonical_form, content_hash
+from service.knowledge.embedded import Store
 from service.knowledge.queries import Queries
 from service.knowledge.store import GraphStore, Row, bound, plain
 from service.schedule import every
@@ -699,11 +700,11 @@ def chosen(sealed: Sealed | None, since: datetime | None = None, until: datetime
     return [s for s in (sealed.segments() if sealed else []) if s.overlaps(since, until)]
 
 
-def load(target: ox.Store, segments: Sequence[Segment]) -> int:
-    """Load the segments' records into a pyoxigraph store's audit graph; return the records loaded."""
+def load(target: Store, segments: Sequence[Segment]) -> int:
+    """Load the segments' records into an embedded store's audit graph; return the records loaded."""
     for segment in segments:
         with gzip.open(segment.path, "rb") as source:
-            target.bulk_load(cast(IO[bytes], source), format=ox.RdfFormat.N_TRIPLES, to_graph=vocab.AUDIT_GRAPH)
+            target.load_triples(cast(IO[bytes], source), graph=vocab.AUDIT_GRAPH)
     return sum(s.records for s in segments)
 
 
@@ -718,8 +719,6 @@ def archive(
     segments are bulk-loaded; with ``target`` it is kept there (an archive to query again, or to serve with
     ``oxigraph serve --location``), else removed on exit. The hot store is not changed.
     """
-    from service.knowledge.embedded import Store
-
     location = store.location
     if location is None:
         raise ValueError("an archive starts from an embedded store on disk")
@@ -727,8 +726,8 @@ def archive(
     store.backup(folder)
     opened = Store(folder)
     try:
-        load(opened.oxigraph, segments)
-        opened.oxigraph.extend(quads)
+        load(opened, segments)
+        opened.commit(add=quads)
         yield opened
     finally:
         opened.close()
@@ -740,16 +739,13 @@ def select(
     store: GraphStore, segments: Sequence[Segment], query: str, *, graphs: Sequence[ox.NamedNode] = ()
 ) -> Iterator[Row]:
     """Run a SELECT over each segment in turn, in memory, with the hot store's ``graphs`` copied beside it."""
-    from service.knowledge.store import rows
 
     beside = [q for g in graphs for q in store.graph(g)]
     for segment in segments:
-        scratch = ox.Store()
-        scratch.extend(beside)
+        scratch = Store(":memory:")
+        scratch.commit(add=beside)
         load(scratch, [segment])
-        solutions = scratch.query(query, use_default_graph_as_union=True)
-        assert isinstance(solutions, ox.QuerySolutions), "select runs SELECT queries"
-        yield from rows(solutions)
+        yield from scratch.select(query)
 
 
 # -- as the service runs it ------------------------------------------------

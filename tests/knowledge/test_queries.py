@@ -20,6 +20,7 @@ EXAMPLE = {
     "ANY": ox.Literal("x"),
     vocab.XSD_NS + "dateTime": ox.Literal("2026-01-01T00:00:00Z", datatype=vocab.XSD_DATETIME),
     vocab.XSD_NS + "string": ox.Literal("main"),
+    vocab.XSD_NS + "integer": ox.Literal("7", datatype=vocab.XSD_INTEGER),
 }
 
 
