@@ -372,11 +372,14 @@ def _verify(
                     f"{record.value} (a commit was applied twice or a reply was lost)",
                 )
             if sequence > position:
+                hint = ""
+                if position == 1 and sealed is not None and not sealed.folder.exists():
+                    hint = f"; its sealed segments may not have been restored (none in {sealed.folder})"
                 return _broken(
                     checked_records,
                     position,
                     record.value,
-                    f"record {position} missing: a record was removed (chain {chain})",
+                    f"record {position} missing: a record was removed (chain {chain}){hint}",
                 )
             if sequence != position:
                 return _broken(

@@ -332,6 +332,10 @@ def test_the_commands_seal_query_sealed_decisions_and_back_up_the_segments(disk_
     )
     restored = cli.invoke(app, ["audit", "verify", "--store", str(backup)])
     assert restored.exit_code == 0, restored.output
+    (tmp_path / "backup.sealed").rename(tmp_path / "elsewhere")
+    lost = cli.invoke(app, ["audit", "verify", "--store", str(backup)])
+    assert lost.exit_code == 1 and "may not have been restored" in lost.output
+    (tmp_path / "elsewhere").rename(tmp_path / "backup.sealed")
     assert "9 records chained" in restored.output
     quick = cli.invoke(app, ["audit", "verify", "--since-anchor", "--store", str(backup)])
     assert quick.exit_code == 0, quick.output
