@@ -740,12 +740,18 @@ def select(
 ) -> Iterator[Row]:
     """Run a SELECT over each segment in turn, in memory, with the hot store's ``graphs`` copied beside it."""
 
-    beside = [q for g in graphs for q in store.graph(g)]
+    for scratch in stores(segments, beside=[q for g in graphs for q in store.graph(g)]):
+        yield from scratch.select(query)
+
+
+def stores(segments: Sequence[Segment], *, beside: Sequence[ox.Quad] = ()) -> Iterator[Store]:
+    """Each segment's records in a store of their own, in memory, one at a time in the order given (with
+    ``beside``, quads of the hot store, in each)."""
     for segment in segments:
         scratch = Store(":memory:")
         scratch.commit(add=beside)
         load(scratch, [segment])
-        yield from scratch.select(query)
+        yield scratch
 
 
 # -- as the service runs it ------------------------------------------------

@@ -29,7 +29,7 @@ from service.knowledge.catalog import Catalog, read_catalog
 from service.knowledge.embedded import Store
 from service.knowledge.policies import PolicyVersion, read_policies
 from service.knowledge.reasoning import entailments
-from service.knowledge.store import plain
+from service.knowledge.store import GraphStore, plain
 from service.runtime import Runtime
 
 TOLERANCE = 1e-6  # scores are recorded rounded to 6 decimals
@@ -79,13 +79,15 @@ class Recorded:
     conflicts: list[str] = field(default_factory=list)  # where a shown step's node and the candidate set disagree
 
 
-def read_record(runtime: Runtime, decision_id: str) -> Recorded:
-    """Read a decision record; a decision made before records named their catalog version is refused."""
+def read_record(runtime: Runtime, decision_id: str, *, store: GraphStore | None = None) -> Recorded:
+    """Read a decision record (from ``store``, a sealed segment's, or the runtime's); a decision made before records
+    named their catalog version is refused."""
     if not UUID_PATTERN.fullmatch(decision_id):
         raise InvalidInput("id", "a decision ID is a UUID, as 8-4-4-4-12 hexadecimal digits")
     decision_id = decision_id.lower()
     record = ox.NamedNode(vocab.DECISION_BASE + decision_id)
-    facts = list(runtime.store.quads(subject=record, graph=vocab.AUDIT_GRAPH))
+    source = store if store is not None else runtime.store
+    facts = list(source.quads(subject=record, graph=vocab.AUDIT_GRAPH))
     if not facts:
         raise NotFound(f"no decision {decision_id}")
 
@@ -96,7 +98,7 @@ def read_record(runtime: Runtime, decision_id: str) -> Recorded:
     versions = tuple(iri for iri in used if iri.startswith(vocab.KNOWLEDGE_VERSION_BASE))
     if not any(iri.startswith(vocab.KNOWLEDGE_VERSION_BASE + "catalog/") for iri in versions):
         raise InvalidInput("id", "the decision was recorded before decisions named their catalog version")
-    candidates, shown, propensities, conflicts = _candidates(runtime, record)
+    candidates, shown, propensities, conflicts = _candidates(source, record)
     held_text = one(vocab.HELD_BACK)
     paced = one(vocab.PACED_LIMIT)
     return Recorded(
@@ -253,7 +255,7 @@ def _is_a(runtime: Runtime, iri: str, cls: ox.NamedNode) -> bool:
 
 
 def _candidates(
-    runtime: Runtime, record: ox.NamedNode
+    store: GraphStore, record: ox.NamedNode
 ) -> tuple[list[tuple[str, float]], list[str], dict[str, float], list[str]]:
     """The record's candidates with their scores, the returned steps by rank, their propensities if recorded, and
     where a returned step's node disagrees with the candidate set.
@@ -263,18 +265,18 @@ def _candidates(
     are what lineage queries read), and a node that says otherwise than the set is reported."""
     in_set = {
         c.step: c
-        for literal in runtime.store.quads(subject=record, predicate=vocab.CANDIDATES, graph=vocab.AUDIT_GRAPH)
+        for literal in store.quads(subject=record, predicate=vocab.CANDIDATES, graph=vocab.AUDIT_GRAPH)
         for c in read_candidates(plain(literal.object).value)
     }
     scores = {step: c.score for step, c in in_set.items()}
     ranks = {step: c.rank for step, c in in_set.items() if c.rank is not None}
     propensities = {step: c.propensity for step, c in in_set.items() if c.propensity is not None}
     conflicts: list[str] = []
-    for link in runtime.store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH):
+    for link in store.quads(subject=record, predicate=vocab.HAS_CANDIDATE, graph=vocab.AUDIT_GRAPH):
         assert isinstance(link.object, ox.NamedNode)
         fields = {
             q.predicate: q.object.value
-            for q in runtime.store.quads(subject=link.object, graph=vocab.AUDIT_GRAPH)
+            for q in store.quads(subject=link.object, graph=vocab.AUDIT_GRAPH)
             if isinstance(q.object, ox.NamedNode | ox.Literal)
         }
         step = fields[vocab.CANDIDATE_STEP]

@@ -17,14 +17,17 @@ decisions whose window has closed count, so that pending outcomes do not read as
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from service.analytics import feed
 from service.analytics.log import epoch_s
+from service.audit import sealed
 from service.clock import now, parse_datetime
 from service.decisions.ranking import propensity
 from service.decisions.rederive import Recorded, Replay, read_record
@@ -119,22 +122,17 @@ def evaluate(
     target = _version(declared, candidate, "candidate")
     baseline = _version(declared, control, "control") if control is not None else None
 
-    cutoff = now() - window
-    rows = runtime.store.select(runtime.queries["logged-decisions"])
-    ids = [vocab.local_id(bound(r, "decision").value) for r in rows if parse_datetime(bound(r, "at").value) <= cutoff][
-        :max_decisions
-    ]
-    if len(ids) < 2:
+    records = list(_logged(runtime, now() - window, max_decisions))
+    if len(records) < 2:
         raise NotFound(
-            f"{len(ids)} logged decisions with propensities and a closed {window.days}-day window: serve a policy "
-            "version with a wf:explorationRate first"
+            f"{len(records)} logged decisions with propensities and a closed {window.days}-day window: serve a "
+            "policy version with a wf:explorationRate first"
         )
     completions = _completions(runtime)
     replay = Replay(runtime)
     log = _Log([], [], [], [], [], [], [], [])
     steps: dict[str, int] = {}
-    for cluster, decision_id in enumerate(ids):
-        recorded = read_record(runtime, decision_id)
+    for cluster, recorded in enumerate(records):
         _add(log, cluster, recorded, replay, target, baseline, completions, window, steps)
 
     rewards = np.array(log.rewards)
@@ -160,7 +158,7 @@ def evaluate(
     return OfflineEvaluation(
         candidate=target.label,
         control=baseline.label if baseline else "logged",
-        decisions=len(ids),
+        decisions=len(records),
         rows=len(rewards),
         window_days=window.total_seconds() / 86400,
         candidate_snipw=snipw,
@@ -169,6 +167,23 @@ def evaluate(
         difference=offline.difference(dr, control_value),
         difference_snipw=offline.difference(snipw, control_value),
     )
+
+
+def _logged(runtime: Runtime, cutoff: datetime, most: int) -> Iterator[Recorded]:
+    """The logged exploring decisions made before ``cutoff``, newest first, at most ``most``: those in the store,
+    then those of the sealed segments, the newest segment first, each read in memory on its own."""
+    query = runtime.queries["logged-decisions"]
+    seen: set[str] = set()  # a decision an interrupted seal left in both
+    sources = itertools.chain([runtime.store], sealed.stores(sealed.chosen(runtime.sealed)[::-1]))
+    for source in sources:
+        for row in source.select(query):
+            decision_id = vocab.local_id(bound(row, "decision").value)
+            if parse_datetime(bound(row, "at").value) > cutoff or decision_id in seen:
+                continue
+            seen.add(decision_id)
+            yield read_record(runtime, decision_id, store=source)
+            if len(seen) == most:
+                return
 
 
 def _version(declared: dict[str, PolicyVersion], label: str, field: str) -> PolicyVersion:

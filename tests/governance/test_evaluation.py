@@ -233,3 +233,19 @@ def test_a_plan_states_a_margin_within_the_governance_policys(runtime):
     with pytest.raises(InvalidInput) as wide:
         registry.create(runtime, registry.ExperimentSpec(id="wide", arms=arms, offline_margin=0.5), by="kim")
     assert wide.value.field == "input.offlineMargin" and "at most 0.02" in str(wide.value)
+
+
+def test_the_estimates_stand_once_the_logged_decisions_are_sealed(world, tmp_path):
+    from service.audit.sealed import seal_trail
+    from service.runtime import Runtime
+
+    runtime, clock, _, decisions = world
+    with use_clock(clock):
+        before = evaluation.evaluate(runtime, "trial@2.0.0", level=0.999)
+        clock.advance(days=100)
+        settings = runtime.settings.model_copy(update={"sealed_dir": tmp_path / "sealed"})
+        sealing = Runtime(settings=settings, store=runtime.store)
+        report = seal_trail(sealing, after_days=50)
+        assert sum(s.decisions for s in report.segments) == len(decisions) - 1  # the head stays in the store
+        after = evaluation.evaluate(sealing, "trial@2.0.0", level=0.999, window=timedelta(days=7))
+    assert after == before
