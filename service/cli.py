@@ -984,7 +984,6 @@ def _lineage_store(
     """The store lineage queries run on: the hot store, or with ``sealed`` an archive of it and its segments (of
     the window; of one ``record``, only that record's, when it is not in the hot store)."""
     from service.audit import sealed as tier
-    from service.knowledge import vocab
 
     if not sealed:
         if since is not None or until is not None:
@@ -994,11 +993,8 @@ def _lineage_store(
     if runtime.store.location is None:
         _fail(InvalidInput("--sealed", "answers over an embedded store's folder and its segments"))
     if record is not None and since is None and until is None:
-        if any(True for _ in runtime.store.quads(subject=record, predicate=vocab.SEQUENCE)):
-            yield runtime.store  # hot: nothing to load
-            return
-        with tier.archive(runtime.store, [], quads=tier.sealed_quads(runtime.sealed, record)) as archived:
-            yield archived
+        with tier.holding(runtime.store, runtime.sealed, record) as holding:
+            yield holding
         return
     segments = tier.chosen(runtime.sealed, _when("--since", since), _when("--until", until))
     with tier.archive(runtime.store, segments) as archived:

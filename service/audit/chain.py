@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 
-from service.audit.sealed import BrokenSegment, Sealed, check_segments, sealed_hash, sealed_record
+from service.audit.sealed import GENESIS, BrokenSegment, Sealed, check_segments, sealed_hash, sealed_record
 from service.clock import now
 from service.errors import BrokenAnchors, Conflict
 from service.knowledge import vocab
@@ -33,7 +33,6 @@ from service.knowledge.canonical import content_hash, stored_form
 from service.knowledge.queries import Query
 from service.knowledge.store import GraphStore, bound, plain
 
-GENESIS = "0" * 64
 _CHUNK = 2_000  # records a worker hashes per task
 _UNCERTAIN_KEPT = 1024  # records whose commit raised that a retry is recognised for
 

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wayfinder.audit")
 FORMAT = "wayfinder-sealed/1"
-GENESIS = "0" * 64
+GENESIS = "0" * 64  # the hash a chain's first record follows
 SEGMENT_RECORDS = 10_000  # records in one segment at most: what one query over a segment loads into memory
 _REMOVE_BATCH = 1_000  # decision records removed from the hot store in one commit
 
@@ -139,8 +139,6 @@ class SealedRecord:
     previous: str | None
     hash: str | None  # its stored wf:contentHash
     recomputed: str  # the hash of its triples
-    decision: bool
-    started: str | None
 
 
 class Sealed:
@@ -252,30 +250,36 @@ def records_naming(
         for text in _texts(segment):
             if line not in text:
                 continue
-            triples = [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
-            own = [t.subject for t in triples if t.predicate == vocab.SEQUENCE and isinstance(t.subject, ox.NamedNode)]
-            if len(own) == 1 and ox.Triple(own[0], predicate, term) in triples:
-                yield own[0], [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in triples]
+            record, triples = _read(text)
+            if record is not None and ox.Triple(record, predicate, term) in triples:
+                yield record, _in_audit_graph(triples)
+
+
+def _read(text: str) -> tuple[ox.NamedNode | None, list[ox.Triple]]:
+    """A record's text parsed: the record (the one subject with a ``wf:sequence``; None without exactly one) and
+    its triples."""
+    triples = [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
+    chained = [t.subject for t in triples if t.predicate == vocab.SEQUENCE]
+    record = chained[0] if len(chained) == 1 and isinstance(chained[0], ox.NamedNode) else None
+    return record, triples
+
+
+def _in_audit_graph(triples: Iterable[ox.Triple]) -> list[ox.Quad]:
+    return [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in triples]
 
 
 def _parsed(text: str) -> SealedRecord:
-    triples = [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
-    chained = [t for t in triples if t.predicate == vocab.SEQUENCE]
-    iri = chained[0].subject.value if len(chained) == 1 else (triples[0].subject.value if triples else "")
-    own = {t.predicate: plain(t.object).value for t in triples if t.subject.value == iri}
-    decision = any(
-        t.subject.value == iri and t.predicate == vocab.RDF_TYPE and t.object == vocab.DECISION for t in triples
-    )
+    record, triples = _read(text)
+    subject = record if record is not None else (plain(triples[0].subject) if triples else None)
+    own = {t.predicate: plain(t.object).value for t in triples if t.subject == subject}
     sequence = own.get(vocab.SEQUENCE)
     return SealedRecord(
-        iri=iri,
+        iri=subject.value if subject is not None else "",
         chain=own.get(vocab.CHAIN),
-        sequence=int(sequence) if sequence is not None and sequence.isdigit() and len(chained) == 1 else None,
+        sequence=int(sequence) if record is not None and sequence is not None and sequence.isdigit() else None,
         previous=own.get(vocab.PREVIOUS_HASH),
         hash=own.get(vocab.CONTENT_HASH),
         recomputed=content_hash(triples),
-        decision=decision,
-        started=own.get(vocab.PROV_STARTED_AT),
     )
 
 
@@ -438,20 +442,15 @@ def _seal_range(
         sealed_at=now().isoformat(),
     )
     _write_index(sealed.folder / f"{name}.ids", named)
-    _write_json(sealed.folder / f"{name}.json", segment.manifest())
+    manifest = json.dumps(segment.manifest(), indent=1, sort_keys=True) + "\n"
+    _write_durably(sealed.folder / f"{name}.json", manifest.encode())
     return segment, decisions
 
 
 def _write_index(path: Path, records: Sequence[ox.NamedNode]) -> None:
     """Write a segment's index: the UUIDs of its decision records, 16 bytes each, sorted (what :func:`sealed_quads`
     searches before it reads a segment). It is derived from the segment, so it is not in the manifest's digest."""
-    keys = sorted(k for r in records if (k := _key(r)) is not None)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as out:
-        out.write(b"".join(keys))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)
+    _write_durably(path, b"".join(sorted(k for r in records if (k := _key(r)) is not None)))
 
 
 def _key(record: ox.NamedNode) -> bytes | None:
@@ -483,11 +482,11 @@ def _indexed(segment: Segment, key: bytes) -> bool | None:
     return False
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: synced under a temporary name, renamed into place, the folder synced."""
     partial = path.with_name(path.name + ".partial")
-    with partial.open("w") as out:
-        json.dump(data, out, indent=1, sort_keys=True)
-        out.write("\n")
+    with partial.open("wb") as out:
+        out.write(data)
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, path)
@@ -546,9 +545,8 @@ class SealedChains:
     """What the segments hold, once checked: each chain's sealed end, and the hashes known of its sealed records."""
 
     ends: dict[str, tuple[int, str]] = field(default_factory=dict)  # chain -> (last sequence, its hash)
-    hashes: dict[tuple[str, int], str] = field(
-        default_factory=dict
-    )  # every sealed record's (full check), else anchors'
+    # (chain, sequence) -> hash: the manifests' (each segment's last, its anchors) and the re-hashed ones asked for
+    hashes: dict[tuple[str, int], str] = field(default_factory=dict)
     records: int = 0  # sealed records re-hashed
     segments: int = 0
     problem: tuple[int, str | None, str] | None = None  # (sequence, record, reason) of the first break
@@ -686,9 +684,9 @@ def sealed_quads(sealed: Sealed | None, record: ox.NamedNode) -> list[ox.Quad]:
         for text in _texts(segment):
             if not (text.startswith(head) or f"\n{head}" in text):
                 continue
-            triples = [q.triple for q in ox.parse(text, format=ox.RdfFormat.N_TRIPLES)]
-            if any(t.subject == record and t.predicate == vocab.SEQUENCE for t in triples):
-                return [ox.Quad(t.subject, t.predicate, t.object, vocab.AUDIT_GRAPH) for t in triples]
+            found, triples = _read(text)
+            if found == record:
+                return _in_audit_graph(triples)
     return []
 
 
@@ -735,23 +733,44 @@ def archive(
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def holding(store: GraphStore, sealed: Sealed | None, record: ox.NamedNode) -> Iterator[GraphStore]:
+    """A store to read one record's lineage from: the store itself while the record is in it; for a sealed record, an
+    :func:`archive` of the embedded store with that record back in it, or on a shared store the record alone (what
+    it used is then named, not described)."""
+    if any(True for _ in store.quads(subject=record, predicate=vocab.SEQUENCE, graph=vocab.AUDIT_GRAPH)):
+        yield store
+        return
+    quads = sealed_quads(sealed, record)
+    if store.location is None:
+        yield scratch(quads)
+        return
+    with archive(store, [], quads=quads) as archived:
+        yield archived
+
+
+def scratch(quads: Sequence[ox.Quad] = ()) -> Store:
+    """A store in memory holding ``quads`` (a sealed record's, or a segment's with graphs of the hot store)."""
+    made = Store(":memory:")
+    made.commit(add=quads)
+    return made
+
+
 def select(
     store: GraphStore, segments: Sequence[Segment], query: str, *, graphs: Sequence[ox.NamedNode] = ()
 ) -> Iterator[Row]:
     """Run a SELECT over each segment in turn, in memory, with the hot store's ``graphs`` copied beside it."""
-
-    for scratch in stores(segments, beside=[q for g in graphs for q in store.graph(g)]):
-        yield from scratch.select(query)
+    for each in stores(segments, beside=[q for g in graphs for q in store.graph(g)]):
+        yield from each.select(query)
 
 
 def stores(segments: Sequence[Segment], *, beside: Sequence[ox.Quad] = ()) -> Iterator[Store]:
     """Each segment's records in a store of their own, in memory, one at a time in the order given (with
     ``beside``, quads of the hot store, in each)."""
     for segment in segments:
-        scratch = Store(":memory:")
-        scratch.commit(add=beside)
-        load(scratch, [segment])
-        yield scratch
+        each = scratch(beside)
+        load(each, [segment])
+        yield each
 
 
 # -- as the service runs it ------------------------------------------------

@@ -7,10 +7,9 @@ Search fields are parsed here, and a bad one is refused with its name and the re
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -31,8 +30,7 @@ from service.experiments import analysis, registry
 from service.experiments.registry import Experiment
 from service.governance import approvals
 from service.knowledge import vocab
-from service.knowledge.embedded import Store
-from service.knowledge.store import GraphStore, bound, plain, value
+from service.knowledge.store import bound, plain, value
 from service.models import records
 from service.runtime import Runtime
 
@@ -150,23 +148,6 @@ class DecisionView:
     titles: dict[str, str] = field(default_factory=dict)  # step IRI -> title
 
 
-@contextlib.contextmanager
-def _lineage_store(runtime: Runtime, record: ox.NamedNode) -> Iterator[GraphStore]:
-    """Where a decision's lineage is read: the store, or for a sealed decision a checkpoint of the embedded store with
-    the record back in it (on a shared store, the record alone: what it used is then named, not described)."""
-    if any(True for _ in runtime.store.quads(subject=record, predicate=vocab.SEQUENCE, graph=vocab.AUDIT_GRAPH)):
-        yield runtime.store
-        return
-    quads = sealed.sealed_quads(runtime.sealed, record)
-    if runtime.store.location is not None:
-        with sealed.archive(runtime.store, [], quads=quads) as archived:
-            yield archived
-        return
-    alone = Store(":memory:")
-    alone.commit(add=quads)
-    yield alone
-
-
 def decision(runtime: Runtime, decision_id: str) -> DecisionView | None:
     """A recorded decision with its lineage and the standing of its record in the chain, or None."""
     if not UUID_PATTERN.fullmatch(decision_id):
@@ -175,7 +156,7 @@ def decision(runtime: Runtime, decision_id: str) -> DecisionView | None:
     if rec is None:
         return None
     node = ox.NamedNode(vocab.DECISION_BASE + rec.decision_id)
-    with _lineage_store(runtime, node) as store:
+    with sealed.holding(runtime.store, runtime.sealed, node) as store:
         rows = store.select(runtime.queries["lineage/why-decision"].bind(decision=node))
         own = {q.predicate.value: plain(q.object).value for q in store.quads(subject=node, graph=vocab.AUDIT_GRAPH)}
         check = check_record(store, node, anchors=runtime.trail.anchors(), sealed=runtime.sealed)

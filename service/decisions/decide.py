@@ -36,7 +36,6 @@ from service.experiments.flags import segment_of
 from service.knowledge import vocab
 from service.knowledge.catalog import Catalog
 from service.knowledge.content import ServedContent, parse_locale
-from service.knowledge.embedded import Store
 from service.knowledge.leases import lease
 from service.knowledge.policies import PolicyVersion, active_version
 from service.knowledge.store import bound
@@ -507,9 +506,7 @@ def read_decision(runtime: Runtime, decision_id: str) -> Recommendation | None:
         quads = sealed.sealed_quads(runtime.sealed, record)
         if not quads:
             return None
-        scratch = Store(":memory:")
-        scratch.commit(add=quads)
-        rows = scratch.select(query)
+        rows = sealed.scratch(quads).select(query)
     head = rows[0]
     candidates: dict[str, Scored] = {}
     ranks: dict[str, int] = {}
