@@ -126,7 +126,8 @@ def test_an_experiment_analysed_on_spark_equals_the_service_analysis(runtime, sp
     feed.for_analysis(runtime).export_parquet(folder)
     theirs = analyse(runtime, "analysis-test", at=at, elog=SparkLog(spark, folder)).snapshot()
     assert_close(theirs, own)
-    assert own["results"][0]["users"] > 20
+    # Arms are drawn by the hash of a random pseudonym: the 60 users split unevenly from run to run.
+    assert sum(r["users"] for r in own["results"]) == 60 and min(r["users"] for r in own["results"]) >= 10
 
 
 def assert_close(got, expected, path="snapshot"):
