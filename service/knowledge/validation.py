@@ -34,6 +34,7 @@ from rdflib.collection import Collection
 from rdflib.namespace import OWL, RDF, RDFS, SH
 
 from service.errors import SyntaxProblem, Violation
+from service.knowledge import precheck
 from service.knowledge.terms import from_rdflib_term
 
 QUERIES = Path(__file__).resolve().parents[2] / "queries" / "validation"
@@ -163,7 +164,8 @@ class DeltaValidator:
     def __init__(self, validator: Validator, knowledge: rdflib.Graph) -> None:
         self.validator = validator
         self._knowledge = [_quad(s, p, o) for s, p, o in knowledge]
-        self._shapes: dict[frozenset[str], rdflib.Graph] = {}
+        # Per set of focus classes: the shapes aimed at them, and their quick test (None: pyshacl only).
+        self._shapes: dict[frozenset[str], tuple[rdflib.Graph, precheck.Plan | None]] = {}
         self._lock = threading.Lock()  # one write at a time in the scratch graph
         self._fresh_store()
 
@@ -193,7 +195,7 @@ class DeltaValidator:
                 for row in rows:
                     if isinstance(row["class"], ox.NamedNode):
                         instances.setdefault(row["class"].value, set()).add(row["this"].value)
-                found = self._core(set(instances), nodes) + self.validator._sparql(
+                found = self._core(instances, nodes) + self.validator._sparql(
                     self._store, nodes, union=True, instances=instances
                 )
             finally:
@@ -201,13 +203,19 @@ class DeltaValidator:
                     self._store.remove(quad)
         return _in_order(found)
 
-    def _core(self, classes: set[str], focus: list[str]) -> list[Violation]:
-        key = frozenset(classes)
-        shapes = self._shapes.get(key)
-        if shapes is None:
-            shapes = self._shapes[key] = shapes_targeting(self.validator._for_writes, classes)
+    def _core(self, instances: dict[str, set[str]], focus: list[str]) -> list[Violation]:
+        key = frozenset(instances)
+        cached = self._shapes.get(key)
+        if cached is None:
+            shapes = shapes_targeting(self.validator._for_writes, set(instances))
+            cached = self._shapes[key] = (shapes, precheck.plan(shapes))
+        shapes, quick = cached
         if not shapes:
             return []
+        if quick is not None:  # every shape translated: pyshacl runs only if the quick test finds something
+            ask = quick.query(instances)
+            if ask is None or not self._store.query(ask, use_default_graph_as_union=True):
+                return []
         validator = _FocusSet(
             self._data,
             shacl_graph=shapes,
