@@ -74,8 +74,8 @@ class Plan:
         if not groups:
             return None
         blocks = []
-        for focus, patterns in groups.items():
-            values = "VALUES ?this { " + " ".join(str(ox.NamedNode(f)) for f in focus) + " }"
+        for nodes, patterns in groups.items():
+            values = "VALUES ?this { " + " ".join(str(ox.NamedNode(f)) for f in nodes) + " }"
             blocks += [f"{{ {p.replace(_FOCUS, values)} }}" for p in patterns]
         return "ASK { " + " UNION ".join(blocks) + " }"
 
@@ -124,7 +124,7 @@ def translate(shapes: rdflib.Graph, shape: rdflib.term.Node) -> Translated | Non
         well_formed = f" && {iri}(STR(?v)) = ?v" if datatype in _CASTS else ""
         tests.append(f"COALESCE(!(isLiteral(?v) && sameTerm(datatype(?v), {iri}){well_formed}), true)")
     for kind in shapes.objects(shape, SH.nodeKind):
-        if kind not in _KINDS:
+        if not isinstance(kind, rdflib.URIRef) or kind not in _KINDS:
             return None
         tests.append(_KINDS[kind])
     for members in shapes.objects(shape, SH["in"]):
