@@ -70,8 +70,9 @@ class Checked:
     add: list[ox.Quad]
     users: list[ox.NamedNode]
     focus: set[ox.NamedNode]
-    seen: frozenset[ox.Quad]
+    seen: list[ox.Quad]
     source: str | None
+    seen_at: int | None = None  # the store's commit count before ``seen`` was read, where that count is the store's
 
 
 def check(
@@ -81,19 +82,30 @@ def check(
     users: Iterable[ox.NamedNode],
     source: str | None = None,
     seen: list[ox.Quad] | None = None,
+    seen_at: int | None = None,
 ) -> Checked:
     """Validate new quads in their neighbourhood, without holding the write lock; refuse with every violation.
 
-    ``seen`` is the users' neighbourhood where the caller has just read it (for these users, in this order).
+    ``seen`` is the users' neighbourhood where the caller has just read it (for these users, in this order), and
+    ``seen_at`` what :func:`commit_count` said just before that read.
     """
     users = list(dict.fromkeys(users))
     focus = {q.subject for q in add if isinstance(q.subject, ox.NamedNode)}
     if seen is None:
+        seen_at = commit_count(runtime.store)
         seen = neighbourhood(runtime.store, users)
     violations = delta_validator(runtime).validate([*seen, *add], focus=focus)
     if violations:
         raise RefusedWrite(violations, source=source)
-    return Checked(add, users, focus, frozenset(seen), source)
+    return Checked(add, users, focus, seen, source, seen_at)
+
+
+def commit_count(store: GraphStore) -> int | None:
+    """The store's count of commits, where every commit to it is counted here (one process holds the store); else None.
+
+    A neighbourhood read after this count is still current while the count has not moved.
+    """
+    return store.commits if store.sole_writer else None
 
 
 def commit_checked(
@@ -103,12 +115,14 @@ def commit_checked(
 
     Validation ran before the lock, so that a long write does not hold up decisions,
     which need the lock to record themselves. Under the lock the neighbourhood is
-    read again (a few bounded reads); if a profile or consent record changed since,
-    the write is validated again before it is committed.
+    read again (a few bounded reads), unless the store, which only this process
+    writes, has had no commit since it was read; if a profile or consent record
+    changed since, the write is validated again before it is committed.
     """
     with runtime.store.write_lock:
-        now_seen = neighbourhood(runtime.store, checked.users)
-        if frozenset(now_seen) != checked.seen:
+        unchanged = checked.seen_at is not None and commit_count(runtime.store) == checked.seen_at
+        now_seen = checked.seen if unchanged else neighbourhood(runtime.store, checked.users)
+        if not unchanged and frozenset(now_seen) != frozenset(checked.seen):
             violations = delta_validator(runtime).validate([*now_seen, *checked.add], focus=checked.focus)
             if violations:
                 raise RefusedWrite(violations, source=checked.source)

@@ -39,6 +39,7 @@ class Store:
         may hold for writing, as it stands at the opening (what parallel verification reads)."""
         self.location = None if location in (None, "", ":memory:") else Path(location)
         self.read_only = read_only
+        self.sole_writer = not read_only  # RocksDB lets one process open a folder for writing
         self.flush_each_commit = flush_each_commit
         self.flushes = 0  # flushes of an on-disk store since it opened
         self.removals = (

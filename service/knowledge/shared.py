@@ -57,6 +57,7 @@ class RemoteStore:
         self.url = url.rstrip("/")
         self.removals = 0
         self.commits = 0
+        self.sole_writer = False  # other processes write to the same server
         self.http = httpx.Client(timeout=timeout_s)
         self.write_lock = threading.RLock()
         try:

@@ -35,6 +35,7 @@ class GraphStore(Protocol):
     write_lock: threading.RLock
     removals: int  # commits that removed quads or dropped graphs since the store opened
     commits: int  # commits since the store opened (the auditors' endpoint reads its snapshots at a count)
+    sole_writer: bool  # every commit to the store is this object's, so ``commits`` counts all its changes
 
     # Query texts with their parameters written in (service.knowledge.queries.Query.bind). ``timeout_s`` replaces,
     # for one bulk read, the time limit of a request to a shared store; an embedded store has no request to limit.

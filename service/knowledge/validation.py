@@ -183,7 +183,14 @@ class DeltaValidator:
         with self._lock:
             if self._passed > self.REFRESH_AFTER:
                 self._fresh_store()
-            scratch = [ox.Quad(t.subject, t.predicate, t.object, _SCRATCH) for t in data]
+            # A quad of a named graph goes in as it is: the knowledge is all in the default graph, so removing it
+            # afterwards removes nothing of the knowledge. Triples, and quads of the default graph, go in a scratch graph.
+            scratch = [
+                q
+                if isinstance(q, ox.Quad) and isinstance(q.graph_name, ox.NamedNode)
+                else ox.Quad(q.subject, q.predicate, q.object, _SCRATCH)
+                for q in data
+            ]
             self._passed += len(scratch)
             self._store.extend(scratch)
             try:

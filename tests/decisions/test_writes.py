@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pyoxigraph as ox
@@ -152,3 +153,32 @@ def test_concurrent_writers_each_get_their_events_stored(runtime):
         t.join(timeout=60)
     assert not errors, errors
     assert [len(users.events(runtime, f"w{i}")) for i in range(4)] == [100] * 4
+
+
+def test_a_consent_withdrawn_between_the_check_and_the_commit_refuses_the_write(runtime):
+    """The write is checked outside the lock; a withdrawal committed before it takes the lock is still seen."""
+    bo = register(runtime, "bo", ["ANALYTICS"])
+    used = event("bo", vocab.FEATURE_USED, feature="https://w3id.org/wayfinder/demo/charts")
+    checked = writes.check(runtime, used, users=[bo])
+    assert checked.seen_at == runtime.store.commits  # an embedded store: its own count says what changed
+    consent.set_consent(runtime, "bo", "ANALYTICS", granted=False)
+    before = set(runtime.store.quads())
+    with pytest.raises(RefusedWrite) as refused:
+        writes.commit_checked(runtime, checked)
+    assert {v["shape"].removeprefix(SHAPES) for v in refused.value.details} == {"EventConsentShape"}
+    assert set(runtime.store.quads()) == before
+
+
+def test_a_write_with_no_commit_since_its_check_is_committed_without_reading_again(runtime, monkeypatch):
+    bo = register(runtime, "bo", ["ANALYTICS"])
+    used = event("bo", vocab.FEATURE_USED, feature="https://w3id.org/wayfinder/demo/charts")
+    checked = writes.check(runtime, used, users=[bo])
+    reads = []
+    original = writes.neighbourhood
+    monkeypatch.setattr(writes, "neighbourhood", lambda *a: reads.append(1) or original(*a))
+    writes.commit_checked(runtime, checked)
+    assert reads == [] and len(users.events(runtime, "bo")) == 1
+    # Without a count of its own (a shared store: other processes write too), it reads again.
+    again = writes.check(runtime, event("bo", vocab.ACTIVATED), users=[bo])
+    writes.commit_checked(runtime, replace(again, seen_at=None))
+    assert reads == [1, 1] and len(users.events(runtime, "bo")) == 2
