@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         out = lib.write_result(RESULTS, f"record-events-{label}", payload, markdown=text, command=command)
         print(f"wrote {out.relative_to(ROOT)}")
     finally:
-        runtime.store.close()
+        runtime.close()  # the store and the analytics log: a log closed cleanly is not rebuilt when next opened
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
