@@ -7,7 +7,9 @@ versions of ``VERSIONS``, and a model is trained as ``trainModel`` trains one
 (``service.models.training.train``: export, the stacked GNN, the rule calibrations). Each
 test user's eligible steps are then ranked under each version by the decisions' own
 ranking (``service.decisions.ranking.rank``, personalised, on the WEB channel, with the
-trained model) and scored by NDCG@5 against the world's planted truth.
+trained model, as ``ranking.serving_model`` gives it to a decision: none for a calibrated
+version that the model holds no calibration of) and scored by NDCG@5 against the world's
+planted truth.
 
 Every version has the generic weights of ``default@1.2.0`` (journey 1.0, depth -0.05,
 unlock 0.04, affinity 0.35; that version's segment rules name the demo catalog's roles
@@ -46,7 +48,7 @@ from bench import lib
 from bench.gnn.families import interval
 from embeddings.evaluate import ndcg_at_k
 from embeddings.world import FAMILIES, World, family_params, generate_world
-from service.decisions.ranking import Context, rank
+from service.decisions.ranking import Context, rank, serving_model
 from service.models import training
 from service.models.evaluation import WORLDS
 from service.models.serving import version_scorer
@@ -162,7 +164,9 @@ def run(family: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
         )
         truth = world.truth(user)
         for name, policy in policies.items():
-            ranked = rank(candidates, policy=policy, context=context, catalog=knowledge.catalog, model=scorer)
+            # The model a decision under this version gets: none for a calibrated version without a calibration.
+            served = serving_model(policy, scorer, personalized=True)
+            ranked = rank(candidates, policy=policy, context=context, catalog=knowledge.catalog, model=served)
             gains = [truth[s.step] for s in ranked]
             per_user[name].append(ndcg_at_k([-k for k in range(len(ranked))], gains, k=5))
     arrays = {name: np.array(v) for name, v in per_user.items()}
