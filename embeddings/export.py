@@ -5,6 +5,10 @@ never one per user. Only users whose current ANALYTICS consent record gives cons
 exported: the record that holds by the consent rule the service applies too,
 ``queries/service/consent-current.rq``. ``wf:partOf``, ``wf:requires`` and
 ``wf:includesPlan`` are transitive in the ontology, so their closure is exported.
+
+:func:`export_log` reads the users' part from the analytics log instead (``queries/export/log-*.sql``,
+on DuckDB or, over a Parquet export, on Spark): the same data, with users keyed by pseudonym.
+Training still reads the graph (:func:`export_graph`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +26,7 @@ import torch
 import torch_geometric.transforms as T
 from torch_geometric.data import HeteroData
 
-from embeddings.queries import query, select, select_bound
+from embeddings.queries import query, select, select_bound, sql
 from service.knowledge import vocab
 
 NODE_TYPES = ("user", "step", "feature", "role", "industry", "plan")
@@ -102,18 +107,93 @@ def _edges(pairs: set[tuple[int, int]]) -> torch.Tensor:
     return torch.tensor(sorted(pairs), dtype=torch.long).t().contiguous()
 
 
+@dataclass
+class UserRows:
+    """What an export reads about users, wherever it reads it: keys are user IRIs (the graph) or pseudonyms (the log)."""
+
+    profiles: list[tuple[str, str | None, str | None, str | None]]  # user, role, industry, plan (IRIs)
+    consent_records: dict[str, str]  # user -> the record that gives the purpose's consent now
+    step_events: list[tuple[str, str, str]]  # user, event class IRI, step IRI
+    feature_uses: list[tuple[str, str, float]]  # user, feature IRI, a time it was used (epoch seconds)
+    outcomes: list[tuple[str, str]]  # user, outcome class IRI (wf:Activated, wf:Converted)
+
+
 def export_graph(store: Any, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse: bool = True) -> Export:
     """Export the catalog and every user with an active consent for the purpose as a ``HeteroData``."""
-    kinds = {cls.value: kind for kind, cls in CLASSES.items()}
-    found: dict[str, set[str]] = defaultdict(set)
-    for node, cls in select_bound(store, query("export/catalog-nodes"), "node", "class"):
-        found[kinds[cls]].add(node)
     consented = consent_records(store, purpose=purpose)
     profiles = [
         (user, role, industry, plan)
         for user, role, industry, plan in select(store, query("export/profiles"), "user", "role", "industry", "plan")
         if user is not None and user in consented
     ]
+    rows = UserRows(
+        profiles=profiles,
+        consent_records=consented,
+        step_events=[
+            (user, kind, about)
+            for user, kind, about in select_bound(store, query("export/step-events"), "user", "type", "about")
+        ],
+        feature_uses=[
+            (user, about, datetime.fromisoformat(at).timestamp())
+            for user, _, about, at in select_bound(store, query("export/feature-events"), "user", "type", "about", "at")
+        ],
+        outcomes=[(user, kind) for user, kind in select_bound(store, query("export/outcomes"), "user", "type")],
+    )
+    return assemble(store, rows, reverse=reverse)
+
+
+def export_log(
+    store: Any,
+    log: Any,
+    *,
+    event_codes: Mapping[str, str],
+    purpose: ox.NamedNode = vocab.ANALYTICS,
+    reverse: bool = True,
+) -> Export:
+    """Export the catalog (the store's graph) and the users of the analytics log (``queries/export/log-*.sql``).
+
+    ``log`` is anything that runs the log's SQL with ``?`` parameters (``query(statement, params)``): the
+    service's DuckDB log, or a Parquet export of it on Spark (``service.analytics.spark.SparkLog``).
+    ``event_codes`` maps the log's event type codes to their classes (``Codes.events``). The log names
+    users by pseudonym only, so the users of this export are keyed by pseudonym, and names catalog
+    terms by local ID, which are mapped back to the catalog's IRIs. Otherwise it holds what
+    :func:`export_graph` holds for the same store: the log keeps a user's events under their consent now.
+    """
+    classes = {cls: code for code, cls in event_codes.items()}
+    wanted = (vocab.STEP_COMPLETED, vocab.STEP_DISMISSED, vocab.FEATURE_USED, vocab.ACTIVATED, vocab.CONVERTED)
+    missing = [c.value for c in wanted if c.value not in classes]
+    if missing:
+        raise ValueError(f"event_codes: no code for {', '.join(missing)}")
+    code = {c: classes[c.value] for c in wanted}
+    of_code = {classes[c.value]: c.value for c in wanted}
+    terms: dict[str, dict[str, str]] = {kind: {} for kind in CATALOG_TYPES}
+    kinds = {cls.value: kind for kind, cls in CLASSES.items()}
+    for node, cls in select_bound(store, query("export/catalog-nodes"), "node", "class"):
+        local = vocab.local_id(node)
+        if terms[kinds[cls]].setdefault(local, node) != node:
+            raise ValueError(f"two {kinds[cls]}s have the local ID {local!r}: the log cannot tell them apart")
+    term = lambda kind, local: terms[kind].get(local) if local is not None else None  # noqa: E731
+    users = log.query(sql("export/log-users"), [vocab.local_id(purpose.value)])
+    steps = log.query(sql("export/log-step-events"), [code[vocab.STEP_COMPLETED], code[vocab.STEP_DISMISSED]])
+    uses = log.query(sql("export/log-feature-events"), [code[vocab.FEATURE_USED]])
+    outcomes = log.query(sql("export/log-outcomes"), [code[vocab.ACTIVATED], code[vocab.CONVERTED]])
+    rows = UserRows(
+        profiles=[(s, term("role", r), term("industry", i), term("plan", p)) for s, r, i, p, _ in users],
+        consent_records={s: record for s, *_, record in users},
+        step_events=[(s, of_code[t], step) for s, t, local in steps if (step := term("step", local)) is not None],
+        feature_uses=[(s, f, float(at)) for s, local, at in uses if (f := term("feature", local)) is not None],
+        outcomes=[(s, of_code[t]) for s, t in outcomes],
+    )
+    return assemble(store, rows, reverse=reverse)
+
+
+def assemble(store: Any, rows: UserRows, *, reverse: bool = True) -> Export:
+    """Build the export: the catalog from the store's graph, the users (those with a profile row) from ``rows``."""
+    kinds = {cls.value: kind for kind, cls in CLASSES.items()}
+    found: dict[str, set[str]] = defaultdict(set)
+    for node, cls in select_bound(store, query("export/catalog-nodes"), "node", "class"):
+        found[kinds[cls]].add(node)
+    profiles = [p for p in rows.profiles if p[0] in rows.consent_records]
     found["user"] = {user for user, *_ in profiles}
     index = {kind: {iri: i for i, iri in enumerate(sorted(found[kind]))} for kind in NODE_TYPES}
 
@@ -131,18 +211,18 @@ def export_graph(store: Any, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse
             dst = USER_RELATIONS[rel][1]
             if value in index[dst]:
                 pairs[rel].add((users[user], index[dst][value]))
-    for user, kind, about in select_bound(store, query("export/step-events"), "user", "type", "about"):
+    for user, kind, about in rows.step_events:
         rel = EVENT_RELATIONS[kind]
         if user in users and about in index["step"]:
             pairs[rel].add((users[user], index["step"][about]))
     first_used: dict[tuple[int, int], float] = {}
-    for user, _, about, at in select_bound(store, query("export/feature-events"), "user", "type", "about", "at"):
+    for user, about, seconds in rows.feature_uses:
         if user in users and about in index["feature"]:
-            pair, seconds = (users[user], index["feature"][about]), datetime.fromisoformat(at).timestamp()
+            pair = (users[user], index["feature"][about])
             pairs["used"].add(pair)
             first_used[pair] = min(seconds, first_used.get(pair, seconds))
     outcomes: dict[str, set[str]] = defaultdict(set)
-    for user, kind in select_bound(store, query("export/outcomes"), "user", "type"):
+    for user, kind in rows.outcomes:
         if user in users:
             outcomes[kind].add(user)
     for rel, (src, dst) in CATALOG_RELATIONS.items():
@@ -163,4 +243,4 @@ def export_graph(store: Any, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse
     data["step"].default_order = torch.tensor([float(order.get(s, "nan")) for s in steps], dtype=torch.float)
     if reverse:
         data = T.ToUndirected(merge=False)(data)
-    return Export(data=data, index=index, consent_records=sorted(consented[u] for u in users))
+    return Export(data=data, index=index, consent_records=sorted(rows.consent_records[u] for u in users))

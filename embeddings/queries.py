@@ -23,6 +23,12 @@ def query(name: str) -> str:
     return (QUERIES / f"{name}.rq").read_text(encoding="utf-8")
 
 
+@cache
+def sql(name: str) -> str:
+    """Return the text of ``queries/NAME.sql``, e.g. ``export/log-users``: SQL for the analytics log."""
+    return (QUERIES / f"{name}.sql").read_text(encoding="utf-8")
+
+
 def select(store: Any, text: str, *names: str) -> list[tuple[str | None, ...]]:
     """Return, per row of a SELECT, the values (IRI or lexical form) of the named columns; None where unbound."""
     if isinstance(store, ox.Store):

@@ -12,8 +12,10 @@ exactly when none of their purposes is granted.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pyoxigraph as ox
 import pytest
 from pyshacl import validate
@@ -42,6 +44,16 @@ def granted_by_the_query(data: Graph) -> set[tuple[str, str]]:
     current = [(r["user"].value, r["purpose"].value, r["status"]) for r in rows]
     assert len({(u, p) for u, p, _ in current}) == len(current), f"more than one current record: {current}"
     return {(u, p) for u, p, status in current if status == vocab.CONSENT_GIVEN}
+
+
+def granting_records(data: Graph) -> set[tuple[str, str, str]]:
+    """(user, purpose, record) where the current record, by consent-current.rq, gives consent."""
+    store = ox.Store()
+    store.load(data.serialize(format="nt").encode(), format=ox.RdfFormat.N_TRIPLES)
+    rows = store.query(CURRENT, use_default_graph_as_union=True)
+    return {
+        (r["user"].value, r["purpose"].value, r["record"].value) for r in rows if r["status"] == vocab.CONSENT_GIVEN
+    }
 
 
 def refused_by_the_shape(data: Graph) -> set[URIRef]:
@@ -107,3 +119,52 @@ def test_the_rule_over_a_writes_records_alone_agrees_with_the_rule_over_the_stor
         (user.value, purposes[code]) for user, states in current.items() for code, s in states.items() if s.granted
     }
     assert among == {(u, p) for u, p in granted_by_the_query(data) if p in purposes.values()}
+
+
+def _ordered_time(data: Graph, record: URIRef) -> datetime | None:
+    """A record's time as the log keeps it (``wf:recordedAt``, else ``dpv:isIndicatedAtTime``), None if unordered."""
+    value = data.value(record, WF.recordedAt) or data.value(record, DPV.isIndicatedAtTime)
+    try:
+        at = datetime.fromisoformat(str(value)) if value is not None and "T" in str(value) else None
+    except ValueError:
+        return None
+    return at if at is not None and at.tzinfo is not None else None
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.name.removesuffix(".test.ttl") for p in CASES])
+def test_the_log_twin_of_the_rule_agrees_with_the_query(path: Path) -> None:
+    """``queries/export/log-users.sql`` (the rule over the analytics log's consents) grants what the query grants.
+
+    The log holds only records the service wrote, each with its own UTC record time and one value per
+    field, so a case with another record is not one the log can hold.
+    """
+    data = load_case(path).data
+    records = sorted(set(data.subjects(DPV.hasDataSubject, None)))
+    times = {r: _ordered_time(data, r) for r in records}
+    if any(t is None for t in times.values()):
+        pytest.skip("a record without an ordered time: the log holds only the service's own UTC times")
+    fields = (DPV.hasDataSubject, DPV.hasPurpose, DPV.hasConsentStatus, DPV.isIndicatedAtTime)
+    if any(len(set(data.objects(r, f))) != 1 for r in records for f in fields):
+        pytest.skip("a record the shapes refuse (not one value per field): the log holds one row per stored record")
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE consents (record VARCHAR, subject VARCHAR, purpose VARCHAR, granted BOOLEAN, recorded_s DOUBLE)"
+    )
+    conn.execute("CREATE TABLE subjects (subject VARCHAR, role VARCHAR, industry VARCHAR, plan VARCHAR)")
+    for r in records:
+        conn.execute(
+            "INSERT INTO consents VALUES (?, ?, ?, ?, ?)",
+            [
+                str(r),
+                str(data.value(r, DPV.hasDataSubject)),
+                vocab.local_id(str(data.value(r, DPV.hasPurpose))),
+                data.value(r, DPV.hasConsentStatus) == DPV.ConsentGiven,
+                times[r].timestamp(),  # type: ignore[union-attr]
+            ],
+        )
+    for user in {str(data.value(r, DPV.hasDataSubject)) for r in records}:
+        conn.execute("INSERT INTO subjects VALUES (?, NULL, NULL, NULL)", [user])
+    statement = (ROOT / "queries" / "export" / "log-users.sql").read_text()
+    purposes = {str(data.value(r, DPV.hasPurpose)) for r in records}
+    by_sql = {(row[0], p, row[4]) for p in purposes for row in conn.execute(statement, [vocab.local_id(p)]).fetchall()}
+    assert by_sql == {(u, p, record) for u, p, record in granting_records(data) if p in purposes}
