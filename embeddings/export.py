@@ -8,8 +8,7 @@ exported: the record that holds by the consent rule the service applies too,
 
 :func:`export_log` reads the users' part from the analytics log instead (``queries/export/log-*.sql``,
 on DuckDB or, over a Parquet export, on Spark): the same data, with users keyed by pseudonym.
-The service trains on that one (``service.models.training.training_export``); benches and
-``wayfinder evaluate`` export worlds from the graph.
+Training still reads the graph (:func:`export_graph`).
 """
 
 from __future__ import annotations
