@@ -120,15 +120,15 @@ class UserRows:
 
 def export_graph(store: Any, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse: bool = True) -> Export:
     """Export the catalog and every user with an active consent for the purpose as a ``HeteroData``."""
-    consented = consent_records(store, purpose=purpose)
-    profiles = [
-        (user, role, industry, plan)
-        for user, role, industry, plan in select(store, query("export/profiles"), "user", "role", "industry", "plan")
-        if user is not None and user in consented
-    ]
     rows = UserRows(
-        profiles=profiles,
-        consent_records=consented,
+        profiles=[
+            (user, role, industry, plan)
+            for user, role, industry, plan in select(
+                store, query("export/profiles"), "user", "role", "industry", "plan"
+            )
+            if user is not None
+        ],
+        consent_records=consent_records(store, purpose=purpose),
         step_events=[
             (user, kind, about)
             for user, kind, about in select_bound(store, query("export/step-events"), "user", "type", "about")
@@ -139,7 +139,16 @@ def export_graph(store: Any, *, purpose: ox.NamedNode = vocab.ANALYTICS, reverse
         ],
         outcomes=[(user, kind) for user, kind in select_bound(store, query("export/outcomes"), "user", "type")],
     )
-    return assemble(store, rows, reverse=reverse)
+    return assemble(store, catalog_nodes(store), rows, reverse=reverse)
+
+
+def catalog_nodes(store: Any) -> dict[str, set[str]]:
+    """Return the IRIs of the catalog's nodes, per node type (step, feature, role, industry, plan)."""
+    kinds = {cls.value: kind for kind, cls in CLASSES.items()}
+    found: dict[str, set[str]] = {kind: set() for kind in CATALOG_TYPES}
+    for node, cls in select_bound(store, query("export/catalog-nodes"), "node", "class"):
+        found[kinds[cls]].add(node)
+    return found
 
 
 def export_log(
@@ -166,12 +175,13 @@ def export_log(
         raise ValueError(f"event_codes: no code for {', '.join(missing)}")
     code = {c: classes[c.value] for c in wanted}
     of_code = {classes[c.value]: c.value for c in wanted}
+    catalog = catalog_nodes(store)
     terms: dict[str, dict[str, str]] = {kind: {} for kind in CATALOG_TYPES}
-    kinds = {cls.value: kind for kind, cls in CLASSES.items()}
-    for node, cls in select_bound(store, query("export/catalog-nodes"), "node", "class"):
-        local = vocab.local_id(node)
-        if terms[kinds[cls]].setdefault(local, node) != node:
-            raise ValueError(f"two {kinds[cls]}s have the local ID {local!r}: the log cannot tell them apart")
+    for kind, nodes in catalog.items():
+        for node in sorted(nodes):
+            local = vocab.local_id(node)
+            if terms[kind].setdefault(local, node) != node:
+                raise ValueError(f"two {kind}s have the local ID {local!r}: the log cannot tell them apart")
     term = lambda kind, local: terms[kind].get(local) if local is not None else None  # noqa: E731
     users = log.query(sql("export/log-users"), [vocab.local_id(purpose.value)])
     steps = log.query(sql("export/log-step-events"), [code[vocab.STEP_COMPLETED], code[vocab.STEP_DISMISSED]])
@@ -184,15 +194,13 @@ def export_log(
         feature_uses=[(s, f, float(at)) for s, local, at in uses if (f := term("feature", local)) is not None],
         outcomes=[(s, of_code[t]) for s, t in outcomes],
     )
-    return assemble(store, rows, reverse=reverse)
+    return assemble(store, catalog, rows, reverse=reverse)
 
 
-def assemble(store: Any, rows: UserRows, *, reverse: bool = True) -> Export:
-    """Build the export: the catalog from the store's graph, the users (those with a profile row) from ``rows``."""
-    kinds = {cls.value: kind for kind, cls in CLASSES.items()}
-    found: dict[str, set[str]] = defaultdict(set)
-    for node, cls in select_bound(store, query("export/catalog-nodes"), "node", "class"):
-        found[kinds[cls]].add(node)
+def assemble(store: Any, catalog: dict[str, set[str]], rows: UserRows, *, reverse: bool = True) -> Export:
+    """Build the export: the catalog's nodes (``catalog_nodes``) and links from the store's graph, the users
+    (those with a profile row and a granting record) from ``rows``."""
+    found: dict[str, set[str]] = defaultdict(set, catalog)
     profiles = [p for p in rows.profiles if p[0] in rows.consent_records]
     found["user"] = {user for user, *_ in profiles}
     index = {kind: {iri: i for i, iri in enumerate(sorted(found[kind]))} for kind in NODE_TYPES}

@@ -14,7 +14,7 @@ from service.clock import checked_utc, datetime_literal, now, parse_datetime, ti
 from service.decisions.consent import consent_record, current_among
 from service.decisions.idempotency import IdempotencyKey, check_replay, receipt_changes, request_hash, stored_receipt
 from service.decisions.subjects import UUID_PATTERN, check_id, exists, require_user, user_node
-from service.decisions.writes import check, commit_checked, commit_count, commit_validated, neighbourhood
+from service.decisions.writes import check, commit_checked, commit_validated, read_neighbourhood
 from service.delivery.outbox import delivery_node
 from service.errors import Conflict, ConsentRequired, InvalidInput, NotFound
 from service.knowledge import vocab
@@ -278,8 +278,7 @@ def record_events(
     # consent rule over these records alone, and for the shapes. A malformed or unknown user
     # is refused in its turn in the loop, which reports the first bad field.
     named = {r.user_id: node for r in reports if (node := _user_or_none(r.user_id)) is not None}
-    seen_at = commit_count(runtime.store)
-    seen = neighbourhood(runtime.store, named.values())
+    seen, seen_at = read_neighbourhood(runtime.store, named.values())
     granted = current_among(seen, runtime.queries["consent-current"], codes.purposes)
     active = {
         user_id: {code for code, s in granted.get(node, {}).items() if s.granted} for user_id, node in named.items()

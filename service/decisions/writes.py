@@ -86,18 +86,22 @@ def check(
 ) -> Checked:
     """Validate new quads in their neighbourhood, without holding the write lock; refuse with every violation.
 
-    ``seen`` is the users' neighbourhood where the caller has just read it (for these users, in this order), and
-    ``seen_at`` what :func:`commit_count` said just before that read.
+    ``seen`` and ``seen_at`` are what :func:`read_neighbourhood` gave the caller for these users, in this order.
     """
     users = list(dict.fromkeys(users))
     focus = {q.subject for q in add if isinstance(q.subject, ox.NamedNode)}
     if seen is None:
-        seen_at = commit_count(runtime.store)
-        seen = neighbourhood(runtime.store, users)
+        seen, seen_at = read_neighbourhood(runtime.store, users)
     violations = delta_validator(runtime).validate([*seen, *add], focus=focus)
     if violations:
         raise RefusedWrite(violations, source=source)
     return Checked(add, users, focus, seen, source, seen_at)
+
+
+def read_neighbourhood(store: GraphStore, users: Iterable[ox.NamedNode]) -> tuple[list[ox.Quad], int | None]:
+    """Return the users' neighbourhood and the commit count it was read at (see :func:`commit_count`)."""
+    at = commit_count(store)
+    return neighbourhood(store, users), at
 
 
 def commit_count(store: GraphStore) -> int | None:
@@ -120,12 +124,12 @@ def commit_checked(
     changed since, the write is validated again before it is committed.
     """
     with runtime.store.write_lock:
-        unchanged = checked.seen_at is not None and commit_count(runtime.store) == checked.seen_at
-        now_seen = checked.seen if unchanged else neighbourhood(runtime.store, checked.users)
-        if not unchanged and frozenset(now_seen) != frozenset(checked.seen):
-            violations = delta_validator(runtime).validate([*now_seen, *checked.add], focus=checked.focus)
-            if violations:
-                raise RefusedWrite(violations, source=checked.source)
+        if checked.seen_at is None or commit_count(runtime.store) != checked.seen_at:
+            now_seen = neighbourhood(runtime.store, checked.users)
+            if frozenset(now_seen) != frozenset(checked.seen):
+                violations = delta_validator(runtime).validate([*now_seen, *checked.add], focus=checked.focus)
+                if violations:
+                    raise RefusedWrite(violations, source=checked.source)
         runtime.store.commit(add=[*checked.add, *extra], remove=list(remove))
 
 

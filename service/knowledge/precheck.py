@@ -30,10 +30,13 @@ import pyoxigraph as ox
 import rdflib
 from pyshacl.constraints import ALL_CONSTRAINT_PARAMETERS
 from rdflib.collection import Collection
-from rdflib.namespace import RDF, SH, XSD
+from rdflib.namespace import RDF, RDFS, SH, XSD
+
+from service.knowledge.terms import from_rdflib_term
 
 _TRANSLATED = {SH.minCount, SH.maxCount, SH["class"], SH.datatype, SH["in"], SH.hasValue, SH.nodeKind}
-_TARGETS = (SH.targetClass, SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf, SH.target)
+# The SHACL target predicates (``validation`` lifts and selects shapes by them too); ``sh:target`` is SHACL-AF's.
+TARGETS = (SH.targetClass, SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf)
 # Datatypes whose lexical forms SPARQL checks by casting (a cast of an ill-formed literal is an error).
 _CASTS = {XSD.dateTime, XSD.date, XSD.integer, XSD.decimal, XSD.double, XSD.float, XSD.boolean}
 _STRINGS = {XSD.string, RDF.langString}
@@ -46,7 +49,7 @@ _KINDS = {
     SH.IRIOrLiteral: "isBlank(?v)",
 }
 _FOCUS = "{FOCUS}"  # where each pattern's VALUES ?this goes (an IRI cannot hold braces)
-_SUBCLASS = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>/<http://www.w3.org/2000/01/rdf-schema#subClassOf>*"
+_SUBCLASS = f"<{RDF.type}>/<{RDFS.subClassOf}>*"
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def translate(shapes: rdflib.Graph, shape: rdflib.term.Node) -> Translated | Non
     parameters = {p for p in shapes.predicates(shape, None) if p in ALL_CONSTRAINT_PARAMETERS}
     targets = [t for t in shapes.objects(shape, SH.targetClass) if isinstance(t, rdflib.URIRef)]
     paths = list(shapes.objects(shape, SH.path))
-    other_targets = any((shape, p, None) in shapes for p in _TARGETS[1:])
+    other_targets = any((shape, p, None) in shapes for p in (*TARGETS[1:], SH.target))
     if (
         not parameters <= _TRANSLATED
         or not targets
@@ -183,11 +186,4 @@ def _count(term: rdflib.term.Node) -> int | None:
 
 def _term(term: rdflib.term.Node) -> str | None:
     """The term as SPARQL writes it, or None for a blank node (which no value can be the same as in SPARQL)."""
-    if isinstance(term, rdflib.URIRef):
-        return str(ox.NamedNode(str(term)))
-    if isinstance(term, rdflib.Literal):
-        if term.language:
-            return str(ox.Literal(str(term), language=term.language))
-        datatype = term.datatype or XSD.string
-        return str(ox.Literal(str(term), datatype=ox.NamedNode(str(datatype))))
-    return None
+    return None if isinstance(term, rdflib.BNode) else str(from_rdflib_term(term))

@@ -42,7 +42,7 @@ _THIS = re.compile(r"\$this\b")
 _WHERE = re.compile(r"\bWHERE\s*\{", re.IGNORECASE)
 _BODY = re.compile(r"\bWHERE\s*\{(?P<body>.*)\}\s*$", re.IGNORECASE | re.DOTALL)
 _PLACEHOLDER = re.compile(r"\{[$?]([A-Za-z_][A-Za-z0-9_]*)\}")
-_TARGETS = (SH.targetClass, SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf)
+_TARGETS = precheck.TARGETS
 _SCRATCH = ox.NamedNode("urn:x-wayfinder:validated-write")
 
 
