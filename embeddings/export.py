@@ -8,7 +8,9 @@ exported: the record that holds by the consent rule the service applies too,
 
 :func:`export_log` reads the users' part from the analytics log instead (``queries/export/log-*.sql``,
 on DuckDB or, over a Parquet export, on Spark): the same data, with users keyed by pseudonym.
-Training still reads the graph (:func:`export_graph`).
+Both order users by what is known of them (:func:`canonical_order`), so both give the same tensors.
+The service trains on that one (``service.models.training.training_export``); benches and
+``wayfinder evaluate`` export worlds from the graph.
 """
 
 from __future__ import annotations
@@ -197,13 +199,32 @@ def export_log(
     return assemble(store, catalog, rows, reverse=reverse)
 
 
+def canonical_order(profiles: list[tuple[str, str | None, str | None, str | None]], rows: UserRows) -> list[str]:
+    """The users in an order set by what is known of them, not by their keys: by profile, events (with
+    first-use times to the millisecond) and outcomes, keys breaking ties only between users the export
+    cannot tell apart. So the graph's export (users keyed by IRI) and the log's (by pseudonym, drawn at
+    random) of the same data hold the same tensors, and a training on them is the same training."""
+    known: dict[str, list[tuple[str, ...]]] = {user: [] for user, *_ in profiles}
+    for user, kind, about in rows.step_events:
+        if user in known:
+            known[user].append(("event", kind, about))
+    for user, about, seconds in rows.feature_uses:
+        if user in known:
+            known[user].append(("used", about, f"{round(seconds * 1000):020d}"))
+    for user, kind in rows.outcomes:
+        if user in known:
+            known[user].append(("outcome", kind))
+    profile = {user: tuple(value or "" for value in values) for user, *values in profiles}
+    return sorted(known, key=lambda user: (profile[user], sorted(set(known[user])), user))
+
+
 def assemble(store: Any, catalog: dict[str, set[str]], rows: UserRows, *, reverse: bool = True) -> Export:
     """Build the export: the catalog's nodes (``catalog_nodes``) and links from the store's graph, the users
     (those with a profile row and a granting record) from ``rows``."""
-    found: dict[str, set[str]] = defaultdict(set, catalog)
     profiles = [p for p in rows.profiles if p[0] in rows.consent_records]
-    found["user"] = {user for user, *_ in profiles}
-    index = {kind: {iri: i for i, iri in enumerate(sorted(found[kind]))} for kind in NODE_TYPES}
+    keys = {kind: sorted(catalog.get(kind, ())) for kind in CATALOG_TYPES}
+    keys["user"] = canonical_order(profiles, rows)
+    index = {kind: {key: i for i, key in enumerate(keys[kind])} for kind in NODE_TYPES}
 
     data = HeteroData()
     for kind in NODE_TYPES:

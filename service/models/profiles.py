@@ -117,7 +117,8 @@ def training_profile(runtime: Runtime, export: Export, scorer: Scorer, *, seed: 
     sampled = sorted(rng.choice(n, size=min(n, SCORE_USERS), replace=False).tolist()) if n else []
     scores: list[float] = []
     for u in sampled:
-        if not users[u].startswith(vocab.USER_BASE):
+        user = _user_of(runtime, users[u])
+        if user is None:
             continue
         context = Context(
             channel=channel,
@@ -127,7 +128,7 @@ def training_profile(runtime: Runtime, export: Export, scorer: Scorer, *, seed: 
             plan=_known(single["plan"][u]),
             used_features=[features[f] for f in used[u]],
         )
-        candidates = candidate_steps(runtime, ox.NamedNode(users[u]), channel)
+        candidates = candidate_steps(runtime, user, channel)
         scores += scorer.score(context, candidates).values()
     if len(scores) > MAX_SCORES:
         scores = [scores[i] for i in sorted(rng.choice(len(scores), size=MAX_SCORES, replace=False))]
@@ -157,6 +158,14 @@ def profile_of(runtime: Runtime, version: ModelVersion) -> TrainingProfile | Non
         if isinstance(quad.object, ox.Literal):
             return TrainingProfile.from_json(quad.object.value)
     return None
+
+
+def _user_of(runtime: Runtime, key: str) -> ox.NamedNode | None:
+    """The stored user an export names: by IRI (the graph's export) or by pseudonym (the analytics log's)."""
+    if key.startswith(vocab.USER_BASE):
+        return ox.NamedNode(key)
+    found = next(iter(runtime.store.quads(predicate=vocab.PSEUDONYM, object=ox.Literal(key))), None)
+    return found.subject if found is not None and isinstance(found.subject, ox.NamedNode) else None
 
 
 def _per_user(edge_index: Tensor, n: int) -> list[list[int]]:

@@ -16,17 +16,20 @@ from dataclasses import asdict, replace
 from datetime import datetime
 
 import numpy as np
+import pyoxigraph as ox
 import torch
 
 from embeddings.evaluate import mean_ndcg, model_scores
 from embeddings.evidence import segment_counts
-from embeddings.export import Export, export_graph, snapshot_hash
+from embeddings.export import Export, export_log, snapshot_hash
 from embeddings.inputs import catalog_edges, completion_matrix, user_inputs
 from embeddings.model import UpliftEnsemble
 from embeddings.scoring import artefact_bytes
 from embeddings.train import TrainOptions, activation_loss, split_users, torch_threads, train_model
+from service.analytics import feed
 from service.clock import now
 from service.errors import Conflict, InvalidInput, NotEnoughData
+from service.knowledge import vocab
 from service.knowledge.vocab import local_id
 from service.models.calibration import rule_calibrations
 from service.models.profiles import profile_quads
@@ -102,7 +105,14 @@ def _train(
     processes: int = 1,
 ) -> ModelVersion:
     started = now()
-    export = export_graph(runtime.store)
+    export = training_export(runtime)
+    if truth is not None:  # a planted truth names users by IRI; the export, by pseudonym
+        pseudonyms = {
+            q.subject.value: q.object.value
+            for q in runtime.store.quads(predicate=vocab.PSEUDONYM)
+            if isinstance(q.subject, ox.NamedNode) and isinstance(q.object, ox.Literal)
+        }
+        truth = {pseudonyms[u]: t for u, t in truth.items() if u in pseudonyms}
     check_enough(export)
     split = split_users(int(export.data["user"].num_nodes), seed=seed)
     result = train_model(
@@ -134,6 +144,12 @@ def _train(
         started=started,
         requested_by=requested_by,
     )
+
+
+def training_export(runtime: Runtime) -> Export:
+    """What a model trains on: the catalog from the graph, and the users from the analytics log (caught up with the
+    store first), keyed by pseudonym: ``export_log`` over ``queries/export/log-*.sql``, the SQL that Spark runs too."""
+    return export_log(runtime.store, feed.for_analysis(runtime), event_codes=runtime.knowledge.codes.events)
 
 
 def check_enough(export: Export) -> None:

@@ -2,7 +2,8 @@
 
 A synthetic world is loaded into a store; the service's log is rebuilt from it. Both exports must have the
 same catalog, the same users (the graph's user IRIs mapped to the log's pseudonyms), the same edges, the
-same outcomes, the same first-use times and the same consent records. The same on Spark over a Parquet
+same outcomes, the same first-use times and the same consent records, in the same tensors (users are ordered
+by what is known of them, not by key). The same on Spark over a Parquet
 export of the log, where pyspark and Java are installed.
 """
 
@@ -87,6 +88,12 @@ def test_the_log_export_holds_what_the_graph_export_holds(world_runtime):
     expected = keyed(graph, pseudonyms(runtime))
     assert len(expected["users"]) > 100 and expected["activated"] and expected["edges"]["user", "used", "feature"]
     same(keyed(log), expected)
+    # users ordered by what is known of them, not by key: the same tensors, user for user
+    assert [pseudonyms(runtime)[u] for u in graph.iris("user")] == log.iris("user")
+    for edge_type in graph.data.edge_types:
+        assert torch.equal(graph.data[edge_type].edge_index, log.data[edge_type].edge_index), edge_type
+    for name in ("y", "converted"):
+        assert torch.equal(graph.data["user"][name], log.data["user"][name])
     assert snapshot_hash(log) != snapshot_hash(graph)  # the same data, its users named by pseudonym
 
 

@@ -7,7 +7,6 @@ import pytest
 import statsmodels.api as sm
 import torch
 
-from embeddings.export import export_graph
 from embeddings.inputs import catalog_edges, completion_matrix, user_inputs
 from embeddings.scoring import model_of
 from embeddings.train import split_users
@@ -74,7 +73,7 @@ def test_training_fits_units_for_each_calibrated_version_and_scaling_the_rules_o
     assert rules_10 == pytest.approx(rules_1 / 10, rel=1e-3)  # the units absorb the scale of the weights
 
     # the fit itself, checked against statsmodels' maximum likelihood on the same columns
-    export = export_graph(calibrated.store)
+    export = training.training_export(calibrated)  # what training read: users keyed by pseudonym
     users = split_users(int(export.data["user"].num_nodes), seed=0).validation
     assert scorer.calibrations[one.iri]["users"] == users.numel()  # the validation users of the training split
     model = model_of(artefact(calibrated, version), sha256=version.artifact_hash)
