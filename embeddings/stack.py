@@ -28,7 +28,8 @@ validation users decide how much each is worth:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -60,6 +61,9 @@ class Stacked:
     base_weight: float  # and on its base log-odds
     validation_loss: float
     regression: LogisticRegression  # on [completion_sums, gnn_features] of a user
+    # Each fold's users, with the regression folded into the GNN trained without them: what the model would say of
+    # them had their GNN never seen them (the regression's crosses did; their L2 strength was chosen on validation).
+    out_of_fold: list[tuple[UpliftEnsemble, Tensor]] = field(default_factory=list)
 
 
 def fold_users(users: Tensor, folds: int, *, seed: int) -> list[Tensor]:
@@ -104,21 +108,22 @@ def stack_ensemble(
     )
     coef = regression.coef_[0]
     deep_weight, base_weight = float(coef[-2]), float(coef[-1])
-    model = fold_in(
-        full,
-        catalog,
-        coef[:-2],
+    folded = partial(
+        fold_in,
+        catalog=catalog,
+        weights=coef[:-2],
         deep_weight=deep_weight,
         base_weight=base_weight,
         intercept=float(regression.intercept_[0]),
     )
     return Stacked(
-        model=model,
+        model=folded(full),
         c=c,
         deep_weight=deep_weight,
         base_weight=base_weight,
         validation_loss=float(loss),
         regression=regression,
+        out_of_fold=[(folded(model), users) for model, users in folds],
     )
 
 

@@ -98,6 +98,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     gnn: UpliftEnsemble | None = None  # the GNN ensemble alone, when ``model`` is stacked on it
+    # When stacked: the training users, fold by fold, each with the stacked model built on the GNN that never saw them
+    out_of_fold: list[tuple[UpliftEnsemble, Tensor]] = field(default_factory=list)
     peak_rss_mb: list[float] = field(default_factory=list)  # each training process's peak memory, when measured
 
 
@@ -231,13 +233,14 @@ def train_model(
         history: list[dict[str, float]] = []
         ensemble = gnn = fit(split, seed=seed, salt=0, history=history)
         stacked: dict[str, float] = {}
+        out_of_fold: list[tuple[UpliftEnsemble, Tensor]] = []
         if stack:  # cross-fitted GNNs, then the stacked regression folded into the full one
             folds = []
             for f, users in enumerate(fold_users(split.train, options.stack_folds, seed=seed)):
                 rest = replace(split, train=split.train[~torch.isin(split.train, users)])
                 folds.append((fit(rest, seed=seed, salt=f + 1, history=[]), users))
             result = stack_ensemble(export, full=ensemble, folds=folds, validation=split.validation)
-            ensemble = result.model
+            ensemble, out_of_fold = result.model, result.out_of_fold
             stacked = {
                 "stack_c": result.c,
                 "stack_deep_weight": round(result.deep_weight, 6),
@@ -260,6 +263,7 @@ def train_model(
         history=history,
         seconds=time.perf_counter() - started,
         gnn=gnn if stack else None,
+        out_of_fold=out_of_fold,
     )
 
 

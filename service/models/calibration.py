@@ -5,7 +5,9 @@ A model scores a step by its additive contribution to the user's activation log-
 depth, unlock, affinity, rules). A weighted sum of the two (``wf:WeightedSum``) depends
 on both units, so its weights mean nothing by themselves. For each policy version that
 mixes by ``wf:CalibratedSum``, training fits on the held-out validation users (who never
-trained the model):
+trained the model), and where they are fewer than ``MIN_USERS`` (a few hundred users in all)
+on the training users too, each scored by the stacked model built on the fold GNN that never
+saw them (the cross-fitting of ``embeddings.stack``), so that few users still get a mix:
 
     P(activated) = sigmoid(c + g * base(u) + n[k(u)] + b * sum of model(u, s) + a * sum of rules(u, s))
 
@@ -27,6 +29,8 @@ exist, or changed, when it was trained, and then does not serve that version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -43,21 +47,34 @@ C = 1e4  # inverse L2 strength, on standardised columns: as good as none, but fi
 
 
 def rule_calibrations(
-    runtime: Runtime, export: Export, model: UpliftEnsemble, users: torch.Tensor
+    runtime: Runtime,
+    export: Export,
+    model: UpliftEnsemble,
+    users: torch.Tensor,
+    *,
+    out_of_fold: Sequence[tuple[UpliftEnsemble, torch.Tensor]] = (),
 ) -> dict[str, dict[str, float | int | str | None]]:
-    """Return, per calibrated policy version (IRI), its content hash and the fitted units of both scores."""
+    """Return, per calibrated policy version (IRI), its content hash and the fitted units of both scores.
+
+    ``users`` are the held-out users, scored by ``model``. Where they are fewer than MIN_USERS, the training
+    users of ``out_of_fold`` join them, each scored by the model whose GNN never trained on them
+    (``embeddings.stack.Stacked.out_of_fold``): with few users, a calibration from all of them rather than none.
+    """
     versions = [v for v in runtime.knowledge.policies.values() if v.calibrated and v.model_weight]
+    scored = [(model, users)] if users.numel() >= MIN_USERS else [(model, users), *out_of_fold]
+    everyone = torch.cat([u for _, u in scored])
     data = export.data
-    activated = data["user"].y[users].numpy().astype(int)
-    if not versions or users.numel() < MIN_USERS or activated.min() == activated.max():
+    activated = data["user"].y[everyone].numpy().astype(int)
+    if not versions or everyone.numel() < MIN_USERS or activated.min() == activated.max():
         return {}
     with torch.no_grad():
-        uplift, base = model(catalog_edges(data), user_inputs(data, users))
-    done = completion_matrix(data, users).numpy()
+        parts = [scorer(catalog_edges(data), user_inputs(data, u)) for scorer, u in scored]
+    uplift, base = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    done = completion_matrix(data, everyone).numpy()
     model_sums = (uplift.numpy() * done).sum(1)
     completed = done.sum(1).astype(int)
     counts = np.eye(completed.max() + 1)[completed][:, 1:]  # one column per number of steps completed but 0
-    contexts = _contexts(runtime, export, users)
+    contexts = _contexts(runtime, export, everyone)
     out: dict[str, dict[str, float | int | str | None]] = {}
     for version in versions:
         rules = rule_scores(runtime, version, contexts, export.iris("step"))
@@ -68,7 +85,8 @@ def rule_calibrations(
             "content_hash": version.content_hash,
             "model": model_units,
             "rules": rule_units,
-            "users": int(users.numel()),
+            "users": int(everyone.numel()),
+            "held_out": int(users.numel()),  # of which held out; the others, out of fold
         }
     return out
 

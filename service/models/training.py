@@ -126,8 +126,9 @@ def _train(
         metrics["test_ndcg5_truth"] = round(
             mean_ndcg(scores, users=users, truth=truth, step_index=export.index["step"]), 6
         )
-    # The rules of each calibrated policy version and the model on one scale, from the validation users' outcomes.
-    calibrations = rule_calibrations(runtime, export, result.model, split.validation)
+    # The rules of each calibrated policy version and the model on one scale, from the validation users' outcomes
+    # (and the training users', out of fold, where the validation users are too few).
+    calibrations = rule_calibrations(runtime, export, result.model, split.validation, out_of_fold=result.out_of_fold)
     for iri, fitted in calibrations.items():  # also in the version's metrics, where operators and auditors read them
         for score in ("model", "rules"):
             metrics[f"calibration {local_id(iri)} {score}"] = round(float(fitted[score]), 6)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import torch
 
 from embeddings.inputs import catalog_edges, completion_matrix, user_inputs
 from embeddings.scoring import model_of
-from embeddings.train import split_users
+from embeddings.train import TrainOptions, split_users, train_model
 from service.decisions import decide
 from service.decisions.ranking import serving_model
 from service.models import calibration, lifecycle, records, training
@@ -75,22 +75,60 @@ def test_training_fits_units_for_each_calibrated_version_and_scaling_the_rules_o
     # the fit itself, checked against statsmodels' maximum likelihood on the same columns
     export = training.training_export(calibrated)  # what training read: users keyed by pseudonym
     users = split_users(int(export.data["user"].num_nodes), seed=0).validation
-    assert scorer.calibrations[one.iri]["users"] == users.numel()  # the validation users of the training split
+    assert users.numel() >= calibration.MIN_USERS  # enough held-out users: none out of fold
+    assert scorer.calibrations[one.iri]["users"] == scorer.calibrations[one.iri]["held_out"] == users.numel()
     model = model_of(artefact(calibrated, version), sha256=version.artifact_hash)
+    fit = statsmodels_fit(calibrated, export, one, [(model, users)])
+    assert fit.params[1] == pytest.approx(model_1, rel=1e-2, abs=1e-3)
+    assert fit.params[2] == pytest.approx(rules_1, rel=1e-2, abs=1e-3)
+
+
+def statsmodels_fit(runtime, export, version, scored, *, with_rules=True):
+    """statsmodels' maximum likelihood of the calibration regression, over (model, users) pairs."""
+    users = torch.cat([u for _, u in scored])
     with torch.no_grad():
-        uplift, base = model(catalog_edges(export.data), user_inputs(export.data, users))
+        parts = [model(catalog_edges(export.data), user_inputs(export.data, u)) for model, u in scored]
+    uplift, base = torch.cat([p[0] for p in parts]).numpy(), torch.cat([p[1] for p in parts]).numpy()
     done = completion_matrix(export.data, users).numpy()
-    contexts = calibration._contexts(calibrated, export, users)
-    rules = calibration.rule_scores(calibrated, one, contexts, export.iris("step"))
-    x = np.column_stack([(uplift.numpy() * done).sum(1), (rules * done).sum(1), base.numpy()])
+    rules = calibration.rule_scores(
+        runtime, version, calibration._contexts(runtime, export, users), export.iris("step")
+    )
+    x = np.column_stack([(uplift * done).sum(1), *([(rules * done).sum(1)] if with_rules else []), base])
     completed = done.sum(1).astype(int)
     counts = np.eye(completed.max() + 1)[completed][:, 1:]
     counts = counts[:, counts.any(0)]  # statsmodels fits no weight to a count nobody has
-    fit = sm.Logit(export.data["user"].y[users].numpy(), sm.add_constant(np.column_stack([x, counts]))).fit(
+    return sm.Logit(export.data["user"].y[users].numpy(), sm.add_constant(np.column_stack([x, counts]))).fit(
         disp=0, maxiter=500
     )
-    assert fit.params[1] == pytest.approx(model_1, rel=1e-2, abs=1e-3)
-    assert fit.params[2] == pytest.approx(rules_1, rel=1e-2, abs=1e-3)
+
+
+def test_with_few_held_out_users_the_training_users_calibrate_too_each_scored_out_of_fold(calibrated):
+    export = training.training_export(calibrated)
+    result = train_model(export, seed=0, options=TrainOptions(epochs=20, members=1), progress=False)
+    assert len(result.out_of_fold) == result.options.stack_folds
+    folds = torch.cat([users for _, users in result.out_of_fold])
+    assert torch.equal(folds.sort().values, result.split.train)  # every training user, once, out of their fold
+    one = calibrated.knowledge.policies[POL + "default-2.1.0"]
+    few = result.split.validation[: calibration.MIN_USERS - 1]
+
+    alone = calibration.rule_calibrations(calibrated, export, result.model, few)
+    assert alone == {}  # too few held-out users and nothing out of fold: no calibration, the rules serve alone
+    fitted = calibration.rule_calibrations(calibrated, export, result.model, few, out_of_fold=result.out_of_fold)
+    assert fitted[one.iri]["held_out"] == few.numel()
+    assert fitted[one.iri]["users"] == few.numel() + result.split.train.numel()
+    pooled = [(result.model, few), *result.out_of_fold]
+    fit = statsmodels_fit(calibrated, export, one, pooled)
+    if fitted[one.iri]["rules"] == 0:  # weighed against the steps beside the model: left out, the model fitted alone
+        assert fit.params[2] < 0
+        fit = statsmodels_fit(calibrated, export, one, pooled, with_rules=False)
+    else:
+        assert fit.params[2] == pytest.approx(fitted[one.iri]["rules"], rel=1e-2, abs=1e-3)
+    assert fit.params[1] == pytest.approx(fitted[one.iri]["model"], rel=1e-2, abs=1e-3)
+    # enough held-out users: the training users stay out
+    enough = calibration.rule_calibrations(
+        calibrated, export, result.model, result.split.validation, out_of_fold=result.out_of_fold
+    )
+    assert enough[one.iri]["users"] == enough[one.iri]["held_out"] == result.split.validation.numel()
 
 
 def test_a_score_weighed_against_a_step_is_left_out_and_the_units_follow_any_rescaling():
