@@ -27,6 +27,7 @@ import json
 import random
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -83,23 +84,50 @@ WRITE_PATHS = {"now": SHIPPED, "before": previous_check}
 
 
 def measure(
-    runtime: Runtime, pool: Pool, rng: random.Random, size: int, path: str, *, batches: int, budget_s: float
+    runtime: Runtime,
+    pool: Pool,
+    rng: random.Random,
+    size: int,
+    path: str,
+    *,
+    batches: int,
+    budget_s: float,
+    clients: int = 1,
 ) -> dict:
-    """Batches of ``size`` events through ``users.record_events`` with one write path."""
+    """Batches of ``size`` events through ``users.record_events`` with one write path, from ``clients`` threads at
+    once (as the API's worker threads run concurrent requests), each drawing its own batches; ``wall`` is the
+    time from the first batch's start to the last one's end."""
     users.check = WRITE_PATHS[path]  # type: ignore[assignment]
-    times, cpu, events = [], [], 0
+    times: list[float] = []
+    cpu: list[float] = []
+    counted = [0]
+    lock = threading.Lock()
+    seeds = [rng.random() for _ in range(clients)]
     started = time.perf_counter()
-    try:
-        while len(times) < batches and (not times or time.perf_counter() - started < budget_s):
-            batch = reports(pool.batch(rng, size))
+
+    def client(seed: float) -> None:
+        own = random.Random(seed)
+        while True:
+            with lock:
+                if len(times) >= batches or (times and time.perf_counter() - started >= budget_s):
+                    return
+            batch = reports(pool.batch(own, size))
             c, t = time.thread_time(), time.perf_counter()
             users.record_events(runtime, batch)
-            times.append(time.perf_counter() - t)
-            cpu.append(time.thread_time() - c)
-            events += len(batch)
+            with lock:
+                times.append(time.perf_counter() - t)
+                cpu.append(time.thread_time() - c)
+                counted[0] += len(batch)
+
+    try:
+        threads = [threading.Thread(target=client, args=(seed,)) for seed in seeds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     finally:
         users.check = SHIPPED
-    return {"times": times, "cpu": cpu, "events": events}
+    return {"times": times, "cpu": cpu, "events": counted[0], "wall": time.perf_counter() - started}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=2000, help="events per path, size and round, at most")
     parser.add_argument("--budget-s", type=float, default=20.0, help="time cap of one path, size and round")
     parser.add_argument("--paths", default="now,before", help="write paths to run, comma-separated (now, before)")
+    parser.add_argument("--clients", type=int, default=1, help="threads sending batches at once")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--label")
     args = parser.parse_args(argv)
@@ -143,20 +172,28 @@ def main(argv: list[str] | None = None) -> None:
                 order = [p for p in ("now", "before") if p in args.paths.split(",")]
                 for path in order if r % 2 == 0 else order[::-1]:
                     m = measure(
-                        runtime, pool, rng, size, path, batches=max(1, args.events // size), budget_s=args.budget_s
+                        runtime,
+                        pool,
+                        rng,
+                        size,
+                        path,
+                        batches=max(1, args.events // size),
+                        budget_s=args.budget_s,
+                        clients=args.clients,
                     )
-                    run = runs.setdefault((size, path), {"times": [], "cpu": [], "events": 0})
+                    run = runs.setdefault((size, path), {"times": [], "cpu": [], "events": 0, "wall": 0.0})
                     for k in ("times", "cpu"):
                         run[k] += m[k]
                     run["events"] += m["events"]
+                    run["wall"] += m["wall"]
                     print(
-                        f"round {r} size {size:>5} {path:>6}: {m['events'] / sum(m['times']):>9.1f} events/s "
+                        f"round {r} size {size:>5} {path:>6}: {m['events'] / m['wall']:>9.1f} events/s "
                         f"({len(m['times'])} batches)",
                         flush=True,
                     )
         rows, table = [], []
         for (size, path), run in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][1] != "before")):
-            total = sum(run["times"])
+            total = run["wall"]
             row = {
                 "batch_size": size,
                 "write_path": path,
@@ -194,7 +231,13 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(text)
         store_info["quads_after"] = len(runtime.store)
-        payload = {"store": store_info, "goal_events_per_s": GOAL_EVENTS_PER_S, "rounds": args.rounds, "results": rows}
+        payload = {
+            "store": store_info,
+            "goal_events_per_s": GOAL_EVENTS_PER_S,
+            "rounds": args.rounds,
+            "clients": args.clients,
+            "results": rows,
+        }
         out = lib.write_result(RESULTS, f"record-events-{label}", payload, markdown=text, command=command)
         print(f"wrote {out.relative_to(ROOT)}")
     finally:
