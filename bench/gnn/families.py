@@ -131,7 +131,11 @@ def run(family: str, seed: int, n_train: int, args: argparse.Namespace, workdir:
     losses = {}
     t = time.perf_counter()
     trained = train_model(
-        export, seed=seed, options=TrainOptions(members=args.members, stack=True), split=split, progress=False
+        export,
+        seed=seed,
+        options=TrainOptions(members=args.members, stack=True, stack_folds=args.stack_folds),
+        split=split,
+        progress=False,
     )
     timings["gnn_and_stacked_s"] = time.perf_counter() - t
     assert trained.gnn is not None
@@ -235,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation", type=int, default=500)
     parser.add_argument("--test", type=int, default=600)
     parser.add_argument("--members", type=int, default=5, help="GNN ensemble members")
+    parser.add_argument(
+        "--stack-folds", type=int, default=TrainOptions.stack_folds, help="cross-fitting folds of the stacked model"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "families.json")
     args = parser.parse_args(argv)
     command = lib.command_line()
