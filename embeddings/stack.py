@@ -13,10 +13,10 @@ validation users decide how much each is worth:
 2. Per user: the summed pair features of the steps they completed
    (``embeddings.baselines.completion_sums``), the sum of the GNN's uplift over the same
    steps, and the GNN's base log-odds. One ``LogisticRegression`` of activation; its L2
-   strength is chosen on the validation users' log-loss, their GNN features coming from
-   ``full`` as they will at serving. The GNN's columns are penalised as the crosses are:
-   a weaker penalty on them lowered the validation loss and ranked worse
-   (``bench/gnn/README.md``).
+   strength, and how much more the GNN's columns are penalised than the crosses
+   (``GNN_SCALES``), are chosen on the validation users' log-loss, their GNN features coming
+   from ``full`` as they will at serving. (A weaker penalty on the GNN's columns lowered the
+   validation loss and ranked worse: ``bench/gnn/README.md``.)
 3. Folded into one ``UpliftEnsemble`` (:func:`fold_in`): each member of ``full`` with its
    embeddings' uplift scaled by the regression's weight on it (``ModelConfig.deep_weight``),
    its base log-odds scaled by the weight on the base plus the intercept, and the
@@ -50,6 +50,10 @@ from embeddings.export import Export
 from embeddings.inputs import catalog_edges, completion_matrix, user_inputs
 from embeddings.model import UpliftEnsemble, UpliftGNN
 
+# What the GNN's two columns are multiplied by before the fit, chosen with the L2 strength on the validation users:
+# 1 penalises them as the crosses, 0.3 and 0.1 about 11 and 100 times as much, for worlds where the GNN knows little.
+GNN_SCALES = (1.0, 0.3, 0.1)
+
 
 @dataclass(frozen=True)
 class Stacked:
@@ -60,7 +64,8 @@ class Stacked:
     deep_weight: float  # the regression's weight on the GNN's uplift
     base_weight: float  # and on its base log-odds
     validation_loss: float
-    regression: LogisticRegression  # on [completion_sums, gnn_features] of a user
+    regression: LogisticRegression  # on [completion_sums, gnn_scale x gnn_features] of a user
+    gnn_scale: float = 1.0  # what the GNN's columns were multiplied by, chosen with the L2 strength on validation
     # Each fold's users, with the regression folded into the GNN trained without them: what the model would say of
     # them had their GNN never seen them (the regression's crosses did; their L2 strength was chosen on validation).
     out_of_fold: list[tuple[UpliftEnsemble, Tensor]] = field(default_factory=list)
@@ -89,6 +94,7 @@ def stack_ensemble(
     folds: Sequence[tuple[UpliftEnsemble, Tensor]],
     validation: Tensor,
     grid: tuple[float, ...] = C_GRID,
+    scales: tuple[float, ...] = GNN_SCALES,
 ) -> Stacked:
     """Fit the stacked regression and fold it into ``full``.
 
@@ -101,12 +107,19 @@ def stack_ensemble(
     train_users = torch.cat([users for _, users in folds])
     deep_train = np.vstack([gnn_features(model, export, users) for model, users in folds])
     train_view, val_view = user_view(export, catalog, train_users), user_view(export, catalog, validation)
-    x_train = sparse.hstack([completion_sums(catalog, train_view), deep_train]).tocsr()
-    x_val = sparse.hstack([completion_sums(catalog, val_view), gnn_features(full, export, validation)]).tocsr()
-    loss, c, regression = fit_on_validation(
-        x_train, train_view.activated, x_val, val_view.activated, grid, max_iter=3000
-    )
-    coef = regression.coef_[0]
+    sums_train, sums_val = completion_sums(catalog, train_view), completion_sums(catalog, val_view)
+    deep_val = gnn_features(full, export, validation)
+    best = None
+    for scale in scales:  # the GNN's columns shrunk by `scale`: an L2 penalty on them 1 / scale**2 times the crosses'
+        x_train = sparse.hstack([sums_train, deep_train * scale]).tocsr()
+        x_val = sparse.hstack([sums_val, deep_val * scale]).tocsr()
+        fitted = fit_on_validation(x_train, train_view.activated, x_val, val_view.activated, grid, max_iter=3000)
+        if best is None or fitted[0] < best[0][0]:
+            best = (fitted, scale)
+    assert best is not None
+    (loss, c, regression), scale = best
+    coef = regression.coef_[0].copy()
+    coef[-2:] *= scale
     deep_weight, base_weight = float(coef[-2]), float(coef[-1])
     folded = partial(
         fold_in,
@@ -123,6 +136,7 @@ def stack_ensemble(
         base_weight=base_weight,
         validation_loss=float(loss),
         regression=regression,
+        gnn_scale=scale,
         out_of_fold=[(folded(model), users) for model, users in folds],
     )
 

@@ -245,6 +245,7 @@ def train_model(
                 "stack_c": result.c,
                 "stack_deep_weight": round(result.deep_weight, 6),
                 "stack_base_weight": round(result.base_weight, 6),
+                "stack_gnn_scale": result.gnn_scale,
             }
         bar.close()
         metrics: dict[str, float] = dict(stacked)

@@ -48,15 +48,35 @@ def test_the_folded_model_is_the_stacked_regression(exported, stacked):
     catalog = catalog_view(exported)
     users = split.validation
     view = user_view(exported, catalog, users)
-    fit = stack_ensemble(exported, full=gnn, folds=[(gnn, split.train)], validation=users, grid=(0.1,))
-    x = sparse.hstack([completion_sums(catalog, view), gnn_features(gnn, exported, users)]).tocsr()
-    folded = gnn_features(fit.model, exported, users)  # [sum of uplift over completed, base]
-    assert np.allclose(folded.sum(1), fit.regression.decision_function(x), atol=1e-4)
-    rows, steps = all_pairs(catalog, view)
-    crosses = (pair_features(catalog, view, rows, steps) @ fit.regression.coef_[0][:-2]).reshape(-1, catalog.n_steps)
-    expected = fit.deep_weight * model_scores(gnn, exported, users) + crosses
-    assert np.allclose(model_scores(fit.model, exported, users), expected, atol=1e-4)
-    assert abs(fit.deep_weight) > 0  # the GNN's uplift carries weight
+    for scale in (1.0, 0.3):  # the GNN's columns as they are, and shrunk (a stronger penalty on them)
+        fit = stack_ensemble(
+            exported, full=gnn, folds=[(gnn, split.train)], validation=users, grid=(0.1,), scales=(scale,)
+        )
+        assert fit.gnn_scale == scale
+        x = sparse.hstack([completion_sums(catalog, view), scale * gnn_features(gnn, exported, users)]).tocsr()
+        folded = gnn_features(fit.model, exported, users)  # [sum of uplift over completed, base]
+        assert np.allclose(folded.sum(1), fit.regression.decision_function(x), atol=1e-4)
+        rows, steps = all_pairs(catalog, view)
+        features = pair_features(catalog, view, rows, steps)
+        crosses = (features @ fit.regression.coef_[0][:-2]).reshape(-1, catalog.n_steps)
+        expected = fit.deep_weight * model_scores(gnn, exported, users) + crosses
+        assert np.allclose(model_scores(fit.model, exported, users), expected, atol=1e-4)
+        assert fit.deep_weight == pytest.approx(scale * fit.regression.coef_[0][-2])
+        assert abs(fit.deep_weight) > 0  # the GNN's uplift carries weight
+
+
+def test_the_penalty_on_the_gnn_columns_is_chosen_on_validation_loss(exported, stacked):
+    gnn, split = stacked.gnn, stacked.split
+    folds, grid = [(gnn, split.train)], (0.03, 0.3)
+    alone = {
+        scale: stack_ensemble(
+            exported, full=gnn, folds=folds, validation=split.validation, grid=grid, scales=(scale,)
+        ).validation_loss
+        for scale in (1.0, 0.1)
+    }
+    fit = stack_ensemble(exported, full=gnn, folds=folds, validation=split.validation, grid=grid, scales=(1.0, 0.1))
+    assert fit.validation_loss == min(alone.values())
+    assert fit.gnn_scale == min(alone, key=alone.__getitem__)
 
 
 def test_the_stacked_model_is_served_as_it_is_batch_scored(world, exported, stacked, tmp_path):
