@@ -61,7 +61,9 @@ def calibrated(world_runtime, tmp_path):
 
 
 def test_training_fits_units_for_each_calibrated_version_and_scaling_the_rules_only_rescales_theirs(calibrated):
-    version = training.train(calibrated, seed=0, epochs=20, members=1)
+    # The GNN alone (no stack): a stacked model whose validation users chose a heavy penalty on the GNN's columns
+    # has nearly constant base log-odds, a flat direction of the likelihood in which the reference below wanders.
+    version = training.train(calibrated, seed=0, epochs=20, members=1, stack=False)
     scorer = version_scorer(calibrated, version)
     policies = calibrated.knowledge.policies
     one, ten = policies[POL + "default-2.1.0"], policies[POL + "default-2.2.0"]
@@ -79,12 +81,19 @@ def test_training_fits_units_for_each_calibrated_version_and_scaling_the_rules_o
     assert scorer.calibrations[one.iri]["users"] == scorer.calibrations[one.iri]["held_out"] == users.numel()
     model = model_of(artefact(calibrated, version), sha256=version.artifact_hash)
     fit = statsmodels_fit(calibrated, export, one, [(model, users)])
-    assert fit.params[1] == pytest.approx(model_1, rel=1e-2, abs=1e-3)
-    assert fit.params[2] == pytest.approx(rules_1, rel=1e-2, abs=1e-3)
+    assert agrees(fit, 0, model_1) and agrees(fit, 1, rules_1)
+
+
+def agrees(fit, column: int, value: float) -> bool:
+    """The calibration's weight is statsmodels' to 1 %, or to a tenth of its standard error where the likelihood is
+    flat (the model's base log-odds nearly constant across users: the fit's near-zero penalty then moves the
+    weights by a little of what the data cannot tell apart)."""
+    return abs(fit.params[column] - value) <= max(1e-2 * abs(value), 1e-3, 0.1 * fit.bse[column])
 
 
 def statsmodels_fit(runtime, export, version, scored, *, with_rules=True):
-    """statsmodels' maximum likelihood of the calibration regression, over (model, users) pairs."""
+    """statsmodels' maximum likelihood of the calibration regression, over (model, users) pairs: its weights in
+    the order model, rules (unless left out), base, then one per number of steps completed."""
     users = torch.cat([u for _, u in scored])
     with torch.no_grad():
         parts = [model(catalog_edges(export.data), user_inputs(export.data, u)) for model, u in scored]
@@ -94,12 +103,16 @@ def statsmodels_fit(runtime, export, version, scored, *, with_rules=True):
         runtime, version, calibration._contexts(runtime, export, users), export.iris("step")
     )
     x = np.column_stack([(uplift * done).sum(1), *([(rules * done).sum(1)] if with_rules else []), base])
+    y = export.data["user"].y[users].numpy()
+    # One term per number of steps completed (as the intercept and count terms of the calibration). Where all the
+    # users of a count share one outcome, its term has no maximum-likelihood value (it runs to infinity, and the
+    # calibration's near-zero penalty follows it far): in that limit those users are fitted exactly and weigh
+    # nothing in the other weights, so the reference leaves them out.
     completed = done.sum(1).astype(int)
-    counts = np.eye(completed.max() + 1)[completed][:, 1:]
-    counts = counts[:, counts.any(0)]  # statsmodels fits no weight to a count nobody has
-    return sm.Logit(export.data["user"].y[users].numpy(), sm.add_constant(np.column_stack([x, counts]))).fit(
-        disp=0, maxiter=500
-    )
+    mixed = [k for k in np.unique(completed) if 0 < y[completed == k].mean() < 1]
+    rows = np.isin(completed, mixed)
+    counts = (completed[rows, None] == np.array(mixed)[None, :]).astype(float)
+    return sm.Logit(y[rows], np.column_stack([x[rows], counts])).fit(disp=0, maxiter=500)
 
 
 def test_with_few_held_out_users_the_training_users_calibrate_too_each_scored_out_of_fold(calibrated):
@@ -119,11 +132,11 @@ def test_with_few_held_out_users_the_training_users_calibrate_too_each_scored_ou
     pooled = [(result.model, few), *result.out_of_fold]
     fit = statsmodels_fit(calibrated, export, one, pooled)
     if fitted[one.iri]["rules"] == 0:  # weighed against the steps beside the model: left out, the model fitted alone
-        assert fit.params[2] < 0
+        assert fit.params[1] < 0
         fit = statsmodels_fit(calibrated, export, one, pooled, with_rules=False)
     else:
-        assert fit.params[2] == pytest.approx(fitted[one.iri]["rules"], rel=1e-2, abs=1e-3)
-    assert fit.params[1] == pytest.approx(fitted[one.iri]["model"], rel=1e-2, abs=1e-3)
+        assert agrees(fit, 1, fitted[one.iri]["rules"])
+    assert agrees(fit, 0, fitted[one.iri]["model"])
     # enough held-out users: the training users stay out
     enough = calibration.rule_calibrations(
         calibrated, export, result.model, result.split.validation, out_of_fold=result.out_of_fold
