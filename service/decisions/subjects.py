@@ -42,3 +42,11 @@ def require_user(runtime: Runtime, user_id: str, field_name: str = "userId") -> 
             f"{field_name}: no user with ID {user_id!r}", details=[{"field": field_name, "reason": "unknown user"}]
         )
     return node
+
+
+def user_by_pseudonym(runtime: Runtime, pseudonym: str) -> ox.NamedNode | None:
+    """Return the stored user a pseudonym names, or None where there is none (never was, or erased)."""
+    for quad in runtime.store.quads(predicate=vocab.PSEUDONYM, object=ox.Literal(pseudonym)):
+        if isinstance(quad.subject, ox.NamedNode):
+            return quad.subject
+    return None

@@ -25,17 +25,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import httpx
-import pyoxigraph as ox
 
 from service.clock import now
 from service.decisions.consent import current_consents
-from service.decisions.subjects import UUID_PATTERN
+from service.decisions.subjects import UUID_PATTERN, user_by_pseudonym
 from service.decisions.users import EventReport, record_events
 from service.delivery import outbox, webhooks
 from service.delivery.outbox import CANCELLED, DEAD_LETTERED, DELIVERED, PENDING, Message
 from service.errors import InvalidInput, NotFound, WayfinderError
 from service.knowledge import vocab
-from service.knowledge.store import plain
 from service.metrics import DELIVERIES_CANCELLED, DELIVERY_ATTEMPTS
 from service.runtime import Runtime
 
@@ -152,9 +150,8 @@ def send(runtime: Runtime, message: Message, client: httpx.Client) -> Outcome:
 
 def user_of(runtime: Runtime, pseudonym: str) -> str | None:
     """Return the ID of the user a pseudonym names, or None where no such user is stored (erased)."""
-    for quad in runtime.store.quads(predicate=vocab.PSEUDONYM, object=ox.Literal(pseudonym)):
-        return vocab.local_id(plain(quad.subject).value)
-    return None
+    user = user_by_pseudonym(runtime, pseudonym)
+    return vocab.local_id(user.value) if user is not None else None
 
 
 def requeue(runtime: Runtime, delivery_id: str) -> Message:

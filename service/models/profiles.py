@@ -30,6 +30,7 @@ import pyoxigraph as ox
 
 from service.decisions.candidates import candidate_steps
 from service.decisions.ranking import Context
+from service.decisions.subjects import user_by_pseudonym
 from service.knowledge import vocab
 from service.models.health import Sample
 from service.models.records import ModelVersion, version_name
@@ -162,10 +163,7 @@ def profile_of(runtime: Runtime, version: ModelVersion) -> TrainingProfile | Non
 
 def _user_of(runtime: Runtime, key: str) -> ox.NamedNode | None:
     """The stored user an export names: by IRI (the graph's export) or by pseudonym (the analytics log's)."""
-    if key.startswith(vocab.USER_BASE):
-        return ox.NamedNode(key)
-    found = next(iter(runtime.store.quads(predicate=vocab.PSEUDONYM, object=ox.Literal(key))), None)
-    return found.subject if found is not None and isinstance(found.subject, ox.NamedNode) else None
+    return ox.NamedNode(key) if key.startswith(vocab.USER_BASE) else user_by_pseudonym(runtime, key)
 
 
 def _per_user(edge_index: Tensor, n: int) -> list[list[int]]:
